@@ -1,0 +1,38 @@
+"""The `envkit` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from envkit import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="envkit")
+def main() -> None:
+    """A working GRPO + vLLM environment: check it, lock it, build it, train in it."""
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schema envkit.doctor/1).")
+@click.option("--facts", "facts_file", type=click.Path(dir_okay=False), help="Replay a saved facts file instead of probing.")
+@click.option("--dump-facts", type=click.Path(dir_okay=False, writable=True), help="Write the probed facts to FILE (JSON).")
+@click.option("--target", metavar="GPU", help="Check against a catalog GPU (h100, b200, gb10, ...) instead of this machine's.")
+@click.option("--target-count", default=1, show_default=True, type=click.IntRange(1, 64), help="How many target GPUs.")
+@click.option("--no-gpu", is_flag=True, help="Do not probe GPUs (image builds, CI).")
+@click.option("--explain", metavar="ID", help="Print the documentation of a check (EK301 or vllm-torch) and exit.")
+@click.option("--fix", "show_fix", is_flag=True, help="Print one pip command that repairs every package finding.")
+@click.option("--yes", is_flag=True, help="With --fix: run that command.")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
+@click.option("-v", "--verbose", is_flag=True, help="Show evidence of passing checks and the checks not applicable.")
+def doctor(as_json, facts_file, dump_facts, target, target_count, no_gpu, explain, show_fix, yes, strict, verbose) -> None:
+    """Check this machine for GRPO training with vLLM generation.
+
+    Exit codes: 0 no failure, 1 a failure (--strict: or a warning), 2 usage error.
+    """
+    from envkit.doctor import Options, run_doctor
+
+    code = run_doctor(Options(as_json, facts_file, dump_facts, target, target_count, no_gpu, explain, show_fix, yes, strict, verbose))
+    sys.exit(code)

@@ -1,0 +1,100 @@
+"""`envkit doctor`: probe (or replay) facts, run the rules, report."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import click
+
+from envkit.facts import Facts, FactsError
+from envkit.files import write_atomic
+from envkit.report import exit_code, repair_requirements, to_json
+from envkit.report.text import render
+from envkit.rules import REGISTRY, find_rule, run_rules
+
+USAGE = 2
+
+
+@dataclass(frozen=True)
+class Options:
+    as_json: bool = False
+    facts_file: str | None = None
+    dump_facts: str | None = None
+    target: str | None = None
+    target_count: int = 1
+    no_gpu: bool = False
+    explain: str | None = None
+    show_fix: bool = False
+    yes: bool = False
+    strict: bool = False
+    verbose: bool = False
+
+
+def explain(key: str) -> int:
+    found = find_rule(key)
+    if found is None:
+        known = ", ".join(f"{r.id} {r.name}" for r in sorted(REGISTRY.values(), key=lambda r: r.id))
+        click.echo(f"envkit doctor: no check {key!r}. Known checks: {known}", err=True)
+        return USAGE
+    click.echo(f"{found.id} {found.name} ({found.section})\n\n{found.doc}")
+    return 0
+
+
+def gather(options: Options) -> Facts:
+    """Facts from a file or this machine, with the target GPU applied; raises FactsError/UnknownTarget."""
+    if options.facts_file:
+        facts = Facts.load(options.facts_file)
+    else:
+        from envkit.probe import collect
+
+        facts = collect(gpus=not options.no_gpu)
+    if options.target:
+        from envkit.probe.target import with_target
+
+        facts = with_target(facts, options.target, options.target_count)
+    return facts
+
+
+def run_doctor(options: Options) -> int:
+    if options.explain:
+        return explain(options.explain)
+    if options.yes and not options.show_fix:
+        click.echo("envkit doctor: --yes only goes with --fix", err=True)
+        return USAGE
+    from envkit.probe.target import UnknownTarget
+
+    try:
+        facts = gather(options)
+    except (FactsError, UnknownTarget) as exc:
+        click.echo(f"envkit doctor: {exc}", err=True)
+        return USAGE
+    if options.dump_facts:
+        try:
+            write_atomic(options.dump_facts, facts.to_json())
+        except OSError as exc:
+            click.echo(f"envkit doctor: cannot write {options.dump_facts}: {exc.strerror}", err=True)
+            return USAGE
+    findings = run_rules(facts)
+    if options.show_fix:
+        return _repair(findings, options.yes)
+    if options.as_json:
+        click.echo(json.dumps(to_json(findings, facts, options.strict), indent=2))
+    else:
+        click.echo(render(findings, facts, options.verbose))
+    return exit_code(findings, options.strict)
+
+
+def _repair(findings, run: bool) -> int:
+    requirements = repair_requirements(findings)
+    if not requirements:
+        click.echo("nothing to repair: no package finding has a pip fix")
+        return 0
+    command = [sys.executable, "-m", "pip", "install", *requirements]
+    click.echo(shlex.join(command))
+    if not run:
+        return 0
+    return subprocess.run(command, check=False).returncode

@@ -1,0 +1,252 @@
+"""Regenerate matrix.json from the package index's metadata (PEP 691 JSON + PEP 658 .metadata).
+
+Only the small core-metadata files are fetched, never wheels, so a full refresh
+is a few hundred HTTP requests of a few kB each.  Requirements are kept only
+where they point at another package of the stack: that is what compatibility
+questions need, and it keeps the file reviewable as a diff.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from email.parser import HeaderParser
+from functools import cache
+from typing import Callable
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+DEFAULT_INDEX = "https://pypi.org/simple"
+# Oldest release worth knowing per package; older ones predate GRPO support.
+FLOORS = {
+    "vllm": "0.10.2",
+    "trl": "0.18.0",
+    "torch": "2.6.0",
+    "transformers": "4.52.0",
+    "peft": "0.15.0",
+    "accelerate": "1.4.0",
+    "datasets": "3.4.0",
+    "bitsandbytes": "0.45.0",
+    "torchao": "0.13.0",
+    "unsloth": "2025.11.1",
+    "unsloth_zoo": "2025.11.1",
+}
+STACK = set(FLOORS) | {"triton", "torchvision", "torchaudio", "flashinfer-python", "xformers", "deepspeed"}
+STACK_NAMES = {canonicalize_name(name) for name in STACK}
+# Wheel tags preferred when a release has several files: the metadata of a
+# Linux x86_64 wheel is what an image installs.
+PREFERRED = ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64", "none-any", "linux_x86_64")
+
+
+class RefreshError(RuntimeError):
+    """The index could not be reached or answered something unusable."""
+
+
+@cache
+def _context() -> ssl.SSLContext:
+    # Honour pip's CA bundle so corporate proxies work the same for both.
+    cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE")
+    return ssl.create_default_context(cafile=cafile)
+
+
+def _get(url: str, tries: int = 3, **headers: str) -> bytes:
+    """GET with a few retries on network faults (a registry answer such as 404 is final)."""
+    request = urllib.request.Request(url, headers=headers)
+    for attempt in range(tries):
+        try:
+            with urllib.request.urlopen(request, context=_context(), timeout=30) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            raise RefreshError(f"{url}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            if attempt == tries - 1:
+                reason = getattr(exc, "reason", exc)
+                raise RefreshError(f"cannot reach {url}: {reason}") from None
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+class _RemoteFile(io.RawIOBase):
+    """A seekable view of a remote file through HTTP range requests.
+
+    Used when an index serves no PEP 658 ``.metadata`` for a wheel: zipfile
+    reads the central directory and METADATA, a few kB of a wheel of any size.
+    """
+
+    def __init__(self, url: str, size: int):
+        self.url, self.size, self.position = url, size, 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = base + offset
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        end = min(self.position + len(buffer), self.size)
+        if end <= self.position:
+            return 0
+        data = _get(self.url, Range=f"bytes={self.position}-{end - 1}")
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
+def _core_metadata(file: dict) -> str:
+    try:
+        return _get(file["url"] + ".metadata").decode("utf-8", "replace")
+    except RefreshError as exc:
+        if "HTTP 404" not in str(exc) or not file.get("size"):
+            raise
+    remote = io.BufferedReader(_RemoteFile(file["url"], file["size"]), buffer_size=64 * 1024)
+    with zipfile.ZipFile(remote) as wheel:
+        name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+        return wheel.read(name).decode("utf-8", "replace")
+
+
+def release_files(index: str, package: str) -> dict[str, list[dict]]:
+    """Files per final release of a package, newest last."""
+    raw = _get(f"{index.rstrip('/')}/{canonicalize_name(package)}/", Accept="application/vnd.pypi.simple.v1+json")
+    try:
+        files = json.loads(raw)["files"]
+    except (ValueError, KeyError):
+        raise RefreshError(f"{index}: no PEP 691 JSON for {package}") from None
+    floor = Version(FLOORS.get(package, "0"))
+    releases: dict[str, list[dict]] = {}
+    for file in files:
+        if file.get("yanked") or not file["filename"].endswith(".whl"):
+            continue
+        try:
+            version = Version(file["filename"].split("-")[1])
+        except InvalidVersion:
+            continue
+        if version.is_prerelease or version.is_devrelease or version.local or version < floor:
+            continue
+        releases.setdefault(str(version), []).append(file)
+    return dict(sorted(releases.items(), key=lambda item: Version(item[0])))
+
+
+def _pick(files: list[dict]) -> dict:
+    for tag in PREFERRED:
+        for file in files:
+            if tag in file["filename"]:
+                return file
+    return files[0]
+
+
+def release_record(file: dict) -> dict:
+    """The matrix entry of one release from its wheel's core metadata."""
+    headers = HeaderParser().parsestr(_core_metadata(file))
+    requires: dict[str, set[str]] = {}
+    vllm_extra: set[str] = set()
+    for line in headers.get_all("Requires-Dist") or []:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        name = canonicalize_name(req.name)
+        if name not in STACK_NAMES:
+            continue
+        marker = str(req.marker) if req.marker else ""
+        spec = str(req.specifier) or "*"
+        if 'extra == "vllm"' in marker and name == "vllm":
+            vllm_extra.add(spec)  # TRL's supported vLLM window
+        elif "extra ==" not in marker:
+            requires.setdefault(name, set()).add(spec)
+    record = {
+        "requires_python": headers.get("Requires-Python") or "",
+        "requires": {k: ",".join(sorted(v)) for k, v in sorted(requires.items())},
+        "uploaded": (file.get("upload-time") or "")[:10],
+    }
+    if vllm_extra:
+        record["vllm_extra"] = ",".join(sorted(vllm_extra))
+    cuda = _cuda_of_torch_requirements(headers.get_all("Requires-Dist") or [])
+    if cuda:
+        record["cuda"] = cuda
+    return record
+
+
+def _cuda_of_torch_requirements(lines: list[str]) -> str | None:
+    """torch's default Linux wheel pins its CUDA runtime: cuda-toolkit==13.0.2 or nvidia-cuda-runtime-cu12==12.8.90."""
+    for line in lines:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        if name in ("cuda-toolkit", "nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime", "nvidia-cuda-runtime-cu13"):
+            for spec in req.specifier:
+                if spec.operator == "==":
+                    major, minor = spec.version.split(".")[:2]
+                    return f"{major}.{minor}"
+    return None
+
+
+def refresh(
+    packages: list[str],
+    index: str = DEFAULT_INDEX,
+    progress: Callable[[int, int, str], None] | None = None,
+    workers: int = 16,
+) -> dict:
+    """Build the matrix document for ``packages`` from ``index``."""
+    with ThreadPoolExecutor(workers) as pool:
+        listings = dict(zip(packages, pool.map(lambda p: release_files(index, p), packages)))
+        jobs = [(p, v, _pick(files)) for p, releases in listings.items() for v, files in releases.items()]
+        done = 0
+        matrix: dict[str, dict[str, dict]] = {p: {} for p in packages}
+
+        def fetch(job):
+            return job, release_record(job[2])
+
+        for (package, version, _), record in pool.map(fetch, jobs):
+            matrix[package][version] = record
+            done += 1
+            if progress:
+                progress(done, len(jobs), f"{package} {version}")
+    return {
+        "about": "Generated by `envkit matrix refresh` from the index's core metadata; do not edit by hand.",
+        "source": index,
+        "generated": date.today().isoformat(),
+        "packages": matrix,
+    }
+
+
+def diff(old: dict, new: dict) -> list[str]:
+    """Human-readable lines of what a refresh changed."""
+    lines = []
+    old_packages, new_packages = old.get("packages", {}), new.get("packages", {})
+    for package in sorted(set(old_packages) | set(new_packages)):
+        before, after = old_packages.get(package, {}), new_packages.get(package, {})
+        for version in sorted(set(after) - set(before), key=Version):
+            lines.append(f"+ {package} {version}")
+        for version in sorted(set(before) - set(after), key=Version):
+            lines.append(f"- {package} {version}")
+        for version in sorted(set(before) & set(after), key=Version):
+            if before[version] != after[version]:
+                lines.append(f"~ {package} {version}")
+    return lines
+
+
+def main() -> None:  # pragma: no cover - convenience for `python -m envkit.knowledge.refresh`
+    doc = refresh(sorted(FLOORS), progress=lambda i, n, what: print(f"[{i}/{n}] {what}", file=sys.stderr))
+    print(json.dumps(doc, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

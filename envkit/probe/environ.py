@@ -1,0 +1,31 @@
+"""Environment variables that change how the stack behaves; secrets only as set/unset."""
+
+from __future__ import annotations
+
+import re
+
+WATCHED = (
+    "TRITON_DISABLE_PDL",
+    "UNSLOTH_VLLM_STANDBY",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+    "CUDA_HOME",
+    "NCCL_P2P_DISABLE",
+    "NCCL_IB_DISABLE",
+)
+WATCHED_PREFIXES = ("VLLM_",)
+SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
+# Names that look like credentials are masked even under a watched prefix.
+SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+SET = "<set>"
+
+
+def probe_env(environ: dict[str, str]) -> dict[str, str]:
+    seen = {}
+    for name, value in environ.items():
+        if name in WATCHED or name.startswith(WATCHED_PREFIXES):
+            seen[name] = SET if SECRET_NAME.search(name) else value
+    for name in SECRETS:
+        seen[name] = SET if environ.get(name) else "<unset>"
+    return dict(sorted(seen.items()))

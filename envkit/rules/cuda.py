@@ -1,0 +1,116 @@
+"""Driver & CUDA rules: driver vs torch's CUDA, torch's kernels vs the GPU, vLLM's CUDA vs torch's."""
+
+from __future__ import annotations
+
+from packaging.version import Version
+
+from envkit.facts import Facts
+from envkit.knowledge import cuda_table
+from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
+from envkit.rules.gpus import cc_tuple, describe
+
+CPU_TORCH_FIX = "pip install --force-reinstall torch==<version>  (PyPI's Linux wheel is the CUDA build; a +cpu build has no GPU support)"
+
+
+def _driver_floor(cuda: str) -> str | None:
+    return cuda_table()["min_driver"].get(cuda)
+
+
+@rule("EK201", "driver-cuda", "driver")
+def driver_cuda(facts: Facts) -> Outcome:
+    """The driver supports the CUDA version torch was built with.
+
+    PyTorch wheels bundle their CUDA runtime, but the kernel driver must be at
+    least the one that CUDA release needs (NVIDIA's driver table).  A driver of
+    the same CUDA major but older minor works through minor-version
+    compatibility, without PTX JIT: a warning.  An older major fails at
+    `torch.cuda.is_available()`.  Fix: upgrade the driver, or install a torch
+    built for an older CUDA (the PyTorch index's cuXYZ variants).
+    """
+    torch = facts.package("torch")
+    if not torch:
+        return skip("torch not installed")
+    if not torch.cuda:
+        if facts.visible_gpus():
+            return fail(f"torch {torch.version} is a CPU build", "torch/version.py: cuda = None", CPU_TORCH_FIX)
+        return skip(f"torch {torch.version} is a CPU build and there is no GPU")
+    floor = _driver_floor(torch.cuda)
+    need = f"CUDA {torch.cuda} needs driver >= {floor}" if floor else f"CUDA {torch.cuda}"
+    driver = facts.driver
+    if facts.target or not driver.version:
+        return skip(f"driver not known; {need}", f"torch {torch.version}")
+    have = Version(driver.version)
+    evidence = f"torch {torch.version} (CUDA {torch.cuda}); driver {driver.version}" + (
+        f" (CUDA {driver.cuda_version})" if driver.cuda_version else ""
+    )
+    if floor and have >= Version(floor):
+        return ok(f"driver {driver.version} runs CUDA {torch.cuda}", evidence)
+    if driver.cuda_version and Version(driver.cuda_version) >= Version(torch.cuda):
+        return ok(f"driver {driver.version} runs CUDA {torch.cuda}", evidence)
+    major = torch.cuda.split(".")[0]
+    compat = cuda_table()["minor_compat_driver"].get(major)
+    fix = f"upgrade the NVIDIA driver to >= {floor or compat}, or install torch built for CUDA {driver.cuda_version or 'your driver'}"
+    if compat and have >= Version(compat):
+        return warn(f"driver {driver.version} runs CUDA {torch.cuda} only through minor-version compatibility", evidence, fix)
+    return fail(f"driver {driver.version} is too old for CUDA {torch.cuda}", evidence, fix)
+
+
+@rule("EK202", "torch-arch", "driver")
+def torch_arch(facts: Facts) -> Outcome:
+    """torch's CUDA build ships kernels for this GPU's architecture.
+
+    Each PyTorch CUDA variant is compiled for a list of architectures (cu126
+    stops at sm_90; cu128 adds sm_100/sm_120; CUDA 13 drops sm_50-sm_72).
+    Kernels for sm_X.Y run on sm_X.Z for Z >= Y.  Missing kernels mean
+    "no kernel image is available for execution on the device".  Fix: install
+    torch from the variant that covers the GPU.
+    """
+    torch = facts.package("torch")
+    gpus = [g for g in facts.visible_gpus() if g.cc]
+    if not torch or not torch.cuda or not gpus:
+        return skip("needs a CUDA torch and a GPU")
+    arches = cuda_table()["torch_arches"].get(torch.cuda)
+    if arches is None:
+        return warn(f"architectures of torch's CUDA {torch.cuda} build unknown", f"torch {torch.version}",
+                    "check torch.cuda.get_arch_list() and refresh envkit's knowledge")
+    uncovered = [g for g in gpus if not _covered(g.cc, arches)]
+    evidence = f"torch {torch.version} ships sm_{', sm_'.join(a.replace('.', '') for a in arches)}"
+    if uncovered:
+        variants = [c for c, a in cuda_table()["torch_arches"].items() if all(_covered(g.cc, a) for g in uncovered)]
+        hint = f"a torch built for CUDA {_either(variants)}" if variants else "a newer torch"
+        return fail(f"torch has no kernels for {describe(uncovered[0])}", evidence, f"install {hint}")
+    return ok(f"torch has kernels for {describe(gpus[0])}", evidence)
+
+
+def _either(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def _covered(cc: tuple[int, int], arches: list[str]) -> bool:
+    return any(a[0] == cc[0] and a[1] <= cc[1] for a in map(cc_tuple, arches))
+
+
+@rule("EK203", "vllm-cuda", "driver")
+def vllm_cuda(facts: Facts) -> Outcome:
+    """vLLM's compiled extensions and torch use the same CUDA major.
+
+    Read from the `libcudart.so.N` that vLLM's `.so` files link (ELF
+    DT_NEEDED), without importing vLLM.  A CUDA-13 vLLM beside a CUDA-12 torch
+    fails at import with an undefined symbol or a missing libcudart.  Fix:
+    install the vLLM wheel built for torch's CUDA (or the torch vLLM pins).
+    """
+    vllm, torch = facts.package("vllm"), facts.package("torch")
+    if not vllm or not torch or not torch.cuda:
+        return skip("needs vllm and a CUDA torch")
+    if not vllm.cudart_needed:
+        return skip("vLLM's extensions link no libcudart (statically linked or not found)")
+    majors = {lib.rsplit(".so.", 1)[-1].split(".")[0] for lib in vllm.cudart_needed}
+    torch_major = torch.cuda.split(".")[0]
+    evidence = f"vllm {vllm.version} links {', '.join(vllm.cudart_needed)}; torch {torch.version} is CUDA {torch.cuda}"
+    if majors != {torch_major}:
+        return fail(
+            "vLLM and torch are built for different CUDA majors",
+            evidence,
+            f"install the vllm wheel built for CUDA {torch_major}, or the torch that vllm {vllm.version} pins",
+        )
+    return ok(f"vLLM and torch both use CUDA {torch_major}", evidence)

@@ -1,0 +1,229 @@
+"""Package rules: the version windows the installed packages declare about each other."""
+
+from __future__ import annotations
+
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from envkit.facts import Facts
+from envkit.knowledge import matrix
+from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
+from envkit.rules.requirements import installed_version, requirement_on, requirements, satisfied
+
+# Pairs that a dedicated rule explains; the generic requirement check leaves them to it.
+EXPLAINED = {
+    "vllm": {"torch", "transformers"},
+    "unsloth": {"trl", "transformers", "datasets"},
+    "unsloth-zoo": {"trl", "transformers", "datasets"},
+}
+UNSLOTH_WINDOWS = ("trl", "transformers", "datasets")
+
+
+def trl_vllm_window(facts: Facts) -> SpecifierSet | None:
+    trl = facts.package("trl")
+    req = trl and requirement_on(trl, "vllm", facts, extra="vllm")
+    return req.specifier if req else None
+
+
+def _vllm_choice(facts: Facts) -> tuple[str | None, str]:
+    """The newest vLLM that fits the installed torch and TRL's window, and what it fits."""
+    torch, trl = facts.package("torch"), facts.package("trl")
+    window = trl_vllm_window(facts)
+    if not torch:
+        releases = [v for v, _ in matrix.releases("vllm") if window is None or window.contains(v)]
+        return (str(releases[0]) if releases else None), f"trl {trl.version}'s window" if trl else "the latest"
+    fitting = matrix.vllm_fitting(torch.version, window)
+    fits = f"torch {torch.version}" + (f" and trl {trl.version}" if trl and window is not None else "")
+    return (str(fitting[0]) if fitting else None), fits
+
+
+TRAINING_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
+
+
+@rule("EK300", "train-stack", "packages")
+def train_stack(facts: Facts) -> Outcome:
+    """The training stack (torch, transformers, trl, peft, accelerate, datasets) is installed.
+
+    envkit itself stays light; `envkit train` needs the `train` extra, which
+    also brings vLLM on Linux.  Fix: pip install 'envkit[train]', or use the
+    envkit image.
+    """
+    missing = [name for name in TRAINING_STACK if not facts.package(name)]
+    if missing:
+        return warn(f"training stack incomplete: {', '.join(missing)} missing", "", "pip install 'envkit[train]'  (or use the envkit image)")
+    versions = ", ".join(f"{n} {facts.package(n).version}" for n in TRAINING_STACK)
+    return ok("training stack installed", versions)
+
+
+@rule("EK301", "vllm-torch", "packages")
+def vllm_torch(facts: Facts) -> Outcome:
+    """The installed torch is the one vLLM pins.
+
+    Every vLLM release pins one exact torch (vllm 0.26.0: torch==2.11.0), read
+    here from the installed vllm's own metadata.  A different torch fails at
+    import (undefined symbols in vllm._C).  Fix: install the vLLM release built
+    for your torch (from envkit's matrix), or the torch vLLM pins.
+    """
+    vllm, torch = facts.package("vllm"), facts.package("torch")
+    if not vllm:
+        return skip("vllm not installed")
+    req = requirement_on(vllm, "torch", facts)
+    if req is None:
+        return skip(f"vllm {vllm.version} declares no torch requirement")
+    pin = f"torch{req.specifier}"
+    if not torch:
+        return fail(f"vllm {vllm.version} needs {pin}; torch is not installed", "", f"pip install '{pin}'", (pin,))
+    evidence = f"vllm {vllm.version} requires {pin}; torch {torch.version} installed"
+    if satisfied(req, torch.version):
+        return ok(f"torch {torch.version} matches vllm {vllm.version}", evidence)
+    choice, fits = _vllm_choice(facts)
+    if choice:
+        return fail(
+            f"vllm {vllm.version} is built for {pin}, not torch {torch.version}",
+            evidence,
+            f"pip install vllm=={choice}  (fits {fits}); or keep vllm and pip install '{pin}'",
+            (f"vllm=={choice}",),
+        )
+    return fail(f"vllm {vllm.version} is built for {pin}, not torch {torch.version}", evidence, f"pip install '{pin}'", (pin,))
+
+
+@rule("EK302", "vllm-transformers", "packages")
+def vllm_transformers(facts: Facts) -> Outcome:
+    """transformers lies inside the window vLLM declares.
+
+    vLLM excludes transformers releases it cannot load models with (vllm
+    0.22.0: !=5.0.*...!=5.4.*, vllm 0.26.0: >=5.5.3).  Fix: install the newest
+    transformers inside that window.
+    """
+    vllm = facts.package("vllm")
+    if not vllm:
+        return skip("vllm not installed")
+    req = requirement_on(vllm, "transformers", facts)
+    have = installed_version(facts, "transformers")
+    if req is None or not have:
+        return skip("no transformers requirement to check" if req is None else "transformers not installed")
+    evidence = f"vllm {vllm.version} requires transformers{req.specifier}; transformers {have} installed"
+    if satisfied(req, have):
+        return ok(f"transformers {have} fits vllm {vllm.version}", evidence)
+    newest = next((str(v) for v, _ in matrix.releases("transformers") if req.specifier.contains(v)), None)
+    target = f"transformers=={newest}" if newest else f"transformers{req.specifier}"
+    return fail(f"transformers {have} is outside vllm {vllm.version}'s window", evidence, f"pip install '{target}'", (target,))
+
+
+@rule("EK303", "trl-vllm", "packages")
+def trl_vllm(facts: Facts) -> Outcome:
+    """vLLM lies inside the window TRL supports.
+
+    TRL declares the vLLM versions it supports in its `vllm` extra (TRL 1.16.0:
+    vllm>=0.22.0,<=0.31.0) and re-checks them at import.  The fix names the
+    newest vLLM inside that window whose torch pin matches the installed torch.
+    """
+    trl = facts.package("trl")
+    if not trl:
+        return skip("trl not installed")
+    window = trl_vllm_window(facts)
+    if window is None:
+        return skip(f"trl {trl.version} declares no vllm extra")
+    vllm = facts.package("vllm")
+    choice, fits = _vllm_choice(facts)
+    fix = f"pip install vllm=={choice}  (fits {fits})" if choice else _no_fit_fix(facts, window)
+    requirements_ = (f"vllm=={choice}",) if choice else ()
+    if not vllm:
+        return warn(f"vllm not installed: TRL will generate with model.generate", f"trl {trl.version} supports vllm{window}", fix, requirements_)
+    evidence = f"trl {trl.version} supports vllm{window}; vllm {vllm.version} installed"
+    if window.contains(Version(vllm.version), prereleases=True):
+        return ok(f"vllm {vllm.version} is inside trl {trl.version}'s window", evidence)
+    return fail(f"vllm {vllm.version} is outside trl {trl.version}'s window {window}", evidence, fix, requirements_)
+
+
+def _no_fit_fix(facts: Facts, window: SpecifierSet) -> str:
+    torch = facts.package("torch")
+    newest = next((str(v) for v, _ in matrix.releases("vllm") if window.contains(v)), None)
+    pin = newest and matrix.torch_pinned_by(newest)
+    have = f"torch {torch.version}" if torch else "no torch"
+    if newest and pin:
+        return f"no vllm in {window} is built for {have}: pip install vllm=={newest} torch=={pin}"
+    return f"no known vllm fits {window} and {have}; refresh the matrix (envkit matrix refresh)"
+
+
+@rule("EK304", "requirements", "packages")
+def stack_requirements(facts: Facts) -> Outcome:
+    """Every stack package's own requirements are installed and satisfied (pip check).
+
+    Computed from the Requires-Dist of the installed stack packages and the
+    versions of every installed distribution, markers evaluated for the
+    machine in the facts.  A conflicting version fails; a missing dependency
+    warns (often an optional kernel package, but imports may break).  Pairs
+    explained by a dedicated rule (vllm/torch, vllm/transformers,
+    unsloth/trl...) are left to it.
+    """
+    conflicts, missing = [], []
+    for name, package in sorted(facts.packages.items()):
+        skip_deps = EXPLAINED.get(canonicalize_name(name), set())
+        for req in requirements(package, facts):
+            dep = canonicalize_name(req.name)
+            if dep in skip_deps:
+                continue
+            have = installed_version(facts, dep)
+            if have is None:
+                missing.append((f"{name} {package.version} needs {req.name}{req.specifier} (missing)", req))
+            elif not satisfied(req, have):
+                conflicts.append((f"{name} {package.version} needs {req.name}{req.specifier}, have {have}", req))
+    checked = len(facts.packages)
+    if not checked:
+        return skip("no stack package installed")
+    if conflicts:
+        return fail(
+            f"{len(conflicts)} requirement conflict(s) among the stack",
+            _listing(conflicts + missing),
+            "pip install " + " ".join(f"'{r.name}{r.specifier}'" for _, r in conflicts),
+            tuple(f"{r.name}{r.specifier}" for _, r in conflicts),
+        )
+    if missing:
+        return warn(
+            f"{len(missing)} requirement(s) of the stack not installed",
+            _listing(missing),
+            "pip install " + " ".join(f"'{r.name}{r.specifier}'" for _, r in missing),
+            tuple(f"{r.name}{r.specifier}" for _, r in missing),
+        )
+    return ok(f"requirements of {checked} stack package(s) satisfied")
+
+
+def _listing(items: list[tuple[str, object]], limit: int = 6) -> str:
+    lines = [text for text, _ in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"... and {len(items) - limit} more")
+    return "; ".join(lines)
+
+
+@rule("EK305", "unsloth-windows", "packages")
+def unsloth_windows(facts: Facts) -> Outcome:
+    """Unsloth's declared trl / transformers / datasets windows hold.
+
+    Unsloth patches TRL and transformers internals, so each release caps them
+    (unsloth 2026.10.9: trl<=1.15.0, datasets<5.0.0): it cannot sit beside TRL
+    1.16 or datasets 5.x.  Fix: install the versions inside its window, or an
+    Unsloth release that supports yours.
+    """
+    present = [n for n in ("unsloth", "unsloth_zoo") if facts.package(n)]
+    if not present:
+        return skip("unsloth not installed")
+    broken = []
+    for name in present:
+        package = facts.package(name)
+        for dep in UNSLOTH_WINDOWS:
+            req = requirement_on(package, dep, facts)
+            have = installed_version(facts, dep)
+            if req and have and not satisfied(req, have):
+                broken.append((f"{name} {package.version} needs {dep}{req.specifier}, have {have}", req))
+    versions = ", ".join(f"{n} {facts.package(n).version}" for n in present)
+    if broken:
+        fixes = tuple(dict.fromkeys(f"{r.name}{r.specifier}" for _, r in broken))
+        return fail(
+            "Unsloth's version windows are not met",
+            _listing(broken),
+            "pip install " + " ".join(f"'{f}'" for f in fixes) + "  (or upgrade unsloth unsloth_zoo)",
+            fixes,
+        )
+    return ok(f"{versions}: trl, transformers and datasets inside their windows")

@@ -1,0 +1,65 @@
+"""Evaluate a package's Requires-Dist against the facts, as pip would, without pip."""
+
+from __future__ import annotations
+
+from packaging.markers import UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from envkit.facts import Facts, Package
+
+SYS_PLATFORM = {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}
+
+
+def marker_environment(facts: Facts, extra: str = "") -> dict[str, str]:
+    """PEP 508 marker variables of the machine the facts describe (not this interpreter)."""
+    host = facts.host
+    return {
+        "python_version": ".".join(host.python.split(".")[:2]),
+        "python_full_version": host.python,
+        "platform_system": host.os,
+        "platform_machine": host.arch,
+        "sys_platform": SYS_PLATFORM.get(host.os, host.os.lower()),
+        "os_name": "nt" if host.os == "Windows" else "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "platform_release": host.kernel,
+        "extra": extra,
+    }
+
+
+def requirements(package: Package, facts: Facts, extra: str = "") -> list[Requirement]:
+    """The requirements that apply here; with ``extra``, only those of that extra."""
+    environment = marker_environment(facts, extra)
+    applicable = []
+    for line in package.requires:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        in_extra = req.marker is not None and "extra" in str(req.marker)
+        if in_extra != bool(extra):
+            continue
+        try:
+            if req.marker is None or req.marker.evaluate(environment):
+                applicable.append(req)
+        except UndefinedEnvironmentName:
+            continue
+    return applicable
+
+
+def requirement_on(package: Package, dependency: str, facts: Facts, extra: str = "") -> Requirement | None:
+    name = canonicalize_name(dependency)
+    return next((r for r in requirements(package, facts, extra) if canonicalize_name(r.name) == name), None)
+
+
+def satisfied(req: Requirement, version: str) -> bool:
+    try:
+        return req.specifier.contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        return False
+
+
+def installed_version(facts: Facts, name: str) -> str | None:
+    return facts.installed.get(canonicalize_name(name)) or (facts.packages[name].version if name in facts.packages else None)

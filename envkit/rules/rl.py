@@ -1,0 +1,122 @@
+"""vLLM / RL readiness: known breakages of vLLM generation inside RL training."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatch
+
+from packaging.version import Version
+
+from envkit.facts import Facts
+from envkit.knowledge import curated
+from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
+from envkit.rules.gpus import cc_major_gpus, describe
+
+
+def _vllm_version(facts: Facts) -> Version | None:
+    vllm = facts.package("vllm")
+    return Version(vllm.version) if vllm else None
+
+
+@rule("EK401", "vllm-broken-gpu", "rl")
+def vllm_broken_gpu(facts: Facts) -> Outcome:
+    """vLLM fast inference is broken on DGX Spark (GB10).
+
+    On GB10 (sm_121, unified memory) vLLM generation inside RL training fails;
+    `envkit train` falls back to `model.generate` (use_vllm=False), which is
+    several times slower per step (about 6x on a 205M model, 32x256 tokens).
+    """
+    gpus = facts.visible_gpus()
+    if not gpus:
+        return skip("no GPU to check")
+    broken = curated("vllm_broken_gpus")["gpus"]
+    bad = [g for g in gpus if g.catalog_id in broken]
+    if bad:
+        return warn(
+            f"vLLM fast inference is broken on {bad[0].catalog_id.upper()}",
+            describe(bad[0]),
+            "set vllm.enabled: false (envkit train does this by itself); generation uses model.generate",
+        )
+    return ok("no GPU with known-broken vLLM generation", ", ".join(describe(g) for g in gpus))
+
+
+@rule("EK402", "sm100-pdl", "rl")
+def sm100_pdl(facts: Facts) -> Outcome:
+    """Blackwell SM100/SM103 with vLLM < 0.15.0 needs TRITON_DISABLE_PDL=1.
+
+    vLLM's LoRA Triton kernels launch with programmatic dependent launch on
+    SM100, which breaks CUDA-graph capture; vLLM 0.15.0 fixed it.  With an
+    older vLLM set TRITON_DISABLE_PDL=1 before triton loads (envkit train does).
+    """
+    pdl = curated("pdl")
+    gpus = cc_major_gpus(facts, pdl["compute_capability_major"])
+    vllm = _vllm_version(facts)
+    if not gpus or vllm is None:
+        return skip("needs vllm on an SM100/SM103 GPU")
+    setting = f"{pdl['env']}={pdl['value']}"
+    evidence = f"{describe(gpus[0])}, vllm {vllm}, {pdl['env']}={facts.env.get(pdl['env'], '<unset>')}"
+    if vllm >= Version(pdl["vllm_fixed_in"]):
+        return ok(f"vllm {vllm} has the PDL fix ({pdl['vllm_fixed_in']}+)", evidence)
+    if facts.env.get(pdl["env"]) == pdl["value"]:
+        return ok(f"{setting} set for vllm {vllm}", evidence)
+    return fail(f"vllm {vllm} on SM100 needs {setting}", evidence, f"export {setting}  (or pip install 'vllm>={pdl['vllm_fixed_in']}')")
+
+
+@rule("EK403", "sm100-torch", "rl")
+def sm100_torch(facts: Facts) -> Outcome:
+    """vLLM on SM100 needs torch 2.9 or newer.
+
+    With torch < 2.9 vLLM aborts on Blackwell SM100 with std::bad_alloc in
+    its distributed layer.
+    """
+    need = curated("sm100_min_torch_for_vllm")
+    gpus = cc_major_gpus(facts, need["compute_capability_major"])
+    torch = facts.package("torch")
+    if not gpus or _vllm_version(facts) is None or not torch:
+        return skip("needs vllm and torch on an SM100/SM103 GPU")
+    evidence = f"{describe(gpus[0])}, torch {torch.version}"
+    if Version(torch.version).release < Version(need["min_torch"]).release:
+        return fail(f"torch {torch.version} crashes vLLM on SM100", evidence, f"pip install 'torch>={need['min_torch']}' with a matching vllm")
+    return ok(f"torch {torch.version} runs vLLM on SM100", evidence)
+
+
+@rule("EK404", "sleep-mode", "rl")
+def sleep_mode(facts: Facts) -> Outcome:
+    """vLLM sleep mode (vllm_enable_sleep_mode) can be used.
+
+    Sleep mode frees vLLM's weights and KV cache while the trainer steps.  It
+    is unusable on vLLM 0.10.x and 0.14.x, and vLLM's allocator refuses
+    `expandable_segments:True` in PYTORCH_CUDA_ALLOC_CONF.  Without it, lower
+    gpu_memory_utilization instead.
+    """
+    vllm = _vllm_version(facts)
+    if vllm is None:
+        return skip("vllm not installed")
+    broken = curated("sleep_mode_broken_vllm")["versions"]
+    conflict = curated("sleep_mode_alloc_conflict")["setting"]
+    alloc = facts.env.get("PYTORCH_CUDA_ALLOC_CONF", "")
+    if any(fnmatch(str(vllm), pattern) for pattern in broken):
+        return warn(f"sleep mode is unusable on vllm {vllm}", f"broken on {', '.join(broken)}",
+                    "keep vllm.sleep: false, or install a vllm outside those series")
+    if conflict.replace(" ", "") in alloc.replace(" ", ""):
+        return warn("expandable_segments clashes with vLLM sleep mode", f"PYTORCH_CUDA_ALLOC_CONF={alloc}",
+                    "unset PYTORCH_CUDA_ALLOC_CONF (or drop expandable_segments) when sleep mode is on")
+    return ok(f"sleep mode usable with vllm {vllm}")
+
+
+@rule("EK405", "shm", "rl")
+def shm(facts: Facts) -> Outcome:
+    """/dev/shm is large enough for vLLM and NCCL (1 GiB+).
+
+    Docker gives containers 64 MiB of /dev/shm; vLLM's shared-memory message
+    queue and NCCL need more and fail with bus errors.  Fix: run the container
+    with --ipc=host (or --shm-size=16g).
+    """
+    size = facts.host.shm_total_mib
+    if size is None:
+        return skip("/dev/shm not found")
+    floor = curated("min_shm_mib")["value"]
+    where = f"in a {facts.host.container} container" if facts.host.container else "on the host"
+    evidence = f"/dev/shm {size} MiB {where}"
+    if size < floor:
+        return fail(f"/dev/shm is only {size} MiB", evidence, "docker run --ipc=host ...  (or --shm-size=16g)")
+    return ok(f"/dev/shm {size} MiB", evidence)

@@ -1,0 +1,56 @@
+from envkit.rules import REGISTRY, Severity
+from tests.conftest import make_facts
+
+
+def check(rule_id, facts):
+    return REGISTRY[rule_id].run(facts)
+
+
+def test_driver_new_enough_for_torch_cuda():
+    facts = make_facts("h100", {"torch": "2.11.0+cu130"}, driver="580.95.05", driver_cuda="13.0")
+    assert check("EK201", facts).severity is Severity.OK
+
+
+def test_driver_too_old_for_cuda13_fails_with_floor():
+    facts = make_facts("h100", {"torch": "2.11.0+cu130"}, driver="570.133.20", driver_cuda="12.8")
+    finding = check("EK201", facts)
+    assert finding.severity is Severity.FAIL
+    assert "580.65.06" in finding.fix
+
+
+def test_minor_version_compatibility_warns():
+    facts = make_facts("h100", {"torch": "2.7.0+cu128"}, torch_cuda="12.8", driver="550.54.15", driver_cuda="12.4")
+    assert check("EK201", facts).severity is Severity.WARN
+
+
+def test_cpu_torch_with_gpu_fails():
+    facts = make_facts("h100", {"torch": "2.11.0+cpu"}, torch_cuda=None)
+    assert check("EK201", facts).severity is Severity.FAIL
+
+
+def test_target_mode_skips_driver_but_names_floor():
+    facts = make_facts("b200", {"torch": "2.11.0"})
+    facts.target = "b200"
+    finding = check("EK201", facts)
+    assert finding.severity is Severity.SKIP and "580.65.06" in finding.title
+
+
+def test_torch_arch_kernels():
+    assert check("EK202", make_facts("h100", {"torch": "2.11.0"})).severity is Severity.OK
+    # cu126 has no sm_100 kernels: a B200 needs cu128+
+    b200 = check("EK202", make_facts("b200", {"torch": "2.7.0+cu126"}, torch_cuda="12.6"))
+    assert b200.severity is Severity.FAIL and "12.8" in b200.fix
+    # CUDA 13 dropped Volta (sm_70)
+    assert check("EK202", make_facts("v100", {"torch": "2.11.0"})).severity is Severity.FAIL
+    # sm_121 (GB10) runs sm_120 kernels; sm_89 runs sm_86 kernels
+    assert check("EK202", make_facts("gb10", {"torch": "2.11.0"})).severity is Severity.OK
+    assert check("EK202", make_facts("l4", {"torch": "2.7.0+cu126"}, torch_cuda="12.6")).severity is Severity.OK
+
+
+def test_vllm_and_torch_cuda_major():
+    same = make_facts("h100", {"torch": "2.11.0", "vllm": "0.26.0"}, vllm_cudart=["libcudart.so.13"])
+    assert check("EK203", same).severity is Severity.OK
+    mixed = make_facts("h100", {"torch": "2.9.0+cu128", "vllm": "0.12.0"}, torch_cuda="12.8", vllm_cudart=["libcudart.so.13"])
+    finding = check("EK203", mixed)
+    assert finding.severity is Severity.FAIL and "libcudart.so.13" in finding.evidence
+    assert check("EK203", make_facts("h100", {"torch": "2.11.0", "vllm": "0.26.0"})).severity is Severity.SKIP

@@ -1,0 +1,83 @@
+"""Version rules over real Requires-Dist lines (tests/fixtures/metadata, recorded from the registry)."""
+
+from envkit.rules import REGISTRY, Severity
+from tests.conftest import COHERENT, make_facts
+
+
+def check(rule_id, facts):
+    return REGISTRY[rule_id].run(facts)
+
+
+def test_coherent_set_has_no_failure(coherent):
+    for rule_id in ("EK300", "EK301", "EK302", "EK303", "EK304", "EK305"):
+        assert check(rule_id, coherent).severity in (Severity.OK, Severity.SKIP), rule_id
+
+
+def test_train_stack_missing_warns():
+    finding = check("EK300", make_facts("h100", {"torch": "2.11.0"}))
+    assert finding.severity is Severity.WARN and "envkit[train]" in finding.fix
+
+
+def test_vllm_pins_exact_torch_from_metadata():
+    facts = make_facts("h100", {**COHERENT, "torch": "2.13.0"})
+    finding = check("EK301", facts)
+    assert finding.severity is Severity.FAIL
+    assert "torch==2.11.0" in finding.evidence  # read from vllm 0.26.0's metadata
+    # the fix keeps torch 2.13.0 and names a vLLM built for it inside TRL 1.16's window (0.27-0.31)
+    assert finding.requirements and finding.requirements[0].startswith("vllm==0.")
+    assert finding.requirements[0] in {f"vllm==0.{m}.{p}" for m in range(27, 32) for p in range(3)}
+
+
+def test_vllm_transformers_window():
+    ok = make_facts("h100", {"vllm": "0.22.0", "transformers": "5.5.3"})
+    assert check("EK302", ok).severity is Severity.OK
+    # vllm 0.22.0 excludes transformers 5.0-5.4
+    bad = check("EK302", make_facts("h100", {"vllm": "0.22.0", "transformers": "5.2.0"}))
+    assert bad.severity is Severity.FAIL and "5.2.0" in bad.evidence
+    assert bad.requirements and bad.requirements[0].startswith("transformers==")
+
+
+def test_trl_vllm_window_fix_names_a_version_fitting_torch():
+    facts = make_facts("h100", {"trl": "1.16.0", "vllm": "0.12.0", "torch": "2.11.0+cu130"})
+    finding = check("EK303", facts)
+    assert finding.severity is Severity.FAIL
+    assert ">=0.22.0" in finding.title and "<=0.31.0" in finding.title
+    assert "vllm==0.26.0" in finding.fix  # newest vLLM in 0.22-0.31 that pins torch 2.11.0
+    assert finding.requirements == ("vllm==0.26.0",)
+
+
+def test_trl_vllm_inside_window_ok_and_missing_vllm_warns():
+    assert check("EK303", make_facts("h100", {"trl": "1.16.0", "vllm": "0.26.0", "torch": "2.11.0"})).severity is Severity.OK
+    missing = check("EK303", make_facts("h100", {"trl": "1.16.0", "torch": "2.11.0"}))
+    assert missing.severity is Severity.WARN and missing.requirements == ("vllm==0.26.0",)
+
+
+def test_trl_window_without_any_vllm_for_this_torch():
+    finding = check("EK303", make_facts("h100", {"trl": "0.24.0", "vllm": "0.26.0", "torch": "2.11.0"}))
+    assert finding.severity is Severity.FAIL
+    assert "vllm==0.10.2 torch==2.8.0" in finding.fix  # TRL 0.24 supports only vllm 0.10.2, built for torch 2.8.0
+
+
+def test_requirements_conflict_fails_and_missing_warns(coherent):
+    coherent.installed["numpy"] = "1.20.0"  # trl 1.16 needs numpy>=1.26.0
+    finding = check("EK304", coherent)
+    assert finding.severity is Severity.FAIL and "numpy>=1.26.0" in finding.evidence
+    del coherent.installed["numpy"]
+    assert check("EK304", coherent).severity is Severity.WARN
+
+
+def test_requirements_markers_follow_the_facts_platform(coherent):
+    # torch's cuda-toolkit requirement applies on Linux only
+    coherent.host.os = "Darwin"
+    del coherent.installed["cuda-toolkit"]
+    assert check("EK304", coherent).severity is Severity.OK
+
+
+def test_unsloth_cannot_sit_beside_trl_116():
+    facts = make_facts("h100", {"unsloth": "2026.10.9", "unsloth_zoo": "2026.10.9", "trl": "1.16.0", "datasets": "5.2.0", "transformers": "5.17.0"})
+    finding = check("EK305", facts)
+    assert finding.severity is Severity.FAIL
+    assert "trl<=1.15.0" in finding.evidence.replace("!=0.19.0,", "").replace(",>=0.18.2", "") or "<=1.15.0" in finding.evidence
+    assert "datasets" in finding.evidence
+    fitting = make_facts("h100", {"unsloth": "2026.10.9", "trl": "1.15.0", "datasets": "4.3.0", "transformers": "5.17.0"})
+    assert check("EK305", fitting).severity is Severity.OK

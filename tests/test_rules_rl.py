@@ -1,0 +1,39 @@
+from envkit.rules import REGISTRY, Severity
+from tests.conftest import make_facts
+
+
+def check(rule_id, facts):
+    return REGISTRY[rule_id].run(facts)
+
+
+def test_gb10_falls_back_to_generate():
+    finding = check("EK401", make_facts("gb10"))
+    assert finding.severity is Severity.WARN and "vllm.enabled: false" in finding.fix
+    assert check("EK401", make_facts("h100")).severity is Severity.OK
+
+
+def test_sm100_pdl():
+    old = {"vllm": "0.12.0", "torch": "2.9.0"}
+    assert check("EK402", make_facts("b200", old)).severity is Severity.FAIL
+    assert check("EK402", make_facts("b200", old, env={"TRITON_DISABLE_PDL": "1"})).severity is Severity.OK
+    fixed = check("EK402", make_facts("b200", {"vllm": "0.26.0"}))
+    assert fixed.severity is Severity.OK and "0.15.0" in fixed.title
+    assert check("EK402", make_facts("h100", old)).severity is Severity.SKIP
+
+
+def test_sm100_old_torch_crashes_vllm():
+    assert check("EK403", make_facts("b200", {"vllm": "0.10.2", "torch": "2.8.0"})).severity is Severity.FAIL
+    assert check("EK403", make_facts("b200", {"vllm": "0.26.0", "torch": "2.11.0"})).severity is Severity.OK
+
+
+def test_sleep_mode():
+    assert check("EK404", make_facts("h100", {"vllm": "0.26.0"})).severity is Severity.OK
+    assert check("EK404", make_facts("h100", {"vllm": "0.14.1"})).severity is Severity.WARN
+    clash = make_facts("h100", {"vllm": "0.26.0"}, env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"})
+    assert check("EK404", clash).severity is Severity.WARN
+
+
+def test_small_shm_in_container():
+    finding = check("EK405", make_facts(container="docker", shm_mib=64))
+    assert finding.severity is Severity.FAIL and "--ipc=host" in finding.fix
+    assert check("EK405", make_facts(container="docker", shm_mib=16384)).severity is Severity.OK
