@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from envkit.cli import main
 from envkit.facts import SCHEMA, Facts
-from tests.conftest import make_facts
+from tests.conftest import FIXTURES, make_facts
 
 
 @pytest.fixture
@@ -26,6 +26,18 @@ def test_replay_coherent_set_exits_zero(runner, tmp_path, coherent):
     assert result.exit_code == 0, result.output
     assert "checks passed" in result.output.splitlines()[-2]
     assert "Packages" in result.output and "Hardware" in result.output
+
+
+def test_replay_of_the_real_h100_snapshot(runner):
+    """Facts dumped on the H100 test machine with vLLM 0.26 + TRL 1.16 (tests/fixtures/facts)."""
+    result = runner.invoke(main, ["doctor", "--json", "--facts", str(FIXTURES / "facts" / "h100-vllm0.26-trl1.16.json")])
+    doc = json.loads(result.output)
+    by_id = {f["id"]: f for f in doc["findings"]}
+    assert result.exit_code == 0 and doc["summary"]["failed"] == 0
+    assert doc["facts"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+    assert by_id["EK301"]["severity"] == by_id["EK303"]["severity"] == by_id["EK203"]["severity"] == "ok"
+    # that machine's numba 0.68 / setuptools 81 differ from vllm's pins: pip check complains, vLLM runs
+    assert by_id["EK304"]["severity"] == "warn" and "numba==0.65.0" in by_id["EK304"]["evidence"]
 
 
 def test_failure_exits_one_and_shows_fix(runner, tmp_path):

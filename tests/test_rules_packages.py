@@ -58,12 +58,21 @@ def test_trl_window_without_any_vllm_for_this_torch():
     assert "vllm==0.10.2 torch==2.8.0" in finding.fix  # TRL 0.24 supports only vllm 0.10.2, built for torch 2.8.0
 
 
-def test_requirements_conflict_fails_and_missing_warns(coherent):
+def test_requirements_conflict_between_stack_packages_fails(coherent):
+    coherent.installed["flashinfer-python"] = "0.5.3"  # vllm 0.26.0 pins flashinfer-python==0.6.14
+    finding = check("EK304", coherent)
+    assert finding.severity is Severity.FAIL and "flashinfer-python==0.6.14" in finding.evidence
+    assert finding.requirements == ("flashinfer-python==0.6.14",)
+
+
+def test_requirements_conflict_outside_the_stack_and_missing_warn(coherent):
     coherent.installed["numpy"] = "1.20.0"  # trl 1.16 needs numpy>=1.26.0
     finding = check("EK304", coherent)
-    assert finding.severity is Severity.FAIL and "numpy>=1.26.0" in finding.evidence
+    assert finding.severity is Severity.WARN and "numpy>=1.26.0" in finding.evidence
+    assert "1 conflict(s) outside the stack" in finding.title
     del coherent.installed["numpy"]
-    assert check("EK304", coherent).severity is Severity.WARN
+    missing = check("EK304", coherent)
+    assert missing.severity is Severity.WARN and "not installed" in missing.title
 
 
 def test_requirements_markers_follow_the_facts_platform(coherent):

@@ -13,6 +13,26 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 
+# The packages of the RL training stack: probed with their metadata, and the
+# ones whose mutual version conflicts break imports.
+STACK = (
+    "torch",
+    "vllm",
+    "trl",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "bitsandbytes",
+    "triton",
+    "torchao",
+    "flashinfer-python",
+    "xformers",
+    "deepspeed",
+    "unsloth",
+    "unsloth_zoo",
+)
+
 
 @cache
 def load(name: str) -> dict:

@@ -1,5 +1,8 @@
 """Read the DT_NEEDED entries of an ELF shared object without loading it.
 
+The file is memory-mapped: vLLM's extensions are hundreds of MB and only the
+headers and the dynamic section are touched.
+
 vLLM's compiled extensions name the CUDA runtime they were built against
 (``libcudart.so.12`` or ``.13``); reading that tells a CUDA-12 vLLM beside a
 CUDA-13 torch apart before the import fails.  pyelftools would do it, but this
@@ -8,6 +11,7 @@ is forty lines and keeps the doctor free of dependencies.
 
 from __future__ import annotations
 
+import mmap
 import struct
 
 DT_NEEDED, DT_STRTAB = 1, 5
@@ -17,12 +21,13 @@ PT_DYNAMIC, PT_LOAD = 2, 1
 def needed_libraries(path: str) -> list[str]:
     """The DT_NEEDED names of a 64- or 32-bit ELF file; [] when it is not ELF."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _needed(data) if data[:4] == b"\x7fELF" else []
+    except (OSError, ValueError, struct.error):  # unreadable, empty or truncated
         return []
-    if data[:4] != b"\x7fELF":
-        return []
+
+
+def _needed(data: mmap.mmap) -> list[str]:
     is64 = data[4] == 2
     order = "<" if data[5] == 1 else ">"
     word, addr = ("Q", "Q") if is64 else ("I", "I")
@@ -53,7 +58,7 @@ def needed_libraries(path: str) -> list[str]:
     strtab = _file_offset(segments, strtab_vaddr)
     if strtab is None:
         return []
-    return [data[strtab + n : data.index(b"\0", strtab + n)].decode() for n in needed]
+    return [data[strtab + n : data.find(b"\0", strtab + n)].decode() for n in needed]
 
 
 def _file_offset(segments, vaddr: int | None) -> int | None:

@@ -10,25 +10,9 @@ from importlib import metadata
 from packaging.utils import canonicalize_name
 
 from envkit.facts import Package
+from envkit.knowledge import STACK
 from envkit.probe.elf import needed_libraries
 
-STACK = (
-    "torch",
-    "vllm",
-    "trl",
-    "transformers",
-    "peft",
-    "accelerate",
-    "datasets",
-    "bitsandbytes",
-    "triton",
-    "torchao",
-    "flashinfer-python",
-    "xformers",
-    "deepspeed",
-    "unsloth",
-    "unsloth_zoo",
-)
 
 
 def probe_packages(names: tuple[str, ...] = STACK) -> dict[str, Package]:
@@ -80,10 +64,9 @@ def _torch_cuda(dist: metadata.Distribution) -> str | None:
 
 
 def _cudart_needed(dist: metadata.Distribution) -> list[str]:
+    """libcudart.so.N linked by vLLM's top-level extensions (vllm/_C.abi3.so, vllm/_moe_C.abi3.so ...)."""
     libraries = set()
     for file in dist.files or []:
-        if file.name.endswith(".so") and file.parts[0] == "vllm":
-            for lib in needed_libraries(str(dist.locate_file(file))):
-                if lib.startswith("libcudart.so"):
-                    libraries.add(lib)
+        if len(file.parts) == 2 and file.parts[0] == "vllm" and file.name.endswith(".so"):
+            libraries.update(lib for lib in needed_libraries(str(dist.locate_file(file))) if lib.startswith("libcudart.so"))
     return sorted(libraries)

@@ -7,7 +7,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import matrix
+from envkit.knowledge import STACK, matrix
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.requirements import installed_version, requirement_on, requirements, satisfied
 
@@ -153,8 +153,10 @@ def stack_requirements(facts: Facts) -> Outcome:
 
     Computed from the Requires-Dist of the installed stack packages and the
     versions of every installed distribution, markers evaluated for the
-    machine in the facts.  A conflicting version fails; a missing dependency
-    warns (often an optional kernel package, but imports may break).  Pairs
+    machine in the facts.  A conflict between stack packages (torch, vllm,
+    transformers, triton, flashinfer...) fails: those break imports.  A
+    conflict on any other dependency (setuptools, numba...) and a missing
+    dependency warn: pip check would complain, imports usually work.  Pairs
     explained by a dedicated rule (vllm/torch, vllm/transformers,
     unsloth/trl...) are left to it.
     """
@@ -173,21 +175,30 @@ def stack_requirements(facts: Facts) -> Outcome:
     checked = len(facts.packages)
     if not checked:
         return skip("no stack package installed")
-    if conflicts:
-        return fail(
-            f"{len(conflicts)} requirement conflict(s) among the stack",
-            _listing(conflicts + missing),
-            "pip install " + " ".join(f"'{r.name}{r.specifier}'" for _, r in conflicts),
-            tuple(f"{r.name}{r.specifier}" for _, r in conflicts),
+    stack = {canonicalize_name(n) for n in STACK} | {"torchvision", "torchaudio"}
+    breaking = [item for item in conflicts if canonicalize_name(item[1].name) in stack]
+    problems = conflicts + missing
+    repair = _merged(r for _, r in (breaking or problems))
+    fix = "pip install " + " ".join(f"'{r}'" for r in repair)
+    if breaking:
+        return fail(f"{len(breaking)} version conflict(s) between stack packages", _listing(breaking + problems), fix, repair)
+    if problems:
+        title = ", ".join(
+            part for part in (f"{len(conflicts)} conflict(s) outside the stack" if conflicts else "",
+                              f"{len(missing)} requirement(s) not installed" if missing else "") if part
         )
-    if missing:
-        return warn(
-            f"{len(missing)} requirement(s) of the stack not installed",
-            _listing(missing),
-            "pip install " + " ".join(f"'{r.name}{r.specifier}'" for _, r in missing),
-            tuple(f"{r.name}{r.specifier}" for _, r in missing),
-        )
+        return warn(title, _listing(problems), fix, repair)
     return ok(f"requirements of {checked} stack package(s) satisfied")
+
+
+def _merged(reqs) -> tuple[str, ...]:
+    """One requirement per package, the specifiers of all its mentions intersected."""
+    merged: dict[str, tuple[str, SpecifierSet]] = {}
+    for req in reqs:
+        key = canonicalize_name(req.name)
+        name, spec = merged.get(key, (req.name, SpecifierSet()))
+        merged[key] = (name, spec & req.specifier)
+    return tuple(f"{name}{spec}" for name, spec in merged.values())
 
 
 def _listing(items: list[tuple[str, object]], limit: int = 6) -> str:
