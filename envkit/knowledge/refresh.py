@@ -1,7 +1,9 @@
-"""Regenerate matrix.json from the package index's metadata (PEP 691 JSON + PEP 658 .metadata).
+"""Regenerate matrix.json from the package index's metadata (PEP 691 JSON listing + each wheel's METADATA).
 
-Only the small core-metadata files are fetched, never wheels, so a full refresh
-is a few hundred HTTP requests of a few kB each.  Requirements are kept only
+No wheel is downloaded: one HTTP range request fetches the tail of a wheel,
+where its dist-info lives.  (PEP 658 ``.metadata`` files would do too, but
+proxies and mirrors often lack them; a tail works against any index that
+serves files.)  Requirements are kept only
 where they point at another package of the stack: that is what compatibility
 questions need, and it keeps the file reviewable as a diff.
 """
@@ -77,15 +79,21 @@ def _get(url: str, tries: int = 3, **headers: str) -> bytes:
     raise AssertionError("unreachable")
 
 
-class _RemoteFile(io.RawIOBase):
-    """A seekable view of a remote file through HTTP range requests.
+TAIL_BYTES = 512 * 1024
 
-    Used when an index serves no PEP 658 ``.metadata`` for a wheel: zipfile
-    reads the central directory and METADATA, a few kB of a wheel of any size.
+
+class _RemoteFile(io.RawIOBase):
+    """A seekable view of a remote wheel through HTTP range requests.
+
+    A wheel's dist-info and central directory are written last, so one request
+    for its tail usually holds everything zipfile reads to get METADATA; the
+    rare read before the tail costs one more request.
     """
 
     def __init__(self, url: str, size: int):
         self.url, self.size, self.position = url, size, 0
+        self.tail_start = max(0, size - TAIL_BYTES)
+        self.tail = _get(url, Range=f"bytes={self.tail_start}-{size - 1}")
 
     def seekable(self) -> bool:
         return True
@@ -105,20 +113,20 @@ class _RemoteFile(io.RawIOBase):
         end = min(self.position + len(buffer), self.size)
         if end <= self.position:
             return 0
-        data = _get(self.url, Range=f"bytes={self.position}-{end - 1}")
+        if self.position >= self.tail_start:
+            data = self.tail[self.position - self.tail_start : end - self.tail_start]
+        else:
+            data = _get(self.url, Range=f"bytes={self.position}-{end - 1}")
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)
 
 
 def _core_metadata(file: dict) -> str:
-    try:
+    """METADATA of a wheel: from the wheel's tail (one request), or PEP 658 when its size is unknown."""
+    if not file.get("size"):
         return _get(file["url"] + ".metadata").decode("utf-8", "replace")
-    except RefreshError as exc:
-        if "HTTP 404" not in str(exc) or not file.get("size"):
-            raise
-    remote = io.BufferedReader(_RemoteFile(file["url"], file["size"]), buffer_size=64 * 1024)
-    with zipfile.ZipFile(remote) as wheel:
+    with zipfile.ZipFile(_RemoteFile(file["url"], file["size"])) as wheel:
         name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
         return wheel.read(name).decode("utf-8", "replace")
 
@@ -202,7 +210,7 @@ def refresh(
     packages: list[str],
     index: str = DEFAULT_INDEX,
     progress: Callable[[int, int, str], None] | None = None,
-    workers: int = 16,
+    workers: int = 32,
 ) -> dict:
     """Build the matrix document for ``packages`` from ``index``."""
     with ThreadPoolExecutor(workers) as pool:
