@@ -36,3 +36,7 @@ def doctor(as_json, facts_file, dump_facts, target, target_count, no_gpu, explai
 
     code = run_doctor(Options(as_json, facts_file, dump_facts, target, target_count, no_gpu, explain, show_fix, yes, strict, verbose))
     sys.exit(code)
+
+
+# Further commands register here, one line each; their modules import only click at the top
+# so `envkit doctor` stays fast.
