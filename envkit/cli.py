@@ -40,3 +40,6 @@ def doctor(as_json, facts_file, dump_facts, target, target_count, no_gpu, explai
 
 # Further commands register here, one line each; their modules import only click at the top
 # so `envkit doctor` stays fast.
+from envkit.matrix.cli import matrix  # noqa: E402
+
+main.add_command(matrix)

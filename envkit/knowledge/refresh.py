@@ -29,21 +29,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-DEFAULT_INDEX = "https://pypi.org/simple"
-# Oldest release worth knowing per package; older ones predate GRPO support.
-FLOORS = {
-    "vllm": "0.10.2",
-    "trl": "0.18.0",
-    "torch": "2.6.0",
-    "transformers": "4.52.0",
-    "peft": "0.15.0",
-    "accelerate": "1.4.0",
-    "datasets": "3.4.0",
-    "bitsandbytes": "0.45.0",
-    "torchao": "0.13.0",
-    "unsloth": "2025.11.1",
-    "unsloth_zoo": "2025.11.1",
-}
+from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
+
 STACK = set(FLOORS) | {"triton", "torchvision", "torchaudio", "flashinfer-python", "xformers", "deepspeed"}
 STACK_NAMES = {canonicalize_name(name) for name in STACK}
 # Wheel tags preferred when a release has several files: the metadata of a

@@ -7,7 +7,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import STACK, matrix
+from envkit.knowledge import STACK
+from envkit.knowledge.matrix import Matrix
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.requirements import installed_version, requirement_on, requirements, satisfied
 
@@ -31,9 +32,9 @@ def _vllm_choice(facts: Facts) -> tuple[str | None, str]:
     torch, trl = facts.package("torch"), facts.package("trl")
     window = trl_vllm_window(facts)
     if not torch:
-        releases = [v for v, _ in matrix.releases("vllm") if window is None or window.contains(v)]
+        releases = [v for v, _ in Matrix.shipped().releases("vllm") if window is None or window.contains(v)]
         return (str(releases[0]) if releases else None), f"trl {trl.version}'s window" if trl else "the latest"
-    fitting = matrix.vllm_fitting(torch.version, window)
+    fitting = Matrix.shipped().vllm_fitting(torch.version, window)
     fits = f"torch {torch.version}" + (f" and trl {trl.version}" if trl and window is not None else "")
     return (str(fitting[0]) if fitting else None), fits
 
@@ -106,7 +107,7 @@ def vllm_transformers(facts: Facts) -> Outcome:
     evidence = f"vllm {vllm.version} requires transformers{req.specifier}; transformers {have} installed"
     if satisfied(req, have):
         return ok(f"transformers {have} fits vllm {vllm.version}", evidence)
-    newest = next((str(v) for v, _ in matrix.releases("transformers") if req.specifier.contains(v)), None)
+    newest = next((str(v) for v, _ in Matrix.shipped().releases("transformers") if req.specifier.contains(v)), None)
     target = f"transformers=={newest}" if newest else f"transformers{req.specifier}"
     return fail(f"transformers {have} is outside vllm {vllm.version}'s window", evidence, f"pip install '{target}'", (target,))
 
@@ -139,8 +140,8 @@ def trl_vllm(facts: Facts) -> Outcome:
 
 def _no_fit_fix(facts: Facts, window: SpecifierSet) -> str:
     torch = facts.package("torch")
-    newest = next((str(v) for v, _ in matrix.releases("vllm") if window.contains(v)), None)
-    pin = newest and matrix.torch_pinned_by(newest)
+    newest = next((str(v) for v, _ in Matrix.shipped().releases("vllm") if window.contains(v)), None)
+    pin = newest and Matrix.shipped().torch_pinned_by(newest)
     have = f"torch {torch.version}" if torch else "no torch"
     if newest and pin:
         return f"no vllm in {window} is built for {have}: pip install vllm=={newest} torch=={pin}"

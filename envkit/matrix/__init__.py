@@ -1,0 +1,1 @@
+"""`envkit matrix`: show what releases declare, and solve for a coherent stack."""

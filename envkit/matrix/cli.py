@@ -1,0 +1,109 @@
+"""`envkit matrix refresh|show|solve`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from envkit.knowledge import HERE
+from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
+
+
+@click.group()
+def matrix() -> None:
+    """Version knowledge from the packages' own metadata."""
+
+
+@matrix.command()
+@click.option("--index-url", default=DEFAULT_INDEX, show_default=True, help="A PEP 691 (JSON simple API) index.")
+@click.option("--package", "packages", multiple=True, type=click.Choice(sorted(FLOORS)), help="Refresh only these (repeatable).")
+@click.option("--output", type=click.Path(dir_okay=False), default=str(HERE / "matrix.json"), show_default=True)
+def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
+    """Regenerate the matrix from the index and show what changed."""
+    from envkit.files import write_atomic
+    from envkit.knowledge.refresh import RefreshError, diff
+    from envkit.knowledge.refresh import refresh as build
+
+    try:
+        with open(output) as handle:
+            old = json.load(handle)
+    except (OSError, ValueError):
+        old = {"packages": {}}
+    wanted = list(packages) or sorted(FLOORS)
+    with click.progressbar(length=1, label="reading release metadata", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.length = total
+            bar.update(1, what)
+
+        try:
+            new = build(wanted, index_url, progress)
+        except RefreshError as exc:
+            raise click.ClickException(f"{exc}. Check the network, or pass --index-url for a reachable mirror.") from None
+    if packages:  # a partial refresh keeps the other packages as they were
+        new["packages"] = {**old.get("packages", {}), **new["packages"]}
+    changes = diff(old, new)
+    write_atomic(output, json.dumps(new, indent=1, sort_keys=True) + "\n")
+    click.echo("\n".join(changes) if changes else "no changes")
+    click.echo(f"{sum(map(len, new['packages'].values()))} releases of {len(new['packages'])} packages -> {output}")
+
+
+@matrix.command()
+@click.argument("package")
+@click.argument("version", required=False)
+def show(package: str, version: str | None) -> None:
+    """What PACKAGE's releases (or one VERSION) declare about the stack."""
+    from envkit.knowledge.matrix import Matrix
+
+    table = Matrix.shipped()
+    releases = table.releases(package)
+    if not releases:
+        raise click.UsageError(f"no package {package!r} in the matrix; known: {', '.join(sorted(table.doc['packages']))}")
+    if version:
+        rec = table.record(package, version)
+        if rec is None:
+            raise click.UsageError(f"{package} {version} is not in the matrix; newest known: {releases[0][0]}")
+        releases = [(version, rec)]
+    for ver, rec in releases:
+        extra = f"  vllm extra: {rec['vllm_extra']}" if rec.get("vllm_extra") else ""
+        cuda = f"  CUDA {rec['cuda']}" if rec.get("cuda") else ""
+        needs = ", ".join(f"{k}{'' if v == '*' else v}" for k, v in rec["requires"].items())
+        click.echo(f"{package} {ver}  ({rec['uploaded']}, Python {rec['requires_python'] or 'any'}){cuda}{extra}")
+        if needs:
+            click.echo(f"    requires {needs}")
+
+
+@matrix.command()
+@click.option("--trl", help="A version (1.16.0) or specifier (>=1.14).")
+@click.option("--vllm", help="A version or specifier.")
+@click.option("--torch", help="A version or specifier.")
+@click.option("--target", metavar="GPU", help="A catalog GPU (h100, b200, gb10, ...).")
+@click.option("--python", default="3.12", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def solve(trl, vllm, torch, target, python, as_json) -> None:
+    """The newest coherent torch/vllm/trl/transformers/peft/bitsandbytes set, or why none exists."""
+    from envkit.matrix.solve import Constraints, NoSolution
+    from envkit.matrix.solve import solve as find
+    from envkit.probe.target import UnknownTarget, resolve_target
+
+    try:
+        constraints = Constraints(trl, vllm, torch, resolve_target(target) if target else None, python)
+        solution = find(constraints)
+    except UnknownTarget as exc:
+        raise click.UsageError(str(exc)) from None
+    except NoSolution as exc:
+        shown = exc.reasons[:5] + ([f"... and {len(exc.reasons) - 5} more"] if len(exc.reasons) > 5 else [])
+        if as_json:
+            click.echo(json.dumps({"solution": None, "reasons": exc.reasons}, indent=2))
+        else:
+            click.echo("no coherent set:\n  " + "\n  ".join(shown), err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps({"solution": solution.versions, "cuda": solution.cuda, "notes": solution.notes}, indent=2))
+        return
+    click.echo(" ".join(solution.requirements()))
+    click.echo(f"torch's default wheel is built for CUDA {solution.cuda}", err=True)
+    for note in solution.notes:
+        click.echo(f"note: {note}", err=True)

@@ -1,0 +1,147 @@
+"""Find the newest coherent stack (torch, vllm, trl, transformers, peft, bitsandbytes) under constraints.
+
+The search walks TRL releases newest first, then the vLLM releases inside the
+TRL's `vllm` extra, takes the torch each vLLM pins, and fills the rest with the
+newest release whose declared requirements admit the chosen ones.  Every
+rejection is recorded, so "no solution" comes with the exact reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from envkit.knowledge import cuda_table, curated, gpu_catalog
+from envkit.knowledge.matrix import Matrix, spec
+
+
+@dataclass(frozen=True)
+class Constraints:
+    trl: str | None = None
+    vllm: str | None = None
+    torch: str | None = None
+    target: str | None = None  # catalog GPU key
+    python: str = "3.12"
+
+    def of(self, package: str) -> SpecifierSet:
+        """A bare version means ==version; otherwise a specifier (">=0.27,<0.30")."""
+        text = getattr(self, package)
+        if not text:
+            return SpecifierSet()
+        return SpecifierSet(f"=={text}") if text[0].isdigit() else spec(text)
+
+
+@dataclass
+class Solution:
+    versions: dict[str, str]
+    cuda: str | None
+    notes: list[str] = field(default_factory=list)
+
+    def requirements(self) -> list[str]:
+        return [f"{name}=={version}" for name, version in self.versions.items()]
+
+
+class NoSolution(Exception):
+    def __init__(self, reasons: list[str]):
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+def _cc(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    return int(major), int(minor or 0)
+
+
+def _gpu_covered(cuda: str | None, cc: tuple[int, int]) -> bool:
+    arches = cuda_table()["torch_arches"].get(cuda or "", [])
+    return any(a[0] == cc[0] and a[1] <= cc[1] for a in map(_cc, arches))
+
+
+def _python_ok(rec: dict, python: str) -> bool:
+    return spec(rec.get("requires_python")).contains(python + ".0", prereleases=True)
+
+
+def _newest(matrix: Matrix, package: str, accept) -> str | None:
+    return next((str(v) for v, rec in matrix.releases(package) if accept(v, rec)), None)
+
+
+def solve(constraints: Constraints, matrix: Matrix | None = None) -> Solution:
+    matrix = matrix or Matrix.shipped()
+    reasons: list[str] = []
+    gpu = gpu_catalog()[constraints.target] if constraints.target else None
+    cc = _cc(gpu["compute_capability"]) if gpu else None
+    if cc and cc < _cc(curated("vllm_min_compute_capability")["value"]):
+        raise NoSolution([f"{constraints.target} (sm_{gpu['compute_capability'].replace('.', '')}) is below vLLM's minimum compute capability"])
+    trls = [(v, r) for v, r in matrix.releases("trl") if constraints.of("trl").contains(v, prereleases=True)]
+    if not trls:
+        raise NoSolution([f"no trl release matches {constraints.trl}"])
+    for trl_version, trl_rec in trls:
+        if not _python_ok(trl_rec, constraints.python):
+            reasons.append(f"trl {trl_version} needs Python {trl_rec['requires_python']}")
+            continue
+        window = spec(trl_rec.get("vllm_extra"))
+        wanted = constraints.of("vllm")
+        vllms = [v for v, _ in matrix.releases("vllm") if wanted.contains(v, prereleases=True) and window.contains(v, prereleases=True)]
+        if not vllms:
+            asked = f"vllm {constraints.vllm} is" if constraints.vllm else "no known vllm is"
+            reasons.append(f"{asked} outside trl {trl_version}'s window {window or '(none declared)'}")
+        for vllm_version in vllms:
+            found = _complete(matrix, constraints, cc, str(trl_version), str(vllm_version), reasons)
+            if found:
+                return found
+    raise NoSolution(list(dict.fromkeys(reasons)))
+
+
+def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: list[str]) -> Solution | None:
+    torch = matrix.torch_pinned_by(vllm)
+    if torch is None or matrix.record("torch", torch) is None:
+        reasons.append(f"vllm {vllm} pins a torch the matrix does not know ({torch})")
+        return None
+    if not c.of("torch").contains(torch, prereleases=True):
+        reasons.append(f"vllm {vllm} pins torch=={torch}, not {c.torch}")
+        return None
+    cuda = matrix.record("torch", torch).get("cuda")
+    if cc and not _gpu_covered(cuda, cc):
+        reasons.append(f"torch {torch} (CUDA {cuda}) ships no kernels for {c.target}")
+        return None
+    need = curated("sm100_min_torch_for_vllm")
+    if cc and cc[0] == need["compute_capability_major"] and Version(torch) < Version(need["min_torch"]):
+        reasons.append(f"torch {torch} crashes vLLM on {c.target} (needs >= {need['min_torch']})")
+        return None
+    transformers = _newest(
+        matrix, "transformers",
+        lambda v, rec: matrix.requirement("vllm", vllm, "transformers").contains(v)
+        and matrix.requirement("trl", trl, "transformers").contains(v) and _python_ok(rec, c.python),
+    )
+    if transformers is None:
+        reasons.append(f"no transformers fits both vllm {vllm} and trl {trl}")
+        return None
+    admits = lambda package: lambda v, rec: (  # noqa: E731 - a small predicate factory
+        spec(rec["requires"].get("torch")).contains(torch, prereleases=True)
+        and spec(rec["requires"].get("transformers")).contains(transformers, prereleases=True)
+        and _python_ok(rec, c.python)
+    )
+    versions = {"torch": torch, "vllm": vllm, "trl": trl, "transformers": transformers}
+    for package in ("peft", "bitsandbytes"):
+        chosen = _newest(matrix, package, admits(package))
+        if chosen:
+            versions[package] = chosen
+    return Solution(versions, cuda, _notes(matrix, c, trl, vllm))
+
+
+def _notes(matrix: Matrix, c: Constraints, trl: str, vllm: str) -> list[str]:
+    notes = []
+    window = spec(matrix.record("trl", trl).get("vllm_extra"))
+    if not any(s.operator in ("<", "<=", "==") for s in window):
+        trl_date, vllm_date = matrix.record("trl", trl)["uploaded"], matrix.record("vllm", vllm)["uploaded"]
+        if vllm_date > trl_date:
+            notes.append(f"trl {trl} declares vllm{window} with no upper bound; vllm {vllm} came out after it (untested pairing)")
+    if c.target in curated("vllm_broken_gpus")["gpus"]:
+        notes.append(f"vLLM generation is broken on {c.target}: train with vllm.enabled: false (model.generate)")
+    pdl = curated("pdl")
+    cc = _cc(gpu_catalog()[c.target]["compute_capability"]) if c.target else None
+    if cc and cc[0] == pdl["compute_capability_major"] and Version(vllm) < Version(pdl["vllm_fixed_in"]):
+        notes.append(f"set {pdl['env']}={pdl['value']} (vllm {vllm} < {pdl['vllm_fixed_in']} on SM100)")
+    return notes

@@ -1,0 +1,187 @@
+"""`envkit matrix`: the shipped matrix, the solver over a recorded matrix, refresh against a local index."""
+
+import io
+import json
+import threading
+import zipfile
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from click.testing import CliRunner
+from packaging.version import Version
+
+from envkit.cli import main
+from envkit.knowledge import load
+from envkit.knowledge.matrix import Matrix
+from envkit.knowledge.refresh import RefreshError, diff, refresh
+from envkit.matrix.solve import Constraints, NoSolution, solve
+from tests.conftest import FIXTURES
+
+RECORDED = Matrix(json.loads((FIXTURES / "matrix-2026-11-23.json").read_text()))
+
+
+def test_shipped_matrix_is_generated_and_covers_the_windows():
+    doc = load("matrix")
+    assert "envkit matrix refresh" in doc["about"] and doc["generated"] and doc["source"]
+    vllm = [Version(v) for v in doc["packages"]["vllm"]]
+    trl = [Version(v) for v in doc["packages"]["trl"]]
+    assert min(vllm) == Version("0.10.2") and max(vllm) >= Version("0.33.0")
+    assert min(trl) == Version("0.18.0") and max(trl) >= Version("1.16.0")
+    assert doc["packages"]["vllm"]["0.26.0"]["requires"]["torch"] == "==2.11.0"
+    assert doc["packages"]["trl"]["1.16.0"]["vllm_extra"] == "<=0.31.0,>=0.22.0"
+    assert doc["packages"]["torch"]["2.11.0"]["cuda"] == "13.0"
+
+
+def test_trl_116_with_torch_211_gives_vllm_022_to_026():
+    found = solve(Constraints(trl="1.16.0", torch="2.11.0"), RECORDED)
+    assert Version("0.22.0") <= Version(found.versions["vllm"]) <= Version("0.26.0")
+    assert found.versions["torch"] == "2.11.0" and found.cuda == "13.0"
+    assert {"transformers", "peft", "bitsandbytes"} <= set(found.versions)
+    # the chosen transformers sits inside vllm's window (vllm 0.26.0: >=5.5.3)
+    assert RECORDED.requirement("vllm", found.versions["vllm"], "transformers").contains(found.versions["transformers"])
+
+
+def test_trl_116_with_torch_213_gives_vllm_027_to_031():
+    found = solve(Constraints(trl="1.16.0", torch="2.13.0"), RECORDED)
+    assert Version("0.27.0") <= Version(found.versions["vllm"]) <= Version("0.31.0")
+
+
+def test_vllm_033_with_trl_116_has_no_solution_naming_the_window():
+    with pytest.raises(NoSolution) as err:
+        solve(Constraints(vllm="0.33.0", trl="1.16.0"), RECORDED)
+    assert err.value.reasons == ["vllm 0.33.0 is outside trl 1.16.0's window <=0.31.0,>=0.22.0"]
+
+
+def test_target_gpu_constraints():
+    with pytest.raises(NoSolution, match="below vLLM's minimum"):
+        solve(Constraints(target="p100"), RECORDED)
+    with pytest.raises(NoSolution, match="crashes vLLM on b200"):
+        solve(Constraints(target="b200", trl="0.24.0"), RECORDED)  # only vllm 0.10.2 -> torch 2.8.0
+    gb10 = solve(Constraints(target="gb10"), RECORDED)
+    assert any("broken on gb10" in note for note in gb10.notes)
+
+
+def test_open_ended_trl_window_is_flagged():
+    found = solve(Constraints(torch="2.14.0"), RECORDED)
+    assert any("no upper bound" in note for note in found.notes)
+
+
+def test_solve_cli(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(main, ["matrix", "solve", "--trl", "1.16.0", "--torch", "2.11.0"])
+    assert ok.exit_code == 0 and "vllm==0.26.0" in ok.output and "trl==1.16.0" in ok.output
+    none = runner.invoke(main, ["matrix", "solve", "--trl", "1.16.0", "--vllm", "0.33.0", "--json"])
+    assert none.exit_code == 1 and json.loads(none.output)["solution"] is None
+    assert runner.invoke(main, ["matrix", "solve", "--target", "h1000"]).exit_code == 2
+
+
+def test_show_cli():
+    runner = CliRunner()
+    one = runner.invoke(main, ["matrix", "show", "vllm", "0.26.0"])
+    assert one.exit_code == 0 and "torch==2.11.0" in one.output
+    assert runner.invoke(main, ["matrix", "show", "nosuch"]).exit_code == 2
+    assert runner.invoke(main, ["matrix", "show", "vllm", "9.9.9"]).exit_code == 2
+
+
+def test_diff_lines():
+    old = {"packages": {"trl": {"1.15.0": {"a": 1}, "1.16.0": {"a": 1}}}}
+    new = {"packages": {"trl": {"1.16.0": {"a": 2}, "1.17.0": {"a": 1}}}}
+    assert diff(old, new) == ["+ trl 1.17.0", "- trl 1.15.0", "~ trl 1.16.0"]
+
+
+# --- refresh against an index served on loopback -------------------------------------------------
+
+
+def _wheel(name: str, version: str, requires: list[str], padding: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        wheel.writestr(f"{name}/big.bin", b"\0" * padding)  # pushes the dist-info past the first range
+        meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.10\n"
+        wheel.writestr(f"{name}-{version}.dist-info/METADATA", meta + "".join(f"Requires-Dist: {r}\n" for r in requires))
+    return buffer.getvalue()
+
+
+class _Index(BaseHTTPRequestHandler):
+    """A PEP 691 index with no PEP 658 files, serving wheels with Range support."""
+
+    files: dict[str, bytes] = {}
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        host = f"http://127.0.0.1:{self.server.server_port}"
+        if self.path == "/simple/vllm/":
+            listing = [{"filename": n, "url": f"{host}/files/{n}", "size": len(b), "yanked": False,
+                        "upload-time": "2026-11-01T00:00:00Z", "hashes": {}} for n, b in self.files.items()]
+            return self._send(200, json.dumps({"name": "vllm", "files": listing}).encode())
+        data = self.files.get(self.path.rsplit("/", 1)[-1])
+        if data is None:
+            return self._send(404, b"")
+        start, _, end = self.headers.get("Range", "bytes=0-").removeprefix("bytes=").partition("-")
+        start, end = int(start), int(end) if end else len(data) - 1
+        return self._send(206, data[start : end + 1])
+
+    def _send(self, code: int, body: bytes):
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def local_index():
+    _Index.files = {
+        "vllm-0.26.0-cp38-abi3-manylinux_2_28_x86_64.whl": _wheel("vllm", "0.26.0", ["torch==2.11.0", "transformers>=5.5.3", "numpy"], 10),
+        "vllm-0.27.0-cp38-abi3-manylinux_2_28_x86_64.whl": _wheel("vllm", "0.27.0", ["torch==2.13.0"], 2_000_000),
+        "vllm-0.9.0-cp38-abi3-manylinux_2_28_x86_64.whl": _wheel("vllm", "0.9.0", ["torch==2.6.0"], 10),  # below the floor
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/simple"
+    server.shutdown()
+
+
+def test_refresh_reads_metadata_from_wheel_tails(local_index):
+    doc = refresh(["vllm"], local_index)
+    assert sorted(doc["packages"]["vllm"]) == ["0.26.0", "0.27.0"]
+    assert doc["packages"]["vllm"]["0.26.0"]["requires"] == {"torch": "==2.11.0", "transformers": ">=5.5.3"}
+    assert doc["packages"]["vllm"]["0.27.0"]["requires"] == {"torch": "==2.13.0"}
+
+
+def test_refresh_cli_writes_and_diffs(local_index, tmp_path):
+    out = tmp_path / "matrix.json"
+    out.write_text(json.dumps({"packages": {"vllm": {"0.26.0": {}}}}))
+    result = CliRunner().invoke(main, ["matrix", "refresh", "--index-url", local_index, "--package", "vllm", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "+ vllm 0.27.0" in result.output and "~ vllm 0.26.0" in result.output
+    assert json.loads(out.read_text())["packages"]["vllm"]["0.27.0"]["requires"]["torch"] == "==2.13.0"
+
+
+def test_refresh_without_network_fails_clearly_and_keeps_the_file(tmp_path):
+    out = tmp_path / "matrix.json"
+    out.write_text("{}")
+    result = CliRunner().invoke(main, ["matrix", "refresh", "--index-url", "http://127.0.0.1:9/simple", "--package", "trl", "--output", str(out)])
+    assert result.exit_code == 1
+    assert "cannot reach" in result.output and "--index-url" in result.output and "Traceback" not in result.output
+    assert out.read_text() == "{}"
+    with pytest.raises(RefreshError):
+        refresh(["trl"], "http://127.0.0.1:9/simple")
+
+
+def _registry_reachable() -> bool:
+    try:
+        refresh.__globals__["_get"]("https://pypi.org/simple/peft/", tries=1, Accept="application/vnd.pypi.simple.v1+json")
+        return True
+    except RefreshError:
+        return False
+
+
+@pytest.mark.network
+def test_real_refresh_of_a_few_packages():
+    if not _registry_reachable():
+        pytest.skip("the package registry (pypi.org) is not reachable from here")
+    doc = refresh(["peft", "trl"])
+    assert "0.21.0" in doc["packages"]["peft"] and "torch" in doc["packages"]["peft"]["0.21.0"]["requires"]
+    assert doc["packages"]["trl"]["1.16.0"]["vllm_extra"] == "<=0.31.0,>=0.22.0"
