@@ -22,19 +22,21 @@ def main() -> None:
 @click.option("--target", metavar="GPU", help="Check against a catalog GPU (h100, b200, gb10, ...) instead of this machine's.")
 @click.option("--target-count", default=1, show_default=True, type=click.IntRange(1, 64), help="How many target GPUs.")
 @click.option("--no-gpu", is_flag=True, help="Do not probe GPUs (image builds, CI).")
+@click.option("--section", "sections", multiple=True, type=click.Choice(["hardware", "driver", "packages", "rl"]),
+              help="Run only the checks of this section (repeatable); e.g. packages in an image build.")
 @click.option("--explain", metavar="ID", help="Print the documentation of a check (EK301 or vllm-torch) and exit.")
 @click.option("--fix", "show_fix", is_flag=True, help="Print one pip command that repairs every package finding.")
 @click.option("--yes", is_flag=True, help="With --fix: run that command.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("-v", "--verbose", is_flag=True, help="Show evidence of passing checks and the checks not applicable.")
-def doctor(as_json, facts_file, dump_facts, target, target_count, no_gpu, explain, show_fix, yes, strict, verbose) -> None:
+def doctor(as_json, facts_file, dump_facts, target, target_count, no_gpu, sections, explain, show_fix, yes, strict, verbose) -> None:
     """Check this machine for GRPO training with vLLM generation.
 
     Exit codes: 0 no failure, 1 a failure (--strict: or a warning), 2 usage error.
     """
     from envkit.doctor import Options, run_doctor
 
-    code = run_doctor(Options(as_json, facts_file, dump_facts, target, target_count, no_gpu, explain, show_fix, yes, strict, verbose))
+    code = run_doctor(Options(as_json, facts_file, dump_facts, target, target_count, no_gpu, explain, show_fix, yes, strict, verbose, sections))
     sys.exit(code)
 
 

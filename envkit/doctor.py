@@ -32,6 +32,7 @@ class Options:
     yes: bool = False
     strict: bool = False
     verbose: bool = False
+    sections: tuple[str, ...] = ()
 
 
 def explain(key: str) -> int:
@@ -78,7 +79,7 @@ def run_doctor(options: Options) -> int:
         except OSError as exc:
             click.echo(f"envkit doctor: cannot write {options.dump_facts}: {exc.strerror}", err=True)
             return USAGE
-    findings = run_rules(facts)
+    findings = [f for f in run_rules(facts) if not options.sections or f.section in options.sections]
     if options.show_fix:
         return _repair(findings, options.yes)
     if options.as_json:

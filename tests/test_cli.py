@@ -170,3 +170,12 @@ def test_this_machine_without_gpu_says_so(runner):
 def test_unwritable_dump_path(runner, tmp_path):
     result = runner.invoke(main, ["doctor", "--no-gpu", "--dump-facts", str(tmp_path / "no" / "such" / "dir.json")])
     assert result.exit_code == 2 and "cannot write" in result.output
+
+
+def test_section_limits_the_checks(runner, tmp_path):
+    facts = make_facts(gpus=None, packages={"trl": "1.16.0", "vllm": "0.26.0", "torch": "2.11.0"}, container="docker", shm_mib=64)
+    path = saved(tmp_path, facts)
+    assert runner.invoke(main, ["doctor", "--facts", path]).exit_code == 1  # no GPU, small /dev/shm
+    result = runner.invoke(main, ["doctor", "--facts", path, "--section", "packages", "--json"])
+    assert {f["section"] for f in json.loads(result.output)["findings"]} == {"packages"}
+    assert result.exit_code == 0
