@@ -45,3 +45,14 @@ def doctor(as_json, facts_file, dump_facts, target, target_count, no_gpu, sectio
 from envkit.matrix.cli import matrix  # noqa: E402
 
 main.add_command(matrix)
+
+from envkit.budget.cli import budget  # noqa: E402
+
+main.add_command(budget)
+
+from envkit.recipe.cli import recipes  # noqa: E402
+from envkit.train.cli import report, train  # noqa: E402
+
+main.add_command(recipes)
+main.add_command(train)
+main.add_command(report)

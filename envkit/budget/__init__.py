@@ -1,0 +1,1 @@
+"""VRAM budget of colocated GRPO training and vLLM generation: predict, recommend, verify."""

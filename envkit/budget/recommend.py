@@ -1,0 +1,83 @@
+"""Choose gpu_memory_utilization and sleep mode; name the fixes when nothing fits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from envkit.budget.model import Budget, BudgetInputs, budget, min_utilization
+
+# Room left for allocator fragmentation and what the model does not count.
+FIT_MARGIN = 0.05
+# vLLM refuses a utilization whose memory is not free at start-up; above this
+# nothing is left for training anyway.
+MAX_UTILIZATION = 0.95
+
+
+def fits(plan: Budget) -> bool:
+    in_range = plan.vllm is None or plan.vllm.utilization <= MAX_UTILIZATION
+    return in_range and plan.headroom >= FIT_MARGIN * plan.inputs.gpu_bytes
+
+
+def plan(inputs: BudgetInputs) -> Budget:
+    """The smallest utilization; sleep mode only when the GPU needs it (waking costs time each step)."""
+    if inputs.server_mode:
+        return budget(inputs, 0.0, False)
+    utilization = min_utilization(inputs)
+    awake = budget(inputs, utilization, False)
+    return awake if fits(awake) else budget(inputs, utilization, True)
+
+
+@dataclass(frozen=True)
+class Fix:
+    name: str
+    setting: str
+    saving: float  # bytes off the peak
+    fits: bool
+
+
+# The fixes, cheapest in quality and speed first: (name, applies, change, setting).
+FIXES: tuple[tuple[str, Callable[[BudgetInputs], bool], Callable[[BudgetInputs], BudgetInputs],
+                   Callable[[BudgetInputs], str]], ...] = (
+    ("4-bit weights", lambda i: not i.load_in_4bit,
+     lambda i: replace(i, load_in_4bit=True), lambda i: "load_in_4bit: true"),
+    ("smaller micro-batch", lambda i: i.micro_batch > 1,
+     lambda i: replace(i, micro_batch=i.micro_batch // 2), lambda i: f"micro_batch: {i.micro_batch // 2}"),
+    ("shorter completions", lambda i: i.max_completion_length > 64,
+     lambda i: replace(i, max_completion_length=i.max_completion_length // 2),
+     lambda i: f"max_completion_length: {i.max_completion_length // 2}"),
+    ("FP8 KV cache", lambda i: i.kv_cache_dtype != "fp8",
+     lambda i: replace(i, kv_cache_dtype="fp8"), lambda i: "kv_cache_dtype: fp8"),
+    ("vLLM server mode on a second GPU", lambda i: not i.server_mode,
+     lambda i: replace(i, server_mode=True), lambda i: "vllm_mode: server"),
+)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    plan: Budget
+    fits: bool
+    fixes: tuple[Fix, ...] = ()
+    combined: tuple[str, ...] = ()  # when no single fix is enough: the fixes in order until it fits
+    combined_fits: bool = False
+
+
+def recommend(inputs: BudgetInputs) -> Recommendation:
+    base = plan(inputs)
+    if fits(base):
+        return Recommendation(base, True)
+    fixes = []
+    for name, applies, change, setting in FIXES:
+        if applies(inputs):
+            fixed = plan(change(inputs))
+            fixes.append(Fix(name, setting(inputs), base.peak - fixed.peak, fits(fixed)))
+    if any(f.fits for f in fixes):
+        return Recommendation(base, False, tuple(fixes))
+    combined, current = [], inputs
+    for name, applies, change, setting in FIXES:
+        if applies(current):
+            combined.append(setting(current))
+            current = change(current)
+            if fits(plan(current)):
+                return Recommendation(base, False, tuple(fixes), tuple(combined), True)
+    return Recommendation(base, False, tuple(fixes), tuple(combined), False)
