@@ -49,7 +49,7 @@ def _context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
-def _get(url: str, tries: int = 3, **headers: str) -> bytes:
+def _get(url: str, tries: int = 5, **headers: str) -> bytes:
     """GET with a few retries on network faults (a registry answer such as 404 is final)."""
     request = urllib.request.Request(url, headers=headers)
     for attempt in range(tries):

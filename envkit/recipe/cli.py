@@ -1,0 +1,42 @@
+"""`envkit recipes list|show`.  Only click at import time (the doctor's start-up stays fast)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def recipes() -> None:
+    """The shipped training recipes."""
+
+
+@recipes.command("list")
+def list_() -> None:
+    """Name, model and dataset of each shipped recipe."""
+    from envkit.recipe.library import list_recipes
+    from envkit.recipe.load import RecipeError, load_recipe
+
+    for path in list_recipes():
+        try:
+            r = load_recipe(path)
+            what = f"{r.model.name or 'tiny Llama (built locally)'}  on  {r.dataset.name or Path(r.dataset.path).name}"
+        except RecipeError as exc:
+            what = f"invalid: {exc}"
+        click.echo(f"{path.stem:16} {what}")
+
+
+@recipes.command()
+@click.argument("name")
+def show(name: str) -> None:
+    """Print a recipe (shipped NAME or a path)."""
+    from envkit.recipe.library import find_recipe
+    from envkit.recipe.load import RecipeError
+
+    try:
+        click.echo(find_recipe(name).read_text(), nl=False)
+    except RecipeError as exc:
+        click.echo(f"envkit recipes: {exc}", err=True)
+        sys.exit(2)

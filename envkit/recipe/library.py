@@ -1,0 +1,34 @@
+"""Where the shipped recipes live.
+
+One source of truth: the repository's ``recipes/`` folder.  The wheel installs it as data files
+into ``<prefix>/share/envkit/recipes`` (pyproject ``[tool.setuptools.data-files]``), so a checkout
+or editable install reads ``recipes/`` next to the package and an installed one reads the prefix.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def recipes_dir() -> Path:
+    checkout = Path(__file__).resolve().parents[2] / "recipes"
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "envkit" / "recipes"
+
+
+def list_recipes() -> list[Path]:
+    return sorted(recipes_dir().glob("*.yaml"))
+
+
+def find_recipe(name: str) -> Path:
+    """A path as given if it exists, else a shipped recipe by name (``tiny`` or ``tiny.yaml``)."""
+    given = Path(name)
+    if given.is_file():
+        return given
+    shipped = recipes_dir() / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if shipped.is_file():
+        return shipped
+    from envkit.recipe.load import RecipeError
+
+    known = ", ".join(p.stem for p in list_recipes())
+    raise RecipeError(f"{name}: no such recipe file or shipped recipe (shipped: {known})")

@@ -1,0 +1,102 @@
+"""The recipe schema: one dataclass per YAML section, field defaults are the recipe defaults.
+
+The loader (envkit.recipe.load) walks these types, so a field's annotation is its validation:
+``Literal`` lists the allowed values, ``X | None`` makes it optional, ``list[...]`` a sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Auto = Literal["auto"]
+LOSS_TYPES = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
+
+
+@dataclass
+class ModelSpec:
+    name: str | None = None  # hub name or local path
+    build: Literal["tiny"] | None = None  # build a tiny random-init Llama locally instead of loading one
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    load_in_4bit: bool = False
+    max_seq_length: int = 2048
+    trust_remote_code: bool = False
+
+
+@dataclass
+class LoraSpec:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
+class DatasetSpec:
+    path: str | None = None  # local JSONL, relative to the recipe file
+    name: str | None = None  # registry name (openai/gsm8k)
+    config: str | None = None
+    split: str = "train"
+    prompt_field: str = "question"
+    prompt_template: str | None = None  # str.format over the row, e.g. "Q: {question}\nA:"
+    answer_field: str = "answer"
+    system_prompt: str | None = None
+    use_chat_template: bool = True
+
+
+@dataclass
+class RewardSpec:
+    name: str  # a builtin (format, exact_answer, length) or "module:function"
+    weight: float = 1.0
+
+
+@dataclass
+class GrpoSpec:
+    num_generations: int = 8
+    max_prompt_length: int = 256
+    max_completion_length: int = 256
+    learning_rate: float = 5e-6
+    max_steps: int | None = None
+    num_epochs: float | None = None  # used when max_steps is unset (default 1 epoch)
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    beta: float = 0.0
+    loss_type: LOSS_TYPES = "dapo"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int | None = None
+
+
+@dataclass
+class VllmSpec:
+    enabled: Auto | bool = "auto"
+    mode: Literal["colocate", "server"] = "colocate"
+    gpu_memory_utilization: Auto | float = "auto"
+    sleep: Auto | bool = "auto"
+    max_lora_rank: int | None = None  # default: lora.r
+    kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+
+
+@dataclass
+class OutputSpec:
+    dir: str | None = None  # default: runs/<recipe name>, relative to the working directory
+    save_steps: int = 50
+    keep: int | None = 3
+    report_to: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Recipe:
+    version: Literal[1]
+    model: ModelSpec
+    dataset: DatasetSpec
+    rewards: list[RewardSpec]
+    backend: Literal["trl", "unsloth"] = "trl"
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    grpo: GrpoSpec = field(default_factory=GrpoSpec)
+    vllm: VllmSpec = field(default_factory=VllmSpec)
+    output: OutputSpec = field(default_factory=OutputSpec)
+    seed: int = 42
+    # Not YAML keys: where the recipe came from (set by the loader).
+    source: str = field(default="", metadata={"yaml": False})
+    sha256: str = field(default="", metadata={"yaml": False})

@@ -1,0 +1,74 @@
+"""Per-step metrics to metrics.jsonl, and a clean stop on SIGINT (save, then exit)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+# TRL's log keys -> ours; rewards/<function>/mean keep their names.
+KEYS = {"reward": "reward", "completions/mean_length": "completion_length", "kl": "kl", "loss": "loss",
+        "learning_rate": "learning_rate"}
+
+
+class MetricsCallback(TrainerCallback):
+    """Appends one JSON line per logged step: rewards per function, completion length, KL, step time, tokens/s."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._started = 0.0
+        self._step_time = 0.0
+        self._tokens = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._step_time = time.perf_counter() - self._started
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "reward" not in logs:  # the final train summary, not a step
+            return
+        row = {"step": state.global_step, "step_time": round(self._step_time, 4)}
+        row.update({ours: logs[theirs] for theirs, ours in KEYS.items() if theirs in logs})
+        row.update({k: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")})
+        tokens = logs.get("num_tokens")
+        if tokens is not None and self._tokens is not None and self._step_time > 0:
+            row["tokens_per_s"] = round((tokens - self._tokens) / self._step_time, 1)
+        self._tokens = tokens
+        with self.path.open("a") as out:
+            out.write(json.dumps(row) + "\n")
+
+
+class StopOnSigint(TrainerCallback):
+    """First Ctrl-C: finish the step, save a checkpoint, stop.  A second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            signal.signal(signal.SIGINT, self._previous)
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def trim_metrics(path: Path, last_step: int) -> None:
+    """On resume: drop lines logged after the checkpoint (those steps run again)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    path.write_text("".join(line + "\n" for line in kept))

@@ -1,0 +1,50 @@
+"""Builtin reward functions, in TRL's signature ``f(prompts, completions, **columns) -> list[float]``.
+
+Completions are strings, or message lists when the dataset is conversational; the dataset's
+``answer`` column arrives as a keyword argument.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_FINAL = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
+
+
+def _text(completion) -> str:
+    return completion[-1]["content"] if isinstance(completion, list) else completion
+
+
+def extract_number(text: str) -> str | None:
+    """The GSM8K answer (``#### 42``) or else the last number in the text, without commas."""
+    found = _FINAL.search(text)
+    if found:
+        return found.group(1).replace(",", "")
+    numbers = _NUMBER.findall(text)
+    return numbers[-1].replace(",", "").rstrip(".") if numbers else None
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return False
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
+
+
+def exact_answer(prompts, completions, answer=None, **_) -> list[float]:
+    """1.0 when the completion's number equals the reference answer's, else 0.0."""
+    answers = answer if answer is not None else [None] * len(completions)
+    return [1.0 if _same(extract_number(_text(c)), extract_number(str(a))) else 0.0 for c, a in zip(completions, answers)]
+
+
+def format(prompts, completions, **_) -> list[float]:  # noqa: A001 - the recipe's builtin name
+    """1.0 when the completion ends with a final answer line ``#### <number>``, else 0.0."""
+    return [1.0 if re.search(r"####\s*-?[\d,.]+\s*$", _text(c)) else 0.0 for c in completions]
+
+
+def length(prompts, completions, **_) -> list[float]:
+    """Prefers concise completions: 1.0 for an empty one down to 0.0 at 1000 characters."""
+    return [max(0.0, 1.0 - len(_text(c)) / 1000) for c in completions]

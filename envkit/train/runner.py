@@ -1,0 +1,156 @@
+"""Run a recipe: TRL's GRPOTrainer with a PEFT LoRA adapter.  torch/trl are imported in here only."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import click
+
+from envkit.files import write_atomic
+from envkit.recipe.load import RecipeError, resolve_reward
+from envkit.recipe.schema import Recipe
+from envkit.train.config import grpo_kwargs, split_supported
+from envkit.train.preflight import Plan
+
+STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
+INTERRUPTED = 130
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    found = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    return max(found)[1] if found else None
+
+
+def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
+    if recipe.backend != "trl":
+        raise RecipeError(f"{recipe.source}: backend: {recipe.backend} is not supported by envkit train yet (use trl)")
+    os.environ.update(plan.env)  # before anything imports triton
+    checkpoint = last_checkpoint(output_dir) if resume else None
+    if resume and checkpoint is None:
+        click.echo(f"envkit train: no checkpoint in {output_dir}; starting from scratch", err=True)
+    elif not resume and checkpoint is not None:
+        raise RecipeError(f"{output_dir} already holds {checkpoint.name}: pass --resume, or --output another folder")
+    started, wall = datetime.now(timezone.utc), time.perf_counter()
+
+    from peft import LoraConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    from envkit.train.callbacks import MetricsCallback, StopOnSigint, trim_metrics
+
+    kwargs, dropped = split_supported(grpo_kwargs(recipe, plan, str(output_dir)), {f.name for f in dataclasses.fields(GRPOConfig)})
+    for name in dropped:
+        click.echo(f"envkit train: warning: the installed trl's GRPOConfig has no {name}; not applied", err=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    metrics = output_dir / "metrics.jsonl"
+    if checkpoint is not None:
+        trim_metrics(metrics, int(checkpoint.name.split("-")[1]))
+    elif metrics.exists():
+        metrics.unlink()
+    model, tokenizer = _load_model(recipe, plan)
+    lora = recipe.lora
+    stop = StopOnSigint()
+    trainer = GRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=[resolve_reward(r.name) for r in recipe.rewards],
+        args=GRPOConfig(**kwargs),
+        train_dataset=_dataset(recipe),
+        peft_config=LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                               target_modules=lora.target_modules, task_type="CAUSAL_LM"),
+        callbacks=[MetricsCallback(metrics), stop],
+    )
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if stop.requested:
+        click.echo(f"envkit train: interrupted at step {trainer.state.global_step}; checkpoint saved, --resume continues", err=True)
+    else:
+        trainer.save_model(str(output_dir / "adapter"))
+    manifest = _manifest(recipe, plan, kwargs, dropped, trainer.state.global_step, started, time.perf_counter() - wall,
+                         checkpoint, completed=not stop.requested)
+    write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    if metrics.exists():
+        from envkit.train.plot import plot_run
+
+        plot_run(output_dir)
+    return INTERRUPTED if stop.requested else 0
+
+
+def _load_model(recipe: Recipe, plan: Plan):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    m = recipe.model
+    if m.build == "tiny":
+        from envkit.train.tiny import build_tiny
+
+        source = str(build_tiny(seed=recipe.seed))
+    else:
+        source = m.name
+    dtype = torch.float32 if plan.gpu == "cpu" else {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(
+        m.dtype, torch.bfloat16 if plan.bf16 else torch.float16)
+    extra = {}
+    if m.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        extra["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=m.trust_remote_code, **extra)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=m.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def _dataset(recipe: Recipe):
+    """Rows -> ``prompt`` (text, or messages with use_chat_template) and ``answer`` for the rewards."""
+    from datasets import load_dataset
+
+    d = recipe.dataset
+    if d.path:
+        data = load_dataset("json", data_files=d.path, split="train")
+    else:
+        data = load_dataset(d.name, d.config, split=d.split)
+    for name in filter(None, [d.answer_field, None if d.prompt_template else d.prompt_field]):
+        if name not in data.column_names:
+            raise RecipeError(f"{recipe.source}: dataset has no column {name!r} (columns: {', '.join(data.column_names)})")
+
+    def to_prompt(row):
+        text = d.prompt_template.format(**row) if d.prompt_template else row[d.prompt_field]
+        if d.use_chat_template:
+            system = [{"role": "system", "content": d.system_prompt}] if d.system_prompt else []
+            return {"prompt": system + [{"role": "user", "content": text}], "answer": str(row[d.answer_field])}
+        return {"prompt": f"{d.system_prompt}\n\n{text}" if d.system_prompt else text, "answer": str(row[d.answer_field])}
+
+    return data.map(to_prompt, remove_columns=data.column_names)
+
+
+def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_from, completed) -> dict:
+    """What ran, on what: versions, recipe hash, GPU, time.  No environment values (secrets stay out)."""
+    versions = {}
+    for name in STACK:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "schema": "envkit.run/1",
+        "recipe": recipe.source,
+        "recipe_sha256": recipe.sha256,
+        "started_at": started.isoformat(timespec="seconds"),
+        "wall_s": round(wall_s, 2),
+        "steps": steps,
+        "completed": completed,
+        "resumed_from": resumed_from.name if resumed_from else None,
+        "gpu": plan.gpu,
+        "python": sys.version.split()[0],
+        "packages": versions,
+        "plan": {k: v for k, v in dataclasses.asdict(plan).items() if k != "blocking"},
+        "grpo_config": kwargs,
+        "not_applied": dropped,
+    }

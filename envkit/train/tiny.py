@@ -1,0 +1,68 @@
+"""A tiny random-init Llama and a byte-level tokenizer, built in code and cached on disk.
+
+No model hub needed: the tokenizer maps each byte to one token (no merges, nothing to train),
+so any text round-trips; the model is a LlamaConfig of the given shape with seeded weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SPECIAL = ["<|pad|>", "<|bos|>", "<|eos|>"]
+
+
+@dataclass(frozen=True)
+class Shape:
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 128
+    vocab_size: int = 256 + len(SPECIAL)  # bytes + specials; larger pads the embedding
+    max_position_embeddings: int = 2048
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "envkit" / "models"
+
+
+def build_tiny(shape: Shape = Shape(), seed: int = 0, root: Path | None = None) -> Path:
+    """The folder of a saved tiny model + tokenizer of this shape and seed (built once)."""
+    key = hashlib.sha256(json.dumps([asdict(shape), seed]).encode()).hexdigest()[:12]
+    target = (root or cache_root()) / f"tiny-llama-{key}"
+    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+        return target
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = byte_tokenizer()
+    config = LlamaConfig(**asdict(shape), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process built it first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def byte_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: i for i, token in enumerate(SPECIAL + alphabet)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=SPECIAL[0], bos_token=SPECIAL[1], eos_token=SPECIAL[2])
