@@ -57,3 +57,19 @@ def curated(key: str) -> dict:
 
 def cuda_table() -> dict:
     return load("cuda")
+
+
+def cc_tuple(text: str) -> tuple[int, int]:
+    """A compute capability ("9.0", "12.1") as a comparable (major, minor)."""
+    major, _, minor = text.partition(".")
+    return int(major), int(minor or 0)
+
+
+def arches_cover(arches: list[str], cc: tuple[int, int]) -> bool:
+    """Kernels built for one of ``arches`` run on ``cc``: same major, minor no newer (binary compatibility)."""
+    return any(a[0] == cc[0] and a[1] <= cc[1] for a in map(cc_tuple, arches))
+
+
+def torch_covers(cuda: str | None, cc: tuple[int, int]) -> bool:
+    """PyTorch's wheel for this CUDA variant ships kernels for ``cc`` (False when the variant is unknown)."""
+    return arches_cover(cuda_table()["torch_arches"].get(cuda or "", []), cc)

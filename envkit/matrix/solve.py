@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from envkit.knowledge import cuda_table, curated, gpu_catalog
+from envkit.knowledge import cc_tuple, curated, gpu_catalog, torch_covers
 from envkit.knowledge.matrix import Matrix, spec
 
 
@@ -49,16 +49,6 @@ class NoSolution(Exception):
         self.reasons = reasons
 
 
-def _cc(text: str) -> tuple[int, int]:
-    major, _, minor = text.partition(".")
-    return int(major), int(minor or 0)
-
-
-def _gpu_covered(cuda: str | None, cc: tuple[int, int]) -> bool:
-    arches = cuda_table()["torch_arches"].get(cuda or "", [])
-    return any(a[0] == cc[0] and a[1] <= cc[1] for a in map(_cc, arches))
-
-
 def _python_ok(rec: dict, python: str) -> bool:
     return spec(rec.get("requires_python")).contains(python + ".0", prereleases=True)
 
@@ -71,8 +61,8 @@ def solve(constraints: Constraints, matrix: Matrix | None = None) -> Solution:
     matrix = matrix or Matrix.shipped()
     reasons: list[str] = []
     gpu = gpu_catalog()[constraints.target] if constraints.target else None
-    cc = _cc(gpu["compute_capability"]) if gpu else None
-    if cc and cc < _cc(curated("vllm_min_compute_capability")["value"]):
+    cc = cc_tuple(gpu["compute_capability"]) if gpu else None
+    if cc and cc < cc_tuple(curated("vllm_min_compute_capability")["value"]):
         raise NoSolution([f"{constraints.target} (sm_{gpu['compute_capability'].replace('.', '')}) is below vLLM's minimum compute capability"])
     trls = [(v, r) for v, r in matrix.releases("trl") if constraints.of("trl").contains(v, prereleases=True)]
     if not trls:
@@ -103,7 +93,7 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
         reasons.append(f"vllm {vllm} pins torch=={torch}, not {c.torch}")
         return None
     cuda = matrix.record("torch", torch).get("cuda")
-    if cc and not _gpu_covered(cuda, cc):
+    if cc and not torch_covers(cuda, cc):
         reasons.append(f"torch {torch} (CUDA {cuda}) ships no kernels for {c.target}")
         return None
     need = curated("sm100_min_torch_for_vllm")
@@ -141,7 +131,7 @@ def _notes(matrix: Matrix, c: Constraints, trl: str, vllm: str) -> list[str]:
     if c.target in curated("vllm_broken_gpus")["gpus"]:
         notes.append(f"vLLM generation is broken on {c.target}: train with vllm.enabled: false (model.generate)")
     pdl = curated("pdl")
-    cc = _cc(gpu_catalog()[c.target]["compute_capability"]) if c.target else None
+    cc = cc_tuple(gpu_catalog()[c.target]["compute_capability"]) if c.target else None
     if cc and cc[0] == pdl["compute_capability_major"] and Version(vllm) < Version(pdl["vllm_fixed_in"]):
         notes.append(f"set {pdl['env']}={pdl['value']} (vllm {vllm} < {pdl['vllm_fixed_in']} on SM100)")
     return notes

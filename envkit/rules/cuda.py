@@ -5,9 +5,9 @@ from __future__ import annotations
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import cuda_table
+from envkit.knowledge import arches_cover, cuda_table
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
-from envkit.rules.gpus import cc_tuple, describe
+from envkit.rules.gpus import describe
 
 CPU_TORCH_FIX = "pip install --force-reinstall torch==<version>  (PyPI's Linux wheel is the CUDA build; a +cpu build has no GPU support)"
 
@@ -73,10 +73,10 @@ def torch_arch(facts: Facts) -> Outcome:
     if arches is None:
         return warn(f"architectures of torch's CUDA {torch.cuda} build unknown", f"torch {torch.version}",
                     "check torch.cuda.get_arch_list() and refresh envkit's knowledge")
-    uncovered = [g for g in gpus if not _covered(g.cc, arches)]
+    uncovered = [g for g in gpus if not arches_cover(arches, g.cc)]
     evidence = f"torch {torch.version} ships sm_{', sm_'.join(a.replace('.', '') for a in arches)}"
     if uncovered:
-        variants = [c for c, a in cuda_table()["torch_arches"].items() if all(_covered(g.cc, a) for g in uncovered)]
+        variants = [c for c, a in cuda_table()["torch_arches"].items() if all(arches_cover(a, g.cc) for g in uncovered)]
         hint = f"a torch built for CUDA {_either(variants)}" if variants else "a newer torch"
         return fail(f"torch has no kernels for {describe(uncovered[0])}", evidence, f"install {hint}")
     return ok(f"torch has kernels for {describe(gpus[0])}", evidence)
@@ -84,10 +84,6 @@ def torch_arch(facts: Facts) -> Outcome:
 
 def _either(items: list[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
-
-
-def _covered(cc: tuple[int, int], arches: list[str]) -> bool:
-    return any(a[0] == cc[0] and a[1] <= cc[1] for a in map(cc_tuple, arches))
 
 
 @rule("EK203", "vllm-cuda", "driver")

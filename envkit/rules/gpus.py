@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from envkit.facts import Facts, Gpu
+from envkit.knowledge import cc_tuple
 
-
-def cc_tuple(text: str) -> tuple[int, int]:
-    major, _, minor = text.partition(".")
-    return int(major), int(minor or 0)
+__all__ = ["cc_tuple", "describe", "weakest_gpu"]
 
 
 def weakest_gpu(facts: Facts) -> Gpu | None:

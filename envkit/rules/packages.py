@@ -131,7 +131,7 @@ def trl_vllm(facts: Facts) -> Outcome:
     fix = f"pip install vllm=={choice}  (fits {fits})" if choice else _no_fit_fix(facts, window)
     requirements_ = (f"vllm=={choice}",) if choice else ()
     if not vllm:
-        return warn(f"vllm not installed: TRL will generate with model.generate", f"trl {trl.version} supports vllm{window}", fix, requirements_)
+        return warn("vllm not installed: TRL will generate with model.generate", f"trl {trl.version} supports vllm{window}", fix, requirements_)
     evidence = f"trl {trl.version} supports vllm{window}; vllm {vllm.version} installed"
     if window.contains(Version(vllm.version), prereleases=True):
         return ok(f"vllm {vllm.version} is inside trl {trl.version}'s window", evidence)

@@ -1,0 +1,133 @@
+"""`envkit lock` and `envkit build`.  Only click at import time (the doctor's start-up stays fast)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+USAGE, FAILED = 2, 1
+PLATFORM_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+
+recipe_option = click.option("--recipe", required=True, help="A shipped recipe name (envkit recipes list) or a YAML path.")
+target_option = click.option("--target", required=True, metavar="GPU|cpu", help="A catalog GPU (h100, b200, t4, gb10, ...) or cpu.")
+python_option = click.option("--python", "python", metavar="X.Y", help="The image's Python (default: the base image's).")
+platform_option = click.option("--platform", type=click.Choice(sorted(PLATFORM_ARCH)), help="Default: the target's.")
+index_option = click.option("--index-url", help="Resolve against this index instead of PyPI.")
+wheelhouse_option = click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                                 help="Lock against this wheel folder too; the image installs offline from the context.")
+
+
+def _plan(recipe_name, target, python, platform, base, wheelhouse):
+    """(recipe path, recipe, stack, base image) or a one-line error (click.UsageError-like, exit 2)."""
+    from envkit.build.lock import with_wheelhouse
+    from envkit.build.stack import choose, targets
+    from envkit.recipe.library import find_recipe
+    from envkit.recipe.load import RecipeError, load_recipe
+
+    if target not in targets():
+        import difflib
+
+        close = difflib.get_close_matches(target, targets(), n=1)
+        raise RecipeError(f"--target {target}: unknown GPU" + (f" (did you mean {close[0]}?)" if close else "")
+                          + f"; known: {', '.join(targets())}")
+    path = find_recipe(recipe_name)
+    recipe = load_recipe(path)
+    arch = PLATFORM_ARCH[platform] if platform else None
+    stack = choose(recipe, target, python or "3.12", arch)
+    if base is None:
+        default = stack.base
+        if python and python != default["python"]:
+            raise RecipeError(f"--python {python}: the default base {default['image']} has Python {default['python']}; "
+                              "pass --base IMAGE with that Python, or drop --python")
+        base = default["image"]
+    return path, recipe, with_wheelhouse(stack, str(wheelhouse) if wheelhouse else None), base
+
+
+def _errors():
+    from envkit.build.lock import LockError
+    from envkit.matrix.solve import NoSolution
+    from envkit.recipe.load import RecipeError
+
+    return RecipeError, LockError, NoSolution, KeyError
+
+
+@click.command("lock")
+@recipe_option
+@target_option
+@python_option
+@platform_option
+@index_option
+@wheelhouse_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+def lock_command(recipe, target, python, platform, index_url, wheelhouse, output) -> None:
+    """Resolve a recipe's packages for TARGET's image platform into a hash-locked requirements file."""
+    from envkit.build.lock import lock
+    from envkit.files import write_atomic
+
+    try:
+        _, _, stack, _ = _plan(recipe, target, python, platform, None, wheelhouse)
+        locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None)
+    except _errors() as exc:
+        _fail("lock", exc)
+    if output:
+        write_atomic(output, locked.text)
+    else:
+        click.echo(locked.text, nl=False)
+    click.echo(f"locked {len(locked.pins())} packages for {stack.platform} Python {stack.python} in {locked.seconds:.2f} s"
+               f" ({'index' if locked.online else 'cache'})", err=True)
+
+
+@click.command()
+@recipe_option
+@target_option
+@python_option
+@platform_option
+@index_option
+@wheelhouse_option
+@click.option("--base", metavar="IMAGE", help="Base image instead of the one matching the locked torch's CUDA.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Context folder (default build/RECIPE-TARGET).")
+@click.option("--tag", help="Image tag (default envkit/grpo:RECIPE-TARGET).")
+@click.option("--builder", "builder_name", type=click.Choice(["auto", "docker-buildx", "docker", "podman", "buildah"]),
+              default="auto", show_default=True)
+@click.option("--push", is_flag=True, help="Push the image after building.")
+@click.option("--emit-only", is_flag=True, help="Write the context and stop (exit 0 without a builder).")
+def build(recipe, target, python, platform, index_url, wheelhouse, base, output, tag, builder_name, push, emit_only) -> None:
+    """Write the build context of RECIPE for TARGET and build the image with the builder at hand.
+
+    Exit codes: 0 built (or written with --emit-only), 1 build failed or no builder, 2 bad input or no lock.
+    """
+    from envkit.build.context import Inputs, write_context
+    from envkit.build.lock import lock
+
+    try:
+        path, parsed, stack, base = _plan(recipe, target, python, platform, base, wheelhouse)
+        locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None)
+        name = f"{path.stem}-{target}"
+        context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse), output or Path("build") / name)
+    except _errors() as exc:
+        _fail("build", exc)
+    tag = tag or f"envkit/grpo:{name}"
+    click.echo(f"context: {context}  ({len(locked.pins())} packages locked in {locked.seconds:.1f} s; base {base})", err=True)
+    if emit_only:
+        click.echo(f"build it with: docker buildx build --platform {stack.platform} -t {tag} {context}", err=True)
+        return
+    from envkit.build import builder as builders
+
+    found = builders.detect(None if builder_name == "auto" else builder_name)
+    if found is None:
+        click.echo(f"envkit build: no image builder found (docker with a running engine, podman or buildah); "
+                   f"the context is written: docker buildx build --platform {stack.platform} -t {tag} {context}", err=True)
+        sys.exit(FAILED)
+    code = builders.build(context, tag, stack.platform, push, found)
+    if code != 0:
+        click.echo(f"envkit build: {found.name} failed (exit {code}); the context is in {context}", err=True)
+        sys.exit(FAILED)
+    click.echo(f"built {tag}. Run it with:\n  {builders.run_command(tag, f'/recipes/{path.stem}.yaml', found)}")
+
+
+def _fail(command: str, exc: Exception) -> None:
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    click.echo(f"envkit {command}: {message}", err=True)
+    sys.exit(USAGE)

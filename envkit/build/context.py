@@ -1,0 +1,125 @@
+"""The build context of an image, written whole or not at all.
+
+``build/<recipe>-<target>/`` holds the Dockerfile, the lock split in two layers,
+a manifest, a copy of envkit's source, the recipe with its local data, a
+``.dockerignore`` and, for offline builds, ``wheels/`` with every locked wheel.
+Nothing in it depends on the time or the host (the same inputs give the same bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import envkit
+from envkit.build.dockerfile import render
+from envkit.build.lock import Lock, LockError
+from envkit.build.stack import Stack
+from envkit.recipe.load import RecipeError
+from envkit.recipe.schema import Recipe
+
+DOCKERIGNORE = "**/__pycache__\n**/*.pyc\n**/.pytest_cache\n"
+PIP_PLATFORMS = {"x86_64": "manylinux_2_28_x86_64", "aarch64": "manylinux_2_28_aarch64"}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    recipe: Recipe
+    recipe_path: Path  # the YAML file as given
+    stack: Stack
+    lock: Lock
+    base: str
+    wheelhouse: Path | None = None  # offline build: every locked wheel goes into the context
+
+    @property
+    def name(self) -> str:
+        return self.recipe_path.stem
+
+
+def manifest(inputs: Inputs) -> dict:
+    """What the image is made of; the driver floor is what the host needs."""
+    stack = inputs.stack
+    return {
+        "schema": "envkit.build/1",
+        "envkit": envkit.__version__,
+        "recipe": inputs.name,
+        "recipe_sha256": inputs.recipe.sha256,
+        "target": stack.target,
+        "platform": stack.platform,
+        "python": stack.python,
+        "dtype": stack.dtype,
+        "base_image": inputs.base,
+        "cuda": stack.cuda,
+        "torch_backend": stack.torch_backend,
+        "driver_floor": stack.driver_floor,
+        "env": stack.env,
+        "notes": stack.notes,
+        "offline": inputs.wheelhouse is not None,
+        "lock_sha256": inputs.lock.sha256,
+        "packages": inputs.lock.pins(),
+    }
+
+
+def dockerfile(inputs: Inputs) -> str:
+    return render(inputs.stack, inputs.base, inputs.name, inputs.recipe.sha256, inputs.lock.sha256,
+                  offline=inputs.wheelhouse is not None)
+
+
+def write_context(inputs: Inputs, out: Path) -> Path:
+    """Write the context into a sibling temporary folder, then swap it in."""
+    out = out.resolve()
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        heavy, rest = inputs.lock.split()
+        files = {"Dockerfile": dockerfile(inputs), "requirements.heavy.lock": heavy, "requirements.lock": rest,
+                 "manifest.json": json.dumps(manifest(inputs), indent=2, sort_keys=True) + "\n",
+                 ".dockerignore": DOCKERIGNORE}
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        shutil.copytree(Path(envkit.__file__).parent, tmp / "envkit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        _copy_recipe(inputs, tmp / "recipes")
+        if inputs.wheelhouse is not None:
+            fetch_wheels(inputs, tmp / "wheels")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _copy_recipe(inputs: Inputs, folder: Path) -> None:
+    """The recipe as written, plus its local dataset at the same relative path (it lands in /recipes)."""
+    folder.mkdir()
+    shutil.copyfile(inputs.recipe_path, folder / f"{inputs.name}.yaml")
+    data = inputs.recipe.dataset.path
+    if data:
+        relative = os.path.relpath(data, inputs.recipe_path.resolve().parent)
+        if relative.startswith(".."):
+            raise RecipeError(f"{inputs.recipe_path}: dataset.path {data} lies outside the recipe's folder; "
+                              "move it beside the recipe to build an image of it")
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(data, folder / relative)
+
+
+def fetch_wheels(inputs: Inputs, folder: Path) -> None:
+    """Every locked wheel, from the wheelhouse where it has it, else from the index; hashes checked by pip."""
+    stack = inputs.stack
+    lockfile = folder.with_name("wheels.lock")
+    lockfile.write_text(inputs.lock.text)
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes", "--only-binary=:all:",
+               "--platform", PIP_PLATFORMS[stack.arch], "--python-version", stack.python, "--implementation", "cp",
+               "--find-links", str(inputs.wheelhouse), "--dest", str(folder), "-r", str(lockfile)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    lockfile.unlink()
+    if result.returncode != 0:
+        tail = " ".join(line.strip() for line in result.stderr.strip().splitlines()[-2:])
+        raise LockError(f"cannot gather the locked wheels for an offline build: {tail}")

@@ -1,0 +1,97 @@
+"""Which packages an image of a recipe needs, for which target: the matrix picks, the recipe decides what's in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from packaging.version import Version
+
+from envkit.knowledge import cc_tuple, cuda_table, curated, gpu_catalog, load, torch_covers
+from envkit.knowledge.matrix import Matrix
+from envkit.matrix.solve import Constraints, solve
+from envkit.recipe.schema import Recipe
+
+# envkit's own runtime needs and the training stack every recipe uses.
+BASE_PACKAGES = ("click", "packaging", "nvidia-ml-py", "pyyaml", "accelerate", "datasets", "matplotlib")
+PLATFORMS = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}
+
+
+@dataclass
+class Stack:
+    target: str  # catalog key or "cpu"
+    arch: str  # x86_64 / aarch64
+    python: str
+    pins: list[str]  # requirement lines fed to the resolver
+    cuda: str | None  # CUDA of the locked torch (None: CPU)
+    dtype: str = "fp32"  # the training dtype the target supports: bf16 from compute capability 8.0, else fp16
+    torch_backend: str | None = None  # uv --torch-backend when PyPI's default torch doesn't suit the GPU
+    driver_floor: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def platform(self) -> str:
+        return PLATFORMS[self.arch]
+
+    @property
+    def base(self) -> dict[str, str]:
+        """The default base image for the stack's CUDA runtime, and the Python version it brings."""
+        images = load("images")
+        if not self.cuda:
+            return images["cpu"]
+        if self.cuda not in images["cuda"]:
+            raise KeyError(f"no base image known for CUDA {self.cuda}: pass --base IMAGE")
+        return images["cuda"][self.cuda]
+
+
+def targets() -> list[str]:
+    """What --target accepts: the catalog's GPUs and cpu."""
+    return [*gpu_catalog(), "cpu"]
+
+
+def uses_vllm(recipe: Recipe, target: str) -> bool:
+    if recipe.vllm.enabled is False or target == "cpu":
+        return False
+    return target not in curated("vllm_broken_gpus")["gpus"]
+
+
+def torch_variant(default_cuda: str | None, compute_capability: str) -> str | None:
+    """None when PyPI's default torch has kernels for the GPU, else the newest CUDA variant that has."""
+    cc = cc_tuple(compute_capability)
+    if default_cuda and torch_covers(default_cuda, cc):
+        return None
+    fitting = [c for c in cuda_table()["torch_arches"] if torch_covers(c, cc)]
+    return fitting[-1] if fitting else None
+
+
+def choose(recipe: Recipe, target: str, python: str = "3.12", arch: str | None = None,
+           matrix: Matrix | None = None) -> Stack:
+    """The pinned stack for ``recipe`` on ``target`` (a catalog GPU or "cpu")."""
+    if target == "cpu":
+        pins = ["torch", "transformers", "trl", "peft", *BASE_PACKAGES]
+        # PyPI's Linux torch is the CUDA build (GBs of nvidia-* wheels); the CPU build lives on PyTorch's index.
+        return Stack("cpu", arch or "x86_64", python, sorted(pins), None, torch_backend="cpu",
+                     notes=["CPU image: generation with model.generate"])
+    gpu = gpu_catalog()[target]
+    vllm = uses_vllm(recipe, target)
+    solution = solve(Constraints(target=target if vllm else None, python=python), matrix)
+    versions = dict(solution.versions)
+    if not vllm:
+        versions.pop("vllm")
+    if not recipe.model.load_in_4bit:
+        versions.pop("bitsandbytes", None)
+    pins = sorted([f"{name}=={version}" for name, version in versions.items()] + list(BASE_PACKAGES))
+    variant = torch_variant(solution.cuda, gpu["compute_capability"])
+    cuda = variant or solution.cuda
+    bf16 = cc_tuple(gpu["compute_capability"]) >= cc_tuple(curated("bf16_min_compute_capability")["value"])
+    stack = Stack(target, arch or gpu["arch"], python, pins, cuda, "bf16" if bf16 else "fp16", notes=list(solution.notes))
+    if variant:
+        stack.torch_backend = "cu" + variant.replace(".", "")
+    stack.driver_floor = cuda_table()["min_driver"].get(cuda)
+    pdl = curated("pdl")
+    sm100 = int(gpu["compute_capability"].split(".")[0]) == pdl["compute_capability_major"]
+    if vllm and sm100 and Version(versions["vllm"]) < Version(pdl["vllm_fixed_in"]):
+        stack.env[pdl["env"]] = pdl["value"]
+    if not vllm and target != "cpu":
+        stack.notes.append(f"no vLLM in this image for {target}: generation with model.generate")
+    return stack

