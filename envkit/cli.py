@@ -56,3 +56,8 @@ from envkit.train.cli import report, train  # noqa: E402
 main.add_command(recipes)
 main.add_command(train)
 main.add_command(report)
+
+from envkit.build.cli import build, lock_command  # noqa: E402
+
+main.add_command(lock_command)
+main.add_command(build)
