@@ -24,7 +24,8 @@ from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 
 DOCKERIGNORE = "**/__pycache__\n**/*.pyc\n**/.pytest_cache\n"
-PIP_PLATFORMS = {"x86_64": "manylinux_2_28_x86_64", "aarch64": "manylinux_2_28_aarch64"}
+# pip download takes wheels of exactly the platforms named: the glibc 2.28 image accepts every older manylinux.
+MANYLINUX = [f"manylinux_2_{minor}" for minor in range(28, 4, -1)] + ["manylinux2014", "manylinux2010", "manylinux1"]
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def fetch_wheels(inputs: Inputs, folder: Path) -> None:
     lockfile = folder.with_name("wheels.lock")
     lockfile.write_text(inputs.lock.text)
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes", "--only-binary=:all:",
-               "--platform", PIP_PLATFORMS[stack.arch], "--python-version", stack.python, "--implementation", "cp",
+               *[arg for tag in MANYLINUX for arg in ("--platform", f"{tag}_{stack.arch}")], "--python-version", stack.python, "--implementation", "cp",
                "--find-links", str(inputs.wheelhouse), "--dest", str(folder), "-r", str(lockfile)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     lockfile.unlink()
