@@ -1,0 +1,88 @@
+"""The image really builds and runs, without a Docker daemon (issue 4's acceptance, on CPU).
+
+`envkit build` drives podman/buildah to build the `tiny` recipe's `cpu` image on a local Debian base
+(tests/integration/make-base; no registry is reachable), then the image's entrypoint runs:
+`envkit doctor` and two steps of `envkit train`.  Needs root and the host set up by .ci/setup-buildah;
+skips otherwise.  Run with `python -m pytest -m image -s` to see the build and the timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+BASE = "localhost/envkit-testbase:bookworm"
+TAG = "envkit/grpo:tiny-cpu"
+WHEELHOUSE = "/opt/wheels"  # this machine's local CPU torch for Python 3.11 (PyPI's linux torch is the CUDA one)
+CONTAINERS_CONF = Path("/etc/containers/containers.conf")
+# chroot isolation: RUN steps without an OCI runtime, cgroups or network namespace (.ci/setup-buildah says why)
+ENV = {**os.environ, "BUILDAH_ISOLATION": os.environ.get("BUILDAH_ISOLATION", "chroot")}
+
+
+def why_not_here() -> str | None:
+    missing = [tool for tool in ("buildah", "podman", "debootstrap") if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed: run .ci/setup-buildah as root"
+    if os.geteuid() != 0:
+        return "daemonless builds here need root (debootstrap, rootful podman)"
+    if "default_ulimits" not in (CONTAINERS_CONF.read_text() if CONTAINERS_CONF.exists() else ""):
+        return f"{CONTAINERS_CONF} not set up for this machine: run .ci/setup-buildah"
+    if not Path(WHEELHOUSE).is_dir():
+        return f"no wheelhouse {WHEELHOUSE} with a CPU torch for the image's Python 3.11"
+    return None
+
+
+pytestmark = [pytest.mark.image, pytest.mark.skipif(why_not_here() is not None, reason=str(why_not_here()))]
+TIMES: dict[str, float] = {}
+
+
+def timed(name: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run argv (output captured), record its wall time under ``name``, print it."""
+    start = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, text=True, env=ENV, check=False, **kwargs)
+    TIMES[name] = time.perf_counter() - start
+    print(f"\n{name}: {TIMES[name]:.1f} s (exit {result.returncode})")
+    return result
+
+
+def tail(result: subprocess.CompletedProcess, lines: int = 30) -> str:
+    return "\n".join((result.stdout + result.stderr).splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> str:
+    base = timed("make-base", [str(HERE / "make-base")])
+    assert base.returncode == 0, tail(base)
+    built = timed("envkit build", [sys.executable, "-m", "envkit", "build", "--recipe", "tiny", "--target", "cpu",
+                                   "--python", "3.11", "--base", BASE, "--wheelhouse", WHEELHOUSE, "--tag", TAG],
+                  cwd=tmp_path_factory.mktemp("build"))
+    assert built.returncode == 0, tail(built, 60)
+    assert "podman run --device nvidia.com/gpu=all" in built.stdout  # the run command for what built it
+    yield TAG
+    print("\ntimes: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in TIMES.items()))
+
+
+def test_doctor_runs_in_the_image(image):
+    result = timed("podman run doctor", ["podman", "run", "--rm", image, "doctor", "--no-gpu"])
+    assert result.returncode in (0, 1), tail(result)  # 1: no GPU here, reported as a failed check
+    assert "Traceback" not in result.stderr, tail(result)
+    assert "envkit doctor" in result.stdout and "EK300" in result.stdout  # the report, with the stack check
+
+
+def test_train_runs_in_the_image(image, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    run.chmod(0o777)  # the image trains as uid 1000
+    result = timed("podman run train", ["podman", "run", "--rm", "-v", f"{run}:/work/run", image,
+                                        "train", "/recipes/tiny.yaml", "--max-steps", "2", "--output", "/work/run"])
+    assert result.returncode == 0, tail(result)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert steps[-1] == 2

@@ -1,0 +1,157 @@
+"""envkit.build.builder: which image builder is used, the commands it gets, the progress display.
+
+Fake executables on PATH stand in for docker/podman/buildah; no image is built here
+(tests/integration/test_image.py builds one for real)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+
+from envkit.build import builder as builders
+from envkit.build.builder import BUILDERS, Progress, build, detect, run_command
+
+
+def fake(bin_dir: Path, name: str, fails: tuple[str, ...] = (), log: Path | None = None, output: str = "") -> None:
+    """An executable ``name`` that exits 1 when its first argument is in ``fails`` and 0 otherwise,
+    appending its argv to ``log`` and printing ``output``."""
+    script = ["#!/bin/sh"]
+    if log:
+        script.append(f'echo "{name} $*" >> {shlex.quote(str(log))}')
+    script.append(f"printf '%s' {shlex.quote(output)}")
+    for word in fails:
+        script.append(f'[ "$1" = {word} ] && exit 1')
+    script.append("exit 0")
+    path = bin_dir / name
+    path.write_text("\n".join(script) + "\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def bin_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    monkeypatch.setenv("PATH", str(folder))
+    return folder
+
+
+def test_docker_client_without_engine_is_skipped_for_podman(bin_dir):
+    fake(bin_dir, "docker", fails=("info",))
+    fake(bin_dir, "podman")
+    fake(bin_dir, "buildah")
+    assert detect().name == "podman"
+
+
+def test_docker_with_engine_prefers_buildx(bin_dir):
+    fake(bin_dir, "docker")
+    fake(bin_dir, "podman")
+    assert detect().name == "docker-buildx"
+
+
+def test_docker_without_buildx_uses_classic_build(bin_dir):
+    fake(bin_dir, "docker", fails=("buildx",))
+    assert detect().name == "docker"
+
+
+def test_broken_podman_falls_back_to_buildah(bin_dir):
+    fake(bin_dir, "podman", fails=("info",))
+    fake(bin_dir, "buildah")
+    assert detect().name == "buildah"
+
+
+def test_no_builder(bin_dir):
+    fake(bin_dir, "docker", fails=("info",))
+    assert detect() is None
+
+
+def test_named_builder_only_when_it_works(bin_dir):
+    fake(bin_dir, "podman")
+    assert detect("podman").name == "podman"
+    assert detect("buildah") is None
+
+
+def test_builder_names_are_unique():
+    assert len({b.name for b in BUILDERS}) == len(BUILDERS)
+
+
+def argv_of(name: str) -> list[str]:
+    chosen = next(b for b in BUILDERS if b.name == name)
+    return chosen.argv(chosen.build, context="/ctx", dockerfile="/ctx/Dockerfile", tag="envkit/grpo:t", platform="linux/arm64")
+
+
+@pytest.mark.parametrize("name, head", [
+    ("docker-buildx", ["docker", "buildx", "build", "--progress=plain", "--load"]),
+    ("docker", ["docker", "build", "--progress=plain"]),
+    # docker image format: the OCI format has no SHELL, buildah would drop the Dockerfile's pipefail
+    ("podman", ["podman", "build", "--format", "docker", "--layers"]),
+    ("buildah", ["buildah", "bud", "--format", "docker", "--layers"]),
+])
+def test_build_argv(name, head):
+    argv = argv_of(name)
+    assert argv[: len(head)] == head
+    assert argv[len(head):] == ["--platform", "linux/arm64", "--file", "/ctx/Dockerfile", "--tag", "envkit/grpo:t", "/ctx"]
+
+
+def test_classic_docker_asks_for_buildkit():
+    """The Dockerfile's RUN --mount needs BuildKit; docker build without buildx uses it only when asked."""
+    assert next(b for b in BUILDERS if b.name == "docker").env == {"DOCKER_BUILDKIT": "1"}
+
+
+def test_build_streams_output_with_step_counter(bin_dir, tmp_path, capsys):
+    log = tmp_path / "calls"
+    fake(bin_dir, "podman", log=log, output="STEP 1/2: FROM base\nhello\nSTEP 2/2: RUN true\n")
+    code = build(tmp_path / "ctx", "envkit/grpo:t", "linux/amd64", False, detect("podman"))
+    out = click.unstyle(capsys.readouterr().out)
+    assert code == 0
+    assert "[1/2] FROM base" in out and "    hello" in out and "[2/2] RUN true" in out
+    assert log.read_text().splitlines()[-1].startswith("podman build ")
+
+
+def test_push_follows_a_successful_build(bin_dir, tmp_path):
+    log = tmp_path / "calls"
+    fake(bin_dir, "buildah", log=log)
+    assert build(tmp_path, "registry.example/envkit/grpo:t", "linux/amd64", True, detect("buildah")) == 0
+    built = f"buildah bud --format docker --layers --platform linux/amd64 --file {tmp_path}/Dockerfile " \
+            f"--tag registry.example/envkit/grpo:t {tmp_path}"
+    assert log.read_text().splitlines()[-2:] == [built, "buildah push registry.example/envkit/grpo:t"]
+
+
+def test_failed_build_returns_its_code_and_does_not_push(bin_dir, tmp_path):
+    log = tmp_path / "calls"
+    fake(bin_dir, "buildah", fails=("bud",), log=log)
+    chosen = detect("buildah")
+    assert build(tmp_path, "envkit/grpo:t", "linux/amd64", True, chosen) == 1
+    assert not any(line.startswith("buildah push") for line in log.read_text().splitlines())
+
+
+def test_progress_buildkit_headers_once_with_elapsed_time():
+    ticks = iter([100.0, 112.4, 130.0])
+    progress = Progress(builders.DOCKER_STEP, clock=lambda: next(ticks))
+    first = click.unstyle(progress.feed("#5 [stage-1 2/7] RUN pip install -r x\n"))
+    assert first == "[2/7] RUN pip install -r x  (12 s)"
+    assert progress.feed("#5 [stage-1 2/7] RUN pip install -r x") == "    #5 [stage-1 2/7] RUN pip install -r x"
+    assert progress.feed("#5 0.31 Collecting six") == "    #5 0.31 Collecting six"
+    assert click.unstyle(progress.feed("#6 [3/7] COPY a b")).startswith("[3/7] COPY a b")
+
+
+def test_progress_shortens_long_instructions():
+    progress = Progress(builders.BUILDAH_STEP, clock=lambda: 0.0, width=10)
+    assert click.unstyle(progress.feed("STEP 1/1: RUN " + "x" * 50)) == "[1/1] RUN xxxxx…  (0 s)"
+
+
+def test_run_command_docker():
+    assert run_command("envkit/grpo:a-h100", "/recipes/a.yaml", cache="/data/hf cache") == (
+        "docker run --gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 "
+        "-v '/data/hf cache:/cache' envkit/grpo:a-h100 train /recipes/a.yaml")
+
+
+@pytest.mark.parametrize("name", ["podman", "buildah"])
+def test_run_command_podman_uses_cdi(name):
+    chosen = next(b for b in BUILDERS if b.name == name)
+    command, _, note = run_command("envkit/grpo:a", "/recipes/a.yaml", chosen).partition("  # ")
+    assert shlex.split(command)[:4] == ["podman", "run", "--device", "nvidia.com/gpu=all"]
+    assert shlex.split(command)[-4:] == ["envkit-cache:/cache", "envkit/grpo:a", "train", "/recipes/a.yaml"]
+    assert "nvidia-ctk cdi generate" in note
