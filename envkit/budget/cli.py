@@ -11,43 +11,93 @@ USAGE = 2
 
 
 @click.command()
-@click.option("--model", "model", required=True, metavar="NAME_OR_CONFIG_JSON",
-              help="A known model (Llama-3.2-3B-Instruct, Qwen/Qwen3-4B, ...) or a config.json / model directory.")
-@click.option("--target", required=True, metavar="GPU", help="Catalog GPU: t4, l4, a100-80gb, h100, ...")
-@click.option("--lora-r", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--dtype", default="bf16", show_default=True, type=click.Choice(["bf16", "fp16"]))
-@click.option("--load-in-4bit", is_flag=True, help="Train on NF4 weights (QLoRA); vLLM keeps the dtype.")
-@click.option("--num-generations", default=8, show_default=True, type=click.IntRange(1))
-@click.option("--prompts-per-step", default=4, show_default=True, type=click.IntRange(1))
-@click.option("--max-prompt-length", default=512, show_default=True, type=click.IntRange(1))
-@click.option("--max-completion-length", default=256, show_default=True, type=click.IntRange(1))
-@click.option("--micro-batch", default=4, show_default=True, type=click.IntRange(1),
-              help="Sequences per forward/backward (per_device_train_batch_size).")
-@click.option("--grad-checkpointing/--no-grad-checkpointing", default=True, show_default=True)
-@click.option("--kv-cache-dtype", default="auto", show_default=True, type=click.Choice(["auto", "fp8"]))
+@click.argument("recipe", required=False)
+@click.option("--target", metavar="GPU", help="Catalog GPU: t4, l4, a100-80gb, h100, ...  [default: this machine's GPU]")
+@click.option("--model", "model", metavar="NAME_OR_CONFIG_JSON",
+              help="A known model (Llama-3.2-3B-Instruct, Qwen/Qwen3-4B, ...) or a config.json / model directory; "
+                   "without RECIPE it is required.")
+@click.option("--lora-r", type=click.IntRange(1), help="[default: recipe's, else 64]")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16"]), help="[default: recipe's, else bf16]")
+@click.option("--load-in-4bit", is_flag=True, default=None, help="Train on NF4 weights (QLoRA); vLLM keeps the dtype.")
+@click.option("--num-generations", type=click.IntRange(1), help="[default: recipe's, else 8]")
+@click.option("--prompts-per-step", type=click.IntRange(1), help="[default: recipe's, else 4]")
+@click.option("--max-prompt-length", type=click.IntRange(1), help="[default: recipe's, else 512]")
+@click.option("--max-completion-length", type=click.IntRange(1), help="[default: recipe's, else 256]")
+@click.option("--micro-batch", type=click.IntRange(1),
+              help="Sequences per forward/backward (per_device_train_batch_size).  [default: recipe's, else 4]")
+@click.option("--grad-checkpointing/--no-grad-checkpointing", default=None, help="[default: on, as in TRL]")
+@click.option("--kv-cache-dtype", type=click.Choice(["auto", "fp8"]), help="[default: recipe's, else auto]")
 @click.option("--json", "as_json", is_flag=True, help="Print the budget as JSON (schema envkit.budget/1).")
-def budget(model, target, lora_r, dtype, load_in_4bit, num_generations, prompts_per_step, max_prompt_length,
-           max_completion_length, micro_batch, grad_checkpointing, kv_cache_dtype, as_json) -> None:
+def budget(recipe, target, model, as_json, **options) -> None:
     """Predict GPU memory of GRPO training with colocated vLLM; recommend gpu_memory_utilization and sleep mode.
 
+    RECIPE is a recipe file or a shipped recipe name (grpo-llama3b); the options override its values.
     Exit codes: 0 it fits, 1 it does not (the fixes are listed), 2 usage error.
     """
-    from envkit.budget.model import BudgetInputs
-    from envkit.budget.recommend import recommend
     from envkit.budget.report import render, to_json
-    from envkit.budget.shapes import UnknownName, resolve_gpu, resolve_model
 
     try:
-        shape = resolve_model(model)
-        gpu, memory = resolve_gpu(target)
-    except (UnknownName, KeyError, ValueError) as err:
-        message = err.args[0] if isinstance(err, UnknownName) else f"{model}: not a usable config.json ({err!r})"
-        click.echo(f"envkit budget: {message}", err=True)
+        gpu, memory, bf16 = _gpu(target)
+        rec = _recommendation(recipe, model, memory, bf16, options)
+    except _Usage as err:
+        click.echo(f"envkit budget: {err}", err=True)
         sys.exit(USAGE)
-    inputs = BudgetInputs(shape, memory, dtype, load_in_4bit, lora_r, num_generations=num_generations,
-                          prompts_per_step=prompts_per_step, max_prompt_length=max_prompt_length,
-                          max_completion_length=max_completion_length, micro_batch=micro_batch,
-                          grad_checkpointing=grad_checkpointing, kv_cache_dtype=kv_cache_dtype)
-    rec = recommend(inputs)
     click.echo(json.dumps(to_json(rec, gpu), indent=2) if as_json else render(rec, gpu))
     sys.exit(0 if rec.fits else 1)
+
+
+class _Usage(Exception):
+    """A one-line usage error (exit 2)."""
+
+
+def _recommendation(recipe_name, model, memory, bf16, options):
+    from envkit.budget.model import BudgetInputs
+    from envkit.budget.recipe import budget_inputs, pinned
+    from envkit.budget.recommend import recommend
+    from envkit.budget.shapes import UnknownName, resolve_model
+    from envkit.recipe.load import RecipeError
+
+    overrides = {k: v for k, v in options.items() if v is not None}  # option names are BudgetInputs fields
+    try:
+        shape = resolve_model(model) if model else None
+        if shape:
+            overrides["shape"] = shape
+        if recipe_name is None:
+            if shape is None:
+                raise _Usage("give a RECIPE (a file or a shipped name like grpo-llama3b) or --model")
+            return recommend(BudgetInputs(gpu_bytes=memory, **{"dtype": "bf16" if bf16 else "fp16"} | overrides))
+        from envkit.recipe.library import find_recipe
+        from envkit.recipe.load import load_recipe
+
+        recipe = load_recipe(find_recipe(recipe_name))
+        return recommend(budget_inputs(recipe, memory, bf16, **overrides), *pinned(recipe))
+    except (RecipeError, UnknownName) as err:
+        raise _Usage(err.args[0]) from None
+    except (KeyError, ValueError) as err:
+        raise _Usage(f"{model}: not a usable config.json ({err!r})") from None
+
+
+def _gpu(target: str | None) -> tuple[str, int, bool]:
+    """(name, memory in bytes, has bf16) of the --target catalog GPU, else of this machine's first visible GPU."""
+    from envkit.budget.model import MIB
+    from envkit.budget.shapes import UnknownName, resolve_gpu
+
+    if target:
+        from envkit.knowledge import gpu_catalog
+
+        try:
+            name, memory = resolve_gpu(target)
+        except UnknownName as err:
+            raise _Usage(err.args[0]) from None
+        return name, memory, _has_bf16(gpu_catalog()[target.lower()]["compute_capability"])
+    from envkit.probe import collect
+
+    gpus = [g for g in collect().visible_gpus() if g.memory_total_mib]
+    if not gpus:
+        raise _Usage("no NVIDIA GPU found on this machine: pass --target GPU (t4, l4, a10g, a100-80gb, h100, ...)")
+    return gpus[0].name, gpus[0].memory_total_mib * MIB, _has_bf16(gpus[0].compute_capability)
+
+
+def _has_bf16(compute_capability: str | None) -> bool:
+    """bf16 needs compute capability 8.0 (Ampere) or newer."""
+    return compute_capability is not None and int(compute_capability.split(".")[0]) >= 8

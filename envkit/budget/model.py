@@ -40,12 +40,13 @@ NF4_BYTES = 0.5 + 1 / 64 + 4 / 16384
 LORA_TRAIN_BYTES = 16
 LORA_RESIDENT_BYTES = 12
 
-# Logits of the training forward, bytes per (completion token x vocab entry).
-# TRL keeps only the completion positions (logits_to_keep); in bf16 it holds the
-# logits (2), their copy divided by the temperature (2), the log-softmax output
-# saved for backward (2), and in backward the gradient of that output (2): about
-# two fp32-sized copies.
-LOGIT_BYTES = 8
+# The LM head of the training forward.  TRL 1.16's GRPOTrainer patches in a fused
+# head (trl.kernels.chunked_logprob) that never materializes the (tokens x vocab)
+# logits: it projects only the completion tokens, in tiles of at most 4096 tokens x
+# 32768 vocabulary entries in the compute dtype, keeping fp32 running statistics; its
+# backward adds an fp32 gradient of the hidden states (tokens x hidden x 4).
+FUSED_TOKEN_TILE = 4096
+FUSED_VOCAB_TILE = 32768
 
 # vLLM's own workspace inside its reservation, besides weights and KV cache: CUDA
 # graphs for the batch sizes up to max_num_seqs, cuBLAS/NCCL buffers.  It stays
@@ -56,8 +57,11 @@ VLLM_WORKSPACE = 512 * MIB
 VLLM_BATCHED_TOKENS = 4096
 VLLM_BLOCK = 16  # tokens per KV-cache block
 
-# The KV cache must hold every concurrent sequence with this much to spare.
+# The KV cache must hold every concurrent sequence with this much to spare, and at least
+# KV_SPARE_MIN: vLLM's memory outside the KV cache changes between versions (CUDA graph pools,
+# compile buffers), and an underestimate must cost generation speed, not vLLM's start-up.
 KV_MARGIN = 0.10
+KV_SPARE_MIN = 1 * GIB
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class BudgetInputs:
     grad_checkpointing: bool = True
     kv_cache_dtype: str = "auto"  # "auto" (the model dtype) or "fp8"
     server_mode: bool = False  # vLLM on another GPU (vllm_mode="server")
+    use_vllm: bool = True  # False: TRL generates with model.generate, its KV cache in the training process
 
     @property
     def dtype_bytes(self) -> int:
@@ -164,8 +169,12 @@ def activation_bytes(shape: ModelShape, tokens: int, dtype_bytes: int, grad_chec
     return tokens * shape.layers * per_layer * dtype_bytes
 
 
-def logits_bytes(shape: ModelShape, micro_batch: int, completion_length: int) -> float:
-    return micro_batch * completion_length * shape.vocab * LOGIT_BYTES
+def logits_bytes(shape: ModelShape, micro_batch: int, completion_length: int, dtype_bytes: int) -> float:
+    """The fused LM head over the micro-batch's completion tokens: one logits tile, the gathered
+    hidden states it saves (dtype) and their fp32 gradient."""
+    tokens = micro_batch * completion_length
+    tile = min(tokens, FUSED_TOKEN_TILE) * min(shape.vocab, FUSED_VOCAB_TILE) * dtype_bytes
+    return tile + tokens * shape.hidden * (dtype_bytes + 4)
 
 
 def vllm_profile_bytes(shape: ModelShape, dtype_bytes: int, max_num_seqs: int) -> float:
@@ -206,12 +215,13 @@ class Vllm:
 class Budget:
     inputs: BudgetInputs
     training: Training
-    vllm: Vllm | None  # None in server mode: vLLM is on another GPU
+    vllm: Vllm | None  # None in server mode (vLLM is on another GPU) and without vLLM
     sleep: bool
+    generate_kv: float = 0.0  # without vLLM: model.generate's KV cache for the generation batch
 
     @property
     def generation_peak(self) -> float:
-        return CUDA_CONTEXT + self.training.resident + (self.vllm.share if self.vllm else 0)
+        return CUDA_CONTEXT + self.training.resident + (self.vllm.share if self.vllm else self.generate_kv)
 
     @property
     def training_peak(self) -> float:
@@ -237,14 +247,14 @@ def training(inputs: BudgetInputs) -> Training:
         lora=lora * LORA_TRAIN_BYTES,
         activations=activation_bytes(shape, tokens, nbytes, inputs.grad_checkpointing,
                                      inputs.lora_r, len(inputs.lora_targets)),
-        logits=logits_bytes(shape, inputs.micro_batch, inputs.max_completion_length),
+        logits=logits_bytes(shape, inputs.micro_batch, inputs.max_completion_length, nbytes),
         resident=weights + lora * LORA_RESIDENT_BYTES,
     )
 
 
 def kv_needed(inputs: BudgetInputs) -> float:
     """KV cache for every concurrent sequence at prompt + completion tokens, whole blocks."""
-    kv_bytes = 1 if inputs.kv_cache_dtype == "fp8" else inputs.dtype_bytes
+    kv_bytes = 1 if inputs.kv_cache_dtype == "fp8" and inputs.use_vllm else inputs.dtype_bytes
     tokens = math.ceil(inputs.sequence_length / VLLM_BLOCK) * VLLM_BLOCK
     return inputs.concurrent_sequences * tokens * inputs.shape.kv_bytes_per_token(kv_bytes)
 
@@ -263,13 +273,16 @@ def vllm_fixed(inputs: BudgetInputs) -> tuple[float, float]:
 def min_utilization(inputs: BudgetInputs) -> float:
     """The smallest gpu_memory_utilization (two decimals) whose KV cache holds the sequences with KV_MARGIN."""
     weights, workspace = vllm_fixed(inputs)
-    need = weights + workspace + kv_needed(inputs) * (1 + KV_MARGIN)
+    kv = kv_needed(inputs)
+    need = weights + workspace + kv + max(kv * KV_MARGIN, KV_SPARE_MIN)
     return math.ceil(need / inputs.gpu_bytes * 100 - 1e-9) / 100
 
 
 def budget(inputs: BudgetInputs, utilization: float, sleep: bool) -> Budget:
     if inputs.server_mode:
         return Budget(inputs, training(inputs), None, False)
+    if not inputs.use_vllm:
+        return Budget(inputs, training(inputs), None, False, generate_kv=kv_needed(inputs))
     weights, workspace = vllm_fixed(inputs)
     share = utilization * inputs.gpu_bytes
     vllm = Vllm(utilization, share, weights, workspace, share - weights - workspace, kv_needed(inputs))

@@ -19,11 +19,16 @@ def fits(plan: Budget) -> bool:
     return in_range and plan.headroom >= FIT_MARGIN * plan.inputs.gpu_bytes
 
 
-def plan(inputs: BudgetInputs) -> Budget:
-    """The smallest utilization; sleep mode only when the GPU needs it (waking costs time each step)."""
-    if inputs.server_mode:
+def plan(inputs: BudgetInputs, utilization: float | None = None, sleep: bool | None = None) -> Budget:
+    """The smallest utilization; sleep mode only when the GPU needs it (waking costs time each step).
+
+    A recipe may pin either setting (a number, true/false); None chooses it.
+    """
+    if inputs.server_mode or not inputs.use_vllm:
         return budget(inputs, 0.0, False)
-    utilization = min_utilization(inputs)
+    utilization = min_utilization(inputs) if utilization is None else utilization
+    if sleep is not None:
+        return budget(inputs, utilization, sleep)
     awake = budget(inputs, utilization, False)
     return awake if fits(awake) else budget(inputs, utilization, True)
 
@@ -46,9 +51,9 @@ FIXES: tuple[tuple[str, Callable[[BudgetInputs], bool], Callable[[BudgetInputs],
     ("shorter completions", lambda i: i.max_completion_length > 64,
      lambda i: replace(i, max_completion_length=i.max_completion_length // 2),
      lambda i: f"max_completion_length: {i.max_completion_length // 2}"),
-    ("FP8 KV cache", lambda i: i.kv_cache_dtype != "fp8",
+    ("FP8 KV cache", lambda i: i.use_vllm and i.kv_cache_dtype != "fp8",
      lambda i: replace(i, kv_cache_dtype="fp8"), lambda i: "kv_cache_dtype: fp8"),
-    ("vLLM server mode on a second GPU", lambda i: not i.server_mode,
+    ("vLLM server mode on a second GPU", lambda i: i.use_vllm and not i.server_mode,
      lambda i: replace(i, server_mode=True), lambda i: "vllm_mode: server"),
 )
 
@@ -62,11 +67,15 @@ class Recommendation:
     combined_fits: bool = False
 
 
-def recommend(inputs: BudgetInputs) -> Recommendation:
-    base = plan(inputs)
+def recommend(inputs: BudgetInputs, utilization: float | None = None, sleep: bool | None = None) -> Recommendation:
+    """The plan (pinned settings kept) and, when it does not fit, the fixes; each fix is re-planned from scratch."""
+    base = plan(inputs, utilization, sleep)
     if fits(base):
         return Recommendation(base, True)
     fixes = []
+    if (utilization, sleep) != (None, None) and fits(chosen := plan(inputs)):
+        fixes.append(Fix("envkit's vLLM settings", "gpu_memory_utilization: auto, sleep: auto",
+                         base.peak - chosen.peak, True))
     for name, applies, change, setting in FIXES:
         if applies(inputs):
             fixed = plan(change(inputs))

@@ -23,6 +23,8 @@ def breakdown(rec: Recommendation) -> dict[str, float]:
         v = plan.vllm
         terms |= {"vllm_share": v.share, "vllm_weights": v.weights, "vllm_workspace": v.workspace,
                   "vllm_kv_cache": v.kv_cache, "vllm_kv_needed": v.kv_needed}
+    elif not plan.inputs.use_vllm:
+        terms["generate_kv_cache"] = plan.generate_kv
     terms |= {"generation_peak": plan.generation_peak, "training_step_peak": plan.training_peak,
               "headroom": plan.headroom}
     return {k: gib(v) for k, v in terms.items()}
@@ -30,6 +32,8 @@ def breakdown(rec: Recommendation) -> dict[str, float]:
 
 def settings(rec: Recommendation) -> dict:
     plan = rec.plan
+    if not plan.inputs.use_vllm:
+        return {"use_vllm": False}
     if plan.vllm is None:
         return {"vllm_mode": "server"}
     return {"vllm_mode": "colocate", "vllm_gpu_memory_utilization": plan.vllm.utilization,
@@ -63,6 +67,9 @@ def render(rec: Recommendation, gpu: str) -> str:
         rows += [(f"vLLM share (gpu_memory_utilization {v.utilization:.2f})", v.share), ("  weights copy", v.weights),
                  ("  workspace (CUDA graphs, buffers, profile)", v.workspace), ("  KV cache", v.kv_cache),
                  (f"  KV needed: {i.concurrent_sequences} sequences x {i.sequence_length} tokens", v.kv_needed)]
+    elif not i.use_vllm:
+        rows.append((f"model.generate KV cache: {i.concurrent_sequences} sequences x {i.sequence_length} tokens",
+                     plan.generate_kv))
     rows += [("CUDA context", CUDA_CONTEXT), ("peak while generating", plan.generation_peak),
              (f"peak while training{' (vLLM asleep)' if plan.sleep else ''}", plan.training_peak)]
     lines = [f"{i.shape.name} ({i.shape.params() / 1e9:.2f}B) on {gpu} ({gib(i.gpu_bytes):g} GiB): {i.dtype}, "

@@ -2,18 +2,21 @@
 
 One source of truth: the repository's ``recipes/`` folder.  The wheel installs it as data files
 into ``<prefix>/share/envkit/recipes`` (pyproject ``[tool.setuptools.data-files]``), so a checkout
-or editable install reads ``recipes/`` next to the package and an installed one reads the prefix.
+or editable install reads ``recipes/`` next to the package and an installed one reads the prefix
+(or the user base, for ``pip install --user``).
 """
 
 from __future__ import annotations
 
+import site
 import sys
 from pathlib import Path
 
 
 def recipes_dir() -> Path:
     checkout = Path(__file__).resolve().parents[2] / "recipes"
-    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "envkit" / "recipes"
+    installed = [Path(prefix) / "share" / "envkit" / "recipes" for prefix in (sys.prefix, site.getuserbase())]
+    return next((folder for folder in (checkout, *installed) if folder.is_dir()), installed[0])
 
 
 def list_recipes() -> list[Path]:

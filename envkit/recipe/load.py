@@ -17,14 +17,21 @@ from typing import Any, Literal
 
 import yaml
 
-from envkit.recipe.schema import Recipe
+from envkit.recipe.schema import Recipe, gpu_count
 
 BUILTIN_REWARDS = ("format", "exact_answer", "length")
 _MISSING = object()
 
 
 class RecipeError(ValueError):
-    """A recipe problem, printed as one line by the CLI (exit 2)."""
+    """A recipe problem, printed as one line by the CLI (exit 2).
+
+    Keys, values and paths come from the user's YAML: line breaks and other unprintable characters
+    in them are escaped (``learning\\nrate``) so the message stays one line.
+    """
+
+    def __init__(self, message: str):
+        super().__init__("".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message))
 
 
 class _Where:
@@ -55,9 +62,14 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise RecipeError(f"{source}{line}: invalid YAML: {exc.problem or exc.context}") from None
+        # An unclosed bracket or quote is noticed lines later: name where it opened too.
+        opened = exc.context_mark if exc.problem and exc.context and exc.context_mark else None
+        context = f" ({exc.context} at line {opened.line + 1})" if opened and opened is not mark and opened.line != mark.line else ""
+        raise RecipeError(f"{source}{line}: invalid YAML: {exc.problem or exc.context}{context}") from None
     except (yaml.YAMLError, ValueError) as exc:  # reader errors (control characters), odd encodings
         raise RecipeError(f"{source}: invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except RecursionError:  # the composer recurses once per nesting level
+        raise RecipeError(f"{source}: invalid YAML: nested too deeply") from None
     if root is None:
         raise RecipeError(f"{source}: empty recipe (expected a mapping with version: 1)")
     try:
@@ -94,6 +106,9 @@ def _value(kind: Any, node: yaml.Node, path: str, where: _Where) -> Any:
     if dataclasses.is_dataclass(kind):
         return _build(kind, node, path, where)
     origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType) and isinstance(node, yaml.SequenceNode):
+        kind = next((k for k in args if typing.get_origin(k) is list), kind)  # `[0, 1]` for `list[int] | int`
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin is list:
         if not isinstance(node, yaml.SequenceNode):
             raise where.error(node, path, f"expected a list, got {_kind(node)}")
@@ -110,6 +125,8 @@ def _accepts(kind: Any, value: Any) -> bool:
         return any(_accepts(k, value) for k in typing.get_args(kind))
     if origin is Literal:
         return any(value == v and type(value) is type(v) for v in typing.get_args(kind))
+    if origin is list:  # a single value never fills a list (lists are walked in _value)
+        return False
     if kind is type(None):
         return value is None
     if kind is float:
@@ -126,6 +143,8 @@ def _scalar(node: yaml.Node, path: str, where: _Where) -> Any:
         return yaml.SafeLoader("").construct_object(node)
     except yaml.YAMLError as exc:
         raise where.error(node, path, f"cannot read value: {getattr(exc, 'problem', None) or exc}") from None
+    except (ValueError, KeyError, AttributeError):  # an explicit tag on a wrong value: !!int abc, !!bool maybe
+        raise where.error(node, path, f"cannot read value {node.value!r:.40} as {node.tag.rpartition(':')[2]}") from None
 
 
 def _describe(kind: Any) -> str:
@@ -134,6 +153,8 @@ def _describe(kind: Any) -> str:
         return " or ".join(_describe(k) for k in typing.get_args(kind))
     if origin is Literal:
         return " or ".join(repr(v) if isinstance(v, str) else str(v) for v in typing.get_args(kind))
+    if origin is list:
+        return "a list"
     return {type(None): "null", float: "a number", int: "an integer", bool: "true/false", str: "a string"}.get(kind, str(kind))
 
 
@@ -174,10 +195,7 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> None:
     if (data.path is None) == (data.name is None):
         raise where.error(_node(root, "dataset"), "dataset", "give exactly one of path (local JSONL) or name (registry)")
     if data.path is not None:
-        resolved = (base / data.path).resolve()
-        if not resolved.is_file():
-            raise where.error(_node(root, "dataset", "path"), "dataset.path", f"no such file: {resolved}")
-        data.path = str(resolved)
+        data.path = _local_file(base, data.path, lambda message: where.error(_node(root, "dataset", "path"), "dataset.path", message))
     if not recipe.rewards:
         raise where.error(_node(root, "rewards"), "rewards", "needs at least one reward")
     for i, reward in enumerate(recipe.rewards):
@@ -192,6 +210,85 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> None:
             raise where.error(_node(root, "grpo", name), f"grpo.{name}", f"must be at least 1, got {value}")
     if recipe.output.save_steps < 1:
         raise where.error(_node(root, "output", "save_steps"), "output.save_steps", "must be at least 1")
+    _check_launch(recipe, root, where, base)
+
+
+def _check_launch(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> None:
+    """GPU assignment, vLLM parallelism and distributed settings (envkit.launch.plan relies on these)."""
+    v, res, dist = recipe.vllm, recipe.resources, recipe.distributed
+
+    def fail(keys: tuple[str | int, ...], message: str) -> RecipeError:
+        return where.error(_node(root, *keys), ".".join(map(str, keys)), message)
+
+    for name in ("tensor_parallel_size", "data_parallel_size"):
+        if getattr(v, name) < 1:
+            raise fail(("vllm", name), f"must be at least 1, got {getattr(v, name)}")
+    for name in ("port", "group_port"):
+        if not 1 <= getattr(v.server, name) <= 65535:
+            raise fail(("vllm", "server", name), f"must be a port number (1-65535), got {getattr(v.server, name)}")
+    if v.server.port == v.server.group_port:
+        raise fail(("vllm", "server", "group_port"), f"must differ from vllm.server.port ({v.server.port})")
+    if v.server.timeout_s <= 0:
+        raise fail(("vllm", "server", "timeout_s"), "must be positive")
+    for name in ("generation_gpus", "training_gpus"):
+        gpus = getattr(res, name)
+        if isinstance(gpus, int) and gpus < 1:
+            raise fail(("resources", name), f"a count must be at least 1, got {gpus}")
+        if isinstance(gpus, list) and (not gpus or min(gpus) < 0 or len(set(gpus)) < len(gpus)):
+            raise fail(("resources", name), f"needs distinct GPU indices (0, 1, ...), got {gpus}")
+    if isinstance(res.generation_gpus, list) and isinstance(res.training_gpus, list):
+        shared = sorted(set(res.generation_gpus) & set(res.training_gpus))
+        if shared:
+            raise fail(("resources", "training_gpus"), f"GPU {shared[0]} is also a generation GPU: TRL refuses a GPU "
+                       "shared by the vLLM server and a trainer")
+    generation = gpu_count(res.generation_gpus)
+    if v.mode == "server" and v.enabled is not False:
+        if not generation:
+            raise fail(("resources", "generation_gpus"), "vllm.mode: server needs the GPUs of the vLLM server, e.g. "
+                       "generation_gpus: [0]")
+        if v.tensor_parallel_size * v.data_parallel_size != generation:
+            raise fail(("vllm", "tensor_parallel_size"), f"tensor_parallel_size x data_parallel_size = "
+                       f"{v.tensor_parallel_size * v.data_parallel_size}, but resources.generation_gpus has {generation}: "
+                       "make the product match (TP shards one model, DP replicates it)")
+    else:
+        if v.mode == "server":
+            raise fail(("vllm", "mode"), "server mode needs vLLM: drop vllm.enabled: false or use mode: colocate")
+        if generation:
+            raise fail(("resources", "generation_gpus"), "only vllm.mode: server uses generation GPUs (colocate "
+                       "generates on the training GPUs)")
+        if v.data_parallel_size != 1:
+            raise fail(("vllm", "data_parallel_size"), "applies to the vLLM server only (vllm.mode: server)")
+        ranks = gpu_count(res.training_gpus) or 1
+        if ranks % v.tensor_parallel_size:
+            raise fail(("vllm", "tensor_parallel_size"), f"{v.tensor_parallel_size} must divide the {ranks} training "
+                       "rank(s): colocated vLLM shards over groups of training ranks")
+    if dist.num_machines < 1 or not 0 <= dist.machine_rank < dist.num_machines:
+        raise fail(("distributed", "machine_rank"), f"needs 0 <= machine_rank < num_machines, got {dist.machine_rank} "
+                   f"of {dist.num_machines}")
+    if dist.num_machines > 1 and not dist.main_process_ip:
+        raise fail(("distributed", "main_process_ip"), "num_machines > 1 needs the address of machine 0")
+    if dist.main_process_port is not None and not 1 <= dist.main_process_port <= 65535:
+        raise fail(("distributed", "main_process_port"), f"must be a port number (1-65535), got {dist.main_process_port}")
+    if dist.accelerate_config is not None:
+        if dist.backend != "ddp":
+            raise fail(("distributed", "accelerate_config"), f"replaces backend: {dist.backend}; give one of the two")
+        dist.accelerate_config = _local_file(base, dist.accelerate_config, lambda message: fail(("distributed", "accelerate_config"), message))
+    launched = dist.num_machines > 1 or dist.backend != "ddp" or dist.accelerate_config is not None
+    if launched and res.training_gpus is None and v.mode != "server":  # server mode trains on the GPUs left
+        raise fail(("resources", "training_gpus"), "distributed settings start trainer ranks: name their GPUs "
+                   "(a list, or a count)")
+
+
+def _local_file(base: Path, value: str, fail) -> str:
+    """An existing file named relative to the recipe's folder, as an absolute path; else ``fail(message)``."""
+    try:
+        resolved = (base / value).resolve()
+        found = resolved.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise fail(f"unusable path: {str(exc)[:80]}") from None
+    if not found:
+        raise fail(f"no such file: {resolved}")
+    return str(resolved)
 
 
 def resolve_reward(name: str):

@@ -68,6 +68,16 @@ class GrpoSpec:
 
 
 @dataclass
+class VllmServerSpec:
+    """Where trainers reach the vLLM server (TRL's vllm_server_host/port, vllm_group_port, vllm_server_timeout)."""
+
+    host: str = "127.0.0.1"  # a non-loopback address makes the server listen on all interfaces (multi-node)
+    port: int = 8000
+    group_port: int = 51216  # NCCL weight-sync rendezvous
+    timeout_s: float = 240.0  # how long to wait for the server's health endpoint
+
+
+@dataclass
 class VllmSpec:
     enabled: Auto | bool = "auto"
     mode: Literal["colocate", "server"] = "colocate"
@@ -75,6 +85,36 @@ class VllmSpec:
     sleep: Auto | bool = "auto"
     max_lora_rank: int | None = None  # default: lora.r
     kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+    # Server mode: the server's shape (tensor x data parallel = generation GPUs).  Colocate: each
+    # training rank's vLLM is sharded over tensor_parallel_size ranks (TRL's vllm_tensor_parallel_size).
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    server: VllmServerSpec = field(default_factory=VllmServerSpec)
+
+
+@dataclass
+class ResourcesSpec:
+    """GPUs by index among the visible ones (CUDA_VISIBLE_DEVICES order), or a count; unset: one in-process run."""
+
+    generation_gpus: list[int] | int | None = None  # the vLLM server's (vllm.mode: server)
+    training_gpus: list[int] | int | None = None  # one trainer rank each; server mode default: the GPUs left
+
+
+def gpu_count(gpus: list[int] | int | None) -> int:
+    """How many GPUs a resources entry names (0 when unset)."""
+    return 0 if gpus is None else gpus if isinstance(gpus, int) else len(gpus)
+
+
+@dataclass
+class DistributedSpec:
+    """How `accelerate launch` runs the trainer ranks; the multi-node fields mirror accelerate's flags."""
+
+    backend: Literal["ddp", "deepspeed-zero2", "deepspeed-zero3", "fsdp"] = "ddp"
+    accelerate_config: str | None = None  # an accelerate config file, relative to the recipe; replaces backend
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None  # needed when num_machines > 1
+    main_process_port: int | None = None  # accelerate's default: 29500
 
 
 @dataclass
@@ -95,6 +135,8 @@ class Recipe:
     lora: LoraSpec = field(default_factory=LoraSpec)
     grpo: GrpoSpec = field(default_factory=GrpoSpec)
     vllm: VllmSpec = field(default_factory=VllmSpec)
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    distributed: DistributedSpec = field(default_factory=DistributedSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
     seed: int = 42
     # Not YAML keys: where the recipe came from (set by the loader).

@@ -27,6 +27,7 @@ SECTIONS = {
     "driver": "Driver & CUDA",
     "packages": "Packages",
     "rl": "vLLM / RL readiness",
+    "launch": "Multi-GPU launch",  # envkit train's checks of a recipe's layout (rules/launch.py)
 }
 
 
@@ -86,7 +87,7 @@ class Rule:
     id: str
     name: str
     section: str
-    check: Callable[[Facts], Outcome]
+    check: Callable[..., Outcome]  # Facts (and, for launch rules, their LaunchInputs) -> Outcome
 
     @property
     def doc(self) -> str:
@@ -96,22 +97,24 @@ class Rule:
     def summary(self) -> str:
         return self.doc.splitlines()[0] if self.doc else self.name
 
-    def run(self, facts: Facts) -> Finding:
-        out = self.check(facts)
+    def run(self, facts: Facts, *inputs) -> Finding:
+        out = self.check(facts, *inputs)
         return Finding(self.id, self.name, self.section, out.severity, out.title, out.evidence, out.fix, out.requirements)
 
 
 REGISTRY: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, name: str, section: str) -> Callable[[Callable[[Facts], Outcome]], Callable[[Facts], Outcome]]:
+def rule(rule_id: str, name: str, section: str, registry: dict[str, Rule] | None = None) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
+    """Register a check in ``registry`` (default: the doctor's REGISTRY)."""
     if section not in SECTIONS:
         raise ValueError(f"unknown section {section!r}")
+    target = REGISTRY if registry is None else registry
 
-    def register(check: Callable[[Facts], Outcome]) -> Callable[[Facts], Outcome]:
-        if rule_id in REGISTRY:
+    def register(check: Callable[..., Outcome]) -> Callable[..., Outcome]:
+        if rule_id in target:
             raise ValueError(f"duplicate rule id {rule_id}")
-        REGISTRY[rule_id] = Rule(rule_id, name, section, check)
+        target[rule_id] = Rule(rule_id, name, section, check)
         return check
 
     return register

@@ -46,9 +46,9 @@ TRAINING_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "dataset
 def train_stack(facts: Facts) -> Outcome:
     """The training stack (torch, transformers, trl, peft, accelerate, datasets) is installed.
 
-    envkit itself stays light; `envkit train` needs the `train` extra, which
-    also brings vLLM on Linux.  Fix: pip install 'envkit[train]', or use the
-    envkit image.
+    envkit itself stays light; `envkit train` needs the `train` extra (vLLM
+    generation also the `vllm` extra, Linux).  Fix: pip install 'envkit[train]',
+    or use the envkit image.
     """
     missing = [name for name in TRAINING_STACK if not facts.package(name)]
     if missing:

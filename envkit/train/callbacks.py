@@ -67,8 +67,14 @@ class StopOnSigint(TrainerCallback):
 
 
 def trim_metrics(path: Path, last_step: int) -> None:
-    """On resume: drop lines logged after the checkpoint (those steps run again)."""
+    """On resume: drop lines logged after the checkpoint (those steps run again), and a line a kill tore."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
     path.write_text("".join(line + "\n" for line in kept))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
-USAGE, REFUSED = 2, 1
+USAGE, REFUSED, INTERRUPTED = 2, 1, 130
 
 
 @click.command()
@@ -17,51 +18,109 @@ USAGE, REFUSED = 2, 1
 @click.option("--force", is_flag=True, help="Train even when a doctor check relevant to the run fails.")
 @click.option("--max-steps", type=click.IntRange(1), help="Override grpo.max_steps.")
 @click.option("--output", type=click.Path(file_okay=False), help="Override output.dir.")
-def train(recipe, dry_run, resume, force, max_steps, output) -> None:
+@click.option("--machine-rank", type=click.IntRange(0), help="Override distributed.machine_rank (multi-node: one per machine).")
+@click.option("--worker", is_flag=True, hidden=True, help="A trainer rank started by envkit's launch plan: train in this process.")
+def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker) -> None:
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
 
-    Exit codes: 0 done, 1 refused by a doctor check (see --force), 2 recipe or usage error, 130 interrupted.
+    A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
+    Exit codes: 0 done, 1 refused by a doctor check (see --force) or a launched process failed,
+    2 recipe or usage error, 130 interrupted; otherwise the trainer's own exit code.
     """
+    from envkit.launch.plan import LaunchError
+    from envkit.launch.procs import LaunchFailed
     from envkit.recipe.load import RecipeError
 
     try:
-        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output))
-    except RecipeError as exc:
+        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker))
+    except (RecipeError, LaunchError) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
+    except LaunchFailed as exc:
+        click.echo(f"envkit train: {exc}", err=True)
+        sys.exit(REFUSED)
+    except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
+        click.echo("envkit train: interrupted", err=True)
+        sys.exit(INTERRUPTED)
 
 
-def _train(name, dry_run, resume, force, max_steps, output) -> int:
+def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False) -> int:
     import json
 
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
-    from envkit.recipe.load import load_recipe
+    from envkit.recipe.load import RecipeError, load_recipe
     from envkit.rules import run_rules
     from envkit.train.config import grpo_kwargs
     from envkit.train.preflight import plan_run
 
-    recipe = load_recipe(find_recipe(name))
+    recipe_path = find_recipe(name)
+    recipe = load_recipe(recipe_path)
     if max_steps:
         recipe.grpo.max_steps = max_steps
+    if machine_rank is not None:
+        if machine_rank >= recipe.distributed.num_machines:
+            raise RecipeError(f"--machine-rank {machine_rank}: the recipe has distributed.num_machines: {recipe.distributed.num_machines}")
+        recipe.distributed.machine_rank = machine_rank
     output_dir = Path(output or recipe.output.dir or Path("runs") / Path(recipe.source).stem)
     facts = collect()
     plan = plan_run(recipe, facts, run_rules(facts))
-    for warning in plan.warnings:
-        click.echo(f"envkit train: warning: {warning}", err=True)
-    for finding in plan.blocking:
-        click.echo(f"envkit train: {'ignored (--force)' if force else 'refused'}: {finding.id} {finding.title}"
-                   + (f"\n    fix: {finding.fix}" if finding.fix else ""), err=True)
     kwargs = grpo_kwargs(recipe, plan, str(output_dir))
+    forward = ["--output", str(output_dir)] + (["--max-steps", str(max_steps)] if max_steps else []) + \
+        (["--resume"] if resume else []) + (["--force"] if force else [])
+    launch = None if worker else _plan_launch(recipe, str(recipe_path), facts, plan, kwargs, forward, dry_run)
+    if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
+        for warning in plan.warnings:
+            click.echo(f"envkit train: warning: {warning}", err=True)
+        for finding in plan.blocking:
+            click.echo(f"envkit train: {'ignored (--force)' if force else 'refused'}: {finding.id} {finding.title}"
+                       + (f"\n    fix: {finding.fix}" if finding.fix else ""), err=True)
     if dry_run:
         click.echo(json.dumps({"recipe": recipe.source, "plan": {"use_vllm": plan.use_vllm, "sleep": plan.sleep, "gpu": plan.gpu,
-                                                                 "env": plan.env}, "grpo_config": kwargs}, indent=2))
+                                                                 "env": plan.env}, "grpo_config": kwargs,
+                               "launch": launch.to_dict() if launch else None}, indent=2))
         return 0
     if plan.blocking and not force:
         return REFUSED
+    if launch is not None and launch.server and not plan.use_vllm:
+        click.echo("envkit train: refused: vllm.mode: server needs vLLM generation, which is off here "
+                   "(no GPU visible, or vllm not installed: envkit doctor says which)", err=True)
+        return REFUSED
+    if launch is not None and not launch.in_process:
+        from envkit.launch.procs import run_plan
+
+        return run_plan(launch)
+    if launch is not None:
+        plan.env.update(launch.env)  # the one training GPU the recipe names
     from envkit.train.runner import train as run
 
     return run(recipe, plan, output_dir, resume)
+
+
+def _plan_launch(recipe, recipe_path: str, facts, plan, kwargs: dict, forward: list[str], dry_run: bool):
+    """The launch plan for this machine; the EK5xx checks' warnings and failures join the preflight's."""
+    from envkit.launch.plan import build_launch_plan
+    from envkit.launch.preflight import launch_findings
+    from envkit.rules import Severity
+
+    model = recipe.model.name
+    if model is None and recipe.vllm.mode == "server":  # model.build: the server loads what the ranks build
+        if dry_run:
+            model = f"<model.build: {recipe.model.build}, built at launch>"
+        else:
+            from envkit.train.tiny import build_tiny
+
+            model = str(build_tiny(seed=recipe.seed))
+    trl = facts.package("trl")
+    launch = build_launch_plan(recipe, recipe_path, len(facts.visible_gpus()), trl.version if trl else None,
+                               cuda_visible_devices=facts.cuda_visible_devices, model=model, forward=forward,
+                               mixed_precision="bf16" if kwargs["bf16"] else "fp16" if kwargs["fp16"] else "no")
+    for finding in launch_findings(recipe, launch, facts, plan.use_vllm):
+        if finding.severity is Severity.FAIL:
+            plan.blocking.append(finding)
+        elif finding.severity is Severity.WARN:
+            plan.warnings.append(f"{finding.id} {finding.title}" + (f" ({finding.fix})" if finding.fix else ""))
+    return launch
 
 
 @click.command()

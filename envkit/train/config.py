@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from envkit.budget.recipe import recommend_recipe
+from envkit.budget.shapes import UnknownName
 from envkit.recipe.schema import Recipe
 from envkit.train.preflight import Plan
 
-# vllm.gpu_memory_utilization: auto.  Colocated vLLM shares the GPU with training (TRL's default 0.3);
-# asleep during the optimizer step it gives its memory back, so it may take more while generating.
-AUTO_GPU_MEMORY = {("colocate", False): 0.3, ("colocate", True): 0.5, ("server", False): 0.9, ("server", True): 0.9}
+# vllm.gpu_memory_utilization: auto without a memory budget (no GPU memory known, no model shape): TRL's default.
+TRL_DEFAULT_UTILIZATION = 0.3
+
+
+def auto_utilization(recipe: Recipe, plan: Plan) -> float:
+    """The budget's smallest share whose KV cache holds one generation batch (envkit.budget, as `envkit budget`)."""
+    if plan.gpu_memory is None:
+        return TRL_DEFAULT_UTILIZATION
+    try:
+        return recommend_recipe(recipe, plan.gpu_memory, plan.bf16, plan.sleep).plan.vllm.utilization
+    except UnknownName:
+        return TRL_DEFAULT_UTILIZATION
 
 
 def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
@@ -45,13 +56,16 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
     else:
         kwargs["num_train_epochs"] = g.num_epochs if g.num_epochs is not None else 1.0
     if plan.use_vllm:
-        utilization = v.gpu_memory_utilization
         kwargs.update({
             "vllm_mode": v.mode,
-            "vllm_gpu_memory_utilization": AUTO_GPU_MEMORY[(v.mode, plan.sleep)] if utilization == "auto" else utilization,
             "vllm_enable_sleep_mode": plan.sleep,
-            "vllm_max_model_length": g.max_prompt_length + g.max_completion_length,
+            "vllm_max_model_length": max_model_length(recipe),
         })
+        kwargs.update(vllm_launch_kwargs(recipe))
+        if v.gpu_memory_utilization != "auto":
+            kwargs["vllm_gpu_memory_utilization"] = v.gpu_memory_utilization
+        elif v.mode == "colocate":  # a server's share is set where the server starts (trl vllm-serve)
+            kwargs["vllm_gpu_memory_utilization"] = auto_utilization(recipe, plan)
         if v.max_lora_rank is not None:
             kwargs["vllm_max_lora_rank"] = v.max_lora_rank
         if v.kv_cache_dtype != "auto":
@@ -59,6 +73,27 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
     return kwargs
 
 
+def max_model_length(recipe: Recipe) -> int:
+    """vLLM's context (trainer's vllm_max_model_length, the server's --max-model-len): prompt + completion."""
+    return recipe.grpo.max_prompt_length + recipe.grpo.max_completion_length
+
+
+def vllm_launch_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """What several processes need (trl/trainer/grpo_config.py): server mode, where the trainer finds the
+    server and its weight-sync port; colocate, the tensor-parallel group of each rank's vLLM."""
+    v = recipe.vllm
+    if v.mode == "server":
+        return {"vllm_mode": "server", "vllm_server_host": v.server.host, "vllm_server_port": v.server.port,
+                "vllm_group_port": v.server.group_port, "vllm_server_timeout": v.server.timeout_s}
+    return {"vllm_tensor_parallel_size": v.tensor_parallel_size} if v.tensor_parallel_size > 1 else {}
+
+
+# Passed where the installed TRL has them, dropped silently where not: TRL 1.16 no longer truncates
+# prompts (GRPOConfig lost max_prompt_length); envkit still uses the recipe's value for
+# vllm_max_model_length and the memory budget.
+OPTIONAL = {"max_prompt_length"}
+
+
 def split_supported(kwargs: dict[str, Any], supported: set[str]) -> tuple[dict[str, Any], list[str]]:
-    """The kwargs the installed GRPOConfig has, and the names it lacks (reported, not passed)."""
-    return {k: v for k, v in kwargs.items() if k in supported}, sorted(set(kwargs) - supported)
+    """The kwargs the installed GRPOConfig has, and the names it lacks that matter (reported, not passed)."""
+    return {k: v for k, v in kwargs.items() if k in supported}, sorted(set(kwargs) - supported - OPTIONAL)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from envkit.budget.model import GIB, MIB
+from envkit.budget.recipe import recommend_recipe
+from envkit.budget.shapes import UnknownName
 from envkit.facts import Facts
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding, Severity
@@ -27,6 +30,7 @@ class Plan:
     env: dict[str, str] = field(default_factory=dict)  # set before triton/vllm load
     warnings: list[str] = field(default_factory=list)
     blocking: list[Finding] = field(default_factory=list)  # failures relevant to the run
+    gpu_memory: int | None = None  # bytes of the GPU the run uses: sizes vLLM's share (envkit.budget)
 
 
 def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding]) -> Plan:
@@ -52,13 +56,35 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding]) -> Plan:
     if use_vllm and pdl and pdl.severity is Severity.FAIL:
         env["TRITON_DISABLE_PDL"] = "1"
         warnings.append(f"set TRITON_DISABLE_PDL=1: {pdl.title}")
-    sleep_check = by_id.get("EK404")
-    sleep_ok = sleep_check is not None and sleep_check.severity is Severity.OK
-    sleep = use_vllm and recipe.vllm.mode == "colocate" and (recipe.vllm.sleep is True or (recipe.vllm.sleep == "auto" and sleep_ok))
-    if recipe.vllm.sleep is True and use_vllm and not sleep_ok and sleep_check is not None:
-        warnings.append(f"vllm sleep mode requested although {sleep_check.title}")
-    relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - ({"EK402"} if env else set())
-    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL]
     bf16_check = by_id.get("EK105")
     bf16 = bool(gpus) and recipe.model.dtype != "fp16" and (bf16_check is None or bf16_check.severity is Severity.OK)
-    return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking)
+    gpu_memory = gpus[0].memory_total_mib * MIB if gpus and gpus[0].memory_total_mib else None
+    budget = _budget(recipe, gpu_memory, bf16, use_vllm, warnings)
+    sleep_check = by_id.get("EK404")
+    sleep_ok = sleep_check is not None and sleep_check.severity is Severity.OK
+    # sleep: auto sleeps only when the budget needs it (waking costs time every step); without a budget, when it works.
+    needs_sleep = budget.plan.sleep if budget else sleep_ok
+    sleep = use_vllm and recipe.vllm.mode == "colocate" and (recipe.vllm.sleep is True or (recipe.vllm.sleep == "auto" and sleep_ok and needs_sleep))
+    if use_vllm and not sleep_ok and sleep_check is not None and (recipe.vllm.sleep is True or (recipe.vllm.sleep == "auto" and needs_sleep)):
+        warnings.append(f"vllm sleep mode {'requested' if recipe.vllm.sleep is True else 'needed by the memory budget'} although {sleep_check.title}")
+    if budget and use_vllm and sleep != budget.plan.sleep:
+        budget = _budget(recipe, gpu_memory, bf16, use_vllm, [], sleep)
+    if budget and not budget.fits:
+        warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak on this {gpu_memory / GIB:.0f} GiB GPU; "
+                        f"`envkit budget {recipe.source}` lists what fits")
+    relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - ({"EK402"} if env else set())
+    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL]
+    return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory)
+
+
+def _budget(recipe: Recipe, gpu_memory: int | None, bf16: bool, use_vllm: bool, warnings: list[str],
+            sleep: bool | None = None):
+    """envkit.budget's recommendation for this recipe on this GPU; None without a GPU or a known model shape."""
+    if gpu_memory is None:
+        return None
+    try:
+        return recommend_recipe(recipe, gpu_memory, bf16, sleep, use_vllm=use_vllm)
+    except UnknownName:
+        warnings.append(f"no memory budget: {recipe.model.name} is neither a local model folder nor a known shape; "
+                        "vllm.gpu_memory_utilization auto falls back to TRL's default 0.3")
+        return None

@@ -17,15 +17,18 @@ import click
 from envkit.files import write_atomic
 from envkit.recipe.load import RecipeError, resolve_reward
 from envkit.recipe.schema import Recipe
+from envkit.train.cli import INTERRUPTED
 from envkit.train.config import grpo_kwargs, split_supported
 from envkit.train.preflight import Plan
 
 STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
-INTERRUPTED = 130
 
 
 def last_checkpoint(output_dir: Path) -> Path | None:
-    found = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    """The highest complete checkpoint-N: the Trainer writes trainer_state.json last, so a folder
+    without it is one a kill interrupted mid-save."""
+    found = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*")
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
     return max(found)[1] if found else None
 
 
@@ -33,11 +36,12 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     if recipe.backend != "trl":
         raise RecipeError(f"{recipe.source}: backend: {recipe.backend} is not supported by envkit train yet (use trl)")
     os.environ.update(plan.env)  # before anything imports triton
+    main = os.environ.get("RANK", "0") == "0"  # under accelerate launch one rank writes the run's files
+    if main and not resume and output_dir.is_dir() and any(output_dir.iterdir()):
+        raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, or --output another folder")
     checkpoint = last_checkpoint(output_dir) if resume else None
     if resume and checkpoint is None:
         click.echo(f"envkit train: no checkpoint in {output_dir}; starting from scratch", err=True)
-    elif not resume and checkpoint is not None:
-        raise RecipeError(f"{output_dir} already holds {checkpoint.name}: pass --resume, or --output another folder")
     started, wall = datetime.now(timezone.utc), time.perf_counter()
 
     from peft import LoraConfig
@@ -46,13 +50,13 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     from envkit.train.callbacks import MetricsCallback, StopOnSigint, trim_metrics
 
     kwargs, dropped = split_supported(grpo_kwargs(recipe, plan, str(output_dir)), {f.name for f in dataclasses.fields(GRPOConfig)})
-    for name in dropped:
+    for name in dropped if main else ():
         click.echo(f"envkit train: warning: the installed trl's GRPOConfig has no {name}; not applied", err=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     metrics = output_dir / "metrics.jsonl"
-    if checkpoint is not None:
+    if main and checkpoint is not None:
         trim_metrics(metrics, int(checkpoint.name.split("-")[1]))
-    elif metrics.exists():
+    elif main and metrics.exists():
         metrics.unlink()
     model, tokenizer = _load_model(recipe, plan)
     lora = recipe.lora
@@ -65,7 +69,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         train_dataset=_dataset(recipe),
         peft_config=LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                target_modules=lora.target_modules, task_type="CAUSAL_LM"),
-        callbacks=[MetricsCallback(metrics), stop],
+        callbacks=[MetricsCallback(metrics), stop] if main else [stop],
     )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if stop.requested:
@@ -74,8 +78,9 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         trainer.save_model(str(output_dir / "adapter"))
     manifest = _manifest(recipe, plan, kwargs, dropped, trainer.state.global_step, started, time.perf_counter() - wall,
                          checkpoint, completed=not stop.requested)
-    write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    if metrics.exists():
+    if main:
+        write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    if main and metrics.exists():
         from envkit.train.plot import plot_run
 
         plot_run(output_dir)

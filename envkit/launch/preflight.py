@@ -1,0 +1,44 @@
+"""What the launch checks (EK5xx, envkit.rules.launch) need from this machine, and running them."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+from envkit.facts import Facts
+from envkit.launch.plan import LaunchPlan
+from envkit.recipe.schema import Recipe
+from envkit.rules import Finding
+from envkit.rules.launch import LaunchInputs, run_launch_rules
+
+
+def port_in_use(port: int) -> bool:
+    """Something listens on ``port`` here (a bind on all interfaces fails, as the server's would)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed socket in TIME_WAIT does not count
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return True
+    return False
+
+
+def model_context(recipe: Recipe) -> int | None:
+    """The model's max_position_embeddings when its config is on this disk (tiny, or a local folder)."""
+    if recipe.model.build == "tiny":
+        from envkit.train.tiny import Shape
+
+        return Shape().max_position_embeddings
+    try:
+        config = json.loads((Path(recipe.model.name or "") / "config.json").read_text())
+    except (OSError, ValueError):
+        return None  # a hub name: vLLM reads the config when it loads the model
+    found = config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
+    return found if isinstance(found, int) else None
+
+
+def launch_findings(recipe: Recipe, plan: LaunchPlan, facts: Facts, use_vllm: bool) -> list[Finding]:
+    ports = sorted({p for proc in plan.processes for p in proc.ports})
+    busy = tuple(p for p in ports if port_in_use(p))
+    return run_launch_rules(facts, LaunchInputs(recipe, plan, use_vllm, busy, model_context(recipe)))

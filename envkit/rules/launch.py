@@ -1,0 +1,184 @@
+"""Multi-GPU launch: checks of a recipe's process layout against this machine (EK5xx).
+
+They need a recipe, which `envkit doctor` does not take, so they live in their own registry and
+`envkit train` runs them (envkit.launch.preflight) after planning the launch; `envkit doctor --explain
+EK501` documents them like every other check.  Each is a pure function of Facts and LaunchInputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from envkit.facts import Facts
+from envkit.knowledge import load
+from envkit.recipe.schema import Recipe
+from envkit.rules.base import Finding, Outcome, Rule, fail, ok, rule, skip, warn
+
+if TYPE_CHECKING:
+    from envkit.launch.plan import LaunchPlan
+
+LAUNCH_REGISTRY: dict[str, Rule] = {}
+
+
+@dataclass(frozen=True)
+class LaunchInputs:
+    """What the launch checks read besides Facts; gathered by envkit.launch.preflight."""
+
+    recipe: Recipe
+    plan: LaunchPlan
+    use_vllm: bool  # the run generates with vLLM (preflight's decision)
+    busy_ports: tuple[int, ...] = ()  # the plan's ports found in use on this machine
+    model_context: int | None = None  # the model's max_position_embeddings, when readable locally
+
+
+def launch_rule(rule_id: str, name: str):
+    return rule(rule_id, name, "launch", LAUNCH_REGISTRY)
+
+
+def run_launch_rules(facts: Facts, inputs: LaunchInputs) -> list[Finding]:
+    return [r.run(facts, inputs) for r in sorted(LAUNCH_REGISTRY.values(), key=lambda r: r.id)]
+
+
+def _layout(plan: LaunchPlan) -> str:
+    parts = [f"generation GPUs {plan.generation_gpus}"] if plan.generation_gpus else []
+    return ", ".join(parts + [f"training GPUs {plan.training_gpus}"])
+
+
+@launch_rule("EK501", "launch-gpus")
+def launch_gpus(facts: Facts, inputs: LaunchInputs) -> Outcome:
+    """The GPUs the recipe assigns exist on this machine.
+
+    resources.generation_gpus and resources.training_gpus are indices among the GPUs visible to
+    envkit train (after CUDA_VISIBLE_DEVICES), or counts; server mode without training_gpus trains
+    on every GPU the server leaves.  A recipe naming more GPUs than are visible fails here instead
+    of minutes later in CUDA.
+    """
+    plan = inputs.plan
+    named = plan.generation_gpus + plan.training_gpus
+    if not named:
+        return skip("the recipe assigns no GPUs (resources unset)")
+    visible = facts.visible_gpus()
+    need = max(named) + 1
+    evidence = f"{_layout(plan)}; {len(visible)} visible" + (f": {', '.join(g.name for g in visible[:1])}" if visible else "")
+    if need > len(visible):
+        return fail(f"the recipe needs GPU index {need - 1}, {len(visible)} GPU(s) visible", evidence,
+                    "lower resources.generation_gpus/training_gpus, or run where more GPUs are visible")
+    return ok(f"{len(set(named))} of {len(visible)} visible GPUs assigned", evidence)
+
+
+@launch_rule("EK502", "cuda-visible-devices")
+def cuda_visible_devices(facts: Facts, inputs: LaunchInputs) -> Outcome:
+    """CUDA_VISIBLE_DEVICES names existing GPUs, each once.
+
+    envkit train gives each process its own CUDA_VISIBLE_DEVICES, picked from the launcher's: recipe
+    index i is the i-th entry.  A duplicate entry makes CUDA fail at start, an index beyond the
+    machine's GPUs (or -1) hides that GPU and every one after it, and an empty value hides them all.
+    """
+    plan = inputs.plan
+    if not (plan.generation_gpus or plan.training_gpus):
+        return skip("the recipe assigns no GPUs (resources unset)")
+    value = facts.cuda_visible_devices
+    if value is None:
+        return ok("CUDA_VISIBLE_DEVICES unset: recipe indices are the machine's GPU indices", _layout(plan))
+    entries = [e.strip() for e in value.split(",") if e.strip()]
+    evidence = f"CUDA_VISIBLE_DEVICES={value}; {_layout(plan)}"
+    if not entries:
+        return fail("CUDA_VISIBLE_DEVICES hides every GPU", evidence, "unset CUDA_VISIBLE_DEVICES or list the GPUs to use")
+    repeated = sorted({e for e in entries if entries.count(e) > 1})
+    if repeated:
+        return fail(f"CUDA_VISIBLE_DEVICES lists GPU {repeated[0]} twice", evidence, "list each GPU once")
+    indices = [int(e) for e in entries if e.lstrip("-").isdigit()]
+    invalid = [i for i in indices if i < 0 or (facts.gpus and i >= len(facts.gpus))]
+    if invalid:
+        return fail(f"CUDA_VISIBLE_DEVICES entry {invalid[0]} is not a GPU here: CUDA ignores it and the entries after it",
+                    f"{evidence}; {len(facts.gpus)} GPU(s) on the machine", "list only existing GPU indices (nvidia-smi -L)")
+    return ok(f"CUDA_VISIBLE_DEVICES={value}: recipe indices count within it", evidence)
+
+
+@launch_rule("EK503", "launch-ports")
+def launch_ports(facts: Facts, inputs: LaunchInputs) -> Outcome:
+    """The ports the run binds are free.
+
+    The vLLM server listens on vllm.server.port (8000); the NCCL weight-sync group meets on
+    vllm.server.group_port (51216), hosted by the trainer since trl 1.11 and by the server before;
+    accelerate's ranks meet on distributed.main_process_port (29500).  A port still held, often by
+    a previous run's server, fails the run after the model has loaded.
+    """
+    ports = sorted({p for proc in inputs.plan.processes for p in proc.ports})
+    if not ports:
+        return skip("no process of this run binds a port")
+    roles = _port_roles(inputs.recipe)
+    evidence = ", ".join(f"{p} ({roles.get(p, 'port')})" for p in ports)
+    busy = [p for p in ports if p in inputs.busy_ports]
+    if busy:
+        return fail(f"port {busy[0]} ({roles.get(busy[0], 'port')}) is in use", evidence,
+                    f"stop what holds it (ss -ltnp 'sport = :{busy[0]}'), or choose another port in the recipe")
+    return ok(f"ports {', '.join(map(str, ports))} free", evidence)
+
+
+def _port_roles(recipe: Recipe) -> dict[int, str]:
+    server, dist = recipe.vllm.server, recipe.distributed
+    accelerate_port = dist.main_process_port or load("launch")["accelerate_default_port"]["value"]
+    return {accelerate_port: "distributed.main_process_port", server.group_port: "vllm.server.group_port",
+            server.port: "vllm.server.port"}
+
+
+NCCL_VARIABLES = ("NCCL_P2P_DISABLE", "NCCL_IB_DISABLE", "NCCL_SOCKET_IFNAME")
+
+
+@launch_rule("EK504", "nccl-env")
+def nccl_env(facts: Facts, inputs: LaunchInputs) -> Outcome:
+    """NCCL settings suit a run of several processes.
+
+    Trainer ranks all-reduce gradients over NCCL and server mode pushes weights to vLLM over NCCL.
+    NCCL_P2P_DISABLE=1 routes GPU-to-GPU copies through host memory (needed only where P2P is
+    broken: some consumer GPUs and VMs); NCCL_IB_DISABLE=1 makes machines talk over TCP sockets;
+    NCCL_SOCKET_IFNAME picks the network interface (across machines it must not be the loopback).
+    """
+    plan = inputs.plan
+    if plan.in_process:
+        return skip("a single process: no NCCL traffic")
+    env = {name: facts.env.get(name) for name in NCCL_VARIABLES}
+    evidence = ", ".join(f"{k}={v if v is not None else '<unset>'}" for k, v in env.items())
+    machines = inputs.recipe.distributed.num_machines
+    interface = env["NCCL_SOCKET_IFNAME"] or ""
+    if machines > 1 and not interface.startswith("^") and interface.lstrip("=").startswith("lo"):  # ^lo excludes lo
+        return fail(f"NCCL_SOCKET_IFNAME={interface} cannot reach the other machines", evidence,
+                    "set NCCL_SOCKET_IFNAME to the interface the machines share (ip -br addr), or unset it")
+    if machines > 1 and env["NCCL_IB_DISABLE"] == "1":
+        return warn("NCCL_IB_DISABLE=1: machines exchange gradients over TCP sockets (slow)", evidence,
+                    "unset NCCL_IB_DISABLE where InfiniBand/RoCE works")
+    if env["NCCL_P2P_DISABLE"] == "1":
+        return warn("NCCL_P2P_DISABLE=1: GPU-to-GPU traffic goes through host memory (slower steps and weight sync)",
+                    evidence, "unset NCCL_P2P_DISABLE unless this machine's GPUs cannot do P2P")
+    note = "; NCCL picks the network interface (set NCCL_SOCKET_IFNAME if it picks the wrong one)" if machines > 1 and not interface else ""
+    return ok(f"NCCL environment fits {machines} machine(s){note}", evidence)
+
+
+@launch_rule("EK505", "max-model-length")
+def max_model_length_check(facts: Facts, inputs: LaunchInputs) -> Outcome:
+    """vLLM's context (vllm_max_model_length) holds prompt plus completion.
+
+    envkit sets vllm_max_model_length (and the server's --max-model-len) to grpo.max_prompt_length
+    + grpo.max_completion_length.  vLLM refuses a context beyond the model's position embeddings,
+    and rejects a request whose prompt plus completion does not fit, a frequent failure of TRL
+    runs; when the installed TRL's GRPOConfig has no max_prompt_length (envkit train says "not
+    applied"), prompts are not cut, so max_prompt_length must cover the longest prompt in tokens.
+    """
+    if not inputs.use_vllm:
+        return skip("generation without vLLM")
+    from envkit.train.config import max_model_length
+
+    g, declared = inputs.recipe.grpo, inputs.recipe.model.max_seq_length
+    need = max_model_length(inputs.recipe)
+    context = inputs.model_context
+    evidence = (f"max_prompt_length {g.max_prompt_length} + max_completion_length {g.max_completion_length} = {need}; "
+                f"model.max_seq_length {declared}; model positions {context if context is not None else 'unknown here'}")
+    if context is not None and need > context:
+        return fail(f"vllm_max_model_length {need} exceeds the model's {context} positions", evidence,
+                    "lower grpo.max_prompt_length or grpo.max_completion_length")
+    if need > declared:
+        return warn(f"vllm_max_model_length {need} exceeds model.max_seq_length {declared}", evidence,
+                    "lower the grpo lengths, or raise model.max_seq_length if the model takes more")
+    return ok(f"vllm_max_model_length {need} = prompt {g.max_prompt_length} + completion {g.max_completion_length}", evidence)

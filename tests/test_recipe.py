@@ -1,0 +1,318 @@
+"""Recipes: each class of mistake is one line on stderr and exit 2; random YAML never escapes as a traceback."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from envkit.cli import main
+from envkit.recipe.load import RecipeError, parse_recipe
+from envkit.recipe.schema import Recipe
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+TINY = (RECIPES / "tiny.yaml").read_text()
+TOY = RECIPES / "data" / "toy.jsonl"
+
+
+def tiny_text(*replacements: tuple[str, str]) -> str:
+    """recipes/tiny.yaml with an absolute dataset path and each (old, new) replaced once."""
+    text = TINY.replace("path: data/toy.jsonl", f"path: {TOY}")
+    for old, new in replacements:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
+
+
+def line_of(text: str, marker: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if marker in line)
+
+
+def dry_run(tmp_path: Path, text: str):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path, CliRunner().invoke(main, ["train", str(path), "--dry-run"])
+
+
+def assert_one_line_error(result, path: Path, line: int | None, *fragments: str) -> str:
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    where = f"{path}:{line}: " if line else f"{path}: "
+    assert lines[0].startswith(f"envkit train: {where}"), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def test_the_unmodified_tiny_recipe_passes_the_dry_run(tmp_path):
+    path, result = dry_run(tmp_path, tiny_text())
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["recipe"] == str(path)
+
+
+def test_unknown_key_suggests_the_closest(tmp_path):
+    text = tiny_text(("learning_rate: 1.0e-3", "learnig_rate: 1.0e-3"))
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, line_of(text, "learnig_rate"), "grpo.learnig_rate: unknown key",
+                          "did you mean learning_rate?")
+
+
+def test_unknown_section_suggests_the_closest(tmp_path):
+    text = tiny_text(("vllm:\n", "vlm:\n"))
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, line_of(text, "vlm:"), "vlm: unknown key (did you mean vllm?)")
+
+
+@pytest.mark.parametrize("old, new, field, expected", [
+    ("num_generations: 4", "num_generations: four", "grpo.num_generations", "expected an integer, got str 'four'"),
+    ("learning_rate: 1.0e-3", "learning_rate: fast", "grpo.learning_rate", "expected a number"),
+    ("use_chat_template: false", "use_chat_template: 3", "dataset.use_chat_template", "expected true/false"),
+    ("enabled: auto", "enabled: sometimes", "vllm.enabled", "expected 'auto' or true/false"),
+    ("target_modules: [q_proj, k_proj, v_proj, o_proj]", "target_modules: q_proj", "lora.target_modules", "expected a list"),
+    ("max_steps: 4", "max_steps: 0", "grpo.max_steps", "must be at least 1"),
+])
+def test_wrong_type_or_value_names_the_field(tmp_path, old, new, field, expected):
+    text = tiny_text((old, new))
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, line_of(text, new.split(":")[0] + ":"), f"{field}: ", expected)
+
+
+def test_missing_required_key(tmp_path):
+    text = tiny_text(("version: 1\n", ""))
+    path, result = dry_run(tmp_path, text)
+    first_key = line_of(text, "backend:")  # the root mapping starts at its first key
+    assert_one_line_error(result, path, first_key, "version: missing required key")
+
+
+def test_missing_dataset_file(tmp_path):
+    text = tiny_text((f"path: {TOY}", "path: data/nowhere.jsonl"))
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, line_of(text, "nowhere"), "dataset.path: no such file:",
+                          str(tmp_path / "data" / "nowhere.jsonl"))
+
+
+def test_relative_dataset_path_resolves_against_the_recipe(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine.jsonl").write_text(TOY.read_text())
+    _, result = dry_run(tmp_path, tiny_text((f"path: {TOY}", "path: data/mine.jsonl")))
+    assert result.exit_code == 0, result.output
+
+
+def test_reward_module_not_importable(tmp_path):
+    text = tiny_text(("name: length", "name: no_such_module_envkit:score"))
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, line_of(text, "no_such_module_envkit"), "rewards[1].name: cannot import",
+                          "ModuleNotFoundError")
+
+
+def test_reward_module_without_that_function(tmp_path):
+    text = tiny_text(("name: length", "name: envkit.train.rewards:no_such_reward"))
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, line_of(text, "no_such_reward"), "rewards[1].name:", "has no function 'no_such_reward'")
+
+
+def test_reward_module_that_raises_on_import(tmp_path, monkeypatch):
+    (tmp_path / "broken_reward_envkit.py").write_text("raise RuntimeError('oops\\nsecond line')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = tiny_text(("name: length", "name: broken_reward_envkit:score"))
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, line_of(text, "broken_reward_envkit"), "RuntimeError: oops")
+
+
+def test_unknown_builtin_reward_suggests_the_closest(tmp_path):
+    text = tiny_text(("name: length", "name: lenght"))
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, line_of(text, "lenght"), "rewards[1].name: unknown reward 'lenght'", "did you mean length?")
+
+
+def test_user_reward_function_is_accepted(tmp_path, monkeypatch):
+    (tmp_path / "my_reward_envkit.py").write_text("def score(prompts, completions, **_):\n    return [0.0] * len(completions)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _, result = dry_run(tmp_path, tiny_text(("name: length", "name: my_reward_envkit:score")))
+    assert result.exit_code == 0, result.output
+
+
+def test_invalid_yaml(tmp_path):
+    text = tiny_text(("target_modules: [q_proj, k_proj, v_proj, o_proj]", "target_modules: [q_proj, k_proj"))
+    path, result = dry_run(tmp_path, text)
+    opened = line_of(text, "target_modules:")
+    assert_one_line_error(result, path, opened + 1, "invalid YAML: expected ',' or ']', but got ':'",
+                          f"(while parsing a flow sequence at line {opened})")
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    text = "version: 1\nmodel:\n  build: tiny\n   dtype: auto\n"
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, 4, "invalid YAML: mapping values are not allowed here")
+
+
+@pytest.mark.parametrize("text, line, expected", [
+    ("- version: 1\n- model: tiny\n", 1, "expected a mapping, got a list"),
+    ("just a sentence\n", 1, "expected a mapping, got a single value"),
+    ("", None, "empty recipe"),
+    ("version: 1\nmodel: tiny\n", 2, "model: expected a mapping, got a single value"),
+])
+def test_not_a_mapping(tmp_path, text, line, expected):
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, line, expected)
+
+
+def test_a_recipe_that_does_not_exist(tmp_path):
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "nope.yaml"), "--dry-run"])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert f"{tmp_path / 'nope.yaml'}: no such recipe file or shipped recipe (shipped: grpo-llama1b, grpo-llama3b, " in result.stderr
+
+
+# --- the shipped recipes -------------------------------------------------------------------------------------
+
+def test_recipes_list_names_the_shipped_recipes():
+    result = CliRunner().invoke(main, ["recipes", "list"])
+    assert result.exit_code == 0, result.output
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert {"grpo-llama1b", "grpo-llama3b", "tiny"} <= set(names) and names == sorted(names)
+    assert "invalid" not in result.stdout
+    assert "meta-llama/Llama-3.2-1B-Instruct" in result.stdout and "toy.jsonl" in result.stdout
+
+
+def test_recipes_show_prints_the_file():
+    result = CliRunner().invoke(main, ["recipes", "show", "tiny"])
+    assert result.exit_code == 0 and result.stdout == TINY
+
+
+def test_recipes_show_unknown_name():
+    result = CliRunner().invoke(main, ["recipes", "show", "tiny2"])
+    assert result.exit_code == 2 and "tiny2: no such recipe" in result.stderr and "Traceback" not in result.output
+
+
+def test_dry_run_prints_the_grpo_config_and_imports_no_torch_or_trl():
+    probe = (
+        "import json, sys\n"
+        "from envkit.cli import main\n"
+        "try:\n"
+        "    main(['train', 'tiny', '--dry-run'])\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "heavy = sorted(m for m in ('torch', 'trl', 'transformers', 'peft', 'vllm', 'datasets', 'accelerate') if m in sys.modules)\n"
+        "print(json.dumps({'exit': code, 'heavy': heavy}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    *printed, last = done.stdout.splitlines()
+    assert json.loads(last) == {"exit": 0, "heavy": []}, done.stderr
+    plan = json.loads("\n".join(printed))
+    config = plan["grpo_config"]
+    assert config["num_generations"] == 4 and config["max_steps"] == 4 and config["save_steps"] == 2
+    assert config["use_cpu"] is True and config["use_vllm"] is False and config["reward_weights"] == [1.0, 0.1]
+    assert config["output_dir"] == str(Path("runs") / "tiny")
+
+
+def test_dry_run_overrides():
+    result = CliRunner().invoke(main, ["train", "tiny", "--dry-run", "--max-steps", "7", "--output", "/tmp/elsewhere"])
+    config = json.loads(result.stdout)["grpo_config"]
+    assert config["max_steps"] == 7 and config["output_dir"] == "/tmp/elsewhere"
+
+
+# --- random documents ----------------------------------------------------------------------------------------
+
+def _sections() -> dict[str, list[str]]:
+    """Each recipe section's keys, from the schema (so new sections are fuzzed too)."""
+    hints = typing.get_type_hints(Recipe)
+    return {f.name: [g.name for g in dataclasses.fields(hints[f.name])]
+            for f in dataclasses.fields(Recipe) if dataclasses.is_dataclass(hints[f.name])}
+
+
+SECTIONS = _sections()
+TOP = [f.name for f in dataclasses.fields(Recipe) if f.metadata.get("yaml", True)]
+# Reward names the loader may import: a fixed list, so the fuzzer cannot import an arbitrary module.
+REWARD_NAMES = ["length", "format", "exact_answer", "lenght", "", ":", "a:", ":b", "envkit.train.rewards:length",
+                "envkit.train.rewards:nope", "no_such_module_envkit:f", "envkit.train.rewards:re", "json:loads"]
+# The colon is left out of random text so that no random string names a module to import.
+text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=":"), max_size=20)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.integers(), st.floats(allow_nan=True), text,
+    st.sampled_from(["auto", "tiny", "bf16", "fp16", "colocate", "server", "dapo", "grpo", "fp8", "trl", "unsloth",
+                     "data/toy.jsonl", str(TOY), "missing.jsonl", "openai/gsm8k", "1.0e-3", "yes", "~", *REWARD_NAMES]),
+)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text | scalars, inner, max_size=4),
+                      max_leaves=12)
+keys = st.sampled_from(TOP + [f for fields in SECTIONS.values() for f in fields] + ["name", "weight"]) | text
+
+
+@st.composite
+def recipe_documents(draw) -> dict:
+    """The tiny recipe, then random edits: sections dropped or replaced, fields given random values, random keys."""
+    doc = yaml.safe_load(tiny_text())
+    for key in draw(st.lists(st.sampled_from(TOP), max_size=3)):
+        doc.pop(key, None)
+    for _ in range(draw(st.integers(0, 6))):
+        section = draw(st.sampled_from(list(SECTIONS)))
+        target = doc.setdefault(section, {}) if isinstance(doc.get(section), dict) else doc
+        target[draw(st.sampled_from(SECTIONS[section]) | keys)] = draw(values)
+    if draw(st.booleans()):
+        reward = st.fixed_dictionaries({"name": st.sampled_from(REWARD_NAMES)}, optional={"weight": scalars})
+        extra = st.dictionaries(keys, values, max_size=1)
+        doc["rewards"] = draw(st.lists(st.builds(lambda r, e: {**e, **r}, reward, extra), max_size=3) | values)
+    for _ in range(draw(st.integers(0, 2))):
+        doc[draw(keys | scalars)] = draw(values)
+    return doc
+
+
+def dumped(doc) -> str:
+    return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+
+
+SHIPPED = [tiny_text(), (RECIPES / "grpo-llama1b.yaml").read_text()]
+
+
+@st.composite
+def mangled(draw) -> str:
+    """Valid YAML text cut, spliced or sprinkled with YAML punctuation: near misses of the parser."""
+    source = draw(st.sampled_from(SHIPPED))
+    start = draw(st.integers(0, len(source)))
+    end = draw(st.integers(start, min(len(source), start + 40)))
+    pieces = st.sampled_from(list(":-[]{}&*!|>'\"#%@`,? \n\t\\") + ["!!int ", "&a ", "*a"])
+    return source[:start] + "".join(draw(st.lists(pieces, max_size=6))) + source[end:]
+
+
+@st.composite
+def retagged(draw) -> str:
+    """A shipped recipe with an explicit YAML tag before one value: ``model: !!int tiny``."""
+    source = draw(st.sampled_from(SHIPPED))
+    at = draw(st.sampled_from([i + 2 for i in range(len(source)) if source.startswith(": ", i)]))
+    tag = draw(st.sampled_from(["!!int", "!!float", "!!bool", "!!timestamp", "!!binary", "!!null", "!!str", "!local"]))
+    return f"{source[:at]}{tag} {source[at:]}"
+
+
+documents = st.one_of(recipe_documents().map(dumped), mangled(), retagged(), st.text(max_size=200),
+                      st.text(st.sampled_from(list("ab1 :-[]{}\n\t'\"#&*!|>?,%")), max_size=80))
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(documents)
+@example("[" * 5000)
+@example("version: !!int one")
+@example("version: 1\nmodel: {build: tiny}\nrewards: [{name: length}]\ndataset: {path: \"a\\0b\"}\n")
+@example(tiny_text(("learning_rate: 1.0e-3", '"learning\\nrate": 1.0e-3')))
+@example(tiny_text() + 'distributed: {accelerate_config: "a\\0b"}\n')
+def test_random_documents_give_a_recipe_or_one_line_error(text):
+    source = str(RECIPES / "fuzz.yaml")  # relative dataset paths resolve in recipes/, where data/toy.jsonl is
+    try:
+        recipe = parse_recipe(text, source)
+    except RecipeError as exc:
+        message = str(exc)
+        assert message.startswith(source) and len(message.splitlines()) == 1, message
+    else:
+        assert isinstance(recipe, Recipe) and recipe.rewards
+        assert recipe.dataset.path is None or Path(recipe.dataset.path).is_absolute() and Path(recipe.dataset.path).is_file()

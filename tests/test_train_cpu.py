@@ -1,0 +1,191 @@
+"""`envkit train` end to end on the CPU: the tiny recipe's outputs, SIGKILL + --resume, Ctrl-C.
+
+Each run is a subprocess (`python -m envkit train ...`), as a user runs it.  The kill tests slow every
+step down with a user reward that sleeps, so the run is still going when it is signalled.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from envkit.cli import main
+
+MISSING = [name for name in ("torch", "trl") if importlib.util.find_spec(name) is None]
+pytestmark = [
+    pytest.mark.train,
+    pytest.mark.skipif(bool(MISSING), reason=f"{' and '.join(MISSING)} not installed: pip install -e '.[train]'"),
+]
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+CANARY = {"HF_TOKEN": "canary-hf-run", "WANDB_API_KEY": "canary-wandb-run"}
+SLOW_REWARD = """import time
+
+
+def slow(prompts, completions, **_):
+    time.sleep(0.25)
+    return [0.0] * len(completions)
+"""
+
+
+def envkit(*args: str, log: Path, cwd: Path | None = None) -> subprocess.Popen:
+    """`python -m envkit train ARGS`, its output into LOG (a pipe nobody reads would fill and stall the run)."""
+    env = {**os.environ, **CANARY, "PYTHONPATH": os.pathsep.join(filter(None, [str(cwd or ""), os.environ.get("PYTHONPATH")]))}
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "envkit", "train", *args], cwd=cwd, env=env, stdout=out, stderr=out)
+
+
+def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> tuple[int, str]:
+    process.wait(timeout=timeout)
+    return process.returncode, log.read_text()
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def slow_recipe(tmp_path: Path, max_steps: int, save_steps: int) -> Path:
+    """recipes/tiny.yaml with more steps, a sleeping user reward, and the dataset by absolute path."""
+    (tmp_path / "slow_reward.py").write_text(SLOW_REWARD)
+    text = (RECIPES / "tiny.yaml").read_text()
+    for old, new in [("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}"),
+                     ("max_steps: 4", f"max_steps: {max_steps}"), ("save_steps: 2", f"save_steps: {save_steps}"),
+                     ("  - {name: length, weight: 0.1}\n", "  - {name: length, weight: 0.1}\n  - {name: slow_reward:slow, weight: 0.0}\n")]:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = tmp_path / "slow.yaml"
+    path.write_text(text)
+    return path
+
+
+def wait_for(path: Path, process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before {path.name} appeared:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no {path} after {timeout} s")
+        time.sleep(0.05)
+
+
+def checkpoints(run: Path) -> list[int]:
+    """Steps of the complete checkpoints (the Trainer writes trainer_state.json last)."""
+    return sorted(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*") if (p / "trainer_state.json").exists())
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, int, str]:
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    log = run.with_name("log")
+    code, err = finish(envkit("tiny", "--output", str(run), log=log), log)
+    return run, code, err
+
+
+def test_tiny_recipe_writes_metrics_checkpoints_adapter_manifest_and_picture(tiny_run):
+    run, code, err = tiny_run
+    assert code == 0, err[-3000:]
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for row in rows:
+        assert {"reward", "rewards/exact_answer/mean", "rewards/length/mean", "completion_length", "kl", "step_time"} <= set(row)
+        assert 0 < row["completion_length"] <= 16 and row["step_time"] > 0 and 0.0 <= row["rewards/length/mean"] <= 1.0
+    assert checkpoints(run) == [2, 4]
+    adapter = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert adapter["r"] == 8 and adapter["lora_alpha"] == 16
+    assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert (run / "adapter" / "adapter_model.safetensors").stat().st_size > 1000
+    assert (run / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_manifest_records_the_run_and_no_environment_values(tiny_run):
+    run, code, err = tiny_run
+    assert code == 0, err[-3000:]
+    text = (run / "manifest.json").read_text()
+    manifest = json.loads(text)
+    assert manifest["schema"] == "envkit.run/1"
+    assert manifest["steps"] == 4 and manifest["completed"] is True and manifest["resumed_from"] is None
+    assert manifest["recipe"] == str(RECIPES / "tiny.yaml") and len(manifest["recipe_sha256"]) == 64
+    assert manifest["gpu"] == "cpu" and manifest["wall_s"] > 0
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets"):
+        assert manifest["packages"][name] == metadata.version(name)
+    for value in CANARY.values():
+        for path in run.rglob("*"):
+            if path.is_file() and path.suffix in (".json", ".jsonl", ".md", ".txt"):
+                assert value not in path.read_text(errors="replace"), path
+        assert value not in err
+
+
+def test_report_redraws_the_picture(tiny_run):
+    run, code, _ = tiny_run
+    assert code == 0
+    (run / "run.png").unlink()
+    result = CliRunner().invoke(main, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "4 steps" in result.stdout and (run / "run.png").stat().st_size > 1000
+
+
+def test_a_used_output_folder_needs_resume(tiny_run):
+    run, code, _ = tiny_run
+    assert code == 0
+    before = (run / "metrics.jsonl").read_text()
+    result = CliRunner().invoke(main, ["train", "tiny", "--output", str(run)])
+    assert result.exit_code == 2
+    expected = f"envkit train: {run} is not empty: pass --resume to continue the run in it, or --output another folder"
+    assert result.stderr.splitlines() == [expected]
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_sigkill_then_resume_loses_nothing_before_the_checkpoint(tmp_path):
+    recipe, run = slow_recipe(tmp_path, max_steps=8, save_steps=2), tmp_path / "run"
+    log = tmp_path / "log"
+    process = envkit(str(recipe), "--output", str(run), log=log, cwd=tmp_path)
+    wait_for(run / "checkpoint-4" / "trainer_state.json", process, log)
+    process.kill()
+    process.wait(timeout=30)
+    last = checkpoints(run)[-1]
+    before = metrics(run)
+    assert 4 <= last < 8 and len(before) >= last
+    assert not (run / "manifest.json").exists() and not (run / "adapter").exists()
+
+    code, err = finish(envkit(str(recipe), "--output", str(run), "--resume", log=log, cwd=tmp_path), log)
+    assert code == 0, err[-3000:]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["resumed_from"] == f"checkpoint-{last}" and manifest["steps"] == 8 and manifest["completed"]
+    after = metrics(run)
+    assert [r["step"] for r in after] == list(range(1, 9))
+    assert after[:last] == before[:last]
+    assert all("rewards/slow/mean" in r for r in after)
+    assert (run / "adapter" / "adapter_config.json").exists() and (run / "adapter" / "adapter_model.safetensors").exists()
+    assert checkpoints(run)[-1] == 8
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+    recipe, run = slow_recipe(tmp_path, max_steps=12, save_steps=2), tmp_path / "run"
+    log = tmp_path / "log"
+    process = envkit(str(recipe), "--output", str(run), log=log, cwd=tmp_path)
+    wait_for(run / "checkpoint-2" / "trainer_state.json", process, log)
+    process.send_signal(signal.SIGINT)
+    code, err = finish(process, log, timeout=120)
+    assert code == 130, err[-3000:]
+    assert "Traceback" not in err
+    stopped = int(re.search(r"interrupted at step (\d+); checkpoint saved", err).group(1))
+    assert 2 <= stopped < 12
+    assert checkpoints(run)[-1] == stopped
+    state = json.loads((run / f"checkpoint-{stopped}" / "trainer_state.json").read_text())
+    assert state["global_step"] == stopped
+    assert [r["step"] for r in metrics(run)] == list(range(1, stopped + 1))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["completed"] is False and manifest["steps"] == stopped
+    assert not (run / "adapter").exists()
