@@ -6,10 +6,18 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 
-from envkit.budget.model import GIB, BudgetInputs, ModelShape, kv_needed, lora_params, weight_bytes
+from envkit.budget.model import (MIB, GIB, BudgetInputs, ModelShape, activation_bytes, budget, kv_needed, logits_bytes,
+                                 lora_params, weight_bytes)
+from envkit.budget.recipe import budget_inputs, recommend_recipe
 from envkit.budget.recommend import recommend
 from envkit.budget.shapes import UnknownName, known_shapes, resolve_gpu, resolve_model
 from envkit.cli import main
+from envkit.recipe.library import find_recipe
+from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
+from envkit.rules import run_rules
+from envkit.train.config import TRL_DEFAULT_UTILIZATION, grpo_kwargs
+from envkit.train.preflight import plan_run
+from tests.conftest import make_facts
 
 # grpo-llama3b: Llama-3.2-3B-Instruct, bf16, LoRA r=64 on every linear, 4 prompts x 8 generations, 512+256 tokens.
 LLAMA3B = resolve_model("meta-llama/Llama-3.2-3B-Instruct")
@@ -130,3 +138,138 @@ def test_cli_json_shape(runner):
     assert failing["fits"] is False and failing["fixes"][0] == {
         "name": "4-bit weights", "setting": "load_in_4bit: true", "saving_gib": failing["fixes"][0]["saving_gib"],
         "fits": True}
+
+
+# --- the budget of a recipe (`envkit budget RECIPE`), and the runner's `auto` settings ---------------------------
+
+H100 = resolve_gpu("h100")[1]
+
+
+def shipped(name: str):
+    return load_recipe(find_recipe(name))
+
+
+def recipe_with(**sections) -> str:
+    """A minimal recipe text; each keyword is a YAML section written inline."""
+    base = {"model": "{name: meta-llama/Llama-3.2-3B-Instruct, dtype: bf16}",
+            "dataset": "{name: openai/gsm8k, config: main}", "rewards": "[{name: exact_answer}]"}
+    return "version: 1\n" + "".join(f"{k}: {v}\n" for k, v in (base | sections).items())
+
+
+def test_recipe_inputs_follow_trl_generation_batches():
+    inputs = budget_inputs(shipped("grpo-llama3b"), H100)
+    # per_device_train_batch_size 8 x gradient_accumulation_steps 4 = 32 completions = 4 prompts x 8 generations
+    assert (inputs.prompts_per_step, inputs.num_generations, inputs.concurrent_sequences) == (4, 8, 32)
+    assert (inputs.micro_batch, inputs.lora_r, inputs.max_prompt_length, inputs.max_completion_length) == (8, 64, 256, 512)
+    assert inputs.shape == resolve_model("Llama-3.2-3B") and inputs.dtype == "bf16" and not inputs.server_mode
+
+
+def test_tiny_recipe_uses_the_tiny_builders_shape():
+    shape = budget_inputs(shipped("tiny"), H100).shape
+    assert (shape.layers, shape.hidden, shape.vocab, shape.tied_embeddings) == (2, 64, 259, True)
+
+
+def test_recipe_dtype_auto_follows_the_gpu_and_vllm_settings_map():
+    text = recipe_with(model="{name: Llama-3.2-1B, dtype: auto}",
+                       vllm="{mode: server, kv_cache_dtype: fp8}", lora="{r: 8, target_modules: [all-linear]}",
+                       resources="{generation_gpus: [1], training_gpus: [0]}")
+    inputs = budget_inputs(parse_recipe(text), H100, bf16=False)
+    assert inputs.dtype == "fp16" and inputs.server_mode and inputs.kv_cache_dtype == "fp8"
+    assert len(inputs.lora_targets) == 7 and inputs.lora_r == 8
+    off = budget_inputs(parse_recipe(recipe_with(vllm="{enabled: false}")), H100)
+    plan = recommend(off).plan
+    assert not off.use_vllm and plan.vllm is None and plan.generate_kv == kv_needed(off)
+    assert plan.generation_peak > plan.training.resident + plan.generate_kv  # model.generate's KV cache counted
+
+
+def test_a_generation_batch_not_divisible_by_num_generations_is_a_recipe_error():
+    recipe = parse_recipe(recipe_with(grpo="{num_generations: 6, per_device_train_batch_size: 8}"), "r.yaml")
+    with pytest.raises(RecipeError, match="not a multiple of grpo.num_generations"):
+        budget_inputs(recipe, H100)
+
+
+def test_fused_lm_head_and_checkpointed_activations_hand_cases():
+    # TRL 1.16's fused head: one 2048 x 32768 bf16 tile + the saved hidden states (2) and their fp32 grad (4)
+    assert logits_bytes(LLAMA3B, 8, 256, 2) == 2048 * 32768 * 2 + 2048 * 3072 * 6
+    # checkpointed: every layer's input + the recomputed layer's activations and their gradients (two copies)
+    per_layer = 6 * 3072 + 2 * (24 + 8) * 128 + 4 * 8192 + 7 * 64
+    assert activation_bytes(LLAMA3B, 100, 2, True, 64, 7) == 100 * (28 * 3072 + 2 * per_layer) * 2
+
+
+def test_cli_recipe_on_t4_does_not_fit_in_bf16_and_names_what_does(runner):
+    result = runner.invoke(main, ["budget", "grpo-llama3b", "--target", "t4"])
+    assert result.exit_code == 1
+    assert "does not fit in bf16" in result.output
+    fixes = [line for line in result.output.splitlines() if line.strip().startswith("load_in_4bit: true")]
+    assert fixes and "fits" in fixes[0] and "not enough" not in fixes[0]
+    assert runner.invoke(main, ["budget", "grpo-llama3b", "--target", "t4", "--load-in-4bit"]).exit_code == 0
+
+
+def test_cli_recipe_on_h100_fits_with_a_recommended_utilization(runner):
+    doc = json.loads(runner.invoke(main, ["budget", "grpo-llama3b", "--target", "h100", "--json"]).output)
+    assert doc["fits"] is True and doc["recommended"]["vllm_enable_sleep_mode"] is False
+    utilization = doc["recommended"]["vllm_gpu_memory_utilization"]
+    assert 0.05 < utilization < 0.3  # weights 6 GiB + KV for 32 x 768 tokens + workspace: far below TRL's 0.3
+    assert utilization == recommend_recipe(shipped("grpo-llama3b"), H100).plan.vllm.utilization
+    assert doc["inputs"]["prompts_per_step"] == 4 and doc["inputs"]["micro_batch"] == 8
+
+
+def test_cli_recipe_errors_are_one_line_exit_two(runner, tmp_path):
+    for args in (["budget", "no-such-recipe", "--target", "h100"], ["budget", "--target", "h100"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(recipe_with(model="{name: Qwen3-4, dtype: bf16}"))
+    result = runner.invoke(main, ["budget", str(bad), "--target", "h100"])
+    assert result.exit_code == 2 and "closest: Qwen3-4B" in result.output and "Traceback" not in result.output
+
+
+def test_cli_target_defaults_to_the_local_gpu(runner, monkeypatch):
+    monkeypatch.setattr("envkit.probe.collect", lambda: make_facts("a10g"))
+    result = runner.invoke(main, ["budget", "grpo-llama1b"])
+    assert result.exit_code == 0 and "NVIDIA A10G (24 GiB)" in result.output
+    monkeypatch.setattr("envkit.probe.collect", lambda: make_facts(None, driver=None))
+    result = runner.invoke(main, ["budget", "grpo-llama1b"])
+    assert result.exit_code == 2 and "pass --target" in result.output
+
+
+def test_a_pinned_utilization_is_kept_and_auto_is_the_first_fix(tmp_path):
+    recipe = parse_recipe(recipe_with(vllm="{gpu_memory_utilization: 0.95, sleep: false}"))
+    rec = recommend_recipe(recipe, H100)
+    assert rec.plan.vllm.utilization == 0.95 and not rec.fits
+    assert rec.fixes[0].setting == "gpu_memory_utilization: auto, sleep: auto" and rec.fixes[0].fits
+
+
+def run_plan(recipe, gpu="h100", vllm_version="0.26.0"):
+    facts = make_facts(gpu, {"torch": "2.11.0+cu130", "vllm": vllm_version, "trl": "1.16.0"},
+                       vllm_cudart=["libcudart.so.13"])
+    plan = plan_run(recipe, facts, run_rules(facts))
+    return plan, grpo_kwargs(recipe, plan, "/tmp/out")
+
+
+def test_runner_auto_utilization_and_sleep_are_the_budgets():
+    recipe = shipped("grpo-llama3b")
+    plan, kwargs = run_plan(recipe, "h100")
+    assert plan.use_vllm and plan.gpu_memory == 80 * 1024 * MIB
+    expected = recommend_recipe(recipe, plan.gpu_memory).plan
+    assert kwargs["vllm_gpu_memory_utilization"] == expected.vllm.utilization
+    assert kwargs["vllm_enable_sleep_mode"] is expected.sleep is False  # fits awake: no sleep, no wake-up cost
+    assert not any("memory budget" in w for w in plan.warnings)
+
+
+def test_preflight_warns_when_the_budget_does_not_fit():
+    plan, _ = run_plan(shipped("grpo-llama3b"), "t4")
+    assert plan.sleep  # sleep: auto, and only sleeping comes close
+    assert any(w.startswith("memory budget: about") and "envkit budget" in w for w in plan.warnings)
+
+
+def test_unknown_model_falls_back_to_trls_default_with_a_warning():
+    plan, kwargs = run_plan(parse_recipe(recipe_with(model="{name: some-org/unknown-model, dtype: bf16}")))
+    assert kwargs["vllm_gpu_memory_utilization"] == TRL_DEFAULT_UTILIZATION
+    assert any("no memory budget" in w for w in plan.warnings)
+
+
+def test_budget_with_pinned_sleep_keeps_only_the_workspace_while_training():
+    inputs = on("h100")
+    awake, asleep = budget(inputs, 0.3, False), budget(inputs, 0.3, True)
+    assert awake.training_peak - asleep.training_peak == pytest.approx(awake.vllm.share - awake.vllm.workspace)

@@ -23,10 +23,10 @@ MIB = 1024**2
 GIB = 1024**3
 
 # One CUDA context (driver state, kernel images of torch + vLLM) per process. In
-# colocate mode vLLM shares the trainer's process, so it is counted once. About
-# 500 MiB on Hopper with torch 2.x lazy module loading; NVML sees it, torch's
-# allocator statistics do not.
-CUDA_CONTEXT = 500 * MIB
+# colocate mode vLLM shares the trainer's process, so it is counted once. NVML sees
+# it, torch's allocator statistics do not.  Measured on the H100 (torch 2.11+cu130):
+# 625 MiB of NVML use after the first CUDA tensor, before any model is loaded.
+CUDA_CONTEXT = 600 * MIB
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 
@@ -40,6 +40,12 @@ NF4_BYTES = 0.5 + 1 / 64 + 4 / 16384
 LORA_TRAIN_BYTES = 16
 LORA_RESIDENT_BYTES = 12
 
+# With gradient checkpointing, the layer being recomputed holds its activations and, during its
+# backward, gradients of the same size: two per-layer copies.  Measured (benchmarks/budget_measure.py,
+# H100, TRL 1.16, 8 x (64..128 + 256) tokens a micro-batch): with one copy the training peak came out
+# 0.13-0.18 GiB low on 205M, Llama-3.2-1B and -3B shapes (-16.7%, -3.9%, -2.1%); with two, within 5%.
+RECOMPUTED_LAYER_COPIES = 2
+
 # The LM head of the training forward.  TRL 1.16's GRPOTrainer patches in a fused
 # head (trl.kernels.chunked_logprob) that never materializes the (tokens x vocab)
 # logits: it projects only the completion tokens, in tiles of at most 4096 tokens x
@@ -50,7 +56,9 @@ FUSED_VOCAB_TILE = 32768
 
 # vLLM's own workspace inside its reservation, besides weights and KV cache: CUDA
 # graphs for the batch sizes up to max_num_seqs, cuBLAS/NCCL buffers.  It stays
-# on the GPU through sleep mode.
+# on the GPU through sleep mode.  vLLM 0.26 keeps it inside utilization x total
+# (measured: NVML grows by the share within 4% over vLLM's start-up); share less
+# weights and KV cache came to 0.2-0.9 GiB on the 205M, 1B and 3B shapes.
 VLLM_WORKSPACE = 512 * MIB
 # TRL's colocate mode builds vLLM with max_num_batched_tokens=4096: vLLM profiles
 # one forward of that many tokens and keeps its activation peak out of the KV cache.
@@ -160,12 +168,14 @@ def activation_bytes(shape: ModelShape, tokens: int, dtype_bytes: int, grad_chec
     seq x seq scores); the SwiGLU MLP keeps gate, up, silu(gate) and their product
     (4i); each LoRA keeps its r-wide A output.  Frozen base weights need no saved
     input beyond these.  With gradient checkpointing only each layer's input is
-    kept, plus one layer recomputed at a time during backward.
+    kept, plus one layer recomputed at a time during backward: its saved
+    activations and, while backward runs through it, their gradients
+    (RECOMPUTED_LAYER_COPIES).
     """
     per_layer = (6 * shape.hidden + 2 * (shape.heads + shape.kv_heads) * shape.head_dim
                  + 4 * shape.intermediate + lora_targets * lora_r)
     if grad_checkpointing:
-        return tokens * (shape.layers * shape.hidden + per_layer) * dtype_bytes
+        return tokens * (shape.layers * shape.hidden + RECOMPUTED_LAYER_COPIES * per_layer) * dtype_bytes
     return tokens * shape.layers * per_layer * dtype_bytes
 
 

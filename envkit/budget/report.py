@@ -81,7 +81,8 @@ def render(rec: Recommendation, gpu: str) -> str:
     if rec.fits:
         lines.append(f"fits: {recommended}")
         return "\n".join(lines)
-    lines.append(f"does not fit ({recommended} needs {gib(plan.peak):.2f} GiB with {gib(i.gpu_bytes):g}); fixes, cheapest first:")
+    precision = "4-bit" if i.load_in_4bit else i.dtype
+    lines.append(f"does not fit in {precision} ({recommended} needs {gib(plan.peak):.2f} GiB with {gib(i.gpu_bytes):g}); fixes, cheapest first:")
     lines += [f"  {f.setting:32} saves {gib(f.saving):6.2f} GiB  {'fits' if f.fits else 'not enough alone'}  ({f.name})"
               for f in rec.fixes]
     if rec.combined:

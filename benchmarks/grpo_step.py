@@ -1,0 +1,180 @@
+"""GRPO step time and reward: `envkit train` on a generated recipe vs plain TRL, on the same 205M Llama.
+
+Arms: envkit-colocate, envkit-sleep, envkit-generate (`envkit train` with vllm colocate, colocate + sleep,
+enabled: false) and trl-colocate, trl-sleep, trl-generate (GRPOTrainer with TRL's defaults but for the
+shared batch shape: 4 prompts x 8 generations = 32 completions x 256 tokens a step, LoRA r=16 on every
+linear, the toy digit reward, lr 1e-3).  Reported per arm: median step time skipping the first 2 steps,
+mean reward over the first and last 5 steps.  The trl vLLM arms also measure memory
+(budget_measure.compare), so the 205M rows of the budget table come from them.
+
+    python benchmarks/grpo_step.py --arm trl-colocate --arm envkit-colocate --out $OUT     # on the GPU
+    python benchmarks/grpo_step.py --dry-run --out /tmp/gs                                 # CPU plumbing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from budget_measure import WORK, build, compare, run_worker
+from grpo_bench import LINEARS, REPO, bench_env, make_prompts
+
+from envkit.budget.model import GIB
+
+SHAPE = dict(shape="llama-205m", micro_batch=8, grad_accum=4, num_generations=8, prompt_length=64,
+             completion_length=256, lora_r=16, lr=1e-3)
+DRY = dict(shape="test-tiny", micro_batch=4, grad_accum=1, num_generations=4, prompt_length=24, completion_length=16,
+           lora_r=4, lr=1e-3)
+ARMS = {"envkit-colocate": "colocate", "envkit-sleep": "sleep", "envkit-generate": "off",
+        "trl-colocate": "colocate", "trl-sleep": "sleep", "trl-generate": "off"}
+SKIP = 2  # warm-up steps left out of the median
+
+
+def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int) -> str:
+    """An envkit recipe for this arm: the shared shape, vLLM settings left to envkit (auto) except the mode."""
+    vllm = {"colocate": "enabled: true\n  mode: colocate\n  sleep: false",
+            "sleep": "enabled: true\n  mode: colocate\n  sleep: true",
+            "off": "enabled: false"}[mode]
+    return f"""version: 1
+model:
+  name: {model}
+  dtype: bf16
+lora:
+  r: {shape['lora_r']}
+  alpha: {2 * shape['lora_r']}
+  target_modules: [{', '.join(LINEARS)}]
+dataset:
+  path: {data}
+  prompt_field: question
+  answer_field: answer
+  use_chat_template: false
+rewards:
+  - {{name: "grpo_bench:digit_reward"}}
+grpo:
+  num_generations: {shape['num_generations']}
+  per_device_train_batch_size: {shape['micro_batch']}
+  gradient_accumulation_steps: {shape['grad_accum']}
+  max_prompt_length: {shape['prompt_length']}
+  max_completion_length: {shape['completion_length']}
+  learning_rate: {shape['lr']}
+  max_steps: {steps}
+  beta: 0.0
+vllm:
+  {vllm}
+output:
+  save_steps: 100000
+  keep: 1
+seed: 0
+"""
+
+
+def run_envkit(arm: str, shape: dict, steps: int, timeout: int) -> dict:
+    model = build(shape["shape"])
+    folder = WORK / arm
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"question": p, "answer": "0"}) + "\n" for p in make_prompts(512, shape["prompt_length"])))
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps))
+    output = folder / "run"
+    subprocess.run(["rm", "-rf", str(output)], check=True)
+    log = WORK / "logs" / f"{arm}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log.open("w") as out:
+        try:
+            code = subprocess.run([sys.executable, "-m", "envkit", "train", str(recipe), "--output", str(output), "--force"],
+                                  stdout=out, stderr=subprocess.STDOUT, timeout=timeout, env=bench_env(), cwd=REPO).returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+    text = log.read_text(errors="replace").splitlines()
+    metrics = output / "metrics.jsonl"
+    manifest = output / "manifest.json"
+    result = {"ok": code == 0, "exit": code, "wall_s": round(time.perf_counter() - started, 1),
+              "metrics": [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else [],
+              "envkit_lines": [line[:300] for line in text if line.startswith("envkit train:")][:20]}
+    if manifest.exists():
+        m = json.loads(manifest.read_text())
+        result["vllm_settings"] = {k: v for k, v in m["grpo_config"].items() if k.startswith(("use_vllm", "vllm_"))}
+        result["plan"] = m.get("plan")
+    if code != 0:
+        result["log_tail"] = text[-25:]
+    return result
+
+
+def run_trl(arm: str, shape: dict, steps: int, timeout: int, probe: bool) -> dict:
+    config = shape | {"vllm": ARMS[arm], "steps": steps, "utilization": None}
+    return run_worker(arm, config, timeout, probe=probe)
+
+
+def summary(result: dict) -> dict:
+    rows = result.get("metrics") or []
+    times = [r["step_time"] for r in rows[SKIP:] if "step_time" in r]
+    rewards = [r["reward"] for r in rows if "reward" in r]
+    return {"steps": len(rows), "median_step_s": round(statistics.median(times), 3) if times else None,
+            "reward_first5": round(statistics.mean(rewards[:5]), 4) if rewards else None,
+            "reward_last5": round(statistics.mean(rewards[-5:]), 4) if rewards else None}
+
+
+def markdown(results: dict) -> str:
+    lines = ["| arm | steps | median step (s) | reward first 5 | reward last 5 | vLLM settings | wall (s) |",
+             "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+    for arm, r in results.items():
+        s = r["summary"]
+        settings = r.get("vllm_settings") or {k: v for k, v in (r.get("vllm") or {}).items() if k == "gpu_memory_utilization"}
+        status = "" if r.get("ok") else f" (failed: {str(r.get('error') or r.get('exit'))[:80]})"
+        lines.append(f"| {arm}{status} | {s['steps']} | {s['median_step_s']} | {s['reward_first5']} | {s['reward_last5']} "
+                     f"| {json.dumps(settings) if settings else ''} | {r.get('wall_s')} |")
+    budget_rows = [(arm, c) for arm, r in results.items() for c in r.get("comparison", [])]
+    if budget_rows:
+        lines += ["", "| configuration | quantity | predicted GiB | measured GiB | error |", "| --- | --- | ---: | ---: | ---: |"]
+        lines += [f"| {arm} | {c['quantity']} | {c['predicted'] / GIB:.2f} | {c['measured'] / GIB:.2f} | "
+                  f"{'' if c['error_pct'] is None else format(c['error_pct'], '+.1f') + '%'} |" for arm, c in budget_rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arm", action="append", choices=sorted(ARMS), help="repeatable, in order")
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--timeout", type=int, default=280, help="seconds per arm")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--dry-run", action="store_true", help="CPU: the tiny shape, both generate arms, 3 steps")
+    parser.add_argument("--recompute", type=Path, help="re-predict a saved grpo_step.json's memory with the current model")
+    args = parser.parse_args()
+    if args.recompute:
+        results = json.loads(args.recompute.read_text())
+        for result in results.values():
+            if "comparison" in result:
+                result["comparison"] = compare(result)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "grpo_step.json").write_text(json.dumps(results, indent=1))
+        (args.out / "grpo_step.md").write_text(markdown(results))
+        print(markdown(results))
+        return
+    shape, arms, steps = (DRY, ["envkit-generate", "trl-generate"], 3) if args.dry_run else (SHAPE, args.arm or [], args.steps)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for arm in arms:
+        print(f"grpo_step: {arm} ...", flush=True)
+        if arm.startswith("envkit"):
+            result = run_envkit(arm, shape, steps, args.timeout)
+        else:
+            result = run_trl(arm, shape, steps, args.timeout, probe=ARMS[arm] != "off")
+            result["comparison"] = compare(result)
+        result["summary"] = summary(result)
+        results[arm] = result
+        (args.out / "grpo_step.json").write_text(json.dumps(results, indent=1))
+        (args.out / "grpo_step.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
