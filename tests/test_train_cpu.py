@@ -109,6 +109,27 @@ def test_tiny_recipe_writes_metrics_checkpoints_adapter_manifest_and_picture(tin
     assert (run / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_merged_model_is_the_base_plus_the_adapter_where_lora_targets(tiny_run):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from envkit.recipe.load import load_recipe
+    from envkit.train.tiny import build_tiny
+
+    run, code, err = tiny_run
+    assert code == 0, err[-3000:]
+    recipe = load_recipe(RECIPES / "tiny.yaml")
+    assert recipe.output.merge is True
+    merged = AutoModelForCausalLM.from_pretrained(run / "merged").state_dict()
+    base = AutoModelForCausalLM.from_pretrained(build_tiny(seed=recipe.seed)).state_dict()
+    assert set(merged) == set(base)  # plain weights: no lora_A/lora_B left, nothing missing
+    targets = tuple(f"{name}.weight" for name in recipe.lora.target_modules)
+    changed = {name for name in base if not torch.equal(merged[name], base[name])}
+    assert changed == {name for name in base if name.endswith(targets)}
+    assert AutoTokenizer.from_pretrained(run / "merged")("Answer: 42").input_ids
+    assert not (run / "merged.partial").exists()
+
+
 def test_manifest_records_the_run_and_no_environment_values(tiny_run):
     run, code, err = tiny_run
     assert code == 0, err[-3000:]

@@ -210,6 +210,13 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> None:
             raise where.error(_node(root, "grpo", name), f"grpo.{name}", f"must be at least 1, got {value}")
     if recipe.output.save_steps < 1:
         raise where.error(_node(root, "output", "save_steps"), "output.save_steps", "must be at least 1")
+    rank = recipe.vllm.max_lora_rank
+    if rank is not None and rank < recipe.lora.r:
+        raise where.error(_node(root, "vllm", "max_lora_rank"), "vllm.max_lora_rank",
+                          f"must be at least lora.r ({recipe.lora.r}), got {rank}: vLLM cannot load a LoRA adapter of a higher rank")
+    if recipe.backend == "unsloth" and recipe.vllm.mode == "server" and recipe.vllm.enabled is not False:
+        raise where.error(_node(root, "vllm", "mode"), "vllm.mode", "backend: unsloth generates with its own vLLM in the "
+                          "training process: use mode: colocate")
     _check_launch(recipe, root, where, base)
 
 

@@ -123,6 +123,7 @@ class OutputSpec:
     save_steps: int = 50
     keep: int | None = 3
     report_to: list[str] = field(default_factory=list)
+    merge: bool = False  # also save merged/: the base with the adapter folded in (envkit.train.runner.merge_adapter)
 
 
 @dataclass

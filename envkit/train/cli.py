@@ -51,8 +51,8 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
     from envkit.rules import run_rules
-    from envkit.train.config import grpo_kwargs
-    from envkit.train.preflight import plan_run
+    from envkit.train.config import grpo_kwargs, unsloth_model_kwargs, unsloth_peft_kwargs
+    from envkit.train.preflight import check_backend, plan_run
 
     recipe_path = find_recipe(name)
     recipe = load_recipe(recipe_path)
@@ -64,6 +64,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         recipe.distributed.machine_rank = machine_rank
     output_dir = Path(output or recipe.output.dir or Path("runs") / Path(recipe.source).stem)
     facts = collect()
+    check_backend(recipe, facts)
     plan = plan_run(recipe, facts, run_rules(facts))
     kwargs = grpo_kwargs(recipe, plan, str(output_dir))
     forward = ["--output", str(output_dir)] + (["--max-steps", str(max_steps)] if max_steps else []) + \
@@ -76,9 +77,13 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
             click.echo(f"envkit train: {'ignored (--force)' if force else 'refused'}: {finding.id} {finding.title}"
                        + (f"\n    fix: {finding.fix}" if finding.fix else ""), err=True)
     if dry_run:
-        click.echo(json.dumps({"recipe": recipe.source, "plan": {"use_vllm": plan.use_vllm, "sleep": plan.sleep, "gpu": plan.gpu,
-                                                                 "env": plan.env}, "grpo_config": kwargs,
-                               "launch": launch.to_dict() if launch else None}, indent=2))
+        resolved = {"recipe": recipe.source, "plan": {"backend": recipe.backend, "use_vllm": plan.use_vllm, "sleep": plan.sleep,
+                                                      "gpu": plan.gpu, "env": plan.env}, "grpo_config": kwargs,
+                    "launch": launch.to_dict() if launch else None}
+        if recipe.backend == "unsloth":
+            model = recipe.model.name or f"<model.build: {recipe.model.build}, built at start>"
+            resolved["unsloth"] = {"from_pretrained": unsloth_model_kwargs(recipe, plan, model), "get_peft_model": unsloth_peft_kwargs(recipe)}
+        click.echo(json.dumps(resolved, indent=2))
         return 0
     if plan.blocking and not force:
         return REFUSED

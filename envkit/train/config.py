@@ -62,15 +62,45 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
             "vllm_max_model_length": max_model_length(recipe),
         })
         kwargs.update(vllm_launch_kwargs(recipe))
-        if v.gpu_memory_utilization != "auto":
-            kwargs["vllm_gpu_memory_utilization"] = v.gpu_memory_utilization
-        elif v.mode == "colocate":  # a server's share is set where the server starts (trl vllm-serve)
-            kwargs["vllm_gpu_memory_utilization"] = auto_utilization(recipe, plan)
+        if v.gpu_memory_utilization != "auto" or v.mode == "colocate":  # auto for a server: set where it starts (trl vllm-serve)
+            kwargs["vllm_gpu_memory_utilization"] = vllm_utilization(recipe, plan)
         if v.max_lora_rank is not None:
             kwargs["vllm_max_lora_rank"] = v.max_lora_rank
         if v.kv_cache_dtype != "auto":
             kwargs["vllm_kv_cache_dtype"] = v.kv_cache_dtype
     return kwargs
+
+
+def vllm_utilization(recipe: Recipe, plan: Plan) -> float:
+    """vLLM's share of the GPU: the recipe's number, or for auto the budget's (auto_utilization)."""
+    share = recipe.vllm.gpu_memory_utilization
+    return auto_utilization(recipe, plan) if share == "auto" else share
+
+
+def max_lora_rank(recipe: Recipe) -> int:
+    """The largest LoRA rank vLLM reserves room for: vllm.max_lora_rank, default lora.r (the loader
+    rejects a value below lora.r)."""
+    return recipe.lora.r if recipe.vllm.max_lora_rank is None else recipe.vllm.max_lora_rank
+
+
+def unsloth_model_kwargs(recipe: Recipe, plan: Plan, model_name: str) -> dict[str, Any]:
+    """``FastLanguageModel.from_pretrained`` arguments for ``backend: unsloth`` (the runner adds the torch dtype).
+
+    As in Unsloth's GRPO notebooks (unslothai/notebooks nb/*GRPO*.ipynb): ``fast_inference`` starts Unsloth's
+    own vLLM engine in the training process, sized by ``max_lora_rank`` and ``gpu_memory_utilization``; here
+    it follows the plan (no vLLM where the preflight turned it off) and the same share the TRL path uses.
+    """
+    m = recipe.model
+    return {"model_name": model_name, "max_seq_length": m.max_seq_length, "load_in_4bit": m.load_in_4bit,
+            "fast_inference": plan.use_vllm, "max_lora_rank": max_lora_rank(recipe),
+            "gpu_memory_utilization": vllm_utilization(recipe, plan), "trust_remote_code": m.trust_remote_code}
+
+
+def unsloth_peft_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """``FastLanguageModel.get_peft_model`` arguments: the recipe's LoRA with Unsloth's gradient checkpointing."""
+    lora = recipe.lora
+    return {"r": lora.r, "target_modules": list(lora.target_modules), "lora_alpha": lora.alpha,
+            "lora_dropout": lora.dropout, "use_gradient_checkpointing": "unsloth", "random_state": recipe.seed}
 
 
 def max_model_length(recipe: Recipe) -> int:

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
 from envkit.budget.model import GIB, MIB
 from envkit.budget.recipe import recommend_recipe
 from envkit.budget.shapes import UnknownName
 from envkit.facts import Facts
+from envkit.knowledge import curated
+from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding, Severity
 
@@ -33,6 +38,37 @@ class Plan:
     gpu_memory: int | None = None  # bytes of the GPU the run uses: sizes vLLM's share (envkit.budget)
 
 
+def check_backend(recipe: Recipe, facts: Facts) -> None:
+    """``backend: unsloth`` needs the unsloth package: known from the probed metadata, before anything imports it."""
+    if recipe.backend == "unsloth" and facts.package("unsloth") is None:
+        raise RecipeError(f"{recipe.source}: backend: unsloth needs unsloth, which is not installed here: "
+                          "pip install unsloth (or use backend: trl)")
+
+
+def bnb_plugin_missing(recipe: Recipe, facts: Facts, use_vllm: bool) -> Finding | None:
+    """A 4-bit model that would generate with a vLLM too new to quantize it without vllm-bnb-plugin.
+
+    vLLM 0.28 moved bitsandbytes out of tree into a plugin package (curated.json ``vllm_bnb_plugin``);
+    without it the colocated vLLM (TRL passes ``quantization="bitsandbytes"`` for a 4-bit model, Unsloth's
+    fast_inference too) dies at start-up, after the model has loaded, with ``Unknown quantization method:
+    bitsandbytes``.  A refusal, not a silent fallback: whoever asked for 4-bit with vLLM wants the fast path,
+    the fix is one small pip install, and falling back to model.generate would make every step of the run
+    several times slower.  With ``--force`` the run goes on without vLLM (plan_run turns it off), never
+    into the crash.
+    """
+    vllm = facts.package("vllm")
+    if not (recipe.model.load_in_4bit and use_vllm and vllm):
+        return None
+    need = curated("vllm_bnb_plugin")
+    plugin = need["package"]
+    if Version(vllm.version).release < Version(need["vllm_min"]).release or canonicalize_name(plugin) in facts.installed:
+        return None
+    return Finding("vllm-bnb-plugin", "vllm-bnb-plugin", "rl", Severity.FAIL,
+                   f"4-bit generation with vllm {vllm.version} needs {plugin} (bitsandbytes left vLLM in {need['vllm_min']})",
+                   f"model.load_in_4bit: true, vllm {vllm.version}, {plugin} not installed",
+                   f"pip install {plugin}  (with --force: no vLLM, {GENERATE_COST})", (plugin,))
+
+
 def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding]) -> Plan:
     by_id = {f.id: f for f in findings}
     gpus = facts.visible_gpus()
@@ -51,6 +87,8 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding]) -> Plan:
             use_vllm = False
             if recipe.vllm.enabled is True or gpus:
                 warnings.append(f"vllm off: {reason}; {GENERATE_COST}")
+    bnb = bnb_plugin_missing(recipe, facts, use_vllm)
+    use_vllm = use_vllm and bnb is None
     env = {}
     pdl = by_id.get("EK402")
     if use_vllm and pdl and pdl.severity is Severity.FAIL:
@@ -67,13 +105,16 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding]) -> Plan:
     sleep = use_vllm and recipe.vllm.mode == "colocate" and (recipe.vllm.sleep is True or (recipe.vllm.sleep == "auto" and sleep_ok and needs_sleep))
     if use_vllm and not sleep_ok and sleep_check is not None and (recipe.vllm.sleep is True or (recipe.vllm.sleep == "auto" and needs_sleep)):
         warnings.append(f"vllm sleep mode {'requested' if recipe.vllm.sleep is True else 'needed by the memory budget'} although {sleep_check.title}")
+    if sleep and recipe.backend == "unsloth":  # Unsloth's own vLLM sleeps only with its standby variable set
+        standby = curated("unsloth_vllm_standby")
+        env[standby["env"]] = standby["value"]
     if budget and use_vllm and sleep != budget.plan.sleep:
         budget = _budget(recipe, gpu_memory, bf16, use_vllm, [], sleep)
     if budget and not budget.fits:
         warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak on this {gpu_memory / GIB:.0f} GiB GPU; "
                         f"`envkit budget {recipe.source}` lists what fits")
-    relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - ({"EK402"} if env else set())
-    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL]
+    relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - ({"EK402"} if "TRITON_DISABLE_PDL" in env else set())
+    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL] + ([bnb] if bnb else [])
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory)
 
 

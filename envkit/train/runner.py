@@ -33,9 +33,7 @@ def last_checkpoint(output_dir: Path) -> Path | None:
 
 
 def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
-    if recipe.backend != "trl":
-        raise RecipeError(f"{recipe.source}: backend: {recipe.backend} is not supported by envkit train yet (use trl)")
-    os.environ.update(plan.env)  # before anything imports triton
+    os.environ.update(plan.env)  # before anything imports triton (or unsloth)
     main = os.environ.get("RANK", "0") == "0"  # under accelerate launch one rank writes the run's files
     if main and not resume and output_dir.is_dir() and any(output_dir.iterdir()):
         raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, or --output another folder")
@@ -44,7 +42,10 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         click.echo(f"envkit train: no checkpoint in {output_dir}; starting from scratch", err=True)
     started, wall = datetime.now(timezone.utc), time.perf_counter()
 
-    from peft import LoraConfig
+    from envkit.train.models import import_unsloth, load_model, merge_adapter, model_source
+
+    if recipe.backend == "unsloth":
+        import_unsloth()  # before trl: importing unsloth patches it
     from trl import GRPOConfig, GRPOTrainer
 
     from envkit.train.callbacks import MetricsCallback, StopOnSigint, trim_metrics
@@ -58,8 +59,8 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         trim_metrics(metrics, int(checkpoint.name.split("-")[1]))
     elif main and metrics.exists():
         metrics.unlink()
-    model, tokenizer = _load_model(recipe, plan)
-    lora = recipe.lora
+    source = model_source(recipe)
+    model, tokenizer, peft_config = load_model(recipe, plan, source)
     stop = StopOnSigint()
     trainer = GRPOTrainer(
         model=model,
@@ -67,8 +68,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         reward_funcs=[resolve_reward(r.name) for r in recipe.rewards],
         args=GRPOConfig(**kwargs),
         train_dataset=_dataset(recipe),
-        peft_config=LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                               target_modules=lora.target_modules, task_type="CAUSAL_LM"),
+        peft_config=peft_config,
         callbacks=[MetricsCallback(metrics), stop] if main else [stop],
     )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -76,6 +76,8 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         click.echo(f"envkit train: interrupted at step {trainer.state.global_step}; checkpoint saved, --resume continues", err=True)
     else:
         trainer.save_model(str(output_dir / "adapter"))
+        if main and recipe.output.merge:
+            merge_adapter(recipe, plan, source, output_dir / "adapter", output_dir / "merged", tokenizer)
     manifest = _manifest(recipe, plan, kwargs, dropped, trainer.state.global_step, started, time.perf_counter() - wall,
                          checkpoint, completed=not stop.requested)
     if main:
@@ -85,31 +87,6 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
 
         plot_run(output_dir)
     return INTERRUPTED if stop.requested else 0
-
-
-def _load_model(recipe: Recipe, plan: Plan):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    m = recipe.model
-    if m.build == "tiny":
-        from envkit.train.tiny import build_tiny
-
-        source = str(build_tiny(seed=recipe.seed))
-    else:
-        source = m.name
-    dtype = torch.float32 if plan.gpu == "cpu" else {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(
-        m.dtype, torch.bfloat16 if plan.bf16 else torch.float16)
-    extra = {}
-    if m.load_in_4bit:
-        from transformers import BitsAndBytesConfig
-
-        extra["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=m.trust_remote_code, **extra)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=m.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
 
 
 def _dataset(recipe: Recipe):

@@ -1,0 +1,107 @@
+"""The policy model for a run (TRL + PEFT, or Unsloth) and the merged model after it.  torch is imported in here only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from envkit.recipe.load import RecipeError
+from envkit.recipe.schema import Recipe
+from envkit.train.config import unsloth_model_kwargs, unsloth_peft_kwargs
+from envkit.train.preflight import Plan
+
+
+def model_source(recipe: Recipe) -> str:
+    """The hub name or local folder the base model loads from (model.build: tiny builds it once, cached)."""
+    if recipe.model.build == "tiny":
+        from envkit.train.tiny import build_tiny
+
+        return str(build_tiny(seed=recipe.seed))
+    return recipe.model.name
+
+
+def torch_dtype(recipe: Recipe, plan: Plan):
+    """The training dtype: fp32 on the CPU, else model.dtype, where auto means bf16 when the GPU has it."""
+    import torch
+
+    if plan.gpu == "cpu":
+        return torch.float32
+    names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    return names.get(recipe.model.dtype, torch.bfloat16 if plan.bf16 else torch.float16)
+
+
+def import_unsloth():
+    """unsloth's FastLanguageModel, imported before trl, transformers and peft: importing it patches them
+    (TRL's GRPOTrainer and GRPOConfig become Unsloth's).  A failing import is one line, not a traceback."""
+    try:
+        from unsloth import FastLanguageModel
+    except Exception as exc:  # noqa: BLE001 - ImportError, or NotImplementedError without a supported GPU
+        raise RecipeError(f"backend: unsloth: cannot import unsloth: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    return FastLanguageModel
+
+
+def load_model(recipe: Recipe, plan: Plan, source: str) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, peft_config for GRPOTrainer).  Unsloth wraps the LoRA itself, so its config is None."""
+    if recipe.backend == "unsloth":
+        model, tokenizer = _load_unsloth(recipe, plan, source)
+        return model, tokenizer, None
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    m, lora = recipe.model, recipe.lora
+    dtype = torch_dtype(recipe, plan)
+    extra = {}
+    if m.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        extra["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=m.trust_remote_code, **extra)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=m.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                             target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    return model, tokenizer, peft_config
+
+
+def _load_unsloth(recipe: Recipe, plan: Plan, source: str):
+    """FastLanguageModel.from_pretrained + get_peft_model; training then goes through the same GRPOConfig.
+
+    What Unsloth's patched GRPOTrainer does with our GRPOConfig (unsloth/models/rl.py, patch_functions,
+    "Set use_vllm if not set"): a model with a ``vllm_engine`` (fast_inference) forces ``use_vllm=True`` and
+    ``vllm_mode="colocate"`` and generates with that engine instead of starting TRL's own, so passing
+    ``use_vllm`` is not required; envkit passes the plan's value, equal to ``fast_inference``, so the two
+    never disagree.  Sleep mode is Unsloth's "standby": the variable the preflight puts in plan.env
+    (curated.json ``unsloth_vllm_standby``) before unsloth is imported, after which Unsloth sets
+    ``vllm_enable_sleep_mode=True`` itself, matching the plan's.  TRL's other vllm_* sizes go unused:
+    Unsloth sized its engine from max_lora_rank and gpu_memory_utilization here.
+    """
+    fast = import_unsloth()
+    model, tokenizer = fast.from_pretrained(**unsloth_model_kwargs(recipe, plan, source), dtype=torch_dtype(recipe, plan))
+    return fast.get_peft_model(model, **unsloth_peft_kwargs(recipe)), tokenizer
+
+
+def merge_adapter(recipe: Recipe, plan: Plan, source: str, adapter: Path, target: Path, tokenizer) -> Path:
+    """``target``: the base model with the LoRA adapter merged in (PEFT ``merge_and_unload``) and the tokenizer.
+
+    The base is loaded afresh, on the CPU (the GPU still holds the trainer and vLLM), in the training
+    dtype and unquantized: a run on a 4-bit base (model.load_in_4bit) merges into bf16/fp16 weights, since
+    folding the adapter into 4-bit weights would round most of it away again.  A hub checkpoint that is
+    itself stored in 4-bit (``*-bnb-4bit``) loads quantized whatever we ask; its merge is PEFT's lossy one.
+    Written to ``target``.partial and renamed, so a ``target`` folder is always complete.
+    """
+    import shutil
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(recipe, plan), trust_remote_code=recipe.model.trust_remote_code)
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    merged.save_pretrained(str(partial))
+    tokenizer.save_pretrained(str(partial))
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
