@@ -12,9 +12,13 @@ cost nothing at import and need no dependency.
 from __future__ import annotations
 
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from packaging.version import InvalidVersion, Version
 
 SCHEMA = "envkit.facts/1"
 
@@ -113,6 +117,8 @@ class Facts:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Facts:
+        from envkit.probe.environ import mask_env  # envkit.probe imports this module
+
         schema = data.get("schema")
         if schema != SCHEMA:
             raise FactsError(f"schema is {schema!r}, expected {SCHEMA!r}")
@@ -121,10 +127,10 @@ class Facts:
                 host=_build(Host, data["host"]),
                 driver=_build(Driver, data["driver"]),
                 gpus=[_build(Gpu, g) for g in data.get("gpus", [])],
-                packages={k: _build(Package, v) for k, v in data.get("packages", {}).items()},
-                installed=dict(data.get("installed", {})),
-                env=dict(data.get("env", {})),
-                cuda_visible_devices=data.get("cuda_visible_devices"),
+                packages={k: _package(k, v) for k, v in _mapping(data, "packages").items()},
+                installed=dict(_mapping(data, "installed")),
+                env=mask_env(dict(_mapping(data, "env"))),
+                cuda_visible_devices=_optional_str(data, "cuda_visible_devices"),
                 target=data.get("target"),
                 collected_at=data.get("collected_at", ""),
                 envkit_version=data.get("envkit_version", ""),
@@ -151,8 +157,51 @@ class Facts:
 
 
 def _build(kind: type, data: Any) -> Any:
-    """Build a dataclass from a dict, ignoring unknown keys (forward compatible)."""
+    """Build a dataclass from a dict, ignoring unknown keys (forward compatible), checking value types."""
     if not isinstance(data, dict):
         raise TypeError(f"{kind.__name__.lower()} must be an object")
-    names = {f.name for f in fields(kind)}
-    return kind(**{k: v for k, v in data.items() if k in names})
+    hints = typing.get_type_hints(kind)
+    values = {k: v for k, v in data.items() if k in hints}
+    for name, value in values.items():
+        if not _fits(hints[name], value):
+            raise TypeError(f"{kind.__name__.lower()}.{name}: unexpected value {value!r:.60}")
+    return kind(**values)
+
+
+def _fits(kind: Any, value: Any) -> bool:
+    """``value`` matches the annotation (scalars, Optional, list/dict of scalars; anything else passes)."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(k, value) for k in typing.get_args(kind))
+    if origin in (list, dict):
+        return isinstance(value, origin)
+    if kind is type(None):
+        return value is None
+    if kind in (int, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+    if kind in (str, bool):
+        return isinstance(value, kind)
+    return True
+
+
+def _optional_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{key} must be a string or null")
+    return value
+
+
+def _mapping(data: dict[str, Any], key: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise TypeError(f"{key} must be an object")
+    return value
+
+
+def _package(name: str, data: Any) -> Package:
+    package = _build(Package, data)
+    try:
+        Version(package.version)
+    except InvalidVersion:
+        raise TypeError(f"packages.{name}: version {package.version!r} is not a PEP 440 version") from None
+    return package

@@ -186,3 +186,14 @@ def test_real_lock_of_grpo_llama3b_for_h100_is_coherent(monkeypatch):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert {Requirement(line.split()[0]).name.lower() for line in result.stdout.splitlines() if "==" in line} == set(pins)
+
+
+def test_only_package_files_go_into_the_image(tmp_path):
+    from envkit.build.context import _not_package_files
+
+    for name in (".env", "notes.txt", "cli.py", "matrix.json", "Dockerfile.in"):
+        (tmp_path / name).write_text("HF_TOKEN=canary" if name == ".env" else "")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "rules").mkdir()
+    skipped = _not_package_files(str(tmp_path), [p.name for p in tmp_path.iterdir()])
+    assert skipped == {".env", "notes.txt", "__pycache__"}

@@ -145,7 +145,8 @@ def test_progress_shortens_long_instructions():
 def test_run_command_docker():
     assert run_command("envkit/grpo:a-h100", "/recipes/a.yaml", cache="/data/hf cache") == (
         "docker run --gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 "
-        "-v '/data/hf cache:/cache' envkit/grpo:a-h100 train /recipes/a.yaml")
+        "-v '/data/hf cache:/cache' -v envkit-runs:/work/runs -e HF_TOKEN -e WANDB_API_KEY "
+        "envkit/grpo:a-h100 train /recipes/a.yaml")
 
 
 @pytest.mark.parametrize("name", ["podman", "buildah"])
@@ -153,5 +154,6 @@ def test_run_command_podman_uses_cdi(name):
     chosen = next(b for b in BUILDERS if b.name == name)
     command, _, note = run_command("envkit/grpo:a", "/recipes/a.yaml", chosen).partition("  # ")
     assert shlex.split(command)[:4] == ["podman", "run", "--device", "nvidia.com/gpu=all"]
-    assert shlex.split(command)[-4:] == ["envkit-cache:/cache", "envkit/grpo:a", "train", "/recipes/a.yaml"]
+    assert shlex.split(command)[-10:] == ["envkit-cache:/cache", "-v", "envkit-runs:/work/runs", "-e", "HF_TOKEN",
+                                          "-e", "WANDB_API_KEY", "envkit/grpo:a", "train", "/recipes/a.yaml"]
     assert "nvidia-ctk cdi generate" in note

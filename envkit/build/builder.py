@@ -149,6 +149,7 @@ def run_command(image: str, recipe: str, builder: Builder | None = None, cache: 
     """
     runner = builder.runner if builder else "docker"
     argv = [runner, "run", *GPU_ARGS[runner], "--ipc=host", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
-            "-v", f"{cache}:/cache", image, "train", recipe]
+            "-v", f"{cache}:/cache", "-v", "envkit-runs:/work/runs", "-e", "HF_TOKEN", "-e", "WANDB_API_KEY",
+            image, "train", recipe]
     note = RUN_NOTES.get(runner)
     return shlex.join(argv) + (f"  # {note}" if note else "")

@@ -72,7 +72,10 @@ def lock_command(recipe, target, python, platform, index_url, wheelhouse, output
     except _errors() as exc:
         _fail("lock", exc)
     if output:
-        write_atomic(output, locked.text)
+        try:
+            write_atomic(output, locked.text)
+        except OSError as exc:
+            _fail("lock", OSError(f"cannot write {output}: {exc.strerror}"))
     else:
         click.echo(locked.text, nl=False)
     click.echo(f"locked {len(locked.pins())} packages for {stack.platform} Python {stack.python} in {locked.seconds:.2f} s"

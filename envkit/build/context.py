@@ -23,6 +23,7 @@ from envkit.build.stack import Stack
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 
+PACKAGE_FILES = (".py", ".json", ".in")  # sources, knowledge, templates
 DOCKERIGNORE = "**/__pycache__\n**/*.pyc\n**/.pytest_cache\n"
 # pip download takes wheels of exactly the platforms named: the glibc 2.28 image accepts every older manylinux.
 MANYLINUX = [f"manylinux_2_{minor}" for minor in range(28, 4, -1)] + ["manylinux2014", "manylinux2010", "manylinux1"]
@@ -84,7 +85,7 @@ def write_context(inputs: Inputs, out: Path) -> Path:
                  ".dockerignore": DOCKERIGNORE}
         for name, text in files.items():
             (tmp / name).write_text(text)
-        shutil.copytree(Path(envkit.__file__).parent, tmp / "envkit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(Path(envkit.__file__).parent, tmp / "envkit", ignore=_not_package_files)
         _copy_recipe(inputs, tmp / "recipes")
         if inputs.wheelhouse is not None:
             fetch_wheels(inputs, tmp / "wheels")
@@ -95,6 +96,12 @@ def write_context(inputs: Inputs, out: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _not_package_files(folder: str, names: list[str]) -> set[str]:
+    """Only envkit's own files go into the image: a stray .env or editor file beside them stays out."""
+    return {name for name in names if name == "__pycache__"
+            or (Path(folder, name).is_file() and not name.endswith(PACKAGE_FILES))}
 
 
 def _copy_recipe(inputs: Inputs, folder: Path) -> None:

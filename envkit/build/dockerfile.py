@@ -10,9 +10,16 @@ from pathlib import Path
 
 from envkit import __version__
 from envkit.build.stack import Stack
-from envkit.knowledge import gpu_catalog
+from envkit.knowledge import curated, gpu_catalog
 
 TEMPLATE = Path(__file__).parent / "templates" / "Dockerfile.in"
+
+
+def torch_index(stack: Stack) -> str:
+    """The PyTorch index the lock's torch variant comes from (``--torch-backend``); PyPI needs none."""
+    if not stack.torch_backend:
+        return ""
+    return " --extra-index-url " + curated("torch_index")["url"].format(backend=stack.torch_backend)
 
 
 def render(stack: Stack, base: str, recipe_name: str, recipe_sha: str, lock_sha: str, offline: bool = False) -> str:
@@ -30,6 +37,7 @@ def render(stack: Stack, base: str, recipe_name: str, recipe_sha: str, lock_sha:
         "TORCH_BACKEND": stack.torch_backend or "pypi",
         "WHEEL_MOUNT": " \\\n    --mount=type=bind,source=wheels,target=/tmp/wheels" if offline else "",
         "FIND_LINKS": " --no-index --find-links /tmp/wheels" if offline else "",
+        "TORCH_INDEX": torch_index(stack) if not offline else "",
         "EXTRA_ENV": "".join(f" \\\n    {k}={v}" for k, v in sorted(stack.env.items())),
         "DOCTOR_TARGET": f" --target {stack.target}" if stack.target in gpu_catalog() else "",
     }

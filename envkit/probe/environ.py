@@ -18,7 +18,7 @@ WATCHED = (
 WATCHED_PREFIXES = ("VLLM_",)
 SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
 # Names that look like credentials are masked even under a watched prefix.
-SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASS|AUTH|CREDENTIAL", re.IGNORECASE)
 SET = "<set>"
 
 
@@ -30,3 +30,9 @@ def probe_env(environ: dict[str, str]) -> dict[str, str]:
     for name in SECRETS:
         seen[name] = SET if environ.get(name) else "<unset>"
     return dict(sorted(seen.items()))
+
+
+def mask_env(env: dict[str, str]) -> dict[str, str]:
+    """A facts file's env as the probe would have written it: a hand-edited one may hold real secrets."""
+    return {name: SET if (name in SECRETS or SECRET_NAME.search(name)) and value != "<unset>" else value
+            for name, value in env.items()}
