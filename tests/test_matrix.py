@@ -185,3 +185,14 @@ def test_real_refresh_of_a_few_packages():
     doc = refresh(["peft", "trl"])
     assert "0.21.0" in doc["packages"]["peft"] and "torch" in doc["packages"]["peft"]["0.21.0"]["requires"]
     assert doc["packages"]["trl"]["1.16.0"]["vllm_extra"] == "<=0.31.0,>=0.22.0"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--torch", ">>2"], "--torch '>>2': not a version"),
+    (["--torch", "2.x"], "--torch '2.x'"),
+    (["--python", "abc"], "--python 'abc'"),
+])
+def test_solve_rejects_bad_constraints_in_one_line(args, needle):
+    result = CliRunner().invoke(main, ["matrix", "solve", *args])
+    assert result.exit_code == 2 and needle in result.output
+    assert len(result.output.strip().splitlines()) == 1

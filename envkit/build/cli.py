@@ -47,19 +47,21 @@ def _plan(recipe_name, target, python, platform, base, wheelhouse):
 
 def _errors():
     from envkit.build.lock import LockError
-    from envkit.matrix.solve import NoSolution
+    from envkit.matrix.solve import BadConstraint, NoSolution
     from envkit.recipe.load import RecipeError
 
-    return RecipeError, LockError, NoSolution, KeyError
+    return RecipeError, LockError, NoSolution, BadConstraint, KeyError
+
+
+def stack_options(command):
+    """The options that choose and lock a stack, shared by lock and build."""
+    for option in reversed((recipe_option, target_option, python_option, platform_option, index_option, wheelhouse_option)):
+        command = option(command)
+    return command
 
 
 @click.command("lock")
-@recipe_option
-@target_option
-@python_option
-@platform_option
-@index_option
-@wheelhouse_option
+@stack_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
 def lock_command(recipe, target, python, platform, index_url, wheelhouse, output) -> None:
     """Resolve a recipe's packages for TARGET's image platform into a hash-locked requirements file."""
@@ -83,12 +85,7 @@ def lock_command(recipe, target, python, platform, index_url, wheelhouse, output
 
 
 @click.command()
-@recipe_option
-@target_option
-@python_option
-@platform_option
-@index_option
-@wheelhouse_option
+@stack_options
 @click.option("--base", metavar="IMAGE", help="Base image instead of the one matching the locked torch's CUDA.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Context folder (default build/RECIPE-TARGET).")
 @click.option("--tag", help="Image tag (default envkit/grpo:RECIPE-TARGET).")
@@ -108,7 +105,7 @@ def build(recipe, target, python, platform, index_url, wheelhouse, base, output,
         path, parsed, stack, base = _plan(recipe, target, python, platform, base, wheelhouse)
         locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None)
         name = f"{path.stem}-{target}"
-        context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse), output or Path("build") / name)
+        context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url), output or Path("build") / name)
     except _errors() as exc:
         _fail("build", exc)
     tag = tag or f"envkit/grpo:{name}"

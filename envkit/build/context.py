@@ -37,6 +37,7 @@ class Inputs:
     lock: Lock
     base: str
     wheelhouse: Path | None = None  # offline build: every locked wheel goes into the context
+    index_url: str | None = None  # where the wheels the wheelhouse lacks come from (default: pip's own)
 
     @property
     def name(self) -> str:
@@ -125,7 +126,8 @@ def fetch_wheels(inputs: Inputs, folder: Path) -> None:
     lockfile.write_text(inputs.lock.text)
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes", "--only-binary=:all:",
                *[arg for tag in MANYLINUX for arg in ("--platform", f"{tag}_{stack.arch}")], "--python-version", stack.python, "--implementation", "cp",
-               "--find-links", str(inputs.wheelhouse), "--dest", str(folder), "-r", str(lockfile)]
+               "--find-links", str(inputs.wheelhouse), "--dest", str(folder), "-r", str(lockfile),
+               *(["--index-url", inputs.index_url] if inputs.index_url else [])]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     lockfile.unlink()
     if result.returncode != 0:

@@ -84,15 +84,16 @@ def show(package: str, version: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def solve(trl, vllm, torch, target, python, as_json) -> None:
     """The newest coherent torch/vllm/trl/transformers/peft/bitsandbytes set, or why none exists."""
-    from envkit.matrix.solve import Constraints, NoSolution
+    from envkit.matrix.solve import BadConstraint, Constraints, NoSolution
     from envkit.matrix.solve import solve as find
     from envkit.probe.target import UnknownTarget, resolve_target
 
     try:
         constraints = Constraints(trl, vllm, torch, resolve_target(target) if target else None, python)
         solution = find(constraints)
-    except UnknownTarget as exc:
-        raise click.UsageError(str(exc)) from None
+    except (UnknownTarget, BadConstraint) as exc:
+        click.echo(f"envkit matrix solve: {exc}", err=True)
+        sys.exit(2)
     except NoSolution as exc:
         shown = exc.reasons[:5] + ([f"... and {len(exc.reasons) - 5} more"] if len(exc.reasons) > 5 else [])
         if as_json:

@@ -8,9 +8,10 @@ rejection is recorded, so "no solution" comes with the exact reasons.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from envkit.knowledge import cc_tuple, curated, gpu_catalog, torch_covers
@@ -25,12 +26,22 @@ class Constraints:
     target: str | None = None  # catalog GPU key
     python: str = "3.12"
 
+    def __post_init__(self) -> None:
+        """User input: a constraint that does not parse is an error, not "no constraint"."""
+        for package in ("trl", "vllm", "torch"):
+            self.of(package)
+        if not re.fullmatch(r"3\.\d{1,2}", self.python):
+            raise BadConstraint(f"--python {self.python!r}: expected a Python 3 version such as 3.12")
+
     def of(self, package: str) -> SpecifierSet:
         """A bare version means ==version; otherwise a specifier (">=0.27,<0.30")."""
         text = getattr(self, package)
         if not text:
             return SpecifierSet()
-        return SpecifierSet(f"=={text}") if text[0].isdigit() else spec(text)
+        try:
+            return SpecifierSet(f"=={text}" if text[0].isdigit() else text)
+        except InvalidSpecifier:
+            raise BadConstraint(f"--{package} {text!r}: not a version (1.16.0) or specifier (>=0.27,<0.30)") from None
 
 
 @dataclass
@@ -41,6 +52,10 @@ class Solution:
 
     def requirements(self) -> list[str]:
         return [f"{name}=={version}" for name, version in self.versions.items()]
+
+
+class BadConstraint(ValueError):
+    """A constraint given by the user that is not a version, specifier or Python version."""
 
 
 class NoSolution(Exception):
