@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from packaging.version import Version
 
 from envkit.facts import Facts
@@ -107,13 +109,8 @@ def bf16(facts: Facts) -> Outcome:
     On older GPUs (V100, T4) train and generate in fp16; bf16 either fails or
     is emulated slowly.
     """
-    gpu = weakest_gpu(facts)
-    if gpu is None:
-        return skip(NO_GPU)
-    floor = curated("bf16_min_compute_capability")["value"]
-    if gpu.cc < cc_tuple(floor):
-        return warn("no bf16 on this GPU: use fp16", describe(gpu), "set model.dtype: fp16 in the recipe")
-    return ok("bf16 supported", describe(gpu))
+    return _capability_floor(facts, "bf16_min_compute_capability", ok("bf16 supported", ""),
+                             warn("no bf16 on this GPU: use fp16", "", "set model.dtype: fp16 in the recipe"))
 
 
 @rule("EK106", "fp8", "hardware")
@@ -123,13 +120,17 @@ def fp8(facts: Facts) -> Outcome:
     Below 8.9 vLLM still loads FP8 checkpoints, weight-only (W8A16 through
     Marlin): memory savings without the FP8 matmul speed-up.
     """
+    return _capability_floor(facts, "fp8_w8a8_min_compute_capability", ok("FP8 (W8A8) supported", ""),
+                             warn("FP8 runs weight-only here (W8A16)", "", "use bf16/fp16 weights, or accept weight-only FP8"))
+
+
+def _capability_floor(facts: Facts, floor_key: str, above: Outcome, below: Outcome) -> Outcome:
+    """``above`` or ``below`` the curated compute-capability floor, for the weakest visible GPU."""
     gpu = weakest_gpu(facts)
     if gpu is None:
         return skip(NO_GPU)
-    floor = curated("fp8_w8a8_min_compute_capability")["value"]
-    if gpu.cc < cc_tuple(floor):
-        return warn("FP8 runs weight-only here (W8A16)", describe(gpu), "use bf16/fp16 weights, or accept weight-only FP8")
-    return ok("FP8 (W8A8) supported", describe(gpu))
+    outcome = below if gpu.cc < cc_tuple(curated(floor_key)["value"]) else above
+    return replace(outcome, evidence=describe(gpu))
 
 
 @rule("EK107", "unsloth-fp8", "hardware")
