@@ -15,6 +15,7 @@ target_option = click.option("--target", required=True, metavar="GPU|cpu", help=
 python_option = click.option("--python", "python", metavar="X.Y", help="The image's Python (default: the base image's).")
 platform_option = click.option("--platform", type=click.Choice(sorted(PLATFORM_ARCH)), help="Default: the target's.")
 index_option = click.option("--index-url", help="Resolve against this index instead of PyPI.")
+refresh_option = click.option("--refresh", is_flag=True, help="Ask the index for the newest releases instead of uv's cache first.")
 wheelhouse_option = click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
                                  help="Lock against this wheel folder too; the image installs offline from the context.")
 
@@ -55,7 +56,8 @@ def _errors():
 
 def stack_options(command):
     """The options that choose and lock a stack, shared by lock and build."""
-    for option in reversed((recipe_option, target_option, python_option, platform_option, index_option, wheelhouse_option)):
+    options = (recipe_option, target_option, python_option, platform_option, index_option, wheelhouse_option, refresh_option)
+    for option in reversed(options):
         command = option(command)
     return command
 
@@ -63,14 +65,14 @@ def stack_options(command):
 @click.command("lock")
 @stack_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
-def lock_command(recipe, target, python, platform, index_url, wheelhouse, output) -> None:
+def lock_command(recipe, target, python, platform, index_url, wheelhouse, refresh, output) -> None:
     """Resolve a recipe's packages for TARGET's image platform into a hash-locked requirements file."""
     from envkit.build.lock import lock
     from envkit.files import write_atomic
 
     try:
         _, _, stack, _ = _plan(recipe, target, python, platform, None, wheelhouse)
-        locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None)
+        locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
     except _errors() as exc:
         _fail("lock", exc)
     if output:
@@ -93,7 +95,7 @@ def lock_command(recipe, target, python, platform, index_url, wheelhouse, output
               default="auto", show_default=True)
 @click.option("--push", is_flag=True, help="Push the image after building.")
 @click.option("--emit-only", is_flag=True, help="Write the context and stop (exit 0 without a builder).")
-def build(recipe, target, python, platform, index_url, wheelhouse, base, output, tag, builder_name, push, emit_only) -> None:
+def build(recipe, target, python, platform, index_url, wheelhouse, refresh, base, output, tag, builder_name, push, emit_only) -> None:
     """Write the build context of RECIPE for TARGET and build the image with the builder at hand.
 
     Exit codes: 0 built (or written with --emit-only), 1 build failed or no builder, 2 bad input or no lock.
@@ -103,7 +105,7 @@ def build(recipe, target, python, platform, index_url, wheelhouse, base, output,
 
     try:
         path, parsed, stack, base = _plan(recipe, target, python, platform, base, wheelhouse)
-        locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None)
+        locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
         name = f"{path.stem}-{target}"
         context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url), output or Path("build") / name)
     except _errors() as exc:

@@ -116,14 +116,18 @@ def compile_args(stack: Stack, index_url: str | None, wheelhouse: str | None) ->
     return args
 
 
-def lock(stack: Stack, index_url: str | None = None, wheelhouse: str | None = None) -> Lock:
-    """Lock ``stack`` (already passed through with_wheelhouse when a wheelhouse is used)."""
+def lock(stack: Stack, index_url: str | None = None, wheelhouse: str | None = None, refresh: bool = False) -> Lock:
+    """Lock ``stack`` (already passed through with_wheelhouse when a wheelhouse is used).
+
+    The cache answers first (offline), so a lock may keep the transitive versions it saw last time;
+    ``refresh`` asks the index for the newest.
+    """
     command = uv_command() + compile_args(stack, index_url, wheelhouse)
     requirements = "\n".join(stack.pins) + "\n"
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         output = Path(scratch) / "requirements.lock"
-        for online in (False, True):
+        for online in (True,) if refresh else (False, True):
             mode = [] if online else ["--offline"]
             result = subprocess.run([*command, *mode, "-o", str(output)], input=requirements, text=True,
                                     capture_output=True, check=False)
