@@ -6,8 +6,18 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 
-from envkit.budget.model import (MIB, GIB, BudgetInputs, ModelShape, activation_bytes, budget, kv_needed, logits_bytes,
-                                 lora_params, weight_bytes)
+from envkit.budget.model import (
+    GIB,
+    MIB,
+    BudgetInputs,
+    ModelShape,
+    activation_bytes,
+    budget,
+    kv_needed,
+    logits_bytes,
+    lora_params,
+    weight_bytes,
+)
 from envkit.budget.recipe import budget_inputs, recommend_recipe
 from envkit.budget.recommend import recommend
 from envkit.budget.shapes import UnknownName, known_shapes, resolve_gpu, resolve_model
@@ -183,7 +193,8 @@ def test_recipe_dtype_auto_follows_the_gpu_and_vllm_settings_map():
 
 
 def test_a_generation_batch_not_divisible_by_num_generations_is_a_recipe_error():
-    recipe = parse_recipe(recipe_with(grpo="{num_generations: 6, per_device_train_batch_size: 8}"), "r.yaml")
+    recipe = parse_recipe(recipe_with(grpo="{num_generations: 8, per_device_train_batch_size: 8}"), "r.yaml")
+    recipe.grpo.num_generations = 6  # past the loader, which refuses it too (tests/test_recipe.py)
     with pytest.raises(RecipeError, match="not a multiple of grpo.num_generations"):
         budget_inputs(recipe, H100)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from envkit.build.context import Inputs, manifest, write_context
+from envkit.build.context import Inputs, write_context
 from envkit.build.dockerfile import render
 from envkit.build.lock import Lock, with_wheelhouse
 from envkit.build.stack import choose, torch_variant

@@ -4,7 +4,6 @@ import io
 import json
 import threading
 import zipfile
-from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -107,7 +106,7 @@ class _Index(BaseHTTPRequestHandler):
 
     files: dict[str, bytes] = {}
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         host = f"http://127.0.0.1:{self.server.server_port}"
         if self.path == "/simple/vllm/":
             listing = [{"filename": n, "url": f"{host}/files/{n}", "size": len(b), "yanked": False,

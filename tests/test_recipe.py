@@ -83,11 +83,49 @@ def test_unknown_section_suggests_the_closest(tmp_path):
     ("enabled: auto", "enabled: sometimes", "vllm.enabled", "expected 'auto' or true/false"),
     ("target_modules: [q_proj, k_proj, v_proj, o_proj]", "target_modules: q_proj", "lora.target_modules", "expected a list"),
     ("max_steps: 4", "max_steps: 0", "grpo.max_steps", "must be at least 1"),
+    # values TRL or PEFT would reject later, with a traceback
+    ("r: 8", "r: 0", "lora.r", "must be at least 1, got 0"),
+    ("alpha: 16", "alpha: 0", "lora.alpha", "must be greater than 0, got 0"),
+    ("alpha: 16", "alpha: 16\n  dropout: 1.0", "lora.dropout", "must be in [0, 1), got 1.0"),
+    ("alpha: 16", "alpha: 16\n  dropout: -0.1", "lora.dropout", "must be in [0, 1), got -0.1"),
+    ("learning_rate: 1.0e-3", "learning_rate: -1.0e-3", "grpo.learning_rate", "must be greater than 0, got -0.001"),
+    ("temperature: 1.0", "temperature: 0", "grpo.temperature", "must be greater than 0, got 0.0"),
+    ("temperature: 1.0", "temperature: 1.0\n  top_p: 1.5", "grpo.top_p", "must be in (0, 1], got 1.5"),
+    ("temperature: 1.0", "temperature: 1.0\n  top_p: 0", "grpo.top_p", "must be in (0, 1], got 0.0"),
+    ("keep: 2", "keep: 0", "output.keep", "must be at least 1, got 0"),
+    ("num_generations: 4", "num_generations: 1", "grpo.num_generations", "must be at least 2, got 1: GRPO's advantage"),
+    ("num_generations: 4", "num_generations: 3", "grpo.num_generations",
+     "per_device_train_batch_size x gradient_accumulation_steps = 4 is not a multiple of grpo.num_generations (3)"),
 ])
-def test_wrong_type_or_value_names_the_field(tmp_path, old, new, field, expected):
+def test_wrong_type_or_value_names_the_field_and_the_range(tmp_path, old, new, field, expected):
     text = tiny_text((old, new))
     path, result = dry_run(tmp_path, text)
-    assert_one_line_error(result, path, line_of(text, new.split(":")[0] + ":"), f"{field}: ", expected)
+    assert_one_line_error(result, path, line_of(text, field.split(".")[1] + ":"), f"{field}: ", expected)
+
+
+def test_the_generation_batch_counts_every_training_rank():
+    two_ranks = tiny_text(("num_generations: 4", "num_generations: 8"), ("seed: 0", "resources: {training_gpus: [0, 1]}\nseed: 0"))
+    assert parse_recipe(two_ranks).grpo.num_generations == 8  # 4 per device x 2 ranks = 8 completions
+    with pytest.raises(RecipeError, match="x 2 training ranks x gradient_accumulation_steps = 8 is not a multiple"):
+        parse_recipe(two_ranks.replace("num_generations: 8", "num_generations: 16"))
+
+
+@pytest.mark.parametrize("old, new, field, expected", [
+    ("{question}", "{questoin}", "dataset.prompt_template", "dataset has no field 'questoin' (fields: question, answer)"),
+    ("answer_field: answer", "answer_field: solution", "dataset.answer_field", "dataset has no field 'solution'"),
+    ("{question}", "{question", "dataset.prompt_template", "not a str.format template"),
+])
+def test_prompt_fields_are_checked_against_the_first_jsonl_row(tmp_path, old, new, field, expected):
+    text = tiny_text((old, new))
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, line_of(text, field.split(".")[1] + ":"), f"{field}: ", expected)
+
+
+def test_a_jsonl_whose_first_line_is_not_an_object(tmp_path):
+    (tmp_path / "rows.jsonl").write_text('["question", "answer"]\n')
+    text = tiny_text((f"path: {TOY}", "path: rows.jsonl"))
+    path, result = dry_run(tmp_path, text)
+    assert_one_line_error(result, path, line_of(text, "rows.jsonl"), "dataset.path: the first line is not a JSON object")
 
 
 def test_missing_required_key(tmp_path):
@@ -316,3 +354,10 @@ def test_random_documents_give_a_recipe_or_one_line_error(text):
     else:
         assert isinstance(recipe, Recipe) and recipe.rewards
         assert recipe.dataset.path is None or Path(recipe.dataset.path).is_absolute() and Path(recipe.dataset.path).is_file()
+
+
+def test_explicit_tag_on_an_empty_key_is_a_recipe_error():  # found by the property test: IndexError in PyYAML
+    from envkit.recipe.load import RecipeError, parse_recipe
+
+    with pytest.raises(RecipeError, match="cannot read value '' as int"):
+        parse_recipe("!!int : x\nversion: 1\n")

@@ -14,7 +14,6 @@ from envkit.knowledge import STACK
 from envkit.probe.elf import needed_libraries
 
 
-
 def probe_packages(names: tuple[str, ...] = STACK) -> dict[str, Package]:
     found = {}
     for name in names:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import json
+import string
 import types
 import typing
 from pathlib import Path
@@ -17,10 +19,9 @@ from typing import Any, Literal
 
 import yaml
 
-from envkit.recipe.schema import Recipe, gpu_count
+from envkit.recipe.schema import BOUNDS, DatasetSpec, Recipe, gpu_count
 
 BUILTIN_REWARDS = ("format", "exact_answer", "length")
-_MISSING = object()
 
 
 class RecipeError(ValueError):
@@ -143,7 +144,7 @@ def _scalar(node: yaml.Node, path: str, where: _Where) -> Any:
         return yaml.SafeLoader("").construct_object(node)
     except yaml.YAMLError as exc:
         raise where.error(node, path, f"cannot read value: {getattr(exc, 'problem', None) or exc}") from None
-    except (ValueError, KeyError, AttributeError):  # an explicit tag on a wrong value: !!int abc, !!bool maybe
+    except (ValueError, KeyError, AttributeError, IndexError, TypeError):  # an explicit tag on a wrong value: !!int abc, !!bool maybe
         raise where.error(node, path, f"cannot read value {node.value!r:.40} as {node.tag.rpartition(':')[2]}") from None
 
 
@@ -203,13 +204,16 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> None:
             resolve_reward(reward.name)
         except RecipeError as exc:
             raise where.error(_node(root, "rewards", i, "name"), f"rewards[{i}].name", str(exc)) from None
-    for name in ("num_generations", "max_prompt_length", "max_completion_length", "per_device_train_batch_size",
-                 "gradient_accumulation_steps", "max_steps"):
-        value = getattr(recipe.grpo, name)
-        if value is not None and value < 1:
-            raise where.error(_node(root, "grpo", name), f"grpo.{name}", f"must be at least 1, got {value}")
-    if recipe.output.save_steps < 1:
-        raise where.error(_node(root, "output", "save_steps"), "output.save_steps", "must be at least 1")
+    for key, bound in BOUNDS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(recipe, section), name)
+        if value is not None and not bound.admits(value):
+            raise where.error(_node(root, section, name), key, f"must be {bound.describe()}, got {value}"
+                              + (f": {bound.why}" if bound.why else ""))
+    problem = generation_batch_problem(recipe)
+    if problem:
+        raise where.error(_node(root, "grpo", "num_generations"), "grpo.num_generations", problem)
+    _check_prompt_fields(data, root, where)
     rank = recipe.vllm.max_lora_rank
     if rank is not None and rank < recipe.lora.r:
         raise where.error(_node(root, "vllm", "max_lora_rank"), "vllm.max_lora_rank",
@@ -286,6 +290,76 @@ def _check_launch(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) ->
                    "(a list, or a count)")
 
 
+def generation_batch_problem(recipe: Recipe) -> str | None:
+    """Why TRL 1.16 would refuse the generation batch (GRPOConfig.__post_init__), or None.
+
+    One generation batch is per_device_train_batch_size x training ranks x gradient_accumulation_steps
+    completions and must hold whole groups of num_generations.  Ranks: resources.training_gpus per
+    machine (1 when unset: stricter than TRL where the server-mode default leaves several).
+    """
+    g = recipe.grpo
+    ranks = (gpu_count(recipe.resources.training_gpus) or 1) * recipe.distributed.num_machines
+    completions = g.per_device_train_batch_size * ranks * g.gradient_accumulation_steps
+    if completions % g.num_generations == 0:
+        return None
+    per_rank = f" x {ranks} training ranks" if ranks > 1 else ""
+    return (f"grpo.per_device_train_batch_size{per_rank} x gradient_accumulation_steps = {completions} is not a multiple "
+            f"of grpo.num_generations ({g.num_generations}): TRL refuses it; make the batch a multiple of it")
+
+
+def template_fields(template: str) -> list[str]:
+    """The row fields a ``str.format`` template reads (``{question}``, ``{meta[id]}`` -> meta); ValueError if malformed.
+
+    A positional field (``{}``, ``{0}``) is returned as written: the row is passed by name, so it cannot be filled.
+    """
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    return list(dict.fromkeys(name.split(".")[0].split("[")[0] or "{}" for name in names))
+
+
+def _prompt_columns(data: DatasetSpec) -> list[tuple[str, str]]:
+    """(recipe key, dataset column) pairs the prompt and answer read."""
+    prompt = [("dataset.prompt_template", f) for f in template_fields(data.prompt_template)] if data.prompt_template \
+        else [("dataset.prompt_field", data.prompt_field)]
+    return prompt + [("dataset.answer_field", data.answer_field)]
+
+
+def missing_columns(data: DatasetSpec, columns: list[str]) -> str | None:
+    """Which key of the recipe names a column the dataset lacks, as an error message; None when all are there."""
+    for key, column in _prompt_columns(data):
+        if column not in columns:
+            return f"{key}: dataset has no field {column!r} (fields: {', '.join(columns)})"
+    return None
+
+
+def _check_prompt_fields(data: DatasetSpec, root: yaml.Node, where: _Where) -> None:
+    """The template parses; for a local JSONL, its first row has the fields the prompt and answer read."""
+    if data.prompt_template is not None:
+        try:
+            template_fields(data.prompt_template)
+        except ValueError as exc:
+            raise where.error(_node(root, "dataset", "prompt_template"), "dataset.prompt_template",
+                              f"not a str.format template: {exc}") from None
+    if data.path is None:
+        return
+    first = _first_row(data.path)
+    if not isinstance(first, dict):
+        raise where.error(_node(root, "dataset", "path"), "dataset.path", "the first line is not a JSON object")
+    problem = missing_columns(data, list(first))
+    if problem:
+        key, _, message = problem.partition(": ")
+        raise where.error(_node(root, *key.split(".")), key, f"{message} in the first row of {data.path}")
+
+
+def _first_row(path: str):
+    """The first non-blank line of a JSONL file, parsed; None if it cannot be read or parsed."""
+    try:
+        with open(path, encoding="utf-8") as lines:
+            line = next((line for line in lines if line.strip()), "")
+        return json.loads(line)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
 def _local_file(base: Path, value: str, fail) -> str:
     """An existing file named relative to the recipe's folder, as an absolute path; else ``fail(message)``."""
     try:
@@ -313,7 +387,7 @@ def resolve_reward(name: str):
 
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the recipe's problem to report
+    except Exception as exc:
         raise RecipeError(f"cannot import {module_name!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     found = getattr(module, function, None)
     if not callable(found):

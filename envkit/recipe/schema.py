@@ -10,6 +10,30 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Auto = Literal["auto"]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An allowed interval for a number (None: unbounded on that side); ``why`` joins the error when given."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself excluded
+    high_open: bool = False
+    why: str = ""
+
+    def admits(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f"greater than {self.low:g}" if self.low_open else f"at least {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+POSITIVE, AT_LEAST_1 = Bound(0, low_open=True), Bound(1)
 LOSS_TYPES = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
 
 
@@ -143,3 +167,23 @@ class Recipe:
     # Not YAML keys: where the recipe came from (set by the loader).
     source: str = field(default="", metadata={"yaml": False})
     sha256: str = field(default="", metadata={"yaml": False})
+
+
+# The loader's range checks (envkit.recipe.load), by dotted key; an unset (null) value is not checked.
+# What TRL/PEFT would otherwise reject with a traceback mid-start (or, for num_generations, silently mis-train).
+BOUNDS: dict[str, Bound] = {
+    "lora.r": AT_LEAST_1,
+    "lora.alpha": POSITIVE,
+    "lora.dropout": Bound(0, 1, high_open=True),
+    "grpo.num_generations": Bound(2, why="GRPO's advantage compares 2 or more completions of each prompt"),
+    "grpo.max_prompt_length": AT_LEAST_1,
+    "grpo.max_completion_length": AT_LEAST_1,
+    "grpo.learning_rate": POSITIVE,
+    "grpo.max_steps": AT_LEAST_1,
+    "grpo.per_device_train_batch_size": AT_LEAST_1,
+    "grpo.gradient_accumulation_steps": AT_LEAST_1,
+    "grpo.temperature": POSITIVE,
+    "grpo.top_p": Bound(0, 1, low_open=True),
+    "output.save_steps": AT_LEAST_1,
+    "output.keep": AT_LEAST_1,
+}

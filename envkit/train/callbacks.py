@@ -9,6 +9,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from envkit.train.plot import metric_rows
+
 # TRL's log keys -> ours; rewards/<function>/mean keep their names.
 KEYS = {"reward": "reward", "completions/mean_length": "completion_length", "kl": "kl", "loss": "loss",
         "learning_rate": "learning_rate"}
@@ -70,11 +72,5 @@ def trim_metrics(path: Path, last_step: int) -> None:
     """On resume: drop lines logged after the checkpoint (those steps run again), and a line a kill tore."""
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= last_step:
-                kept.append(line)
-        except (ValueError, KeyError, TypeError):
-            continue
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = [row for row in metric_rows(path) if row["step"] <= last_step]
+    path.write_text("".join(json.dumps(row) + "\n" for row in kept))

@@ -45,7 +45,7 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
         "save_total_limit": recipe.output.keep,
         "report_to": list(recipe.output.report_to) or "none",
         "bf16": plan.bf16,
-        "fp16": plan.gpu != "cpu" and not plan.bf16 and recipe.model.dtype != "fp32",
+        "fp16": plan.dtype == "fp16",
         "use_cpu": plan.gpu == "cpu",
         "use_vllm": plan.use_vllm,
     }

@@ -20,14 +20,11 @@ def model_source(recipe: Recipe) -> str:
     return recipe.model.name
 
 
-def torch_dtype(recipe: Recipe, plan: Plan):
-    """The training dtype: fp32 on the CPU, else model.dtype, where auto means bf16 when the GPU has it."""
+def torch_dtype(plan: Plan):
+    """The plan's training dtype (envkit.train.preflight.training_dtype) as a torch dtype."""
     import torch
 
-    if plan.gpu == "cpu":
-        return torch.float32
-    names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    return names.get(recipe.model.dtype, torch.bfloat16 if plan.bf16 else torch.float16)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[plan.dtype]
 
 
 def import_unsloth():
@@ -35,7 +32,7 @@ def import_unsloth():
     (TRL's GRPOTrainer and GRPOConfig become Unsloth's).  A failing import is one line, not a traceback."""
     try:
         from unsloth import FastLanguageModel
-    except Exception as exc:  # noqa: BLE001 - ImportError, or NotImplementedError without a supported GPU
+    except Exception as exc:
         raise RecipeError(f"backend: unsloth: cannot import unsloth: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     return FastLanguageModel
@@ -50,7 +47,7 @@ def load_model(recipe: Recipe, plan: Plan, source: str) -> tuple[Any, Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     m, lora = recipe.model, recipe.lora
-    dtype = torch_dtype(recipe, plan)
+    dtype = torch_dtype(plan)
     extra = {}
     if m.load_in_4bit:
         from transformers import BitsAndBytesConfig
@@ -78,7 +75,7 @@ def _load_unsloth(recipe: Recipe, plan: Plan, source: str):
     Unsloth sized its engine from max_lora_rank and gpu_memory_utilization here.
     """
     fast = import_unsloth()
-    model, tokenizer = fast.from_pretrained(**unsloth_model_kwargs(recipe, plan, source), dtype=torch_dtype(recipe, plan))
+    model, tokenizer = fast.from_pretrained(**unsloth_model_kwargs(recipe, plan, source), dtype=torch_dtype(plan))
     return fast.get_peft_model(model, **unsloth_peft_kwargs(recipe)), tokenizer
 
 
@@ -96,7 +93,7 @@ def merge_adapter(recipe: Recipe, plan: Plan, source: str, adapter: Path, target
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(recipe, plan), trust_remote_code=recipe.model.trust_remote_code)
+    base = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(plan), trust_remote_code=recipe.model.trust_remote_code)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)

@@ -7,8 +7,21 @@ from pathlib import Path
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return metric_rows(run_dir / "metrics.jsonl")
+
+
+def metric_rows(path: Path) -> list[dict]:
+    """The step rows of a metrics.jsonl; lines that are not a JSON object with an integer step are skipped
+    (the last line of a killed run may be torn)."""
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and type(row.get("step")) is int:
+            rows.append(row)
+    return rows
 
 
 def plot_run(run_dir: Path) -> Path:

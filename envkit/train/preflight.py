@@ -36,6 +36,22 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     blocking: list[Finding] = field(default_factory=list)  # failures relevant to the run
     gpu_memory: int | None = None  # bytes of the GPU the run uses: sizes vLLM's share (envkit.budget)
+    dtype: str = "bf16"  # the one training dtype (fp32, bf16, fp16): the weights' and GRPOConfig's bf16/fp16 flags
+
+
+def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tuple[str, str | None]:
+    """(dtype, warning or None): fp32 without a GPU; model.dtype, where auto means bf16 if the GPU has it
+    (the doctor's EK105), and bf16 on a GPU without it becomes fp16, so weights and mixed precision agree."""
+    if not facts.visible_gpus():
+        return "fp32", None
+    wanted = recipe.model.dtype
+    check = next((f for f in findings if f.id == "EK105"), None)
+    has_bf16 = check is None or check.severity is Severity.OK
+    if wanted == "auto":
+        return ("bf16" if has_bf16 else "fp16"), None
+    if wanted == "bf16" and not has_bf16:
+        return "fp16", f"model.dtype: bf16 trains in fp16 here: {check.title} (set model.dtype: fp16 to silence this)"
+    return wanted, None
 
 
 def check_backend(recipe: Recipe, facts: Facts) -> None:
@@ -94,8 +110,9 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding]) -> Plan:
     if use_vllm and pdl and pdl.severity is Severity.FAIL:
         env["TRITON_DISABLE_PDL"] = "1"
         warnings.append(f"set TRITON_DISABLE_PDL=1: {pdl.title}")
-    bf16_check = by_id.get("EK105")
-    bf16 = bool(gpus) and recipe.model.dtype != "fp16" and (bf16_check is None or bf16_check.severity is Severity.OK)
+    dtype, dtype_warning = training_dtype(recipe, facts, findings)
+    warnings += [dtype_warning] if dtype_warning else []
+    bf16 = dtype == "bf16"
     gpu_memory = gpus[0].memory_total_mib * MIB if gpus and gpus[0].memory_total_mib else None
     budget = _budget(recipe, gpu_memory, bf16, use_vllm, warnings)
     sleep_check = by_id.get("EK404")
@@ -115,7 +132,7 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding]) -> Plan:
                         f"`envkit budget {recipe.source}` lists what fits")
     relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - ({"EK402"} if "TRITON_DISABLE_PDL" in env else set())
     blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL] + ([bnb] if bnb else [])
-    return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory)
+    return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype)
 
 
 def _budget(recipe: Recipe, gpu_memory: int | None, bf16: bool, use_vllm: bool, warnings: list[str],

@@ -40,7 +40,7 @@ def exact_answer(prompts, completions, answer=None, **_) -> list[float]:
     return [1.0 if _same(extract_number(_text(c)), extract_number(str(a))) else 0.0 for c, a in zip(completions, answers)]
 
 
-def format(prompts, completions, **_) -> list[float]:  # noqa: A001 - the recipe's builtin name
+def format(prompts, completions, **_) -> list[float]:  # shadows the builtin: it is the recipe's reward name
     """1.0 when the completion ends with a final answer line ``#### <number>``, else 0.0."""
     return [1.0 if re.search(r"####\s*-?[\d,.]+\s*$", _text(c)) else 0.0 for c in completions]
 

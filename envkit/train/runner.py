@@ -49,6 +49,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     from trl import GRPOConfig, GRPOTrainer
 
     from envkit.train.callbacks import MetricsCallback, StopOnSigint, trim_metrics
+    from envkit.train.data import prepare_dataset
 
     kwargs, dropped = split_supported(grpo_kwargs(recipe, plan, str(output_dir)), {f.name for f in dataclasses.fields(GRPOConfig)})
     for name in dropped if main else ():
@@ -67,7 +68,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         processing_class=tokenizer,
         reward_funcs=[resolve_reward(r.name) for r in recipe.rewards],
         args=GRPOConfig(**kwargs),
-        train_dataset=_dataset(recipe),
+        train_dataset=prepare_dataset(recipe, tokenizer),
         peft_config=peft_config,
         callbacks=[MetricsCallback(metrics), stop] if main else [stop],
     )
@@ -87,29 +88,6 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
 
         plot_run(output_dir)
     return INTERRUPTED if stop.requested else 0
-
-
-def _dataset(recipe: Recipe):
-    """Rows -> ``prompt`` (text, or messages with use_chat_template) and ``answer`` for the rewards."""
-    from datasets import load_dataset
-
-    d = recipe.dataset
-    if d.path:
-        data = load_dataset("json", data_files=d.path, split="train")
-    else:
-        data = load_dataset(d.name, d.config, split=d.split)
-    for name in filter(None, [d.answer_field, None if d.prompt_template else d.prompt_field]):
-        if name not in data.column_names:
-            raise RecipeError(f"{recipe.source}: dataset has no column {name!r} (columns: {', '.join(data.column_names)})")
-
-    def to_prompt(row):
-        text = d.prompt_template.format(**row) if d.prompt_template else row[d.prompt_field]
-        if d.use_chat_template:
-            system = [{"role": "system", "content": d.system_prompt}] if d.system_prompt else []
-            return {"prompt": system + [{"role": "user", "content": text}], "answer": str(row[d.answer_field])}
-        return {"prompt": f"{d.system_prompt}\n\n{text}" if d.system_prompt else text, "answer": str(row[d.answer_field])}
-
-    return data.map(to_prompt, remove_columns=data.column_names)
 
 
 def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_from, completed) -> dict:

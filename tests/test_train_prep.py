@@ -1,0 +1,111 @@
+"""Before and around a run: the training dtype, the prompts that fit, and reading metrics.jsonl back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from envkit.cli import main
+from envkit.recipe.load import RecipeError, parse_recipe
+from envkit.rules import run_rules
+from envkit.train.config import grpo_kwargs
+from envkit.train.preflight import plan_run, training_dtype
+from tests.conftest import make_facts
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+TINY = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
+
+
+def recipe_with_dtype(dtype: str):
+    return parse_recipe(TINY.replace("build: tiny", f"build: tiny\n  dtype: {dtype}"), "tiny.yaml")
+
+
+@pytest.mark.parametrize("gpu, dtype, expected, warns", [
+    ("t4", "bf16", "fp16", True), ("v100", "bf16", "fp16", True), ("t4", "auto", "fp16", False),
+    ("h100", "bf16", "bf16", False), ("h100", "auto", "bf16", False), ("h100", "fp32", "fp32", False),
+    ("t4", "fp16", "fp16", False), (None, "bf16", "fp32", False),
+])
+def test_one_training_dtype_from_the_recipe_and_the_gpu(gpu, dtype, expected, warns):
+    facts = make_facts(gpu)
+    chosen, warning = training_dtype(recipe_with_dtype(dtype), facts, run_rules(facts))
+    assert chosen == expected
+    assert (warning is not None) == warns
+    if warns:
+        assert warning.startswith("model.dtype: bf16 trains in fp16 here: no bf16")
+
+
+def test_bf16_on_a_t4_gives_fp16_weights_and_fp16_mixed_precision():
+    facts = make_facts("t4")
+    recipe = recipe_with_dtype("bf16")
+    plan = plan_run(recipe, facts, run_rules(facts))
+    kwargs = grpo_kwargs(recipe, plan, "/tmp/out")
+    assert plan.dtype == "fp16" and not plan.bf16 and kwargs["fp16"] and not kwargs["bf16"]
+    assert any(w.startswith("model.dtype: bf16 trains in fp16") for w in plan.warnings)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from envkit.train.tiny import build_tiny
+
+    return AutoTokenizer.from_pretrained(str(build_tiny(seed=0)))
+
+
+def test_prompts_longer_than_max_prompt_length_are_dropped_with_one_warning(tokenizer, capsys):
+    from envkit.train.data import prepare_dataset, prompt_lengths
+
+    recipe = parse_recipe(TINY.replace("max_prompt_length: 32", "max_prompt_length: 31"), "tiny.yaml")
+    data = prepare_dataset(recipe, tokenizer)
+    lengths = prompt_lengths(list(data["prompt"]), tokenizer, chat=False)
+    assert 0 < len(data) < 64 and max(lengths) <= 31
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("envkit")]  # not datasets' bars
+    assert err == [(f"envkit train: warning: dropped {64 - len(data)} of 64 prompts longer than grpo.max_prompt_length "
+                    "(31 tokens): vLLM's context is prompt + completion length")]
+    assert len(prepare_dataset(parse_recipe(TINY, "tiny.yaml"), tokenizer)) == 64  # all fit 32: no warning
+    assert "envkit" not in capsys.readouterr().err
+
+
+def test_no_prompt_left_is_a_recipe_error(tokenizer):
+    from envkit.train.data import prepare_dataset
+
+    recipe = parse_recipe(TINY.replace("max_prompt_length: 32", "max_prompt_length: 5"), "tiny.yaml")
+    with pytest.raises(RecipeError, match="every one of the 64 prompts is longer than 5 tokens"):
+        prepare_dataset(recipe, tokenizer)
+
+
+def test_a_template_field_the_dataset_lacks_names_it_and_the_columns(tokenizer):
+    from envkit.train.data import prepare_dataset
+
+    recipe = parse_recipe(TINY, "tiny.yaml")
+    recipe.dataset.prompt_template = "Q: {problem}"  # as a registry dataset would, past the loader's JSONL check
+    with pytest.raises(RecipeError, match=r"dataset.prompt_template: dataset has no field 'problem' \(fields: question, answer\)"):
+        prepare_dataset(recipe, tokenizer)
+
+
+def test_chat_prompts_are_measured_through_the_chat_template(tokenizer):
+    from envkit.train.data import prompt_lengths
+
+    tokenizer.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<a>{% endif %}"
+    try:
+        lengths = prompt_lengths([[{"role": "user", "content": "hi"}]], tokenizer, chat=True)
+    finally:
+        tokenizer.chat_template = None
+    assert lengths == [len(tokenizer("<user>hi<a>")["input_ids"])]
+
+
+def test_report_skips_a_torn_last_line_and_non_object_lines(tmp_path):
+    rows = [{"step": 1, "reward": 0.5}, {"step": 2, "reward": 0.7}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '[1, 2]\n"x"\n{"step": 3, "rew')
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "2 steps, last {'step': 2, 'reward': 0.7}" in result.output
+    assert (tmp_path / "run.png").is_file()
+
+
+def test_report_without_metrics_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "metrics.jsonl not found" in result.output
