@@ -254,10 +254,11 @@ def test_dry_run_prints_the_launch_plan(tmp_path):
 
     from envkit.cli import main
 
-    result = CliRunner().invoke(main, ["train", str(GOLDEN / "server-1+1.yaml"), "--dry-run", "--output", str(tmp_path / "o")])
+    # --force: this machine lacks the recipe's GPUs (EK501), which would make the dry run exit 1
+    result = CliRunner().invoke(main, ["train", str(GOLDEN / "server-1+1.yaml"), "--dry-run", "--force", "--output", str(tmp_path / "o")])
     launch = json.loads(result.stdout)["launch"]
     assert result.exit_code == 0 and [p["name"] for p in launch["processes"]] == ["vllm", "train"]
-    assert launch["processes"][1]["argv"][-3:] == ["--worker", "--output", str(tmp_path / "o")]
+    assert launch["processes"][1]["argv"][-4:] == ["--worker", "--output", str(tmp_path / "o"), "--force"]
 
 
 # --- processes -----------------------------------------------------------------------------------------------------

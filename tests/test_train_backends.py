@@ -160,7 +160,7 @@ def test_no_refusal_where_vllm_is_not_used(recipe, gpus):
 
 def test_the_dry_run_prints_the_refusal_and_the_fix(monkeypatch, tmp_path):
     _, result = dry_run_on(monkeypatch, tmp_path, tiny(FOUR_BIT), make_facts("h100", NEW_VLLM))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the run would be refused
     assert json.loads(result.stdout)["plan"]["use_vllm"] is False
     assert f"refused: vllm-bnb-plugin 4-bit generation with vllm {BNB['vllm_min']} needs {BNB['package']}" in result.stderr
     assert f"fix: pip install {BNB['package']}" in result.stderr

@@ -84,7 +84,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
             model = recipe.model.name or f"<model.build: {recipe.model.build}, built at start>"
             resolved["unsloth"] = {"from_pretrained": unsloth_model_kwargs(recipe, plan, model), "get_peft_model": unsloth_peft_kwargs(recipe)}
         click.echo(json.dumps(resolved, indent=2))
-        return 0
+        return REFUSED if plan.blocking and not force else 0  # scripts can ask "would this run?"
     if plan.blocking and not force:
         return REFUSED
     if launch is not None and launch.server and not plan.use_vllm:
