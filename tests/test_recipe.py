@@ -63,17 +63,20 @@ def test_the_unmodified_tiny_recipe_passes_the_dry_run(tmp_path):
     assert json.loads(result.stdout)["recipe"] == str(path)
 
 
-def test_unknown_key_suggests_the_closest(tmp_path):
-    text = tiny_text(("learning_rate: 1.0e-3", "learnig_rate: 1.0e-3"))
+@pytest.mark.parametrize("old, new, marker, expected", [
+    ("learning_rate: 1.0e-3", "learnig_rate: 1.0e-3", "learnig_rate",
+     ("grpo.learnig_rate: unknown key", "did you mean learning_rate?")),
+    ("vllm:\n", "vlm:\n", "vlm:", ("vlm: unknown key (did you mean vllm?)",)),
+    ("name: length", "name: no_such_module_envkit:score", "no_such_module_envkit",
+     ("rewards[1].name: cannot import", "ModuleNotFoundError")),
+    ("name: length", "name: envkit.train.rewards:no_such_reward", "no_such_reward",
+     ("rewards[1].name:", "has no function 'no_such_reward'")),
+    ("name: length", "name: lenght", "lenght", ("rewards[1].name: unknown reward 'lenght'", "did you mean length?")),
+], ids=["unknown-key", "unknown-section", "reward-not-importable", "reward-without-function", "unknown-builtin-reward"])
+def test_a_wrong_name_is_one_line_with_the_closest_or_the_cause(tmp_path, old, new, marker, expected):
+    text = tiny_text((old, new))
     path, result = dry_run(tmp_path, text)
-    assert_one_line_error(result, path, line_of(text, "learnig_rate"), "grpo.learnig_rate: unknown key",
-                          "did you mean learning_rate?")
-
-
-def test_unknown_section_suggests_the_closest(tmp_path):
-    text = tiny_text(("vllm:\n", "vlm:\n"))
-    path, result = dry_run(tmp_path, text)
-    assert_one_line_error(result, path, line_of(text, "vlm:"), "vlm: unknown key (did you mean vllm?)")
+    assert_one_line_error(result, path, line_of(text, marker), *expected)
 
 
 @pytest.mark.parametrize("old, new, field, expected", [
@@ -149,31 +152,12 @@ def test_relative_dataset_path_resolves_against_the_recipe(tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_reward_module_not_importable(tmp_path):
-    text = tiny_text(("name: length", "name: no_such_module_envkit:score"))
-    path, result = dry_run(tmp_path, text)
-    assert_one_line_error(result, path, line_of(text, "no_such_module_envkit"), "rewards[1].name: cannot import",
-                          "ModuleNotFoundError")
-
-
-def test_reward_module_without_that_function(tmp_path):
-    text = tiny_text(("name: length", "name: envkit.train.rewards:no_such_reward"))
-    path, result = dry_run(tmp_path, text)
-    assert_one_line_error(result, path, line_of(text, "no_such_reward"), "rewards[1].name:", "has no function 'no_such_reward'")
-
-
 def test_reward_module_that_raises_on_import(tmp_path, monkeypatch):
     (tmp_path / "broken_reward_envkit.py").write_text("raise RuntimeError('oops\\nsecond line')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     text = tiny_text(("name: length", "name: broken_reward_envkit:score"))
     path, result = dry_run(tmp_path, text)
     assert_one_line_error(result, path, line_of(text, "broken_reward_envkit"), "RuntimeError: oops")
-
-
-def test_unknown_builtin_reward_suggests_the_closest(tmp_path):
-    text = tiny_text(("name: length", "name: lenght"))
-    path, result = dry_run(tmp_path, text)
-    assert_one_line_error(result, path, line_of(text, "lenght"), "rewards[1].name: unknown reward 'lenght'", "did you mean length?")
 
 
 def test_user_reward_function_is_accepted(tmp_path, monkeypatch):
