@@ -10,13 +10,12 @@ from dataclasses import dataclass
 
 import click
 
+from envkit.exitcodes import USAGE
 from envkit.facts import Facts, FactsError
 from envkit.files import write_atomic
 from envkit.report import exit_code, repair_requirements, to_json
 from envkit.report.text import render
 from envkit.rules import REGISTRY, find_rule, run_rules
-
-USAGE = 2
 
 
 @dataclass(frozen=True)

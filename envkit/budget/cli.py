@@ -7,7 +7,7 @@ import sys
 
 import click
 
-USAGE = 2
+from envkit.exitcodes import USAGE
 
 
 @click.command()

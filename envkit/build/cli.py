@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-USAGE, FAILED = 2, 1
+from envkit.exitcodes import FAILED, USAGE
+
 PLATFORM_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 
 recipe_option = click.option("--recipe", required=True, help="A shipped recipe name (envkit recipes list) or a YAML path.")

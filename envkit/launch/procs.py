@@ -25,12 +25,12 @@ from collections.abc import Callable
 from http.client import HTTPException
 from pathlib import Path
 
+from envkit.exitcodes import INTERRUPTED
 from envkit.launch.plan import LaunchPlan, ProcessSpec
 
 GRACE_S = 15.0  # SIGTERM -> SIGKILL
 SAVE_GRACE_S = 120.0  # Ctrl-C: time for the trainer to finish its step and save a checkpoint
 TAIL_LINES = 15
-INTERRUPTED = 130
 PROC = Path("/proc")
 
 Echo = Callable[[str], None]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-USAGE, REFUSED, INTERRUPTED = 2, 1, 130
+from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 
 
 @click.command()
@@ -38,7 +38,7 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worke
         sys.exit(USAGE)
     except LaunchFailed as exc:
         click.echo(f"envkit train: {exc}", err=True)
-        sys.exit(REFUSED)
+        sys.exit(FAILED)
     except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
         click.echo("envkit train: interrupted", err=True)
         sys.exit(INTERRUPTED)
@@ -84,13 +84,13 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
             model = recipe.model.name or f"<model.build: {recipe.model.build}, built at start>"
             resolved["unsloth"] = {"from_pretrained": unsloth_model_kwargs(recipe, plan, model), "get_peft_model": unsloth_peft_kwargs(recipe)}
         click.echo(json.dumps(resolved, indent=2))
-        return REFUSED if plan.blocking and not force else 0  # scripts can ask "would this run?"
+        return FAILED if plan.blocking and not force else 0  # scripts can ask "would this run?"
     if plan.blocking and not force:
-        return REFUSED
+        return FAILED
     if launch is not None and launch.server and not plan.use_vllm:
         click.echo("envkit train: refused: vllm.mode: server needs vLLM generation, which is off here "
                    "(no GPU visible, or vllm not installed: envkit doctor says which)", err=True)
-        return REFUSED
+        return FAILED
     if launch is not None and not launch.in_process:
         from envkit.launch.procs import run_plan
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import click
 
+from envkit.exitcodes import INTERRUPTED
 from envkit.files import write_atomic
 from envkit.recipe.load import RecipeError, resolve_reward
 from envkit.recipe.schema import Recipe
-from envkit.train.cli import INTERRUPTED
 from envkit.train.config import grpo_kwargs, split_supported
 from envkit.train.preflight import Plan
 
