@@ -25,6 +25,7 @@ def _plan(recipe_name, target, python, platform, base, wheelhouse):
     """(recipe path, recipe, stack, base image) or a one-line error (click.UsageError-like, exit 2)."""
     from envkit.build.lock import with_wheelhouse
     from envkit.build.stack import choose, targets
+    from envkit.matrix.solve import DEFAULT_PYTHON
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
 
@@ -37,7 +38,7 @@ def _plan(recipe_name, target, python, platform, base, wheelhouse):
     path = find_recipe(recipe_name)
     recipe = load_recipe(path)
     arch = PLATFORM_ARCH[platform] if platform else None
-    stack = choose(recipe, target, python or "3.12", arch)
+    stack = choose(recipe, target, python or DEFAULT_PYTHON, arch)
     if base is None:
         default = stack.base
         if python and python != default["python"]:

@@ -8,7 +8,7 @@ from packaging.version import Version
 
 from envkit.knowledge import cc_tuple, cuda_table, curated, gpu_catalog, load, torch_covers
 from envkit.knowledge.matrix import Matrix
-from envkit.matrix.solve import Constraints, solve
+from envkit.matrix.solve import DEFAULT_PYTHON, Constraints, solve
 from envkit.recipe.schema import Recipe
 
 # envkit's own runtime needs and the training stack every recipe uses.
@@ -64,7 +64,7 @@ def torch_variant(default_cuda: str | None, compute_capability: str) -> str | No
     return fitting[-1] if fitting else None
 
 
-def choose(recipe: Recipe, target: str, python: str = "3.12", arch: str | None = None,
+def choose(recipe: Recipe, target: str, python: str = DEFAULT_PYTHON, arch: str | None = None,
            matrix: Matrix | None = None) -> Stack:
     """The pinned stack for ``recipe`` on ``target`` (a catalog GPU or "cpu")."""
     if target == "cpu":

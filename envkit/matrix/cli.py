@@ -9,6 +9,7 @@ import click
 
 from envkit.knowledge import HERE
 from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
+from envkit.matrix.solve import DEFAULT_PYTHON
 
 
 @click.group()
@@ -80,7 +81,7 @@ def show(package: str, version: str | None) -> None:
 @click.option("--vllm", help="A version or specifier.")
 @click.option("--torch", help="A version or specifier.")
 @click.option("--target", metavar="GPU", help="A catalog GPU (h100, b200, gb10, ...).")
-@click.option("--python", default="3.12", show_default=True)
+@click.option("--python", default=DEFAULT_PYTHON, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def solve(trl, vllm, torch, target, python, as_json) -> None:
     """The newest coherent torch/vllm/trl/transformers/peft/bitsandbytes set, or why none exists."""

@@ -18,13 +18,17 @@ from envkit.knowledge import cc_tuple, curated, gpu_catalog, torch_covers
 from envkit.knowledge.matrix import Matrix, spec
 
 
+# The Python of envkit's default base images (envkit/knowledge/images.json): what a stack is solved for.
+DEFAULT_PYTHON = "3.12"
+
+
 @dataclass(frozen=True)
 class Constraints:
     trl: str | None = None
     vllm: str | None = None
     torch: str | None = None
     target: str | None = None  # catalog GPU key
-    python: str = "3.12"
+    python: str = DEFAULT_PYTHON
 
     def __post_init__(self) -> None:
         """User input: a constraint that does not parse is an error, not "no constraint"."""
