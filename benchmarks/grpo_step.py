@@ -37,11 +37,14 @@ ARMS = {"envkit-colocate": "colocate", "envkit-sleep": "sleep", "envkit-generate
 SKIP = 2  # warm-up steps left out of the median
 
 
-def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int) -> str:
-    """An envkit recipe for this arm: the shared shape, vLLM settings left to envkit (auto) except the mode."""
+def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, utilization: float | None = None) -> str:
+    """An envkit recipe for this arm: the shared shape, vLLM settings left to envkit (auto) except the mode
+    and, when given, the utilization."""
     vllm = {"colocate": "enabled: true\n  mode: colocate\n  sleep: false",
             "sleep": "enabled: true\n  mode: colocate\n  sleep: true",
             "off": "enabled: false"}[mode]
+    if utilization is not None and mode != "off":
+        vllm += f"\n  gpu_memory_utilization: {utilization}"
     return f"""version: 1
 model:
   name: {model}
@@ -75,14 +78,14 @@ seed: 0
 """
 
 
-def run_envkit(arm: str, shape: dict, steps: int, timeout: int) -> dict:
+def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: float | None) -> dict:
     model = build(shape["shape"])
     folder = WORK / arm
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "prompts.jsonl"
     data.write_text("".join(json.dumps({"question": p, "answer": "0"}) + "\n" for p in make_prompts(512, shape["prompt_length"])))
     recipe = folder / "recipe.yaml"
-    recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps))
+    recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps, utilization))
     output = folder / "run"
     subprocess.run(["rm", "-rf", str(output)], check=True)
     log = WORK / "logs" / f"{arm}.log"
@@ -109,8 +112,11 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int) -> dict:
     return result
 
 
-def run_trl(arm: str, shape: dict, steps: int, timeout: int, probe: bool) -> dict:
-    config = shape | {"vllm": ARMS[arm], "steps": steps, "utilization": None}
+def run_trl(arm: str, shape: dict, steps: int, timeout: int, probe: bool, utilization: float | None,
+            as_envkit: bool) -> dict:
+    """Plain TRL; ``as_envkit``: with the vLLM context envkit sets (prompt + completion), not the model's."""
+    config = shape | {"vllm": ARMS[arm], "steps": steps, "utilization": utilization,
+                      "max_model_length": shape["prompt_length"] + shape["completion_length"] if as_envkit else None}
     return run_worker(arm, config, timeout, probe=probe)
 
 
@@ -123,12 +129,20 @@ def summary(result: dict) -> dict:
             "reward_last5": round(statistics.mean(rewards[-5:]), 4) if rewards else None}
 
 
+def trl_settings(result: dict) -> dict:
+    """The vLLM settings a trl arm ran with: the share vLLM reported (probed runs), else what it was given."""
+    reported = {k: v for k, v in (result.get("vllm") or {}).items() if k == "gpu_memory_utilization"}
+    config = result.get("config") or {}
+    given = {f"vllm_{k}": config[k] for k in ("utilization", "max_model_length") if config.get(k)}
+    return reported | given if config.get("vllm", "off") != "off" else {}
+
+
 def markdown(results: dict) -> str:
     lines = ["| arm | steps | median step (s) | reward first 5 | reward last 5 | vLLM settings | wall (s) |",
              "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
     for arm, r in results.items():
         s = r["summary"]
-        settings = r.get("vllm_settings") or {k: v for k, v in (r.get("vllm") or {}).items() if k == "gpu_memory_utilization"}
+        settings = r.get("vllm_settings") or trl_settings(r)
         status = "" if r.get("ok") else f" (failed: {str(r.get('error') or r.get('exit'))[:80]})"
         lines.append(f"| {arm}{status} | {s['steps']} | {s['median_step_s']} | {s['reward_first5']} | {s['reward_last5']} "
                      f"| {json.dumps(settings) if settings else ''} | {r.get('wall_s')} |")
@@ -148,6 +162,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dry-run", action="store_true", help="CPU: the tiny shape, both generate arms, 3 steps")
     parser.add_argument("--recompute", type=Path, help="re-predict a saved grpo_step.json's memory with the current model")
+    parser.add_argument("--utilization", type=float, help="vLLM's share in every arm (default: envkit auto, TRL's 0.3)")
+    parser.add_argument("--trl-as-envkit", action="store_true",
+                        help="trl arms get envkit's vllm_max_model_length (prompt + completion) instead of the model's")
+    parser.add_argument("--no-probe", dest="probe", action="store_false",
+                        help="no memory probes in the trl arms (timing only; the probe thread costs CPU time)")
+    parser.add_argument("--tag", default="", help="suffix of this invocation's arm names in the results (repeats)")
     args = parser.parse_args()
     if args.recompute:
         results = json.loads(args.recompute.read_text())
@@ -165,12 +185,14 @@ def main() -> None:
     for arm in arms:
         print(f"grpo_step: {arm} ...", flush=True)
         if arm.startswith("envkit"):
-            result = run_envkit(arm, shape, steps, args.timeout)
+            result = run_envkit(arm, shape, steps, args.timeout, args.utilization)
         else:
-            result = run_trl(arm, shape, steps, args.timeout, probe=ARMS[arm] != "off")
-            result["comparison"] = compare(result)
+            probe = args.probe and ARMS[arm] != "off"
+            result = run_trl(arm, shape, steps, args.timeout, probe, args.utilization, args.trl_as_envkit)
+            if probe:
+                result["comparison"] = compare(result)
         result["summary"] = summary(result)
-        results[arm] = result
+        results[arm + args.tag] = result
         (args.out / "grpo_step.json").write_text(json.dumps(results, indent=1))
         (args.out / "grpo_step.md").write_text(markdown(results))
     print(markdown(results))
