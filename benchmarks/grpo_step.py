@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from budget_measure import WORK, build, compare, run_worker
-from grpo_bench import LINEARS, REPO, bench_env, make_prompts
+from grpo_bench import LINEARS, REPO, make_prompts, run_arm
 
 from envkit.budget.model import GIB
 
@@ -91,12 +91,7 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
     log = WORK / "logs" / f"{arm}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with log.open("w") as out:
-        try:
-            code = subprocess.run([sys.executable, "-m", "envkit", "train", str(recipe), "--output", str(output), "--force"],
-                                  stdout=out, stderr=subprocess.STDOUT, timeout=timeout, env=bench_env(), cwd=REPO).returncode
-        except subprocess.TimeoutExpired:
-            code = "timeout"
+    code = run_arm([sys.executable, "-m", "envkit", "train", str(recipe), "--output", str(output), "--force"], log, timeout, REPO)
     text = log.read_text(errors="replace").splitlines()
     metrics = output / "metrics.jsonl"
     manifest = output / "manifest.json"
