@@ -3,11 +3,14 @@
 Arms: envkit-colocate, envkit-sleep, envkit-generate (`envkit train` with vllm colocate, colocate + sleep,
 enabled: false) and trl-colocate, trl-sleep, trl-generate (GRPOTrainer with TRL's defaults but for the
 shared batch shape: 4 prompts x 8 generations = 32 completions x 256 tokens a step, LoRA r=16 on every
-linear, the toy digit reward, lr 1e-3).  Reported per arm: median step time skipping the first 2 steps,
-mean reward over the first and last 5 steps.  The trl vLLM arms also measure memory
+linear, the toy digit reward, lr 1e-3).  Two-GPU arms (issue #7): envkit-server (a vLLM server on GPU 0, the
+trainer on GPU 1) and envkit-colocate-2gpu (two DDP ranks, a vLLM in each: twice the completions a step).
+Reported per arm: median step time and tokens/s skipping the first 2 steps, mean reward over the first and
+last 5 steps.  The trl vLLM arms also measure memory
 (budget_measure.compare), so the 205M rows of the budget table come from them.
 
     python benchmarks/grpo_step.py --arm trl-colocate --arm envkit-colocate --out $OUT     # on the GPU
+    python benchmarks/grpo_step.py --steps 12 --arm envkit-colocate --arm envkit-server --arm envkit-colocate-2gpu --out $OUT
     python benchmarks/grpo_step.py --dry-run --out /tmp/gs                                 # CPU plumbing
 """
 
@@ -33,15 +36,21 @@ SHAPE = dict(shape="llama-205m", micro_batch=8, grad_accum=4, num_generations=8,
 DRY = dict(shape="test-tiny", micro_batch=4, grad_accum=1, num_generations=4, prompt_length=24, completion_length=16,
            lora_r=4, lr=1e-3)
 ARMS = {"envkit-colocate": "colocate", "envkit-sleep": "sleep", "envkit-generate": "off",
-        "trl-colocate": "colocate", "trl-sleep": "sleep", "trl-generate": "off"}
+        "trl-colocate": "colocate", "trl-sleep": "sleep", "trl-generate": "off",
+        "envkit-server": "server", "envkit-colocate-2gpu": "colocate"}
+# Arms on two GPUs (issue #7): the same shape per training rank, laid out by the recipe's resources.
+LAYOUTS = {"envkit-server": "resources:\n  generation_gpus: [0]\n  training_gpus: [1]\n",
+           "envkit-colocate-2gpu": "resources:\n  training_gpus: 2\n"}
 SKIP = 2  # warm-up steps left out of the median
 
 
-def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, utilization: float | None = None) -> str:
+def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, utilization: float | None = None,
+                layout: str = "") -> str:
     """An envkit recipe for this arm: the shared shape, vLLM settings left to envkit (auto) except the mode
-    and, when given, the utilization."""
+    and, when given, the utilization; ``layout``: a resources section (GPUs of the server and the ranks)."""
     vllm = {"colocate": "enabled: true\n  mode: colocate\n  sleep: false",
             "sleep": "enabled: true\n  mode: colocate\n  sleep: true",
+            "server": "enabled: true\n  mode: server",
             "off": "enabled: false"}[mode]
     if utilization is not None and mode != "off":
         vllm += f"\n  gpu_memory_utilization: {utilization}"
@@ -75,7 +84,7 @@ output:
   save_steps: 100000
   keep: 1
 seed: 0
-"""
+{layout}"""
 
 
 def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: float | None) -> dict:
@@ -85,7 +94,7 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
     data = folder / "prompts.jsonl"
     data.write_text("".join(json.dumps({"question": p, "answer": "0"}) + "\n" for p in make_prompts(512, shape["prompt_length"])))
     recipe = folder / "recipe.yaml"
-    recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps, utilization))
+    recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps, utilization, LAYOUTS.get(arm, "")))
     output = folder / "run"
     subprocess.run(["rm", "-rf", str(output)], check=True)
     log = WORK / "logs" / f"{arm}.log"
@@ -118,8 +127,10 @@ def run_trl(arm: str, shape: dict, steps: int, timeout: int, probe: bool, utiliz
 def summary(result: dict) -> dict:
     rows = result.get("metrics") or []
     times = [r["step_time"] for r in rows[SKIP:] if "step_time" in r]
+    rates = [r["tokens_per_s"] for r in rows[SKIP:] if "tokens_per_s" in r]
     rewards = [r["reward"] for r in rows if "reward" in r]
     return {"steps": len(rows), "median_step_s": round(statistics.median(times), 3) if times else None,
+            "median_tokens_per_s": round(statistics.median(rates)) if rates else None,
             "reward_first5": round(statistics.mean(rewards[:5]), 4) if rewards else None,
             "reward_last5": round(statistics.mean(rewards[-5:]), 4) if rewards else None}
 
@@ -133,13 +144,13 @@ def trl_settings(result: dict) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| arm | steps | median step (s) | reward first 5 | reward last 5 | vLLM settings | wall (s) |",
-             "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+    lines = ["| arm | steps | median step (s) | tokens/s | reward first 5 | reward last 5 | vLLM settings | wall (s) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for arm, r in results.items():
         s = r["summary"]
         settings = r.get("vllm_settings") or trl_settings(r)
         status = "" if r.get("ok") else f" (failed: {str(r.get('error') or r.get('exit'))[:80]})"
-        lines.append(f"| {arm}{status} | {s['steps']} | {s['median_step_s']} | {s['reward_first5']} | {s['reward_last5']} "
+        lines.append(f"| {arm}{status} | {s['steps']} | {s['median_step_s']} | {s.get('median_tokens_per_s')} | {s['reward_first5']} | {s['reward_last5']} "
                      f"| {json.dumps(settings) if settings else ''} | {r.get('wall_s')} |")
     budget_rows = [(arm, c) for arm, r in results.items() for c in r.get("comparison", [])]
     if budget_rows:
