@@ -52,6 +52,16 @@ def test_trl_vllm_inside_window_ok_and_missing_vllm_warns():
     assert missing.severity is Severity.WARN and missing.requirements == ("vllm==0.26.0",)
 
 
+def test_missing_vllm_is_no_finding_where_vllm_could_not_run():
+    """No GPU, or only GPUs where vLLM generation is broken (GB10): installing vLLM would not help."""
+    no_gpu = check("EK303", make_facts(None, {"trl": "1.16.0", "torch": "2.11.0"}))
+    assert no_gpu.severity is Severity.SKIP and "no GPU" in no_gpu.title
+    spark = check("EK303", make_facts("gb10", {"trl": "1.16.0", "torch": "2.11.0"}))
+    assert spark.severity is Severity.SKIP and "GB10" in spark.title and not spark.requirements
+    outside = check("EK303", make_facts(None, {"trl": "1.16.0", "vllm": "0.12.0", "torch": "2.11.0"}))
+    assert outside.severity is Severity.FAIL  # an installed vLLM outside the window breaks `import trl` anywhere
+
+
 def test_trl_window_without_any_vllm_for_this_torch():
     finding = check("EK303", make_facts("h100", {"trl": "0.24.0", "vllm": "0.26.0", "torch": "2.11.0"}))
     assert finding.severity is Severity.FAIL
