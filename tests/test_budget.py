@@ -192,6 +192,20 @@ def test_recipe_dtype_auto_follows_the_gpu_and_vllm_settings_map():
     assert plan.generation_peak > plan.training.resident + plan.generate_kv  # model.generate's KV cache counted
 
 
+def test_colocated_tensor_parallel_shards_vllms_weights_not_its_kv_cache():
+    """Each GPU of a TP group holds 1/tp of the weights; the group generates the prompts of all its ranks
+    over 1/tp of the KV heads, so the KV cache per GPU is one rank's batch, as without TP."""
+    tp2 = budget_inputs(parse_recipe(recipe_with(vllm="{tensor_parallel_size: 2}", resources="{training_gpus: 2}")), H100)
+    tp1 = replace(tp2, vllm_tensor_parallel=1)
+    assert tp2.vllm_tensor_parallel == 2
+    one, two = budget(tp1, 0.3, False).vllm, budget(tp2, 0.3, False).vllm
+    assert two.weights == pytest.approx(one.weights / 2) and two.kv_needed == one.kv_needed
+    assert recommend(tp2).plan.vllm.utilization < recommend(tp1).plan.vllm.utilization
+    server = budget_inputs(parse_recipe(recipe_with(vllm="{mode: server, tensor_parallel_size: 2}",
+                                                    resources="{generation_gpus: [0, 1], training_gpus: [2]}")), H100)
+    assert server.vllm_tensor_parallel == 1  # the server's TP is on its own GPUs, outside this budget
+
+
 def test_a_generation_batch_not_divisible_by_num_generations_is_a_recipe_error():
     recipe = parse_recipe(recipe_with(grpo="{num_generations: 8, per_device_train_batch_size: 8}"), "r.yaml")
     recipe.grpo.num_generations = 6  # past the loader, which refuses it too (tests/test_recipe.py)

@@ -130,6 +130,7 @@ class BudgetInputs:
     kv_cache_dtype: str = "auto"  # "auto" (the model dtype) or "fp8"
     server_mode: bool = False  # vLLM on another GPU (vllm_mode="server")
     use_vllm: bool = True  # False: TRL generates with model.generate, its KV cache in the training process
+    vllm_tensor_parallel: int = 1  # colocate: each rank's vLLM sharded over this many ranks' GPUs
 
     @property
     def dtype_bytes(self) -> int:
@@ -273,9 +274,12 @@ def vllm_fixed(inputs: BudgetInputs) -> tuple[float, float]:
     """vLLM's weights copy and workspace.
 
     TRL's vLLM loads the checkpoint in the model dtype even when training loads it
-    in 4 bit, so its copy does not shrink with load_in_4bit.
+    in 4 bit, so its copy does not shrink with load_in_4bit.  Colocated with tensor
+    parallelism, each GPU holds 1/tp of the weights (and of the KV heads, but its group
+    generates the prompts of all tp ranks, so the KV cache per GPU stays one rank's
+    batch: kv_needed).  The workspace is kept whole: an upper bound.
     """
-    weights = weight_bytes(inputs.shape, inputs.dtype_bytes)
+    weights = weight_bytes(inputs.shape, inputs.dtype_bytes) / inputs.vllm_tensor_parallel
     workspace = VLLM_WORKSPACE + vllm_profile_bytes(inputs.shape, inputs.dtype_bytes, inputs.concurrent_sequences)
     return weights, workspace
 
