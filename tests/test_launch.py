@@ -73,7 +73,7 @@ def test_server_mode_plan_essentials():
     assert server.argv[server.argv.index("--weight-transfer-config") + 1] == '{"backend": "nccl"}'
     assert trainer.argv[1:] == ["-m", "envkit", "train", "tests/fixtures/launch/server-1+1.yaml", "--worker", "--output", "runs/golden"]
     assert plan.grpo_overrides == {"vllm_mode": "server", "vllm_server_host": "127.0.0.1", "vllm_server_port": 8000,
-                                   "vllm_group_port": 51216, "vllm_server_timeout": 240.0}
+                                   "vllm_group_port": 51216, "vllm_server_timeout": 600.0}
     old = plan_for("server-1+1", 2, "1.10.0").processes[0]
     assert old.argv[1:3] == ["-m", "trl.scripts.vllm_serve"] and old.health_url.endswith("/health/")
 

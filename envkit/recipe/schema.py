@@ -98,7 +98,10 @@ class VllmServerSpec:
     host: str = "127.0.0.1"  # a non-loopback address makes the server listen on all interfaces (multi-node)
     port: int = 8000
     group_port: int = 51216  # NCCL weight-sync rendezvous
-    timeout_s: float = 240.0  # how long to wait for the server's health endpoint
+    # How long to wait for the server's health endpoint (envkit, and TRL's trainers on other machines).
+    # A server that dies is seen at once, so this only bounds a hang: a 205M model's first start on a fresh
+    # H100 took 152 s (benchmarks/server_smoke.py), TRL's 240 s default leaves larger models little room.
+    timeout_s: float = 600.0
 
 
 @dataclass
