@@ -32,6 +32,8 @@ TRL = "1.16.0"
 # case -> (recipe, visible GPUs, installed trl, the launcher's CUDA_VISIBLE_DEVICES, --machine-rank)
 CASES = {
     "colocate-1gpu": ("colocate-1gpu", 1, TRL, None, 0),
+    "colocate-1gpu-of-2": ("colocate-1gpu", 2, TRL, None, 0),  # TRL refuses a process that sees 2 GPUs
+    "colocate-1gpu-of-cvd": ("colocate-1gpu", 2, TRL, "2,3", 0),
     "server-1+1": ("server-1+1", 2, TRL, None, 0),
     "server-1+1-trl1.10": ("server-1+1", 2, "1.10.0", None, 0),
     "colocate-2gpu": ("colocate-2gpu", 2, TRL, None, 0),

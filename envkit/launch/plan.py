@@ -89,9 +89,14 @@ def build_launch_plan(
     overrides = vllm_launch_kwargs(recipe) if recipe.vllm.enabled is not False else {}
     uses_accelerate = len(training) > 1 or dist.num_machines > 1 or dist.backend != "ddp" or dist.accelerate_config is not None
     if not server_mode and not uses_accelerate:
+        if not training and visible_gpus > 1:
+            # One process seeing several GPUs: transformers wraps the model in nn.DataParallel, which TRL's
+            # GRPOTrainer refuses ("make a single GPU visible with CUDA_VISIBLE_DEVICES"): show it the first.
+            training = [0]
         env = {"CUDA_VISIBLE_DEVICES": ",".join(_map(training, devices, "training_gpus"))} if training else {}
-        return LaunchPlan(True, "one training process, generation in it: a single in-process run", [], training,
-                          env=env, grpo_overrides=overrides)
+        where = f" on GPU {env['CUDA_VISIBLE_DEVICES']} of {visible_gpus}" if visible_gpus > 1 else ""
+        return LaunchPlan(True, f"one training process, generation in it: a single in-process run{where}", [],
+                          training, env=env, grpo_overrides=overrides)
     processes = []
     server = _server_entry(trl_version) if server_mode else None
     if server and dist.machine_rank == 0:
@@ -121,7 +126,8 @@ def build_launch_plan(
 def assign_gpus(recipe: Recipe, visible_gpus: int, server_mode: bool) -> tuple[list[int], list[int]]:
     """(generation, training) GPU indices.  Lists are taken as given; a count takes the lowest indices the
     other list leaves (generation first, as TRL's docs put the server on GPUs 0..); server mode without
-    training_gpus trains on every visible GPU left.  Colocate without resources: no GPU named ([])."""
+    training_gpus trains on every visible GPU left.  Colocate without resources: no GPU named ([]; the
+    in-process run then takes the first visible one)."""
     res = recipe.resources
     taken_by_training = res.training_gpus if isinstance(res.training_gpus, list) else []
     generation = _resolve(res.generation_gpus, taken_by_training) if server_mode else []
