@@ -314,13 +314,15 @@ def bench_env() -> dict[str, str]:
                          "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def run_arm(command: list[str], log: Path, timeout: int, cwd: Path | None = None) -> int | str:
+def run_arm(command: list[str], log: Path, timeout: int, cwd: Path | None = None, stop_s: float = 30) -> int | str:
     """One benchmark run in a session of its own, and afterwards every process of that session killed.
 
     The trl worker ends with os._exit (above), which leaves its helper processes behind (a python child
     reparented to init, ~20 % of a core, seen on the H100 after a trl arm); the arm after it then ran
     ~25 % slower (trl-sleep alone: 1.67 s/step first in a call, 2.11 s after another trl arm).  Each arm
-    starts on a quiet machine this way.  The exit code, or "timeout".
+    starts on a quiet machine this way.  On timeout the run first gets SIGTERM and ``stop_s`` to stop what
+    it started in sessions of its own (`envkit train` tears down its vLLM server and ranks).  The exit code,
+    or "timeout".
     """
     with log.open("w") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=bench_env(), cwd=cwd,
@@ -329,6 +331,11 @@ def run_arm(command: list[str], log: Path, timeout: int, cwd: Path | None = None
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             code = "timeout"
+            proc.terminate()
+            try:
+                proc.wait(timeout=stop_s)
+            except subprocess.TimeoutExpired:
+                pass
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:

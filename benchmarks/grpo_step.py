@@ -10,7 +10,8 @@ last 5 steps.  The trl vLLM arms also measure memory
 (budget_measure.compare), so the 205M rows of the budget table come from them.
 
     python benchmarks/grpo_step.py --arm trl-colocate --arm envkit-colocate --out $OUT     # on the GPU
-    python benchmarks/grpo_step.py --steps 12 --arm envkit-colocate --arm envkit-server --arm envkit-colocate-2gpu --out $OUT
+    python benchmarks/grpo_step.py --no-probe --steps 12 --arm envkit-colocate --arm envkit-colocate-2gpu --out $OUT/a  # 2 GPUs
+    python benchmarks/grpo_step.py --no-probe --steps 12 --timeout 420 --arm envkit-server --out $OUT/b  # (a cold server: 152 s)
     python benchmarks/grpo_step.py --dry-run --out /tmp/gs                                 # CPU plumbing
 """
 
@@ -106,7 +107,7 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
     manifest = output / "manifest.json"
     result = {"ok": code == 0, "exit": code, "wall_s": round(time.perf_counter() - started, 1),
               "metrics": [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else [],
-              "envkit_lines": [line[:300] for line in text if line.startswith("envkit train:")][:20]}
+              "envkit_lines": [line[:300] for line in text if line.removeprefix("[train] ").startswith("envkit train:")][:20]}
     if manifest.exists():
         m = json.loads(manifest.read_text())
         result["vllm_settings"] = {k: v for k, v in m["grpo_config"].items() if k.startswith(("use_vllm", "vllm_"))}

@@ -38,3 +38,13 @@ def test_run_arm_times_out_and_kills(tmp_path):
     assert code == "timeout"
     assert time.monotonic() - started < 30
     assert (tmp_path / "arm.log").read_text().strip() == "up"
+
+
+def test_run_arm_lets_a_timed_out_run_clean_up_first(tmp_path):
+    """`envkit train` answers SIGTERM by stopping its server and ranks, which live in sessions of their own."""
+    script = ("import signal, sys, time\n"
+              "def bye(*a):\n    print('stopped my processes', flush=True); sys.exit(143)\n"
+              "signal.signal(signal.SIGTERM, bye)\nprint('up', flush=True)\ntime.sleep(300)")
+    code = run_arm([sys.executable, "-c", script], tmp_path / "arm.log", timeout=1, stop_s=10)
+    assert code == "timeout"
+    assert (tmp_path / "arm.log").read_text().split() == ["up", "stopped", "my", "processes"]

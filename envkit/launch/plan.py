@@ -104,16 +104,21 @@ def build_launch_plan(
                                          model or recipe.model.name, python))
     train_gpus = _map(training, devices, "training_gpus")
     worker = ["-m", "envkit", "train", recipe_path, "--worker", *forward]
-    ports = []
+    ports, train_env = [], {"CUDA_VISIBLE_DEVICES": ",".join(train_gpus)}
     if server and server["group_port_bound_by"] == "trainer" and dist.machine_rank == 0:
         ports.append(recipe.vllm.server.group_port)
+        if recipe.vllm.server.host in LOOPBACK:
+            # The trainer tells the server where to join the weight-sync group: vLLM's get_ip(), which
+            # guesses from the default route (0.0.0.0 with a warning on a host without one) unless
+            # VLLM_HOST_IP names it.  Server and trainer share this host here: say so.
+            train_env["VLLM_HOST_IP"] = "127.0.0.1"
     if uses_accelerate:
         argv = [python, "-m", "accelerate.commands.launch", *_accelerate_args(recipe, len(training), mixed_precision), *worker]
         if dist.machine_rank == 0 and len(training) * dist.num_machines > 1:
             ports.append(dist.main_process_port or load("launch")["accelerate_default_port"]["value"])
     else:
         argv = [python, *worker]
-    processes.append(ProcessSpec("train", argv, {"CUDA_VISIBLE_DEVICES": ",".join(train_gpus)}, train_gpus, ports))
+    processes.append(ProcessSpec("train", argv, train_env, train_gpus, ports))
     ranks = len(training) * dist.num_machines
     generates = f"a vLLM server on {len(generation)} GPU(s)" if server_mode else "generation in each rank"
     if server_mode and dist.num_machines > 1:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from http.client import HTTPException
 from pathlib import Path
 
-from envkit.exitcodes import INTERRUPTED
+from envkit.exitcodes import INTERRUPTED, TERMINATED
 from envkit.launch.plan import LaunchPlan, ProcessSpec
 
 GRACE_S = 15.0  # SIGTERM -> SIGKILL
@@ -129,12 +129,23 @@ def wait_healthy(url: str, timeout_s: float, proc: Running | None = None, poll_s
         time.sleep(poll_s)
 
 
+class Terminated(Exception):
+    """SIGTERM reached envkit (docker stop, a scheduler, a benchmark's timeout)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
 def run_plan(plan: LaunchPlan, echo: Echo = echo_stdout, grace_s: float = GRACE_S, save_grace_s: float = SAVE_GRACE_S,
              poll_s: float = 0.5) -> int:
     """Start the processes in order (each one with a health URL must answer before the next starts);
-    the run ends when the last one exits, with its exit code; 130 on Ctrl-C.  Teardown always."""
+    the run ends when the last one exits, with its exit code; 130 on Ctrl-C, 143 on SIGTERM.  Teardown
+    always: the processes lead sessions of their own, so without it a SIGTERM to envkit alone would leave
+    the server and the ranks running."""
     running: list[Running] = []
     interrupted = False
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
     try:
         for spec in plan.processes:
             running.append(Running(spec, echo))
@@ -146,8 +157,18 @@ def run_plan(plan: LaunchPlan, echo: Echo = echo_stdout, grace_s: float = GRACE_
         interrupted = True
         echo("[envkit] interrupted: stopping (the trainer saves a checkpoint; Ctrl-C again stops at once)")
         return INTERRUPTED
+    except Terminated:
+        echo("[envkit] terminated: stopping every process of the run")
+        return TERMINATED
     finally:
         _teardown(running, interrupted, grace_s, save_grace_s)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    """Signal handlers can only be set there (tests call run_plan from other threads too)."""
+    return threading.current_thread() is threading.main_thread()
 
 
 def _wait_last(running: list[Running], poll_s: float) -> int:
@@ -170,7 +191,7 @@ def _teardown(running: list[Running], interrupted: bool, grace_s: float, save_gr
         for proc in reversed(running):
             saving = interrupted and proc is running[-1]
             proc.stop(signal.SIGINT if saving else signal.SIGTERM, save_grace_s if saving else grace_s)
-    except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
+    except (KeyboardInterrupt, Terminated):  # a second Ctrl-C or SIGTERM: no more waiting
         for proc in running:
             proc.stop(signal.SIGKILL, 0)
 
