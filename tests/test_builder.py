@@ -144,7 +144,7 @@ def test_progress_shortens_long_instructions():
 
 def test_run_command_docker():
     assert run_command("envkit/grpo:a-h100", "/recipes/a.yaml", cache="/data/hf cache") == (
-        "docker run --gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 "
+        "docker run --gpus all --stop-timeout 120 --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 "
         "-v '/data/hf cache:/cache' -v envkit-runs:/work/runs -e HF_TOKEN -e WANDB_API_KEY "
         "envkit/grpo:a-h100 train /recipes/a.yaml")
 

@@ -192,16 +192,19 @@ def test_sigkill_then_resume_loses_nothing_before_the_checkpoint(tmp_path):
     assert checkpoints(run)[-1] == 8
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, r"terminated \(SIGTERM\)")],
+                         ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_saves_a_checkpoint_and_exits(tmp_path, sig, code, said):
+    """Ctrl-C, and SIGTERM (docker stop, a scheduler, envkit's launcher): finish the step, save, exit."""
     recipe, run = slow_recipe(tmp_path, max_steps=12, save_steps=2), tmp_path / "run"
     log = tmp_path / "log"
     process = envkit(str(recipe), "--output", str(run), log=log, cwd=tmp_path)
     wait_for(run / "checkpoint-2" / "trainer_state.json", process, log)
-    process.send_signal(signal.SIGINT)
-    code, err = finish(process, log, timeout=120)
-    assert code == 130, err[-3000:]
+    process.send_signal(sig)
+    exit_code, err = finish(process, log, timeout=120)
+    assert exit_code == code, err[-3000:]
     assert "Traceback" not in err
-    stopped = int(re.search(r"interrupted at step (\d+); checkpoint saved", err).group(1))
+    stopped = int(re.search(said + r" at step (\d+); checkpoint saved", err).group(1))
     assert 2 <= stopped < 12
     assert checkpoints(run)[-1] == stopped
     state = json.loads((run / f"checkpoint-{stopped}" / "trainer_state.json").read_text())

@@ -27,6 +27,8 @@ from shutil import which
 
 import click
 
+from envkit.launch.procs import SAVE_GRACE_S
+
 PROBE_TIMEOUT_S = 20
 
 
@@ -148,7 +150,10 @@ def run_command(image: str, recipe: str, builder: Builder | None = None, cache: 
     GPUs through CDI) follows as a shell comment, so the line stays copy-pasteable.
     """
     runner = builder.runner if builder else "docker"
-    argv = [runner, "run", *GPU_ARGS[runner], "--ipc=host", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
+    # `docker stop` sends SIGTERM, then SIGKILL after --stop-timeout (10 s by default): envkit train finishes
+    # the step and saves a checkpoint on SIGTERM; give it the time its own launcher gives a trainer.
+    argv = [runner, "run", *GPU_ARGS[runner], "--stop-timeout", str(int(SAVE_GRACE_S)), "--ipc=host",
+            "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
             "-v", f"{cache}:/cache", "-v", "envkit-runs:/work/runs", "-e", "HF_TOKEN", "-e", "WANDB_API_KEY",
             image, "train", recipe]
     note = RUN_NOTES.get(runner)

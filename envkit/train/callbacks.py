@@ -1,4 +1,4 @@
-"""Per-step metrics to metrics.jsonl, and a clean stop on SIGINT (save, then exit)."""
+"""Per-step metrics to metrics.jsonl, and a clean stop on SIGINT or SIGTERM (save, then exit)."""
 
 from __future__ import annotations
 
@@ -46,18 +46,33 @@ class MetricsCallback(TrainerCallback):
             out.write(json.dumps(row) + "\n")
 
 
-class StopOnSigint(TrainerCallback):
-    """First Ctrl-C: finish the step, save a checkpoint, stop.  A second one interrupts at once."""
+class StopOnSignal(TrainerCallback):
+    """First Ctrl-C or SIGTERM: finish the step, save a checkpoint, stop.  A second one interrupts at once.
+
+    SIGTERM too because that is how `docker stop` and schedulers ask (`envkit` is the image's entrypoint,
+    PID 1, where an unhandled SIGTERM is ignored until the SIGKILL after the grace period), and how
+    envkit's own launcher stops a trainer rank.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.requested = False
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self.received: signal.Signals | None = None
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+
+    @property
+    def requested(self) -> bool:
+        return self.received is not None
 
     def _handle(self, signum, frame):
         if self.requested:
-            signal.signal(signal.SIGINT, self._previous)
+            self._restore()
             raise KeyboardInterrupt
-        self.requested = True
+        self.received = signal.Signals(signum)
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.requested:
@@ -65,7 +80,7 @@ class StopOnSigint(TrainerCallback):
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
-        signal.signal(signal.SIGINT, self._previous)
+        self._restore()
 
 
 def trim_metrics(path: Path, last_step: int) -> None:

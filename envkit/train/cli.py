@@ -25,8 +25,8 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worke
 
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
     Exit codes: 0 done, 1 refused by a doctor check (see --force) or a launched process failed,
-    2 recipe or usage error, 130 interrupted, 143 terminated (SIGTERM stops every launched process);
-    otherwise the trainer's own exit code.
+    2 recipe or usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g. docker stop); both
+    save a checkpoint first and stop every launched process; otherwise the trainer's own exit code.
     """
     from envkit.launch.plan import LaunchError
     from envkit.launch.procs import LaunchFailed

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from envkit.exitcodes import INTERRUPTED
+from envkit.exitcodes import INTERRUPTED, TERMINATED
 from envkit.files import write_atomic
 from envkit.recipe.load import RecipeError, resolve_reward
 from envkit.recipe.schema import Recipe
@@ -48,7 +49,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         import_unsloth()  # before trl: importing unsloth patches it
     from trl import GRPOConfig, GRPOTrainer
 
-    from envkit.train.callbacks import MetricsCallback, StopOnSigint, trim_metrics
+    from envkit.train.callbacks import MetricsCallback, StopOnSignal, trim_metrics
     from envkit.train.data import prepare_dataset
 
     kwargs, dropped = split_supported(grpo_kwargs(recipe, plan, str(output_dir)), {f.name for f in dataclasses.fields(GRPOConfig)})
@@ -62,7 +63,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         metrics.unlink()
     source = model_source(recipe)
     model, tokenizer, peft_config = load_model(recipe, plan, source)
-    stop = StopOnSigint()
+    stop = StopOnSignal()
     trainer = GRPOTrainer(
         model=model,
         processing_class=tokenizer,
@@ -74,7 +75,8 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if stop.requested:
-        click.echo(f"envkit train: interrupted at step {trainer.state.global_step}; checkpoint saved, --resume continues", err=True)
+        how = "terminated (SIGTERM)" if stop.received is signal.SIGTERM else "interrupted"
+        click.echo(f"envkit train: {how} at step {trainer.state.global_step}; checkpoint saved, --resume continues", err=True)
     else:
         trainer.save_model(str(output_dir / "adapter"))
         if main and recipe.output.merge:
@@ -87,7 +89,9 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         from envkit.train.plot import plot_run
 
         plot_run(output_dir)
-    return INTERRUPTED if stop.requested else 0
+    if not stop.requested:
+        return 0
+    return TERMINATED if stop.received is signal.SIGTERM else INTERRUPTED
 
 
 def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_from, completed) -> dict:

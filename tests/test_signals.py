@@ -1,0 +1,54 @@
+"""`envkit` as a container's entrypoint (PID 1): SIGTERM must end it, where the kernel would ignore it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SLEEPY = """import pathlib, time
+pathlib.Path("started").write_text("")
+time.sleep(60)
+
+
+def reward(completions, **_):
+    return [0.0] * len(completions)
+"""
+
+
+def _pid_namespaces_work() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _pid_namespaces_work(), reason="needs root and unshare (a PID namespace of its own)")
+def test_sigterm_ends_envkit_running_as_pid_1(tmp_path):
+    """Before training starts (here: a recipe's reward module still importing), `docker stop` must not have to
+    wait for its SIGKILL."""
+    (tmp_path / "sleepy.py").write_text(SLEEPY)
+    recipe = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
+    recipe = recipe.replace("  - {name: length, weight: 0.1}\n", "  - {name: length, weight: 0.1}\n  - {name: sleepy:reward}\n")
+    (tmp_path / "r.yaml").write_text(recipe)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    outer = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-m", "envkit", "train", "r.yaml",
+                              "--dry-run"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists():
+            assert outer.poll() is None, outer.stderr.read()
+            assert time.monotonic() < deadline, "envkit never imported the recipe's reward module"
+            time.sleep(0.05)
+        envkit = int(Path(f"/proc/{outer.pid}/task/{outer.pid}/children").read_text().split()[0])
+        assert Path(f"/proc/{envkit}/status").read_text().split("NSpid:")[1].split()[-1] == "1"
+        os.kill(envkit, 15)
+        assert outer.wait(timeout=10) == 143
+    finally:
+        outer.kill()
+        outer.wait()
