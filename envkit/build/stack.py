@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from packaging.version import Version
 
-from envkit.knowledge import cc_tuple, cuda_table, curated, gpu_catalog, load, torch_covers
+from envkit.knowledge import cc_tuple, cuda_table, curated, gpu_catalog, load, torch_covers, vllm_broken_on
 from envkit.knowledge.matrix import Matrix
 from envkit.matrix.solve import DEFAULT_PYTHON, Constraints, solve
 from envkit.recipe.schema import Recipe
@@ -52,7 +52,7 @@ def targets() -> list[str]:
 def uses_vllm(recipe: Recipe, target: str) -> bool:
     if recipe.vllm.enabled is False or target == "cpu":
         return False
-    return target not in curated("vllm_broken_gpus")["gpus"]
+    return not vllm_broken_on(target)
 
 
 def torch_variant(default_cuda: str | None, compute_capability: str) -> str | None:

@@ -55,6 +55,11 @@ def curated(key: str) -> dict:
     return load("curated")[key]
 
 
+def vllm_broken_on(catalog_id: str | None) -> bool:
+    """vLLM generation is known broken on this catalog GPU (curated vllm_broken_gpus: DGX Spark's GB10)."""
+    return catalog_id in curated("vllm_broken_gpus")["gpus"]
+
+
 def cuda_table() -> dict:
     return load("cuda")
 

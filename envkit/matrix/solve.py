@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from envkit.knowledge import cc_tuple, curated, gpu_catalog, torch_covers
+from envkit.knowledge import cc_tuple, curated, gpu_catalog, torch_covers, vllm_broken_on
 from envkit.knowledge.matrix import Matrix, spec
 
 
@@ -147,7 +147,7 @@ def _notes(matrix: Matrix, c: Constraints, trl: str, vllm: str) -> list[str]:
         trl_date, vllm_date = matrix.record("trl", trl)["uploaded"], matrix.record("vllm", vllm)["uploaded"]
         if vllm_date > trl_date:
             notes.append(f"trl {trl} declares vllm{window} with no upper bound; vllm {vllm} came out after it (untested pairing)")
-    if c.target in curated("vllm_broken_gpus")["gpus"]:
+    if vllm_broken_on(c.target):
         notes.append(f"vLLM generation is broken on {c.target}: train with vllm.enabled: false (model.generate)")
     pdl = curated("pdl")
     cc = cc_tuple(gpu_catalog()[c.target]["compute_capability"]) if c.target else None

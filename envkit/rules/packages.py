@@ -7,7 +7,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import STACK, curated
+from envkit.knowledge import STACK, vllm_broken_on
 from envkit.knowledge.matrix import Matrix
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.requirements import installed_version, requirement_on, requirements, satisfied
@@ -146,8 +146,7 @@ def _vllm_unusable_here(facts: Facts) -> str | None:
     gpus = facts.visible_gpus()
     if not gpus:
         return "no GPU to run it"
-    broken = curated("vllm_broken_gpus")["gpus"]
-    if all(g.catalog_id in broken for g in gpus):
+    if all(vllm_broken_on(g.catalog_id) for g in gpus):
         return f"vLLM generation is broken on {gpus[0].catalog_id.upper()} (EK401)"
     return None
 

@@ -7,7 +7,7 @@ from fnmatch import fnmatch
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import curated
+from envkit.knowledge import curated, vllm_broken_on
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.gpus import cc_major_gpus, describe
 
@@ -28,8 +28,7 @@ def vllm_broken_gpu(facts: Facts) -> Outcome:
     gpus = facts.visible_gpus()
     if not gpus:
         return skip("no GPU to check")
-    broken = curated("vllm_broken_gpus")["gpus"]
-    bad = [g for g in gpus if g.catalog_id in broken]
+    bad = [g for g in gpus if vllm_broken_on(g.catalog_id)]
     if bad:
         return warn(
             f"vLLM fast inference is broken on {bad[0].catalog_id.upper()}",
