@@ -1,5 +1,5 @@
 """`python -m envkit` = the `envkit` command (where the console script is not on PATH)."""
 
-from envkit.cli import main
+from envkit.cli import run
 
-main()
+run()

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
 import click
 
 from envkit import __version__
-from envkit.exitcodes import TERMINATED
+from envkit.exitcodes import raise_terminated
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envkit")
 def main() -> None:
     """A working GRPO + vLLM environment: check it, lock it, build it, train in it."""
-    if os.getpid() == 1:  # the image's entrypoint: PID 1 ignores a signal it has no handler for
-        signal.signal(signal.SIGTERM, _exit_terminated)
 
 
-def _exit_terminated(signum, frame) -> None:
-    """`docker stop` before training has started (or after it ended): exit now, not at the SIGKILL.
-    Training itself, and envkit's launcher, replace this with a checkpoint-and-stop of their own."""
-    sys.exit(TERMINATED)
+def run() -> None:
+    """The `envkit` executable: SIGTERM becomes envkit.exitcodes.Terminated, then the commands run.
+    (Training replaces the handler with a checkpoint-and-stop of its own while it trains.)"""
+    signal.signal(signal.SIGTERM, raise_terminated)
+    main()
 
 
 @main.command()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from envkit.exitcodes import raise_terminated
 from envkit.launch.plan import LaunchError, LaunchPlan, ProcessSpec, build_launch_plan
 from envkit.launch.preflight import launch_findings, port_in_use
 from envkit.launch.procs import LaunchFailed, Running, run_plan, wait_healthy
@@ -373,19 +374,21 @@ def test_ctrl_c_asks_the_trainer_to_save_then_stops_everything():
 
 
 def test_sigterm_to_envkit_stops_the_server_and_the_trainer():
-    """A SIGTERM (docker stop, a scheduler) reaches only envkit: its processes lead their own sessions."""
+    """A SIGTERM (docker stop, a scheduler) reaches only envkit: its processes lead their own sessions.
+    The `envkit` command turns SIGTERM into Terminated (envkit.cli.run), as here."""
     lines = []
     started = [spec(name, "import os, time; print(os.getpid(), flush=True); time.sleep(60)") for name in ("vllm", "train")]
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     try:
         code = run_plan(LaunchPlan(False, "test", processes=started), echo=lines.append, grace_s=1, poll_s=0.05)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
     pids = [int(line.split()[-1]) for line in lines if line.split()[-1].isdigit()]
     assert code == 143 and "[envkit] terminated: stopping every process of the run" in lines
     assert len(pids) == 2 and not any(alive(pid) for pid in pids)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # envkit's handler lives only as long as the run
 
 
 def test_health_wait_for_a_server_that_comes_up_late():

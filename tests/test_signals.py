@@ -1,4 +1,5 @@
-"""`envkit` as a container's entrypoint (PID 1): SIGTERM must end it, where the kernel would ignore it."""
+"""`envkit` as a container's entrypoint (PID 1): SIGTERM must end it, where the kernel would ignore it
+without a handler (envkit.cli.run installs one for every command)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from http.client import HTTPException
 from pathlib import Path
 
-from envkit.exitcodes import INTERRUPTED, TERMINATED
+from envkit.exitcodes import INTERRUPTED, TERMINATED, Terminated
 from envkit.launch.plan import LaunchPlan, ProcessSpec
 
 GRACE_S = 15.0  # SIGTERM -> SIGKILL
@@ -129,23 +129,14 @@ def wait_healthy(url: str, timeout_s: float, proc: Running | None = None, poll_s
         time.sleep(poll_s)
 
 
-class Terminated(Exception):
-    """SIGTERM reached envkit (docker stop, a scheduler, a benchmark's timeout)."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated
-
-
 def run_plan(plan: LaunchPlan, echo: Echo = echo_stdout, grace_s: float = GRACE_S, save_grace_s: float = SAVE_GRACE_S,
              poll_s: float = 0.5) -> int:
     """Start the processes in order (each one with a health URL must answer before the next starts);
-    the run ends when the last one exits, with its exit code; 130 on Ctrl-C, 143 on SIGTERM.  Teardown
-    always: the processes lead sessions of their own, so without it a SIGTERM to envkit alone would leave
-    the server and the ranks running."""
+    the run ends when the last one exits, with its exit code; 130 on Ctrl-C, 143 on SIGTERM (as the
+    `envkit` command raises it: Terminated).  Teardown always: the processes lead sessions of their own,
+    so without it a SIGTERM to envkit alone would leave the server and the ranks running."""
     running: list[Running] = []
     interrupted = False
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
     try:
         for spec in plan.processes:
             running.append(Running(spec, echo))
@@ -162,13 +153,6 @@ def run_plan(plan: LaunchPlan, echo: Echo = echo_stdout, grace_s: float = GRACE_
         return TERMINATED
     finally:
         _teardown(running, interrupted, grace_s, save_grace_s)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _main_thread() -> bool:
-    """Signal handlers can only be set there (tests call run_plan from other threads too)."""
-    return threading.current_thread() is threading.main_thread()
 
 
 def _wait_last(running: list[Running], poll_s: float) -> int:
