@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -97,7 +97,7 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
     recipe = folder / "recipe.yaml"
     recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps, utilization, LAYOUTS.get(arm, "")))
     output = folder / "run"
-    subprocess.run(["rm", "-rf", str(output)], check=True)
+    shutil.rmtree(output, ignore_errors=True)
     log = WORK / "logs" / f"{arm}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
