@@ -314,7 +314,15 @@ def bench_env() -> dict[str, str]:
                          "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def run_arm(command: list[str], log: Path, timeout: int, cwd: Path | None = None, stop_s: float = 30) -> int | str:
+def one_gpu() -> dict[str, str]:
+    """CUDA_VISIBLE_DEVICES naming the first GPU this process may use: a single-process trainer on a
+    machine with several GPUs must see one (TRL refuses nn.DataParallel), set before CUDA starts."""
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
+    return {"CUDA_VISIBLE_DEVICES": first}
+
+
+def run_arm(command: list[str], log: Path, timeout: int, cwd: Path | None = None, stop_s: float = 30,
+            env: dict[str, str] | None = None) -> int | str:
     """One benchmark run in a session of its own, and afterwards every process of that session killed.
 
     The trl worker ends with os._exit (above), which leaves its helper processes behind (a python child
@@ -325,7 +333,7 @@ def run_arm(command: list[str], log: Path, timeout: int, cwd: Path | None = None
     or "timeout".
     """
     with log.open("w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=bench_env(), cwd=cwd,
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=bench_env() | (env or {}), cwd=cwd,
                                 start_new_session=True)
         try:
             code = proc.wait(timeout=timeout)

@@ -5,13 +5,18 @@ enabled: false) and trl-colocate, trl-sleep, trl-generate (GRPOTrainer with TRL'
 shared batch shape: 4 prompts x 8 generations = 32 completions x 256 tokens a step, LoRA r=16 on every
 linear, the toy digit reward, lr 1e-3).  Two-GPU arms (issue #7): envkit-server (a vLLM server on GPU 0, the
 trainer on GPU 1) and envkit-colocate-2gpu (two DDP ranks, a vLLM in each: twice the completions a step).
-Reported per arm: median step time and tokens/s skipping the first 2 steps, mean reward over the first and
-last 5 steps.  The trl vLLM arms also measure memory
+Issue #11: envkit-server-nopatch (server mode + LoRA without patch EKP001: the stale sampler) and
+envkit-server-nopatch-stop (the same with guard: stop).  A trl arm sees one GPU (TRL refuses a process that
+sees several).  Reported per arm: median step time and tokens/s skipping the first 2 steps, mean reward over
+the first and last 5 steps, the sampler's gap to the trainer (the stale-weight guard's metric) and the step at
+which the guard fires on the arm's metrics.  The trl vLLM arms also measure memory
 (budget_measure.compare), so the 205M rows of the budget table come from them.
 
     python benchmarks/grpo_step.py --arm trl-colocate --arm envkit-colocate --out $OUT     # on the GPU
-    python benchmarks/grpo_step.py --no-probe --steps 12 --arm envkit-colocate --arm envkit-colocate-2gpu --out $OUT/a  # 2 GPUs
-    python benchmarks/grpo_step.py --no-probe --steps 12 --timeout 420 --arm envkit-server --out $OUT/b  # (a cold server: 152 s)
+    # 2 GPUs, issue #11, two calls into one results file (a cold server starts in 60-150 s):
+    python benchmarks/grpo_step.py --no-probe --steps 16 --timeout 280 --arm envkit-server --arm envkit-server-nopatch --out /tmp/r
+    python benchmarks/grpo_step.py --no-probe --steps 16 --append --arm envkit-colocate --arm envkit-colocate-2gpu \
+        --arm trl-colocate --arm envkit-server-nopatch-stop --out /tmp/r
     python benchmarks/grpo_step.py --dry-run --out /tmp/gs                                 # CPU plumbing
 """
 
@@ -31,6 +36,9 @@ from budget_measure import WORK, build, compare, run_worker
 from grpo_bench import LINEARS, REPO, make_prompts, run_arm
 
 from envkit.budget.model import GIB
+from envkit.train.guard import GuardLimits, check_rows
+
+GUARD_METRIC = GuardLimits.shipped().metric
 
 SHAPE = dict(shape="llama-205m", micro_batch=8, grad_accum=4, num_generations=8, prompt_length=64,
              completion_length=256, lora_r=16, lr=1e-3)
@@ -38,15 +46,21 @@ DRY = dict(shape="test-tiny", micro_batch=4, grad_accum=1, num_generations=4, pr
            lora_r=4, lr=1e-3)
 ARMS = {"envkit-colocate": "colocate", "envkit-sleep": "sleep", "envkit-generate": "off",
         "trl-colocate": "colocate", "trl-sleep": "sleep", "trl-generate": "off",
-        "envkit-server": "server", "envkit-colocate-2gpu": "colocate"}
+        "envkit-server": "server", "envkit-server-nopatch": "server", "envkit-server-nopatch-stop": "server",
+        "envkit-colocate-2gpu": "colocate"}
+SERVER_LAYOUT = "resources:\n  generation_gpus: [0]\n  training_gpus: [1]\n"
 # Arms on two GPUs (issue #7): the same shape per training rank, laid out by the recipe's resources.
-LAYOUTS = {"envkit-server": "resources:\n  generation_gpus: [0]\n  training_gpus: [1]\n",
+LAYOUTS = {"envkit-server": SERVER_LAYOUT, "envkit-server-nopatch": SERVER_LAYOUT, "envkit-server-nopatch-stop": SERVER_LAYOUT,
            "envkit-colocate-2gpu": "resources:\n  training_gpus: 2\n"}
+# Issue #11: server mode + LoRA without envkit's weight-sync patch (the stale sampler), with the guard warning
+# (the run goes on: reward flat) or stopping it.
+FLAGS = {"envkit-server-nopatch": ["--no-patch", "EKP001"], "envkit-server-nopatch-stop": ["--no-patch", "EKP001"]}
+GUARD = {"envkit-server-nopatch-stop": "stop"}
 SKIP = 2  # warm-up steps left out of the median
 
 
 def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, utilization: float | None = None,
-                layout: str = "") -> str:
+                layout: str = "", guard: str = "warn") -> str:
     """An envkit recipe for this arm: the shared shape, vLLM settings left to envkit (auto) except the mode
     and, when given, the utilization; ``layout``: a resources section (GPUs of the server and the ranks)."""
     vllm = {"colocate": "enabled: true\n  mode: colocate\n  sleep: false",
@@ -85,6 +99,7 @@ output:
   save_steps: 100000
   keep: 1
 seed: 0
+guard: {guard}
 {layout}"""
 
 
@@ -95,13 +110,14 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
     data = folder / "prompts.jsonl"
     data.write_text("".join(json.dumps({"question": p, "answer": "0"}) + "\n" for p in make_prompts(512, shape["prompt_length"])))
     recipe = folder / "recipe.yaml"
-    recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps, utilization, LAYOUTS.get(arm, "")))
+    recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps, utilization, LAYOUTS.get(arm, ""), GUARD.get(arm, "warn")))
     output = folder / "run"
     shutil.rmtree(output, ignore_errors=True)
     log = WORK / "logs" / f"{arm}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    code = run_arm([sys.executable, "-m", "envkit", "train", str(recipe), "--output", str(output), "--force"], log, timeout, REPO)
+    code = run_arm([sys.executable, "-m", "envkit", "train", str(recipe), "--output", str(output), "--force", *FLAGS.get(arm, [])],
+                   log, timeout, REPO)
     text = log.read_text(errors="replace").splitlines()
     metrics = output / "metrics.jsonl"
     manifest = output / "manifest.json"
@@ -110,6 +126,8 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
               "envkit_lines": [line[:300] for line in text if line.removeprefix("[train] ").startswith("envkit train:")][:20]}
     if manifest.exists():
         m = json.loads(manifest.read_text())
+        result["patches"] = m["plan"].get("patches")
+        result["guard_live"] = m.get("guard")
         result["vllm_settings"] = {k: v for k, v in m["grpo_config"].items() if k.startswith(("use_vllm", "vllm_"))}
         result["plan"] = m.get("plan")
     if code != 0:
@@ -130,7 +148,10 @@ def summary(result: dict) -> dict:
     times = [r["step_time"] for r in rows[SKIP:] if "step_time" in r]
     rates = [r["tokens_per_s"] for r in rows[SKIP:] if "tokens_per_s" in r]
     rewards = [r["reward"] for r in rows if "reward" in r]
-    return {"steps": len(rows), "median_step_s": round(statistics.median(times), 3) if times else None,
+    gaps = [r[GUARD_METRIC] for r in rows if GUARD_METRIC in r]
+    verdict = check_rows(rows)
+    return {"steps": len(rows), "guard_step": verdict.step if verdict else None,
+            "gap_first3": [round(g, 4) for g in gaps[:3]], "gap_max": round(max(gaps), 4) if gaps else None, "median_step_s": round(statistics.median(times), 3) if times else None,
             "median_tokens_per_s": round(statistics.median(rates)) if rates else None,
             "reward_first5": round(statistics.mean(rewards[:5]), 4) if rewards else None,
             "reward_last5": round(statistics.mean(rewards[-5:]), 4) if rewards else None}
@@ -145,13 +166,16 @@ def trl_settings(result: dict) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| arm | steps | median step (s) | tokens/s | reward first 5 | reward last 5 | vLLM settings | wall (s) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    lines = ["| arm | steps | median step (s) | tokens/s | reward first 5 | reward last 5 | sampler gap, steps 1-3 / max | "
+             "guard fires at step | patches | vLLM settings | wall (s) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | ---: |"]
     for arm, r in results.items():
         s = r["summary"]
         settings = r.get("vllm_settings") or trl_settings(r)
         status = "" if r.get("ok") else f" (failed: {str(r.get('error') or r.get('exit'))[:80]})"
+        gap = f"{s.get('gap_first3')} / {s.get('gap_max')}" if s.get("gap_max") is not None else ""
         lines.append(f"| {arm}{status} | {s['steps']} | {s['median_step_s']} | {s.get('median_tokens_per_s')} | {s['reward_first5']} | {s['reward_last5']} "
+                     f"| {gap} | {s.get('guard_step') or ''} | {', '.join(r.get('patches') or [])} "
                      f"| {json.dumps(settings) if settings else ''} | {r.get('wall_s')} |")
     budget_rows = [(arm, c) for arm, r in results.items() for c in r.get("comparison", [])]
     if budget_rows:
@@ -175,6 +199,8 @@ def main() -> None:
     parser.add_argument("--no-probe", dest="probe", action="store_false",
                         help="no memory probes in the trl arms (timing only; the probe thread costs CPU time)")
     parser.add_argument("--tag", default="", help="suffix of this invocation's arm names in the results (repeats)")
+    parser.add_argument("--append", action="store_true", help="add to OUT/grpo_step.json instead of starting a new one "
+                        "(arms of several calls in one results file)")
     args = parser.parse_args()
     if args.recompute:
         results = json.loads(args.recompute.read_text())
@@ -188,7 +214,8 @@ def main() -> None:
         return
     shape, arms, steps = (DRY, ["envkit-generate", "trl-generate"], 3) if args.dry_run else (SHAPE, args.arm or [], args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = {}
+    previous = args.out / "grpo_step.json"
+    results = json.loads(previous.read_text()) if args.append and previous.exists() else {}
     for arm in arms:
         print(f"grpo_step: {arm} ...", flush=True)
         if arm.startswith("envkit"):

@@ -35,12 +35,17 @@ class Options:
 
 
 def explain(key: str) -> int:
+    """A check's documentation, or a patch's (envkit train's TRL patches share the ID space: EKP001)."""
+    from envkit.train.patches import all_patches, find_patch
+
     found = find_rule(key)
-    if found is None:
+    patch = find_patch(key) if found is None else None
+    if found is None and patch is None:
         known = ", ".join(f"{r.id} {r.name}" for r in sorted(REGISTRY.values(), key=lambda r: r.id))
-        click.echo(f"envkit doctor: no check {key!r}. Known checks: {known}", err=True)
+        patches = ", ".join(f"{p.id} {p.name}" for p in all_patches())
+        click.echo(f"envkit doctor: no check or patch {key!r}. Known checks: {known}. Patches: {patches}", err=True)
         return USAGE
-    click.echo(f"{found.id} {found.name} ({found.section})\n\n{found.doc}")
+    click.echo(patch.doc() if patch else f"{found.id} {found.name} ({found.section})\n\n{found.doc}")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatch
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from envkit.facts import Facts
@@ -119,3 +120,27 @@ def shm(facts: Facts) -> Outcome:
     if size < floor:
         return fail(f"/dev/shm is only {size} MiB", evidence, "docker run --ipc=host ...  (or --shm-size=16g)")
     return ok(f"/dev/shm {size} MiB", evidence)
+
+
+@rule("EK406", "trl-sleep-sync", "rl")
+def trl_sleep_sync(facts: Facts) -> Outcome:
+    """TRL's weight sync reaches a sleeping colocated vLLM.
+
+    From trl 0.28.0 to 1.9.x, colocate mode with vllm_enable_sleep_mode=True
+    generates from stale weights (huggingface/trl#5312): waking vLLM reloaded
+    the checkpoint from disk over the weights just synced, so training runs,
+    loss is logged, and the sampler never sees the updates.  Fixed in trl
+    1.10.0 (PR #5313).  envkit train never turns sleep mode on with such a
+    TRL and refuses a recipe that asks for it (vllm.sleep: true).  Fix:
+    pip install 'trl>=1.10.0' (with a vLLM inside its window), or keep
+    vllm.sleep: false.
+    """
+    trl = facts.package("trl")
+    if trl is None or _vllm_version(facts) is None:
+        return skip("needs trl and vllm")
+    stale = curated("trl_sleep_stale_weights")
+    evidence = f"trl {trl.version}; {stale['source']} (checked {stale['checked']})"
+    if Version(trl.version) in SpecifierSet(stale["trl"]):
+        return warn(f"trl {trl.version} with vLLM sleep mode trains on stale weights", evidence,
+                    f"pip install 'trl>={stale['fixed_in']}', or keep vllm.sleep: false")
+    return ok(f"trl {trl.version} syncs weights into a sleeping vLLM", f"trl {trl.version} (fixed in {stale['fixed_in']})")

@@ -1,4 +1,4 @@
-"""Per-step metrics to metrics.jsonl, and a clean stop on SIGINT or SIGTERM (save, then exit)."""
+"""Per-step metrics to metrics.jsonl, the stale-weight guard, and a clean stop on SIGINT or SIGTERM (save, then exit)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import signal
 import time
 from pathlib import Path
 
+import click
 from transformers import TrainerCallback
 
+from envkit.train.guard import StaleWeightGuard
 from envkit.train.plot import metric_rows
 
-# TRL's log keys -> ours; rewards/<function>/mean keep their names.
+# TRL's log keys -> ours; rewards/<function>/mean and the sampler-vs-trainer gap (sampling/*: what the
+# stale-weight guard reads) keep their names.
 KEYS = {"reward": "reward", "completions/mean_length": "completion_length", "kl": "kl", "loss": "loss",
         "learning_rate": "learning_rate"}
 
@@ -37,13 +40,38 @@ class MetricsCallback(TrainerCallback):
             return
         row = {"step": state.global_step, "step_time": round(self._step_time, 4)}
         row.update({ours: logs[theirs] for theirs, ours in KEYS.items() if theirs in logs})
-        row.update({k: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")})
+        row.update({k: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean") or k.startswith("sampling/")})
         tokens = logs.get("num_tokens")
         if tokens is not None and self._tokens is not None and self._step_time > 0:
             row["tokens_per_s"] = round((tokens - self._tokens) / self._step_time, 1)
         self._tokens = tokens
         with self.path.open("a") as out:
             out.write(json.dumps(row) + "\n")
+
+
+class GuardCallback(TrainerCallback):
+    """The stale-weight guard (envkit.train.guard) on every logged step: a loud warning when it fires and,
+    with ``guard: stop``, a checkpoint and the end of training (the runner then exits naming the cause).
+
+    Every rank runs it: TRL gathers the sampling metrics over the ranks before logging, so all of them
+    see the same values and stop at the same step; only ``speak`` (rank 0) prints.
+    """
+
+    def __init__(self, stop: bool, speak: bool):
+        self.guard = StaleWeightGuard()
+        self.stop = stop
+        self.speak = speak
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        verdict = self.guard.observe(state.global_step, logs or {})
+        if verdict is None:
+            return
+        if self.speak:
+            then = "stopping after a checkpoint (guard: stop)" if self.stop else "training goes on (guard: stop ends such a run)"
+            click.echo(f"envkit train: WARNING: stale weights: {verdict.message()}; {then}", err=True)
+        if self.stop:
+            control.should_save = True
+            control.should_training_stop = True
 
 
 class StopOnSignal(TrainerCallback):

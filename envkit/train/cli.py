@@ -19,13 +19,15 @@ from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 @click.option("--max-steps", type=click.IntRange(1), help="Override grpo.max_steps.")
 @click.option("--output", type=click.Path(file_okay=False), help="Override output.dir.")
 @click.option("--machine-rank", type=click.IntRange(0), help="Override distributed.machine_rank (multi-node: one per machine).")
+@click.option("--no-patch", "no_patch", multiple=True, metavar="ID",
+              help="Do not apply envkit's TRL patch ID (repeatable; for A/B runs, or once upstream fixed it). README: Patches.")
 @click.option("--worker", is_flag=True, hidden=True, help="A trainer rank started by envkit's launch plan: train in this process.")
-def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker) -> None:
+def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_patch, worker) -> None:
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
 
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
     Exit codes: 0 done, 1 refused by a doctor check (see --force) or a launched process failed,
-    2 recipe or usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g. docker stop); both
+    2 recipe or usage error, 3 stopped by the stale-weight guard (guard: stop), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g. docker stop); both
     save a checkpoint first and stop every launched process; otherwise the trainer's own exit code.
     """
     from envkit.launch.plan import LaunchError
@@ -33,7 +35,7 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worke
     from envkit.recipe.load import RecipeError
 
     try:
-        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker))
+        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch))
     except (RecipeError, LaunchError) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
@@ -45,7 +47,7 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worke
         sys.exit(INTERRUPTED)
 
 
-def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False) -> int:
+def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=()) -> int:
     import json
 
     from envkit.probe import collect
@@ -66,10 +68,10 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     output_dir = Path(output or recipe.output.dir or Path("runs") / Path(recipe.source).stem)
     facts = collect()
     check_backend(recipe, facts)
-    plan = plan_run(recipe, facts, run_rules(facts))
+    plan = plan_run(recipe, facts, run_rules(facts), tuple(no_patch))
     kwargs = grpo_kwargs(recipe, plan, str(output_dir))
     forward = ["--output", str(output_dir)] + (["--max-steps", str(max_steps)] if max_steps else []) + \
-        (["--resume"] if resume else []) + (["--force"] if force else [])
+        (["--resume"] if resume else []) + (["--force"] if force else []) + [a for p in no_patch for a in ("--no-patch", p)]
     launch = None if worker else _plan_launch(recipe, str(recipe_path), facts, plan, kwargs, forward, dry_run)
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
         for warning in plan.warnings:
@@ -79,7 +81,8 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
                        + (f"\n    fix: {finding.fix}" if finding.fix else ""), err=True)
     if dry_run:
         resolved = {"recipe": recipe.source, "plan": {"backend": recipe.backend, "use_vllm": plan.use_vllm, "sleep": plan.sleep,
-                                                      "gpu": plan.gpu, "env": plan.env}, "grpo_config": kwargs,
+                                                      "gpu": plan.gpu, "env": plan.env, "patches": plan.patches,
+                                                      "patches_off": plan.patches_off, "guard": recipe.guard}, "grpo_config": kwargs,
                     "launch": launch.to_dict() if launch else None}
         if recipe.backend == "unsloth":
             model = recipe.model.name or f"<model.build: {recipe.model.build}, built at start>"
@@ -139,5 +142,10 @@ def report(run_dir) -> None:
     if not (path / "metrics.jsonl").exists():
         click.echo(f"envkit report: {path / 'metrics.jsonl'} not found", err=True)
         sys.exit(USAGE)
+    from envkit.train.guard import check_rows
+
     rows = read_metrics(path)
     click.echo(f"{plot_run(path)}: {len(rows)} steps" + (f", last {rows[-1]}" if rows else ""))
+    verdict = check_rows(rows)
+    if verdict:
+        click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; envkit doctor --explain EKP001 lists the known causes", err=True)

@@ -1,4 +1,5 @@
-"""The run's picture: reward per function, completion length and KL per step, from metrics.jsonl."""
+"""The run's picture: reward per function, completion length, KL and the sampler's gap to the trainer
+(the stale-weight guard's metric, with its threshold) per step, from metrics.jsonl."""
 
 from __future__ import annotations
 
@@ -30,21 +31,27 @@ def plot_run(run_dir: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from envkit.train.guard import GuardLimits
+
     rows = read_metrics(run_dir)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    limits = GuardLimits.shipped()
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     panels = [
         ("reward", sorted({k for r in rows for k in r if k.startswith("rewards/")} | {"reward"})),
         ("completion length (tokens)", ["completion_length"]),
         ("KL", ["kl"]),
+        ("sampler vs trainer |logp gap|", [limits.metric, limits.metric.replace("/mean", "/max")]),
     ]
+    axes[3].axhline(limits.threshold, color="red", linestyle="--", linewidth=1, label="stale-weight guard")
+    axes[3].set_yscale("symlog", linthresh=limits.threshold / 10)
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:
             points = [(r["step"], r[key]) for r in rows if key in r]
             if points:
-                ax.plot(*zip(*points), marker=".", label=key.removeprefix("rewards/").removesuffix("/mean"))
+                ax.plot(*zip(*points), marker=".", label=key.removeprefix("rewards/").removesuffix("/mean").removeprefix("sampling/"))
         ax.set_title(title)
         ax.set_xlabel("step")
-        if len(keys) > 1:
+        if len(keys) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
     fig.suptitle(run_dir.name)
     fig.tight_layout()

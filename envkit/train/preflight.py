@@ -5,7 +5,7 @@ Pure over Facts and findings (no torch), so ``--dry-run`` and the tests see the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -18,11 +18,14 @@ from envkit.knowledge import curated
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding, Severity
+from envkit.train.patches import select_patches
 
 # Checks that concern vLLM generation only: irrelevant when the run generates with model.generate.
-VLLM_CHECKS = {"EK104", "EK106", "EK203", "EK301", "EK302", "EK303", "EK401", "EK402", "EK403", "EK404"}
+VLLM_CHECKS = {"EK104", "EK106", "EK203", "EK301", "EK302", "EK303", "EK401", "EK402", "EK403", "EK404", "EK406"}
 # Without a GPU the run is a CPU run: only the Python stack matters.
 CPU_CHECKS = {"EK300", "EK304"}
+# Checks that say whether vLLM sleep mode may be used: vLLM's own state (EK404), TRL's weight sync under it (EK406).
+SLEEP_CHECKS = ("EK404", "EK406")
 GENERATE_COST = "generation falls back to model.generate, several times slower per step (about 6x on a 205M model, 32x256 tokens)"
 
 
@@ -37,6 +40,8 @@ class Plan:
     blocking: list[Finding] = field(default_factory=list)  # failures relevant to the run
     gpu_memory: int | None = None  # bytes of the GPU the run uses: sizes vLLM's share (envkit.budget)
     dtype: str = "bf16"  # the one training dtype (fp32, bf16, fp16): the weights' and GRPOConfig's bf16/fp16 flags
+    patches: list[str] = field(default_factory=list)  # envkit's TRL patches this run applies (envkit.train.patches)
+    patches_off: list[str] = field(default_factory=list)  # ones that would apply, turned off by --no-patch
 
 
 def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tuple[str, str | None]:
@@ -85,7 +90,8 @@ def bnb_plugin_missing(recipe: Recipe, facts: Facts, use_vllm: bool) -> Finding 
                    f"pip install {plugin}  (with --force: no vLLM, {GENERATE_COST})", (plugin,))
 
 
-def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding]) -> Plan:
+def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tuple[str, ...] = ()) -> Plan:
+    """The run's decisions, once: vLLM or not, sleep, dtype, environment, patches, what blocks it."""
     by_id = {f.id: f for f in findings}
     gpus = facts.visible_gpus()
     warnings: list[str] = []
@@ -115,12 +121,16 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding]) -> Plan:
     bf16 = dtype == "bf16"
     gpu_memory = gpus[0].memory_total_mib * MIB if gpus and gpus[0].memory_total_mib else None
     budget = _budget(recipe, gpu_memory, bf16, use_vllm, warnings)
-    sleep_check = by_id.get("EK404")
+    sleep_checks = [by_id[i] for i in SLEEP_CHECKS if i in by_id]
+    sleep_check = next((f for f in sleep_checks if f.severity is not Severity.OK), sleep_checks[0] if sleep_checks else None)
     sleep_ok = sleep_check is not None and sleep_check.severity is Severity.OK
     # sleep: auto sleeps only when the budget needs it (waking costs time every step); without a budget, when it works.
     needs_sleep = budget.plan.sleep if budget else sleep_ok
-    sleep = use_vllm and recipe.vllm.mode == "colocate" and (recipe.vllm.sleep is True or (recipe.vllm.sleep == "auto" and sleep_ok and needs_sleep))
-    if use_vllm and not sleep_ok and sleep_check is not None and (recipe.vllm.sleep is True or (recipe.vllm.sleep == "auto" and needs_sleep)):
+    stale_sync = by_id.get("EK406")  # a WARN: sleep mode would train on stale weights, so it is never turned on
+    stale_sync = stale_sync if stale_sync and stale_sync.severity is Severity.WARN else None
+    sleep = use_vllm and recipe.vllm.mode == "colocate" and stale_sync is None and (recipe.vllm.sleep is True or (recipe.vllm.sleep == "auto" and sleep_ok and needs_sleep))
+    stale = stale_sleep(recipe, stale_sync, use_vllm)
+    if stale is None and use_vllm and not sleep_ok and sleep_check is not None and (recipe.vllm.sleep is True or (recipe.vllm.sleep == "auto" and needs_sleep)):
         warnings.append(f"vllm sleep mode {'requested' if recipe.vllm.sleep is True else 'needed by the memory budget'} although {sleep_check.title}")
     if sleep and recipe.backend == "unsloth":  # Unsloth's own vLLM sleeps only with its standby variable set
         standby = curated("unsloth_vllm_standby")
@@ -131,8 +141,19 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding]) -> Plan:
         warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak on this {gpu_memory / GIB:.0f} GiB GPU; "
                         f"`envkit budget {recipe.source}` lists what fits")
     relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - ({"EK402"} if "TRITON_DISABLE_PDL" in env else set())
-    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL] + ([bnb] if bnb else [])
-    return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype)
+    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL] + [f for f in (bnb, stale) if f]
+    patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
+    return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
+                patches, patches_off)
+
+
+def stale_sleep(recipe: Recipe, check: Finding | None, use_vllm: bool) -> Finding | None:
+    """A refusal when the recipe asks for sleep mode where it trains on stale weights (``check``: EK406's
+    warning, TRL before the fix of huggingface/trl#5312).  Sleep is off in the plan either way, so ``--force``
+    runs without it."""
+    if not (check and use_vllm and recipe.vllm.sleep is True and recipe.vllm.mode == "colocate"):
+        return None
+    return replace(check, severity=Severity.FAIL, fix=f"{check.fix}  (with --force: sleep off)")
 
 
 def _budget(recipe: Recipe, gpu_memory: int | None, bf16: bool, use_vllm: bool, warnings: list[str],

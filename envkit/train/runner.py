@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from envkit.exitcodes import INTERRUPTED, TERMINATED
+from envkit.exitcodes import INTERRUPTED, STALE_WEIGHTS, TERMINATED
 from envkit.files import write_atomic
 from envkit.recipe.load import RecipeError, resolve_reward
 from envkit.recipe.schema import Recipe
@@ -49,8 +49,10 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         import_unsloth()  # before trl: importing unsloth patches it
     from trl import GRPOConfig, GRPOTrainer
 
-    from envkit.train.callbacks import MetricsCallback, StopOnSignal, trim_metrics
+    from envkit.train.callbacks import GuardCallback, MetricsCallback, StopOnSignal, trim_metrics
     from envkit.train.data import prepare_dataset
+
+    _apply(plan, main)
 
     kwargs, dropped = split_supported(grpo_kwargs(recipe, plan, str(output_dir)), {f.name for f in dataclasses.fields(GRPOConfig)})
     for name in dropped if main else ():
@@ -64,6 +66,8 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     source = model_source(recipe)
     model, tokenizer, peft_config = load_model(recipe, plan, source)
     stop = StopOnSignal()
+    callbacks = [MetricsCallback(metrics)] if main else []
+    guard = GuardCallback(stop=recipe.guard == "stop", speak=main) if recipe.guard != "off" else None
     trainer = GRPOTrainer(
         model=model,
         processing_class=tokenizer,
@@ -71,27 +75,54 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         args=GRPOConfig(**kwargs),
         train_dataset=prepare_dataset(recipe, tokenizer),
         peft_config=peft_config,
-        callbacks=[MetricsCallback(metrics), stop] if main else [stop],
+        callbacks=callbacks + [c for c in (guard, stop) if c],
     )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    if stop.requested:
+    verdict = guard.guard.verdict if guard else None
+    stopped_by_guard = verdict is not None and recipe.guard == "stop"
+    if stopped_by_guard:
+        click.echo(f"envkit train: stopped at step {trainer.state.global_step} by the stale-weight guard: {verdict.message()}; "
+                   "checkpoint saved; envkit doctor --explain EKP001 lists the known causes", err=True)
+    elif stop.requested:
         how = "terminated (SIGTERM)" if stop.received is signal.SIGTERM else "interrupted"
         click.echo(f"envkit train: {how} at step {trainer.state.global_step}; checkpoint saved, --resume continues", err=True)
-    else:
+    if not (stop.requested or stopped_by_guard):
         trainer.save_model(str(output_dir / "adapter"))
         if main and recipe.output.merge:
             merge_adapter(recipe, plan, source, output_dir / "adapter", output_dir / "merged", tokenizer)
     manifest = _manifest(recipe, plan, kwargs, dropped, trainer.state.global_step, started, time.perf_counter() - wall,
-                         checkpoint, completed=not stop.requested)
+                         checkpoint, completed=not (stop.requested or stopped_by_guard))
+    manifest["guard"] = {"mode": recipe.guard, "stale_weights": verdict.to_dict() if verdict else None}
     if main:
         write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if main and metrics.exists():
         from envkit.train.plot import plot_run
 
         plot_run(output_dir)
+    if stopped_by_guard:
+        return STALE_WEIGHTS
     if not stop.requested:
         return 0
     return TERMINATED if stop.received is signal.SIGTERM else INTERRUPTED
+
+
+def _apply(plan: Plan, main: bool) -> None:
+    """The plan's TRL patches, said in the log; one that cannot be applied stops the run (it exists because
+    the run would silently train wrong without it)."""
+    from envkit.train.patches import find_patch
+    from envkit.train.trl_patches import apply_patches
+
+    failed = dict(apply_patches(plan.patches))
+    for patch_id in plan.patches + plan.patches_off:
+        patch = find_patch(patch_id)
+        if main and patch_id in failed:
+            click.echo(f"envkit train: patch {patch_id} could not be applied ({failed[patch_id]})", err=True)
+        elif main:
+            state = "off (--no-patch)" if patch_id in plan.patches_off else "applied"
+            click.echo(f"envkit train: patch {patch_id} {patch.name} {state}: {patch.title}", err=True)
+    if failed:
+        raise RecipeError(f"patch {', '.join(failed)} could not be applied to the installed trl, and the run needs it; "
+                          f"--no-patch {' --no-patch '.join(failed)} runs without (envkit doctor --explain {next(iter(failed))})")
 
 
 def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_from, completed) -> dict:

@@ -1,0 +1,73 @@
+"""The stale-weight guard: does generation run on the weights being trained?  Pure (no torch, no trl).
+
+With vLLM generating, TRL logs ``sampling/sampling_logp_difference/mean``: the mean gap between vLLM's
+log-probability of each sampled token and the trainer's.  On the trained weights it stays near bf16 noise;
+when the sampler never receives them (TRL 1.16 server mode + LoRA without patch EKP001, trl < 1.11 colocate +
+sleep) it grows with every step the adapter learns.  The threshold is data (knowledge/guard.json, measured
+on healthy and stale runs); the same check runs live (envkit.train.callbacks.GuardCallback) and over a
+finished run's metrics.jsonl (``envkit report``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+from envkit.knowledge import load
+
+
+@dataclass(frozen=True)
+class GuardLimits:
+    metric: str
+    threshold: float
+    consecutive: int  # logged steps in a row above the threshold before it fires (one noisy step does not)
+
+    @classmethod
+    def shipped(cls) -> GuardLimits:
+        data = load("guard")
+        return cls(data["metric"], float(data["threshold"]), int(data["consecutive"]))
+
+
+@dataclass(frozen=True)
+class StaleVerdict:
+    step: int
+    metric: str
+    value: float
+    threshold: float
+    consecutive: int
+
+    def message(self) -> str:
+        return (f"generation is not running on the weights being trained: {self.metric} {self.value:.3g} > "
+                f"{self.threshold:g} for {self.consecutive} steps up to step {self.step} (the vLLM sampler has stale weights)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class StaleWeightGuard:
+    """Feed it each logged step; it answers a verdict once, at the first step that completes a run of
+    ``consecutive`` values above the threshold, and None otherwise (also for steps without the metric:
+    generation without vLLM logs none)."""
+
+    def __init__(self, limits: GuardLimits | None = None):
+        self.limits = limits or GuardLimits.shipped()
+        self.verdict: StaleVerdict | None = None
+        self._run = 0
+
+    def observe(self, step: int, logs: dict) -> StaleVerdict | None:
+        value = logs.get(self.limits.metric)
+        if self.verdict is not None or not isinstance(value, (int, float)):
+            return None
+        self._run = self._run + 1 if value > self.limits.threshold else 0
+        if self._run >= self.limits.consecutive:
+            self.verdict = StaleVerdict(step, self.limits.metric, float(value), self.limits.threshold, self.limits.consecutive)
+            return self.verdict
+        return None
+
+
+def check_rows(rows: Iterable[dict], limits: GuardLimits | None = None) -> StaleVerdict | None:
+    """The guard over a run's metrics.jsonl rows (each with its ``step``)."""
+    guard = StaleWeightGuard(limits)
+    for row in rows:
+        guard.observe(row["step"], row)
+    return guard.verdict
