@@ -145,7 +145,15 @@ def test_explain_prints_a_patch(tmp_path):
     assert "trl >=1.11.0,<=1.16.0" in result.output
 
 
-def test_dry_run_and_manifest_plan_carry_the_patches(tmp_path):
+def test_the_manifest_records_applied_and_turned_off_patches(tmp_path):
+    from datetime import datetime, timezone
+
+    from envkit.train.runner import _manifest
+
     facts = make_facts(["h200", "h200"], STACK | {"trl": "1.16.0"})
-    plan = plan_run(recipe(tmp_path, SERVER), facts, run_rules(facts), ("EKP001",))
-    assert json.loads(json.dumps(plan.__dict__, default=str))["patches_off"] == ["EKP001"]
+    r = recipe(tmp_path, SERVER)
+    for no_patch, applied, off in [((), ["EKP001"], []), (("EKP001",), [], ["EKP001"])]:
+        plan = plan_run(r, facts, run_rules(facts), no_patch)
+        manifest = _manifest(r, plan, {}, [], 1, datetime.now(timezone.utc), 1.0, None, completed=True)
+        assert (manifest["plan"]["patches"], manifest["plan"]["patches_off"]) == (applied, off)
+        json.dumps(manifest)  # written as JSON

@@ -37,3 +37,15 @@ def test_small_shm_in_container():
     finding = check("EK405", make_facts(container="docker", shm_mib=64))
     assert finding.severity is Severity.FAIL and "--ipc=host" in finding.fix
     assert check("EK405", make_facts(container="docker", shm_mib=16384)).severity is Severity.OK
+
+
+def test_trl_sleep_sync_window_is_0_28_to_1_9():
+    """huggingface/trl#5312: 0.28.0 (PR #4700) up to 1.9.x reload weights from disk after the sync; 1.10.0 fixed it."""
+    stack = {"vllm": "0.26.0"}
+    for trl, expected in [("0.27.2", Severity.OK), ("0.28.0", Severity.WARN), ("1.9.2", Severity.WARN),
+                          ("1.10.0", Severity.OK), ("1.16.0", Severity.OK)]:
+        finding = check("EK406", make_facts("h100", stack | {"trl": trl}))
+        assert finding.severity is expected, trl
+    stale = check("EK406", make_facts("h100", stack | {"trl": "1.9.2"}))
+    assert "trl>=1.10.0" in stale.fix and "vllm.sleep: false" in stale.fix and "#5312" in stale.evidence
+    assert check("EK406", make_facts("h100", {"trl": "1.9.2"})).severity is Severity.SKIP  # no vLLM: no sleep mode

@@ -109,3 +109,22 @@ def test_report_skips_a_torn_last_line_and_non_object_lines(tmp_path):
 def test_report_without_metrics_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "metrics.jsonl not found" in result.output
+
+
+STACK = {"torch": "2.11.0", "vllm": "0.26.0", "transformers": "5.17.0", "peft": "0.21.0", "accelerate": "1.13.0",
+         "datasets": "4.8.0"}
+
+
+@pytest.mark.parametrize("trl, sleep, refused, sleeps", [
+    ("1.9.2", "true", True, False),  # asked for, trains on stale weights: refused (EK406); --force runs without sleep
+    ("1.9.2", "auto", False, False),  # auto never picks it there
+    ("1.16.0", "true", False, True),
+])
+def test_sleep_mode_where_trl_trains_on_stale_weights_is_refused(trl, sleep, refused, sleeps):
+    facts = make_facts("h100", STACK | {"trl": trl})
+    recipe = parse_recipe(TINY.replace("enabled: auto", f"enabled: auto\n  sleep: {sleep}"), "tiny.yaml")
+    plan = plan_run(recipe, facts, run_rules(facts))
+    assert [f.id for f in plan.blocking] == (["EK406"] if refused else [])
+    assert plan.sleep is sleeps
+    if refused:
+        assert "with --force: sleep off" in plan.blocking[0].fix

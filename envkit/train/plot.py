@@ -43,7 +43,7 @@ def plot_run(run_dir: Path) -> Path:
         ("sampler vs trainer |logp gap|", [limits.metric, limits.metric.replace("/mean", "/max")]),
     ]
     axes[3].axhline(limits.threshold, color="red", linestyle="--", linewidth=1, label="stale-weight guard")
-    axes[3].set_yscale("symlog", linthresh=limits.threshold / 10)
+    axes[3].set_yscale("symlog", linthresh=1e-3)  # healthy ~0.001-0.01, stale ~0.1-1: both readable
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:
             points = [(r["step"], r[key]) for r in rows if key in r]
