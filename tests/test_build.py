@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from packaging.version import Version
 
 from envkit.build.context import Inputs, write_context
 from envkit.build.dockerfile import render
@@ -160,7 +161,10 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
 
 
 @pytest.mark.network
-def test_real_lock_of_grpo_llama3b_for_h100_is_coherent(monkeypatch):
+@pytest.mark.parametrize("backend", ["trl", "unsloth"])
+def test_real_lock_of_grpo_llama3b_for_h100_is_coherent(monkeypatch, backend):
+    """The lock uv makes from the matrix's pick: every locked requirement satisfied, vLLM inside TRL's window
+    and, for backend: unsloth (issue #18), trl, transformers, torch and datasets inside Unsloth's caps."""
     from packaging.requirements import Requirement
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
@@ -169,7 +173,9 @@ def test_real_lock_of_grpo_llama3b_for_h100_is_coherent(monkeypatch):
     from envkit.knowledge.matrix import Matrix as Shipped
 
     monkeypatch.setenv("HF_TOKEN", "canary-build-secret")
-    stack = choose(load_recipe(find_recipe("grpo-llama3b")), "h100")
+    recipe = load_recipe(find_recipe("grpo-llama3b"))
+    recipe.backend = backend
+    stack = choose(recipe, "h100")
     try:
         locked = lock(stack)
     except LockError as exc:
@@ -180,6 +186,11 @@ def test_real_lock_of_grpo_llama3b_for_h100_is_coherent(monkeypatch):
     assert shipped.torch_pinned_by(pins["vllm"]) == pins["torch"]
     assert Version(pins["vllm"]) in SpecifierSet(shipped.record("trl", pins["trl"])["vllm_extra"])
     assert all("--hash=sha256:" in entry for entry in locked.entries().values())
+    if backend == "unsloth":
+        for package in ("unsloth", "unsloth-zoo"):
+            for dependency in ("trl", "transformers", "torch", "datasets"):
+                declared = shipped.requirement(package.replace("-", "_"), pins[package], dependency)
+                assert declared.contains(Version(pins[dependency]).public), (package, dependency, declared)
     # Every locked package's requirements (for linux x86_64, Python 3.12) are satisfied by the lock.
     result = subprocess.run(["uv", "pip", "compile", "-", "--python-platform", "x86_64-manylinux_2_28", "--python-version",
                              "3.12", "--offline", "--no-header", "--quiet"], input="\n".join(f"{n}=={v}" for n, v in pins.items()),
@@ -197,3 +208,12 @@ def test_only_package_files_go_into_the_image(tmp_path):
     (tmp_path / "rules").mkdir()
     skipped = _not_package_files(str(tmp_path), [p.name for p in tmp_path.iterdir()])
     assert skipped == {".env", "notes.txt", "__pycache__"}
+
+
+def test_unsloth_recipe_pins_unsloth_inside_its_caps():
+    recipe = load_recipe(find_recipe("grpo-llama3b"))
+    recipe.backend = "unsloth"
+    pins = dict(p.split("==") for p in choose(recipe, "h200").pins if "==" in p)
+    assert {"unsloth", "unsloth_zoo", "datasets"} <= set(pins)
+    assert Version(pins["trl"]) <= Version("1.15.0") and Version(pins["datasets"]) < Version("5")
+    assert sum(p.split("==")[0] == "datasets" for p in choose(recipe, "h200").pins) == 1  # pinned once, not also bare

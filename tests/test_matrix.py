@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from envkit.cli import main
@@ -195,3 +196,37 @@ def test_solve_rejects_bad_constraints_in_one_line(args, needle):
     result = CliRunner().invoke(main, ["matrix", "solve", *args])
     assert result.exit_code == 2 and needle in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def with_unsloth(matrix: Matrix) -> Matrix:
+    """The recorded matrix plus unsloth / unsloth_zoo 2026.10.9 and datasets from the shipped one (the
+    2026-11-23 recording predates their refresh); their records are the index's metadata (cf.
+    tests/fixtures/metadata/unsloth-2026.10.9.METADATA)."""
+    shipped = load("matrix")["packages"]
+    packages = dict(matrix.doc["packages"])
+    packages |= {name: {"2026.10.9": shipped[name]["2026.10.9"]} for name in ("unsloth", "unsloth_zoo")}
+    packages["datasets"] = shipped["datasets"]
+    return Matrix({"packages": packages})
+
+
+def test_unsloth_backend_stays_inside_every_cap_unsloth_declares():
+    """unsloth / unsloth_zoo 2026.10.9 cap trl at 1.15.0, transformers at 5.17.0, torch below 2.15 and datasets
+    below 5: the plain solution (trl 1.16.0) is not theirs."""
+    matrix = with_unsloth(RECORDED)
+    plain = solve(Constraints(target="h200", torch="2.11.0"), matrix).versions
+    found = solve(Constraints(target="h200", torch="2.11.0", backend="unsloth"), matrix).versions
+    assert plain["trl"] == "1.16.0" and "unsloth" not in plain
+    assert (found["unsloth"], found["unsloth_zoo"], found["trl"], found["vllm"]) == ("2026.10.9", "2026.10.9", "1.15.0", "0.26.0")
+    for package in ("unsloth", "unsloth_zoo"):
+        for dependency in ("trl", "transformers", "torch", "datasets"):
+            assert matrix.requirement(package, found[package], dependency).contains(found[dependency]), (package, dependency)
+    assert Version(found["vllm"]) in SpecifierSet(matrix.record("trl", found["trl"])["vllm_extra"])
+    assert matrix.requirement("trl", found["trl"], "datasets").contains(found["datasets"])
+    assert Version(found["datasets"]) < Version("5")
+
+
+def test_unsloth_backend_says_which_cap_leaves_no_solution():
+    with pytest.raises(NoSolution) as caught:
+        solve(Constraints(trl="1.16.0", backend="unsloth"), with_unsloth(RECORDED))
+    assert caught.value.reasons == ["unsloth 2026.10.9 + unsloth_zoo 2026.10.9 caps trl at !=0.19.0,<=1.15.0,>=0.18.2: "
+                                    "no trl release matches 1.16.0"]

@@ -157,3 +157,13 @@ def test_the_manifest_records_applied_and_turned_off_patches(tmp_path):
         manifest = _manifest(r, plan, {}, [], 1, datetime.now(timezone.utc), 1.0, None, completed=True)
         assert (manifest["plan"]["patches"], manifest["plan"]["patches_off"]) == (applied, off)
         json.dumps(manifest)  # written as JSON
+
+
+def test_an_unknown_no_patch_id_is_one_line_and_exit_2():
+    from click.testing import CliRunner
+
+    from envkit.cli import main
+
+    result = CliRunner().invoke(main, ["train", "tiny", "--dry-run", "--no-patch", "EKP999"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == "envkit train: --no-patch EKP999: no such patch (known: EKP001 server-lora-sync)"

@@ -74,13 +74,13 @@ def choose(recipe: Recipe, target: str, python: str = DEFAULT_PYTHON, arch: str 
                      notes=["CPU image: generation with model.generate"])
     gpu = gpu_catalog()[target]
     vllm = uses_vllm(recipe, target)
-    solution = solve(Constraints(target=target if vllm else None, python=python), matrix)
+    solution = solve(Constraints(target=target if vllm else None, python=python, backend=recipe.backend), matrix)
     versions = dict(solution.versions)
     if not vllm:
         versions.pop("vllm")
     if not recipe.model.load_in_4bit:
         versions.pop("bitsandbytes", None)
-    pins = sorted([f"{name}=={version}" for name, version in versions.items()] + list(BASE_PACKAGES))
+    pins = sorted([f"{name}=={version}" for name, version in versions.items()] + [p for p in BASE_PACKAGES if p not in versions])
     variant = torch_variant(solution.cuda, gpu["compute_capability"])
     cuda = variant or solution.cuda
     bf16 = cc_tuple(gpu["compute_capability"]) >= cc_tuple(curated("bf16_min_compute_capability")["value"])

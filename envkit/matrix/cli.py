@@ -82,15 +82,17 @@ def show(package: str, version: str | None) -> None:
 @click.option("--torch", help="A version or specifier.")
 @click.option("--target", metavar="GPU", help="A catalog GPU (h100, b200, gb10, ...).")
 @click.option("--python", default=DEFAULT_PYTHON, show_default=True)
+@click.option("--backend", type=click.Choice(["trl", "unsloth"]), default="trl", show_default=True,
+              help="unsloth: add unsloth + unsloth_zoo and stay inside the bounds they declare.")
 @click.option("--json", "as_json", is_flag=True)
-def solve(trl, vllm, torch, target, python, as_json) -> None:
+def solve(trl, vllm, torch, target, python, backend, as_json) -> None:
     """The newest coherent torch/vllm/trl/transformers/peft/bitsandbytes set, or why none exists."""
     from envkit.matrix.solve import BadConstraint, Constraints, NoSolution
     from envkit.matrix.solve import solve as find
     from envkit.probe.target import UnknownTarget, resolve_target
 
     try:
-        constraints = Constraints(trl, vllm, torch, resolve_target(target) if target else None, python)
+        constraints = Constraints(trl, vllm, torch, resolve_target(target) if target else None, python, backend)
         solution = find(constraints)
     except (UnknownTarget, BadConstraint) as exc:
         click.echo(f"envkit matrix solve: {exc}", err=True)

@@ -29,6 +29,7 @@ class Constraints:
     torch: str | None = None
     target: str | None = None  # catalog GPU key
     python: str = DEFAULT_PYTHON
+    backend: str = "trl"  # "unsloth": the stack also holds unsloth + unsloth_zoo, inside every cap they declare
 
     def __post_init__(self) -> None:
         """User input: a constraint that does not parse is an error, not "no constraint"."""
@@ -76,6 +77,42 @@ def _newest(matrix: Matrix, package: str, accept) -> str | None:
     return next((str(v) for v, rec in matrix.releases(package) if accept(v, rec)), None)
 
 
+@dataclass(frozen=True)
+class Caps:
+    """What a backend adds to the stack: its own pins, and the bounds its packages declare on the rest."""
+
+    pins: tuple[tuple[str, str], ...] = ()
+    bounds: tuple[tuple[str, SpecifierSet], ...] = ()
+
+    def of(self, package: str) -> SpecifierSet:
+        return next((b for name, b in self.bounds if name == package), SpecifierSet())
+
+    def describe(self) -> str:
+        return " + ".join(f"{name} {version}" for name, version in self.pins)
+
+
+# The stack packages whose bounds a backend's packages declare (Unsloth caps all four; issue #18).
+CAPPED = ("trl", "transformers", "torch", "datasets")
+UNSLOTH = ("unsloth", "unsloth_zoo")
+
+
+def backend_caps(matrix: Matrix, constraints: Constraints) -> list[Caps]:
+    """The backend's options, newest first: nothing to add for TRL; for Unsloth each unsloth release with the
+    newest unsloth_zoo it admits, and the intersection of what both declare on trl, transformers, torch, datasets."""
+    if constraints.backend == "trl":
+        return [Caps()]
+    options = []
+    for version, rec in matrix.releases("unsloth"):
+        zoo_spec = spec(rec["requires"].get("unsloth-zoo") or rec["requires"].get("unsloth_zoo"))
+        zoo = _newest(matrix, "unsloth_zoo", lambda v, z: zoo_spec.contains(v, prereleases=True) and _python_ok(z, constraints.python))
+        if zoo is None or not _python_ok(rec, constraints.python):
+            continue
+        declared = [rec["requires"], matrix.record("unsloth_zoo", zoo)["requires"]]
+        bounds = tuple((name, spec(",".join(filter(None, (d.get(name) for d in declared))))) for name in CAPPED)
+        options.append(Caps((("unsloth", str(version)), ("unsloth_zoo", zoo)), bounds))
+    return options
+
+
 def solve(constraints: Constraints, matrix: Matrix | None = None) -> Solution:
     matrix = matrix or Matrix.shipped()
     reasons: list[str] = []
@@ -83,10 +120,24 @@ def solve(constraints: Constraints, matrix: Matrix | None = None) -> Solution:
     cc = cc_tuple(gpu["compute_capability"]) if gpu else None
     if cc and cc < cc_tuple(curated("vllm_min_compute_capability")["value"]):
         raise NoSolution([f"{constraints.target} (sm_{gpu['compute_capability'].replace('.', '')}) is below vLLM's minimum compute capability"])
+    options = backend_caps(matrix, constraints)
+    if not options:
+        raise NoSolution([f"no {constraints.backend} release for Python {constraints.python} in the matrix"])
+    for caps in options:
+        found = _solve_with(matrix, constraints, cc, caps, reasons)
+        if found:
+            return found
+    raise NoSolution(list(dict.fromkeys(reasons)))
+
+
+def _solve_with(matrix: Matrix, constraints: Constraints, cc, caps: Caps, reasons: list[str]) -> Solution | None:
     trls = [(v, r) for v, r in matrix.releases("trl") if constraints.of("trl").contains(v, prereleases=True)]
     if not trls:
         raise NoSolution([f"no trl release matches {constraints.trl}"])
-    for trl_version, trl_rec in trls:
+    capped = [(v, r) for v, r in trls if caps.of("trl").contains(v, prereleases=True)]
+    if not capped:
+        reasons.append(f"{caps.describe()} caps trl at {caps.of('trl')}: no trl release matches {constraints.trl or 'it'}")
+    for trl_version, trl_rec in capped:
         if not _python_ok(trl_rec, constraints.python):
             reasons.append(f"trl {trl_version} needs Python {trl_rec['requires_python']}")
             continue
@@ -97,19 +148,22 @@ def solve(constraints: Constraints, matrix: Matrix | None = None) -> Solution:
             asked = f"vllm {constraints.vllm} is" if constraints.vllm else "no known vllm is"
             reasons.append(f"{asked} outside trl {trl_version}'s window {window or '(none declared)'}")
         for vllm_version in vllms:
-            found = _complete(matrix, constraints, cc, str(trl_version), str(vllm_version), reasons)
+            found = _complete(matrix, constraints, cc, str(trl_version), str(vllm_version), reasons, caps)
             if found:
                 return found
-    raise NoSolution(list(dict.fromkeys(reasons)))
+    return None
 
 
-def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: list[str]) -> Solution | None:
+def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: list[str], caps: Caps = Caps()) -> Solution | None:
     torch = matrix.torch_pinned_by(vllm)
     if torch is None or matrix.record("torch", torch) is None:
         reasons.append(f"vllm {vllm} pins a torch the matrix does not know ({torch})")
         return None
     if not c.of("torch").contains(torch, prereleases=True):
         reasons.append(f"vllm {vllm} pins torch=={torch}, not {c.torch}")
+        return None
+    if not caps.of("torch").contains(torch, prereleases=True):
+        reasons.append(f"vllm {vllm} pins torch=={torch}, outside {caps.describe()}'s torch{caps.of('torch')}")
         return None
     cuda = matrix.record("torch", torch).get("cuda")
     if cc and not torch_covers(cuda, cc):
@@ -122,10 +176,11 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
     transformers = _newest(
         matrix, "transformers",
         lambda v, rec: matrix.requirement("vllm", vllm, "transformers").contains(v)
-        and matrix.requirement("trl", trl, "transformers").contains(v) and _python_ok(rec, c.python),
+        and matrix.requirement("trl", trl, "transformers").contains(v) and caps.of("transformers").contains(v)
+        and _python_ok(rec, c.python),
     )
     if transformers is None:
-        reasons.append(f"no transformers fits both vllm {vllm} and trl {trl}")
+        reasons.append(f"no transformers fits both vllm {vllm} and trl {trl}" + (f" and {caps.describe()}" if caps.pins else ""))
         return None
     admits = lambda package: lambda v, rec: (  # noqa: E731 - a small predicate factory
         spec(rec["requires"].get("torch")).contains(torch, prereleases=True)
@@ -137,6 +192,13 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
         chosen = _newest(matrix, package, admits(package))
         if chosen:
             versions[package] = chosen
+    if caps.pins:  # datasets is left to the resolver unless a backend caps it: then the newest inside trl's and the caps
+        datasets = _newest(matrix, "datasets", lambda v, rec: matrix.requirement("trl", trl, "datasets").contains(v)
+                           and caps.of("datasets").contains(v) and _python_ok(rec, c.python))
+        if datasets is None:
+            reasons.append(f"no datasets fits both trl {trl} and {caps.describe()}")
+            return None
+        versions |= {"datasets": datasets, **dict(caps.pins)}
     return Solution(versions, cuda, _notes(matrix, c, trl, vllm))
 
 
