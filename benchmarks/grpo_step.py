@@ -47,7 +47,8 @@ DRY = dict(shape="test-tiny", micro_batch=4, grad_accum=1, num_generations=4, pr
 ARMS = {"envkit-colocate": "colocate", "envkit-sleep": "sleep", "envkit-generate": "off",
         "trl-colocate": "colocate", "trl-sleep": "sleep", "trl-generate": "off",
         "envkit-server": "server", "envkit-server-nopatch": "server", "envkit-server-nopatch-stop": "server",
-        "envkit-colocate-2gpu": "colocate"}
+        "envkit-colocate-2gpu": "colocate", "envkit-unsloth": "colocate", "envkit-unsloth-4bit": "colocate",
+        "envkit-unsloth-standby": "sleep"}
 SERVER_LAYOUT = "resources:\n  generation_gpus: [0]\n  training_gpus: [1]\n"
 # Arms on two GPUs (issue #7): the same shape per training rank, laid out by the recipe's resources.
 LAYOUTS = {"envkit-server": SERVER_LAYOUT, "envkit-server-nopatch": SERVER_LAYOUT, "envkit-server-nopatch-stop": SERVER_LAYOUT,
@@ -56,11 +57,13 @@ LAYOUTS = {"envkit-server": SERVER_LAYOUT, "envkit-server-nopatch": SERVER_LAYOU
 # (the run goes on: reward flat) or stopping it.
 FLAGS = {"envkit-server-nopatch": ["--no-patch", "EKP001"], "envkit-server-nopatch-stop": ["--no-patch", "EKP001"]}
 GUARD = {"envkit-server-nopatch-stop": "stop"}
+# Issue #18: backend: unsloth (fast_inference: Unsloth's own colocated vLLM; standby = its sleep mode), bf16 and 4-bit.
+UNSLOTH = {"envkit-unsloth": "bf16", "envkit-unsloth-4bit": "4bit", "envkit-unsloth-standby": "bf16"}
 SKIP = 2  # warm-up steps left out of the median
 
 
 def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, utilization: float | None = None,
-                layout: str = "", guard: str = "warn") -> str:
+                layout: str = "", guard: str = "warn", unsloth: str | None = None) -> str:
     """An envkit recipe for this arm: the shared shape, vLLM settings left to envkit (auto) except the mode
     and, when given, the utilization; ``layout``: a resources section (GPUs of the server and the ranks)."""
     vllm = {"colocate": "enabled: true\n  mode: colocate\n  sleep: false",
@@ -69,10 +72,12 @@ def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, uti
             "off": "enabled: false"}[mode]
     if utilization is not None and mode != "off":
         vllm += f"\n  gpu_memory_utilization: {utilization}"
+    backend = f"backend: unsloth\n" if unsloth else ""
+    four_bit = "\n  load_in_4bit: true" if unsloth == "4bit" else ""
     return f"""version: 1
-model:
+{backend}model:
   name: {model}
-  dtype: bf16
+  dtype: bf16{four_bit}
 lora:
   r: {shape['lora_r']}
   alpha: {2 * shape['lora_r']}
@@ -110,7 +115,8 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
     data = folder / "prompts.jsonl"
     data.write_text("".join(json.dumps({"question": p, "answer": "0"}) + "\n" for p in make_prompts(512, shape["prompt_length"])))
     recipe = folder / "recipe.yaml"
-    recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps, utilization, LAYOUTS.get(arm, ""), GUARD.get(arm, "warn")))
+    recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps, utilization, LAYOUTS.get(arm, ""), GUARD.get(arm, "warn"),
+                                  UNSLOTH.get(arm)))
     output = folder / "run"
     shutil.rmtree(output, ignore_errors=True)
     log = WORK / "logs" / f"{arm}.log"

@@ -17,11 +17,12 @@ python_option = click.option("--python", "python", metavar="X.Y", help="The imag
 platform_option = click.option("--platform", type=click.Choice(sorted(PLATFORM_ARCH)), help="Default: the target's.")
 index_option = click.option("--index-url", help="Resolve against this index instead of PyPI.")
 refresh_option = click.option("--refresh", is_flag=True, help="Ask the index for the newest releases instead of uv's cache first.")
+torch_option = click.option("--torch", metavar="VERSION", help="Keep this torch (a version or specifier), e.g. the one a machine has.")
 wheelhouse_option = click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
                                  help="Lock against this wheel folder too; the image installs offline from the context.")
 
 
-def _plan(recipe_name, target, python, platform, base, wheelhouse):
+def _plan(recipe_name, target, python, platform, base, wheelhouse, torch=None):
     """(recipe path, recipe, stack, base image) or a one-line error (click.UsageError-like, exit 2)."""
     from envkit.build.lock import with_wheelhouse
     from envkit.build.stack import choose, targets
@@ -38,7 +39,7 @@ def _plan(recipe_name, target, python, platform, base, wheelhouse):
     path = find_recipe(recipe_name)
     recipe = load_recipe(path)
     arch = PLATFORM_ARCH[platform] if platform else None
-    stack = choose(recipe, target, python or DEFAULT_PYTHON, arch)
+    stack = choose(recipe, target, python or DEFAULT_PYTHON, arch, torch=torch)
     if base is None:
         default = stack.base
         if python and python != default["python"]:
@@ -58,7 +59,8 @@ def _errors():
 
 def stack_options(command):
     """The options that choose and lock a stack, shared by lock and build."""
-    options = (recipe_option, target_option, python_option, platform_option, index_option, wheelhouse_option, refresh_option)
+    options = (recipe_option, target_option, python_option, platform_option, torch_option, index_option, wheelhouse_option,
+               refresh_option)
     for option in reversed(options):
         command = option(command)
     return command
@@ -67,13 +69,13 @@ def stack_options(command):
 @click.command("lock")
 @stack_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
-def lock_command(recipe, target, python, platform, index_url, wheelhouse, refresh, output) -> None:
+def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse, refresh, output) -> None:
     """Resolve a recipe's packages for TARGET's image platform into a hash-locked requirements file."""
     from envkit.build.lock import lock
     from envkit.files import write_atomic
 
     try:
-        _, _, stack, _ = _plan(recipe, target, python, platform, None, wheelhouse)
+        _, _, stack, _ = _plan(recipe, target, python, platform, None, wheelhouse, torch)
         locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
     except _errors() as exc:
         _fail("lock", exc)
@@ -97,7 +99,7 @@ def lock_command(recipe, target, python, platform, index_url, wheelhouse, refres
               default="auto", show_default=True)
 @click.option("--push", is_flag=True, help="Push the image after building.")
 @click.option("--emit-only", is_flag=True, help="Write the context and stop (exit 0 without a builder).")
-def build(recipe, target, python, platform, index_url, wheelhouse, refresh, base, output, tag, builder_name, push, emit_only) -> None:
+def build(recipe, target, python, platform, torch, index_url, wheelhouse, refresh, base, output, tag, builder_name, push, emit_only) -> None:
     """Write the build context of RECIPE for TARGET and build the image with the builder at hand.
 
     Exit codes: 0 built (or written with --emit-only), 1 build failed or no builder, 2 bad input or no lock.
@@ -106,7 +108,7 @@ def build(recipe, target, python, platform, index_url, wheelhouse, refresh, base
     from envkit.build.lock import lock
 
     try:
-        path, parsed, stack, base = _plan(recipe, target, python, platform, base, wheelhouse)
+        path, parsed, stack, base = _plan(recipe, target, python, platform, base, wheelhouse, torch)
         locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
         name = f"{path.stem}-{target}"
         context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url), output or Path("build") / name)

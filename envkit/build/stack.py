@@ -65,8 +65,9 @@ def torch_variant(default_cuda: str | None, compute_capability: str) -> str | No
 
 
 def choose(recipe: Recipe, target: str, python: str = DEFAULT_PYTHON, arch: str | None = None,
-           matrix: Matrix | None = None) -> Stack:
-    """The pinned stack for ``recipe`` on ``target`` (a catalog GPU or "cpu")."""
+           matrix: Matrix | None = None, torch: str | None = None) -> Stack:
+    """The pinned stack for ``recipe`` on ``target`` (a catalog GPU or "cpu"); ``torch``: a version or
+    specifier the stack must keep (a machine's own torch, e.g. to bundle only what it lacks)."""
     if target == "cpu":
         pins = ["torch", "transformers", "trl", "peft", *BASE_PACKAGES]
         # PyPI's Linux torch is the CUDA build (GBs of nvidia-* wheels); the CPU build lives on PyTorch's index.
@@ -74,7 +75,7 @@ def choose(recipe: Recipe, target: str, python: str = DEFAULT_PYTHON, arch: str 
                      notes=["CPU image: generation with model.generate"])
     gpu = gpu_catalog()[target]
     vllm = uses_vllm(recipe, target)
-    solution = solve(Constraints(target=target if vllm else None, python=python, backend=recipe.backend), matrix)
+    solution = solve(Constraints(torch=torch, target=target if vllm else None, python=python, backend=recipe.backend), matrix)
     versions = dict(solution.versions)
     if not vllm:
         versions.pop("vllm")

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Run on the GPU machine from the repo root, once per chunk (benchmarks/device_bundle.py wrote .devbundle/cN):
+# collects the chunks that have arrived in /tmp/devbundle (kept while the machine stays warm); once their
+# SHA-256 matches the bundle's, installs the wheels into /tmp/site.  Afterwards: export PYTHONPATH=/tmp/site
+set -euo pipefail
+mkdir -p /tmp/devbundle/parts
+for d in .devbundle/c*; do
+  [ -d "$d" ] || continue
+  cp -n "$d"/part* /tmp/devbundle/parts/ 2>/dev/null || true
+  [ -f "$d/SHA256" ] && cp "$d/SHA256" /tmp/devbundle/
+done
+echo "stage: $(ls /tmp/devbundle/parts | wc -l) chunk(s) on the machine"
+if [ -f /tmp/devbundle/SHA256 ] && [ "$(cat /tmp/devbundle/parts/part* | sha256sum | cut -d' ' -f1)" = "$(cat /tmp/devbundle/SHA256)" ]; then
+  if [ ! -f /tmp/site/.installed ]; then
+    mkdir -p /tmp/devbundle/whl && cat /tmp/devbundle/parts/part* | tar -C /tmp/devbundle/whl -xf -
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/devbundle/whl/*.whl
+    touch /tmp/site/.installed
+  fi
+  echo "stage: ready"
+else
+  echo "stage: not complete yet (send the next chunk)"
+fi
