@@ -230,3 +230,15 @@ def test_unsloth_backend_says_which_cap_leaves_no_solution():
         solve(Constraints(trl="1.16.0", backend="unsloth"), with_unsloth(RECORDED))
     assert caught.value.reasons == ["unsloth 2026.10.9 + unsloth_zoo 2026.10.9 caps trl at !=0.19.0,<=1.15.0,>=0.18.2: "
                                     "no trl release matches 1.16.0"]
+
+
+def test_unsloth_prefers_the_vllm_it_was_seen_working_with():
+    """Unsloth declares no vLLM bound; the verified pair (curated unsloth_vllm_verified, EK306) comes first, and a
+    pinned unverified vLLM is still solved, with a note saying so."""
+    matrix = with_unsloth(RECORDED)
+    newest = solve(Constraints(target="h100"), matrix).versions["vllm"]
+    verified = solve(Constraints(target="h100", backend="unsloth"), matrix)
+    assert Version(newest) > Version("0.26.0") and verified.versions["vllm"] == "0.26.0" and verified.notes == []
+    pinned = solve(Constraints(target="h100", backend="unsloth", vllm=newest), matrix)
+    assert pinned.versions["vllm"] == newest
+    assert pinned.notes == [f"unsloth 2026.10.9 + vllm {newest}: no evidence fast_inference works (verified: vllm 0.26.0; EK306)"]

@@ -49,3 +49,11 @@ def test_trl_sleep_sync_window_is_0_28_to_1_9():
     stale = check("EK406", make_facts("h100", stack | {"trl": "1.9.2"}))
     assert "trl>=1.10.0" in stale.fix and "vllm.sleep: false" in stale.fix and "#5312" in stale.evidence
     assert check("EK406", make_facts("h100", {"trl": "1.9.2"})).severity is Severity.SKIP  # no vLLM: no sleep mode
+
+
+def test_unsloth_vllm_pair_is_verified_or_an_untested_warning():
+    verified = make_facts("h200", {"vllm": "0.26.0", "unsloth": "2026.10.9"})
+    assert check("EK306", verified).severity is Severity.OK
+    untested = check("EK306", make_facts("h200", {"vllm": "0.31.0", "unsloth": "2026.10.9"}))
+    assert untested.severity is Severity.WARN and "unsloth 2026.10.9 + vllm 0.26.0" in untested.evidence
+    assert check("EK306", make_facts("h200", {"vllm": "0.26.0"})).severity is Severity.SKIP

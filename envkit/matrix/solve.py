@@ -147,7 +147,8 @@ def _solve_with(matrix: Matrix, constraints: Constraints, cc, caps: Caps, reason
         if not vllms:
             asked = f"vllm {constraints.vllm} is" if constraints.vllm else "no known vllm is"
             reasons.append(f"{asked} outside trl {trl_version}'s window {window or '(none declared)'}")
-        for vllm_version in vllms:
+        # A backend's verified vLLM first (Unsloth declares no vLLM bound; EK306), then the rest, newest first.
+        for vllm_version in sorted(vllms, key=lambda v: not _verified(caps, str(v))):
             found = _complete(matrix, constraints, cc, str(trl_version), str(vllm_version), reasons, caps)
             if found:
                 return found
@@ -199,7 +200,23 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
             reasons.append(f"no datasets fits both trl {trl} and {caps.describe()}")
             return None
         versions |= {"datasets": datasets, **dict(caps.pins)}
-    return Solution(versions, cuda, _notes(matrix, c, trl, vllm))
+    return Solution(versions, cuda, _notes(matrix, c, trl, vllm) + _unverified(caps, vllm))
+
+
+def _verified(caps: Caps, vllm: str) -> bool:
+    """The backend's release was seen working with this vLLM (curated unsloth_vllm_verified); True without one."""
+    unsloth = dict(caps.pins).get("unsloth")
+    return unsloth is None or any(Version(p["unsloth"]) == Version(unsloth) and Version(p["vllm"]) == Version(vllm)
+                                  for p in curated("unsloth_vllm_verified")["pairs"])
+
+
+def _unverified(caps: Caps, vllm: str) -> list[str]:
+    """A note when the backend's release was never seen working with this vLLM."""
+    if _verified(caps, vllm):
+        return []
+    unsloth = dict(caps.pins)["unsloth"]
+    known = ", ".join(f"vllm {p['vllm']}" for p in curated("unsloth_vllm_verified")["pairs"] if Version(p["unsloth"]) == Version(unsloth))
+    return [f"unsloth {unsloth} + vllm {vllm}: no evidence fast_inference works (verified: {known or 'none for this unsloth'}; EK306)"]
 
 
 def _notes(matrix: Matrix, c: Constraints, trl: str, vllm: str) -> list[str]:

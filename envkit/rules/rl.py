@@ -144,3 +144,26 @@ def trl_sleep_sync(facts: Facts) -> Outcome:
         return warn(f"trl {trl.version} with vLLM sleep mode trains on stale weights", evidence,
                     f"pip install 'trl>={stale['fixed_in']}', or keep vllm.sleep: false")
     return ok(f"trl {trl.version} syncs weights into a sleeping vLLM", f"trl {trl.version} (fixed in {stale['fixed_in']})")
+
+
+@rule("EK306", "unsloth-vllm", "rl")
+def unsloth_vllm(facts: Facts) -> Outcome:
+    """Unsloth's fast_inference has been seen working with the installed vLLM.
+
+    Unsloth (and unsloth_zoo) declare no vLLM bound, yet new vLLM releases
+    have broken fast_inference before, so package metadata cannot say whether
+    a pair works.  envkit lists the pairs it has run GRPO with (curated.json
+    unsloth_vllm_verified, each with its results file and date); any other
+    pair is a warning, not a failure: untested is not broken.  Fix: install a
+    verified pair, or run a short job first and watch the reward.
+    """
+    unsloth, vllm = facts.package("unsloth"), _vllm_version(facts)
+    if unsloth is None or vllm is None:
+        return skip("needs unsloth and vllm")
+    verified = curated("unsloth_vllm_verified")["pairs"]
+    known = ", ".join(f"unsloth {p['unsloth']} + vllm {p['vllm']}" for p in verified)
+    match = next((p for p in verified if Version(p["unsloth"]) == Version(unsloth.version) and Version(p["vllm"]) == vllm), None)
+    if match:
+        return ok(f"unsloth {unsloth.version} + vllm {vllm} verified ({match['checked']})", match["source"])
+    return warn(f"unsloth {unsloth.version} + vllm {vllm}: no evidence fast_inference works", f"verified: {known}",
+                "pip install one verified pair, or check a short run's reward before a long one")
