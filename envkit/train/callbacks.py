@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from transformers import TrainerCallback
 
-from envkit.train.guard import StaleWeightGuard
+from envkit.train.guard import KNOWN_CAUSES, StaleWeightGuard
 from envkit.train.plot import metric_rows
 
 # TRL's log keys -> ours; rewards/<function>/mean and the sampler-vs-trainer gap (sampling/*: what the
@@ -68,7 +68,7 @@ class GuardCallback(TrainerCallback):
             return
         if self.speak:
             then = "stopping after a checkpoint (guard: stop)" if self.stop else "training goes on (guard: stop ends such a run)"
-            click.echo(f"envkit train: WARNING: stale weights: {verdict.message()}; {then}", err=True)
+            click.echo(f"envkit train: WARNING: stale weights: {verdict.message()}; {then}; {KNOWN_CAUSES}", err=True)
         if self.stop:
             control.should_save = True
             control.should_training_stop = True

@@ -142,10 +142,10 @@ def report(run_dir) -> None:
     if not (path / "metrics.jsonl").exists():
         click.echo(f"envkit report: {path / 'metrics.jsonl'} not found", err=True)
         sys.exit(USAGE)
-    from envkit.train.guard import check_rows
+    from envkit.train.guard import KNOWN_CAUSES, check_rows
 
     rows = read_metrics(path)
     click.echo(f"{plot_run(path)}: {len(rows)} steps" + (f", last {rows[-1]}" if rows else ""))
     verdict = check_rows(rows)
     if verdict:
-        click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; envkit doctor --explain EKP001 lists the known causes", err=True)
+        click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)

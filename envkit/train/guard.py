@@ -16,6 +16,11 @@ from typing import Iterable
 from envkit.knowledge import load
 
 
+# What the guard's warnings point to: the silent stale-sampler failures envkit knows, each with its doc.
+KNOWN_CAUSES = ("known causes: server mode + LoRA on trl 1.11-1.16 without patch EKP001, vLLM sleep mode on trl 0.28-1.9 "
+                "(EK406); envkit doctor --explain EKP001 / EK406")
+
+
 @dataclass(frozen=True)
 class GuardLimits:
     metric: str

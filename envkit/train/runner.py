@@ -20,6 +20,7 @@ from envkit.files import write_atomic
 from envkit.recipe.load import RecipeError, resolve_reward
 from envkit.recipe.schema import Recipe
 from envkit.train.config import grpo_kwargs, split_supported
+from envkit.train.guard import KNOWN_CAUSES
 from envkit.train.preflight import Plan
 
 STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
@@ -82,7 +83,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     stopped_by_guard = verdict is not None and recipe.guard == "stop"
     if stopped_by_guard:
         click.echo(f"envkit train: stopped at step {trainer.state.global_step} by the stale-weight guard: {verdict.message()}; "
-                   "checkpoint saved; envkit doctor --explain EKP001 lists the known causes", err=True)
+                   f"checkpoint saved; {KNOWN_CAUSES}", err=True)
     elif stop.requested:
         how = "terminated (SIGTERM)" if stop.received is signal.SIGTERM else "interrupted"
         click.echo(f"envkit train: {how} at step {trainer.state.global_step}; checkpoint saved, --resume continues", err=True)
