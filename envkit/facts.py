@@ -75,6 +75,7 @@ class Package:
     requires: list[str] = field(default_factory=list)  # Requires-Dist lines, verbatim
     cuda: str | None = None  # torch: CUDA of the build ("13.0"); None for CPU builds
     cudart_needed: list[str] = field(default_factory=list)  # vllm: libcudart.so.N its .so files link
+    built_for_torch: str | None = None  # a compiled torch extension (xformers): the torch its binary was built against
 
 
 @dataclass

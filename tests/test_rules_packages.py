@@ -100,3 +100,37 @@ def test_unsloth_cannot_sit_beside_trl_116():
     assert "datasets" in finding.evidence
     fitting = make_facts("h100", {"unsloth": "2026.10.9", "trl": "1.15.0", "datasets": "4.3.0", "transformers": "5.17.0"})
     assert check("EK305", fitting).severity is Severity.OK
+
+
+def test_xformers_built_for_another_torch_warns():
+    """Seen on the H200 (benchmarks/results/2026-11-30-h200-unsloth.md): xformers 0.0.35 declares torch>=2.10 but is
+    built for 2.10.0+cu128 (xformers/cpp_lib.json) and does not load with torch 2.11.0+cu130."""
+    from envkit.rules import REGISTRY, Severity
+
+    facts = make_facts("h200", {"torch": "2.11.0", "xformers": "0.0.35"})
+    facts.packages["xformers"].built_for_torch = "2.10.0+cu128"
+    finding = REGISTRY["EK307"].run(facts)
+    assert finding.severity is Severity.WARN and "built for torch 2.10.0, not 2.11.0" in finding.title
+    assert "pip uninstall xformers" in finding.fix
+    facts.packages["torch"].version = "2.10.0"
+    assert REGISTRY["EK307"].run(facts).severity is Severity.OK
+    facts.packages["xformers"].built_for_torch = None
+    assert REGISTRY["EK307"].run(facts).severity is Severity.SKIP
+
+
+def test_probe_reads_xformers_build_record(tmp_path, monkeypatch):
+    import json
+    from importlib import metadata
+
+    from envkit.probe.packages import probe_packages
+
+    site = tmp_path / "site"
+    (site / "xformers").mkdir(parents=True)
+    (site / "xformers" / "cpp_lib.json").write_text(json.dumps({"version": {"torch": "2.10.0+cu128", "cuda": 1208}}))
+    info = site / "xformers-0.0.35.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xformers\nVersion: 0.0.35\nRequires-Dist: torch>=2.10\n")
+    monkeypatch.setattr(metadata, "distribution", lambda name: metadata.PathDistribution(info) if name == "xformers"
+                        else (_ for _ in ()).throw(metadata.PackageNotFoundError(name)))
+    found = probe_packages(("xformers",))
+    assert found["xformers"].built_for_torch == "2.10.0+cu128" and found["xformers"].requires == ["torch>=2.10"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -26,6 +27,8 @@ def probe_packages(names: tuple[str, ...] = STACK) -> dict[str, Package]:
             package.cuda = _torch_cuda(dist)
         elif name == "vllm":
             package.cudart_needed = _cudart_needed(dist)
+        elif name == "xformers":
+            package.built_for_torch = _xformers_torch(dist)
         found[name] = package
     return found
 
@@ -60,6 +63,15 @@ def _torch_cuda(dist: metadata.Distribution) -> str | None:
         return None
     match = re.search(r"^cuda\s*(?::\s*[^=]+)?=\s*['\"]([\d.]+)['\"]", text, re.MULTILINE)
     return match.group(1) if match else None
+
+
+def _xformers_torch(dist: metadata.Distribution) -> str | None:
+    """xformers/cpp_lib.json records the torch its extension was built against ({"version": {"torch": "2.10.0+cu128"}});
+    its metadata only says ``torch>=2.10``."""
+    try:
+        return json.loads(dist.locate_file("xformers/cpp_lib.json").read_text())["version"]["torch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _cudart_needed(dist: metadata.Distribution) -> list[str]:

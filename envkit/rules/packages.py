@@ -7,7 +7,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import STACK, vllm_broken_on
+from envkit.knowledge import STACK, curated, vllm_broken_on
 from envkit.knowledge.matrix import Matrix
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.requirements import installed_version, requirement_on, requirements, satisfied
@@ -252,3 +252,26 @@ def unsloth_windows(facts: Facts) -> Outcome:
             fixes,
         )
     return ok(f"{versions}: trl, transformers and datasets inside their windows")
+
+
+@rule("EK307", "torch-extension-build", "packages")
+def torch_extension_build(facts: Facts) -> Outcome:
+    """A compiled torch extension (xformers) was built for the installed torch.
+
+    Extensions link torch's C++ ABI, which changes with every minor release,
+    yet their metadata only sets a floor: xformers 0.0.35 declares torch>=2.10
+    and its binary is built for torch 2.10 alone (xformers/cpp_lib.json).  With
+    another torch it does not load; Unsloth then falls back to PyTorch
+    attention, code that imports it directly fails.  Fix: install the torch it
+    was built for, or an xformers built for yours, or pip uninstall xformers.
+    """
+    xformers, torch = facts.package("xformers"), facts.package("torch")
+    if xformers is None or torch is None or not xformers.built_for_torch:
+        return skip("needs xformers (with its build record) and torch")
+    built = Version(xformers.built_for_torch)
+    evidence = f"xformers {xformers.version} built for torch {built}; torch {torch.version} installed; {curated('xformers_torch_build')['source']}"
+    if built.release[:2] != Version(torch.version).release[:2]:
+        return warn(f"xformers {xformers.version} was built for torch {built.public}, not {Version(torch.version).public}",
+                    evidence, f"pip install 'torch=={built.public}' (with a matching vllm), or pip uninstall xformers "
+                              "(Unsloth uses PyTorch attention without it)")
+    return ok(f"xformers {xformers.version} built for torch {built.public}", evidence)
