@@ -68,11 +68,11 @@ def test_the_unmodified_tiny_recipe_passes_the_dry_run(tmp_path):
      ("grpo.learnig_rate: unknown key", "did you mean learning_rate?")),
     ("vllm:\n", "vlm:\n", "vlm:", ("vlm: unknown key (did you mean vllm?)",)),
     ("name: length", "name: no_such_module_envkit:score", "no_such_module_envkit",
-     ("rewards[1].name: cannot import", "ModuleNotFoundError")),
-    ("name: length", "name: envkit.train.rewards:no_such_reward", "no_such_reward",
-     ("rewards[1].name:", "has no function 'no_such_reward'")),
+     ("rewards[1].name: cannot find module 'no_such_module_envkit' on the Python path",)),
+    ("name: length", "name: os:system", "os:system", ("rewards[1].name: 'os' is Python's standard library",)),
+    ("name: length", "name: my-rewards:score", "my-rewards", ("rewards[1].name: 'my-rewards:score' is not module:function",)),
     ("name: length", "name: lenght", "lenght", ("rewards[1].name: unknown reward 'lenght'", "did you mean length?")),
-], ids=["unknown-key", "unknown-section", "reward-not-importable", "reward-without-function", "unknown-builtin-reward"])
+], ids=["unknown-key", "unknown-section", "reward-not-findable", "reward-from-stdlib", "reward-not-a-name", "unknown-builtin-reward"])
 def test_a_wrong_name_is_one_line_with_the_closest_or_the_cause(tmp_path, old, new, marker, expected):
     text = tiny_text((old, new))
     path, result = dry_run(tmp_path, text)
@@ -81,7 +81,11 @@ def test_a_wrong_name_is_one_line_with_the_closest_or_the_cause(tmp_path, old, n
 
 @pytest.mark.parametrize("old, new, field, expected", [
     ("num_generations: 4", "num_generations: four", "grpo.num_generations", "expected an integer, got str 'four'"),
-    ("learning_rate: 1.0e-3", "learning_rate: fast", "grpo.learning_rate", "expected a number"),
+    ("learning_rate: 1.0e-3", "learning_rate: fast", "grpo.learning_rate", "expected a finite number"),
+    ("learning_rate: 1.0e-3", "learning_rate: .inf", "grpo.learning_rate", "expected a finite number, got float inf"),
+    ("beta: 0.04", "beta: -5", "grpo.beta", "must be at least 0, got -5.0"),
+    ("max_seq_length: 256", "max_seq_length: -1", "model.max_seq_length", "must be at least 1, got -1"),
+    ("enabled: auto", "enabled: auto\n  gpu_memory_utilization: 1.6", "vllm.gpu_memory_utilization", "must be in (0, 1], got 1.6"),
     ("use_chat_template: false", "use_chat_template: 3", "dataset.use_chat_template", "expected true/false"),
     ("enabled: auto", "enabled: sometimes", "vllm.enabled", "expected 'auto' or true/false"),
     ("target_modules: [q_proj, k_proj, v_proj, o_proj]", "target_modules: q_proj", "lora.target_modules", "expected a list"),
@@ -152,12 +156,30 @@ def test_relative_dataset_path_resolves_against_the_recipe(tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_reward_module_that_raises_on_import(tmp_path, monkeypatch):
-    (tmp_path / "broken_reward_envkit.py").write_text("raise RuntimeError('oops\\nsecond line')\n")
+@pytest.mark.parametrize("body", ["raise RuntimeError('oops\\nsecond line')\n", "import sys\nsys.exit(7)\n",
+                                  "import os\nos._exit(9)\n"], ids=["raises", "sys-exit", "os-exit"])
+def test_loading_a_recipe_never_runs_the_reward_module(tmp_path, monkeypatch, body):
+    """--dry-run (and budget, lock, build) load the recipe: a module that raises or exits at import is not run
+    (issue #13: it used to end those commands with its own exit code); training imports it, one line on failure."""
+    from envkit.recipe.load import RecipeError
+    from envkit.train.rewards import resolve_reward
+
+    (tmp_path / "hostile_reward_envkit.py").write_text(body)
     monkeypatch.syspath_prepend(str(tmp_path))
-    text = tiny_text(("name: length", "name: broken_reward_envkit:score"))
-    path, result = dry_run(tmp_path, text)
-    assert_one_line_error(result, path, line_of(text, "broken_reward_envkit"), "RuntimeError: oops")
+    _, result = dry_run(tmp_path, tiny_text(("name: length", "name: hostile_reward_envkit:score")))
+    assert result.exit_code == 0, result.output
+    if "os._exit" not in body:  # that one would end this test process: the point is that loading never imports it
+        with pytest.raises(RecipeError, match=r"^reward 'hostile_reward_envkit:score': cannot import 'hostile_reward_envkit': "
+                                              r"(RuntimeError: oops|SystemExit: 7)$"):
+            resolve_reward("hostile_reward_envkit:score")
+
+
+def test_a_reward_without_that_function_fails_when_training_starts(tmp_path, monkeypatch):
+    from envkit.recipe.load import RecipeError
+    from envkit.train.rewards import resolve_reward
+
+    with pytest.raises(RecipeError, match="'envkit.train.rewards' has no function 'no_such_reward'"):
+        resolve_reward("envkit.train.rewards:no_such_reward")
 
 
 def test_user_reward_function_is_accepted(tmp_path, monkeypatch):

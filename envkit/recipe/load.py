@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib.util
 import json
+import math
 import string
+import sys
 import types
 import typing
 from pathlib import Path
@@ -130,8 +133,8 @@ def _accepts(kind: Any, value: Any) -> bool:
         return False
     if kind is type(None):
         return value is None
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is float:  # .inf and .nan are YAML floats; no recipe number means them
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
@@ -156,7 +159,7 @@ def _describe(kind: Any) -> str:
         return " or ".join(repr(v) if isinstance(v, str) else str(v) for v in typing.get_args(kind))
     if origin is list:
         return "a list"
-    return {type(None): "null", float: "a number", int: "an integer", bool: "true/false", str: "a string"}.get(kind, str(kind))
+    return {type(None): "null", float: "a finite number", int: "an integer", bool: "true/false", str: "a string"}.get(kind, str(kind))
 
 
 def _show(value: Any) -> str:
@@ -200,14 +203,13 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> None:
     if not recipe.rewards:
         raise where.error(_node(root, "rewards"), "rewards", "needs at least one reward")
     for i, reward in enumerate(recipe.rewards):
-        try:
-            resolve_reward(reward.name)
-        except RecipeError as exc:
-            raise where.error(_node(root, "rewards", i, "name"), f"rewards[{i}].name", str(exc)) from None
+        problem = reward_problem(reward.name)
+        if problem:
+            raise where.error(_node(root, "rewards", i, "name"), f"rewards[{i}].name", problem)
     for key, bound in BOUNDS.items():
         section, name = key.split(".")
         value = getattr(getattr(recipe, section), name)
-        if value is not None and not bound.admits(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not bound.admits(value):  # not null, not auto
             raise where.error(_node(root, section, name), key, f"must be {bound.describe()}, got {value}"
                               + (f": {bound.why}" if bound.why else ""))
     problem = generation_batch_problem(recipe)
@@ -372,24 +374,26 @@ def _local_file(base: Path, value: str, fail) -> str:
     return str(resolved)
 
 
-def resolve_reward(name: str):
-    """The reward function for a builtin name or ``module:function``; RecipeError if not importable."""
+def reward_problem(name: str) -> str | None:
+    """What is wrong with a reward's name, without importing anything: loading a recipe (budget, lock, build,
+    --dry-run) must not run user code, so a ``module:function`` is only looked up on the path here and
+    imported when training starts (envkit.train.rewards.resolve_reward).  None when it looks usable."""
     if name in BUILTIN_REWARDS:
-        from envkit.train import rewards
-
-        return getattr(rewards, name)
+        return None
     module_name, _, function = name.partition(":")
     if not module_name or not function:
         close = difflib.get_close_matches(name, BUILTIN_REWARDS, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        raise RecipeError(f"unknown reward {name!r}: {hint}use a builtin ({', '.join(BUILTIN_REWARDS)}) or module:function")
-    import importlib
-
+        return f"unknown reward {name!r}: {hint}use a builtin ({', '.join(BUILTIN_REWARDS)}) or module:function"
+    if not all(part.isidentifier() for part in module_name.split(".")) or not function.isidentifier():
+        return f"{name!r} is not module:function (Python names, e.g. my_rewards:correctness)"
+    top = module_name.split(".")[0]
+    if top in sys.stdlib_module_names:
+        return f"{module_name!r} is Python's standard library, not a reward module: name your own module:function"
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise RecipeError(f"cannot import {module_name!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    found = getattr(module, function, None)
-    if not callable(found):
-        raise RecipeError(f"{module_name!r} has no function {function!r}")
-    return found
+        spec = importlib.util.find_spec(top)  # a top-level lookup imports nothing
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return f"cannot find module {top!r} on the Python path (run from its folder, or set PYTHONPATH)"
+    return None

@@ -177,6 +177,7 @@ class Recipe:
 # The loader's range checks (envkit.recipe.load), by dotted key; an unset (null) value is not checked.
 # What TRL/PEFT would otherwise reject with a traceback mid-start (or, for num_generations, silently mis-train).
 BOUNDS: dict[str, Bound] = {
+    "model.max_seq_length": AT_LEAST_1,
     "lora.r": AT_LEAST_1,
     "lora.alpha": POSITIVE,
     "lora.dropout": Bound(0, 1, high_open=True),
@@ -189,6 +190,10 @@ BOUNDS: dict[str, Bound] = {
     "grpo.gradient_accumulation_steps": AT_LEAST_1,
     "grpo.temperature": POSITIVE,
     "grpo.top_p": Bound(0, 1, low_open=True),
+    "grpo.top_k": AT_LEAST_1,
+    "grpo.beta": Bound(0, why="the KL penalty's weight: 0 turns it off, a negative one rewards drifting from the base"),
+    "grpo.num_epochs": POSITIVE,
+    "vllm.gpu_memory_utilization": Bound(0, 1, low_open=True, why="vLLM's share of the GPU's memory"),
     "output.save_steps": AT_LEAST_1,
     "output.keep": AT_LEAST_1,
 }

@@ -48,3 +48,25 @@ def format(prompts, completions, **_) -> list[float]:  # shadows the builtin: it
 def length(prompts, completions, **_) -> list[float]:
     """Prefers concise completions: 1.0 for an empty one down to 0.0 at 1000 characters."""
     return [max(0.0, 1.0 - len(_text(c)) / 1000) for c in completions]
+
+
+def resolve_reward(name: str):
+    """The reward function for a builtin name or ``module:function`` (the loader checked its form and that the
+    module exists: envkit.recipe.load.reward_problem).  Importing it runs the user's code, so this happens when
+    training starts, never while a recipe is only loaded; a module that fails or exits at import is one line."""
+    import importlib
+
+    from envkit.recipe.load import BUILTIN_REWARDS, RecipeError
+
+    if name in BUILTIN_REWARDS:
+        return globals()[name]
+    module_name, _, function = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:  # SystemExit: a module that calls sys.exit() at import
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise RecipeError(f"reward {name!r}: cannot import {module_name!r}: {type(exc).__name__}: {detail}") from None
+    found = getattr(module, function, None)
+    if not callable(found):
+        raise RecipeError(f"reward {name!r}: {module_name!r} has no function {function!r}")
+    return found

@@ -17,7 +17,8 @@ import click
 
 from envkit.exitcodes import INTERRUPTED, STALE_WEIGHTS, TERMINATED
 from envkit.files import write_atomic
-from envkit.recipe.load import RecipeError, resolve_reward
+from envkit.recipe.load import RecipeError
+from envkit.train.rewards import resolve_reward
 from envkit.recipe.schema import Recipe
 from envkit.train.config import grpo_kwargs, split_supported
 from envkit.train.guard import KNOWN_CAUSES
@@ -54,6 +55,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     from envkit.train.data import prepare_dataset
 
     _apply(plan, main)
+    rewards = [resolve_reward(r.name) for r in recipe.rewards]  # user code runs from here on, before the slow loads
 
     kwargs, dropped = split_supported(grpo_kwargs(recipe, plan, str(output_dir)), {f.name for f in dataclasses.fields(GRPOConfig)})
     for name in dropped if main else ():
@@ -72,7 +74,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     trainer = GRPOTrainer(
         model=model,
         processing_class=tokenizer,
-        reward_funcs=[resolve_reward(r.name) for r in recipe.rewards],
+        reward_funcs=rewards,
         args=GRPOConfig(**kwargs),
         train_dataset=prepare_dataset(recipe, tokenizer),
         peft_config=peft_config,
