@@ -20,7 +20,7 @@ from envkit.build.stack import choose, torch_variant
 from envkit.cli import main
 from envkit.knowledge.matrix import Matrix
 from envkit.recipe.library import find_recipe
-from envkit.recipe.load import load_recipe
+from envkit.recipe.load import RecipeError, load_recipe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "dockerfiles"
@@ -152,6 +152,7 @@ def test_dockerfile_passes_hadolint(recipe, target, tmp_path):
     (["--recipe", "tiny", "--target", "h10"], "did you mean h100"),
     (["--recipe", "nope", "--target", "h100"], "no such recipe"),
     (["--recipe", "tiny", "--target", "h100", "--python", "3.11"], "has Python 3.12"),
+    (["--recipe", "tiny", "--target", "cpu", "--base", "debian:12\nRUN curl evil | sh"], "not an image reference"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     result = CliRunner().invoke(main, ["build", *args, "--emit-only", "--output", str(tmp_path / "ctx")])
@@ -199,15 +200,32 @@ def test_real_lock_of_grpo_llama3b_for_h100_is_coherent(monkeypatch, backend):
     assert {Requirement(line.split()[0]).name.lower() for line in result.stdout.splitlines() if "==" in line} == set(pins)
 
 
-def test_only_package_files_go_into_the_image(tmp_path):
-    from envkit.build.context import _not_package_files
+def test_only_envkit_own_files_go_into_the_image(tmp_path, monkeypatch):
+    """By list, not by walking the folder: a credentials file, a symlink to a token and a hidden folder lying in
+    the package stay out (issue #13); the modules and the declared package data go in."""
+    import envkit
+    from envkit.build import context
 
-    for name in (".env", "notes.txt", "cli.py", "matrix.json", "Dockerfile.in"):
-        (tmp_path / name).write_text("HF_TOKEN=canary" if name == ".env" else "")
-    (tmp_path / "__pycache__").mkdir()
-    (tmp_path / "rules").mkdir()
-    skipped = _not_package_files(str(tmp_path), [p.name for p in tmp_path.iterdir()])
-    assert skipped == {".env", "notes.txt", "__pycache__"}
+    fake = tmp_path / "envkit"
+    (fake / "rules").mkdir(parents=True)
+    (fake / "knowledge").mkdir()
+    (fake / ".secret").mkdir()
+    for name in ("__init__.py", "cli.py", "rules/__init__.py", "rules/base.py", "knowledge/gpus.json", ".secret/token.py"):
+        (fake / name).write_text("")
+    (fake / "credentials.json").write_text('{"HF_TOKEN": "canary"}')
+    (tmp_path / "token").write_text("canary")
+    (fake / "linked.py").symlink_to(tmp_path / "token")
+    (fake / "knowledge" / "linked.json").symlink_to(tmp_path / "token")
+    monkeypatch.setattr(envkit, "__file__", str(fake / "__init__.py"))
+    assert context.package_files() == ["__init__.py", "cli.py", "knowledge/gpus.json", "rules/__init__.py", "rules/base.py"]
+
+
+def test_package_data_matches_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    from envkit.build.context import PACKAGE_DATA
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert tuple(pyproject["tool"]["setuptools"]["package-data"]["envkit"]) == PACKAGE_DATA
 
 
 def test_unsloth_recipe_pins_unsloth_inside_its_caps():
@@ -217,3 +235,79 @@ def test_unsloth_recipe_pins_unsloth_inside_its_caps():
     assert {"unsloth", "unsloth_zoo", "datasets"} <= set(pins)
     assert Version(pins["trl"]) <= Version("1.15.0") and Version(pins["datasets"]) < Version("5")
     assert sum(p.split("==")[0] == "datasets" for p in choose(recipe, "h200").pins) == 1  # pinned once, not also bare
+
+
+@pytest.mark.parametrize("name", ['a\nFROM evil', 'x" LABEL y="z', "two words", "-dash"])
+def test_a_recipe_file_name_that_could_inject_is_refused(tmp_path, name):
+    """The name lands in a LABEL, a comment, the tag and /recipes/NAME.yaml: a quote or a line break must not."""
+    recipe = tmp_path / f"{name}.yaml"
+    recipe.write_text((find_recipe("tiny")).read_text().replace("path: data/toy.jsonl", f"path: {find_recipe('tiny').parent / 'data' / 'toy.jsonl'}"))
+    result = CliRunner().invoke(main, ["build", "--recipe", str(recipe), "--target", "cpu", "--emit-only", "--output", str(tmp_path / "ctx")])
+    assert result.exit_code == 2 and "use letters, digits" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "ctx").exists()
+
+
+def _user_recipe(folder: Path, extra: str = "", reward: str = "my_rewards:score") -> Path:
+    """tiny.yaml in ``folder`` with its data, a reward module beside it and ``extra`` appended."""
+    tiny = find_recipe("tiny")
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    shutil.copy(tiny.parent / "data" / "toy.jsonl", folder / "data" / "toy.jsonl")
+    (folder / "my_rewards.py").write_text("def score(prompts, completions, **_):\n    return [0.0] * len(completions)\n")
+    recipe = folder / "mine.yaml"
+    recipe.write_text(tiny.read_text().replace("name: length", f"name: {reward}") + extra)
+    return recipe
+
+
+def test_the_context_holds_every_file_the_recipe_reads(tmp_path):
+    """A reward module beside the recipe and an accelerate config go in beside the data (issue #13: the image
+    used to fail at run time while the build said OK); the loader finds the module there without importing it."""
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "accel.yaml").write_text("compute_environment: LOCAL_MACHINE\n")
+    recipe = _user_recipe(folder, "resources:\n  training_gpus: 2\ndistributed:\n  accelerate_config: accel.yaml\n")
+    stack = stack_for("tiny", "cpu")
+    out = write_context(Inputs(load_recipe(recipe), recipe, stack, FAKE_LOCK, stack.base["image"]), tmp_path / "ctx")
+    assert {"recipes/mine.yaml", "recipes/data/toy.jsonl", "recipes/my_rewards.py", "recipes/accel.yaml"} <= set(_tree(out))
+
+
+def test_a_reward_module_not_beside_the_recipe_is_a_build_error(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "far_rewards_envkit.py").write_text("def score(prompts, completions, **_):\n    return [0.0]\n")
+    monkeypatch.syspath_prepend(str(elsewhere))
+    folder = tmp_path / "r"
+    folder.mkdir()
+    recipe = _user_recipe(folder, reward="far_rewards_envkit:score")
+    stack = stack_for("tiny", "cpu")
+    with pytest.raises(RecipeError, match=r"rewards\[1\].name: module 'far_rewards_envkit' is not in the recipe's folder"):
+        write_context(Inputs(load_recipe(recipe), recipe, stack, FAKE_LOCK, stack.base["image"]), tmp_path / "ctx")
+    assert not (tmp_path / "ctx").exists()
+
+
+def test_a_symlinked_recipe_reads_its_data_from_one_folder(tmp_path):
+    """The loader resolves a recipe's files from the folder the recipe is named in; so does the build."""
+    real = tmp_path / "real"
+    real.mkdir()
+    target = _user_recipe(real)
+    link_folder = tmp_path / "link"
+    shutil.copytree(real / "data", link_folder / "data")
+    (link_folder / "my_rewards.py").write_text((real / "my_rewards.py").read_text())
+    (link_folder / "data" / "toy.jsonl").write_text((link_folder / "data" / "toy.jsonl").read_text().splitlines()[0] + "\n")
+    link = link_folder / "mine.yaml"
+    link.symlink_to(target)
+    recipe = load_recipe(link)
+    assert recipe.dataset.path == str(link_folder / "data" / "toy.jsonl")
+    stack = stack_for("tiny", "cpu")
+    out = write_context(Inputs(recipe, link, stack, FAKE_LOCK, stack.base["image"]), tmp_path / "ctx")
+    assert (out / "recipes" / "data" / "toy.jsonl").read_text() == (link_folder / "data" / "toy.jsonl").read_text()
+
+
+def test_context_modes_do_not_follow_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        out = _context(tmp_path, "ctx")
+    finally:
+        os.umask(old)
+    modes = {p.stat().st_mode & 0o777 for p in out.rglob("*")}
+    assert modes == {0o644, 0o755}
+    assert (out / "recipes" / "tiny.yaml").stat().st_mode & 0o777 == 0o644

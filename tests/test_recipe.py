@@ -68,7 +68,7 @@ def test_the_unmodified_tiny_recipe_passes_the_dry_run(tmp_path):
      ("grpo.learnig_rate: unknown key", "did you mean learning_rate?")),
     ("vllm:\n", "vlm:\n", "vlm:", ("vlm: unknown key (did you mean vllm?)",)),
     ("name: length", "name: no_such_module_envkit:score", "no_such_module_envkit",
-     ("rewards[1].name: cannot find module 'no_such_module_envkit' on the Python path",)),
+     ("rewards[1].name: cannot find module 'no_such_module_envkit' beside the recipe or on the Python path",)),
     ("name: length", "name: os:system", "os:system", ("rewards[1].name: 'os' is Python's standard library",)),
     ("name: length", "name: my-rewards:score", "my-rewards", ("rewards[1].name: 'my-rewards:score' is not module:function",)),
     ("name: length", "name: lenght", "lenght", ("rewards[1].name: unknown reward 'lenght'", "did you mean length?")),
@@ -367,3 +367,12 @@ def test_explicit_tag_on_an_empty_key_is_a_recipe_error():  # found by the prope
 
     with pytest.raises(RecipeError, match="cannot read value '' as int"):
         parse_recipe("!!int : x\nversion: 1\n")
+
+
+def test_a_reward_module_beside_the_recipe_is_found_without_pythonpath(tmp_path):
+    from envkit.train.rewards import resolve_reward
+
+    (tmp_path / "beside_reward_envkit.py").write_text("def score(prompts, completions, **_):\n    return [1.0] * len(completions)\n")
+    _, result = dry_run(tmp_path, tiny_text(("name: length", "name: beside_reward_envkit:score")))
+    assert result.exit_code == 0, result.output
+    assert resolve_reward("beside_reward_envkit:score", tmp_path)([], ["a", "b"]) == [1.0, 1.0]

@@ -24,6 +24,7 @@ wheelhouse_option = click.option("--wheelhouse", type=click.Path(exists=True, fi
 
 def _plan(recipe_name, target, python, platform, base, wheelhouse, torch=None):
     """(recipe path, recipe, stack, base image) or a one-line error (click.UsageError-like, exit 2)."""
+    from envkit.build.dockerfile import image_reference
     from envkit.build.lock import with_wheelhouse
     from envkit.build.stack import choose, targets
     from envkit.matrix.solve import DEFAULT_PYTHON
@@ -46,7 +47,7 @@ def _plan(recipe_name, target, python, platform, base, wheelhouse, torch=None):
             raise RecipeError(f"--python {python}: the default base {default['image']} has Python {default['python']}; "
                               "pass --base IMAGE with that Python, or drop --python")
         base = default["image"]
-    return path, recipe, with_wheelhouse(stack, str(wheelhouse) if wheelhouse else None), base
+    return path, recipe, with_wheelhouse(stack, str(wheelhouse) if wheelhouse else None), image_reference(base)
 
 
 def _errors():
@@ -107,7 +108,12 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
     from envkit.build.context import Inputs, write_context
     from envkit.build.lock import lock
 
+    from envkit.build.dockerfile import recipe_slug
+    from envkit.recipe.library import find_recipe
+
     try:
+        found = find_recipe(recipe)
+        recipe_slug(found.stem, str(found))  # before the lock: the name reaches the Dockerfile, the tag and the folder
         path, parsed, stack, base = _plan(recipe, target, python, platform, base, wheelhouse, torch)
         locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
         name = f"{path.stem}-{target}"

@@ -8,8 +8,10 @@ Nothing in it depends on the time or the host (the same inputs give the same byt
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import os
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -20,10 +22,11 @@ import envkit
 from envkit.build.dockerfile import render
 from envkit.build.lock import Lock, LockError
 from envkit.build.stack import Stack
-from envkit.recipe.load import RecipeError
+from envkit.recipe.load import RecipeError, reward_module
 from envkit.recipe.schema import Recipe
 
-PACKAGE_FILES = (".py", ".json", ".in")  # sources, knowledge, templates
+# envkit's package data (pyproject.toml [tool.setuptools.package-data]); its modules are found by name.
+PACKAGE_DATA = ("knowledge/*.json", "build/templates/*.in")
 DOCKERIGNORE = "**/__pycache__\n**/*.pyc\n**/.pytest_cache\n"
 # pip download takes wheels of exactly the platforms named: the glibc 2.28 image accepts every older manylinux.
 MANYLINUX = [f"manylinux_2_{minor}" for minor in range(28, 4, -1)] + ["manylinux2014", "manylinux2010", "manylinux1"]
@@ -86,10 +89,14 @@ def write_context(inputs: Inputs, out: Path) -> Path:
                  ".dockerignore": DOCKERIGNORE}
         for name, text in files.items():
             (tmp / name).write_text(text)
-        shutil.copytree(Path(envkit.__file__).parent, tmp / "envkit", ignore=_not_package_files)
+        root = Path(envkit.__file__).parent
+        for name in package_files():
+            (tmp / "envkit" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / name, tmp / "envkit" / name)
         _copy_recipe(inputs, tmp / "recipes")
         if inputs.wheelhouse is not None:
             fetch_wheels(inputs, tmp / "wheels")
+        _normalize_modes(tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -99,24 +106,75 @@ def write_context(inputs: Inputs, out: Path) -> Path:
     return out
 
 
-def _not_package_files(folder: str, names: list[str]) -> set[str]:
-    """Only envkit's own files go into the image: a stray .env or editor file beside them stays out."""
-    return {name for name in names if name == "__pycache__"
-            or (Path(folder, name).is_file() and not name.endswith(PACKAGE_FILES))}
+def package_files() -> list[str]:
+    """envkit's own files, relative to its folder, by list: its modules (found as Python finds them, nothing
+    imported) and the package data pyproject.toml declares.  Never a walk of the folder: a credentials file,
+    a symlink to a token or a hidden folder lying there stays out of the image."""
+    root = Path(envkit.__file__).parent
+
+    def modules(folder: Path, prefix: str):
+        for module in pkgutil.iter_modules([str(folder)]):
+            if module.ispkg:
+                yield f"{prefix}{module.name}/__init__.py"
+                yield from modules(folder / module.name, f"{prefix}{module.name}/")
+            else:
+                yield f"{prefix}{module.name}.py"
+
+    names = {"__init__.py", *modules(root, "")} | {str(p.relative_to(root)) for pattern in PACKAGE_DATA for p in root.glob(pattern)}
+    return sorted(n for n in names if _own_file(root, n))
+
+
+def _own_file(root: Path, name: str) -> bool:
+    """A regular file inside ``root`` reached through no symlink (a link could point anywhere: a token)."""
+    path = root / name
+    return path.is_file() and path.resolve() == root.resolve() / name
+
+
+def recipe_files(recipe: Recipe, folder: Path) -> dict[str, Path]:
+    """The files a run of ``recipe`` reads besides the YAML, by the field naming them: the dataset, the accelerate
+    config, and each user reward module (a module or a package found in the recipe's folder).  The image holds
+    that folder only (/recipes), so a reward module found elsewhere is an error here, not at run time."""
+    found = {}
+    if recipe.dataset.path:
+        found["dataset.path"] = Path(recipe.dataset.path)
+    if recipe.distributed.accelerate_config:
+        found["distributed.accelerate_config"] = Path(recipe.distributed.accelerate_config)
+    for i, reward in enumerate(recipe.rewards):
+        module = reward_module(reward.name)
+        if module is None or module == "envkit":
+            continue
+        spec = importlib.machinery.PathFinder.find_spec(module, [str(folder)])
+        if spec is None or not spec.origin:
+            raise RecipeError(f"{recipe.source}: rewards[{i}].name: module {module!r} is not in the recipe's folder {folder}; "
+                              "the image holds only that folder (/recipes): move the module beside the recipe")
+        origin = Path(spec.origin)
+        if spec.submodule_search_locations:  # a package: all of its Python files
+            for j, file in enumerate(sorted(origin.parent.rglob("*.py"))):
+                found[f"rewards[{i}].name ({module}, file {j})"] = file
+        else:
+            found[f"rewards[{i}].name"] = origin
+    return found
 
 
 def _copy_recipe(inputs: Inputs, folder: Path) -> None:
-    """The recipe as written, plus its local dataset at the same relative path (it lands in /recipes)."""
+    """The recipe as written, plus the files it reads at the same relative paths (it lands in /recipes).  Paths
+    are taken relative to the recipe's folder as the loader saw it (a symlinked recipe's own folder)."""
     folder.mkdir()
+    base = inputs.recipe_path.parent.resolve()
     shutil.copyfile(inputs.recipe_path, folder / f"{inputs.name}.yaml")
-    data = inputs.recipe.dataset.path
-    if data:
-        relative = os.path.relpath(data, inputs.recipe_path.resolve().parent)
+    for field, path in recipe_files(inputs.recipe, base).items():
+        relative = os.path.relpath(path.resolve(), base)
         if relative.startswith(".."):
-            raise RecipeError(f"{inputs.recipe_path}: dataset.path {data} lies outside the recipe's folder; "
+            raise RecipeError(f"{inputs.recipe_path}: {field} {path} lies outside the recipe's folder; "
                               "move it beside the recipe to build an image of it")
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(data, folder / relative)
+        shutil.copyfile(path, folder / relative)
+
+
+def _normalize_modes(folder: Path) -> None:
+    """0755 folders and 0644 files whatever the umask (under umask 077 the image's user could not read its recipe)."""
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
 def fetch_wheels(inputs: Inputs, folder: Path) -> None:

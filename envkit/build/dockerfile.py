@@ -6,13 +6,33 @@ no environment variables read (so no secret can reach it).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from envkit import __version__
 from envkit.build.stack import Stack
 from envkit.knowledge import curated, gpu_catalog
+from envkit.recipe.load import RecipeError
 
 TEMPLATE = Path(__file__).parent / "templates" / "Dockerfile.in"
+# What may fill each user-given slot: a recipe's name lands in a LABEL, a comment, the image tag and /recipes/NAME.yaml;
+# the base in FROM.  Nothing with a quote, a space or a line break can reach the Dockerfile.
+SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
+
+
+def recipe_slug(name: str, source: str) -> str:
+    """The recipe's file name (without .yaml) when it can name an image and a file in it; else a one-line error."""
+    if not SLUG.fullmatch(name):
+        raise RecipeError(f"{source}: the recipe's file name {name!r} names the image and /recipes/NAME.yaml: "
+                          "use letters, digits, '.', '_' and '-' (rename the file)")
+    return name
+
+
+def image_reference(base: str) -> str:
+    if not IMAGE.fullmatch(base):
+        raise RecipeError(f"--base {base!r}: not an image reference (registry/name:tag or name@sha256:...)")
+    return base
 
 
 def torch_index(stack: Stack) -> str:
@@ -25,10 +45,10 @@ def torch_index(stack: Stack) -> str:
 def render(stack: Stack, base: str, recipe_name: str, recipe_sha: str, lock_sha: str, offline: bool = False) -> str:
     values = {
         "VERSION": __version__,
-        "RECIPE": recipe_name,
+        "RECIPE": recipe_slug(recipe_name, recipe_name),
         "TARGET": stack.target,
         "PLATFORM": stack.platform,
-        "BASE": base,
+        "BASE": image_reference(base),
         "PYTHON": stack.python,
         "DTYPE": stack.dtype,
         "RECIPE_SHA": recipe_sha,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib.machinery
 import importlib.util
 import json
 import math
@@ -203,7 +204,7 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> None:
     if not recipe.rewards:
         raise where.error(_node(root, "rewards"), "rewards", "needs at least one reward")
     for i, reward in enumerate(recipe.rewards):
-        problem = reward_problem(reward.name)
+        problem = reward_problem(reward.name, base)
         if problem:
             raise where.error(_node(root, "rewards", i, "name"), f"rewards[{i}].name", problem)
     for key, bound in BOUNDS.items():
@@ -374,10 +375,26 @@ def _local_file(base: Path, value: str, fail) -> str:
     return str(resolved)
 
 
-def reward_problem(name: str) -> str | None:
+def reward_module(name: str) -> str | None:
+    """The top-level module of a ``module:function`` reward (None for a builtin)."""
+    return None if name in BUILTIN_REWARDS else name.partition(":")[0].split(".")[0]
+
+
+def find_module(top: str, folder: Path | None) -> bool:
+    """A top-level module exists in the recipe's folder (searched first: a reward module lives beside its recipe)
+    or on the Python path.  Looking it up imports nothing."""
+    try:
+        return (folder is not None and importlib.machinery.PathFinder.find_spec(top, [str(folder)]) is not None) \
+            or importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def reward_problem(name: str, folder: Path | None = None) -> str | None:
     """What is wrong with a reward's name, without importing anything: loading a recipe (budget, lock, build,
-    --dry-run) must not run user code, so a ``module:function`` is only looked up on the path here and
-    imported when training starts (envkit.train.rewards.resolve_reward).  None when it looks usable."""
+    --dry-run) must not run user code, so a ``module:function`` is only looked up here (in ``folder``, the
+    recipe's, then on the path) and imported when training starts (envkit.train.rewards.resolve_reward).
+    None when it looks usable."""
     if name in BUILTIN_REWARDS:
         return None
     module_name, _, function = name.partition(":")
@@ -387,13 +404,9 @@ def reward_problem(name: str) -> str | None:
         return f"unknown reward {name!r}: {hint}use a builtin ({', '.join(BUILTIN_REWARDS)}) or module:function"
     if not all(part.isidentifier() for part in module_name.split(".")) or not function.isidentifier():
         return f"{name!r} is not module:function (Python names, e.g. my_rewards:correctness)"
-    top = module_name.split(".")[0]
+    top = reward_module(name)
     if top in sys.stdlib_module_names:
         return f"{module_name!r} is Python's standard library, not a reward module: name your own module:function"
-    try:
-        spec = importlib.util.find_spec(top)  # a top-level lookup imports nothing
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        return f"cannot find module {top!r} on the Python path (run from its folder, or set PYTHONPATH)"
+    if not find_module(top, folder):
+        return f"cannot find module {top!r} beside the recipe or on the Python path (put it beside the recipe, or set PYTHONPATH)"
     return None

@@ -7,6 +7,7 @@ Completions are strings, or message lists when the dataset is conversational; th
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _FINAL = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
@@ -50,17 +51,23 @@ def length(prompts, completions, **_) -> list[float]:
     return [max(0.0, 1.0 - len(_text(c)) / 1000) for c in completions]
 
 
-def resolve_reward(name: str):
+def resolve_reward(name: str, folder: Path | None = None):
     """The reward function for a builtin name or ``module:function`` (the loader checked its form and that the
-    module exists: envkit.recipe.load.reward_problem).  Importing it runs the user's code, so this happens when
-    training starts, never while a recipe is only loaded; a module that fails or exits at import is one line."""
+    module exists, beside the recipe in ``folder`` or on the path: envkit.recipe.load.reward_problem).  Importing
+    it runs the user's code, so this happens when training starts, never while a recipe is only loaded; a module
+    that fails or exits at import is one line."""
     import importlib
+    import importlib.machinery
+    import sys
 
-    from envkit.recipe.load import BUILTIN_REWARDS, RecipeError
+    from envkit.recipe.load import BUILTIN_REWARDS, RecipeError, reward_module
 
     if name in BUILTIN_REWARDS:
         return globals()[name]
     module_name, _, function = name.partition(":")
+    if folder is not None and importlib.machinery.PathFinder.find_spec(reward_module(name), [str(folder)]) is not None \
+            and str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))  # the module beside the recipe, as the loader found it
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # SystemExit: a module that calls sys.exit() at import

@@ -55,7 +55,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     from envkit.train.data import prepare_dataset
 
     _apply(plan, main)
-    rewards = [resolve_reward(r.name) for r in recipe.rewards]  # user code runs from here on, before the slow loads
+    rewards = [resolve_reward(r.name, Path(recipe.source).parent) for r in recipe.rewards]  # user code runs from here on, before the slow loads
 
     kwargs, dropped = split_supported(grpo_kwargs(recipe, plan, str(output_dir)), {f.name for f in dataclasses.fields(GRPOConfig)})
     for name in dropped if main else ():
