@@ -298,3 +298,21 @@ def test_budget_with_pinned_sleep_keeps_only_the_workspace_while_training():
     inputs = on("h100")
     awake, asleep = budget(inputs, 0.3, False), budget(inputs, 0.3, True)
     assert awake.training_peak - asleep.training_peak == pytest.approx(awake.vllm.share - awake.vllm.workspace)
+
+
+def test_an_impossible_recipe_says_so_instead_of_an_absurd_share(tmp_path):
+    """Issue #13: a 10^12-token completion printed gpu_memory_utilization=46997070.41."""
+    from click.testing import CliRunner
+
+    from envkit.cli import main
+    from envkit.recipe.library import find_recipe
+
+    source = find_recipe("grpo-llama3b")
+    text = source.read_text().replace("path: data/", f"path: {source.parent / 'data'}/")
+    text = "\n".join("  max_completion_length: 1000000000000" if line.strip().startswith("max_completion_length:") else line
+                     for line in text.splitlines())
+    recipe = tmp_path / "huge.yaml"
+    recipe.write_text(text + "\n")
+    result = CliRunner().invoke(main, ["budget", str(recipe), "--target", "h100"])
+    assert "vllm_gpu_memory_utilization=more than the whole GPU" in result.output
+    assert "46997070" not in result.output

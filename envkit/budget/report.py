@@ -40,6 +40,15 @@ def settings(rec: Recommendation) -> dict:
             "vllm_enable_sleep_mode": plan.sleep}
 
 
+def _shown(value) -> str:
+    """A setting as the text report prints it: a share above the whole GPU is said, not printed as 46997070.41."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.2f}" if value <= 1 else "more than the whole GPU"
+    return str(value)
+
+
 def to_json(rec: Recommendation, gpu: str) -> dict:
     inputs = rec.plan.inputs
     fields = {k: v for k, v in asdict(inputs).items() if k not in ("shape", "gpu_bytes")}
@@ -77,7 +86,7 @@ def render(rec: Recommendation, gpu: str) -> str:
              f"{i.max_prompt_length}+{i.max_completion_length} tokens, micro-batch {i.micro_batch}", ""]
     lines += [f"  {label:54}{'' if n is None else f'{gib(n):8.2f} GiB'}" for label, n in rows]
     lines += [f"  {'headroom':54}{b['headroom']:8.2f} GiB", ""]
-    recommended = ", ".join(f"{k}={str(val).lower() if isinstance(val, bool) else val}" for k, val in settings(rec).items())
+    recommended = ", ".join(f"{k}={_shown(val)}" for k, val in settings(rec).items())
     if rec.fits:
         lines.append(f"fits: {recommended}")
         return "\n".join(lines)
