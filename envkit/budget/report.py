@@ -73,7 +73,7 @@ def render(rec: Recommendation, gpu: str) -> str:
     rows = [("training step", None), (f"  {weights}", t.weights), (f"  LoRA r={i.lora_r} + grads + AdamW", t.lora),
             (f"  {activations}", t.activations), ("  logits", t.logits), ("  peak", t.peak)]
     if v:
-        rows += [(f"vLLM share (gpu_memory_utilization {v.utilization:.2f})", v.share), ("  weights copy", v.weights),
+        rows += [(f"vLLM share (gpu_memory_utilization {_shown(v.utilization)})", v.share), ("  weights copy", v.weights),
                  ("  workspace (CUDA graphs, buffers, profile)", v.workspace), ("  KV cache", v.kv_cache),
                  (f"  KV needed: {i.concurrent_sequences} sequences x {i.sequence_length} tokens", v.kv_needed)]
     elif not i.use_vllm:
