@@ -54,3 +54,13 @@ def test_vllm_and_torch_cuda_major():
     finding = check("EK203", mixed)
     assert finding.severity is Severity.FAIL and "libcudart.so.13" in finding.evidence
     assert check("EK203", make_facts("h100", {"torch": "2.11.0", "vllm": "0.26.0"})).severity is Severity.SKIP
+
+
+def test_cpu_torch_fix_is_a_command_that_works_when_pasted():
+    """No <version> placeholder (issue #12); the index names the CUDA build, since torch==2.13.0 alone is also
+    satisfied by 2.13.0+cpu."""
+    from envkit.rules import REGISTRY
+
+    finding = REGISTRY["EK201"].run(make_facts("h100", {"torch": "2.13.0+cpu"}, torch_cuda=None))
+    assert finding.fix.startswith("pip install --force-reinstall 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cu13")
+    assert "<" not in finding.fix.split("(")[0]
