@@ -376,3 +376,17 @@ def test_a_reward_module_beside_the_recipe_is_found_without_pythonpath(tmp_path)
     _, result = dry_run(tmp_path, tiny_text(("name: length", "name: beside_reward_envkit:score")))
     assert result.exit_code == 0, result.output
     assert resolve_reward("beside_reward_envkit:score", tmp_path)([], ["a", "b"]) == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("written, value", [("1e-4", 1e-4), ("5E-6", 5e-6), ("+2e-3", 2e-3), (".5e-2", 0.005)])
+def test_yaml_1_2_floats_are_numbers(tmp_path, written, value):
+    """PyYAML reads 1e-4 as a string (YAML 1.1); almost every user writes learning rates that way (issue #14)."""
+    from envkit.recipe.load import parse_recipe
+
+    recipe = parse_recipe(tiny_text(("learning_rate: 1.0e-3", f"learning_rate: {written}")), str(tmp_path / "r.yaml"))
+    assert recipe.grpo.learning_rate == value
+
+
+def test_a_quoted_number_stays_a_string(tmp_path):
+    _, result = dry_run(tmp_path, tiny_text(("learning_rate: 1.0e-3", 'learning_rate: "1e-4"')))
+    assert result.exit_code == 2 and "expected a finite number, got str '1e-4'" in result.output

@@ -14,6 +14,7 @@ import importlib.machinery
 import importlib.util
 import json
 import math
+import re
 import string
 import sys
 import types
@@ -26,6 +27,8 @@ import yaml
 from envkit.recipe.schema import BOUNDS, DatasetSpec, Recipe, gpu_count
 
 BUILTIN_REWARDS = ("format", "exact_answer", "length")
+# YAML 1.2's float syntax (its core schema); PyYAML follows YAML 1.1, which needs a dot: 1.0e-4, not 1e-4.
+YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
 class RecipeError(ValueError):
@@ -119,6 +122,8 @@ def _value(kind: Any, node: yaml.Node, path: str, where: _Where) -> Any:
             raise where.error(node, path, f"expected a list, got {_kind(node)}")
         return [_value(args[0], item, f"{path}[{i}]", where) for i, item in enumerate(node.value)]
     value = _scalar(node, path, where)
+    if isinstance(value, str) and node.style is None and YAML12_FLOAT.fullmatch(value) and _accepts(kind, 0.5):
+        value = float(value)  # 1e-4: a float in YAML 1.2, a string under PyYAML's YAML 1.1 rule
     if _accepts(kind, value):
         return float(value) if kind is float and isinstance(value, int) else value
     raise where.error(node, path, f"expected {_describe(kind)}, got {_show(value)}")
