@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from envkit.knowledge import curated
 from envkit.recipe.load import RecipeError, parse_recipe
 from envkit.rules import run_rules
 from envkit.train.config import TRL_DEFAULT_UTILIZATION, unsloth_model_kwargs, unsloth_peft_kwargs
-from envkit.train.preflight import Plan, check_backend, plan_run
+from envkit.train.preflight import Plan, check_packages, plan_run
 from tests.conftest import COHERENT, make_facts
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -63,12 +64,12 @@ def test_missing_unsloth_is_one_line_naming_the_install_and_exit_2(tmp_path, arg
     assert not (tmp_path / "run").exists()
 
 
-def test_check_backend_reads_the_probed_packages():
+def test_check_packages_reads_the_probed_packages():
     recipe = parse_recipe(tiny(UNSLOTH), "recipe.yaml")
     with pytest.raises(RecipeError, match="pip install unsloth"):
-        check_backend(recipe, make_facts("h100", COHERENT))
-    check_backend(recipe, make_facts("h100", {**COHERENT, "unsloth": "2026.9.1"}))
-    check_backend(parse_recipe(TINY, "recipe.yaml"), make_facts("h100", COHERENT))  # backend: trl needs no unsloth
+        check_packages(recipe, make_facts("h100", COHERENT))
+    check_packages(recipe, make_facts("h100", {**COHERENT, "unsloth": "2026.9.1"}))
+    check_packages(parse_recipe(TINY, "recipe.yaml"), make_facts("h100", COHERENT))  # backend: trl needs no unsloth
 
 
 def test_unsloth_dry_run_shows_the_backend_and_fast_language_model_arguments(monkeypatch, tmp_path):
@@ -164,3 +165,21 @@ def test_the_dry_run_prints_the_refusal_and_the_fix(monkeypatch, tmp_path):
     assert json.loads(result.stdout)["plan"]["use_vllm"] is False
     assert f"refused: vllm-bnb-plugin 4-bit generation with vllm {BNB['vllm_min']} needs {BNB['package']}" in result.stderr
     assert f"fix: pip install {BNB['package']}" in result.stderr
+
+
+@pytest.mark.parametrize("report_to, installed, error", [
+    ("[wandb]", {}, "output.report_to: wandb needs wandb, which is not installed: pip install wandb"),
+    ("[wandb]", {"wandb": "0.22.0"}, None),
+    ("[tensorboard]", {"tensorboardx": "2.6"}, None),
+    ("[none]", {}, None),
+    ("[wandbb]", {}, "output.report_to: unknown integration 'wandbb'"),
+])
+def test_report_to_is_checked_before_anything_loads(report_to, installed, error):
+    """Issue #14: report_to: [wandb] passed --dry-run, then crashed after the model had loaded."""
+    recipe = parse_recipe(TINY.replace("  keep: 2", f"  keep: 2\n  report_to: {report_to}"), "recipe.yaml")
+    facts = make_facts("h100", COHERENT, installed=installed)
+    if error is None:
+        check_packages(recipe, facts)
+    else:
+        with pytest.raises(RecipeError, match=re.escape(error)):
+            check_packages(recipe, facts)

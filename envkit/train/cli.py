@@ -55,7 +55,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     from envkit.recipe.load import RecipeError, load_recipe
     from envkit.rules import run_rules
     from envkit.train.config import grpo_kwargs, unsloth_model_kwargs, unsloth_peft_kwargs
-    from envkit.train.preflight import check_backend, plan_run
+    from envkit.train.preflight import check_packages, plan_run
 
     recipe_path = find_recipe(name)
     recipe = load_recipe(recipe_path)
@@ -67,7 +67,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         recipe.distributed.machine_rank = machine_rank
     output_dir = Path(output or recipe.output.dir or Path("runs") / Path(recipe.source).stem)
     facts = collect()
-    check_backend(recipe, facts)
+    check_packages(recipe, facts)
     plan = plan_run(recipe, facts, run_rules(facts), tuple(no_patch))
     kwargs = grpo_kwargs(recipe, plan, str(output_dir))
     forward = ["--output", str(output_dir)] + (["--max-steps", str(max_steps)] if max_steps else []) + \

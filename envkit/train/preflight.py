@@ -59,11 +59,23 @@ def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tup
     return wanted, None
 
 
-def check_backend(recipe: Recipe, facts: Facts) -> None:
-    """``backend: unsloth`` needs the unsloth package: known from the probed metadata, before anything imports it."""
+def check_packages(recipe: Recipe, facts: Facts) -> None:
+    """What the recipe names that must be installed, from the probed metadata, before anything heavy loads:
+    ``backend: unsloth`` needs unsloth; each ``output.report_to`` integration its package (transformers would
+    say so only after the model has loaded)."""
     if recipe.backend == "unsloth" and facts.package("unsloth") is None:
         raise RecipeError(f"{recipe.source}: backend: unsloth needs unsloth, which is not installed here: "
                           "pip install unsloth (or use backend: trl)")
+    known = curated("report_to_packages")["integrations"]
+    for name in recipe.output.report_to:
+        if name == "none":
+            continue
+        if name not in known:
+            raise RecipeError(f"{recipe.source}: output.report_to: unknown integration {name!r} (known: {', '.join(sorted(known))})")
+        needed = known[name]
+        if needed and not any(canonicalize_name(p) in facts.installed for p in needed):
+            raise RecipeError(f"{recipe.source}: output.report_to: {name} needs {' or '.join(needed)}, which is not installed: "
+                              f"pip install {needed[0]} (or remove {name} from output.report_to)")
 
 
 def bnb_plugin_missing(recipe: Recipe, facts: Facts, use_vllm: bool) -> Finding | None:
