@@ -390,3 +390,8 @@ def test_yaml_1_2_floats_are_numbers(tmp_path, written, value):
 def test_a_quoted_number_stays_a_string(tmp_path):
     _, result = dry_run(tmp_path, tiny_text(("learning_rate: 1.0e-3", 'learning_rate: "1e-4"')))
     assert result.exit_code == 2 and "expected a finite number, got str '1e-4'" in result.output
+
+
+def test_a_misspelt_shipped_recipe_gets_the_closest_name():
+    result = CliRunner().invoke(main, ["train", "tinny", "--dry-run"])
+    assert result.exit_code == 2 and "tinny: no such recipe file or shipped recipe (did you mean tiny? shipped:" in result.stderr

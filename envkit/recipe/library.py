@@ -33,5 +33,9 @@ def find_recipe(name: str) -> Path:
         return shipped
     from envkit.recipe.load import RecipeError
 
-    known = ", ".join(p.stem for p in list_recipes())
-    raise RecipeError(f"{name}: no such recipe file or shipped recipe (shipped: {known})")
+    import difflib
+
+    shipped = [p.stem for p in list_recipes()]
+    close = difflib.get_close_matches(Path(name).stem, shipped, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise RecipeError(f"{name}: no such recipe file or shipped recipe ({hint}shipped: {', '.join(shipped)})")
