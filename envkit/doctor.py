@@ -15,7 +15,7 @@ from envkit.facts import Facts, FactsError
 from envkit.files import write_atomic
 from envkit.report import exit_code, repair_requirements, to_json
 from envkit.report.text import render
-from envkit.rules import REGISTRY, find_rule, run_rules
+from envkit.rules import LAUNCH_REGISTRY, REGISTRY, find_rule, run_rules
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def explain(key: str) -> int:
     found = find_rule(key)
     patch = find_patch(key) if found is None else None
     if found is None and patch is None:
-        known = ", ".join(f"{r.id} {r.name}" for r in sorted(REGISTRY.values(), key=lambda r: r.id))
+        known = ", ".join(f"{r.id} {r.name}" for r in sorted([*REGISTRY.values(), *LAUNCH_REGISTRY.values()], key=lambda r: r.id))
         patches = ", ".join(f"{p.id} {p.name}" for p in all_patches())
         click.echo(f"envkit doctor: no check or patch {key!r}. Known checks: {known}. Patches: {patches}", err=True)
         return USAGE

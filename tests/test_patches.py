@@ -167,3 +167,14 @@ def test_an_unknown_no_patch_id_is_one_line_and_exit_2():
     result = CliRunner().invoke(main, ["train", "tiny", "--dry-run", "--no-patch", "EKP999"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == "envkit train: --no-patch EKP999: no such patch (known: EKP001 server-lora-sync)"
+
+
+def test_an_unknown_explain_id_lists_every_check_and_patch():
+    from click.testing import CliRunner
+
+    from envkit.cli import main
+
+    result = CliRunner().invoke(main, ["doctor", "--explain", "EK999"])
+    assert result.exit_code == 2
+    for known in ("EK101 linux", "EK406 trl-sleep-sync", "EK501 launch-gpus", "EK505", "EKP001 server-lora-sync"):
+        assert known in result.output

@@ -19,4 +19,4 @@ def find_rule(key: str) -> Rule | None:
     return rules.get(key.upper()) or next((r for r in rules.values() if r.name == key.lower()), None)
 
 
-__all__ = ["Finding", "Rule", "Severity", "find_rule", "run_rules", "REGISTRY"]
+__all__ = ["Finding", "Rule", "Severity", "find_rule", "run_rules", "REGISTRY", "LAUNCH_REGISTRY"]
