@@ -15,7 +15,8 @@ from envkit.facts import Facts, FactsError
 from envkit.files import write_atomic
 from envkit.report import exit_code, repair_requirements, to_json
 from envkit.report.text import render
-from envkit.rules import LAUNCH_REGISTRY, REGISTRY, find_rule, run_rules
+from envkit.launch.checks import LAUNCH_REGISTRY
+from envkit.rules import REGISTRY, find_rule, run_rules
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,11 @@ def explain(key: str) -> int:
     """A check's documentation, or a patch's (envkit train's TRL patches share the ID space: EKP001)."""
     from envkit.train.patches import all_patches, find_patch
 
-    found = find_rule(key)
+    rules = {**REGISTRY, **LAUNCH_REGISTRY}
+    found = find_rule(key, rules)
     patch = find_patch(key) if found is None else None
     if found is None and patch is None:
-        known = ", ".join(f"{r.id} {r.name}" for r in sorted([*REGISTRY.values(), *LAUNCH_REGISTRY.values()], key=lambda r: r.id))
+        known = ", ".join(f"{r.id} {r.name}" for r in sorted(rules.values(), key=lambda r: r.id))
         patches = ", ".join(f"{p.id} {p.name}" for p in all_patches())
         click.echo(f"envkit doctor: no check or patch {key!r}. Known checks: {known}. Patches: {patches}", err=True)
         return USAGE

@@ -22,8 +22,8 @@ from envkit.launch.plan import LaunchError, LaunchPlan, ProcessSpec, build_launc
 from envkit.launch.preflight import launch_findings, port_in_use
 from envkit.launch.procs import LaunchFailed, Running, run_plan, wait_healthy
 from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
+from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
 from envkit.rules import Severity, find_rule
-from envkit.rules.launch import LAUNCH_REGISTRY, LaunchInputs
 from tests.conftest import make_facts
 
 GOLDEN = Path(__file__).parent / "fixtures" / "launch"
@@ -184,7 +184,7 @@ def check(rule_id, recipe_name, visible, facts, busy=(), context=None, use_vllm=
 def test_every_launch_rule_is_documented_and_explained():
     assert sorted(LAUNCH_REGISTRY) == ["EK501", "EK502", "EK503", "EK504", "EK505"]
     for rule_id, rule in LAUNCH_REGISTRY.items():
-        assert len(rule.doc.splitlines()) >= 2 and find_rule(rule_id) is rule and find_rule(rule.name) is rule
+        assert len(rule.doc.splitlines()) >= 2 and find_rule(rule_id, LAUNCH_REGISTRY) is rule and find_rule(rule.name, LAUNCH_REGISTRY) is rule
 
 
 def test_gpu_count_against_the_recipe():

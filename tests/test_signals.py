@@ -31,17 +31,18 @@ def _pid_namespaces_work() -> bool:
 
 @pytest.mark.skipif(not _pid_namespaces_work(), reason="needs root and unshare (a PID namespace of its own)")
 def test_sigterm_ends_envkit_running_as_pid_1(tmp_path):
-    """Before training starts (here: a recipe's reward module still importing), `docker stop` must not have to
-    wait for its SIGKILL."""
+    """Before training starts (here: a recipe's reward module still importing, before the model loads),
+    `docker stop` must not have to wait for its SIGKILL."""
     (tmp_path / "sleepy.py").write_text(SLEEPY)
     recipe = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
     recipe = recipe.replace("  - {name: length, weight: 0.1}\n", "  - {name: length, weight: 0.1}\n  - {name: sleepy:reward}\n")
     (tmp_path / "r.yaml").write_text(recipe)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    # A real run: loading a recipe (--dry-run) no longer imports its reward modules; training does, before the model.
     outer = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-m", "envkit", "train", "r.yaml",
-                              "--dry-run"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              "--output", "run"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not (tmp_path / "started").exists():
             assert outer.poll() is None, outer.stderr.read()
             assert time.monotonic() < deadline, "envkit never imported the recipe's reward module"

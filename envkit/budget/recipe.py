@@ -11,7 +11,7 @@ from typing import Any
 
 from envkit.budget.model import BudgetInputs, ModelShape
 from envkit.budget.recommend import Recommendation, recommend
-from envkit.budget.shapes import resolve_model, shape_from_config
+from envkit.budget.shapes import TinyShape, resolve_model, shape_from_config
 from envkit.recipe.load import RecipeError, generation_batch_problem
 from envkit.recipe.schema import Recipe
 
@@ -24,9 +24,7 @@ def recipe_shape(recipe: Recipe) -> ModelShape:
     Raises UnknownName for a hub name envkit has no shape for.
     """
     if recipe.model.build == "tiny":
-        from envkit.train.tiny import Shape
-
-        return shape_from_config(asdict(Shape()) | {"tie_word_embeddings": True, "model_type": "llama"}, "tiny")
+        return shape_from_config(asdict(TinyShape()) | {"tie_word_embeddings": True, "model_type": "llama"}, "tiny")
     return resolve_model(recipe.model.name)
 
 

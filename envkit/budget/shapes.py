@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import difflib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from envkit.budget.model import GIB, ModelShape
 from envkit.knowledge import gpu_catalog, load
+
+
+# `model.build: tiny` (envkit.train.tiny builds it): a byte-level tokenizer's vocabulary plus these specials.
+TINY_SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>"]
+
+
+@dataclass(frozen=True)
+class TinyShape:
+    """The LlamaConfig fields of the tiny model; the budget and the launch checks read them without building it."""
+
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 128
+    vocab_size: int = 256 + len(TINY_SPECIAL_TOKENS)  # bytes + specials; larger pads the embedding
+    max_position_embeddings: int = 2048
 
 
 class UnknownName(ValueError):

@@ -27,7 +27,7 @@ from packaging.version import InvalidVersion, Version
 
 from envkit.knowledge import load
 from envkit.recipe.schema import Recipe, gpu_count
-from envkit.train.config import max_model_length, vllm_launch_kwargs
+from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
 
 # accelerate's --mixed_precision -> vLLM's --dtype: the server holds the weights in the trainer's precision.
 SERVER_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "no": "float32"}

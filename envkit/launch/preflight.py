@@ -1,4 +1,4 @@
-"""What the launch checks (EK5xx, envkit.rules.launch) need from this machine, and running them."""
+"""What the launch checks (EK5xx, envkit.launch.checks) need from this machine, and running them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from envkit.facts import Facts
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding
-from envkit.rules.launch import LaunchInputs, run_launch_rules
+from envkit.launch.checks import LaunchInputs, run_launch_rules
 
 
 def port_in_use(port: int) -> bool:
@@ -27,9 +27,9 @@ def port_in_use(port: int) -> bool:
 def model_context(recipe: Recipe) -> int | None:
     """The model's max_position_embeddings when its config is on this disk (tiny, or a local folder)."""
     if recipe.model.build == "tiny":
-        from envkit.train.tiny import Shape
+        from envkit.budget.shapes import TinyShape
 
-        return Shape().max_position_embeddings
+        return TinyShape().max_position_embeddings
     try:
         config = json.loads((Path(recipe.model.name or "") / "config.json").read_text())
     except (OSError, ValueError):

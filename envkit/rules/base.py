@@ -27,7 +27,7 @@ SECTIONS = {
     "driver": "Driver & CUDA",
     "packages": "Packages",
     "rl": "vLLM / RL readiness",
-    "launch": "Multi-GPU launch",  # envkit train's checks of a recipe's layout (rules/launch.py)
+    "launch": "Multi-GPU launch",  # envkit train's checks of a recipe's layout (envkit/launch/checks.py)
 }
 
 

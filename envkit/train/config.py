@@ -6,6 +6,7 @@ from typing import Any
 
 from envkit.budget.recipe import recommend_recipe
 from envkit.budget.shapes import UnknownName
+from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
 from envkit.recipe.schema import Recipe
 from envkit.train.preflight import Plan
 
@@ -101,21 +102,6 @@ def unsloth_peft_kwargs(recipe: Recipe) -> dict[str, Any]:
     lora = recipe.lora
     return {"r": lora.r, "target_modules": list(lora.target_modules), "lora_alpha": lora.alpha,
             "lora_dropout": lora.dropout, "use_gradient_checkpointing": "unsloth", "random_state": recipe.seed}
-
-
-def max_model_length(recipe: Recipe) -> int:
-    """vLLM's context (trainer's vllm_max_model_length, the server's --max-model-len): prompt + completion."""
-    return recipe.grpo.max_prompt_length + recipe.grpo.max_completion_length
-
-
-def vllm_launch_kwargs(recipe: Recipe) -> dict[str, Any]:
-    """What several processes need (trl/trainer/grpo_config.py): server mode, where the trainer finds the
-    server and its weight-sync port; colocate, the tensor-parallel group of each rank's vLLM."""
-    v = recipe.vllm
-    if v.mode == "server":
-        return {"vllm_mode": "server", "vllm_server_host": v.server.host, "vllm_server_port": v.server.port,
-                "vllm_group_port": v.server.group_port, "vllm_server_timeout": v.server.timeout_s}
-    return {"vllm_tensor_parallel_size": v.tensor_parallel_size} if v.tensor_parallel_size > 1 else {}
 
 
 # Passed where the installed TRL has them, dropped silently where not: TRL 1.16 no longer truncates

@@ -17,7 +17,7 @@ def prepare_dataset(recipe: Recipe, tokenizer):
     """Rows -> ``prompt`` (text, or messages with use_chat_template) and ``answer`` for the rewards.
 
     TRL 1.16 no longer truncates prompts (GRPOConfig lost max_prompt_length) while vLLM's context is
-    max_prompt_length + max_completion_length (envkit.train.config.max_model_length): a longer prompt
+    max_prompt_length + max_completion_length (envkit.recipe.derived.max_model_length): a longer prompt
     would stop the run in vLLM mid-way, so such rows are dropped here, with one warning line.
     """
     from datasets import load_dataset

@@ -60,6 +60,7 @@ def resolve_reward(name: str, folder: Path | None = None):
     import importlib.machinery
     import sys
 
+    from envkit.exitcodes import Terminated
     from envkit.recipe.load import BUILTIN_REWARDS, RecipeError, reward_module
 
     if name in BUILTIN_REWARDS:
@@ -70,6 +71,8 @@ def resolve_reward(name: str, folder: Path | None = None):
         sys.path.insert(0, str(folder))  # the module beside the recipe, as the loader found it
     try:
         module = importlib.import_module(module_name)
+    except Terminated:  # SIGTERM while it imports (envkit.cli.run): stop, as everywhere else
+        raise
     except (Exception, SystemExit) as exc:  # SystemExit: a module that calls sys.exit() at import
         detail = str(exc).splitlines()[0] if str(exc) else ""
         raise RecipeError(f"reward {name!r}: cannot import {module_name!r}: {type(exc).__name__}: {detail}") from None

@@ -9,28 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-SPECIAL = ["<|pad|>", "<|bos|>", "<|eos|>"]
-
-
-@dataclass(frozen=True)
-class Shape:
-    hidden_size: int = 64
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    intermediate_size: int = 128
-    vocab_size: int = 256 + len(SPECIAL)  # bytes + specials; larger pads the embedding
-    max_position_embeddings: int = 2048
-
+from envkit.budget.shapes import TINY_SPECIAL_TOKENS, TinyShape
 
 def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "envkit" / "models"
 
 
-def build_tiny(shape: Shape = Shape(), seed: int = 0, root: Path | None = None) -> Path:
+def build_tiny(shape: TinyShape = TinyShape(), seed: int = 0, root: Path | None = None) -> Path:
     """The folder of a saved tiny model + tokenizer of this shape and seed (built once)."""
     key = hashlib.sha256(json.dumps([asdict(shape), seed]).encode()).hexdigest()[:12]
     target = (root or cache_root()) / f"tiny-llama-{key}"
@@ -61,8 +49,9 @@ def byte_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {token: i for i, token in enumerate(SPECIAL + alphabet)}
+    vocab = {token: i for i, token in enumerate(TINY_SPECIAL_TOKENS + alphabet)}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=SPECIAL[0], bos_token=SPECIAL[1], eos_token=SPECIAL[2])
+    pad, bos, eos = TINY_SPECIAL_TOKENS
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=pad, bos_token=bos, eos_token=eos)

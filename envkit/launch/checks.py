@@ -8,15 +8,13 @@ EK501` documents them like every other check.  Each is a pure function of Facts 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from envkit.facts import Facts
 from envkit.knowledge import load
+from envkit.launch.plan import LaunchPlan
+from envkit.recipe.derived import max_model_length
 from envkit.recipe.schema import Recipe
 from envkit.rules.base import Finding, Outcome, Rule, fail, ok, rule, skip, warn
-
-if TYPE_CHECKING:
-    from envkit.launch.plan import LaunchPlan
 
 LAUNCH_REGISTRY: dict[str, Rule] = {}
 
@@ -168,8 +166,6 @@ def max_model_length_check(facts: Facts, inputs: LaunchInputs) -> Outcome:
     """
     if not inputs.use_vllm:
         return skip("generation without vLLM")
-    from envkit.train.config import max_model_length
-
     g, declared = inputs.recipe.grpo, inputs.recipe.model.max_seq_length
     need = max_model_length(inputs.recipe)
     context = inputs.model_context
