@@ -316,3 +316,21 @@ def test_an_impossible_recipe_says_so_instead_of_an_absurd_share(tmp_path):
     result = CliRunner().invoke(main, ["budget", str(recipe), "--target", "h100"])
     assert "vllm_gpu_memory_utilization=more than the whole GPU" in result.output
     assert "46997070" not in result.output
+
+
+def test_the_budget_is_computed_once_from_yaml_to_grpo_config(monkeypatch):
+    """Issue #15: plan_run computed it (twice) and grpo_kwargs again; now the plan carries the share."""
+    import envkit.budget.recipe as budget_recipe
+
+    calls = []
+    real_recommend = budget_recipe.recommend  # what every recommend_recipe call runs, whoever imported it
+    monkeypatch.setattr(budget_recipe, "recommend", lambda *a, **k: calls.append(1) or real_recommend(*a, **k))
+    real = recommend_recipe
+    for sleep in ("auto", "true", "false"):
+        calls.clear()
+        recipe = shipped("grpo-llama3b")
+        recipe.vllm.sleep = {"auto": "auto", "true": True, "false": False}[sleep]
+        plan, kwargs = run_plan(recipe, "h100")
+        assert len(calls) == 1, sleep
+        expected = real(recipe, plan.gpu_memory, True, plan.sleep).plan.vllm.utilization
+        assert kwargs["vllm_gpu_memory_utilization"] == plan.budget_share == expected

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from envkit.budget.recipe import recommend_recipe
-from envkit.budget.shapes import UnknownName
 from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
 from envkit.recipe.schema import Recipe
 from envkit.train.preflight import Plan
 
 # vllm.gpu_memory_utilization: auto without a memory budget (no GPU memory known, no model shape): TRL's default.
 TRL_DEFAULT_UTILIZATION = 0.3
-
-
-def auto_utilization(recipe: Recipe, plan: Plan) -> float:
-    """The budget's smallest share whose KV cache holds one generation batch (envkit.budget, as `envkit budget`)."""
-    if plan.gpu_memory is None:
-        return TRL_DEFAULT_UTILIZATION
-    try:
-        return recommend_recipe(recipe, plan.gpu_memory, plan.bf16, plan.sleep).plan.vllm.utilization
-    except UnknownName:
-        return TRL_DEFAULT_UTILIZATION
 
 
 def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
@@ -73,9 +61,12 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
 
 
 def vllm_utilization(recipe: Recipe, plan: Plan) -> float:
-    """vLLM's share of the GPU: the recipe's number, or for auto the budget's (auto_utilization)."""
+    """vLLM's share of the GPU: the recipe's number, or for auto the one the preflight's budget chose (TRL's
+    default where there was no budget: no GPU memory known, or no model shape)."""
     share = recipe.vllm.gpu_memory_utilization
-    return auto_utilization(recipe, plan) if share == "auto" else share
+    if share != "auto":
+        return share
+    return plan.budget_share if plan.budget_share is not None else TRL_DEFAULT_UTILIZATION
 
 
 def max_lora_rank(recipe: Recipe) -> int:

@@ -42,6 +42,7 @@ class Plan:
     dtype: str = "bf16"  # the one training dtype (fp32, bf16, fp16): the weights' and GRPOConfig's bf16/fp16 flags
     patches: list[str] = field(default_factory=list)  # envkit's TRL patches this run applies (envkit.train.patches)
     patches_off: list[str] = field(default_factory=list)  # ones that would apply, turned off by --no-patch
+    budget_share: float | None = None  # vLLM's share from envkit.budget (None: no budget here), for vllm...: auto
 
 
 def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tuple[str, str | None]:
@@ -132,31 +133,34 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     warnings += [dtype_warning] if dtype_warning else []
     bf16 = dtype == "bf16"
     gpu_memory = gpus[0].memory_total_mib * MIB if gpus and gpus[0].memory_total_mib else None
-    budget = _budget(recipe, gpu_memory, bf16, use_vllm, warnings)
     sleep_checks = [by_id[i] for i in SLEEP_CHECKS if i in by_id]
     sleep_check = next((f for f in sleep_checks if f.severity is not Severity.OK), sleep_checks[0] if sleep_checks else None)
     sleep_ok = sleep_check is not None and sleep_check.severity is Severity.OK
-    # sleep: auto sleeps only when the budget needs it (waking costs time every step); without a budget, when it works.
-    needs_sleep = budget.plan.sleep if budget else sleep_ok
     stale_sync = by_id.get("EK406")  # a WARN: sleep mode would train on stale weights, so it is never turned on
     stale_sync = stale_sync if stale_sync and stale_sync.severity is Severity.WARN else None
-    sleep = use_vllm and recipe.vllm.mode == "colocate" and stale_sync is None and (recipe.vllm.sleep is True or (recipe.vllm.sleep == "auto" and sleep_ok and needs_sleep))
     stale = stale_sleep(recipe, stale_sync, use_vllm)
-    if stale is None and use_vllm and not sleep_ok and sleep_check is not None and (recipe.vllm.sleep is True or (recipe.vllm.sleep == "auto" and needs_sleep)):
-        warnings.append(f"vllm sleep mode {'requested' if recipe.vllm.sleep is True else 'needed by the memory budget'} although {sleep_check.title}")
+    # Sleep decided before the budget where the recipe or the checks decide it; sleep: auto, where it works,
+    # sleeps only when the budget needs it (waking costs time every step).  The budget is computed once.
+    can_sleep = use_vllm and recipe.vllm.mode == "colocate" and stale_sync is None
+    wanted_sleep = recipe.vllm.sleep
+    decided = (can_sleep if wanted_sleep is True else False if wanted_sleep is False or not (can_sleep and sleep_ok) else None)
+    budget = _budget(recipe, gpu_memory, bf16, use_vllm, warnings, decided)
+    sleep = decided if decided is not None else (budget.plan.sleep if budget else sleep_ok)
+    if stale is None and use_vllm and not sleep_ok and sleep_check is not None and (
+            wanted_sleep is True or (wanted_sleep == "auto" and budget is not None and not budget.fits)):
+        warnings.append(f"vllm sleep mode {'requested' if wanted_sleep is True else 'would help the memory budget'} although {sleep_check.title}")
     if sleep and recipe.backend == "unsloth":  # Unsloth's own vLLM sleeps only with its standby variable set
         standby = curated("unsloth_vllm_standby")
         env[standby["env"]] = standby["value"]
-    if budget and use_vllm and sleep != budget.plan.sleep:
-        budget = _budget(recipe, gpu_memory, bf16, use_vllm, [], sleep)
     if budget and not budget.fits:
         warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak on this {gpu_memory / GIB:.0f} GiB GPU; "
                         f"`envkit budget {recipe.source}` lists what fits")
+    share = budget.plan.vllm.utilization if budget and budget.plan.vllm else None
     relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - ({"EK402"} if "TRITON_DISABLE_PDL" in env else set())
     blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL] + [f for f in (bnb, stale) if f]
     patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
-                patches, patches_off)
+                patches, patches_off, share)
 
 
 def stale_sleep(recipe: Recipe, check: Finding | None, use_vllm: bool) -> Finding | None:
