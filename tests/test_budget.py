@@ -146,7 +146,7 @@ def test_cli_json_shape(runner):
     assert doc["breakdown_gib"]["headroom"] > 50 and doc["fixes"] == [] and doc["combined"] is None
     failing = json.loads(runner.invoke(main, ARGS + ["--target", "t4", "--json"]).output)
     assert failing["fits"] is False and failing["fixes"][0] == {
-        "name": "4-bit weights", "setting": "load_in_4bit: true", "saving_gib": failing["fixes"][0]["saving_gib"],
+        "name": "4-bit weights", "setting": "model.load_in_4bit: true", "saving_gib": failing["fixes"][0]["saving_gib"],
         "fits": True}
 
 
@@ -221,11 +221,11 @@ def test_fused_lm_head_and_checkpointed_activations_hand_cases():
     assert activation_bytes(LLAMA3B, 100, 2, True, 64, 7) == 100 * (28 * 3072 + 2 * per_layer) * 2
 
 
-def test_cli_recipe_on_t4_does_not_fit_in_bf16_and_names_what_does(runner):
+def test_cli_recipe_on_t4_does_not_fit_in_fp16_and_names_what_does(runner):
     result = runner.invoke(main, ["budget", "grpo-llama3b", "--target", "t4"])
     assert result.exit_code == 1
-    assert "does not fit in bf16" in result.output
-    fixes = [line for line in result.output.splitlines() if line.strip().startswith("load_in_4bit: true")]
+    assert "does not fit in fp16" in result.output  # no bf16 on a T4: the run would train in fp16, so does the budget
+    fixes = [line for line in result.output.splitlines() if line.strip().startswith("model.load_in_4bit: true")]
     assert fixes and "fits" in fixes[0] and "not enough" not in fixes[0]
     assert runner.invoke(main, ["budget", "grpo-llama3b", "--target", "t4", "--load-in-4bit"]).exit_code == 0
 
@@ -262,7 +262,7 @@ def test_a_pinned_utilization_is_kept_and_auto_is_the_first_fix(tmp_path):
     recipe = parse_recipe(recipe_with(vllm="{gpu_memory_utilization: 0.95, sleep: false}"))
     rec = recommend_recipe(recipe, H100)
     assert rec.plan.vllm.utilization == 0.95 and not rec.fits
-    assert rec.fixes[0].setting == "gpu_memory_utilization: auto, sleep: auto" and rec.fixes[0].fits
+    assert rec.fixes[0].setting == "vllm.gpu_memory_utilization: auto, vllm.sleep: auto" and rec.fixes[0].fits
 
 
 def run_plan(recipe, gpu="h100", vllm_version="0.26.0"):
@@ -334,3 +334,20 @@ def test_the_budget_is_computed_once_from_yaml_to_grpo_config(monkeypatch):
         assert len(calls) == 1, sleep
         expected = real(recipe, plan.gpu_memory, True, plan.sleep).plan.vllm.utilization
         assert kwargs["vllm_gpu_memory_utilization"] == plan.budget_share == expected
+
+
+def test_every_fix_names_a_real_recipe_key_and_saves_something():
+    """Issue #14: the fixes named keys no recipe has (load_in_4bit, micro_batch, vllm_mode), one saving 0.00 GiB."""
+    import dataclasses
+    import typing
+
+    from envkit.budget.recommend import MIN_SAVING
+    from envkit.recipe.schema import Recipe
+
+    rec = recommend_recipe(shipped("grpo-llama3b"), on("t4").gpu_bytes, bf16=False)
+    assert rec.fixes and all(f.saving >= MIN_SAVING or f.fits for f in rec.fixes)
+    sections = typing.get_type_hints(Recipe)
+    for fix in rec.fixes:
+        for part in fix.setting.split(" (")[0].split(", "):
+            section, _, field = part.split(":")[0].partition(".")
+            assert field in {f.name for f in dataclasses.fields(sections[section])}, fix.setting

@@ -83,6 +83,7 @@ def _gpu(target: str | None) -> tuple[str, int, bool]:
     """(name, memory in bytes, has bf16) of the --target catalog GPU, else of this machine's first visible GPU."""
     from envkit.budget.model import MIB
     from envkit.budget.shapes import UnknownName, resolve_gpu
+    from envkit.knowledge import has_bf16
 
     if target:
         from envkit.knowledge import gpu_catalog
@@ -91,15 +92,12 @@ def _gpu(target: str | None) -> tuple[str, int, bool]:
             name, memory = resolve_gpu(target)
         except UnknownName as err:
             raise _Usage(err.args[0]) from None
-        return name, memory, _has_bf16(gpu_catalog()[target.lower()]["compute_capability"])
+        return name, memory, has_bf16(gpu_catalog()[target.lower()]["compute_capability"])
     from envkit.probe import collect
 
     gpus = [g for g in collect().visible_gpus() if g.memory_total_mib]
     if not gpus:
         raise _Usage("no NVIDIA GPU found on this machine: pass --target GPU (t4, l4, a10g, a100-80gb, h100, ...)")
-    return gpus[0].name, gpus[0].memory_total_mib * MIB, _has_bf16(gpus[0].compute_capability)
+    return gpus[0].name, gpus[0].memory_total_mib * MIB, has_bf16(gpus[0].compute_capability)
 
 
-def _has_bf16(compute_capability: str | None) -> bool:
-    """bf16 needs compute capability 8.0 (Ampere) or newer."""
-    return compute_capability is not None and int(compute_capability.split(".")[0]) >= 8

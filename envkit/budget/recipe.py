@@ -42,7 +42,8 @@ def budget_inputs(recipe: Recipe, gpu_bytes: int, bf16: bool = True, **overrides
     if problem:
         raise RecipeError(f"{recipe.source}: {problem}")
     completions = g.per_device_train_batch_size * g.gradient_accumulation_steps
-    dtype = m.dtype if m.dtype != "auto" else ("bf16" if bf16 else "fp16")
+    # As the trainer does (envkit.train.preflight.training_dtype): bf16 or auto on a GPU without bf16 trains in fp16.
+    dtype = ("bf16" if bf16 else "fp16") if m.dtype in ("auto", "bf16") else m.dtype
     targets = tuple(t for t in ALL_LINEAR if t in lora_targets(recipe))
     inputs = BudgetInputs(
         shape=recipe_shape(recipe), gpu_bytes=gpu_bytes, dtype=dtype, load_in_4bit=m.load_in_4bit,

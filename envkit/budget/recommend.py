@@ -42,20 +42,24 @@ class Fix:
 
 
 # The fixes, cheapest in quality and speed first: (name, applies, change, setting).
+# Each setting is written as the recipe key to change (envkit recipes), so it can be pasted.
 FIXES: tuple[tuple[str, Callable[[BudgetInputs], bool], Callable[[BudgetInputs], BudgetInputs],
                    Callable[[BudgetInputs], str]], ...] = (
     ("4-bit weights", lambda i: not i.load_in_4bit,
-     lambda i: replace(i, load_in_4bit=True), lambda i: "load_in_4bit: true"),
-    ("smaller micro-batch", lambda i: i.micro_batch > 1,
-     lambda i: replace(i, micro_batch=i.micro_batch // 2), lambda i: f"micro_batch: {i.micro_batch // 2}"),
+     lambda i: replace(i, load_in_4bit=True), lambda i: "model.load_in_4bit: true"),
+    ("smaller micro-batch, same batch", lambda i: i.micro_batch > 1,
+     lambda i: replace(i, micro_batch=i.micro_batch // 2),
+     lambda i: f"grpo.per_device_train_batch_size: {i.micro_batch // 2} (and twice the gradient_accumulation_steps)"),
     ("shorter completions", lambda i: i.max_completion_length > 64,
      lambda i: replace(i, max_completion_length=i.max_completion_length // 2),
-     lambda i: f"max_completion_length: {i.max_completion_length // 2}"),
+     lambda i: f"grpo.max_completion_length: {i.max_completion_length // 2}"),
     ("FP8 KV cache", lambda i: i.use_vllm and i.kv_cache_dtype != "fp8",
-     lambda i: replace(i, kv_cache_dtype="fp8"), lambda i: "kv_cache_dtype: fp8"),
+     lambda i: replace(i, kv_cache_dtype="fp8"), lambda i: "vllm.kv_cache_dtype: fp8"),
     ("vLLM server mode on a second GPU", lambda i: i.use_vllm and not i.server_mode,
-     lambda i: replace(i, server_mode=True), lambda i: "vllm_mode: server"),
+     lambda i: replace(i, server_mode=True), lambda i: "vllm.mode: server (with resources.generation_gpus)"),
 )
+# A fix that saves less than this is no fix (halving a micro-batch of 1 token's worth of activations).
+MIN_SAVING = 2**20 * 64
 
 
 @dataclass(frozen=True)
@@ -74,12 +78,13 @@ def recommend(inputs: BudgetInputs, utilization: float | None = None, sleep: boo
         return Recommendation(base, True)
     fixes = []
     if (utilization, sleep) != (None, None) and fits(chosen := plan(inputs)):
-        fixes.append(Fix("envkit's vLLM settings", "gpu_memory_utilization: auto, sleep: auto",
+        fixes.append(Fix("envkit's vLLM settings", "vllm.gpu_memory_utilization: auto, vllm.sleep: auto",
                          base.peak - chosen.peak, True))
     for name, applies, change, setting in FIXES:
         if applies(inputs):
             fixed = plan(change(inputs))
-            fixes.append(Fix(name, setting(inputs), base.peak - fixed.peak, fits(fixed)))
+            if base.peak - fixed.peak >= MIN_SAVING or fits(fixed):
+                fixes.append(Fix(name, setting(inputs), base.peak - fixed.peak, fits(fixed)))
     if any(f.fits for f in fixes):
         return Recommendation(base, False, tuple(fixes))
     combined, current = [], inputs

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from packaging.version import Version
 
-from envkit.knowledge import cc_tuple, cuda_table, curated, gpu_catalog, load, torch_covers, vllm_broken_on
+from envkit.knowledge import cc_tuple, cuda_table, curated, gpu_catalog, has_bf16, load, torch_covers, vllm_broken_on
 from envkit.knowledge.matrix import Matrix
 from envkit.matrix.solve import DEFAULT_PYTHON, Constraints, solve
 from envkit.recipe.schema import Recipe
@@ -84,7 +84,7 @@ def choose(recipe: Recipe, target: str, python: str = DEFAULT_PYTHON, arch: str 
     pins = sorted([f"{name}=={version}" for name, version in versions.items()] + [p for p in BASE_PACKAGES if p not in versions])
     variant = torch_variant(solution.cuda, gpu["compute_capability"])
     cuda = variant or solution.cuda
-    bf16 = cc_tuple(gpu["compute_capability"]) >= cc_tuple(curated("bf16_min_compute_capability")["value"])
+    bf16 = has_bf16(gpu["compute_capability"])
     stack = Stack(target, arch or gpu["arch"], python, pins, cuda, "bf16" if bf16 else "fp16", notes=list(solution.notes))
     if variant:
         stack.torch_backend = "cu" + variant.replace(".", "")

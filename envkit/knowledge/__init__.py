@@ -70,6 +70,11 @@ def cc_tuple(text: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
+def has_bf16(compute_capability: str | None) -> bool:
+    """bf16 math on a GPU of this compute capability (curated bf16_min_compute_capability: Ampere, 8.0)."""
+    return compute_capability is not None and cc_tuple(compute_capability) >= cc_tuple(curated("bf16_min_compute_capability")["value"])
+
+
 def arches_cover(arches: list[str], cc: tuple[int, int]) -> bool:
     """Kernels built for one of ``arches`` run on ``cc``: same major, minor no newer (binary compatibility)."""
     return any(a[0] == cc[0] and a[1] <= cc[1] for a in map(cc_tuple, arches))
