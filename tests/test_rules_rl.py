@@ -29,6 +29,9 @@ def test_sm100_old_torch_crashes_vllm():
 def test_sleep_mode():
     assert check("EK404", make_facts("h100", {"vllm": "0.26.0"})).severity is Severity.OK
     assert check("EK404", make_facts("h100", {"vllm": "0.14.1"})).severity is Severity.WARN
+    # vllm-project/vllm#32714: 0.14.0-0.16.x broken, fixed in 0.17.0; 0.10.2 is not (TRL's level-2 sleep)
+    for version, expected in [("0.10.2", Severity.OK), ("0.13.0", Severity.OK), ("0.16.0", Severity.WARN), ("0.17.0", Severity.OK)]:
+        assert check("EK404", make_facts("h100", {"vllm": version})).severity is expected, version
     clash = make_facts("h100", {"vllm": "0.26.0"}, env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"})
     assert check("EK404", clash).severity is Severity.WARN
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatch
-
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -83,20 +81,21 @@ def sm100_torch(facts: Facts) -> Outcome:
 def sleep_mode(facts: Facts) -> Outcome:
     """vLLM sleep mode (vllm_enable_sleep_mode) can be used.
 
-    Sleep mode frees vLLM's weights and KV cache while the trainer steps.  It
-    is unusable on vLLM 0.10.x and 0.14.x, and vLLM's allocator refuses
-    `expandable_segments:True` in PYTORCH_CUDA_ALLOC_CONF.  Without it, lower
-    gpu_memory_utilization instead.
+    Sleep mode frees vLLM's weights and KV cache while the trainer steps.
+    From vLLM 0.14.0 to 0.16.x the weights never enter the sleep pool, so it
+    frees almost nothing (vllm-project/vllm#32714, fixed in 0.17.0); vLLM's
+    allocator refuses `expandable_segments:True` in PYTORCH_CUDA_ALLOC_CONF.
+    Without it, lower gpu_memory_utilization instead.
     """
     vllm = _vllm_version(facts)
     if vllm is None:
         return skip("vllm not installed")
-    broken = curated("sleep_mode_broken_vllm")["versions"]
+    broken = curated("sleep_mode_broken_vllm")
     conflict = curated("sleep_mode_alloc_conflict")["setting"]
     alloc = facts.env.get("PYTORCH_CUDA_ALLOC_CONF", "")
-    if any(fnmatch(str(vllm), pattern) for pattern in broken):
-        return warn(f"sleep mode is unusable on vllm {vllm}", f"broken on {', '.join(broken)}",
-                    "keep vllm.sleep: false, or install a vllm outside those series")
+    if vllm in SpecifierSet(broken["vllm"]):
+        return warn(f"sleep mode frees almost nothing on vllm {vllm}", f"broken on vllm{broken['vllm']}: {broken['source']}",
+                    f"keep vllm.sleep: false, or pip install 'vllm>={broken['fixed_in']}' (with a torch and trl that fit it)")
     if conflict.replace(" ", "") in alloc.replace(" ", ""):
         return warn("expandable_segments clashes with vLLM sleep mode", f"PYTORCH_CUDA_ALLOC_CONF={alloc}",
                     "unset PYTORCH_CUDA_ALLOC_CONF (or drop expandable_segments) when sleep mode is on")
