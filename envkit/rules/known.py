@@ -1,0 +1,61 @@
+"""Incompatibilities no metadata declares, as data (knowledge/incompatibilities.json): one rule per check.
+
+A check fails or warns when the installed distributions fall inside one of its windows; it is OK when every
+package it names is installed outside them, and not applicable when one is missing.  Its title and fix name
+the installed versions; its documentation (``envkit doctor --explain ID``) is the data's doc, source and date.
+"""
+
+from __future__ import annotations
+
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from envkit.facts import Facts
+from envkit.knowledge import load
+from envkit.rules.base import REGISTRY, Outcome, Rule, Severity, ok, skip
+
+OUTCOME = {"fail": Severity.FAIL, "warn": Severity.WARN}
+
+
+def _installed(facts: Facts, names: set[str]) -> dict[str, Version] | None:
+    """The installed versions of ``names`` (canonical), or None when one is missing or unreadable."""
+    found = {}
+    for name in names:
+        text = facts.installed.get(canonicalize_name(name)) or (facts.package(name).version if facts.package(name) else None)
+        try:
+            found[name] = Version(text) if text else None
+        except InvalidVersion:
+            return None
+        if found[name] is None:
+            return None
+    return found
+
+
+def check_of(entry: dict):
+    """The rule function of one data entry."""
+    names = {name for window in entry["windows"] for name in window}
+
+    def run(facts: Facts) -> Outcome:
+        versions = _installed(facts, names)
+        if versions is None:
+            return skip(f"needs {', '.join(sorted(names))} installed")
+        shown = {name: str(v) for name, v in versions.items()}
+        evidence = ", ".join(f"{n} {v}" for n, v in sorted(shown.items())) + f"; {entry['source']} (checked {entry['checked']})"
+        for window in entry["windows"]:
+            if all(versions[name] in SpecifierSet(spec) if spec else True for name, spec in window.items()):
+                return Outcome(OUTCOME[entry["severity"]], entry["title"].format(**shown), evidence, entry["fix"].format(**shown))
+        return ok(f"{', '.join(f'{n} {v}' for n, v in sorted(shown.items()))}: outside the known-bad windows", evidence)
+
+    run.__doc__ = f"{entry['summary']}.\n\n{entry['doc']}\n\nFix: {entry['fix']}\n\nSource: {entry['source']} (checked {entry['checked']})."
+    return run
+
+
+def register() -> None:
+    for entry in load("incompatibilities")["checks"]:
+        if entry["id"] in REGISTRY:
+            raise ValueError(f"duplicate rule id {entry['id']}")
+        REGISTRY[entry["id"]] = Rule(entry["id"], entry["name"], entry["section"], check_of(entry))
+
+
+register()

@@ -1,0 +1,48 @@
+"""The data-driven incompatibility checks (knowledge/incompatibilities.json): each on both sides of its window.
+Versions are real releases; the windows were read in their wheels (see each check's source)."""
+
+from __future__ import annotations
+
+import pytest
+
+from envkit.knowledge import load
+from envkit.rules import REGISTRY, Severity
+from tests.conftest import make_facts
+
+# (check, installed distributions, expected): a row per side of each window.
+CASES = [
+    ("EK601", {"trl": "0.28.0", "transformers": "5.3.0"}, Severity.FAIL),
+    ("EK601", {"trl": "0.27.2", "transformers": "5.24.0"}, Severity.FAIL),
+    ("EK601", {"trl": "0.28.0", "transformers": "5.2.0"}, Severity.OK),
+    ("EK601", {"trl": "0.29.0", "transformers": "5.24.0"}, Severity.OK),
+    ("EK601", {"trl": "0.28.0"}, Severity.SKIP),
+    ("EK602", {"vllm": "0.27.1", "vllm-bnb-plugin": "0.0.3"}, Severity.FAIL),
+    ("EK602", {"vllm": "0.28.0", "vllm-bnb-plugin": "0.0.3"}, Severity.OK),
+    ("EK602", {"vllm": "0.26.0"}, Severity.SKIP),
+    ("EK603", {"transformers": "5.24.0", "peft": "0.21.2"}, Severity.WARN),
+    ("EK603", {"transformers": "5.17.0", "peft": "0.21.2"}, Severity.OK),
+    ("EK603", {"transformers": "5.17.0", "peft": "0.19.0"}, Severity.WARN),
+    ("EK603", {"transformers": "5.8.0", "peft": "0.18.1"}, Severity.WARN),
+    ("EK603", {"transformers": "5.2.0", "peft": "0.18.0"}, Severity.OK),
+    ("EK603", {"transformers": "4.57.1", "peft": "0.15.0"}, Severity.OK),
+    ("EK604", {"liger-kernel": "0.6.4", "transformers": "5.17.0"}, Severity.WARN),
+    ("EK604", {"liger-kernel": "0.6.5", "transformers": "5.17.0"}, Severity.OK),
+    ("EK604", {"liger-kernel": "0.6.4", "transformers": "4.57.1"}, Severity.OK),
+]
+
+
+@pytest.mark.parametrize("check, installed, expected", CASES)
+def test_each_check_on_both_sides_of_its_window(check, installed, expected):
+    finding = REGISTRY[check].run(make_facts("h100", installed=installed))
+    assert finding.severity is expected
+    if expected in (Severity.FAIL, Severity.WARN):
+        assert all(version in finding.title or version in finding.fix for version in installed.values())
+        assert "{" not in finding.title + finding.fix and finding.fix
+
+
+def test_every_check_has_cases_on_both_sides_and_its_source():
+    entries = load("incompatibilities")["checks"]
+    for entry in entries:
+        outcomes = {expected for check, _, expected in CASES if check == entry["id"]}
+        assert Severity.OK in outcomes and outcomes & {Severity.FAIL, Severity.WARN}, entry["id"]
+        assert entry["source"] and entry["checked"] and entry["summary"] and REGISTRY[entry["id"]].doc.startswith(entry["summary"])
