@@ -64,14 +64,17 @@ def test_targets_get_their_platform_dtype_and_vllm():
     assert stack_for("tiny", "cpu").torch_backend == "cpu"
 
 
-def test_sm100_with_old_vllm_gets_pdl_env():
+def test_sm100_images_turn_lora_pdl_off_where_a_variable_can():
+    """vllm#30872 (EK402): from vLLM 0.15.0 VLLM_LORA_DISABLE_PDL=1; before, no variable works, so none is baked."""
     old = copy.deepcopy(RECORDED)
     old["packages"]["trl"] = {v: r for v, r in old["packages"]["trl"].items() if v.startswith("1.0.")}  # vllm <= 0.17.1
     old["packages"]["vllm"] = {v: r for v, r in old["packages"]["vllm"].items() if v.startswith("0.13.")}
-    stack = stack_for("grpo-llama3b", "b200", old)
-    assert stack.env == {"TRITON_DISABLE_PDL": "1"}
-    assert "TRITON_DISABLE_PDL=1" in render(stack, "base", "r", "0", "0")
-    assert stack_for("grpo-llama3b", "b200").env == {}  # the newest vLLM has the fix
+    stale = stack_for("grpo-llama3b", "b200", old)
+    assert stale.env == {} and any("no setting turns LoRA PDL off" in n for n in stale.notes)
+    stack = stack_for("grpo-llama3b", "b200")
+    assert stack.env == {"VLLM_LORA_DISABLE_PDL": "1"}
+    assert "VLLM_LORA_DISABLE_PDL=1" in render(stack, "base", "r", "0", "0")
+    assert stack_for("grpo-llama3b", "h100").env == {}
 
 
 def test_torch_variant_follows_the_gpu_architecture():

@@ -97,7 +97,7 @@ def test_target_checks_packages_against_a_catalog_gpu(runner, tmp_path):
     by_id = {f["id"]: f for f in doc["findings"]}
     assert doc["target"] == "b200"
     assert by_id["EK202"]["severity"] == "fail"  # cu126 has no sm_100 kernels
-    assert by_id["EK402"]["severity"] == "fail"  # vllm 0.10.2 on SM100 needs TRITON_DISABLE_PDL
+    assert by_id["EK402"]["severity"] == "fail"  # vllm 0.10.2 on SM100: no setting turns LoRA PDL off
     assert result.exit_code == 1
 
 

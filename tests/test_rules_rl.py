@@ -13,12 +13,35 @@ def test_gb10_falls_back_to_generate():
 
 
 def test_sm100_pdl():
-    old = {"vllm": "0.12.0", "torch": "2.9.0"}
+    """vllm#30872: only switchable, from 0.15.0 by VLLM_LORA_DISABLE_PDL; TRITON_DISABLE_PDL is read by nothing."""
+    old = {"vllm": "0.14.1", "torch": "2.9.1"}
     assert check("EK402", make_facts("b200", old)).severity is Severity.FAIL
-    assert check("EK402", make_facts("b200", old, env={"TRITON_DISABLE_PDL": "1"})).severity is Severity.OK
-    fixed = check("EK402", make_facts("b200", {"vllm": "0.26.0"}))
-    assert fixed.severity is Severity.OK and "0.15.0" in fixed.title
-    assert check("EK402", make_facts("h100", old)).severity is Severity.SKIP
+    assert check("EK402", make_facts("b200", old, env={"TRITON_DISABLE_PDL": "1"})).severity is Severity.FAIL
+    with_unsloth = check("EK402", make_facts("b200", old | {"unsloth": "2026.10.9"}))
+    assert with_unsloth.severity is Severity.WARN and "Unsloth's own patch" in with_unsloth.title
+    new = {"vllm": "0.26.0", "torch": "2.11.0"}
+    unset = check("EK402", make_facts("b200", new))
+    assert unset.severity is Severity.FAIL and "VLLM_LORA_DISABLE_PDL=1" in unset.title
+    assert check("EK402", make_facts("b200", new, env={"VLLM_LORA_DISABLE_PDL": "1"})).severity is Severity.OK
+    assert check("EK402", make_facts("h100", new)).severity is Severity.SKIP
+
+
+def test_the_run_sets_the_pdl_switch_only_where_it_works(tmp_path):
+    from envkit.recipe.load import parse_recipe
+    from envkit.rules import run_rules
+    from envkit.train.preflight import plan_run
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "q", "answer": "a"}\n')
+    recipe = parse_recipe(f"version: 1\nmodel: {{name: m}}\ndataset: {{path: {data}}}\nrewards: [{{name: format}}]\n", "r.yaml")
+    stack = {"torch": "2.11.0", "trl": "1.16.0", "transformers": "5.17.0", "peft": "0.21.0"}
+    facts = make_facts("b200", stack | {"vllm": "0.26.0"})
+    plan = plan_run(recipe, facts, run_rules(facts))
+    assert plan.env.get("VLLM_LORA_DISABLE_PDL") == "1" and "EK402" not in {f.id for f in plan.blocking}
+    facts = make_facts("b200", stack | {"vllm": "0.14.1", "torch": "2.9.1"})
+    plan = plan_run(recipe, facts, run_rules(facts))
+    assert "VLLM_LORA_DISABLE_PDL" not in plan.env and "TRITON_DISABLE_PDL" not in plan.env
+    assert "EK402" in {f.id for f in plan.blocking}
 
 
 def test_sm100_old_torch_crashes_vllm():

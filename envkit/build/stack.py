@@ -91,7 +91,7 @@ def choose(recipe: Recipe, target: str, python: str = DEFAULT_PYTHON, arch: str 
     stack.driver_floor = cuda_table()["min_driver"].get(cuda)
     pdl = curated("pdl")
     sm100 = int(gpu["compute_capability"].split(".")[0]) == pdl["compute_capability_major"]
-    if vllm and sm100 and Version(versions["vllm"]) < Version(pdl["vllm_fixed_in"]):
+    if vllm and sm100 and Version(versions["vllm"]) >= Version(pdl["env_from_vllm"]):  # EK402: LoRA PDL off
         stack.env[pdl["env"]] = pdl["value"]
     if not vllm and target != "cpu":
         stack.notes.append(f"no vLLM in this image for {target}: generation with model.generate")

@@ -230,6 +230,7 @@ def _notes(matrix: Matrix, c: Constraints, trl: str, vllm: str) -> list[str]:
         notes.append(f"vLLM generation is broken on {c.target}: train with vllm.enabled: false (model.generate)")
     pdl = curated("pdl")
     cc = cc_tuple(gpu_catalog()[c.target]["compute_capability"]) if c.target else None
-    if cc and cc[0] == pdl["compute_capability_major"] and Version(vllm) < Version(pdl["vllm_fixed_in"]):
-        notes.append(f"set {pdl['env']}={pdl['value']} (vllm {vllm} < {pdl['vllm_fixed_in']} on SM100)")
+    if cc and cc[0] == pdl["compute_capability_major"]:
+        notes.append(f"set {pdl['env']}={pdl['value']} (LoRA PDL on SM100, EK402)" if Version(vllm) >= Version(pdl["env_from_vllm"])
+                     else f"vllm {vllm} < {pdl['env_from_vllm']}: no setting turns LoRA PDL off on SM100 (EK402; backend unsloth patches it)")
     return notes

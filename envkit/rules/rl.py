@@ -37,13 +37,26 @@ def vllm_broken_gpu(facts: Facts) -> Outcome:
     return ok("no GPU with known-broken vLLM generation", ", ".join(describe(g) for g in gpus))
 
 
+def pdl_setting(facts: Facts) -> tuple[str, str] | None:
+    """(variable, value) that turns vLLM's LoRA PDL off on this machine's SM100 GPU, where an environment
+    variable can (vLLM 0.15.0+); None where none is needed or none works."""
+    pdl = curated("pdl")
+    vllm = _vllm_version(facts)
+    if not cc_major_gpus(facts, pdl["compute_capability_major"]) or vllm is None or vllm < Version(pdl["env_from_vllm"]):
+        return None
+    return pdl["env"], pdl["value"]
+
+
 @rule("EK402", "sm100-pdl", "rl")
 def sm100_pdl(facts: Facts) -> Outcome:
-    """Blackwell SM100/SM103 with vLLM < 0.15.0 needs TRITON_DISABLE_PDL=1.
+    """vLLM's LoRA kernels run without programmatic dependent launch on SM100/SM103.
 
-    vLLM's LoRA Triton kernels launch with programmatic dependent launch on
-    SM100, which breaks CUDA-graph capture; vLLM 0.15.0 fixed it.  With an
-    older vLLM set TRITON_DISABLE_PDL=1 before triton loads (envkit train does).
+    vLLM's LoRA Triton kernels fail on Blackwell SM100 with PDL on
+    (vllm-project/vllm#30872, open): not fixed, only switchable.  From vLLM
+    0.15.0 VLLM_LORA_DISABLE_PDL=1 turns it off (envkit train and the image
+    set it).  Before 0.15.0 no variable does (TRITON_DISABLE_PDL is read by
+    neither vLLM nor Triton): only Unsloth's own patch of supports_pdl, which
+    unsloth applies itself (backend: unsloth); backend trl needs vLLM 0.15+.
     """
     pdl = curated("pdl")
     gpus = cc_major_gpus(facts, pdl["compute_capability_major"])
@@ -52,11 +65,14 @@ def sm100_pdl(facts: Facts) -> Outcome:
         return skip("needs vllm on an SM100/SM103 GPU")
     setting = f"{pdl['env']}={pdl['value']}"
     evidence = f"{describe(gpus[0])}, vllm {vllm}, {pdl['env']}={facts.env.get(pdl['env'], '<unset>')}"
-    if vllm >= Version(pdl["vllm_fixed_in"]):
-        return ok(f"vllm {vllm} has the PDL fix ({pdl['vllm_fixed_in']}+)", evidence)
+    if pdl_setting(facts) is None:
+        fix = f"pip install 'vllm>={pdl['env_from_vllm']}' and export {setting} (or backend: unsloth, which patches it itself)"
+        if facts.package("unsloth"):
+            return warn(f"vllm {vllm} on SM100: only Unsloth's own patch turns LoRA PDL off", evidence, fix)
+        return fail(f"vllm {vllm} on SM100: no setting turns LoRA PDL off before vllm {pdl['env_from_vllm']}", evidence, fix)
     if facts.env.get(pdl["env"]) == pdl["value"]:
         return ok(f"{setting} set for vllm {vllm}", evidence)
-    return fail(f"vllm {vllm} on SM100 needs {setting}", evidence, f"export {setting}  (or pip install 'vllm>={pdl['vllm_fixed_in']}')")
+    return fail(f"vllm {vllm} on SM100 needs {setting}", evidence, f"export {setting}  (envkit train sets it)")
 
 
 @rule("EK403", "sm100-torch", "rl")

@@ -18,6 +18,7 @@ from envkit.knowledge import curated
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding, Severity
+from envkit.rules.rl import pdl_setting
 from envkit.train.patches import select_patches
 
 # Checks that concern vLLM generation only: irrelevant when the run generates with model.generate.
@@ -125,10 +126,10 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     bnb = bnb_plugin_missing(recipe, facts, use_vllm)
     use_vllm = use_vllm and bnb is None
     env = {}
-    pdl = by_id.get("EK402")
-    if use_vllm and pdl and pdl.severity is Severity.FAIL:
-        env["TRITON_DISABLE_PDL"] = "1"
-        warnings.append(f"set TRITON_DISABLE_PDL=1: {pdl.title}")
+    pdl, setting = by_id.get("EK402"), pdl_setting(facts)
+    if use_vllm and pdl and pdl.severity is Severity.FAIL and setting:
+        env[setting[0]] = setting[1]
+        warnings.append(f"set {setting[0]}={setting[1]}: {pdl.title}")
     dtype, dtype_warning = training_dtype(recipe, facts, findings)
     warnings += [dtype_warning] if dtype_warning else []
     bf16 = dtype == "bf16"
@@ -156,7 +157,7 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
         warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak on this {gpu_memory / GIB:.0f} GiB GPU; "
                         f"`envkit budget {recipe.source}` lists what fits")
     share = budget.plan.vllm.utilization if budget and budget.plan.vllm else None
-    relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - ({"EK402"} if "TRITON_DISABLE_PDL" in env else set())
+    relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - ({"EK402"} if setting and setting[0] in env or recipe.backend == "unsloth" else set())
     blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL] + [f for f in (bnb, stale) if f]
     patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
