@@ -44,9 +44,12 @@ def test_the_run_sets_the_pdl_switch_only_where_it_works(tmp_path):
     assert "EK402" in {f.id for f in plan.blocking}
 
 
-def test_sm100_old_torch_crashes_vllm():
-    assert check("EK403", make_facts("b200", {"vllm": "0.10.2", "torch": "2.8.0"})).severity is Severity.FAIL
-    assert check("EK403", make_facts("b200", {"vllm": "0.26.0", "torch": "2.11.0"})).severity is Severity.OK
+def test_sm100_old_torch_is_unsloths_rule_only():
+    """Only Unsloth claims vLLM on SM100 needs torch >= 2.9 (vllm#23724 ran B200 on torch 2.8 + vLLM 0.11.0)."""
+    old = {"vllm": "0.10.2", "torch": "2.8.0"}
+    assert check("EK403", make_facts("b200", old)).severity is Severity.SKIP
+    assert check("EK403", make_facts("b200", old | {"unsloth": "2026.10.9"})).severity is Severity.FAIL
+    assert check("EK403", make_facts("b200", {"vllm": "0.26.0", "torch": "2.11.0", "unsloth": "2026.10.9"})).severity is Severity.OK
 
 
 def test_sleep_mode():

@@ -170,9 +170,9 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
     if cc and not torch_covers(cuda, cc):
         reasons.append(f"torch {torch} (CUDA {cuda}) ships no kernels for {c.target}")
         return None
-    need = curated("sm100_min_torch_for_vllm")
-    if cc and cc[0] == need["compute_capability_major"] and Version(torch) < Version(need["min_torch"]):
-        reasons.append(f"torch {torch} crashes vLLM on {c.target} (needs >= {need['min_torch']})")
+    need = curated("sm100_min_torch_for_vllm")  # Unsloth's rule alone (EK403)
+    if caps.pins and cc and cc[0] == need["compute_capability_major"] and Version(torch) < Version(need["min_torch"]):
+        reasons.append(f"{caps.describe()} refuses torch {torch} under vLLM on {c.target} (needs >= {need['min_torch']})")
         return None
     transformers = _newest(
         matrix, "transformers",

@@ -77,20 +77,24 @@ def sm100_pdl(facts: Facts) -> Outcome:
 
 @rule("EK403", "sm100-torch", "rl")
 def sm100_torch(facts: Facts) -> Outcome:
-    """vLLM on SM100 needs torch 2.9 or newer.
+    """Unsloth accepts the torch under vLLM on SM100 (torch 2.9 or newer).
 
-    With torch < 2.9 vLLM aborts on Blackwell SM100 with std::bad_alloc in
-    its distributed layer.
+    Unsloth refuses vLLM with torch < 2.9 on Blackwell SM100, saying it aborts
+    with std::bad_alloc (unsloth import_fixes.check_vllm_torch_sm100_compatibility).
+    That is Unsloth's claim alone: vLLM pins its torch exactly and ran 8xB200 on
+    torch 2.8 with vLLM 0.11.0 (vllm-project/vllm#23724), so envkit checks it
+    only where Unsloth is installed.
     """
     need = curated("sm100_min_torch_for_vllm")
     gpus = cc_major_gpus(facts, need["compute_capability_major"])
     torch = facts.package("torch")
-    if not gpus or _vllm_version(facts) is None or not torch:
-        return skip("needs vllm and torch on an SM100/SM103 GPU")
-    evidence = f"{describe(gpus[0])}, torch {torch.version}"
+    if not gpus or _vllm_version(facts) is None or not torch or not facts.package("unsloth"):
+        return skip("needs unsloth, vllm and torch on an SM100/SM103 GPU")
+    evidence = f"{describe(gpus[0])}, torch {torch.version}, unsloth {facts.package('unsloth').version}; {need['source']}"
     if Version(torch.version).release < Version(need["min_torch"]).release:
-        return fail(f"torch {torch.version} crashes vLLM on SM100", evidence, f"pip install 'torch>={need['min_torch']}' with a matching vllm")
-    return ok(f"torch {torch.version} runs vLLM on SM100", evidence)
+        return fail(f"Unsloth refuses vLLM with torch {torch.version} on SM100", evidence,
+                    f"pip install 'torch>={need['min_torch']}' with a vllm that pins it")
+    return ok(f"torch {torch.version} is one Unsloth accepts on SM100", evidence)
 
 
 @rule("EK404", "sleep-mode", "rl")
