@@ -64,3 +64,15 @@ def test_cpu_torch_fix_is_a_command_that_works_when_pasted():
     finding = REGISTRY["EK201"].run(make_facts("h100", {"torch": "2.13.0+cpu"}, torch_cuda=None))
     assert finding.fix.startswith("pip install --force-reinstall 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cu13")
     assert "<" not in finding.fix.split("(")[0]
+
+
+def test_torch_2_15_cuda_13_2_needs_driver_595():
+    """torch 2.15.0's default Linux wheel is CUDA 13.2 (issue #12): its driver floor is 595.45.04."""
+    from envkit.rules import REGISTRY, Severity
+
+    torch = {"torch": "2.15.0"}
+    old = REGISTRY["EK201"].run(make_facts("h100", torch, torch_cuda="13.2", driver="590.48.01", driver_cuda="13.1"))
+    assert old.severity is not Severity.OK and "595.45.04" in old.title + old.evidence + old.fix
+    new = REGISTRY["EK201"].run(make_facts("h100", torch, torch_cuda="13.2", driver="595.58.03", driver_cuda="13.2"))
+    assert new.severity is Severity.OK
+    assert REGISTRY["EK202"].run(make_facts("b200", torch, torch_cuda="13.2")).severity is Severity.OK
