@@ -33,10 +33,11 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
     from envkit.launch.plan import LaunchError
     from envkit.launch.procs import LaunchFailed
     from envkit.recipe.load import RecipeError
+    from envkit.train.plot import MetricsError
 
     try:
         sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch))
-    except (RecipeError, LaunchError) as exc:
+    except (RecipeError, LaunchError, MetricsError) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
     except LaunchFailed as exc:
@@ -135,8 +136,12 @@ def _plan_launch(recipe, recipe_path: str, facts, plan, kwargs: dict, forward: l
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir) -> None:
-    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the last step."""
-    from envkit.train.plot import plot_run, read_metrics
+    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the last step.
+
+    Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
+    in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
+    """
+    from envkit.train.plot import MetricsError, Skipped, plot_run, read_metrics
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
@@ -144,8 +149,19 @@ def report(run_dir) -> None:
         sys.exit(USAGE)
     from envkit.train.guard import KNOWN_CAUSES, check_rows
 
-    rows = read_metrics(path)
-    click.echo(f"{plot_run(path)}: {len(rows)} steps" + (f", last {rows[-1]}" if rows else ""))
+    skipped = Skipped()
+    try:
+        rows = read_metrics(path)
+        picture = plot_run(path, skipped)
+    except MetricsError as exc:
+        click.echo(f"envkit report: {exc}", err=True)
+        sys.exit(USAGE)
+    except OSError as exc:
+        click.echo(f"envkit report: cannot write {path / 'run.png'}: {exc.strerror or exc}", err=True)
+        sys.exit(FAILED)
+    click.echo(f"{picture}: {len(rows)} steps" + (f", last {rows[-1]}" if rows else ""))
+    if str(skipped):
+        click.echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
     verdict = check_rows(rows)
     if verdict:
         click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
