@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -19,6 +18,7 @@ from envkit.exitcodes import INTERRUPTED, STALE_WEIGHTS, TERMINATED
 from envkit.files import write_atomic
 from envkit.recipe.load import RecipeError, resolve_reward
 from envkit.recipe.schema import Recipe
+from envkit.train.checkpoints import last_checkpoint
 from envkit.train.config import grpo_kwargs, split_supported
 from envkit.train.guard import KNOWN_CAUSES
 from envkit.train.preflight import Plan
@@ -26,22 +26,17 @@ from envkit.train.preflight import Plan
 STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
 
 
-def last_checkpoint(output_dir: Path) -> Path | None:
-    """The highest complete checkpoint-N: the Trainer writes trainer_state.json last, so a folder
-    without it is one a kill interrupted mid-save."""
-    found = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*")
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
-    return max(found)[1] if found else None
-
-
 def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     os.environ.update(plan.env)  # before anything imports triton (or unsloth)
     main = os.environ.get("RANK", "0") == "0"  # under accelerate launch one rank writes the run's files
     if main and not resume and output_dir.is_dir() and any(output_dir.iterdir()):
         raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, or --output another folder")
-    checkpoint = last_checkpoint(output_dir) if resume else None
+    say = (lambda text: click.echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
+    checkpoint = last_checkpoint(output_dir, warn=lambda text: say(f"warning: {text}")) if resume else None
     if resume and checkpoint is None:
-        click.echo(f"envkit train: no checkpoint in {output_dir}; starting from scratch", err=True)
+        say(f"no complete checkpoint in {output_dir}; starting from scratch")
+    elif checkpoint is not None:
+        say(f"resuming from {checkpoint.path.name} to max_steps {recipe.grpo.max_steps or checkpoint.max_steps}")
     started, wall = datetime.now(timezone.utc), time.perf_counter()
 
     from envkit.train.models import import_unsloth, load_model, merge_adapter, model_source
@@ -61,7 +56,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     metrics = output_dir / "metrics.jsonl"
     if main and checkpoint is not None:
-        trim_metrics(metrics, int(checkpoint.name.split("-")[1]))
+        trim_metrics(metrics, checkpoint.step)
     elif main and metrics.exists():
         metrics.unlink()
     source = model_source(recipe)
@@ -78,7 +73,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         peft_config=peft_config,
         callbacks=callbacks + [c for c in (guard, stop) if c],
     )
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
     verdict = guard.guard.verdict if guard else None
     stopped_by_guard = verdict is not None and recipe.guard == "stop"
     if stopped_by_guard:
@@ -92,7 +87,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         if main and recipe.output.merge:
             merge_adapter(recipe, plan, source, output_dir / "adapter", output_dir / "merged", tokenizer)
     manifest = _manifest(recipe, plan, kwargs, dropped, trainer.state.global_step, started, time.perf_counter() - wall,
-                         checkpoint, completed=not (stop.requested or stopped_by_guard))
+                         checkpoint.path if checkpoint else None, completed=not (stop.requested or stopped_by_guard))
     manifest["guard"] = {"mode": recipe.guard, "stale_weights": verdict.to_dict() if verdict else None}
     if main:
         write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
