@@ -26,21 +26,24 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
 
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
-    Exit codes: 0 done, 1 refused by a doctor check (see --force) or a launched process failed,
-    2 recipe or usage error, 3 stopped by the stale-weight guard (guard: stop), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g. docker stop); both
-    save a checkpoint first and stop every launched process; otherwise the trainer's own exit code.
+    Exit codes: 0 done, 1 refused by a doctor check (see --force), the output folder in use by another run,
+    or a launched process failed, 2 recipe or usage error (also an output folder that cannot be written),
+    3 stopped by the stale-weight guard (guard: stop), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM,
+    e.g. docker stop); both save a checkpoint first and stop every launched process; otherwise the trainer's
+    own exit code.
     """
     from envkit.launch.plan import LaunchError
     from envkit.launch.procs import LaunchFailed
     from envkit.recipe.load import RecipeError
     from envkit.train.plot import MetricsError
+    from envkit.train.rundir import RunBusy
 
     try:
         sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch))
     except (RecipeError, LaunchError, MetricsError) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
-    except LaunchFailed as exc:
+    except (LaunchFailed, RunBusy) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(FAILED)
     except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
@@ -98,7 +101,9 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         return FAILED
     if launch is not None and not launch.in_process:
         from envkit.launch.procs import run_plan
+        from envkit.train.rundir import check_writable
 
+        check_writable(output_dir)  # before the server and the ranks load anything (rank 0 then locks the folder)
         return run_plan(launch)
     if launch is not None:
         plan.env.update(launch.env)  # the one training GPU the recipe names

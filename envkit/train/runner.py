@@ -22,14 +22,34 @@ from envkit.train.checkpoints import last_checkpoint
 from envkit.train.config import grpo_kwargs, split_supported
 from envkit.train.guard import KNOWN_CAUSES
 from envkit.train.preflight import Plan
+from envkit.train.rundir import LOCK, RunLock, check_writable
 
 STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
 
 
 def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
+    """Train the recipe into output_dir; the exit code.
+
+    The main rank (RANK 0, or no RANK: one process) first makes sure the folder can be written (exit 2 if
+    not) and locks it against a second run (envkit.train.rundir; exit 1 while another run holds it).
+    """
     os.environ.update(plan.env)  # before anything imports triton (or unsloth)
     main = os.environ.get("RANK", "0") == "0"  # under accelerate launch one rank writes the run's files
-    if main and not resume and output_dir.is_dir() and any(output_dir.iterdir()):
+    lock = None
+    if main:
+        check_writable(output_dir)
+        lock = RunLock(output_dir)
+        if lock.warning:
+            click.echo(f"envkit train: warning: {lock.warning}", err=True)
+    try:
+        return _train(recipe, plan, output_dir, resume, main)
+    finally:
+        if lock:
+            lock.release()
+
+
+def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool) -> int:
+    if main and not resume and any(p.name != LOCK for p in output_dir.iterdir()):
         raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, or --output another folder")
     say = (lambda text: click.echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
     checkpoint = last_checkpoint(output_dir, warn=lambda text: say(f"warning: {text}")) if resume else None
