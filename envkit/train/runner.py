@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import click
 
 from envkit.exitcodes import INTERRUPTED, STALE_WEIGHTS, TERMINATED
-from envkit.files import write_atomic
+from envkit.files import replace_dir, write_atomic
 from envkit.recipe.load import RecipeError, resolve_reward
 from envkit.recipe.schema import Recipe
 from envkit.train.checkpoints import last_checkpoint
@@ -103,9 +104,14 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         how = "terminated (SIGTERM)" if stop.received is signal.SIGTERM else "interrupted"
         click.echo(f"envkit train: {how} at step {trainer.state.global_step}; checkpoint saved, --resume continues", err=True)
     if not (stop.requested or stopped_by_guard):
-        trainer.save_model(str(output_dir / "adapter"))
+        adapter, partial = output_dir / "adapter", output_dir / "adapter.partial"
+        if main:
+            shutil.rmtree(partial, ignore_errors=True)  # a killed run's leftover
+        trainer.save_model(str(partial))  # every rank: a sharded model is gathered for the save
+        if main:
+            replace_dir(partial, adapter)
         if main and recipe.output.merge:
-            merge_adapter(recipe, plan, source, output_dir / "adapter", output_dir / "merged", tokenizer)
+            merge_adapter(recipe, plan, source, adapter, output_dir / "merged", tokenizer)
     manifest = _manifest(recipe, plan, kwargs, dropped, trainer.state.global_step, started, time.perf_counter() - wall,
                          checkpoint.path if checkpoint else None, completed=not (stop.requested or stopped_by_guard))
     manifest["guard"] = {"mode": recipe.guard, "stale_weights": verdict.to_dict() if verdict else None}
