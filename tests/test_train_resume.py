@@ -1,5 +1,5 @@
-"""`envkit train --resume` end to end on the CPU, on copies of one finished two-step tiny run: a torn latest
-checkpoint falls back to the one before."""
+"""`envkit train --resume` end to end on the CPU, on copies of one finished two-step tiny run: --max-steps
+extends it, a torn latest checkpoint falls back to the one before."""
 
 from __future__ import annotations
 
@@ -63,6 +63,25 @@ def rows(run: Path) -> list[dict]:
 
 def manifest(run: Path) -> dict:
     return json.loads((run / "manifest.json").read_text())
+
+
+def test_resume_with_a_larger_max_steps_extends_the_run(finished, run):
+    recipe, _ = finished
+    before = files(run)
+    result = train(recipe, run, "--max-steps", "3")
+    assert result.exit_code == 0, result.output
+    assert "envkit train: resuming from checkpoint-2 to max_steps 3" in result.stderr
+    after = rows(run)
+    assert [r["step"] for r in after] == [1, 2, 3]
+    assert after[:2] == [json.loads(line) for line in before["metrics.jsonl"].decode().splitlines()]
+    # the schedule for 3 steps at step 2, not the 2-step run's final rate (0): HF restores that one
+    assert after[2]["learning_rate"] == pytest.approx(1e-3 / 3)
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert manifest(run)["steps"] == 3 and manifest(run)["completed"] and manifest(run)["resumed_from"] == "checkpoint-2"
+    adapter = (run / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert adapter == (run / "checkpoint-3" / "adapter_model.safetensors").read_bytes() != before["adapter/adapter_model.safetensors"]
+    assert (run / "merged" / "model.safetensors").read_bytes() != before["merged/model.safetensors"]
+    assert not (run / "adapter.partial").exists()
 
 
 def test_a_torn_latest_checkpoint_falls_back_to_the_one_before(finished, run):

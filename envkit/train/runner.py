@@ -66,7 +66,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         import_unsloth()  # before trl: importing unsloth patches it
     from trl import GRPOConfig, GRPOTrainer
 
-    from envkit.train.callbacks import GuardCallback, MetricsCallback, StopOnSignal, trim_metrics
+    from envkit.train.callbacks import GuardCallback, MetricsCallback, ScheduleOnResume, StopOnSignal, trim_metrics
     from envkit.train.data import prepare_dataset
 
     _apply(plan, main)
@@ -92,7 +92,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         args=GRPOConfig(**kwargs),
         train_dataset=prepare_dataset(recipe, tokenizer),
         peft_config=peft_config,
-        callbacks=callbacks + [c for c in (guard, stop) if c],
+        callbacks=callbacks + [c for c in (guard, stop, checkpoint and ScheduleOnResume()) if c],
     )
     trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
     verdict = guard.guard.verdict if guard else None
