@@ -1,10 +1,12 @@
-"""`envkit train --resume` end to end on the CPU, on copies of one finished two-step tiny run: --max-steps
-extends it, a torn latest checkpoint falls back to the one before."""
+"""`envkit train --resume` end to end on the CPU, on copies of one finished two-step tiny run: a finished run
+is left alone, --max-steps extends it, a torn latest checkpoint falls back to the one before, a run that reached
+max_steps without writing its adapter gets it from the checkpoint.  Semantics: envkit.train.runner.train."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from click.testing import CliRunner
 
 from envkit.cli import main
 from envkit.train.checkpoints import problem
+from envkit.train.rundir import LOCK
 
 MISSING = [name for name in ("torch", "trl") if importlib.util.find_spec(name) is None]
 pytestmark = [
@@ -65,6 +68,19 @@ def manifest(run: Path) -> dict:
     return json.loads((run / "manifest.json").read_text())
 
 
+def test_resuming_a_finished_run_does_nothing_and_says_so(finished, run):
+    """Also over a crashed run's lock file: the flock died with its process, the text alone locks nothing."""
+    recipe, _ = finished
+    (run / LOCK).write_text(f"pid {2**22 + 1} on elsewhere, started 2026-11-30T00:00:00+00:00\n")
+    before = files(run)
+    for extra in ([], ["--max-steps", "1"], ["--max-steps", "2"]):
+        result = train(recipe, run, *extra)
+        assert result.exit_code == 0, result.output
+        assert result.stderr.splitlines() == [f"envkit train: {run} is finished (step 2, manifest.json completed): "
+                                              "nothing to do; --resume --max-steps N, N > 2, extends it"]
+        assert files(run) == {k: v for k, v in before.items() if k != LOCK}  # nothing trained, nothing rewritten
+
+
 def test_resume_with_a_larger_max_steps_extends_the_run(finished, run):
     recipe, _ = finished
     before = files(run)
@@ -81,7 +97,7 @@ def test_resume_with_a_larger_max_steps_extends_the_run(finished, run):
     adapter = (run / "adapter" / "adapter_model.safetensors").read_bytes()
     assert adapter == (run / "checkpoint-3" / "adapter_model.safetensors").read_bytes() != before["adapter/adapter_model.safetensors"]
     assert (run / "merged" / "model.safetensors").read_bytes() != before["merged/model.safetensors"]
-    assert not (run / "adapter.partial").exists()
+    assert not (run / "adapter.partial").exists() and not (run / LOCK).exists()
 
 
 def test_a_torn_latest_checkpoint_falls_back_to_the_one_before(finished, run):
@@ -97,3 +113,32 @@ def test_a_torn_latest_checkpoint_falls_back_to_the_one_before(finished, run):
     assert [r["step"] for r in rows(run)] == [1, 2] and rows(run)[0] == first
     assert manifest(run)["resumed_from"] == "checkpoint-1" and manifest(run)["steps"] == 2 and manifest(run)["completed"]
     assert problem(run / "checkpoint-2") is None  # saved again, whole
+
+
+def test_a_run_at_max_steps_without_its_adapter_gets_it_from_the_checkpoint(finished, run):
+    """SIGKILL while writing adapter/ or merged/ (or Ctrl-C during the last step): no step left to train."""
+    recipe, _ = finished
+    shutil.rmtree(run / "adapter")
+    shutil.rmtree(run / "merged")
+    (run / "manifest.json").unlink()
+    before = files(run)
+    result = train(recipe, run)
+    assert result.exit_code == 0, result.output
+    assert "envkit train: checkpoint-2 is at max_steps: nothing left to train; writing adapter/ and merged/ from it" in result.stderr
+    assert [r["step"] for r in rows(run)] == [1, 2]
+    assert {k: v for k, v in files(run).items() if k.startswith("checkpoint-")} == \
+        {k: v for k, v in before.items() if k.startswith("checkpoint-")}  # no step trained
+    assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == before["checkpoint-2/adapter_model.safetensors"]
+    assert not (run / "adapter" / "optimizer.pt").exists() and (run / "merged" / "model.safetensors").exists()
+    assert manifest(run)["steps"] == 2 and manifest(run)["completed"] and manifest(run)["resumed_from"] == "checkpoint-2"
+
+
+def test_a_checkpoint_past_max_steps_of_an_unfinished_run_is_refused(finished, run):
+    recipe, _ = finished
+    (run / "manifest.json").write_text(json.dumps({**manifest(run), "completed": False}))
+    before = files(run)
+    result = train(recipe, run, "--max-steps", "1")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"envkit train: {run / 'checkpoint-2'} is past max_steps 1 and its run did not "
+                                          "complete: --max-steps 2 ends it at that step"]
+    assert files(run) == before

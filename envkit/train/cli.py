@@ -14,9 +14,11 @@ from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 @click.command()
 @click.argument("recipe")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the GRPOConfig arguments; import no torch/trl.")
-@click.option("--resume", is_flag=True, help="Continue from the last checkpoint-N in the output folder.")
+@click.option("--resume", is_flag=True, help="Continue from the last complete checkpoint-N in the output folder; "
+              "a finished run is left as it is, unless --max-steps extends it (README: Resuming).")
 @click.option("--force", is_flag=True, help="Train even when a doctor check relevant to the run fails.")
-@click.option("--max-steps", type=click.IntRange(1), help="Override grpo.max_steps.")
+@click.option("--max-steps", type=click.IntRange(1),
+              help="Override grpo.max_steps (with --resume: beyond a finished run's steps, extends it).")
 @click.option("--output", type=click.Path(file_okay=False), help="Override output.dir.")
 @click.option("--machine-rank", type=click.IntRange(0), help="Override distributed.machine_rank (multi-node: one per machine).")
 @click.option("--no-patch", "no_patch", multiple=True, metavar="ID",
@@ -26,11 +28,11 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
 
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
-    Exit codes: 0 done, 1 refused by a doctor check (see --force), the output folder in use by another run,
-    or a launched process failed, 2 recipe or usage error (also an output folder that cannot be written),
-    3 stopped by the stale-weight guard (guard: stop), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM,
-    e.g. docker stop); both save a checkpoint first and stop every launched process; otherwise the trainer's
-    own exit code.
+    Exit codes: 0 done (or, with --resume, already finished), 1 refused by a doctor check (see --force),
+    the output folder in use by another run, or a launched process failed, 2 recipe or usage error (also an
+    output folder that cannot be written), 3 stopped by the stale-weight guard (guard: stop), 130 interrupted
+    (Ctrl-C), 143 terminated (SIGTERM, e.g. docker stop); both save a checkpoint first and stop every launched
+    process; otherwise the trainer's own exit code.
     """
     from envkit.launch.plan import LaunchError
     from envkit.launch.procs import LaunchFailed
