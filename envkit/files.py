@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,3 +26,10 @@ def _umask() -> int:
     current = os.umask(0o022)
     os.umask(current)
     return current
+
+
+def replace_dir(partial: str | Path, target: str | Path) -> None:
+    """Put the complete folder ``partial`` at ``target``: the old one goes only once the new one is whole, so a
+    kill leaves the old folder, or none (and a ``.partial`` one), never a half-written ``target``."""
+    shutil.rmtree(target, ignore_errors=True)
+    os.rename(partial, target)

@@ -111,6 +111,25 @@ class StopOnSignal(TrainerCallback):
         self._restore()
 
 
+class ScheduleOnResume(TrainerCallback):
+    """On resume: the learning rate the schedule gives at the checkpoint's step, for this run's max_steps.
+
+    HF's Trainer builds the scheduler for the max_steps it is given, but the optimizer state it restores
+    keeps the rate of the run that saved it: after a finished run that is the end of its schedule (0 for a
+    linear or cosine decay), so the first step of an extension (--resume --max-steps N) would train at it.
+    The HF schedulers are LambdaLR (a factor per step); other schedulers are left as restored.
+    """
+
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate may wrap it
+        factors = getattr(scheduler, "lr_lambdas", None)
+        if optimizer is None or not factors:
+            return
+        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, factors):
+            group["lr"] = base * factor(scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what the Trainer logs as learning_rate
+
+
 def trim_metrics(path: Path, last_step: int) -> None:
     """On resume: drop lines logged after the checkpoint (those steps run again), and a line a kill tore."""
     if not path.exists():

@@ -14,9 +14,11 @@ from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 @click.command()
 @click.argument("recipe")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the GRPOConfig arguments; import no torch/trl.")
-@click.option("--resume", is_flag=True, help="Continue from the last checkpoint-N in the output folder.")
+@click.option("--resume", is_flag=True, help="Continue from the last complete checkpoint-N in the output folder; "
+              "a finished run is left as it is, unless --max-steps extends it (README: Resuming).")
 @click.option("--force", is_flag=True, help="Train even when a doctor check relevant to the run fails.")
-@click.option("--max-steps", type=click.IntRange(1), help="Override grpo.max_steps.")
+@click.option("--max-steps", type=click.IntRange(1),
+              help="Override grpo.max_steps (with --resume: beyond a finished run's steps, extends it).")
 @click.option("--output", type=click.Path(file_okay=False), help="Override output.dir.")
 @click.option("--machine-rank", type=click.IntRange(0), help="Override distributed.machine_rank (multi-node: one per machine).")
 @click.option("--no-patch", "no_patch", multiple=True, metavar="ID",
@@ -26,20 +28,24 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
 
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
-    Exit codes: 0 done, 1 refused by a doctor check (see --force) or a launched process failed,
-    2 recipe or usage error, 3 stopped by the stale-weight guard (guard: stop), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g. docker stop); both
-    save a checkpoint first and stop every launched process; otherwise the trainer's own exit code.
+    Exit codes: 0 done (or, with --resume, already finished), 1 refused by a doctor check (see --force),
+    the output folder in use by another run, or a launched process failed, 2 recipe or usage error (also an
+    output folder that cannot be written), 3 stopped by the stale-weight guard (guard: stop), 130 interrupted
+    (Ctrl-C), 143 terminated (SIGTERM, e.g. docker stop); both save a checkpoint first and stop every launched
+    process; otherwise the trainer's own exit code.
     """
     from envkit.launch.plan import LaunchError
     from envkit.launch.procs import LaunchFailed
     from envkit.recipe.load import RecipeError
+    from envkit.train.plot import MetricsError
+    from envkit.train.rundir import RunBusy
 
     try:
         sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch))
-    except (RecipeError, LaunchError) as exc:
+    except (RecipeError, LaunchError, MetricsError) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
-    except LaunchFailed as exc:
+    except (LaunchFailed, RunBusy) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(FAILED)
     except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
@@ -97,7 +103,9 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         return FAILED
     if launch is not None and not launch.in_process:
         from envkit.launch.procs import run_plan
+        from envkit.train.rundir import check_writable
 
+        check_writable(output_dir)  # before the server and the ranks load anything (rank 0 then locks the folder)
         return run_plan(launch)
     if launch is not None:
         plan.env.update(launch.env)  # the one training GPU the recipe names
@@ -135,8 +143,12 @@ def _plan_launch(recipe, recipe_path: str, facts, plan, kwargs: dict, forward: l
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir) -> None:
-    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the last step."""
-    from envkit.train.plot import plot_run, read_metrics
+    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the last step.
+
+    Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
+    in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
+    """
+    from envkit.train.plot import MetricsError, Skipped, plot_run, read_metrics
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
@@ -144,8 +156,19 @@ def report(run_dir) -> None:
         sys.exit(USAGE)
     from envkit.train.guard import KNOWN_CAUSES, check_rows
 
-    rows = read_metrics(path)
-    click.echo(f"{plot_run(path)}: {len(rows)} steps" + (f", last {rows[-1]}" if rows else ""))
+    skipped = Skipped()
+    try:
+        rows = read_metrics(path)
+        picture = plot_run(path, skipped)
+    except MetricsError as exc:
+        click.echo(f"envkit report: {exc}", err=True)
+        sys.exit(USAGE)
+    except OSError as exc:
+        click.echo(f"envkit report: cannot write {path / 'run.png'}: {exc.strerror or exc}", err=True)
+        sys.exit(FAILED)
+    click.echo(f"{picture}: {len(rows)} steps" + (f", last {rows[-1]}" if rows else ""))
+    if str(skipped):
+        click.echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
     verdict = check_rows(rows)
     if verdict:
         click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from envkit.files import replace_dir
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.train.config import unsloth_model_kwargs, unsloth_peft_kwargs
@@ -99,6 +100,5 @@ def merge_adapter(recipe: Recipe, plan: Plan, source: str, adapter: Path, target
     shutil.rmtree(partial, ignore_errors=True)
     merged.save_pretrained(str(partial))
     tokenizer.save_pretrained(str(partial))
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    replace_dir(partial, target)
     return target

@@ -1,31 +1,85 @@
 """The run's picture: reward per function, completion length, KL and the sampler's gap to the trainer
-(the stale-weight guard's metric, with its threshold) per step, from metrics.jsonl."""
+(the stale-weight guard's metric, with its threshold) per step, from metrics.jsonl.
+
+metrics.jsonl is read as found: a torn last line, a hand-edited value, a diverged run's NaN or 1e308.
+What cannot be drawn is left out and counted (``Skipped``), never a traceback; only a metrics.jsonl that is
+not a readable regular file is an error (``MetricsError``: one line, exit 2).
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
+
+# Values beyond are left out: matplotlib's axis arithmetic overflows well before float's end (a panel holding
+# 1e308 and -1e308 raises; the symlog panel warns from 1e300), and no metric of a sane step comes near.
+LARGEST = 1e100
+
+
+class MetricsError(ValueError):
+    """metrics.jsonl is not a readable regular file."""
+
+
+@dataclass
+class Skipped:
+    lines: int = 0  # not a JSON object with an integer step (a torn line, a stray text)
+    values: dict[str, int] = field(default_factory=dict)  # per plotted key: not a number, NaN, ±inf, beyond ±LARGEST
+
+    def __str__(self) -> str:
+        parts = [f"{self.lines} line{'s' * (self.lines != 1)} without a step"] if self.lines else []
+        if self.values:
+            count = sum(self.values.values())
+            parts.append(f"{count} value{'s' * (count != 1)} not a number, NaN, ±inf or beyond ±{LARGEST:g} ("
+                         + ", ".join(f"{key} {n}" for key, n in sorted(self.values.items())) + ")")
+        return " and ".join(parts)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
     return metric_rows(run_dir / "metrics.jsonl")
 
 
-def metric_rows(path: Path) -> list[dict]:
+def metric_rows(path: Path, skipped: Skipped | None = None) -> list[dict]:
     """The step rows of a metrics.jsonl; lines that are not a JSON object with an integer step are skipped
-    (the last line of a killed run may be torn)."""
+    (the last line of a killed run may be torn), and counted in ``skipped``."""
+    if not path.is_file():  # a folder, a FIFO (reading one would wait forever), a dangling link
+        raise MetricsError(f"{path} is not a regular file")
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise MetricsError(f"cannot read {path}: {exc.strerror or exc}") from None
     rows = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         try:
             row = json.loads(line)
         except ValueError:
-            continue
-        if isinstance(row, dict) and type(row.get("step")) is int:
+            row = None
+        if isinstance(row, dict) and type(row.get("step")) is int and 0 <= row["step"] <= 2**53:
             rows.append(row)
+        elif skipped is not None and line.strip():
+            skipped.lines += 1
     return rows
 
 
-def plot_run(run_dir: Path) -> Path:
+def points(rows: list[dict], key: str, skipped: Skipped | None = None) -> list[tuple[int, float]]:
+    """(step, value) for the rows with ``key``; a value that is not a finite number below LARGEST (a string,
+    a bool, null, NaN, ±inf, ±1e308) is left out and counted in ``skipped``."""
+    drawn = []
+    for row in rows:
+        if key not in row:
+            continue
+        value = row[key]
+        if type(value) in (int, float) and math.isfinite(value) and abs(value) <= LARGEST:
+            drawn.append((row["step"], float(value)))
+        elif skipped is not None:
+            skipped.values[key] = skipped.values.get(key, 0) + 1
+    return drawn
+
+
+def plot_run(run_dir: Path, skipped: Skipped | None = None) -> Path:
+    """Draw run_dir/run.png (written whole: a temporary file renamed); what was left out goes to ``skipped``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +87,7 @@ def plot_run(run_dir: Path) -> Path:
 
     from envkit.train.guard import GuardLimits
 
-    rows = read_metrics(run_dir)
+    rows = metric_rows(run_dir / "metrics.jsonl", skipped)
     limits = GuardLimits.shipped()
     fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     panels = [
@@ -46,9 +100,10 @@ def plot_run(run_dir: Path) -> Path:
     axes[3].set_yscale("symlog", linthresh=1e-3)  # healthy ~0.001-0.01, stale ~0.1-1: both readable
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:
-            points = [(r["step"], r[key]) for r in rows if key in r]
-            if points:
-                ax.plot(*zip(*points), marker=".", label=key.removeprefix("rewards/").removesuffix("/mean").removeprefix("sampling/"))
+            drawn = points(rows, key, skipped)
+            if drawn:
+                label = key.removeprefix("rewards/").removesuffix("/mean").removeprefix("sampling/")
+                ax.plot(*zip(*drawn), marker=".", label=label)
         ax.set_title(title)
         ax.set_xlabel("step")
         if len(keys) > 1 and ax.get_legend_handles_labels()[0]:
@@ -56,6 +111,11 @@ def plot_run(run_dir: Path) -> Path:
     fig.suptitle(run_dir.name)
     fig.tight_layout()
     target = run_dir / "run.png"
-    fig.savefig(target, dpi=100)
-    plt.close(fig)
+    partial = run_dir / ".run.png.partial"
+    try:
+        fig.savefig(partial, dpi=100, format="png")
+        os.replace(partial, target)
+    finally:
+        plt.close(fig)
+        partial.unlink(missing_ok=True)
     return target

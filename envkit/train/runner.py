@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
+import shutil
 import signal
 import sys
 import time
@@ -16,33 +16,72 @@ from pathlib import Path
 import click
 
 from envkit.exitcodes import INTERRUPTED, STALE_WEIGHTS, TERMINATED
-from envkit.files import write_atomic
+from envkit.files import replace_dir, write_atomic
 from envkit.recipe.load import RecipeError
-from envkit.train.rewards import resolve_reward
 from envkit.recipe.schema import Recipe
+from envkit.train.checkpoints import Checkpoint, last_checkpoint
 from envkit.train.config import grpo_kwargs, split_supported
 from envkit.train.guard import KNOWN_CAUSES
 from envkit.train.preflight import Plan
+from envkit.train.rewards import resolve_reward
+from envkit.train.rundir import LOCK, RunLock, check_writable
 
 STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
 
 
-def last_checkpoint(output_dir: Path) -> Path | None:
-    """The highest complete checkpoint-N: the Trainer writes trainer_state.json last, so a folder
-    without it is one a kill interrupted mid-save."""
-    found = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*")
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
-    return max(found)[1] if found else None
-
-
 def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
+    """Train the recipe into output_dir; the exit code.
+
+    The main rank (RANK 0, or no RANK: one process) first makes sure the folder can be written (exit 2 if
+    not) and locks it against a second run (envkit.train.rundir; exit 1 while another run holds it).
+
+    Resume semantics (``--resume``; README, envkit train), with N the step of the newest complete checkpoint
+    (envkit.train.checkpoints: a torn one is skipped with a warning) and M the max_steps asked for (the
+    recipe's, or --max-steps; an epoch-based recipe: the checkpoint's):
+
+    - N < M: training continues from checkpoint-N to M: a run that was stopped, or, past a finished run,
+      an extension.  adapter/ and merged/ are replaced only when it completes.  HF's Trainer takes
+      max_steps from the arguments on resume, not from the checkpoint: the learning-rate schedule is the
+      one for M, from step N on (ScheduleOnResume).
+    - N >= M and manifest.json says completed at step N: the run is finished; nothing is done (exit 0).
+    - N == M otherwise (stopped at the last step, killed while writing adapter/ or merged/): nothing is
+      left to train; adapter/ and merged/ are written from checkpoint-N.  The Trainer is not started: asked
+      to resume at max_steps, it trains one more step.
+    - N > M otherwise (an extension cut short): refused (exit 2), naming the --max-steps that ends or
+      continues it.
+    """
     os.environ.update(plan.env)  # before anything imports triton (or unsloth)
     main = os.environ.get("RANK", "0") == "0"  # under accelerate launch one rank writes the run's files
-    if main and not resume and output_dir.is_dir() and any(output_dir.iterdir()):
+    lock = None
+    if main:
+        check_writable(output_dir)
+        lock = RunLock(output_dir)
+        if lock.warning:
+            click.echo(f"envkit train: warning: {lock.warning}", err=True)
+    try:
+        return _train(recipe, plan, output_dir, resume, main)
+    finally:
+        if lock:
+            lock.release()
+
+
+def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool) -> int:
+    if main and not resume and any(p.name != LOCK for p in output_dir.iterdir()):
         raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, or --output another folder")
-    checkpoint = last_checkpoint(output_dir) if resume else None
+    say = (lambda text: click.echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
+    checkpoint = last_checkpoint(output_dir, warn=lambda text: say(f"warning: {text}")) if resume else None
     if resume and checkpoint is None:
-        click.echo(f"envkit train: no checkpoint in {output_dir}; starting from scratch", err=True)
+        say(f"no complete checkpoint in {output_dir}; starting from scratch")
+    todo = _left_to_do(recipe, output_dir, checkpoint)
+    if todo == "nothing":
+        say(f"{output_dir} is finished (step {checkpoint.step}, manifest.json completed): nothing to do; "
+            f"--resume --max-steps N, N > {checkpoint.step}, extends it")
+        return 0
+    if todo == "train" and checkpoint is not None:
+        say(f"resuming from {checkpoint.path.name} to max_steps {recipe.grpo.max_steps or checkpoint.max_steps}")
+    if todo == "finish":
+        say(f"{checkpoint.path.name} is at max_steps: nothing left to train; writing adapter/"
+            f"{' and merged/' if recipe.output.merge else ''} from it")
     started, wall = datetime.now(timezone.utc), time.perf_counter()
 
     from envkit.train.models import import_unsloth, load_model, merge_adapter, model_source
@@ -51,50 +90,60 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         import_unsloth()  # before trl: importing unsloth patches it
     from trl import GRPOConfig, GRPOTrainer
 
-    from envkit.train.callbacks import GuardCallback, MetricsCallback, StopOnSignal, trim_metrics
+    from envkit.train.callbacks import GuardCallback, MetricsCallback, ScheduleOnResume, StopOnSignal, trim_metrics
     from envkit.train.data import prepare_dataset
 
-    _apply(plan, main)
-    rewards = [resolve_reward(r.name, Path(recipe.source).parent) for r in recipe.rewards]  # user code runs from here on, before the slow loads
+    if todo == "train":
+        _apply(plan, main)
+        # user code runs from here on, before the slow loads
+        rewards = [resolve_reward(r.name, Path(recipe.source).parent) for r in recipe.rewards]
 
     kwargs, dropped = split_supported(grpo_kwargs(recipe, plan, str(output_dir)), {f.name for f in dataclasses.fields(GRPOConfig)})
     for name in dropped if main else ():
         click.echo(f"envkit train: warning: the installed trl's GRPOConfig has no {name}; not applied", err=True)
-    output_dir.mkdir(parents=True, exist_ok=True)
     metrics = output_dir / "metrics.jsonl"
     if main and checkpoint is not None:
-        trim_metrics(metrics, int(checkpoint.name.split("-")[1]))
+        trim_metrics(metrics, checkpoint.step)
     elif main and metrics.exists():
         metrics.unlink()
     source = model_source(recipe)
-    model, tokenizer, peft_config = load_model(recipe, plan, source)
-    stop = StopOnSignal()
-    callbacks = [MetricsCallback(metrics)] if main else []
-    guard = GuardCallback(stop=recipe.guard == "stop", speak=main) if recipe.guard != "off" else None
-    trainer = GRPOTrainer(
-        model=model,
-        processing_class=tokenizer,
-        reward_funcs=rewards,
-        args=GRPOConfig(**kwargs),
-        train_dataset=prepare_dataset(recipe, tokenizer),
-        peft_config=peft_config,
-        callbacks=callbacks + [c for c in (guard, stop) if c],
-    )
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    verdict = guard.guard.verdict if guard else None
-    stopped_by_guard = verdict is not None and recipe.guard == "stop"
-    if stopped_by_guard:
-        click.echo(f"envkit train: stopped at step {trainer.state.global_step} by the stale-weight guard: {verdict.message()}; "
-                   f"checkpoint saved; {KNOWN_CAUSES}", err=True)
-    elif stop.requested:
-        how = "terminated (SIGTERM)" if stop.received is signal.SIGTERM else "interrupted"
-        click.echo(f"envkit train: {how} at step {trainer.state.global_step}; checkpoint saved, --resume continues", err=True)
-    if not (stop.requested or stopped_by_guard):
-        trainer.save_model(str(output_dir / "adapter"))
-        if main and recipe.output.merge:
-            merge_adapter(recipe, plan, source, output_dir / "adapter", output_dir / "merged", tokenizer)
-    manifest = _manifest(recipe, plan, kwargs, dropped, trainer.state.global_step, started, time.perf_counter() - wall,
-                         checkpoint, completed=not (stop.requested or stopped_by_guard))
+    adapter, partial = output_dir / "adapter", output_dir / "adapter.partial"
+    if todo == "finish":
+        from transformers import AutoTokenizer
+
+        remote = recipe.model.trust_remote_code
+        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path), trust_remote_code=remote)
+        steps, code, verdict = checkpoint.step, 0, None
+        if main:
+            _copy_adapter(checkpoint.path, partial)
+    else:
+        model, tokenizer, peft_config = load_model(recipe, plan, source)
+        stop = StopOnSignal()
+        callbacks = [MetricsCallback(metrics)] if main else []
+        guard = GuardCallback(stop=recipe.guard == "stop", speak=main) if recipe.guard != "off" else None
+        trainer = GRPOTrainer(
+            model=model,
+            processing_class=tokenizer,
+            reward_funcs=rewards,
+            args=GRPOConfig(**kwargs),
+            train_dataset=prepare_dataset(recipe, tokenizer),
+            peft_config=peft_config,
+            callbacks=callbacks + [c for c in (guard, stop, checkpoint and ScheduleOnResume()) if c],
+        )
+        trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
+        steps = trainer.state.global_step
+        verdict = guard.guard.verdict if guard else None
+        code = _outcome(steps, stop, verdict if recipe.guard == "stop" else None)
+        if code == 0:
+            if main:
+                shutil.rmtree(partial, ignore_errors=True)  # a killed run's leftover
+            trainer.save_model(str(partial))  # every rank: a sharded model is gathered for the save
+    if main and code == 0:
+        replace_dir(partial, adapter)
+        if recipe.output.merge:
+            merge_adapter(recipe, plan, source, adapter, output_dir / "merged", tokenizer)
+    manifest = _manifest(recipe, plan, kwargs, dropped, steps, started, time.perf_counter() - wall,
+                         checkpoint.path if checkpoint else None, completed=code == 0)
     manifest["guard"] = {"mode": recipe.guard, "stale_weights": verdict.to_dict() if verdict else None}
     if main:
         write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
@@ -102,11 +151,51 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         from envkit.train.plot import plot_run
 
         plot_run(output_dir)
-    if stopped_by_guard:
+    return code
+
+
+def _outcome(steps: int, stop, stopped_by) -> int:
+    """The exit code of a training that ended, said in one line when it did not complete."""
+    if stopped_by is not None:
+        click.echo(f"envkit train: stopped at step {steps} by the stale-weight guard: {stopped_by.message()}; "
+                   f"checkpoint saved; {KNOWN_CAUSES}", err=True)
         return STALE_WEIGHTS
     if not stop.requested:
         return 0
+    how = "terminated (SIGTERM)" if stop.received is signal.SIGTERM else "interrupted"
+    click.echo(f"envkit train: {how} at step {steps}; checkpoint saved, --resume continues", err=True)
     return TERMINATED if stop.received is signal.SIGTERM else INTERRUPTED
+
+
+def _left_to_do(recipe: Recipe, output_dir: Path, checkpoint: Checkpoint | None) -> str:
+    """"train", "finish" (adapter/ and merged/ from the checkpoint, no step left) or "nothing": train's docstring."""
+    if checkpoint is None:
+        return "train"
+    target = recipe.grpo.max_steps or checkpoint.max_steps
+    if checkpoint.step < target:
+        return "train"
+    try:
+        manifest = json.loads((output_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if isinstance(manifest, dict) and manifest.get("completed") is True and manifest.get("steps") == checkpoint.step:
+        return "nothing"
+    if checkpoint.step > target:
+        started = (f", --max-steps {checkpoint.max_steps} continues it as it was started"
+                   if checkpoint.max_steps > checkpoint.step else "")
+        raise RecipeError(f"{checkpoint.path} is past max_steps {target} and its run did not complete: "
+                          f"--max-steps {checkpoint.step} ends it at that step{started}")
+    return "finish"
+
+
+def _copy_adapter(checkpoint: Path, target: Path) -> None:
+    """What trainer.save_model writes (adapter, its config, the tokenizer) from a checkpoint: its files
+    less the Trainer's resume state (trainer_state.json and the torch.save'd *.pt / *.pth)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    for path in checkpoint.iterdir():
+        if path.is_file() and path.name != "trainer_state.json" and path.suffix not in (".pt", ".pth"):
+            shutil.copy2(path, target / path.name)
 
 
 def _apply(plan: Plan, main: bool) -> None:

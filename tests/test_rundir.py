@@ -1,0 +1,114 @@
+"""The output folder before a run: writable, checked before anything loads; one run in it at a time (an flock
+the kernel drops when its holder dies, however it dies)."""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from envkit.cli import main
+from envkit.recipe.load import RecipeError
+from envkit.train.rundir import LOCK, RunBusy, RunLock, check_writable
+
+HAVE_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "trl"))
+HOLD = "import sys, time; from pathlib import Path; from envkit.train.rundir import RunLock; " \
+       "RunLock(Path(sys.argv[1])); print('held', flush=True); time.sleep(300)"
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process holding the lock on tmp_path/run, as a running `envkit train` does."""
+    run = tmp_path / "run"
+    run.mkdir()
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "held\n"
+    yield run, process
+    process.kill()
+    process.wait()
+
+
+def test_a_writable_folder_is_created_and_left_empty(tmp_path):
+    check_writable(tmp_path / "a" / "run")
+    assert list((tmp_path / "a" / "run").iterdir()) == []
+
+
+def test_a_path_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RecipeError, match=r"^cannot write to .*file/run: Not a directory; make it writable, free space"):
+        check_writable(tmp_path / "file" / "run")
+    with pytest.raises(RecipeError, match=r"file is not a folder"):
+        check_writable(tmp_path / "file")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_a_read_only_folder_is_one_line(tmp_path):
+    (tmp_path / "run").mkdir(mode=0o500)
+    with pytest.raises(RecipeError, match="Permission denied"):
+        check_writable(tmp_path / "run")
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(RecipeError, match="No space left on device; make it writable, free space, or --output another folder"):
+        check_writable(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_lock_names_its_holder_and_goes_with_release(tmp_path):
+    lock = RunLock(tmp_path)
+    text = (tmp_path / LOCK).read_text()
+    assert text.startswith(f"pid {os.getpid()} on ") and ", started " in text
+    with pytest.raises(RunBusy, match=f"is in use by another envkit train \\(pid {os.getpid()} on "):
+        RunLock(tmp_path)  # a second open file: flock refuses it even in the same process
+    lock.release()
+    assert not (tmp_path / LOCK).exists()
+    RunLock(tmp_path).release()
+
+
+def test_a_dead_holders_lock_is_stale_and_taken_over(holder):
+    run, process = holder
+    with pytest.raises(RunBusy, match=f"pid {process.pid} on "):
+        RunLock(run)
+    process.send_signal(signal.SIGKILL)  # no release: the file stays, naming the dead process
+    process.wait()
+    assert f"pid {process.pid} on " in (run / LOCK).read_text()
+    lock = RunLock(run)
+    assert (run / LOCK).read_text().startswith(f"pid {os.getpid()} on ")
+    lock.release()
+
+
+@pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pip install -e '.[train]')")
+def test_a_second_train_into_a_held_folder_is_refused_in_one_line(holder):
+    run, process = holder
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    result = CliRunner().invoke(main, ["train", "tiny", "--output", str(run), "--resume"])
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"envkit train: {run} is in use by another envkit train (pid {process.pid} on ")
+    assert line.endswith("; wait for it to end, or --output another folder")
+    assert sorted(p.name for p in run.iterdir()) == [LOCK, "metrics.jsonl"]
+    assert (run / "metrics.jsonl").read_text() == '{"step": 1}\n'
+
+
+@pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pip install -e '.[train]')")
+def test_an_unwritable_output_is_refused_before_anything_loads(tmp_path):
+    """In a fresh process: refused with torch not even imported (the model loads seconds after that)."""
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "run"
+    probe = ("import sys; from envkit.cli import main\ntry: main(['train', 'tiny', '--output', sys.argv[1]])\n"
+             "except SystemExit as exc: print(exc.code, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, str(target)], capture_output=True, text=True, timeout=120)
+    assert done.stdout == "2 False\n"
+    assert done.stderr.splitlines() == [f"envkit train: cannot write to {target}: Not a directory; "
+                                        "make it writable, free space, or --output another folder"]
