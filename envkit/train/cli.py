@@ -26,10 +26,11 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
 
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
-    Exit codes: 0 done, 1 refused by a doctor check (see --force) or a launched process failed,
+    Exit codes: 0 done, 1 refused by a doctor check (see --force), a launched process failed or manifest.json not written,
     2 recipe or usage error, 3 stopped by the stale-weight guard (guard: stop), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g. docker stop); both
     save a checkpoint first and stop every launched process; otherwise the trainer's own exit code.
     """
+    from envkit.files import WriteError
     from envkit.launch.plan import LaunchError
     from envkit.launch.procs import LaunchFailed
     from envkit.recipe.load import RecipeError
@@ -39,7 +40,7 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
     except (RecipeError, LaunchError) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
-    except LaunchFailed as exc:
+    except (LaunchFailed, WriteError) as exc:  # WriteError: the run's manifest.json (the run itself is saved)
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(FAILED)
     except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
