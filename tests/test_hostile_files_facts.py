@@ -1,0 +1,89 @@
+"""Hostile facts files (`envkit doctor --facts FILE`): no traceback, no escape sequence, no secret gets out.
+
+A facts file comes from someone else's machine (a bug report) or is edited by hand: whatever it holds, the
+doctor answers with a report (exit 0/1) or one line naming the file and the field (exit 2)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from envkit.cli import main
+
+SNAPSHOT = json.loads((Path(__file__).parent / "fixtures" / "facts" / "h100-vllm0.26-trl1.16.json").read_text())
+
+
+def doctor(path: Path, *args: str):
+    return CliRunner().invoke(main, ["doctor", "--facts", str(path), *args])
+
+
+def one_line_error(result, *needles: str) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+def saved(tmp_path: Path, change) -> Path:
+    data = copy.deepcopy(SNAPSHOT)
+    change(data)
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+# --- reading the file -------------------------------------------------------------------------------------
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(json.dumps({**SNAPSHOT, "collected_at": "März"}, ensure_ascii=False).encode("latin-1"))
+    one_line_error(doctor(path), str(path), "not UTF-8 text")
+
+
+def test_nested_too_deeply(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"schema": "envkit.facts/1", "host": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    one_line_error(doctor(path), str(path), "nested too deeply")
+
+
+def test_reading_is_bounded():
+    one_line_error(doctor(Path("/dev/zero")), "/dev/zero", "larger than 16 MiB")
+
+
+def test_number_past_the_digit_limit(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(SNAPSHOT).replace('"memory_total_mib": 81559', '"memory_total_mib": ' + "9" * 5000))
+    one_line_error(doctor(path), str(path), "number too long")
+
+
+def test_unpaired_surrogate(tmp_path):
+    path = tmp_path / "surrogate.json"
+    path.write_text(json.dumps(SNAPSHOT).replace('"NVIDIA H100 80GB HBM3"', '"H100 \\ud800"'))
+    one_line_error(doctor(path), str(path), "gpus[0].name: not valid Unicode text")
+
+
+# --- values rules parse are checked at load ----------------------------------------------------------------
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda d: d["gpus"][0].__setitem__("compute_capability", "9.x"), "gpus[0].compute_capability: '9.x' is not a compute capability N.N"),
+    (lambda d: d["gpus"][0].__setitem__("compute_capability", "9"), "gpus[0].compute_capability: '9' is not"),
+    (lambda d: d["driver"].__setitem__("version", "580.xx"), "driver.version: '580.xx' is not a driver version"),
+    (lambda d: d["driver"].__setitem__("cuda_version", "thirteen"), "driver.cuda_version: 'thirteen' is not a CUDA version"),
+    (lambda d: d["packages"]["torch"].__setitem__("cuda", "cu130"), "packages.torch.cuda: 'cu130' is not a CUDA version"),
+    (lambda d: d["packages"]["trl"].__setitem__("requires", ["accelerate", 7]), "packages.trl.requires[1]: expected a string"),
+    (lambda d: d["packages"]["vllm"].__setitem__("cudart_needed", "libcudart.so.13"), "packages.vllm.cudart_needed: expected a list"),
+    (lambda d: d["installed"].__setitem__("torch", 2.11), "installed.torch: expected a string"),
+    (lambda d: d["env"].__setitem__("HF_HOME", ["/x"]), "env.HF_HOME: expected a string"),
+    (lambda d: d.__setitem__("target", {"gpu": "h100"}), "target: expected a string or null"),
+    (lambda d: d.__setitem__("gpus", [{"name": "H100"}]), "missing field 'gpus[0].index'"),
+    (lambda d: d["packages"].__setitem__("\x1b[2Jevil\n", {"version": 1}), "packages['\\x1b[2Jevil\\n'].version: expected a string"),
+])
+def test_bad_values_are_one_line_naming_the_field(tmp_path, change, needle):
+    path = saved(tmp_path, change)
+    one_line_error(doctor(path), str(path), needle)
+
