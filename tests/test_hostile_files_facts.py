@@ -15,6 +15,9 @@ from click.testing import CliRunner
 from envkit.cli import main
 
 SNAPSHOT = json.loads((Path(__file__).parent / "fixtures" / "facts" / "h100-vllm0.26-trl1.16.json").read_text())
+CANARY = "canary-7f3c-SECRET"
+SECRETS = {"HF_TOKEN": f"hf_{CANARY}", "VLLM_API_KEY": CANARY, "VLLM_SERVER_URL": f"https://user:{CANARY}@vllm.internal:8000/v1",
+           "VLLM_CONFIG_ROOT": f"s3://key:{CANARY}@bucket/x"}
 
 
 def doctor(path: Path, *args: str):
@@ -87,3 +90,34 @@ def test_bad_values_are_one_line_naming_the_field(tmp_path, change, needle):
     path = saved(tmp_path, change)
     one_line_error(doctor(path), str(path), needle)
 
+
+# --- credentials inside URLs never get out ----------------------------------------------------------------
+
+def test_probe_masks_credentials_in_any_url_valued_variable():
+    from envkit.probe.environ import probe_env
+
+    env = probe_env({"VLLM_SERVER_URL": f"https://user:{CANARY}@vllm.internal:8000/v1?x=1&access_token={CANARY}#top",
+                     "VLLM_HOSTS": f"http://{CANARY}@h1,http://a:{CANARY}@h2", "VLLM_LOGGING_LEVEL": "INFO", "HF_HOME": "/data/a@b"})
+    assert CANARY not in json.dumps(env)
+    assert env["VLLM_SERVER_URL"] == "https://<set>@vllm.internal:8000/v1?x=1&access_token=<set>#top"
+    assert env["VLLM_HOSTS"] == "http://<set>@h1,http://<set>@h2"
+    assert env["VLLM_LOGGING_LEVEL"] == "INFO" and env["HF_HOME"] == "/data/a@b"  # no URL, nothing masked
+
+
+def test_this_machine_json_and_dump_carry_no_url_credential(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLLM_SERVER_URL", f"https://user:{CANARY}@vllm.internal/v1")
+    dumped = tmp_path / "facts.json"
+    result = CliRunner().invoke(main, ["doctor", "--no-gpu", "--json", "--dump-facts", str(dumped)])
+    assert result.exit_code in (0, 1) and CANARY not in result.output and CANARY not in dumped.read_text()
+    assert json.loads(dumped.read_text())["env"]["VLLM_SERVER_URL"] == "https://<set>@vllm.internal/v1"
+
+
+def test_replay_masks_url_credentials_whatever_the_name(tmp_path):
+    path = saved(tmp_path, lambda d: d["env"].update({**SECRETS, "MY_MIRROR": f"https://{CANARY}@mirror/simple"}))
+    dumped = tmp_path / "again.json"
+    for args in ([], ["--json"], ["-v"]):
+        result = doctor(path, *args, "--dump-facts", str(dumped))
+        assert result.exit_code in (0, 1) and CANARY not in result.output and CANARY not in dumped.read_text()
+    env = json.loads(dumped.read_text())["env"]
+    assert env["MY_MIRROR"] == "https://<set>@mirror/simple" and env["VLLM_SERVER_URL"] == "https://<set>@vllm.internal:8000/v1"
+    assert env["HF_TOKEN"] == env["VLLM_API_KEY"] == "<set>"
