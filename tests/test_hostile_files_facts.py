@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,46 @@ def test_unpaired_surrogate(tmp_path):
 def test_bad_values_are_one_line_naming_the_field(tmp_path, change, needle):
     path = saved(tmp_path, change)
     one_line_error(doctor(path), str(path), needle)
+
+
+# --- the terminal: probed or replayed strings cannot steer it -----------------------------------------------
+
+HOSTILE = "\x1b[2J\x1b]0;pwned\x07H100\r  \u2713 all good\n  \u202eevil"
+OUR_STYLES = re.compile(r"\x1b\[[0-9;]*m")  # click.style's own colours, kept with color=True
+
+
+def test_escape_sequences_in_replayed_strings_are_shown_escaped(tmp_path):
+    def hostile(d):
+        d["gpus"][0]["name"] = HOSTILE
+        d["host"]["os"] = "Linux\x1b[31m"
+        d["host"]["kernel"] = "6.8\rX"
+        d["packages"]["evil\x1b]0;t\x07"] = {"version": "1.0", "requires": ["torch>=99"]}
+
+    path = saved(tmp_path, hostile)
+    result = CliRunner().invoke(main, ["doctor", "--facts", str(path), "-v"], color=True)
+    assert result.exit_code == 1, result.output  # the evil package's torch>=99 fails EK304
+    raw = OUR_STYLES.sub("", result.output)
+    assert not [c for c in raw if c != "\n" and (ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c == "\u202e")], repr(raw)
+    assert "\\x1b[2J\\x1b]0;pwned\\x07H100\\x0d  \u2713 all good\\x0a  \\u202eevil" in raw  # all of it, visibly
+    assert "Linux\\x1b[31m" in raw and "6.8\\x0dX" in raw and "evil\\x1b]0;t\\x07 1.0 needs torch>=99" in raw
+    assert not [line for line in raw.splitlines() if line.lstrip().startswith("\u2713 all good")]  # no forged check line
+
+
+def test_json_output_keeps_the_strings_as_they_are(tmp_path):
+    path = saved(tmp_path, lambda d: d["gpus"][0].__setitem__("name", HOSTILE))
+    result = doctor(path, "--json")
+    assert "\x1b" not in result.output and json.loads(result.output)["facts"]["gpus"][0]["name"] == HOSTILE
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("\x1b[2J", "\\x1b[2J"), ("a\rb", "a\\x0db"), ("bell\x07", "bell\\x07"), ("two\nlines", "two\\x0alines"),
+    ("\x9b31m", "\\x9b31m"), ("\u202eevil", "\\u202eevil"), ("line\u2028sep", "line\\u2028sep"),
+    ("NVIDIA H100 80GB HBM3 é ✓", "NVIDIA H100 80GB HBM3 é ✓"),
+])
+def test_printable(raw, shown):
+    from envkit.report.text import printable
+
+    assert printable(raw) == shown
 
 
 # --- credentials inside URLs never get out ----------------------------------------------------------------

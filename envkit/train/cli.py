@@ -75,11 +75,13 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         (["--resume"] if resume else []) + (["--force"] if force else []) + [a for p in no_patch for a in ("--no-patch", p)]
     launch = None if worker else _plan_launch(recipe, str(recipe_path), facts, plan, kwargs, forward, dry_run)
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
+        from envkit.report.text import printable  # the doctor's findings carry probed strings (a GPU name)
+
         for warning in plan.warnings:
-            click.echo(f"envkit train: warning: {warning}", err=True)
+            click.echo(f"envkit train: warning: {printable(warning)}", err=True)
         for finding in plan.blocking:
-            click.echo(f"envkit train: {'ignored (--force)' if force else 'refused'}: {finding.id} {finding.title}"
-                       + (f"\n    fix: {finding.fix}" if finding.fix else ""), err=True)
+            click.echo(f"envkit train: {'ignored (--force)' if force else 'refused'}: {finding.id} {printable(finding.title)}"
+                       + (f"\n    fix: {printable(finding.fix)}" if finding.fix else ""), err=True)
     if dry_run:
         resolved = {"recipe": recipe.source, "plan": {"backend": recipe.backend, "use_vllm": plan.use_vllm, "sleep": plan.sleep,
                                                       "gpu": plan.gpu, "env": plan.env, "patches": plan.patches,
