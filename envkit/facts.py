@@ -31,6 +31,15 @@ class FactsError(ValueError):
     """A facts file that cannot be read or does not follow the schema."""
 
 
+def device_index(entry: str) -> int | None:
+    """A CUDA_VISIBLE_DEVICES entry as the GPU index CUDA reads (ASCII digits; a number past any GPU count
+    is -1, invalid), None when it is not an index (GPU-<uuid>, MIG-...).  The variable is anyone's text:
+    str.isdigit() also accepts "²", which int() refuses."""
+    if not re.fullmatch(r"-?[0-9]+", entry):
+        return None
+    return int(entry) if len(entry) <= 9 else -1
+
+
 @dataclass
 class Gpu:
     index: int
@@ -104,14 +113,14 @@ class Facts:
         value = self.cuda_visible_devices
         if value is None:
             return list(self.gpus)
-        entries = [e.strip() for e in value.split(",") if e.strip()]
-        if not all(e.lstrip("-").isdigit() for e in entries):
+        indices = [device_index(e.strip()) for e in value.split(",") if e.strip()]
+        if None in indices:
             return list(self.gpus)
         visible = []
-        for entry in entries:
-            if int(entry) < 0:
+        for index in indices:
+            if index < 0:
                 break  # CUDA stops at the first invalid index
-            visible += [g for g in self.gpus if g.index == int(entry)]
+            visible += [g for g in self.gpus if g.index == index]
         return visible
 
     def to_dict(self) -> dict[str, Any]:

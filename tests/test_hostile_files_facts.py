@@ -92,6 +92,18 @@ def test_bad_values_are_one_line_naming_the_field(tmp_path, change, needle):
     one_line_error(doctor(path), str(path), needle)
 
 
+
+@pytest.mark.parametrize("change", [
+    lambda d: d.__setitem__("cuda_visible_devices", "0,²"),  # str.isdigit() says yes, int() says no
+    lambda d: d.__setitem__("cuda_visible_devices", "9" * 5000),  # past int()'s digit limit
+])
+def test_values_only_rules_read_never_crash_them(tmp_path, change):
+    path = saved(tmp_path, change)
+    for args in ([], ["--json"]):
+        result = doctor(path, *args)
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+        assert result.exit_code in (0, 1), result.output
+
 # --- the terminal: probed or replayed strings cannot steer it -----------------------------------------------
 
 HOSTILE = "\x1b[2J\x1b]0;pwned\x07H100\r  \u2713 all good\n  \u202eevil"
@@ -162,3 +174,4 @@ def test_replay_masks_url_credentials_whatever_the_name(tmp_path):
     env = json.loads(dumped.read_text())["env"]
     assert env["MY_MIRROR"] == "https://<set>@mirror/simple" and env["VLLM_SERVER_URL"] == "https://<set>@vllm.internal:8000/v1"
     assert env["HF_TOKEN"] == env["VLLM_API_KEY"] == "<set>"
+
