@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from envkit.cli import main
 
@@ -175,3 +177,72 @@ def test_replay_masks_url_credentials_whatever_the_name(tmp_path):
     assert env["MY_MIRROR"] == "https://<set>@mirror/simple" and env["VLLM_SERVER_URL"] == "https://<set>@vllm.internal:8000/v1"
     assert env["HF_TOKEN"] == env["VLLM_API_KEY"] == "<set>"
 
+
+# --- any mutation of a real facts file ---------------------------------------------------------------------
+
+SCALARS = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=30)
+# Strings close enough to real ones to pass the loader and reach the rules, terminal controls and odd digits mixed in.
+PLAUSIBLE = st.one_of(
+    st.from_regex(r"\A[0-9]{1,4}(\.[0-9]{1,4}){0,3}((a|b|rc|\.post|\.dev)[0-9]{1,3})?(\+[a-z0-9]{1,6})?\Z"),
+    st.from_regex(r"\A[0-9]{1,2}\.[0-9]{1,2}\Z"),
+    st.from_regex(r"\A[-0-9²١, ]{0,8}\Z"),  # CUDA_VISIBLE_DEVICES-like
+    st.from_regex(r"\Alibcudart\.so\.[0-9]{0,3}(\.[0-9])?\Z"),
+    st.sampled_from(["torch", "vllm", "trl", "unsloth", "unsloth_zoo", "xformers", "torchao", "h100", "b200", "gb10", "Linux",
+                     "Windows", "", "9" * 30, "GPU-8f1c", "torch>=99; extra == \"vllm\"", "vllm<=0.31.0,>=0.22.0; extra == \"vllm\"",
+                     "transformers!=5.*,<1", "x; python_version < \"3.10\"", "y; platform_release >= \"6\"", "z (>=1", "a===b",
+                     "\x1b[2J\x1b]0;title\x07", "\r  \u2713 ok\n", "\u202eevil", "expandable_segments:True"]),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=20),
+)
+JSON = st.recursive(SCALARS | PLAUSIBLE, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8) | PLAUSIBLE, inner, max_size=4),
+                    max_leaves=8)
+VALUE = PLAUSIBLE | JSON
+
+
+def _mutate(data, draw, depth: int = 0):
+    """Walk down the document and change one place: replace a value, drop a key or add one."""
+    if isinstance(data, dict) and data and (depth == 0 or draw(st.booleans())):
+        key = draw(st.sampled_from(sorted(data)))
+        action = draw(st.sampled_from(["down", "down", "replace", "drop", "add"]))
+        if action == "down" and isinstance(data[key], (dict, list)) and data[key]:
+            _mutate(data[key], draw, depth + 1)
+        elif action == "drop":
+            del data[key]
+        elif action == "add":
+            data[draw(st.text(max_size=8) | PLAUSIBLE)] = draw(VALUE)
+        else:
+            data[key] = draw(VALUE)
+    elif isinstance(data, list) and data:
+        index = draw(st.integers(0, len(data) - 1))
+        if isinstance(data[index], (dict, list)) and data[index] and draw(st.booleans()):
+            _mutate(data[index], draw, depth + 1)
+        else:
+            data[index] = draw(VALUE)
+
+
+@pytest.fixture(scope="module")
+def facts_path(tmp_path_factory):
+    return tmp_path_factory.mktemp("hostile") / "facts.json"
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), as_json=st.booleans(), ascii_only=st.booleans())
+def test_any_mutated_facts_file_is_a_report_or_one_line(facts_path, data, as_json, ascii_only):
+    """In process (CliRunner): 1000 runs in about 35 s.  event() counts the exit codes (--hypothesis-show-statistics):
+    about half reach a report, the rest are one-line errors."""
+    document = copy.deepcopy(SNAPSHOT)
+    document["env"].update(SECRETS)
+    for _ in range(data.draw(st.integers(1, 3))):
+        _mutate(document, data.draw)
+    facts_path.write_text(json.dumps(document, ensure_ascii=ascii_only), encoding="utf-8")
+    result = CliRunner().invoke(main, ["doctor", "--facts", str(facts_path), *(["--json"] if as_json else [])])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 1, 2), result.output
+    event(f"exit {result.exit_code}")
+    assert "Traceback" not in result.output and CANARY not in result.output
+    if result.exit_code == 2:
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    elif as_json:
+        json.loads(result.output)
+    else:  # the report: no character that steers a terminal, but the newlines between its lines
+        steering = [c for c in result.output if c != "\n" and (ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c in "\u202e\u2028")]
+        assert not steering, result.output
