@@ -42,9 +42,10 @@ def test_regular_file_is_replaced_and_keeps_its_mode(tmp_path):
     assert out.read_text() == "new" and stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
-def test_dash_is_stdout(capfdbinary):
+def test_dash_is_stdout(capfdbinary, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     write_atomic("-", "to stdout\n")
-    assert capfdbinary.readouterr().out == b"to stdout\n"
+    assert capfdbinary.readouterr().out == b"to stdout\n" and list(tmp_path.iterdir()) == []  # no file named "-"
 
 
 def test_symlink_to_a_file_writes_its_target_and_stays_a_link(tmp_path):
@@ -130,14 +131,20 @@ def test_read_only_file_is_not_replaced(tmp_path):
     assert out.read_text() == "old"
 
 
-def test_dev_stdout_redirected_to_a_file_keeps_the_report_in_it(tmp_path):
-    """`--dump-facts /dev/stdout > out.txt`: a rename over out.txt would send the report after it nowhere."""
-    out = tmp_path / "out.txt"
-    with out.open("w") as handle:
-        subprocess.run([sys.executable, "-m", "envkit", "doctor", "--facts", str(FACTS), "--dump-facts", "/dev/stdout"],
-                       stdout=handle, check=False, timeout=60)
-    text = out.read_text()
+@pytest.mark.parametrize("stdout_is", ["file", "pipe"])
+def test_dev_stdout_keeps_the_report_after_the_facts(tmp_path, stdout_is):
+    """`--dump-facts /dev/stdout > out.txt`: a rename over out.txt would send the report after it nowhere.
+    (/proc/self/fd/1 through a link of our own: a writer that renames would replace only that link, not /dev/stdout.)"""
+    (tmp_path / "stdout").symlink_to("/proc/self/fd/1")
+    command = [sys.executable, "-m", "envkit", "doctor", "--facts", str(FACTS), "--dump-facts", str(tmp_path / "stdout")]
+    if stdout_is == "file":
+        with (tmp_path / "out.txt").open("w") as handle:
+            subprocess.run(command, stdout=handle, check=False, timeout=60)
+        text = (tmp_path / "out.txt").read_text()
+    else:
+        text = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60).stdout
     assert text.startswith("{") and '"schema": "envkit.facts/1"' in text and "checks passed" in text
+    assert (tmp_path / "stdout").is_symlink()
 
 
 # --- every command that writes turns a bad output path into one line ----------------------------------------
