@@ -27,7 +27,7 @@ def run() -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schema envkit.doctor/1).")
 @click.option("--facts", "facts_file", type=click.Path(dir_okay=False), help="Replay a saved facts file instead of probing.")
-@click.option("--dump-facts", type=click.Path(dir_okay=False, writable=True), help="Write the probed facts to FILE (JSON).")
+@click.option("--dump-facts", metavar="FILE", help="Write the probed facts to FILE (JSON; - for stdout).")
 @click.option("--target", metavar="GPU", help="Check against a catalog GPU (h100, b200, gb10, ...) instead of this machine's.")
 @click.option("--target-count", default=1, show_default=True, type=click.IntRange(1, 64), help="How many target GPUs.")
 @click.option("--no-gpu", is_flag=True, help="Do not probe GPUs (image builds, CI).")

@@ -12,7 +12,7 @@ import click
 
 from envkit.exitcodes import USAGE
 from envkit.facts import Facts, FactsError
-from envkit.files import write_atomic
+from envkit.files import WriteError, write_atomic
 from envkit.report import exit_code, repair_requirements, to_json
 from envkit.report.text import render
 from envkit.launch.checks import LAUNCH_REGISTRY
@@ -82,8 +82,8 @@ def run_doctor(options: Options) -> int:
     if options.dump_facts:
         try:
             write_atomic(options.dump_facts, facts.to_json())
-        except OSError as exc:
-            click.echo(f"envkit doctor: cannot write {options.dump_facts}: {exc.strerror}", err=True)
+        except WriteError as exc:
+            click.echo(f"envkit doctor: {exc}", err=True)
             return USAGE
     findings = [f for f in run_rules(facts) if not options.sections or f.section in options.sections]
     if options.show_fix:

@@ -11,20 +11,33 @@ cost nothing at import and need no dependency.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from packaging.version import InvalidVersion, Version
 
 SCHEMA = "envkit.facts/1"
+MAX_BYTES = 16 * 1024 * 1024  # a facts file is ~50 KB; the bound keeps /dev/zero or a wrong file from filling memory
 
 
 class FactsError(ValueError):
     """A facts file that cannot be read or does not follow the schema."""
+
+
+def device_index(entry: str) -> int | None:
+    """A CUDA_VISIBLE_DEVICES entry as the GPU index CUDA reads (ASCII digits; a number past any GPU count
+    is -1, invalid), None when it is not an index (GPU-<uuid>, MIG-...).  The variable is anyone's text:
+    str.isdigit() also accepts "²", which int() refuses."""
+    if not re.fullmatch(r"-?[0-9]+", entry):
+        return None
+    return int(entry) if len(entry) <= 9 else -1
 
 
 @dataclass
@@ -100,14 +113,14 @@ class Facts:
         value = self.cuda_visible_devices
         if value is None:
             return list(self.gpus)
-        entries = [e.strip() for e in value.split(",") if e.strip()]
-        if not all(e.lstrip("-").isdigit() for e in entries):
+        indices = [device_index(e.strip()) for e in value.split(",") if e.strip()]
+        if None in indices:
             return list(self.gpus)
         visible = []
-        for entry in entries:
-            if int(entry) < 0:
+        for index in indices:
+            if index < 0:
                 break  # CUDA stops at the first invalid index
-            visible += [g for g in self.gpus if g.index == int(entry)]
+            visible += [g for g in self.gpus if g.index == index]
         return visible
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,37 +131,38 @@ class Facts:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Facts:
+        """Facts from a parsed facts file; FactsError names the first field that is wrong, and how.
+
+        Everything a rule reads is checked here (types, and the strings rules parse: versions, compute
+        capability), so a file that loads never makes a rule fail."""
         from envkit.probe.environ import mask_env  # envkit.probe imports this module
 
         schema = data.get("schema")
         if schema != SCHEMA:
-            raise FactsError(f"schema is {schema!r}, expected {SCHEMA!r}")
-        try:
-            return cls(
-                host=_build(Host, data["host"]),
-                driver=_build(Driver, data["driver"]),
-                gpus=[_build(Gpu, g) for g in data.get("gpus", [])],
-                packages={k: _package(k, v) for k, v in _mapping(data, "packages").items()},
-                installed=dict(_mapping(data, "installed")),
-                env=mask_env(dict(_mapping(data, "env"))),
-                cuda_visible_devices=_optional_str(data, "cuda_visible_devices"),
-                target=data.get("target"),
-                collected_at=data.get("collected_at", ""),
-                envkit_version=data.get("envkit_version", ""),
-            )
-        except KeyError as exc:
-            raise FactsError(f"missing field {exc.args[0]!r}") from None
-        except TypeError as exc:
-            raise FactsError(str(exc)) from None
+            raise FactsError(f"schema is {schema!r:.60}, expected {SCHEMA!r}")
+        facts = _build(cls, data, "")
+        facts.env = mask_env(facts.env)
+        return facts
 
     @classmethod
     def load(cls, path: str | Path) -> Facts:
         try:
-            data = json.loads(Path(path).read_text())
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_BYTES + 1)
         except OSError as exc:
             raise FactsError(f"cannot read {path}: {exc.strerror}") from None
+        if len(raw) > MAX_BYTES:
+            raise FactsError(f"{path}: larger than {MAX_BYTES // 2**20} MiB, not a facts file (envkit doctor --dump-facts FILE writes one)")
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise FactsError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
         except json.JSONDecodeError as exc:
             raise FactsError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise FactsError(f"{path}: not a facts file (JSON nested too deeply)") from None
+        except ValueError:  # an integer beyond Python's digit limit
+            raise FactsError(f"{path}: not a facts file (a number too long to read)") from None
         if not isinstance(data, dict):
             raise FactsError(f"{path}: expected a JSON object")
         try:
@@ -157,52 +171,99 @@ class Facts:
             raise FactsError(f"{path}: {exc}") from None
 
 
-def _build(kind: type, data: Any) -> Any:
-    """Build a dataclass from a dict, ignoring unknown keys (forward compatible), checking value types."""
+def _is_version(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
+# The strings rules parse, as (check, what it must be); checked at load so that no rule meets a bad one.
+FORMATS: dict[tuple[type, str], tuple[Callable[[str], Any], str]] = {
+    (Gpu, "compute_capability"): (re.compile(r"[0-9]{1,3}\.[0-9]{1,3}").fullmatch, 'a compute capability N.N, e.g. "9.0"'),
+    (Driver, "version"): (_is_version, 'a driver version, e.g. "580.95.05"'),
+    (Driver, "cuda_version"): (_is_version, 'a CUDA version, e.g. "13.0"'),
+    (Host, "python"): (lambda text: text == "" or _is_version(text), 'a Python version, e.g. "3.12.3"'),
+    (Package, "version"): (_is_version, "a PEP 440 version"),
+    (Package, "cuda"): (_is_version, 'a CUDA version, e.g. "13.0"'),
+    (Package, "built_for_torch"): (_is_version, 'a torch version, e.g. "2.10.0+cu128"'),
+}
+PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def _build(kind: type, data: Any, where: str) -> Any:
+    """A dataclass from a JSON object: unknown keys ignored (forward compatible), each value checked."""
     if not isinstance(data, dict):
-        raise TypeError(f"{kind.__name__.lower()} must be an object")
-    hints = typing.get_type_hints(kind)
-    values = {k: v for k, v in data.items() if k in hints}
-    for name, value in values.items():
-        if not _fits(hints[name], value):
-            raise TypeError(f"{kind.__name__.lower()}.{name}: unexpected value {value!r:.60}")
+        raise FactsError(f"{where or 'the file'}: expected an object")
+    hints = _hints(kind)
+    values = {}
+    for item in dataclasses.fields(kind):
+        at = f"{where}.{item.name}" if where else item.name
+        if item.name not in data:
+            if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+                raise FactsError(f"missing field {at!r}")
+            continue
+        value = _convert(hints[item.name], data[item.name], at)
+        check, what = FORMATS.get((kind, item.name), (None, ""))
+        if check is not None and value is not None and not check(value):
+            raise FactsError(f"{at}: {value!r:.40} is not {what}")
+        values[item.name] = value
     return kind(**values)
 
 
+@functools.cache
+def _hints(kind: type) -> dict[str, Any]:
+    return typing.get_type_hints(kind)
+
+
+def _convert(kind: Any, value: Any, where: str) -> Any:
+    """``value`` checked against ``kind``: a facts dataclass, list[X], dict[str, X] or a scalar (Optional)."""
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, where)
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is list and isinstance(value, list):
+        return [_convert(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is dict and isinstance(value, dict):
+        return {key: _convert(args[1], item, _key(where, key)) for key, item in value.items()}
+    if isinstance(value, str) and not _is_text(value):
+        raise FactsError(f"{where}: not valid Unicode text (an unpaired surrogate escape)")
+    if not _fits(kind, value):
+        raise FactsError(f"{where}: expected {_describe(kind)}")
+    return value
+
+
+def _key(where: str, key: str) -> str:
+    """``where.key``; a key that is not a plain name is quoted (its control characters escaped)."""
+    if not _is_text(key):
+        raise FactsError(f"{where}: a key is not valid Unicode text (an unpaired surrogate escape)")
+    return f"{where}.{key}" if PLAIN_KEY.fullmatch(key) else f"{where}[{key!r:.40}]"
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _fits(kind: Any, value: Any) -> bool:
-    """``value`` matches the annotation (scalars, Optional, list/dict of scalars; anything else passes)."""
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         return any(_fits(k, value) for k in typing.get_args(kind))
     if origin in (list, dict):
-        return isinstance(value, origin)
+        return False  # containers are walked in _convert
     if kind is type(None):
         return value is None
-    if kind in (int, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
-    if kind in (str, bool):
-        return isinstance(value, kind)
-    return True
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
 
-def _optional_str(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"{key} must be a string or null")
-    return value
-
-
-def _mapping(data: dict[str, Any], key: str) -> dict:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise TypeError(f"{key} must be an object")
-    return value
-
-
-def _package(name: str, data: Any) -> Package:
-    package = _build(Package, data)
-    try:
-        Version(package.version)
-    except InvalidVersion:
-        raise TypeError(f"packages.{name}: version {package.version!r} is not a PEP 440 version") from None
-    return package
+def _describe(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(k) for k in typing.get_args(kind))
+    names = {str: "a string", int: "an integer", bool: "true or false", type(None): "null", list: "a list", dict: "an object"}
+    return names.get(origin or kind, "an object")

@@ -92,6 +92,26 @@ def test_requirements_markers_follow_the_facts_platform(coherent):
     assert check("EK304", coherent).severity is Severity.OK
 
 
+def test_a_marker_that_cannot_be_evaluated_does_not_apply(coherent, monkeypatch):
+    """packaging < 24 (allowed by envkit's floor) raises InvalidVersion comparing platform_release to a version,
+    and a real kernel (6.8.0-1017-aws) is not one."""
+    from packaging.markers import Marker
+    from packaging.version import InvalidVersion
+
+    from envkit.rules.requirements import requirements
+
+    def old_packaging(self, environment=None):
+        if "platform_release" in str(self):
+            raise InvalidVersion(environment["platform_release"])
+        return real(self, environment)
+
+    real = Marker.evaluate
+    monkeypatch.setattr(Marker, "evaluate", old_packaging)
+    coherent.packages["trl"].requires.append("vllm<0.1; platform_release >= '6'")
+    assert all("platform_release" not in str(r.marker) for r in requirements(coherent.packages["trl"], coherent))
+    assert check("EK304", coherent).severity is Severity.OK
+
+
 def test_unsloth_cannot_sit_beside_trl_116():
     facts = make_facts("h100", {"unsloth": "2026.10.9", "unsloth_zoo": "2026.10.9", "trl": "1.16.0", "datasets": "5.2.0", "transformers": "5.17.0"})
     finding = check("EK305", facts)

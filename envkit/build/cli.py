@@ -69,11 +69,11 @@ def stack_options(command):
 
 @click.command("lock")
 @stack_options
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout.")
 def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse, refresh, output) -> None:
     """Resolve a recipe's packages for TARGET's image platform into a hash-locked requirements file."""
     from envkit.build.lock import lock
-    from envkit.files import write_atomic
+    from envkit.files import WriteError, write_atomic
 
     try:
         _, _, stack, _ = _plan(recipe, target, python, platform, None, wheelhouse, torch)
@@ -83,8 +83,8 @@ def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse,
     if output:
         try:
             write_atomic(output, locked.text)
-        except OSError as exc:
-            _fail("lock", OSError(f"cannot write {output}: {exc.strerror}"))
+        except WriteError as exc:
+            _fail("lock", exc)
     else:
         click.echo(locked.text, nl=False)
     click.echo(f"locked {len(locked.pins())} packages for {stack.platform} Python {stack.python} in {locked.seconds:.2f} s"

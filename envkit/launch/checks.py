@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from envkit.facts import Facts
+from envkit.facts import Facts, device_index
 from envkit.knowledge import load
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.derived import max_model_length
@@ -86,7 +86,7 @@ def cuda_visible_devices(facts: Facts, inputs: LaunchInputs) -> Outcome:
     repeated = sorted({e for e in entries if entries.count(e) > 1})
     if repeated:
         return fail(f"CUDA_VISIBLE_DEVICES lists GPU {repeated[0]} twice", evidence, "list each GPU once")
-    indices = [int(e) for e in entries if e.lstrip("-").isdigit()]
+    indices = [i for i in map(device_index, entries) if i is not None]
     invalid = [i for i in indices if i < 0 or (facts.gpus and i >= len(facts.gpus))]
     if invalid:
         return fail(f"CUDA_VISIBLE_DEVICES entry {invalid[0]} is not a GPU here: CUDA ignores it and the entries after it",

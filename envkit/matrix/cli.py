@@ -20,10 +20,11 @@ def matrix() -> None:
 @matrix.command()
 @click.option("--index-url", default=DEFAULT_INDEX, show_default=True, help="A PEP 691 (JSON simple API) index.")
 @click.option("--package", "packages", multiple=True, type=click.Choice(sorted(FLOORS)), help="Refresh only these (repeatable).")
-@click.option("--output", type=click.Path(dir_okay=False), default=str(HERE / "matrix.json"), show_default=True)
+@click.option("--output", metavar="FILE", default=str(HERE / "matrix.json"), show_default=True)
 def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
     """Regenerate the matrix from the index and show what changed."""
-    from envkit.files import write_atomic
+    from envkit.exitcodes import USAGE
+    from envkit.files import WriteError, write_atomic
     from envkit.knowledge.refresh import RefreshError, diff
     from envkit.knowledge.refresh import refresh as build
 
@@ -46,7 +47,11 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
     if packages:  # a partial refresh keeps the other packages as they were
         new["packages"] = {**old.get("packages", {}), **new["packages"]}
     changes = diff(old, new)
-    write_atomic(output, json.dumps(new, indent=1, sort_keys=True) + "\n")
+    try:
+        write_atomic(output, json.dumps(new, indent=1, sort_keys=True) + "\n")
+    except WriteError as exc:
+        click.echo(f"envkit matrix refresh: {exc}", err=True)
+        sys.exit(USAGE)
     click.echo("\n".join(changes) if changes else "no changes")
     click.echo(f"{sum(map(len, new['packages'].values()))} releases of {len(new['packages'])} packages -> {output}")
 

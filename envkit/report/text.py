@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
@@ -12,6 +13,20 @@ from envkit.rules.base import SECTIONS, Finding, Severity
 
 MARKS = {Severity.OK: ("✓", "green"), Severity.WARN: ("!", "yellow"), Severity.FAIL: ("✗", "red"), Severity.SKIP: ("-", None)}
 ASCII = {"✓": "+", "✗": "x"}
+# What steers a terminal rather than shows: C0 and C1 controls (ESC sequences, \r, BEL, newlines), DEL, and the
+# Unicode line separators and bidirectional overrides that break or reorder a line.
+STEERING = [*range(0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+ESCAPED = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in STEERING}
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that could steer a terminal written as its escape (ESC as \\x1b).
+
+    Findings and the header carry strings from the probe or a replayed facts file (a GPU name, the OS, a
+    version, a package name); left raw, one can clear the screen, set the window title or forge a "✓"
+    line.  Everything envkit prints for people passes here once, before it is styled; --json needs
+    nothing (JSON escapes control characters)."""
+    return text.translate(ESCAPED)
 
 
 def _mark(severity: Severity) -> str:
@@ -23,6 +38,7 @@ def _mark(severity: Severity) -> str:
 
 
 def render(findings: list[Finding], facts: Facts, verbose: bool = False) -> str:
+    findings = [replace(f, title=printable(f.title), evidence=printable(f.evidence), fix=printable(f.fix)) for f in findings]
     lines = [_header(facts), ""]
     for section, title in SECTIONS.items():
         shown = [f for f in findings if f.section == section and (verbose or f.severity is not Severity.SKIP)]
@@ -51,4 +67,4 @@ def _header(facts: Facts) -> str:
         where += f", target {facts.target} (GPU from the catalog, packages from this machine)"
     if host.container:
         where += f", in {host.container}"
-    return click.style(where, bold=True)
+    return click.style(printable(where), bold=True)

@@ -44,7 +44,8 @@ def requirements(package: Package, facts: Facts, extra: str = "") -> list[Requir
         try:
             if req.marker is None or req.marker.evaluate(environment):
                 applicable.append(req)
-        except UndefinedEnvironmentName:
+        except (UndefinedEnvironmentName, InvalidVersion):
+            # packaging < 24 raises on `platform_release >= "6"` with a kernel such as 6.8.0-1017-aws: not applicable
             continue
     return applicable
 

@@ -29,11 +29,12 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
 
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
     Exit codes: 0 done (or, with --resume, already finished), 1 refused by a doctor check (see --force),
-    the output folder in use by another run, or a launched process failed, 2 recipe or usage error (also an
-    output folder that cannot be written), 3 stopped by the stale-weight guard (guard: stop), 130 interrupted
-    (Ctrl-C), 143 terminated (SIGTERM, e.g. docker stop); both save a checkpoint first and stop every launched
-    process; otherwise the trainer's own exit code.
+    the output folder in use by another run, a launched process failed, or manifest.json not written (the run
+    itself is saved), 2 recipe or usage error (also an output folder that cannot be written), 3 stopped by
+    the stale-weight guard (guard: stop), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g. docker
+    stop); both save a checkpoint first and stop every launched process; otherwise the trainer's own exit code.
     """
+    from envkit.files import WriteError
     from envkit.launch.plan import LaunchError
     from envkit.launch.procs import LaunchFailed
     from envkit.recipe.load import RecipeError
@@ -45,7 +46,7 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
     except (RecipeError, LaunchError, MetricsError) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
-    except (LaunchFailed, RunBusy) as exc:
+    except (LaunchFailed, RunBusy, WriteError) as exc:  # WriteError: the run's manifest.json (the run itself is saved)
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(FAILED)
     except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
@@ -80,11 +81,13 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         (["--resume"] if resume else []) + (["--force"] if force else []) + [a for p in no_patch for a in ("--no-patch", p)]
     launch = None if worker else _plan_launch(recipe, str(recipe_path), facts, plan, kwargs, forward, dry_run)
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
+        from envkit.report.text import printable  # the doctor's findings carry probed strings (a GPU name)
+
         for warning in plan.warnings:
-            click.echo(f"envkit train: warning: {warning}", err=True)
+            click.echo(f"envkit train: warning: {printable(warning)}", err=True)
         for finding in plan.blocking:
-            click.echo(f"envkit train: {'ignored (--force)' if force else 'refused'}: {finding.id} {finding.title}"
-                       + (f"\n    fix: {finding.fix}" if finding.fix else ""), err=True)
+            click.echo(f"envkit train: {'ignored (--force)' if force else 'refused'}: {finding.id} {printable(finding.title)}"
+                       + (f"\n    fix: {printable(finding.fix)}" if finding.fix else ""), err=True)
     if dry_run:
         resolved = {"recipe": recipe.source, "plan": {"backend": recipe.backend, "use_vllm": plan.use_vllm, "sleep": plan.sleep,
                                                       "gpu": plan.gpu, "env": plan.env, "patches": plan.patches,
