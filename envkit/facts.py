@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 from packaging.version import InvalidVersion, Version
 
+from envkit.masking import mask_env
+
 SCHEMA = "envkit.facts/1"
 MAX_BYTES = 16 * 1024 * 1024  # a facts file is ~50 KB; the bound keeps /dev/zero or a wrong file from filling memory
 
@@ -135,8 +137,6 @@ class Facts:
 
         Everything a rule reads is checked here (types, and the strings rules parse: versions, compute
         capability), so a file that loads never makes a rule fail."""
-        from envkit.probe.environ import mask_env  # envkit.probe imports this module
-
         schema = data.get("schema")
         if schema != SCHEMA:
             raise FactsError(f"schema is {schema!r:.60}, expected {SCHEMA!r}")

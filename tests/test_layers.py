@@ -1,4 +1,4 @@
-"""envkit's imports go one way: knowledge, facts and recipe at the ground; probe and rules; budget, launch,
+"""envkit's imports go one way (issue #15): knowledge, facts (with secret masking) and recipe at the ground; probe and rules; budget, launch,
 build, matrix and report; train; the commands on top.  Read from the source with ast (every import, also the
 ones inside functions; `if TYPE_CHECKING:` blocks are annotations only), so a lazy import is no way around it."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "envkit"
 LAYERS = [
-    {"__init__", "exitcodes", "files", "knowledge", "facts", "recipe"},
+    {"__init__", "exitcodes", "files", "masking", "knowledge", "facts", "recipe"},
     {"probe", "rules"},
     {"budget", "launch", "build", "matrix", "report"},
     {"train"},
