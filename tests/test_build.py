@@ -314,3 +314,14 @@ def test_context_modes_do_not_follow_the_umask(tmp_path):
     modes = {p.stat().st_mode & 0o777 for p in out.rglob("*")}
     assert modes == {0o644, 0o755}
     assert (out / "recipes" / "tiny.yaml").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_namespace_package_reward_beside_the_recipe_goes_into_the_context(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    recipe = _user_recipe(folder, reward="ns_rewards_envkit.scores:score")
+    (folder / "ns_rewards_envkit").mkdir()
+    (folder / "ns_rewards_envkit" / "scores.py").write_text("def score(prompts, completions, **_):\n    return [0.0]\n")
+    stack = stack_for("tiny", "cpu")
+    out = write_context(Inputs(load_recipe(recipe), recipe, stack, FAKE_LOCK, stack.base["image"]), tmp_path / "ctx")
+    assert "recipes/ns_rewards_envkit/scores.py" in _tree(out)

@@ -178,3 +178,28 @@ def test_an_unknown_explain_id_lists_every_check_and_patch():
     assert result.exit_code == 2
     for known in ("EK101 linux", "EK406 trl-sleep-sync", "EK501 launch-gpus", "EK505", "EKP001 server-lora-sync"):
         assert known in result.output
+
+
+def test_ekp001_unmerges_even_when_the_send_fails(monkeypatch):
+    """A server timeout or NCCL error in the send must not leave the adapter merged into the trained weights."""
+    trl_client = pytest.importorskip("trl.generation.vllm_client")
+    from envkit.train.trl_patches import apply_patches
+
+    def failing(self, metadata, named_params):
+        next(iter(named_params))
+        raise RuntimeError("NCCL timeout")
+
+    monkeypatch.setattr(trl_client.VLLMClient, "update_named_params", failing)
+    assert apply_patches(["EKP001"]) == []
+    model = FakeModel()
+    with pytest.raises(RuntimeError, match="NCCL timeout"):
+        trl_client.VLLMClient.update_named_params(object(), [("w", "float32", [4]), ("w2", "float32", [2])],
+                                                  model.iter_named_params())
+    assert model.weight.tolist() == [1.0] * 4
+
+
+def test_every_patch_in_the_data_has_code_and_an_unknown_one_is_reported():
+    from envkit.train.trl_patches import PATCHES, apply_patches
+
+    assert {p.id for p in all_patches()} == set(PATCHES)
+    assert apply_patches(["EKP999"]) == [("EKP999", "envkit has no code for it (knowledge/patches.json names it)")]

@@ -86,3 +86,33 @@ def test_unsloth_vllm_pair_is_verified_or_an_untested_warning():
     untested = check("EK306", make_facts("h200", {"vllm": "0.31.0", "unsloth": "2026.10.9"}))
     assert untested.severity is Severity.WARN and "unsloth 2026.10.9 + vllm 0.26.0" in untested.evidence
     assert check("EK306", make_facts("h200", {"vllm": "0.26.0"})).severity is Severity.SKIP
+
+
+def test_pdl_without_a_switch_refuses_backend_trl_even_with_unsloth_installed(tmp_path):
+    """EK402 only warns where unsloth is installed (Unsloth patches it itself), but a backend: trl run has no patch."""
+    from envkit.recipe.load import parse_recipe
+    from envkit.rules import run_rules
+    from envkit.train.preflight import plan_run
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "q", "answer": "a"}\n')
+    text = f"version: 1\nmodel: {{name: m}}\ndataset: {{path: {data}}}\nrewards: [{{name: format}}]\n"
+    facts = make_facts("b200", {"torch": "2.9.1", "trl": "1.16.0", "vllm": "0.14.1", "unsloth": "2026.10.9"})
+    blocking = {f.id: f for f in plan_run(parse_recipe(text, "r.yaml"), facts, run_rules(facts)).blocking}
+    assert blocking["EK402"].severity is Severity.FAIL
+    unsloth = plan_run(parse_recipe("backend: unsloth\n" + text, "r.yaml"), facts, run_rules(facts))
+    assert "EK402" not in {f.id for f in unsloth.blocking}
+
+
+def test_ek403_blocks_only_backend_unsloth(tmp_path):
+    from envkit.recipe.load import parse_recipe
+    from envkit.rules import run_rules
+    from envkit.train.preflight import plan_run
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "q", "answer": "a"}\n')
+    text = f"version: 1\nmodel: {{name: m}}\ndataset: {{path: {data}}}\nrewards: [{{name: format}}]\n"
+    facts = make_facts("b200", {"torch": "2.8.0", "trl": "1.16.0", "vllm": "0.10.2", "unsloth": "2026.10.9"})
+    trl = plan_run(parse_recipe(text, "r.yaml"), facts, run_rules(facts))
+    unsloth = plan_run(parse_recipe("backend: unsloth\n" + text, "r.yaml"), facts, run_rules(facts))
+    assert "EK403" not in {f.id for f in trl.blocking} and "EK403" in {f.id for f in unsloth.blocking}

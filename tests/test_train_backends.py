@@ -172,6 +172,9 @@ def test_the_dry_run_prints_the_refusal_and_the_fix(monkeypatch, tmp_path):
     ("[wandb]", {"wandb": "0.22.0"}, None),
     ("[tensorboard]", {"tensorboardx": "2.6"}, None),
     ("[none]", {}, None),
+    ("[all]", {}, None),
+    ("[dagshub]", {"dagshub": "0.6"}, "output.report_to: dagshub needs dagshub+mlflow, which is not installed: pip install dagshub mlflow"),
+    ("[dagshub]", {"dagshub": "0.6", "mlflow": "3.0"}, None),
     ("[wandbb]", {}, "output.report_to: unknown integration 'wandbb'"),
 ])
 def test_report_to_is_checked_before_anything_loads(report_to, installed, error):

@@ -8,7 +8,6 @@ Nothing in it depends on the time or the host (the same inputs give the same byt
 
 from __future__ import annotations
 
-import importlib.machinery
 import json
 import os
 import pkgutil
@@ -22,7 +21,7 @@ import envkit
 from envkit.build.dockerfile import render
 from envkit.build.lock import Lock, LockError
 from envkit.build.stack import Stack
-from envkit.recipe.load import RecipeError, reward_module
+from envkit.recipe.load import RecipeError, reward_module, spec_beside
 from envkit.recipe.schema import Recipe
 
 # envkit's package data (pyproject.toml [tool.setuptools.package-data]); its modules are found by name.
@@ -143,16 +142,16 @@ def recipe_files(recipe: Recipe, folder: Path) -> dict[str, Path]:
         module = reward_module(reward.name)
         if module is None or module == "envkit":
             continue
-        spec = importlib.machinery.PathFinder.find_spec(module, [str(folder)])
-        if spec is None or not spec.origin:
+        spec = spec_beside(module, folder)
+        if spec is None:
             raise RecipeError(f"{recipe.source}: rewards[{i}].name: module {module!r} is not in the recipe's folder {folder}; "
                               "the image holds only that folder (/recipes): move the module beside the recipe")
-        origin = Path(spec.origin)
-        if spec.submodule_search_locations:  # a package: all of its Python files
-            for j, file in enumerate(sorted(origin.parent.rglob("*.py"))):
+        if spec.submodule_search_locations:  # a package (a namespace package too): all of its Python files
+            files = sorted(p for location in spec.submodule_search_locations for p in Path(location).rglob("*.py"))
+            for j, file in enumerate(files):
                 found[f"rewards[{i}].name ({module}, file {j})"] = file
         else:
-            found[f"rewards[{i}].name"] = origin
+            found[f"rewards[{i}].name"] = Path(spec.origin)
     return found
 
 

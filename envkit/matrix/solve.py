@@ -91,8 +91,8 @@ class Caps:
         return " + ".join(f"{name} {version}" for name, version in self.pins)
 
 
-# The stack packages whose bounds a backend's packages declare (Unsloth caps all four; issue #18).
-CAPPED = ("trl", "transformers", "torch", "datasets")
+# The stack packages whose bounds a backend's packages declare (Unsloth: all of them; issue #18).
+CAPPED = ("trl", "transformers", "torch", "datasets", "peft", "bitsandbytes")
 UNSLOTH = ("unsloth", "unsloth_zoo")
 
 
@@ -184,7 +184,8 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
         reasons.append(f"no transformers fits both vllm {vllm} and trl {trl}" + (f" and {caps.describe()}" if caps.pins else ""))
         return None
     admits = lambda package: lambda v, rec: (  # noqa: E731 - a small predicate factory
-        spec(rec["requires"].get("torch")).contains(torch, prereleases=True)
+        caps.of(package).contains(v, prereleases=True)
+        and spec(rec["requires"].get("torch")).contains(torch, prereleases=True)
         and spec(rec["requires"].get("transformers")).contains(transformers, prereleases=True)
         and _python_ok(rec, c.python)
     )

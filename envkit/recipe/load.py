@@ -385,12 +385,16 @@ def reward_module(name: str) -> str | None:
     return None if name in BUILTIN_REWARDS else name.partition(":")[0].split(".")[0]
 
 
+def spec_beside(top: str, folder: Path | None):
+    """The module spec of a top-level module in the recipe's folder (a reward module lives beside its recipe),
+    or None.  Looking it up imports nothing."""
+    return importlib.machinery.PathFinder.find_spec(top, [str(folder)]) if folder is not None else None
+
+
 def find_module(top: str, folder: Path | None) -> bool:
-    """A top-level module exists in the recipe's folder (searched first: a reward module lives beside its recipe)
-    or on the Python path.  Looking it up imports nothing."""
+    """A top-level module exists beside the recipe (searched first) or on the Python path; nothing imported."""
     try:
-        return (folder is not None and importlib.machinery.PathFinder.find_spec(top, [str(folder)]) is not None) \
-            or importlib.util.find_spec(top) is not None
+        return spec_beside(top, folder) is not None or importlib.util.find_spec(top) is not None
     except (ImportError, ValueError):
         return False
 

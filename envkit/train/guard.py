@@ -2,8 +2,8 @@
 
 With vLLM generating, TRL logs ``sampling/sampling_logp_difference/mean``: the mean gap between vLLM's
 log-probability of each sampled token and the trainer's.  On the trained weights it stays near bf16 noise;
-when the sampler never receives them (TRL 1.16 server mode + LoRA without patch EKP001, trl < 1.11 colocate +
-sleep) it grows with every step the adapter learns.  The threshold is data (knowledge/guard.json, measured
+when the sampler never receives them (TRL 1.11-1.16 server mode + LoRA without patch EKP001, trl 0.28-1.9
+colocate + sleep) it grows with every step the adapter learns.  The threshold is data (knowledge/guard.json, measured
 on healthy and stale runs); the same check runs live (envkit.train.callbacks.GuardCallback) and over a
 finished run's metrics.jsonl (``envkit report``).
 """

@@ -70,14 +70,14 @@ def check_packages(recipe: Recipe, facts: Facts) -> None:
                           "pip install unsloth (or use backend: trl)")
     known = curated("report_to_packages")["integrations"]
     for name in recipe.output.report_to:
-        if name == "none":
+        if name in ("none", "all"):  # all: whichever integrations are installed (transformers decides)
             continue
         if name not in known:
             raise RecipeError(f"{recipe.source}: output.report_to: unknown integration {name!r} (known: {', '.join(sorted(known))})")
-        needed = known[name]
-        if needed and not any(canonicalize_name(p) in facts.installed for p in needed):
-            raise RecipeError(f"{recipe.source}: output.report_to: {name} needs {' or '.join(needed)}, which is not installed: "
-                              f"pip install {needed[0]} (or remove {name} from output.report_to)")
+        choices = known[name]  # alternatives; one of them "a+b" needs both
+        if choices and not any(all(canonicalize_name(p) in facts.installed for p in c.split("+")) for c in choices):
+            raise RecipeError(f"{recipe.source}: output.report_to: {name} needs {' or '.join(choices)}, which is not installed: "
+                              f"pip install {' '.join(choices[0].split('+'))} (or remove {name} from output.report_to)")
 
 
 def bnb_plugin_missing(recipe: Recipe, facts: Facts, use_vllm: bool) -> Finding | None:
@@ -147,7 +147,7 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     decided = (can_sleep if wanted_sleep is True else False if wanted_sleep is False or not (can_sleep and sleep_ok) else None)
     budget = _budget(recipe, gpu_memory, bf16, use_vllm, warnings, decided)
     sleep = decided if decided is not None else (budget.plan.sleep if budget else sleep_ok)
-    if stale is None and use_vllm and not sleep_ok and sleep_check is not None and (
+    if stale is None and use_vllm and recipe.vllm.mode == "colocate" and not sleep_ok and sleep_check is not None and (
             wanted_sleep is True or (wanted_sleep == "auto" and budget is not None and not budget.fits)):
         warnings.append(f"vllm sleep mode {'requested' if wanted_sleep is True else 'would help the memory budget'} although {sleep_check.title}")
     if sleep and recipe.backend == "unsloth":  # Unsloth's own vLLM sleeps only with its standby variable set
@@ -157,8 +157,13 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
         warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak on this {gpu_memory / GIB:.0f} GiB GPU; "
                         f"`envkit budget {recipe.source}` lists what fits")
     share = budget.plan.vllm.utilization if budget and budget.plan.vllm else None
-    relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - ({"EK402"} if setting and setting[0] in env or recipe.backend == "unsloth" else set())
-    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL] + [f for f in (bnb, stale) if f]
+    # EK402 is settled here (the run sets the variable, or Unsloth patches it itself, or nothing can: refused);
+    # EK403 is Unsloth's rule, so it matters to backend unsloth alone.
+    settled = {"EK402"} | (set() if recipe.backend == "unsloth" else {"EK403"})
+    relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - settled
+    no_pdl_switch = use_vllm and pdl and pdl.severity in (Severity.FAIL, Severity.WARN) and not setting and recipe.backend != "unsloth"
+    pdl_refusal = replace(pdl, severity=Severity.FAIL) if no_pdl_switch else None
+    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL] + [f for f in (bnb, stale, pdl_refusal) if f]
     patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
                 patches, patches_off, share)

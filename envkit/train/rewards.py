@@ -57,17 +57,15 @@ def resolve_reward(name: str, folder: Path | None = None):
     it runs the user's code, so this happens when training starts, never while a recipe is only loaded; a module
     that fails or exits at import is one line."""
     import importlib
-    import importlib.machinery
     import sys
 
     from envkit.exitcodes import Terminated
-    from envkit.recipe.load import BUILTIN_REWARDS, RecipeError, reward_module
+    from envkit.recipe.load import BUILTIN_REWARDS, RecipeError, reward_module, spec_beside
 
     if name in BUILTIN_REWARDS:
         return globals()[name]
     module_name, _, function = name.partition(":")
-    if folder is not None and importlib.machinery.PathFinder.find_spec(reward_module(name), [str(folder)]) is not None \
-            and str(folder) not in sys.path:
+    if spec_beside(reward_module(name), folder) is not None and str(folder) not in sys.path:
         sys.path.insert(0, str(folder))  # the module beside the recipe, as the loader found it
     try:
         module = importlib.import_module(module_name)

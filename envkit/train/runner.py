@@ -218,7 +218,8 @@ def _apply(plan: Plan, main: bool) -> None:
 
 
 def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_from, completed) -> dict:
-    """What ran, on what: versions, recipe hash, GPU, time.  No environment values (secrets stay out)."""
+    """What ran, on what: versions, recipe hash, GPU, time, the plan.  Of the environment only the variables
+    envkit itself sets (plan.env: VLLM_LORA_DISABLE_PDL, the Unsloth standby, CUDA_VISIBLE_DEVICES), never a secret."""
     versions = {}
     for name in STACK:
         try:

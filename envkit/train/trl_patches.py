@@ -38,11 +38,13 @@ def server_lora_sync() -> None:
     @functools.wraps(original)
     def update_named_params(self, metadata, named_params):
         iterator = iter(named_params)
-        original(self, metadata, itertools.islice(iterator, len(metadata)))
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        for _ in iterator:  # the generator's epilogue: unmerge_adapter, leave the gather context
-            pass
+        try:
+            original(self, metadata, itertools.islice(iterator, len(metadata)))
+        finally:  # also when the send fails: the adapter must not stay merged into the weights being trained
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            for _ in iterator:  # the generator's epilogue: unmerge_adapter, leave the gather context
+                pass
 
     update_named_params.envkit_patch = "EKP001"
     VLLMClient.update_named_params = update_named_params
@@ -55,6 +57,9 @@ def apply_patches(ids: list[str]) -> list[tuple[str, str]]:
     """Apply the patches by ID; (ID, why) for each one that could not be applied."""
     failed = []
     for patch_id in ids:
+        if patch_id not in PATCHES:
+            failed.append((patch_id, "envkit has no code for it (knowledge/patches.json names it)"))
+            continue
         try:
             PATCHES[patch_id]()
         except (PatchUnavailable, ImportError, AttributeError) as exc:
