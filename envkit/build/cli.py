@@ -52,10 +52,11 @@ def _plan(recipe_name, target, python, platform, base, wheelhouse, torch=None):
 
 def _errors():
     from envkit.build.lock import LockError
+    from envkit.files import WriteError
     from envkit.matrix.solve import BadConstraint, NoSolution
     from envkit.recipe.load import RecipeError
 
-    return RecipeError, LockError, NoSolution, BadConstraint, KeyError
+    return RecipeError, LockError, NoSolution, BadConstraint, KeyError, WriteError
 
 
 def stack_options(command):

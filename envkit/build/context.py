@@ -12,6 +12,7 @@ import json
 import os
 import pkgutil
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import envkit
 from envkit.build.dockerfile import render
 from envkit.build.lock import Lock, LockError
 from envkit.build.stack import Stack
+from envkit.files import WriteError
 from envkit.recipe.load import RecipeError, reward_module, spec_beside
 from envkit.recipe.schema import Recipe
 
@@ -76,7 +78,11 @@ def dockerfile(inputs: Inputs) -> str:
 
 
 def write_context(inputs: Inputs, out: Path) -> Path:
-    """Write the context into a sibling temporary folder, then swap it in."""
+    """Write the context into a sibling temporary folder, then swap it in.  ``out`` must be new, an empty folder
+    or a context written before: anything else (a file, a pipe, a device, a folder of the user's) is a
+    WriteError, never removed.  A write that fails (a full disk) is a WriteError too, and leaves nothing."""
+    given = out
+    _check_output(given)
     out = out.resolve()
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -99,10 +105,34 @@ def write_context(inputs: Inputs, out: Path) -> Path:
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(f"cannot write {given}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _check_output(out: Path) -> None:
+    try:
+        found = os.stat(out)  # through links: a link to a folder is that folder
+    except FileNotFoundError:
+        return  # new (a dangling link: made at its target)
+    except OSError as exc:  # a symbolic link loop, a path through a file
+        raise WriteError(f"cannot write {out}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(found.st_mode):
+        raise WriteError(f"cannot write {out}: it is not a folder; name a new folder for the build context")
+    if next(out.iterdir(), None) is not None and not _is_context(out):
+        raise WriteError(f"cannot write {out}: a folder holding other files than a build context; name a new or empty folder")
+
+
+def _is_context(folder: Path) -> bool:
+    """A folder write_context wrote: its manifest.json names the schema."""
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("schema") == "envkit.build/1"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def package_files() -> list[str]:

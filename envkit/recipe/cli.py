@@ -33,10 +33,10 @@ def list_() -> None:
 def show(name: str) -> None:
     """Print a recipe (shipped NAME or a path)."""
     from envkit.recipe.library import find_recipe
-    from envkit.recipe.load import RecipeError
+    from envkit.recipe.load import RecipeError, read_recipe
 
     try:
-        click.echo(find_recipe(name).read_text(), nl=False)
+        click.echo(read_recipe(find_recipe(name)), nl=False)
     except RecipeError as exc:
         click.echo(f"envkit recipes: {exc}", err=True)
         sys.exit(2)

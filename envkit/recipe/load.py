@@ -51,12 +51,27 @@ class _Where:
         return RecipeError(f"{self.source}{line}: {path + ': ' if path else ''}{message}")
 
 
-def load_recipe(path: str | Path) -> Recipe:
+MAX_BYTES = 1024 * 1024  # a recipe is ~1 KB; the bound keeps a wrong file (a log, a dataset) from a minute of parsing
+
+
+def read_recipe(path: str | Path) -> str:
+    """A recipe file's text, UTF-8 and at most MAX_BYTES, or a one-line RecipeError naming the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path}: cannot read recipe: {getattr(exc, 'strerror', None) or exc}") from None
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise RecipeError(f"{path}: larger than {MAX_BYTES // 2**20} MiB, not a recipe")
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as read_text()
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: cannot read recipe: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe: {exc.strerror or exc}") from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    text = read_recipe(path)
     recipe = parse_recipe(text, str(path))
     recipe.sha256 = hashlib.sha256(text.encode()).hexdigest()
     return recipe

@@ -54,7 +54,7 @@ def metric_rows(path: Path, skipped: Skipped | None = None) -> list[dict]:
     for line in text.splitlines():
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays or objects nested past the interpreter's limit
             row = None
         if isinstance(row, dict) and type(row.get("step")) is int and 0 <= row["step"] <= 2**53:
             rows.append(row)
