@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from envkit.build.lock import Lock
 from envkit.cli import main
+from tests.mutation import mutate
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 TINY = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
@@ -138,29 +139,6 @@ def _same_type(value, draw):
     return draw(SAME_TYPE[kind]) if kind in SAME_TYPE else draw(VALUES)
 
 
-def _mutate(data, draw, depth: int = 0):
-    """Change one place of the document: a value of its type or any value, drop a key, add one, or walk down."""
-    if isinstance(data, dict) and data and (depth == 0 or draw(st.booleans())):
-        key = draw(st.sampled_from(list(data)))
-        action = draw(st.sampled_from(["down", "down", "typed", "typed", "replace", "drop", "add"]))
-        if action in ("down", "typed") and isinstance(data[key], (dict, list)) and data[key]:
-            _mutate(data[key], draw, depth + 1)
-        elif action == "typed":
-            data[key] = _same_type(data[key], draw)
-        elif action == "drop":
-            del data[key]
-        elif action == "add":
-            data[draw(KEYS | SCALARS)] = draw(VALUES)
-        else:
-            data[key] = draw(VALUES)
-    elif isinstance(data, list) and data:
-        index = draw(st.integers(0, len(data) - 1))
-        if isinstance(data[index], (dict, list)) and data[index] and draw(st.booleans()):
-            _mutate(data[index], draw, depth + 1)
-        else:
-            data[index] = _same_type(data[index], draw) if draw(st.booleans()) else draw(VALUES)
-
-
 def workspace(root: Path) -> Path:
     """A recipe's folder (its dataset beside it) and a file of the user's that no command may touch."""
     root.mkdir(parents=True, exist_ok=True)
@@ -182,7 +160,7 @@ def test_mutated_recipes_through_train_budget_and_build(recipe_space, monkeypatc
     monkeypatch.chdir(recipe_space)  # a command writing relative to the working folder shows in the snapshot
     document = copy.deepcopy(TINY)
     for _ in range(data.draw(st.integers(1, 3)) if data else 0):
-        _mutate(document, data.draw)
+        mutate(document, data.draw, VALUES, KEYS | SCALARS, _same_type)
     recipe = recipe_space / "fuzz.yaml"
     recipe.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False))
     out = recipe_space / "ctx"

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from envkit.cli import main
+from tests.mutation import mutate
 
 SNAPSHOT = json.loads((Path(__file__).parent / "fixtures" / "facts" / "h100-vllm0.26-trl1.16.json").read_text())
 CANARY = "canary-7f3c-SECRET"
@@ -198,27 +199,6 @@ JSON = st.recursive(SCALARS | PLAUSIBLE, lambda inner: st.lists(inner, max_size=
 VALUE = PLAUSIBLE | JSON
 
 
-def _mutate(data, draw, depth: int = 0):
-    """Walk down the document and change one place: replace a value, drop a key or add one."""
-    if isinstance(data, dict) and data and (depth == 0 or draw(st.booleans())):
-        key = draw(st.sampled_from(sorted(data)))
-        action = draw(st.sampled_from(["down", "down", "replace", "drop", "add"]))
-        if action == "down" and isinstance(data[key], (dict, list)) and data[key]:
-            _mutate(data[key], draw, depth + 1)
-        elif action == "drop":
-            del data[key]
-        elif action == "add":
-            data[draw(st.text(max_size=8) | PLAUSIBLE)] = draw(VALUE)
-        else:
-            data[key] = draw(VALUE)
-    elif isinstance(data, list) and data:
-        index = draw(st.integers(0, len(data) - 1))
-        if isinstance(data[index], (dict, list)) and data[index] and draw(st.booleans()):
-            _mutate(data[index], draw, depth + 1)
-        else:
-            data[index] = draw(VALUE)
-
-
 @pytest.fixture(scope="module")
 def facts_path(tmp_path_factory):
     return tmp_path_factory.mktemp("hostile") / "facts.json"
@@ -232,7 +212,7 @@ def test_any_mutated_facts_file_is_a_report_or_one_line(facts_path, data, as_jso
     document = copy.deepcopy(SNAPSHOT)
     document["env"].update(SECRETS)
     for _ in range(data.draw(st.integers(1, 3))):
-        _mutate(document, data.draw)
+        mutate(document, data.draw, VALUE, st.text(max_size=8) | PLAUSIBLE)
     facts_path.write_text(json.dumps(document, ensure_ascii=ascii_only), encoding="utf-8")
     result = CliRunner().invoke(main, ["doctor", "--facts", str(facts_path), *(["--json"] if as_json else [])])
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
