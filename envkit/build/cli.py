@@ -107,15 +107,14 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
     Exit codes: 0 built (or written with --emit-only), 1 build failed or no builder, 2 bad input or no lock.
     """
     from envkit.build.context import Inputs, write_context
-    from envkit.build.lock import lock
-
     from envkit.build.dockerfile import recipe_slug
+    from envkit.build.lock import lock
     from envkit.recipe.library import find_recipe
 
     try:
         found = find_recipe(recipe)
         recipe_slug(found.stem, str(found))  # before the lock: the name reaches the Dockerfile, the tag and the folder
-        path, parsed, stack, base = _plan(recipe, target, python, platform, base, wheelhouse, torch)
+        path, parsed, stack, base = _plan(str(found), target, python, platform, base, wheelhouse, torch)
         locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
         name = f"{path.stem}-{target}"
         context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url), output or Path("build") / name)

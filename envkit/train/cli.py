@@ -151,7 +151,7 @@ def report(run_dir) -> None:
     Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
     in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
     """
-    from envkit.train.plot import MetricsError, Skipped, plot_run, read_metrics
+    from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
@@ -161,8 +161,8 @@ def report(run_dir) -> None:
 
     skipped = Skipped()
     try:
-        rows = read_metrics(path)
-        picture = plot_run(path, skipped)
+        rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
+        picture = plot_run(path, skipped, rows)
     except MetricsError as exc:
         click.echo(f"envkit report: {exc}", err=True)
         sys.exit(USAGE)

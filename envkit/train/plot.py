@@ -37,10 +37,6 @@ class Skipped:
         return " and ".join(parts)
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    return metric_rows(run_dir / "metrics.jsonl")
-
-
 def metric_rows(path: Path, skipped: Skipped | None = None) -> list[dict]:
     """The step rows of a metrics.jsonl; lines that are not a JSON object with an integer step are skipped
     (the last line of a killed run may be torn), and counted in ``skipped``."""
@@ -78,8 +74,9 @@ def points(rows: list[dict], key: str, skipped: Skipped | None = None) -> list[t
     return drawn
 
 
-def plot_run(run_dir: Path, skipped: Skipped | None = None) -> Path:
-    """Draw run_dir/run.png (written whole: a temporary file renamed); what was left out goes to ``skipped``."""
+def plot_run(run_dir: Path, skipped: Skipped | None = None, rows: list[dict] | None = None) -> Path:
+    """Draw run_dir/run.png (written whole: a temporary file renamed) from ``rows`` (default: read from its
+    metrics.jsonl); what was left out goes to ``skipped``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,7 +84,7 @@ def plot_run(run_dir: Path, skipped: Skipped | None = None) -> Path:
 
     from envkit.train.guard import GuardLimits
 
-    rows = metric_rows(run_dir / "metrics.jsonl", skipped)
+    rows = metric_rows(run_dir / "metrics.jsonl", skipped) if rows is None else rows
     limits = GuardLimits.shipped()
     fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     panels = [
