@@ -135,7 +135,8 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     bf16 = dtype == "bf16"
     gpu_memory = gpus[0].memory_total_mib * MIB if gpus and gpus[0].memory_total_mib else None
     sleep_checks = [by_id[i] for i in SLEEP_CHECKS if i in by_id]
-    sleep_check = next((f for f in sleep_checks if f.severity is not Severity.OK), sleep_checks[0] if sleep_checks else None)
+    # the check that speaks for sleep mode: the first one that is not OK, else EK404
+    sleep_check = next((f for f in sleep_checks if f.severity is not Severity.OK), next(iter(sleep_checks), None))
     sleep_ok = sleep_check is not None and sleep_check.severity is Severity.OK
     stale_sync = by_id.get("EK406")  # a WARN: sleep mode would train on stale weights, so it is never turned on
     stale_sync = stale_sync if stale_sync and stale_sync.severity is Severity.WARN else None
@@ -144,7 +145,12 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     # sleeps only when the budget needs it (waking costs time every step).  The budget is computed once.
     can_sleep = use_vllm and recipe.vllm.mode == "colocate" and stale_sync is None
     wanted_sleep = recipe.vllm.sleep
-    decided = (can_sleep if wanted_sleep is True else False if wanted_sleep is False or not (can_sleep and sleep_ok) else None)
+    if wanted_sleep is True:
+        decided = can_sleep  # asked for: on wherever it can run (EK404 only warns)
+    elif wanted_sleep is False or not (can_sleep and sleep_ok):
+        decided = False
+    else:
+        decided = None  # auto where sleep works: the budget decides
     budget = _budget(recipe, gpu_memory, bf16, use_vllm, warnings, decided)
     sleep = decided if decided is not None else (budget.plan.sleep if budget else sleep_ok)
     if stale is None and use_vllm and recipe.vllm.mode == "colocate" and not sleep_ok and sleep_check is not None and (
@@ -161,9 +167,11 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     # EK403 is Unsloth's rule, so it matters to backend unsloth alone.
     settled = {"EK402"} | (set() if recipe.backend == "unsloth" else {"EK403"})
     relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - settled
-    no_pdl_switch = use_vllm and pdl and pdl.severity in (Severity.FAIL, Severity.WARN) and not setting and recipe.backend != "unsloth"
+    no_pdl_switch = (use_vllm and pdl and pdl.severity in (Severity.FAIL, Severity.WARN) and not setting
+                     and recipe.backend != "unsloth")
     pdl_refusal = replace(pdl, severity=Severity.FAIL) if no_pdl_switch else None
-    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL] + [f for f in (bnb, stale, pdl_refusal) if f]
+    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL]
+    blocking += [f for f in (bnb, stale, pdl_refusal) if f]
     patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
                 patches, patches_off, share)
