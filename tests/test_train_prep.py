@@ -128,3 +128,63 @@ def test_sleep_mode_where_trl_trains_on_stale_weights_is_refused(trl, sleep, ref
     assert plan.sleep is sleeps
     if refused:
         assert "with --force: sleep off" in plan.blocking[0].fix
+
+
+# --- the plan: resolved once, immutable (issue #15) ------------------------------------------------------------------
+
+def test_the_plan_cannot_be_changed_after_it_is_resolved():
+    """A later stage makes a new plan; one that changed the preflight's in place would make --dry-run, the run and
+    manifest.json disagree."""
+    import dataclasses
+
+    facts = make_facts("h100")
+    plan = plan_run(recipe_with_dtype("auto"), facts, run_rules(facts))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.sleep = True
+    with pytest.raises(TypeError):
+        plan.env["VLLM_LORA_DISABLE_PDL"] = "1"
+    for name in ("warnings", "blocking", "patches", "patches_off"):
+        with pytest.raises(AttributeError):
+            getattr(plan, name).append("x")
+    with pytest.raises(TypeError):
+        dataclasses.replace(plan, grpo_config={"seed": 1}).grpo_config["seed"] = 2
+
+
+def test_laying_the_plan_out_makes_a_new_plan():
+    from envkit.launch.plan import LaunchPlan
+    from envkit.rules import Finding, Severity
+
+    facts = make_facts(["h100", "h100"])
+    plan = plan_run(recipe_with_dtype("auto"), facts, run_rules(facts))
+    launch = LaunchPlan(True, "one process", training_gpus=[0], env={"CUDA_VISIBLE_DEVICES": "0"})
+    checks = [Finding("EK599", "x", "launch", Severity.WARN, "a warning", fix="the fix"),
+              Finding("EK598", "y", "launch", Severity.FAIL, "a failure")]
+    laid = plan.laid_out(launch, checks)
+    assert laid.launch is launch and laid.env == {**plan.env, "CUDA_VISIBLE_DEVICES": "0"}
+    assert laid.warnings == plan.warnings + ("EK599 a warning (the fix)",)
+    assert [f.id for f in laid.blocking] == [f.id for f in plan.blocking] + ["EK598"]
+    assert plan.launch is None and "CUDA_VISIBLE_DEVICES" not in plan.env  # the preflight's plan is as it was
+    server = LaunchPlan(False, "a server and ranks", env={"CUDA_VISIBLE_DEVICES": "1"})
+    assert "CUDA_VISIBLE_DEVICES" not in plan.laid_out(server).env  # the processes get theirs, not this one
+
+
+def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path):
+    """What --dry-run prints is what the runner is handed: one resolved plan, GRPOConfig's arguments in it."""
+    import envkit.train.runner as runner
+    from envkit.train.runner import _manifest
+
+    handed = []
+    monkeypatch.setattr(runner, "train", lambda recipe, plan, output_dir, resume: handed.append((recipe, plan)) or 0)
+    args = ["train", "tiny", "--max-steps", "3", "--output", str(tmp_path / "run")]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    dry = CliRunner().invoke(main, args + ["--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    printed, (recipe, plan) = json.loads(dry.stdout), handed[0]
+    assert printed["grpo_config"] == dict(plan.grpo_config) and plan.grpo_config["max_steps"] == 3
+    assert recipe.grpo.max_steps == 3  # --max-steps: a new recipe value, the loaded one is not changed
+    assert {k: printed["plan"][k] for k in ("use_vllm", "sleep", "gpu", "env", "patches", "patches_off")} == \
+        {k: v for k, v in plan.to_dict().items() if k in ("use_vllm", "sleep", "gpu", "env", "patches", "patches_off")}
+    from datetime import datetime, timezone
+
+    manifest = _manifest(recipe, plan, dict(plan.grpo_config), [], 3, datetime.now(timezone.utc), 1.0, None, True)
+    assert manifest["plan"] == plan.to_dict() and json.loads(json.dumps(manifest))["plan"] == plan.to_dict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
@@ -101,6 +102,6 @@ def unsloth_peft_kwargs(recipe: Recipe) -> dict[str, Any]:
 OPTIONAL = {"max_prompt_length"}
 
 
-def split_supported(kwargs: dict[str, Any], supported: set[str]) -> tuple[dict[str, Any], list[str]]:
+def split_supported(kwargs: Mapping[str, Any], supported: set[str]) -> tuple[dict[str, Any], list[str]]:
     """The kwargs the installed GRPOConfig has, and the names it lacks that matter (reported, not passed)."""
     return {k: v for k, v in kwargs.items() if k in supported}, sorted(set(kwargs) - supported - OPTIONAL)

@@ -5,7 +5,10 @@ Pure over Facts and findings (no torch), so ``--dry-run`` and the tests see the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -15,6 +18,7 @@ from envkit.budget.recipe import recommend_recipe
 from envkit.budget.shapes import UnknownName
 from envkit.facts import Facts
 from envkit.knowledge import curated
+from envkit.launch.plan import LaunchPlan
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding, Severity
@@ -30,20 +34,48 @@ SLEEP_CHECKS = ("EK404", "EK406")
 GENERATE_COST = "generation falls back to model.generate, several times slower per step (about 6x on a 205M model, 32x256 tokens)"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
+    """The run's decisions, resolved once before anything loads: what ``--dry-run`` prints, the runner follows
+    and manifest.json records.  Immutable (its lists are tuples, its mappings read-only): a later stage makes a
+    new plan (``dataclasses.replace``, :meth:`laid_out`) instead of changing this one."""
+
     use_vllm: bool
     sleep: bool
     gpu: str  # "cpu" or the first visible GPU's name
     bf16: bool
-    env: dict[str, str] = field(default_factory=dict)  # set before triton/vllm load
-    warnings: list[str] = field(default_factory=list)
-    blocking: list[Finding] = field(default_factory=list)  # failures relevant to the run
+    env: Mapping[str, str] = field(default_factory=dict)  # set before triton/vllm load
+    warnings: tuple[str, ...] = ()
+    blocking: tuple[Finding, ...] = ()  # failures relevant to the run
     gpu_memory: int | None = None  # bytes of the GPU the run uses: sizes vLLM's share (envkit.budget)
     dtype: str = "bf16"  # the one training dtype (fp32, bf16, fp16): the weights' and GRPOConfig's bf16/fp16 flags
-    patches: list[str] = field(default_factory=list)  # envkit's TRL patches this run applies (envkit.train.patches)
-    patches_off: list[str] = field(default_factory=list)  # ones that would apply, turned off by --no-patch
+    patches: tuple[str, ...] = ()  # envkit's TRL patches this run applies (envkit.train.patches)
+    patches_off: tuple[str, ...] = ()  # ones that would apply, turned off by --no-patch
     budget_share: float | None = None  # vLLM's share from envkit.budget (None: no budget here), for vllm...: auto
+    grpo_config: Mapping[str, Any] = field(default_factory=dict)  # GRPOConfig's arguments (train.config.grpo_kwargs)
+    launch: LaunchPlan | None = None  # the processes this machine starts (None: a rank started by one)
+
+    def __post_init__(self) -> None:
+        for name in ("warnings", "blocking", "patches", "patches_off"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("env", "grpo_config"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def laid_out(self, launch: LaunchPlan | None, findings: Iterable[Finding] = ()) -> Plan:
+        """This plan with its launch layout: the launch checks' failures block it, their warnings join its own,
+        and an in-process run's variables (the one training GPU it uses) join the ones it sets."""
+        findings = list(findings)
+        warnings = [f"{f.id} {f.title}" + (f" ({f.fix})" if f.fix else "") for f in findings if f.severity is Severity.WARN]
+        env = {**self.env, **launch.env} if launch is not None and launch.in_process else self.env
+        return replace(self, launch=launch, env=env, warnings=self.warnings + tuple(warnings),
+                       blocking=self.blocking + tuple(f for f in findings if f.severity is Severity.FAIL))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The decisions as JSON data (manifest.json's "plan"); the findings, GRPOConfig's arguments and the launch
+        layout are reported beside it."""
+        plain = {"env": dict(self.env), **{n: list(getattr(self, n)) for n in ("warnings", "patches", "patches_off")}}
+        return {f.name: plain.get(f.name, getattr(self, f.name)) for f in fields(self)
+                if f.name not in ("blocking", "grpo_config", "launch")}
 
 
 def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tuple[str, str | None]:

@@ -20,7 +20,7 @@ from envkit.files import replace_dir, write_atomic
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.train.checkpoints import Checkpoint, last_checkpoint
-from envkit.train.config import grpo_kwargs, split_supported
+from envkit.train.config import split_supported
 from envkit.train.guard import KNOWN_CAUSES
 from envkit.train.preflight import Plan
 from envkit.train.rewards import resolve_reward
@@ -98,7 +98,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         # user code runs from here on, before the slow loads
         rewards = [resolve_reward(r.name, Path(recipe.source).parent) for r in recipe.rewards]
 
-    kwargs, dropped = split_supported(grpo_kwargs(recipe, plan, str(output_dir)), {f.name for f in dataclasses.fields(GRPOConfig)})
+    kwargs, dropped = split_supported(plan.grpo_config, {f.name for f in dataclasses.fields(GRPOConfig)})
     for name in dropped if main else ():
         click.echo(f"envkit train: warning: the installed trl's GRPOConfig has no {name}; not applied", err=True)
     metrics = output_dir / "metrics.jsonl"
@@ -238,7 +238,7 @@ def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_fro
         "gpu": plan.gpu,
         "python": sys.version.split()[0],
         "packages": versions,
-        "plan": {k: v for k, v in dataclasses.asdict(plan).items() if k != "blocking"},
+        "plan": plan.to_dict(),
         "grpo_config": kwargs,
         "not_applied": dropped,
     }
