@@ -27,7 +27,7 @@ from packaging.version import InvalidVersion, Version
 
 from envkit.knowledge import load
 from envkit.recipe.schema import Recipe, gpu_count
-from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
+from envkit.recipe.derived import max_model_length
 
 # accelerate's --mixed_precision -> vLLM's --dtype: the server holds the weights in the trainer's precision.
 SERVER_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "no": "float32"}
@@ -57,7 +57,6 @@ class LaunchPlan:
     training_gpus: list[int] = field(default_factory=list)
     processes: list[ProcessSpec] = field(default_factory=list)  # started in order; the run ends with the last
     env: dict[str, str] = field(default_factory=dict)
-    grpo_overrides: dict[str, Any] = field(default_factory=dict)  # what the ranks' GRPOConfig gets for this layout
     server: str | None = None  # the server command's name (knowledge/launch.json), None without one
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,7 +85,6 @@ def build_launch_plan(
     generation, training = assign_gpus(recipe, visible_gpus, server_mode)
     devices = _device_names(cuda_visible_devices)
     dist = recipe.distributed
-    overrides = vllm_launch_kwargs(recipe) if recipe.vllm.enabled is not False else {}
     uses_accelerate = len(training) > 1 or dist.num_machines > 1 or dist.backend != "ddp" or dist.accelerate_config is not None
     if not server_mode and not uses_accelerate:
         if not training and visible_gpus > 1:
@@ -96,7 +94,7 @@ def build_launch_plan(
         env = {"CUDA_VISIBLE_DEVICES": ",".join(_map(training, devices, "training_gpus"))} if training else {}
         where = f" on GPU {env['CUDA_VISIBLE_DEVICES']} of {visible_gpus}" if visible_gpus > 1 else ""
         return LaunchPlan(True, f"one training process, generation in it: a single in-process run{where}", [],
-                          training, env=env, grpo_overrides=overrides)
+                          training, env=env)
     processes = []
     server = _server_entry(trl_version) if server_mode else None
     if server and dist.machine_rank == 0:
@@ -124,7 +122,7 @@ def build_launch_plan(
     if server_mode and dist.num_machines > 1:
         generates += " of machine 0"
     why = f"{ranks} training rank(s){f' over {dist.num_machines} machines' if dist.num_machines > 1 else ''}, {generates}"
-    return LaunchPlan(False, why, generation, training, processes, grpo_overrides=overrides,
+    return LaunchPlan(False, why, generation, training, processes,
                       server=server["name"] if server else None)
 
 

@@ -93,10 +93,6 @@ class Rule:
     def doc(self) -> str:
         return inspect.cleandoc(self.check.__doc__ or "")
 
-    @property
-    def summary(self) -> str:
-        return self.doc.splitlines()[0] if self.doc else self.name
-
     def run(self, facts: Facts, *inputs) -> Finding:
         out = self.check(facts, *inputs)
         return Finding(self.id, self.name, self.section, out.severity, out.title, out.evidence, out.fix, out.requirements)
