@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,35 @@ def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path
 
     manifest = _manifest(recipe, plan, dict(plan.grpo_config), [], 3, datetime.now(timezone.utc), 1.0, None, True)
     assert manifest["plan"] == plan.to_dict() and json.loads(json.dumps(manifest))["plan"] == plan.to_dict()
+
+
+# --- rules carry their meaning for a run (issue #15) -----------------------------------------------------------------
+
+@pytest.mark.parametrize("gpus", [None, "t4", "h100", "b200", "gb10", ["h100", "h100"]])
+@pytest.mark.parametrize("change", [("", ""), ("enabled: auto", "enabled: false"), ("build: tiny", "build: tiny\n  load_in_4bit: true")])
+def test_every_finding_the_preflight_reports_comes_from_a_registered_rule(gpus, change):
+    from envkit.doctor import ALL_RULES
+
+    facts = make_facts(gpus, {"vllm": "0.28.0", "trl": "1.16.0", "torch": "2.10.0", "transformers": "5.2.0"})
+    text = TINY.replace(*change)
+    plan = plan_run(parse_recipe(text, "tiny.yaml"), facts, run_rules(facts))
+    for finding in plan.blocking:
+        assert finding.id in ALL_RULES, finding  # so `envkit doctor --explain ID` documents it
+
+
+def test_the_preflight_reads_rules_by_their_metadata_not_by_id():
+    """A rule's relevance to a run is declared where the rule is (envkit.rules.base.Rule), not listed by callers."""
+    source = (Path(__file__).parents[1] / "envkit" / "train" / "preflight.py").read_text()
+    code = "\n".join(line.split("#")[0] for line in source.splitlines())
+    assert not re.findall(r"[\"']EK\d{3}[\"']", code)
+
+
+def test_rule_metadata_decides_what_refuses_a_run():
+    from envkit.rules import REGISTRY
+
+    shape = {"gpu": True, "use_vllm": True, "backend": "trl"}
+    assert REGISTRY["EK300"].blocks(gpu=False, use_vllm=False, backend="trl")  # the Python stack: any run
+    assert not REGISTRY["EK101"].blocks(**{**shape, "gpu": False})  # Linux: only where a GPU is used
+    assert REGISTRY["EK301"].blocks(**shape) and not REGISTRY["EK301"].blocks(**{**shape, "use_vllm": False})
+    assert not REGISTRY["EK402"].blocks(**shape)  # planned: the preflight sets the variable or refuses itself
+    assert not REGISTRY["EK403"].blocks(**shape) and REGISTRY["EK403"].blocks(**{**shape, "backend": "unsloth"})

@@ -31,7 +31,8 @@ class LaunchInputs:
 
 
 def launch_rule(rule_id: str, name: str):
-    return rule(rule_id, name, "launch", LAUNCH_REGISTRY)
+    """A launch check: every failure refuses the run it lays out (envkit.train.preflight.Plan.laid_out)."""
+    return rule(rule_id, name, "launch", LAUNCH_REGISTRY, run_relevance="any")
 
 
 def run_launch_rules(facts: Facts, inputs: LaunchInputs) -> list[Finding]:

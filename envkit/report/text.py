@@ -29,6 +29,12 @@ def printable(text: str) -> str:
     return text.translate(ESCAPED)
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: the README's generated sections (checks, patches) are written by this one function."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "".join("| " + " | ".join(cells) + " |\n" for cells in lines)
+
+
 def _mark(severity: Severity) -> str:
     symbol, colour = MARKS[severity]
     encoding = (getattr(sys.stdout, "encoding", None) or "ascii").lower()

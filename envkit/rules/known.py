@@ -13,7 +13,7 @@ from packaging.version import InvalidVersion, Version
 
 from envkit.facts import Facts
 from envkit.knowledge import load
-from envkit.rules.base import REGISTRY, Outcome, Rule, Severity, ok, skip
+from envkit.rules.base import Outcome, Rule, Severity, ok, register, skip
 
 OUTCOME = {"fail": Severity.FAIL, "warn": Severity.WARN}
 
@@ -51,11 +51,5 @@ def check_of(entry: dict):
     return run
 
 
-def register() -> None:
-    for entry in load("incompatibilities")["checks"]:
-        if entry["id"] in REGISTRY:
-            raise ValueError(f"duplicate rule id {entry['id']}")
-        REGISTRY[entry["id"]] = Rule(entry["id"], entry["name"], entry["section"], check_of(entry))
-
-
-register()
+for _entry in load("incompatibilities")["checks"]:
+    register(Rule(_entry["id"], _entry["name"], _entry["section"], check_of(_entry)))

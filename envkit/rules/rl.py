@@ -16,7 +16,7 @@ def _vllm_version(facts: Facts) -> Version | None:
     return Version(vllm.version) if vllm else None
 
 
-@rule("EK401", "vllm-broken-gpu", "rl")
+@rule("EK401", "vllm-broken-gpu", "rl", needs_vllm=True, decides="vllm")
 def vllm_broken_gpu(facts: Facts) -> Outcome:
     """vLLM fast inference is broken on DGX Spark (GB10).
 
@@ -47,7 +47,7 @@ def pdl_setting(facts: Facts) -> tuple[str, str] | None:
     return pdl["env"], pdl["value"]
 
 
-@rule("EK402", "sm100-pdl", "rl")
+@rule("EK402", "sm100-pdl", "rl", needs_vllm=True, run_relevance="planned", decides="pdl")
 def sm100_pdl(facts: Facts) -> Outcome:
     """vLLM's LoRA kernels run without programmatic dependent launch on SM100/SM103.
 
@@ -75,7 +75,7 @@ def sm100_pdl(facts: Facts) -> Outcome:
     return fail(f"vllm {vllm} on SM100 needs {setting}", evidence, f"export {setting}  (envkit train sets it)")
 
 
-@rule("EK403", "sm100-torch", "rl")
+@rule("EK403", "sm100-torch", "rl", needs_vllm=True, backends=("unsloth",))
 def sm100_torch(facts: Facts) -> Outcome:
     """Unsloth accepts the torch under vLLM on SM100 (torch 2.9 or newer).
 
@@ -97,7 +97,7 @@ def sm100_torch(facts: Facts) -> Outcome:
     return ok(f"torch {torch.version} is one Unsloth accepts on SM100", evidence)
 
 
-@rule("EK404", "sleep-mode", "rl")
+@rule("EK404", "sleep-mode", "rl", needs_vllm=True, decides="sleep")
 def sleep_mode(facts: Facts) -> Outcome:
     """vLLM sleep mode (vllm_enable_sleep_mode) can be used.
 
@@ -141,7 +141,7 @@ def shm(facts: Facts) -> Outcome:
     return ok(f"/dev/shm {size} MiB", evidence)
 
 
-@rule("EK406", "trl-sleep-sync", "rl")
+@rule("EK406", "trl-sleep-sync", "rl", needs_vllm=True, decides="sleep-sync")
 def trl_sleep_sync(facts: Facts) -> Outcome:
     """TRL's weight sync reaches a sleeping colocated vLLM.
 

@@ -11,7 +11,6 @@ from types import MappingProxyType
 from typing import Any
 
 from packaging.utils import canonicalize_name
-from packaging.version import Version
 
 from envkit.budget.model import GIB, MIB
 from envkit.budget.recipe import recommend_recipe
@@ -21,18 +20,10 @@ from envkit.knowledge import curated
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
-from envkit.rules import Finding, Severity
+from envkit.rules import REGISTRY, Finding, Severity
 from envkit.rules.rl import pdl_setting
+from envkit.rules.run import GENERATE_COST, RUN_REGISTRY, RunInputs, run_run_rules
 from envkit.train.patches import select_patches
-
-# Checks that concern vLLM generation only: irrelevant when the run generates with model.generate.
-VLLM_CHECKS = {"EK104", "EK106", "EK203", "EK301", "EK302", "EK303", "EK401", "EK402", "EK403", "EK404", "EK406"}
-# Without a GPU the run is a CPU run: only the Python stack matters.
-CPU_CHECKS = {"EK300", "EK304"}
-# Checks that say whether vLLM sleep mode may be used: vLLM's own state (EK404), TRL's weight sync under it (EK406).
-SLEEP_CHECKS = ("EK404", "EK406")
-GENERATE_COST = "generation falls back to model.generate, several times slower per step (about 6x on a 205M model, 32x256 tokens)"
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -84,7 +75,7 @@ def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tup
     if not facts.visible_gpus():
         return "fp32", None
     wanted = recipe.model.dtype
-    check = next((f for f in findings if f.id == "EK105"), None)
+    check = informing(findings, "dtype")
     has_bf16 = check is None or check.severity is Severity.OK
     if wanted == "auto":
         return ("bf16" if has_bf16 else "fp16"), None
@@ -112,33 +103,13 @@ def check_packages(recipe: Recipe, facts: Facts) -> None:
                               f"pip install {' '.join(choices[0].split('+'))} (or remove {name} from output.report_to)")
 
 
-def bnb_plugin_missing(recipe: Recipe, facts: Facts, use_vllm: bool) -> Finding | None:
-    """A 4-bit model that would generate with a vLLM too new to quantize it without vllm-bnb-plugin.
-
-    vLLM 0.28 moved bitsandbytes out of tree into a plugin package (curated.json ``vllm_bnb_plugin``);
-    without it the colocated vLLM (TRL passes ``quantization="bitsandbytes"`` for a 4-bit model, Unsloth's
-    fast_inference too) dies at start-up, after the model has loaded, with ``Unknown quantization method:
-    bitsandbytes``.  A refusal, not a silent fallback: whoever asked for 4-bit with vLLM wants the fast path,
-    the fix is one small pip install, and falling back to model.generate would make every step of the run
-    several times slower.  With ``--force`` the run goes on without vLLM (plan_run turns it off), never
-    into the crash.
-    """
-    vllm = facts.package("vllm")
-    if not (recipe.model.load_in_4bit and use_vllm and vllm):
-        return None
-    need = curated("vllm_bnb_plugin")
-    plugin = need["package"]
-    if Version(vllm.version).release < Version(need["vllm_min"]).release or canonicalize_name(plugin) in facts.installed:
-        return None
-    return Finding("vllm-bnb-plugin", "vllm-bnb-plugin", "rl", Severity.FAIL,
-                   f"4-bit generation with vllm {vllm.version} needs {plugin} (bitsandbytes left vLLM in {need['vllm_min']})",
-                   f"model.load_in_4bit: true, vllm {vllm.version}, {plugin} not installed",
-                   f"pip install {plugin}  (with --force: no vLLM, {GENERATE_COST})", (plugin,))
+def informing(findings: list[Finding], decision: str) -> Finding | None:
+    """The finding of the doctor's check that informs ``decision`` (envkit.rules.base.DECISIONS), if it ran."""
+    return next((f for f in findings if f.id in REGISTRY and REGISTRY[f.id].decides == decision), None)
 
 
 def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tuple[str, ...] = ()) -> Plan:
     """The run's decisions, once: vLLM or not, sleep, dtype, environment, patches, what blocks it."""
-    by_id = {f.id: f for f in findings}
     gpus = facts.visible_gpus()
     warnings: list[str] = []
     wanted = recipe.vllm.enabled is not False
@@ -149,16 +120,16 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
             reason = "no GPU visible"
         elif facts.package("vllm") is None:
             reason = "vllm is not installed"
-        elif by_id.get("EK401") and by_id["EK401"].severity is Severity.WARN:
-            reason = by_id["EK401"].title
+        elif (broken := informing(findings, "vllm")) and broken.severity is Severity.WARN:
+            reason = broken.title
         if reason:
             use_vllm = False
             if recipe.vllm.enabled is True or gpus:
                 warnings.append(f"vllm off: {reason}; {GENERATE_COST}")
-    bnb = bnb_plugin_missing(recipe, facts, use_vllm)
-    use_vllm = use_vllm and bnb is None
+    recipe_checks = [f for f in run_run_rules(facts, RunInputs(recipe, use_vllm)) if f.severity is Severity.FAIL]
+    use_vllm = use_vllm and not any(RUN_REGISTRY[f.id].needs_vllm for f in recipe_checks)  # --force: without vLLM
     env = {}
-    pdl, setting = by_id.get("EK402"), pdl_setting(facts)
+    pdl, setting = informing(findings, "pdl"), pdl_setting(facts)
     if use_vllm and pdl and pdl.severity is Severity.FAIL and setting:
         env[setting[0]] = setting[1]
         warnings.append(f"set {setting[0]}={setting[1]}: {pdl.title}")
@@ -166,11 +137,11 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     warnings += [dtype_warning] if dtype_warning else []
     bf16 = dtype == "bf16"
     gpu_memory = gpus[0].memory_total_mib * MIB if gpus and gpus[0].memory_total_mib else None
-    sleep_checks = [by_id[i] for i in SLEEP_CHECKS if i in by_id]
-    # the check that speaks for sleep mode: the first one that is not OK, else EK404
+    sleep_checks = [f for f in (informing(findings, "sleep"), informing(findings, "sleep-sync")) if f]
+    # the check that speaks for sleep mode: the first one that is not OK, else vLLM's own (EK404)
     sleep_check = next((f for f in sleep_checks if f.severity is not Severity.OK), next(iter(sleep_checks), None))
     sleep_ok = sleep_check is not None and sleep_check.severity is Severity.OK
-    stale_sync = by_id.get("EK406")  # a WARN: sleep mode would train on stale weights, so it is never turned on
+    stale_sync = informing(findings, "sleep-sync")  # a WARN: sleep mode would train on stale weights, never turned on
     stale_sync = stale_sync if stale_sync and stale_sync.severity is Severity.WARN else None
     stale = stale_sleep(recipe, stale_sync, use_vllm)
     # Sleep decided before the budget where the recipe or the checks decide it; sleep: auto, where it works,
@@ -195,15 +166,14 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
         warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak on this {gpu_memory / GIB:.0f} GiB GPU; "
                         f"`envkit budget {recipe.source}` lists what fits")
     share = budget.plan.vllm.utilization if budget and budget.plan.vllm else None
-    # EK402 is settled here (the run sets the variable, or Unsloth patches it itself, or nothing can: refused);
-    # EK403 is Unsloth's rule, so it matters to backend unsloth alone.
-    settled = {"EK402"} | (set() if recipe.backend == "unsloth" else {"EK403"})
-    relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - settled
+    # Which failures refuse the run: each check's metadata says (envkit.rules.base.Rule.blocks).  The PDL check is
+    # planned here: the run sets the variable, or Unsloth patches it itself, or nothing can: refused.
+    shape = {"gpu": bool(gpus), "use_vllm": use_vllm, "backend": recipe.backend}
     no_pdl_switch = (use_vllm and pdl and pdl.severity in (Severity.FAIL, Severity.WARN) and not setting
                      and recipe.backend != "unsloth")
     pdl_refusal = replace(pdl, severity=Severity.FAIL) if no_pdl_switch else None
-    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL]
-    blocking += [f for f in (bnb, stale, pdl_refusal) if f]
+    blocking = [f for f in findings if f.severity is Severity.FAIL and REGISTRY[f.id].blocks(**shape)]
+    blocking += recipe_checks + [f for f in (stale, pdl_refusal) if f]
     patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
                 patches, patches_off, share)
