@@ -59,7 +59,7 @@ def explain(key: str) -> int:
 
 
 def gather(options: Options) -> Facts:
-    """Facts from a file or this machine, with the target GPU applied; raises FactsError/UnknownTarget."""
+    """Facts from a file or this machine, with the target GPU applied; raises FactsError/UnknownGpu."""
     if options.facts_file:
         facts = Facts.load(options.facts_file)
     else:
@@ -79,11 +79,11 @@ def run_doctor(options: Options) -> int:
     if options.yes and not options.show_fix:
         click.echo("envkit doctor: --yes only goes with --fix", err=True)
         return USAGE
-    from envkit.probe.target import UnknownTarget
+    from envkit.knowledge import UnknownGpu
 
     try:
         facts = gather(options)
-    except (FactsError, UnknownTarget) as exc:
+    except (FactsError, UnknownGpu) as exc:
         click.echo(f"envkit doctor: {exc}", err=True)
         return USAGE
     if options.dump_facts:

@@ -26,17 +26,16 @@ def _plan(recipe_name, target, python, platform, base, wheelhouse, torch=None):
     """(recipe path, recipe, stack, base image) or a one-line error (click.UsageError-like, exit 2)."""
     from envkit.build.dockerfile import image_reference
     from envkit.build.lock import with_wheelhouse
-    from envkit.build.stack import choose, targets
+    from envkit.build.stack import choose
+    from envkit.knowledge import UnknownGpu, catalog_key
     from envkit.matrix.solve import DEFAULT_PYTHON
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
 
-    if target not in targets():
-        import difflib
-
-        close = difflib.get_close_matches(target, targets(), n=1)
-        raise RecipeError(f"--target {target}: unknown GPU" + (f" (did you mean {close[0]}?)" if close else "")
-                          + f"; known: {', '.join(targets())}")
+    try:
+        target = catalog_key(target, also=("cpu",))
+    except UnknownGpu as err:
+        raise RecipeError(f"--target {target}: {err}") from None
     path = find_recipe(recipe_name)
     recipe = load_recipe(path)
     arch = PLATFORM_ARCH[platform] if platform else None

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from packaging.version import Version
 
-from envkit.knowledge import cc_tuple, cuda_table, curated, gpu_catalog, has_bf16, load, torch_covers, vllm_broken_on
+from envkit.knowledge import cc_tuple, cuda_table, gpu_catalog, has_bf16, load, pdl_switch, torch_covers, vllm_broken_on
 from envkit.knowledge.matrix import Matrix
 from envkit.matrix.solve import DEFAULT_PYTHON, Constraints, solve
 from envkit.recipe.schema import Recipe
@@ -42,11 +41,6 @@ class Stack:
         if self.cuda not in images["cuda"]:
             raise KeyError(f"no base image known for CUDA {self.cuda}: pass --base IMAGE")
         return images["cuda"][self.cuda]
-
-
-def targets() -> list[str]:
-    """What --target accepts: the catalog's GPUs and cpu."""
-    return [*gpu_catalog(), "cpu"]
 
 
 def uses_vllm(recipe: Recipe, target: str) -> bool:
@@ -89,10 +83,9 @@ def choose(recipe: Recipe, target: str, python: str = DEFAULT_PYTHON, arch: str 
     if variant:
         stack.torch_backend = "cu" + variant.replace(".", "")
     stack.driver_floor = cuda_table()["min_driver"].get(cuda)
-    pdl = curated("pdl")
-    sm100 = int(gpu["compute_capability"].split(".")[0]) == pdl["compute_capability_major"]
-    if vllm and sm100 and Version(versions["vllm"]) >= Version(pdl["env_from_vllm"]):  # EK402: LoRA PDL off
-        stack.env[pdl["env"]] = pdl["value"]
+    pdl = pdl_switch(gpu["compute_capability"], versions["vllm"] if vllm else None)
+    if pdl:  # EK402: LoRA PDL off
+        stack.env[pdl[0]] = pdl[1]
     if not vllm and target != "cpu":
         stack.notes.append(f"no vLLM in this image for {target}: generation with model.generate")
     return stack

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from envkit.knowledge import cc_tuple, curated, gpu_catalog, torch_covers, vllm_broken_on
+from envkit.knowledge import cc_tuple, curated, gpu_catalog, pdl_switch, torch_covers, vllm_broken_on
 from envkit.knowledge.matrix import Matrix, spec
 
 
@@ -229,9 +229,10 @@ def _notes(matrix: Matrix, c: Constraints, trl: str, vllm: str) -> list[str]:
             notes.append(f"trl {trl} declares vllm{window} with no upper bound; vllm {vllm} came out after it (untested pairing)")
     if vllm_broken_on(c.target):
         notes.append(f"vLLM generation is broken on {c.target}: train with vllm.enabled: false (model.generate)")
-    pdl = curated("pdl")
-    cc = cc_tuple(gpu_catalog()[c.target]["compute_capability"]) if c.target else None
-    if cc and cc[0] == pdl["compute_capability_major"]:
-        notes.append(f"set {pdl['env']}={pdl['value']} (LoRA PDL on SM100, EK402)" if Version(vllm) >= Version(pdl["env_from_vllm"])
-                     else f"vllm {vllm} < {pdl['env_from_vllm']}: no setting turns LoRA PDL off on SM100 (EK402; backend unsloth patches it)")
+    pdl = pdl_switch(gpu_catalog()[c.target]["compute_capability"] if c.target else None, vllm)
+    if pdl:
+        notes.append(f"set {pdl[0]}={pdl[1]} (LoRA PDL on SM100, EK402)")
+    elif pdl is None:
+        notes.append(f"vllm {vllm} < {curated('pdl')['env_from_vllm']}: no setting turns LoRA PDL off on SM100 "
+                     "(EK402; backend unsloth patches it)")
     return notes

@@ -47,12 +47,17 @@ class ModelSpec:
     trust_remote_code: bool = False
 
 
+# The linear layers of a Llama-style decoder layer: lora.target_modules' default and what "all-linear" means to the
+# memory budget (envkit.budget).
+LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
 @dataclass
 class LoraSpec:
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    target_modules: list[str] = field(default_factory=lambda: list(LINEAR_MODULES))
 
 
 @dataclass

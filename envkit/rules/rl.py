@@ -6,7 +6,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import curated, vllm_broken_on
+from envkit.knowledge import curated, pdl_switch, vllm_broken_on
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.gpus import cc_major_gpus, describe
 
@@ -40,11 +40,9 @@ def vllm_broken_gpu(facts: Facts) -> Outcome:
 def pdl_setting(facts: Facts) -> tuple[str, str] | None:
     """(variable, value) that turns vLLM's LoRA PDL off on this machine's SM100 GPU, where an environment
     variable can (vLLM 0.15.0+); None where none is needed or none works."""
-    pdl = curated("pdl")
     vllm = _vllm_version(facts)
-    if not cc_major_gpus(facts, pdl["compute_capability_major"]) or vllm is None or vllm < Version(pdl["env_from_vllm"]):
-        return None
-    return pdl["env"], pdl["value"]
+    switches = [pdl_switch(g.compute_capability, str(vllm) if vllm else None) for g in facts.visible_gpus()]
+    return next((s for s in switches if s), None)
 
 
 @rule("EK402", "sm100-pdl", "rl", needs_vllm=True, run_relevance="planned", decides="pdl")
