@@ -194,7 +194,8 @@ def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path
 # --- rules carry their meaning for a run (issue #15) -----------------------------------------------------------------
 
 @pytest.mark.parametrize("gpus", [None, "t4", "h100", "b200", "gb10", ["h100", "h100"]])
-@pytest.mark.parametrize("change", [("", ""), ("enabled: auto", "enabled: false"), ("build: tiny", "build: tiny\n  load_in_4bit: true")])
+@pytest.mark.parametrize("change", [("", ""), ("enabled: auto", "enabled: false"),
+                                    ("build: tiny", "build: tiny\n  load_in_4bit: true")])
 def test_every_finding_the_preflight_reports_comes_from_a_registered_rule(gpus, change):
     from envkit.doctor import ALL_RULES
 

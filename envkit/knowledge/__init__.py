@@ -89,12 +89,13 @@ def cc_tuple(text: str) -> tuple[int, int]:
 
 def has_bf16(compute_capability: str | None) -> bool:
     """bf16 math on a GPU of this compute capability (curated bf16_min_compute_capability: Ampere, 8.0)."""
-    return compute_capability is not None and cc_tuple(compute_capability) >= cc_tuple(curated("bf16_min_compute_capability")["value"])
+    floor = cc_tuple(curated("bf16_min_compute_capability")["value"])
+    return compute_capability is not None and cc_tuple(compute_capability) >= floor
 
 
 def pdl_switch(compute_capability: str | None, vllm: str | None) -> tuple[str, str] | None | bool:
-    """vLLM's LoRA PDL on this GPU (curated ``pdl``: SM100/SM103 fail with it on): False where nothing is needed (another
-    GPU, no vLLM); the (variable, value) that turns it off (vLLM 0.15.0+); None where no setting can."""
+    """vLLM's LoRA PDL on this GPU (curated ``pdl``: SM100/SM103 fail with it on): False where nothing is needed
+    (another GPU, no vLLM); the (variable, value) that turns it off (vLLM 0.15.0+); None where no setting can."""
     from packaging.version import Version
 
     pdl = curated("pdl")

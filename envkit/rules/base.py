@@ -117,12 +117,13 @@ class Rule:
 
     def blocks(self, *, gpu: bool, use_vllm: bool, backend: str) -> bool:
         """Whether this check, failing, refuses an `envkit train` run of this shape."""
-        return ((self.run_relevance == "any" or (gpu and self.run_relevance == "gpu")) and (use_vllm or not self.needs_vllm)
-                and (not self.backends or backend in self.backends))
+        runs_here = self.run_relevance == "any" or (gpu and self.run_relevance == "gpu")
+        return runs_here and (use_vllm or not self.needs_vllm) and (not self.backends or backend in self.backends)
 
     def run(self, facts: Facts, *inputs) -> Finding:
         out = self.check(facts, *inputs)
-        return Finding(self.id, self.name, self.section, out.severity, out.title, out.evidence, out.fix, out.requirements)
+        return Finding(self.id, self.name, self.section, out.severity, out.title, out.evidence, out.fix,
+                       out.requirements)
 
 
 REGISTRY: dict[str, Rule] = {}

@@ -56,6 +56,7 @@ def vllm_bnb_plugin(facts: Facts, inputs: RunInputs) -> Outcome:
         return ok(f"vllm {vllm.version} has bitsandbytes in tree")
     if canonicalize_name(plugin) in facts.installed:
         return ok(f"{plugin} installed beside vllm {vllm.version}")
-    return fail(f"4-bit generation with vllm {vllm.version} needs {plugin} (bitsandbytes left vLLM in {need['vllm_min']})",
+    return fail(f"4-bit generation with vllm {vllm.version} needs {plugin} "
+                f"(bitsandbytes left vLLM in {need['vllm_min']})",
                 f"model.load_in_4bit: true, vllm {vllm.version}, {plugin} not installed",
                 f"pip install {plugin}  (with --force: no vLLM, {GENERATE_COST})", (plugin,))

@@ -56,7 +56,8 @@ class Plan:
         """This plan with its launch layout: the launch checks' failures block it, their warnings join its own,
         and an in-process run's variables (the one training GPU it uses) join the ones it sets."""
         findings = list(findings)
-        warnings = [f"{f.id} {f.title}" + (f" ({f.fix})" if f.fix else "") for f in findings if f.severity is Severity.WARN]
+        warnings = [f"{f.id} {f.title}" + (f" ({f.fix})" if f.fix else "")
+                    for f in findings if f.severity is Severity.WARN]
         env = {**self.env, **launch.env} if launch is not None and launch.in_process else self.env
         return replace(self, launch=launch, env=env, warnings=self.warnings + tuple(warnings),
                        blocking=self.blocking + tuple(f for f in findings if f.severity is Severity.FAIL))
@@ -158,12 +159,14 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     sleep = decided if decided is not None else (budget.plan.sleep if budget else sleep_ok)
     if stale is None and use_vllm and recipe.vllm.mode == "colocate" and not sleep_ok and sleep_check is not None and (
             wanted_sleep is True or (wanted_sleep == "auto" and budget is not None and not budget.fits)):
-        warnings.append(f"vllm sleep mode {'requested' if wanted_sleep is True else 'would help the memory budget'} although {sleep_check.title}")
+        why = "requested" if wanted_sleep is True else "would help the memory budget"
+        warnings.append(f"vllm sleep mode {why} although {sleep_check.title}")
     if sleep and recipe.backend == "unsloth":  # Unsloth's own vLLM sleeps only with its standby variable set
         standby = curated("unsloth_vllm_standby")
         env[standby["env"]] = standby["value"]
     if budget and not budget.fits:
-        warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak on this {gpu_memory / GIB:.0f} GiB GPU; "
+        warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak "
+                        f"on this {gpu_memory / GIB:.0f} GiB GPU; "
                         f"`envkit budget {recipe.source}` lists what fits")
     share = budget.plan.vllm.utilization if budget and budget.plan.vllm else None
     # Which failures refuse the run: each check's metadata says (envkit.rules.base.Rule.blocks).  The PDL check is
