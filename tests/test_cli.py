@@ -112,7 +112,7 @@ def test_unknown_target_is_a_usage_error(runner):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not JSON"),
     ('{"schema": "other/9"}', "schema is 'other/9'"),
-    ('{"schema": "envkit.facts/1", "driver": {"source": "none"}}', "missing field 'host'"),
+    ('{"schema": "envkit.facts/1", "driver": {"source": "none"}}', "host: missing required key"),
     ("[]", "expected a JSON object"),
 ])
 def test_bad_facts_file_is_one_clear_line(runner, tmp_path, content, message):
