@@ -101,10 +101,12 @@ class Host:
 class Package:
     version: str = field(metadata={"format": VERSION})
     requires: list[str] = field(default_factory=list)  # Requires-Dist lines, verbatim
-    cuda: str | None = field(default=None, metadata={"help": "torch: CUDA of the build; None for CPU builds", "format": CUDA})
+    cuda: str | None = field(default=None, metadata={"help": "torch: CUDA of the build; None for CPU builds",
+                                                     "format": CUDA})
     cudart_needed: list[str] = field(default_factory=list)  # vllm: libcudart.so.N its .so files link
     built_for_torch: str | None = field(default=None, metadata={  # a compiled torch extension's (xformers)
-        "help": "the torch its binary was built against", "format": (_is_version, 'a torch version, e.g. "2.10.0+cu128"')})
+        "help": "the torch its binary was built against",
+        "format": (_is_version, 'a torch version, e.g. "2.10.0+cu128"')})
 
 
 @dataclass
@@ -170,11 +172,13 @@ class Facts:
         except OSError as exc:
             raise FactsError(f"cannot read {path}: {exc.strerror}") from None
         if len(raw) > MAX_BYTES:
-            raise FactsError(f"{path}: larger than {MAX_BYTES // 2**20} MiB, not a facts file (envkit doctor --dump-facts FILE writes one)")
+            raise FactsError(f"{path}: larger than {MAX_BYTES // 2**20} MiB, not a facts file "
+                             "(envkit doctor --dump-facts FILE writes one)")
         try:
             data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            raise FactsError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+            byte = exc.object[exc.start]
+            raise FactsError(f"{path}: not UTF-8 text (byte {byte:#04x} at offset {exc.start})") from None
         except json.JSONDecodeError as exc:
             raise FactsError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
         except RecursionError:

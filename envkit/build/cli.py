@@ -11,15 +11,21 @@ from envkit.exitcodes import FAILED, USAGE
 
 PLATFORM_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 
-recipe_option = click.option("--recipe", required=True, help="A shipped recipe name (envkit recipes list) or a YAML path.")
-target_option = click.option("--target", required=True, metavar="GPU|cpu", help="A catalog GPU (h100, b200, t4, gb10, ...) or cpu.")
-python_option = click.option("--python", "python", metavar="X.Y", help="The image's Python (default: the base image's).")
+recipe_option = click.option("--recipe", required=True,
+                             help="A shipped recipe name (envkit recipes list) or a YAML path.")
+target_option = click.option("--target", required=True, metavar="GPU|cpu",
+                             help="A catalog GPU (h100, b200, t4, gb10, ...) or cpu.")
+python_option = click.option("--python", "python", metavar="X.Y",
+                             help="The image's Python (default: the base image's).")
 platform_option = click.option("--platform", type=click.Choice(sorted(PLATFORM_ARCH)), help="Default: the target's.")
 index_option = click.option("--index-url", help="Resolve against this index instead of PyPI.")
-refresh_option = click.option("--refresh", is_flag=True, help="Ask the index for the newest releases instead of uv's cache first.")
-torch_option = click.option("--torch", metavar="VERSION", help="Keep this torch (a version or specifier), e.g. the one a machine has.")
+refresh_option = click.option("--refresh", is_flag=True,
+                              help="Ask the index for the newest releases instead of uv's cache first.")
+torch_option = click.option("--torch", metavar="VERSION",
+                            help="Keep this torch (a version or specifier), e.g. the one a machine has.")
 wheelhouse_option = click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                                 help="Lock against this wheel folder too; the image installs offline from the context.")
+                                 help="Lock against this wheel folder too; "
+                                 "the image installs offline from the context.")
 
 
 def _plan(recipe_name, target, python, platform, base, wheelhouse, torch=None):
@@ -60,8 +66,8 @@ def _errors():
 
 def stack_options(command):
     """The options that choose and lock a stack, shared by lock and build."""
-    options = (recipe_option, target_option, python_option, platform_option, torch_option, index_option, wheelhouse_option,
-               refresh_option)
+    options = (recipe_option, target_option, python_option, platform_option, torch_option, index_option,
+               wheelhouse_option, refresh_option)
     for option in reversed(options):
         command = option(command)
     return command
@@ -87,20 +93,22 @@ def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse,
             _fail("lock", exc)
     else:
         click.echo(locked.text, nl=False)
-    click.echo(f"locked {len(locked.pins())} packages for {stack.platform} Python {stack.python} in {locked.seconds:.2f} s"
-               f" ({'index' if locked.online else 'cache'})", err=True)
+    click.echo(f"locked {len(locked.pins())} packages for {stack.platform} Python {stack.python} "
+               f"in {locked.seconds:.2f} s ({'index' if locked.online else 'cache'})", err=True)
 
 
 @click.command()
 @stack_options
 @click.option("--base", metavar="IMAGE", help="Base image instead of the one matching the locked torch's CUDA.")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Context folder (default build/RECIPE-TARGET).")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Context folder (default build/RECIPE-TARGET).")
 @click.option("--tag", help="Image tag (default envkit/grpo:RECIPE-TARGET).")
 @click.option("--builder", "builder_name", type=click.Choice(["auto", "docker-buildx", "docker", "podman", "buildah"]),
               default="auto", show_default=True)
 @click.option("--push", is_flag=True, help="Push the image after building.")
 @click.option("--emit-only", is_flag=True, help="Write the context and stop (exit 0 without a builder).")
-def build(recipe, target, python, platform, torch, index_url, wheelhouse, refresh, base, output, tag, builder_name, push, emit_only) -> None:
+def build(recipe, target, python, platform, torch, index_url, wheelhouse, refresh, base, output, tag, builder_name,
+          push, emit_only) -> None:
     """Write the build context of RECIPE for TARGET and build the image with the builder at hand.
 
     Exit codes: 0 built (or written with --emit-only), 1 build failed or no builder, 2 bad input or no lock.
@@ -116,11 +124,13 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
         path, parsed, stack, base = _plan(str(found), target, python, platform, base, wheelhouse, torch)
         locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
         name = f"{path.stem}-{target}"
-        context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url), output or Path("build") / name)
+        context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url),
+                                output or Path("build") / name)
     except _errors() as exc:
         _fail("build", exc)
     tag = tag or f"envkit/grpo:{name}"
-    click.echo(f"context: {context}  ({len(locked.pins())} packages locked in {locked.seconds:.1f} s; base {base})", err=True)
+    click.echo(f"context: {context}  ({len(locked.pins())} packages locked in {locked.seconds:.1f} s; base {base})",
+               err=True)
     if emit_only:
         click.echo(f"build it with: docker buildx build --platform {stack.platform} -t {tag} {context}", err=True)
         return
@@ -129,7 +139,8 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
     found = builders.detect(None if builder_name == "auto" else builder_name)
     if found is None:
         click.echo(f"envkit build: no image builder found (docker with a running engine, podman or buildah); "
-                   f"the context is written: docker buildx build --platform {stack.platform} -t {tag} {context}", err=True)
+                   f"the context is written: docker buildx build --platform {stack.platform} -t {tag} {context}",
+                   err=True)
         sys.exit(FAILED)
     code = builders.build(context, tag, stack.platform, push, found)
     if code != 0:

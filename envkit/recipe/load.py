@@ -89,10 +89,12 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
         line = f":{mark.line + 1}" if mark else ""
         # An unclosed bracket or quote is noticed lines later: name where it opened too.
         opened = exc.context_mark if exc.problem and exc.context and exc.context_mark else None
-        context = f" ({exc.context} at line {opened.line + 1})" if opened and opened is not mark and opened.line != mark.line else ""
+        elsewhere = opened and opened is not mark and opened.line != mark.line
+        context = f" ({exc.context} at line {opened.line + 1})" if elsewhere else ""
         raise RecipeError(f"{source}{line}: invalid YAML: {exc.problem or exc.context}{context}") from None
     except (yaml.YAMLError, ValueError) as exc:  # reader errors (control characters), odd encodings
-        raise RecipeError(f"{source}: invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RecipeError(f"{source}: invalid YAML: {first}") from None
     except RecursionError:  # the composer recurses once per nesting level
         raise RecipeError(f"{source}: invalid YAML: nested too deeply") from None
     if root is None:
@@ -129,7 +131,8 @@ class _Document:
             values: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
-                    self.errors.append(self.where.error(key_node, path, f"expected a single value, got {_kind(key_node)}"))
+                    self.errors.append(self.where.error(key_node, path,
+                                                        f"expected a single value, got {_kind(key_node)}"))
                     continue
                 key = self._scalar(key_node, path)
                 if key is FAILED:
@@ -152,7 +155,8 @@ class _Document:
         try:
             return yaml.SafeLoader("").construct_object(node)
         except yaml.YAMLError as exc:
-            self.errors.append(self.where.error(node, path, f"cannot read value: {getattr(exc, 'problem', None) or exc}"))
+            why = getattr(exc, "problem", None) or exc
+            self.errors.append(self.where.error(node, path, f"cannot read value: {why}"))
         except (ValueError, KeyError, AttributeError, IndexError, TypeError):  # a wrong explicit tag: !!int abc
             self.errors.append(self.where.error(node, path, f"cannot read value {node.value!r:.40} as "
                                                             f"{node.tag.rpartition(':')[2]}"))
@@ -225,7 +229,8 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> list[R
         fail(("vllm", "max_lora_rank"), f"must be at least lora.r ({recipe.lora.r}), got {rank}: vLLM cannot load a "
              "LoRA adapter of a higher rank")
     if recipe.backend == "unsloth" and recipe.vllm.mode == "server" and recipe.vllm.enabled is not False:
-        fail(("vllm", "mode"), "backend: unsloth generates with its own vLLM in the training process: use mode: colocate")
+        fail(("vllm", "mode"), "backend: unsloth generates with its own vLLM in the training process: "
+             "use mode: colocate")
     _check_launch(recipe, fail, lambda value, keys: _local_file(base, value, lambda message: where.error(
         _node(root, *keys), ".".join(keys), message)), errors)
     return errors
@@ -300,8 +305,8 @@ def generation_batch_problem(recipe: Recipe) -> str | None:
     if completions % g.num_generations == 0:
         return None
     per_rank = f" x {ranks} training ranks" if ranks > 1 else ""
-    return (f"grpo.per_device_train_batch_size{per_rank} x gradient_accumulation_steps = {completions} is not a multiple "
-            f"of grpo.num_generations ({g.num_generations}): TRL refuses it; make the batch a multiple of it")
+    return (f"grpo.per_device_train_batch_size{per_rank} x gradient_accumulation_steps = {completions} "
+            f"is not a multiple of grpo.num_generations ({g.num_generations}): TRL refuses it; make the batch a multiple of it")
 
 
 def template_fields(template: str) -> list[str]:
@@ -407,5 +412,6 @@ def reward_problem(name: str, folder: Path | None = None) -> str | None:
     if top in sys.stdlib_module_names:
         return f"{module_name!r} is Python's standard library, not a reward module: name your own module:function"
     if not find_module(top, folder):
-        return f"cannot find module {top!r} beside the recipe or on the Python path (put it beside the recipe, or set PYTHONPATH)"
+        return (f"cannot find module {top!r} beside the recipe or on the Python path "
+                "(put it beside the recipe, or set PYTHONPATH)")
     return None

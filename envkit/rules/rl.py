@@ -64,10 +64,12 @@ def sm100_pdl(facts: Facts) -> Outcome:
     setting = f"{pdl['env']}={pdl['value']}"
     evidence = f"{describe(gpus[0])}, vllm {vllm}, {pdl['env']}={facts.env.get(pdl['env'], '<unset>')}"
     if pdl_setting(facts) is None:
-        fix = f"pip install 'vllm>={pdl['env_from_vllm']}' and export {setting} (or backend: unsloth, which patches it itself)"
+        fix = (f"pip install 'vllm>={pdl['env_from_vllm']}' and export {setting} "
+               "(or backend: unsloth, which patches it itself)")
         if facts.package("unsloth"):
             return warn(f"vllm {vllm} on SM100: only Unsloth's own patch turns LoRA PDL off", evidence, fix)
-        return fail(f"vllm {vllm} on SM100: no setting turns LoRA PDL off before vllm {pdl['env_from_vllm']}", evidence, fix)
+        return fail(f"vllm {vllm} on SM100: no setting turns LoRA PDL off before vllm {pdl['env_from_vllm']}",
+                    evidence, fix)
     if facts.env.get(pdl["env"]) == pdl["value"]:
         return ok(f"{setting} set for vllm {vllm}", evidence)
     return fail(f"vllm {vllm} on SM100 needs {setting}", evidence, f"export {setting}  (envkit train sets it)")
@@ -88,7 +90,8 @@ def sm100_torch(facts: Facts) -> Outcome:
     torch = facts.package("torch")
     if not gpus or _vllm_version(facts) is None or not torch or not facts.package("unsloth"):
         return skip("needs unsloth, vllm and torch on an SM100/SM103 GPU")
-    evidence = f"{describe(gpus[0])}, torch {torch.version}, unsloth {facts.package('unsloth').version}; {need['source']}"
+    unsloth = facts.package("unsloth").version
+    evidence = f"{describe(gpus[0])}, torch {torch.version}, unsloth {unsloth}; {need['source']}"
     if Version(torch.version).release < Version(need["min_torch"]).release:
         return fail(f"Unsloth refuses vLLM with torch {torch.version} on SM100", evidence,
                     f"pip install 'torch>={need['min_torch']}' with a vllm that pins it")
@@ -112,8 +115,10 @@ def sleep_mode(facts: Facts) -> Outcome:
     conflict = curated("sleep_mode_alloc_conflict")["setting"]
     alloc = facts.env.get("PYTORCH_CUDA_ALLOC_CONF", "")
     if vllm in SpecifierSet(broken["vllm"]):
-        return warn(f"sleep mode frees almost nothing on vllm {vllm}", f"broken on vllm{broken['vllm']}: {broken['source']}",
-                    f"keep vllm.sleep: false, or pip install 'vllm>={broken['fixed_in']}' (with a torch and trl that fit it)")
+        return warn(f"sleep mode frees almost nothing on vllm {vllm}",
+                    f"broken on vllm{broken['vllm']}: {broken['source']}",
+                    f"keep vllm.sleep: false, or pip install 'vllm>={broken['fixed_in']}' "
+                    "(with a torch and trl that fit it)")
     if conflict.replace(" ", "") in alloc.replace(" ", ""):
         return warn("expandable_segments clashes with vLLM sleep mode", f"PYTORCH_CUDA_ALLOC_CONF={alloc}",
                     "unset PYTORCH_CUDA_ALLOC_CONF (or drop expandable_segments) when sleep mode is on")
@@ -160,7 +165,8 @@ def trl_sleep_sync(facts: Facts) -> Outcome:
     if Version(trl.version) in SpecifierSet(stale["trl"]):
         return warn(f"trl {trl.version} with vLLM sleep mode trains on stale weights", evidence,
                     f"pip install 'trl>={stale['fixed_in']}', or keep vllm.sleep: false")
-    return ok(f"trl {trl.version} syncs weights into a sleeping vLLM", f"trl {trl.version} (fixed in {stale['fixed_in']})")
+    return ok(f"trl {trl.version} syncs weights into a sleeping vLLM",
+              f"trl {trl.version} (fixed in {stale['fixed_in']})")
 
 
 @rule("EK306", "unsloth-vllm", "rl")
@@ -179,7 +185,8 @@ def unsloth_vllm(facts: Facts) -> Outcome:
         return skip("needs unsloth and vllm")
     verified = curated("unsloth_vllm_verified")["pairs"]
     known = ", ".join(f"unsloth {p['unsloth']} + vllm {p['vllm']}" for p in verified)
-    match = next((p for p in verified if Version(p["unsloth"]) == Version(unsloth.version) and Version(p["vllm"]) == vllm), None)
+    match = next((p for p in verified
+                  if Version(p["unsloth"]) == Version(unsloth.version) and Version(p["vllm"]) == vllm), None)
     if match:
         return ok(f"unsloth {unsloth.version} + vllm {vllm} verified ({match['checked']})", match["source"])
     return warn(f"unsloth {unsloth.version} + vllm {vllm}: no evidence fast_inference works", f"verified: {known}",

@@ -21,10 +21,13 @@ from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 @click.option("--max-steps", type=click.IntRange(1),
               help="Override grpo.max_steps (with --resume: beyond a finished run's steps, extends it).")
 @click.option("--output", type=click.Path(file_okay=False), help="Override output.dir.")
-@click.option("--machine-rank", type=click.IntRange(0), help="Override distributed.machine_rank (multi-node: one per machine).")
+@click.option("--machine-rank", type=click.IntRange(0),
+              help="Override distributed.machine_rank (multi-node: one per machine).")
 @click.option("--no-patch", "no_patch", multiple=True, metavar="ID",
-              help="Do not apply envkit's TRL patch ID (repeatable; for A/B runs, or once upstream fixed it). README: Patches.")
-@click.option("--worker", is_flag=True, hidden=True, help="A trainer rank started by envkit's launch plan: train in this process.")
+              help="Do not apply envkit's TRL patch ID (repeatable; for A/B runs, or once upstream fixed it). "
+              "README: Patches.")
+@click.option("--worker", is_flag=True, hidden=True,
+              help="A trainer rank started by envkit's launch plan: train in this process.")
 def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_patch, worker) -> None:
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
 
@@ -80,7 +83,8 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     plan = plan_run(recipe, facts, run_rules(facts), tuple(no_patch))
     plan = replace(plan, grpo_config=grpo_kwargs(recipe, plan, str(output_dir)))
     forward = ["--output", str(output_dir)] + (["--max-steps", str(max_steps)] if max_steps else []) + \
-        (["--resume"] if resume else []) + (["--force"] if force else []) + [a for p in no_patch for a in ("--no-patch", p)]
+        (["--resume"] if resume else []) + (["--force"] if force else []) + \
+        [a for p in no_patch for a in ("--no-patch", p)]
     if not worker:  # a rank: the launcher that started it laid the run out
         plan = _lay_out(recipe, str(recipe_path), facts, plan, forward, dry_run)
     launch = plan.launch
@@ -90,17 +94,19 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         for warning in plan.warnings:
             click.echo(f"envkit train: warning: {printable(warning)}", err=True)
         for finding in plan.blocking:
-            click.echo(f"envkit train: {'ignored (--force)' if force else 'refused'}: {finding.id} {printable(finding.title)}"
+            verdict = "ignored (--force)" if force else "refused"
+            click.echo(f"envkit train: {verdict}: {finding.id} {printable(finding.title)}"
                        + (f"\n    fix: {printable(finding.fix)}" if finding.fix else ""), err=True)
     if dry_run:
-        resolved = {"recipe": recipe.source, "plan": {"backend": recipe.backend, "use_vllm": plan.use_vllm, "sleep": plan.sleep,
-                                                      "gpu": plan.gpu, "env": dict(plan.env), "patches": list(plan.patches),
-                                                      "patches_off": list(plan.patches_off), "guard": recipe.guard},
-                    "grpo_config": dict(plan.grpo_config),
+        shown = {"backend": recipe.backend, "use_vllm": plan.use_vllm, "sleep": plan.sleep, "gpu": plan.gpu,
+                 "env": dict(plan.env), "patches": list(plan.patches), "patches_off": list(plan.patches_off),
+                 "guard": recipe.guard}
+        resolved = {"recipe": recipe.source, "plan": shown, "grpo_config": dict(plan.grpo_config),
                     "launch": launch.to_dict() if launch else None}
         if recipe.backend == "unsloth":
             model = recipe.model.name or f"<model.build: {recipe.model.build}, built at start>"
-            resolved["unsloth"] = {"from_pretrained": unsloth_model_kwargs(recipe, plan, model), "get_peft_model": unsloth_peft_kwargs(recipe)}
+            resolved["unsloth"] = {"from_pretrained": unsloth_model_kwargs(recipe, plan, model),
+                                   "get_peft_model": unsloth_peft_kwargs(recipe)}
         click.echo(json.dumps(resolved, indent=2))
         return FAILED if plan.blocking and not force else 0  # scripts can ask "would this run?"
     if plan.blocking and not force:

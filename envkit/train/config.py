@@ -52,7 +52,8 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
             "vllm_max_model_length": max_model_length(recipe),
         })
         kwargs.update(vllm_launch_kwargs(recipe))
-        if v.gpu_memory_utilization != "auto" or v.mode == "colocate":  # auto for a server: set where it starts (trl vllm-serve)
+        # auto for a server: set where the server starts (trl vllm-serve)
+        if v.gpu_memory_utilization != "auto" or v.mode == "colocate":
             kwargs["vllm_gpu_memory_utilization"] = vllm_utilization(recipe, plan)
         if v.max_lora_rank is not None:
             kwargs["vllm_max_lora_rank"] = v.max_lora_rank

@@ -97,10 +97,12 @@ def check_packages(recipe: Recipe, facts: Facts) -> None:
         if name in ("none", "all"):  # all: whichever integrations are installed (transformers decides)
             continue
         if name not in known:
-            raise RecipeError(f"{recipe.source}: output.report_to: unknown integration {name!r} (known: {', '.join(sorted(known))})")
+            raise RecipeError(f"{recipe.source}: output.report_to: unknown integration {name!r} "
+                              f"(known: {', '.join(sorted(known))})")
         choices = known[name]  # alternatives; one of them "a+b" needs both
         if choices and not any(all(canonicalize_name(p) in facts.installed for p in c.split("+")) for c in choices):
-            raise RecipeError(f"{recipe.source}: output.report_to: {name} needs {' or '.join(choices)}, which is not installed: "
+            raise RecipeError(f"{recipe.source}: output.report_to: {name} needs {' or '.join(choices)}, "
+                              "which is not installed: "
                               f"pip install {' '.join(choices[0].split('+'))} (or remove {name} from output.report_to)")
 
 

@@ -67,7 +67,8 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
 
 def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool) -> int:
     if main and not resume and any(p.name != LOCK for p in output_dir.iterdir()):
-        raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, or --output another folder")
+        raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, "
+                          "or --output another folder")
     say = (lambda text: click.echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
     checkpoint = last_checkpoint(output_dir, warn=lambda text: say(f"warning: {text}")) if resume else None
     if resume and checkpoint is None:
@@ -214,7 +215,8 @@ def _apply(plan: Plan, main: bool) -> None:
             click.echo(f"envkit train: patch {patch_id} {patch.name} {state}: {patch.title}", err=True)
     if failed:
         raise RecipeError(f"patch {', '.join(failed)} could not be applied to the installed trl, and the run needs it; "
-                          f"--no-patch {' --no-patch '.join(failed)} runs without (envkit doctor --explain {next(iter(failed))})")
+                          f"--no-patch {' --no-patch '.join(failed)} runs without "
+                          f"(envkit doctor --explain {next(iter(failed))})")
 
 
 def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_from, completed) -> dict:
