@@ -22,7 +22,7 @@ which the guard fires on the arm's metrics.  The trl vLLM arms also measure memo
     python benchmarks/grpo_step.py --shape 3b --no-probe --steps 18 --arm trl-colocate --arm trl-colocate-no-gc \
         --arm trl-colocate-no-detok --arm trl-colocate-mb-whole --out /tmp/r
     python benchmarks/grpo_step.py --shape 3b --no-probe --steps 18 --append --arm trl-colocate-levers \
-        --arm envkit-colocate-coldcache --arm envkit-colocate-warmcache --out /tmp/r
+        --arm envkit-colocate-coldcache --arm envkit-colocate-warmcache --arm envkit-colocate-mb-auto --out /tmp/r
 """
 
 from __future__ import annotations
@@ -60,12 +60,15 @@ ARMS = {"envkit-colocate": "colocate", "envkit-sleep": "sleep", "envkit-generate
         "envkit-colocate-2gpu": "colocate", "envkit-unsloth": "colocate", "envkit-unsloth-4bit": "colocate",
         "envkit-unsloth-standby": "sleep",
         "trl-colocate-no-gc": "colocate", "trl-colocate-no-detok": "colocate", "trl-colocate-mb-whole": "colocate",
-        "trl-colocate-levers": "colocate", "envkit-colocate-coldcache": "colocate", "envkit-colocate-warmcache": "colocate"}
+        "trl-colocate-levers": "colocate", "envkit-colocate-coldcache": "colocate", "envkit-colocate-warmcache": "colocate",
+        "envkit-colocate-mb-auto": "colocate"}
 # Issue #16: one speed lever each over plain TRL colocate (GRPOConfig fields; "mb-whole": the step's completions in one
 # micro-batch instead of per_device_train_batch_size x gradient_accumulation_steps, same 32 a step), and all of them.
 NO_GC, NO_DETOK = {"gradient_checkpointing": False}, {"generation_kwargs": {"detokenize": False}}
 LEVERS = {"trl-colocate-no-gc": (NO_GC, False), "trl-colocate-no-detok": (NO_DETOK, False),
           "trl-colocate-mb-whole": ({}, True), "trl-colocate-levers": (NO_GC | NO_DETOK, True)}
+# envkit with grpo.micro_batch: auto (the budget's micro-batch for the same step) besides its default levers.
+GRPO_LINES = {"envkit-colocate-mb-auto": "\n  micro_batch: auto"}
 # Start-up (issue #16): envkit's first start with empty vLLM / inductor / Triton caches, then the second start on them.
 CACHE_ARMS = {"envkit-colocate-coldcache": True, "envkit-colocate-warmcache": False}
 SERVER_LAYOUT = "resources:\n  generation_gpus: [0]\n  training_gpus: [1]\n"
@@ -82,7 +85,7 @@ SKIP = 2  # warm-up steps left out of the median
 
 
 def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, utilization: float | None = None,
-                layout: str = "", guard: str = "warn", unsloth: str | None = None) -> str:
+                layout: str = "", guard: str = "warn", unsloth: str | None = None, grpo_lines: str = "") -> str:
     """An envkit recipe for this arm: the shared shape, vLLM settings left to envkit (auto) except the mode
     and, when given, the utilization; ``layout``: a resources section (GPUs of the server and the ranks)."""
     vllm = {"colocate": "enabled: true\n  mode: colocate\n  sleep: false",
@@ -116,7 +119,7 @@ grpo:
   max_completion_length: {shape['completion_length']}
   learning_rate: {shape['lr']}
   max_steps: {steps}
-  beta: 0.0
+  beta: 0.0{grpo_lines}
 vllm:
   {vllm}
 output:
@@ -135,7 +138,7 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
     data.write_text("".join(json.dumps({"question": p, "answer": "0"}) + "\n" for p in make_prompts(512, shape["prompt_length"])))
     recipe = folder / "recipe.yaml"
     recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps, utilization, LAYOUTS.get(arm, ""), GUARD.get(arm, "warn"),
-                                  UNSLOTH.get(arm)))
+                                  UNSLOTH.get(arm), GRPO_LINES.get(arm, "")))
     output = folder / "run"
     shutil.rmtree(output, ignore_errors=True)
     log = WORK / "logs" / f"{arm}.log"

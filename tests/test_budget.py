@@ -410,3 +410,19 @@ def test_trls_timed_spans_are_summed_per_step_for_metrics():
     taken = phases.take()
     assert list(taken) == ["vLLM.generate"] and taken["vLLM.generate"] >= 0
     assert phases.take() == {}
+
+
+def test_micro_batch_auto_runs_the_steps_completions_in_the_largest_pass_that_costs_nothing_else():
+    """Issue #16: 32 completions as 8 x 4 -> 32 x 1 on an H200 (same optimizer step, fewer passes); on a 24 GiB
+    GPU the larger passes would need checkpointing or sleep the written split avoids, so the split stays."""
+    recipe = shipped("grpo-llama3b")
+    recipe.grpo.micro_batch = "auto"
+    plan, kwargs = run_plan(recipe, "h200")
+    assert plan.micro_batch == 32
+    assert (kwargs["per_device_train_batch_size"], kwargs["gradient_accumulation_steps"]) == (32, 1)
+    written = recommend_recipe(shipped("grpo-llama3b"), plan.gpu_memory)
+    assert not written.plan.sleep and written.plan.inputs.grad_checkpointing is False  # as cheap as the written split
+    small, small_kwargs = run_plan(recipe, "a10g")
+    assert small.micro_batch == 8 and small_kwargs["gradient_accumulation_steps"] == 4
+    plain, plain_kwargs = run_plan(shipped("grpo-llama3b"), "h200")  # micro_batch unset: as written
+    assert plain.micro_batch is None and plain_kwargs["per_device_train_batch_size"] == 8

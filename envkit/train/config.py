@@ -14,12 +14,13 @@ TRL_DEFAULT_UTILIZATION = 0.3
 
 def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
     g, v = recipe.grpo, recipe.vllm
+    micro_batch = plan.micro_batch or g.per_device_train_batch_size  # the same completions a step either way
     kwargs: dict[str, Any] = {
         "output_dir": output_dir,
         "seed": recipe.seed,
         "learning_rate": g.learning_rate,
-        "per_device_train_batch_size": g.per_device_train_batch_size,
-        "gradient_accumulation_steps": g.gradient_accumulation_steps,
+        "per_device_train_batch_size": micro_batch,
+        "gradient_accumulation_steps": g.per_device_train_batch_size * g.gradient_accumulation_steps // micro_batch,
         "num_generations": g.num_generations,
         "max_prompt_length": g.max_prompt_length,
         "max_completion_length": g.max_completion_length,

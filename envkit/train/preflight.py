@@ -11,7 +11,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envkit.budget.model import GIB, MIB
-from envkit.budget.recipe import recommend_recipe
+from envkit.budget.recipe import recommend_micro_batch, recommend_recipe
 from envkit.budget.shapes import UnknownName
 from envkit.facts import Facts
 from envkit.knowledge import curated
@@ -45,6 +45,7 @@ class Plan:
     patches_off: list[str] = field(default_factory=list)  # ones that would apply, turned off by --no-patch
     budget_share: float | None = None  # vLLM's share from envkit.budget (None: no budget here), for vllm...: auto
     gradient_checkpointing: bool = True  # grpo.gradient_checkpointing, auto resolved by the budget (on without one)
+    micro_batch: int | None = None  # grpo.micro_batch: auto resolved by the budget; None: per_device_train_batch_size
 
 
 def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tuple[str, str | None]:
@@ -177,8 +178,9 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     checkpointing = recipe.grpo.gradient_checkpointing
     if checkpointing == "auto":
         checkpointing = budget.plan.inputs.grad_checkpointing if budget else True
+    micro_batch = budget.plan.inputs.micro_batch if budget and recipe.grpo.micro_batch == "auto" else None
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
-                patches, patches_off, share, checkpointing)
+                patches, patches_off, share, checkpointing, micro_batch)
 
 
 def stale_sleep(recipe: Recipe, check: Finding | None, use_vllm: bool) -> Finding | None:
@@ -196,7 +198,8 @@ def _budget(recipe: Recipe, gpu_memory: int | None, bf16: bool, use_vllm: bool, 
     if gpu_memory is None:
         return None
     try:
-        return recommend_recipe(recipe, gpu_memory, bf16, sleep, use_vllm=use_vllm)
+        recommend = recommend_micro_batch if recipe.grpo.micro_batch == "auto" else recommend_recipe
+        return recommend(recipe, gpu_memory, bf16, sleep, use_vllm=use_vllm)
     except UnknownName:
         warnings.append(f"no memory budget: {recipe.model.name} is neither a local model folder nor a known shape; "
                         "vllm.gpu_memory_utilization auto falls back to TRL's default 0.3")
