@@ -59,7 +59,12 @@ def test_target_gpu_constraints():
     # vllm 0.10.2 pins torch 2.8.0: fine for vLLM on B200 (vllm#23724); only Unsloth refuses it (EK403)
     assert solve(Constraints(target="b200", trl="0.24.0"), RECORDED).versions["torch"] == "2.8.0"
     gb10 = solve(Constraints(target="gb10"), RECORDED)
-    assert any("broken on gb10" in note for note in gb10.notes)
+    assert any("runs bf16 on gb10" in note for note in gb10.notes)
+    assert solve(Constraints(target="gb10", vllm="<0.22.0"), RECORDED).versions["vllm"] == "0.21.0"
+    old = solve(Constraints(target="gb10", vllm="<0.22.0"), RECORDED).notes
+    assert any("FP8 checkpoints trap before vllm 0.22.0" in note for note in old)
+    with pytest.raises(NoSolution, match="predates vLLM's gb10 support"):
+        solve(Constraints(target="gb10", vllm="0.12.0", trl="0.29.1"), RECORDED)
 
 
 def test_open_ended_trl_window_is_flagged():

@@ -7,7 +7,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import STACK, curated, vllm_broken_on
+from envkit.knowledge import STACK, curated
 from envkit.knowledge.matrix import Matrix
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.requirements import installed_version, requirement_on, requirements, satisfied
@@ -131,24 +131,13 @@ def trl_vllm(facts: Facts) -> Outcome:
     fix = f"pip install vllm=={choice}  (fits {fits})" if choice else _no_fit_fix(facts, window)
     requirements_ = (f"vllm=={choice}",) if choice else ()
     if not vllm:
-        unusable = _vllm_unusable_here(facts)
-        if unusable:
-            return skip(f"vllm not installed, and {unusable}: generation uses model.generate")
+        if not facts.visible_gpus():
+            return skip("vllm not installed, and no GPU to run it: generation uses model.generate")
         return warn("vllm not installed: TRL will generate with model.generate", f"trl {trl.version} supports vllm{window}", fix, requirements_)
     evidence = f"trl {trl.version} supports vllm{window}; vllm {vllm.version} installed"
     if window.contains(Version(vllm.version), prereleases=True):
         return ok(f"vllm {vllm.version} is inside trl {trl.version}'s window", evidence)
     return fail(f"vllm {vllm.version} is outside trl {trl.version}'s window {window}", evidence, fix, requirements_)
-
-
-def _vllm_unusable_here(facts: Facts) -> str | None:
-    """Why vLLM could not generate on this machine anyway (so its absence is no finding), or None."""
-    gpus = facts.visible_gpus()
-    if not gpus:
-        return "no GPU to run it"
-    if all(vllm_broken_on(g.catalog_id) for g in gpus):
-        return f"vLLM generation is broken on {gpus[0].catalog_id.upper()} (EK401)"
-    return None
 
 
 def _no_fit_fix(facts: Facts, window: SpecifierSet) -> str:
