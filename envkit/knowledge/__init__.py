@@ -31,6 +31,7 @@ STACK = (
     "deepspeed",
     "unsloth",
     "unsloth_zoo",
+    "flash-attn",
 )
 
 
