@@ -26,9 +26,10 @@ from functools import cache
 from typing import Callable
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from envkit.knowledge.matrix import manylinux_glibc
 from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
 
 STACK = set(FLOORS) | {"triton", "torchvision", "torchaudio", "flashinfer-python", "xformers", "deepspeed"}
@@ -180,6 +181,19 @@ def release_record(file: dict) -> dict:
     return record
 
 
+def glibc_by_arch(files: list[dict]) -> dict[str, str]:
+    """Per machine, the oldest glibc one of a release's Linux wheels installs on, from the manylinux tags of
+    the file names (vllm 0.20.0: manylinux_2_35 for x86_64 and aarch64; 0.22.0: manylinux_2_28)."""
+    found: dict[str, Version] = {}
+    for file in files:
+        for tag in parse_wheel_filename(file["filename"])[3]:
+            platform = manylinux_glibc(tag.platform)
+            if platform:
+                glibc, arch = platform
+                found[arch] = min(found.get(arch, glibc), glibc)
+    return {arch: str(version) for arch, version in sorted(found.items())}
+
+
 def _cuda_of_torch_requirements(lines: list[str]) -> str | None:
     """torch's default Linux wheel pins its CUDA runtime: cuda-toolkit==13.0.2 or nvidia-cuda-runtime-cu12==12.8.90."""
     for line in lines:
@@ -202,15 +216,16 @@ def refresh(
     """Build the matrix document for ``packages`` from ``index``."""
     with ThreadPoolExecutor(workers) as pool:
         listings = dict(zip(packages, pool.map(lambda p: release_files(index, p), packages)))
-        jobs = [(p, v, _pick(files)) for p, releases in listings.items() for v, files in releases.items()]
+        jobs = [(p, v, files) for p, releases in listings.items() for v, files in releases.items()]
         done = 0
         matrix: dict[str, dict[str, dict]] = {p: {} for p in packages}
 
         def fetch(job):
-            return job, release_record(job[2])
+            return job, release_record(_pick(job[2]))
 
-        for (package, version, _), record in pool.map(fetch, jobs):
-            matrix[package][version] = record
+        for (package, version, files), record in pool.map(fetch, jobs):
+            glibc = glibc_by_arch(files)
+            matrix[package][version] = record | ({"glibc": glibc} if glibc else {})
             done += 1
             if progress:
                 progress(done, len(jobs), f"{package} {version}")
