@@ -35,7 +35,8 @@ def _vllm_choice(facts: Facts) -> tuple[str | None, str]:
         releases = [v for v, _ in Matrix.shipped().releases("vllm") if window is None or window.contains(v)]
         return (str(releases[0]) if releases else None), f"trl {trl.version}'s window" if trl else "the latest"
     fitting = Matrix.shipped().vllm_fitting(torch.version, window)
-    fits = f"torch {torch.version}" + (f" and trl {trl.version}" if trl and window is not None else "")
+    public = Version(torch.version).public  # vLLM pins the release; a +cpu build is EK201's to replace
+    fits = f"torch {public}" + (f" and trl {trl.version}" if trl and window is not None else "")
     return (str(fitting[0]) if fitting else None), fits
 
 
