@@ -118,7 +118,7 @@ def trl_vllm(facts: Facts) -> Outcome:
     """vLLM lies inside the window TRL supports.
 
     TRL declares the vLLM versions it supports in its `vllm` extra (TRL 1.16.0:
-    vllm>=0.22.0,<=0.31.0) and re-checks them at import.  The fix names the
+    vllm>=0.22.0,<=0.31.0) and re-checks them at import (trl 1.16: a warning).  The fix names the
     newest vLLM inside that window whose torch pin matches the installed torch.
     """
     trl = facts.package("trl")
