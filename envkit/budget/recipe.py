@@ -50,6 +50,7 @@ def budget_inputs(recipe: Recipe, gpu_bytes: int, bf16: bool = True, **overrides
         lora_r=recipe.lora.r, lora_targets=targets, num_generations=g.num_generations,
         prompts_per_step=-(-completions // g.num_generations), max_prompt_length=g.max_prompt_length,
         max_completion_length=g.max_completion_length, micro_batch=g.per_device_train_batch_size,
+        grad_checkpointing=None if g.gradient_checkpointing == "auto" else g.gradient_checkpointing,
         kv_cache_dtype=v.kv_cache_dtype, server_mode=v.mode == "server", use_vllm=v.enabled is not False,
         vllm_tensor_parallel=v.tensor_parallel_size if v.mode == "colocate" else 1)
     return replace(inputs, **overrides)

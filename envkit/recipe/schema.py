@@ -89,6 +89,9 @@ class GrpoSpec:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int | None = None
+    # auto: off where the memory budget has room for the activations (faster: no recomputed forward), else on
+    # (TRL's default); without a budget (no GPU, unknown model shape), on.
+    gradient_checkpointing: Auto | bool = "auto"
 
 
 @dataclass

@@ -37,6 +37,7 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
         "fp16": plan.dtype == "fp16",
         "use_cpu": plan.gpu == "cpu",
         "use_vllm": plan.use_vllm,
+        "gradient_checkpointing": plan.gradient_checkpointing,
     }
     if g.top_k is not None:
         kwargs["top_k"] = g.top_k
@@ -57,6 +58,10 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
             kwargs["vllm_max_lora_rank"] = v.max_lora_rank
         if v.kv_cache_dtype != "auto":
             kwargs["vllm_kv_cache_dtype"] = v.kv_cache_dtype
+        if v.mode == "colocate" and recipe.backend == "trl":
+            # TRL reads back token ids only (it decodes the completions itself), so vLLM's incremental
+            # detokenizing of every sequence at every step, in the training process, is work thrown away.
+            kwargs["generation_kwargs"] = {"detokenize": False}
     return kwargs
 
 
@@ -98,7 +103,7 @@ def unsloth_peft_kwargs(recipe: Recipe) -> dict[str, Any]:
 # Passed where the installed TRL has them, dropped silently where not: TRL 1.16 no longer truncates
 # prompts (GRPOConfig lost max_prompt_length); envkit still uses the recipe's value for
 # vllm_max_model_length and the memory budget.
-OPTIONAL = {"max_prompt_length"}
+OPTIONAL = {"max_prompt_length", "generation_kwargs"}
 
 
 def split_supported(kwargs: dict[str, Any], supported: set[str]) -> tuple[dict[str, Any], list[str]]:

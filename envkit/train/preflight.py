@@ -44,6 +44,7 @@ class Plan:
     patches: list[str] = field(default_factory=list)  # envkit's TRL patches this run applies (envkit.train.patches)
     patches_off: list[str] = field(default_factory=list)  # ones that would apply, turned off by --no-patch
     budget_share: float | None = None  # vLLM's share from envkit.budget (None: no budget here), for vllm...: auto
+    gradient_checkpointing: bool = True  # grpo.gradient_checkpointing, auto resolved by the budget (on without one)
 
 
 def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tuple[str, str | None]:
@@ -175,8 +176,11 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL]
     blocking += [f for f in (bnb, stale, pdl_refusal) if f]
     patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
+    checkpointing = recipe.grpo.gradient_checkpointing
+    if checkpointing == "auto":
+        checkpointing = budget.plan.inputs.grad_checkpointing if budget else True
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
-                patches, patches_off, share)
+                patches, patches_off, share, checkpointing)
 
 
 def stale_sleep(recipe: Recipe, check: Finding | None, use_vllm: bool) -> Finding | None:
