@@ -14,7 +14,7 @@ from envkit.budget.model import GIB, MIB
 from envkit.budget.recipe import recommend_micro_batch, recommend_recipe
 from envkit.budget.shapes import UnknownName
 from envkit.facts import Facts
-from envkit.knowledge import curated
+from envkit.knowledge import curated, late_vllm_gpu
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding, Severity
@@ -119,8 +119,10 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
             reason = "no GPU visible"
         elif facts.package("vllm") is None:
             reason = "vllm is not installed"
-        elif by_id.get("EK401") and by_id["EK401"].severity is Severity.WARN:
+        elif by_id.get("EK401") and by_id["EK401"].severity is Severity.FAIL:
             reason = by_id["EK401"].title
+        elif recipe.backend == "unsloth" and late_vllm_gpu(gpus[0].catalog_id):
+            reason = f"Unsloth turns fast_inference off on {gpus[0].catalog_id.upper()} (EK401)"
         if reason:
             use_vllm = False
             if recipe.vllm.enabled is True or gpus:
