@@ -107,6 +107,10 @@ class Package:
     built_for_torch: str | None = field(default=None, metadata={  # a compiled torch extension's (xformers)
         "help": "the torch its binary was built against",
         "format": (_is_version, 'a torch version, e.g. "2.10.0+cu128"')})
+    glibc_needed: str | None = field(default=None, metadata={  # compiled packages
+        "help": "the newest glibc its wheel tag or its extensions' symbol versions ask for",
+        "format": (_is_version, 'a glibc version, e.g. "2.34"')})
+    missing_torch_symbols: list[str] = field(default_factory=list)  # flash-attn: torch C++ symbols it links, torch lacks
 
 
 @dataclass

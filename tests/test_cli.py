@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 
 import pytest
 from click.testing import CliRunner
@@ -192,3 +193,16 @@ def test_readme_check_tables_are_generated_from_the_registries():
     for rule in ALL_RULES.values():  # every registered check is listed, and only those
         assert f"| {rule.id} | {rule.name} |" in readme
     assert sorted(set(re.findall(r"^\| (EK\d{3}) \|", readme, re.M))) == sorted(ALL_RULES)
+
+
+def test_fix_covers_every_failing_package_finding_cpu_torch_included(runner, tmp_path):
+    """Issue #12: --fix ignored EK201 and offered a vLLM that 'fits torch 2.13.0+cpu'.  Now one command: the
+    CUDA build of the same torch from PyTorch's index, the vLLM built for that release, and the TRL that imports
+    under this transformers (EK601)."""
+    facts = make_facts("h100", {"torch": "2.13.0+cpu", "trl": "0.28.0", "transformers": "5.17.0"}, torch_cuda=None)
+    result = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, facts), "--fix"])
+    command = shlex.split(result.output.strip().splitlines()[-1])
+    assert "torch==2.13.0+cu130" in command and "trl>=0.29.0" in command
+    assert command[command.index("--extra-index-url") + 1] == "https://download.pytorch.org/whl/cu130"
+    shown = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, facts)]).output
+    assert "+cpu" not in shown.split("fits", 1)[-1].split("\n")[0]

@@ -85,6 +85,13 @@ class GrpoSpec:
     temperature: float = spec(1.0, bound=POSITIVE)
     top_p: float = spec(1.0, bound=Bound(0, 1, low_open=True))
     top_k: int | None = spec(None, bound=AT_LEAST_1)
+    # auto: off where the memory budget has room for the activations (faster: no recomputed forward), else on
+    # (TRL's default); without a budget (no GPU, unknown model shape), on.
+    gradient_checkpointing: Auto | bool = "auto"
+    # auto: the step's per_device_train_batch_size x gradient_accumulation_steps completions (and the optimizer
+    # step on them) unchanged, run in the largest micro-batch the memory budget holds without sleep mode or
+    # checkpointing that the written split avoids; fewer, larger forward/backward passes.  null: as written.
+    micro_batch: Auto | None = None
 
 
 @dataclass

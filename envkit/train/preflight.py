@@ -13,10 +13,10 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from envkit.budget.model import GIB, MIB
-from envkit.budget.recipe import recommend_recipe
+from envkit.budget.recipe import recommend_micro_batch, recommend_recipe
 from envkit.budget.shapes import UnknownName
 from envkit.facts import Facts
-from envkit.knowledge import curated
+from envkit.knowledge import curated, late_vllm_gpu
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
@@ -43,6 +43,8 @@ class Plan:
     patches: tuple[str, ...] = ()  # envkit's TRL patches this run applies (envkit.train.patches)
     patches_off: tuple[str, ...] = ()  # ones that would apply, turned off by --no-patch
     budget_share: float | None = None  # vLLM's share from envkit.budget (None: no budget here), for vllm...: auto
+    gradient_checkpointing: bool = True  # grpo.gradient_checkpointing, auto resolved by the budget (on without one)
+    micro_batch: int | None = None  # grpo.micro_batch: auto resolved by the budget; None: per_device_train_batch_size
     grpo_config: Mapping[str, Any] = field(default_factory=dict)  # GRPOConfig's arguments (train.config.grpo_kwargs)
     launch: LaunchPlan | None = None  # the processes this machine starts (None: a rank started by one)
 
@@ -123,8 +125,10 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
             reason = "no GPU visible"
         elif facts.package("vllm") is None:
             reason = "vllm is not installed"
-        elif (broken := informing(findings, "vllm")) and broken.severity is Severity.WARN:
-            reason = broken.title
+        elif (gpu_check := informing(findings, "vllm")) and gpu_check.severity is Severity.FAIL:
+            reason = gpu_check.title
+        elif recipe.backend == "unsloth" and late_vllm_gpu(gpus[0].catalog_id):
+            reason = f"Unsloth turns fast_inference off on {gpus[0].catalog_id.upper()} (EK401)"
         if reason:
             use_vllm = False
             if recipe.vllm.enabled is True or gpus:
@@ -180,8 +184,12 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     blocking = [f for f in findings if f.severity is Severity.FAIL and REGISTRY[f.id].blocks(**shape)]
     blocking += recipe_checks + [f for f in (stale, pdl_refusal) if f]
     patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
+    checkpointing = recipe.grpo.gradient_checkpointing
+    if checkpointing == "auto":
+        checkpointing = budget.plan.inputs.grad_checkpointing if budget else True
+    micro_batch = budget.plan.inputs.micro_batch if budget and recipe.grpo.micro_batch == "auto" else None
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
-                patches, patches_off, share)
+                patches, patches_off, share, checkpointing, micro_batch)
 
 
 def stale_sleep(recipe: Recipe, check: Finding | None, use_vllm: bool) -> Finding | None:
@@ -199,7 +207,8 @@ def _budget(recipe: Recipe, gpu_memory: int | None, bf16: bool, use_vllm: bool, 
     if gpu_memory is None:
         return None
     try:
-        return recommend_recipe(recipe, gpu_memory, bf16, sleep, use_vllm=use_vllm)
+        recommend = recommend_micro_batch if recipe.grpo.micro_batch == "auto" else recommend_recipe
+        return recommend(recipe, gpu_memory, bf16, sleep, use_vllm=use_vllm)
     except UnknownName:
         warnings.append(f"no memory budget: {recipe.model.name} is neither a local model folder nor a known shape; "
                         "vllm.gpu_memory_utilization auto falls back to TRL's default 0.3")
