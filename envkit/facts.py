@@ -110,7 +110,8 @@ class Package:
     glibc_needed: str | None = field(default=None, metadata={  # compiled packages
         "help": "the newest glibc its wheel tag or its extensions' symbol versions ask for",
         "format": (_is_version, 'a glibc version, e.g. "2.34"')})
-    missing_torch_symbols: list[str] = field(default_factory=list)  # flash-attn: torch C++ symbols it links, torch lacks
+    # flash-attn: the torch C++ symbols it links that the installed torch lacks
+    missing_torch_symbols: list[str] = field(default_factory=list)
 
 
 @dataclass

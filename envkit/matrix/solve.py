@@ -247,7 +247,8 @@ def _notes(matrix: Matrix, c: Constraints, trl: str, vllm: str) -> list[str]:
         block = late["fp8_block_scaled"]
         fp8 = (f"FP8 checkpoints trap before vllm {late['fp8_from']}" if Version(vllm) < Version(late["fp8_from"])
                else f"block-scaled FP8 may trap ({block['issue']}: {block['env']}={block['value']})")
-        notes.append(f"vllm {vllm} runs bf16 on {c.target}; {fp8}; backend unsloth generates without vLLM there (EK401)")
+        notes.append(f"vllm {vllm} runs bf16 on {c.target}; {fp8}; "
+                     "backend unsloth generates without vLLM there (EK401)")
     pdl = pdl_switch(gpu_catalog()[c.target]["compute_capability"] if c.target else None, vllm)
     if pdl:
         notes.append(f"set {pdl[0]}={pdl[1]} (LoRA PDL on SM100, EK402)")

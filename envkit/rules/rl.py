@@ -40,12 +40,15 @@ def gb10_vllm(facts: Facts) -> Outcome:
     evidence = f"{describe(gpus[0])}, vllm {vllm}; {scope['source']} (checked {scope['checked']})"
     if vllm < Version(scope["bf16_from"]):
         return fail(f"vllm {vllm} predates vLLM's GB10 support (stable from {scope['bf16_from']})", evidence,
-                    f"pip install 'vllm>={scope['bf16_from']}' (inside trl's window; envkit train generates with model.generate until then)")
+                    f"pip install 'vllm>={scope['bf16_from']}' "
+                    "(inside trl's window; envkit train generates with model.generate until then)")
     if facts.package("unsloth"):
-        return warn(f"Unsloth turns fast_inference off on {gpus[0].catalog_id.upper()} (its own rule; vllm {vllm} runs there)",
-                    evidence, "backend: trl generates with vLLM on GB10; backend: unsloth generates with Unsloth's native path")
+        return warn(f"Unsloth turns fast_inference off on {gpus[0].catalog_id.upper()} "
+                    f"(its own rule; vllm {vllm} runs there)", evidence,
+                    "backend: trl generates with vLLM on GB10; backend: unsloth generates with Unsloth's native path")
     if vllm < Version(scope["fp8_from"]):
-        return warn(f"vllm {vllm} runs bf16 on {gpus[0].catalog_id.upper()}; FP8 checkpoints trap before vllm {scope['fp8_from']}",
+        return warn(f"vllm {vllm} runs bf16 on {gpus[0].catalog_id.upper()}; "
+                    f"FP8 checkpoints trap before vllm {scope['fp8_from']}",
                     evidence, f"keep bf16 weights, or pip install 'vllm>={scope['fp8_from']}' for FP8 checkpoints")
     block = scope["fp8_block_scaled"]
     return ok(f"vllm {vllm} runs bf16 and per-tensor FP8 on {gpus[0].catalog_id.upper()}",
