@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -13,8 +14,11 @@ from envkit.exitcodes import raise_terminated
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envkit")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """A working GRPO + vLLM environment: check it, lock it, build it, train in it."""
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: set and not empty; every command echoes through click
+        ctx.color = False
 
 
 def run() -> None:

@@ -179,3 +179,13 @@ def test_section_limits_the_checks(runner, tmp_path):
     result = runner.invoke(main, ["doctor", "--facts", path, "--section", "packages", "--json"])
     assert {f["section"] for f in json.loads(result.output)["findings"]} == {"packages"}
     assert result.exit_code == 0
+
+
+@pytest.mark.parametrize("no_color, coloured", [("1", False), ("", True)], ids=["NO_COLOR=1", "NO_COLOR empty"])
+def test_no_color_set_and_not_empty_turns_colour_off(tmp_path, coherent, no_color, coloured):
+    """https://no-color.org; the runner's color=True stands for a terminal, where click would colour."""
+    runner = CliRunner(env={"NO_COLOR": no_color})
+    result = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, coherent)], color=True)
+    assert result.exit_code == 0, result.output
+    assert "checks passed" in result.output
+    assert ("\x1b[" in result.output) is coloured

@@ -107,6 +107,9 @@ def test_tiny_recipe_writes_metrics_checkpoints_adapter_manifest_and_picture(tin
     assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
     assert (run / "adapter" / "adapter_model.safetensors").stat().st_size > 1000
     assert (run / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "envkit train: tiny.yaml on cpu (fp32), generation: model.generate (vLLM off: no GPU visible)" in err
+    assert "envkit train: done: 4 steps in " in err and f"  adapter     {run / 'adapter'}  (merged model: {run / 'merged'})" in err
+    assert f"envkit generate {run} " in err
 
 
 def test_merged_model_is_the_base_plus_the_adapter_where_lora_targets(tiny_run):

@@ -82,14 +82,17 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     launch = None if worker else _plan_launch(recipe, str(recipe_path), facts, plan, kwargs, forward, dry_run)
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
         from envkit.report.text import printable  # the doctor's findings carry probed strings (a GPU name)
+        from envkit.train.summary import generation_line
 
+        click.echo(f"envkit train: {Path(recipe.source).name} on {printable(plan.gpu)} ({plan.dtype}), generation: "
+                   f"{generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)}", err=True)
         for warning in plan.warnings:
             click.echo(f"envkit train: warning: {printable(warning)}", err=True)
         for finding in plan.blocking:
             click.echo(f"envkit train: {'ignored (--force)' if force else 'refused'}: {finding.id} {printable(finding.title)}"
                        + (f"\n    fix: {printable(finding.fix)}" if finding.fix else ""), err=True)
     if dry_run:
-        resolved = {"recipe": recipe.source, "plan": {"backend": recipe.backend, "use_vllm": plan.use_vllm, "sleep": plan.sleep,
+        resolved = {"recipe": recipe.source, "plan": {"backend": recipe.backend, "use_vllm": plan.use_vllm, "vllm_off": plan.vllm_off, "sleep": plan.sleep,
                                                       "gpu": plan.gpu, "env": plan.env, "patches": plan.patches,
                                                       "patches_off": plan.patches_off, "guard": recipe.guard}, "grpo_config": kwargs,
                     "launch": launch.to_dict() if launch else None}
@@ -146,12 +149,13 @@ def _plan_launch(recipe, recipe_path: str, facts, plan, kwargs: dict, forward: l
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir) -> None:
-    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the last step.
+    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the steps as a table.
 
     Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
     in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
     """
     from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
+    from envkit.train.summary import metrics_table, reward_trend
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
@@ -169,7 +173,10 @@ def report(run_dir) -> None:
     except OSError as exc:
         click.echo(f"envkit report: cannot write {path / 'run.png'}: {exc.strerror or exc}", err=True)
         sys.exit(FAILED)
-    click.echo(f"{picture}: {len(rows)} steps" + (f", last {rows[-1]}" if rows else ""))
+    trend = reward_trend(rows)
+    click.echo(f"{picture}: {len(rows)} step{'s' * (len(rows) != 1)}" + (f", reward {trend}" if trend else ""))
+    if rows:
+        click.echo(metrics_table(rows))
     if str(skipped):
         click.echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
     verdict = check_rows(rows)

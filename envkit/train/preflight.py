@@ -44,6 +44,7 @@ class Plan:
     patches: list[str] = field(default_factory=list)  # envkit's TRL patches this run applies (envkit.train.patches)
     patches_off: list[str] = field(default_factory=list)  # ones that would apply, turned off by --no-patch
     budget_share: float | None = None  # vLLM's share from envkit.budget (None: no budget here), for vllm...: auto
+    vllm_off: str | None = None  # why generation is model.generate ("no GPU visible", "vllm.enabled: false"); None: vLLM
 
 
 def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tuple[str, str | None]:
@@ -123,7 +124,11 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
             use_vllm = False
             if recipe.vllm.enabled is True or gpus:
                 warnings.append(f"vllm off: {reason}; {GENERATE_COST}")
+    else:
+        reason = "vllm.enabled: false"
     bnb = bnb_plugin_missing(recipe, facts, use_vllm)
+    if bnb is not None:
+        reason = f"{bnb.title} (--force)"
     use_vllm = use_vllm and bnb is None
     env = {}
     pdl, setting = by_id.get("EK402"), pdl_setting(facts)
@@ -174,7 +179,7 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     blocking += [f for f in (bnb, stale, pdl_refusal) if f]
     patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
-                patches, patches_off, share)
+                patches, patches_off, share, None if use_vllm else reason)
 
 
 def stale_sleep(recipe: Recipe, check: Finding | None, use_vllm: bool) -> Finding | None:
