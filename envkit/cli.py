@@ -64,11 +64,12 @@ from envkit.budget.cli import budget  # noqa: E402
 main.add_command(budget)
 
 from envkit.recipe.cli import recipes  # noqa: E402
-from envkit.train.cli import report, train  # noqa: E402
+from envkit.train.cli import generate, report, train  # noqa: E402
 
 main.add_command(recipes)
 main.add_command(train)
 main.add_command(report)
+main.add_command(generate)
 
 from envkit.build.cli import build, lock_command  # noqa: E402
 

@@ -216,3 +216,24 @@ def test_a_stop_signal_saves_a_checkpoint_and_exits(tmp_path, sig, code, said):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["completed"] is False and manifest["steps"] == stopped
     assert not (run / "adapter").exists()
+
+
+def test_generate_samples_from_the_adapter_and_the_merged_model_alike(tiny_run):
+    """Greedy completions of base + adapter and of merged/ are the same tokens: the same weights, two ways."""
+    run, code, err = tiny_run
+    assert code == 0, err[-3000:]
+    assert json.loads((run / "manifest.json").read_text())["generate"] == {
+        "chat_template": False, "system_prompt": None, "trust_remote_code": False}
+    prompts = ["Question: 2+3?\nAnswer:", "Question: 7*6?\nAnswer:"]
+    greedy = {}
+    for way in ([], ["--merged"]):
+        result = CliRunner().invoke(main, ["generate", str(run), *prompts, "--temperature", "0", "--json", *way])
+        assert result.exit_code == 0, result.output
+        greedy[bool(way)] = json.loads(result.stdout)
+        assert [item["prompt"] for item in greedy[bool(way)]] == prompts
+    assert greedy[True] == greedy[False]
+    sampled = CliRunner().invoke(main, ["generate", str(run / "checkpoint-4"), prompts[0], "-n", "3", "--max-new-tokens", "5"])
+    assert sampled.exit_code == 0, sampled.output
+    assert [line for line in sampled.stdout.splitlines() if line.startswith("---")] == [
+        f"--- prompt 1, sample {i} ---" for i in (1, 2, 3)]
+    assert "\x1b" not in sampled.stdout  # a byte-level model's escapes are printed escaped

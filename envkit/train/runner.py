@@ -83,6 +83,12 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         say(f"{checkpoint.path.name} is at max_steps: nothing left to train; writing adapter/"
             f"{' and merged/' if recipe.output.merge else ''} from it")
     started, wall = datetime.now(timezone.utc), time.perf_counter()
+    if todo == "train":
+        from envkit.report.text import printable  # the GPU's name is probed
+        from envkit.train.summary import generation_line
+
+        say(f"{Path(recipe.source).name} on {printable(plan.gpu)} ({plan.dtype}), generation: "
+            f"{generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)}")
 
     from envkit.train.models import import_unsloth, load_model, merge_adapter, model_source
 
@@ -247,4 +253,7 @@ def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_fro
         "plan": {k: v for k, v in dataclasses.asdict(plan).items() if k != "blocking"},
         "grpo_config": kwargs,
         "not_applied": dropped,
+        # how prompts reached the model in training, for envkit generate (envkit.train.generate)
+        "generate": {"chat_template": recipe.dataset.use_chat_template, "system_prompt": recipe.dataset.system_prompt,
+                     "trust_remote_code": recipe.model.trust_remote_code},
     }
