@@ -200,7 +200,7 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
     system prompt the run trained with, and its temperature, top_p and completion length, come from its
     manifest.json.  Exit codes: 0 done, 2 nothing to sample from (no adapter/, no merged/) or a bad option.
     """
-    from envkit.train.generate import GenerateError, find_trained, generate as sample, pick_engine
+    from envkit.train.generate import GenerateError, find_trained, pick_engine, sample
 
     missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
     if missing:

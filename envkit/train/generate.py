@@ -103,7 +103,7 @@ def text_prompt(trained: Trained, prompt: str) -> str:
     return f"{trained.system_prompt}\n\n{prompt}" if trained.system_prompt else prompt
 
 
-def generate(trained: Trained, prompts: list[str], n: int, sampling: dict, seed: int, engine: str) -> list[list[str]]:
+def sample(trained: Trained, prompts: list[str], n: int, sampling: dict, seed: int, engine: str) -> list[list[str]]:
     """``n`` completions of each prompt, with ``sampling`` (temperature 0: greedy)."""
     run = _with_vllm if engine == "vllm" else _with_transformers
     return run(trained, prompts, n, sampling, seed)
