@@ -237,3 +237,26 @@ def test_generate_samples_from_the_adapter_and_the_merged_model_alike(tiny_run):
     assert [line for line in sampled.stdout.splitlines() if line.startswith("---")] == [
         f"--- prompt 1, sample {i} ---" for i in (1, 2, 3)]
     assert "\x1b" not in sampled.stdout  # a byte-level model's escapes are printed escaped
+
+
+# Ten GRPOConfig fields envkit has no key of its own for (the list; transformers 5 dropped warmup_ratio:
+# warmup_steps takes the ratio now), each with a value other than TRL's default.
+TRL_ONLY = {"warmup_steps": 0.1, "lr_scheduler_type": "cosine", "log_completions": True, "weight_decay": 0.01,
+            "max_grad_norm": 0.5, "epsilon": 0.3, "scale_rewards": "batch", "mask_truncated_completions": True,
+            "min_p": 0.05, "repetition_penalty": 1.1}
+
+
+def test_trl_fields_in_grpo_reach_grpoconfig(tmp_path):
+    import torch
+
+    text = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
+    text = text.replace("max_steps: 4", "max_steps: 2\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in TRL_ONLY.items()))
+    (tmp_path / "trl.yaml").write_text(text)
+    run, log = tmp_path / "run", tmp_path / "log"
+    code, err = finish(envkit(str(tmp_path / "trl.yaml"), "--output", str(run), log=log), log)
+    assert code == 0, err[-3000:]
+    args = torch.load(run / "adapter" / "training_args.bin", weights_only=False)  # the GRPOConfig the trainer ran with
+    assert type(args).__name__ == "GRPOConfig"
+    for name, value in TRL_ONLY.items():
+        assert getattr(args, name) == value, name  # SchedulerType is a str enum: equal to "cosine"
+    assert json.loads((run / "manifest.json").read_text())["not_applied"] == []

@@ -89,6 +89,8 @@ class GrpoSpec:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int | None = None
+    # Any other field of TRL's GRPOConfig, as written under grpo: (envkit.recipe.trl_fields checks it)
+    trl: dict = field(default_factory=dict, metadata={"yaml": False})
 
 
 @dataclass

@@ -37,6 +37,7 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
         "fp16": plan.dtype == "fp16",
         "use_cpu": plan.gpu == "cpu",
         "use_vllm": plan.use_vllm,
+        **g.trl,  # TRL's other fields, as the recipe wrote them; none of the above (the loader refuses those)
     }
     if g.top_k is not None:
         kwargs["top_k"] = g.top_k
