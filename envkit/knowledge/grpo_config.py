@@ -16,6 +16,7 @@ import dataclasses
 import enum
 import functools
 import json
+import operator
 import sys
 import types
 import typing
@@ -98,7 +99,7 @@ def as_type(form: Any) -> Any:
         return Literal[tuple(form["choices"])]
     if "list" in form:
         return list[as_type(form["list"])]
-    return typing.Union[tuple(as_type(f) for f in form["union"])]
+    return functools.reduce(operator.or_, (as_type(f) for f in form["union"]))
 
 
 def main() -> None:

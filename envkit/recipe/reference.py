@@ -104,14 +104,14 @@ def markdown() -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
     lines = ["# Recipe reference", "",
-             "Generated from envkit/recipe/schema.py and envkit/knowledge/grpo_config.json by "
-             "`python -m envkit.recipe.reference`; do not edit. `envkit recipes explain KEY` prints one key.", "",
+             ("Generated from envkit/recipe/schema.py and envkit/knowledge/grpo_config.json by "
+              "`python -m envkit.recipe.reference`; do not edit. `envkit recipes explain KEY` prints one key."), "",
              "| key | type | default | allowed | what it does |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| `{e.key}` | {cell(e.type)} | {cell(e.default)} | {cell(e.bound)} | {cell(e.help)} |" for e in entries()]
     version, fields = grpo_fields()
     lines += ["", f"## grpo: TRL's GRPOConfig fields (trl {version})", "",
-              "`grpo:` also takes any field of the installed TRL's GRPOConfig, checked against its type and passed "
-              "through as written. The fields envkit sets itself are refused there, naming the key that sets them:", ""]
+              ("`grpo:` also takes any field of the installed TRL's GRPOConfig, checked against its type and passed "
+               "through as written. The fields envkit sets itself are refused there, naming the key that sets them:"), ""]
     lines += [f"- `{k}`: {v}" for k, v in sorted(OWNED.items()) if k in fields]
     lines += ["", "| field | type | default | what it does (TRL's help) |", "| --- | --- | --- | --- |"]
     own = {f.name for f in dataclasses.fields(GrpoSpec)}
