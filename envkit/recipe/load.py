@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
-from envkit.recipe.schema import BOUNDS, DatasetSpec, Recipe, gpu_count
+from envkit.recipe.schema import BOUNDS, DatasetSpec, GrpoSpec, Recipe, gpu_count
+from envkit.recipe.trl_fields import OWNED, key_problem, trl_type
 
 BUILTIN_REWARDS = ("format", "exact_answer", "length")
 # YAML 1.2's float syntax (its core schema); PyYAML follows YAML 1.1, which needs a dot: 1.0e-4, not 1e-4.
@@ -110,15 +111,24 @@ def _build(cls: type, node: yaml.Node, path: str, where: _Where) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)}
     values: dict[str, Any] = {}
+    passed: dict[str, Any] = {}  # grpo: TRL's GRPOConfig fields beyond envkit's (envkit.recipe.trl_fields)
     for key_node, value_node in node.value:
         key = _scalar(key_node, path, where)
+        if key in values or key in passed:
+            raise where.error(key_node, _join(path, str(key)), "duplicate key")
+        if cls is GrpoSpec and isinstance(key, str) and key not in fields:
+            kind = None if key in OWNED else trl_type(key)
+            if kind is None:
+                raise where.error(key_node, _join(path, key), key_problem(key, list(fields)))
+            passed[key] = _value(kind, value_node, _join(path, key), where)
+            continue
         if not isinstance(key, str) or key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(fields)})"
             raise where.error(key_node, _join(path, str(key)), f"unknown key{hint}")
-        if key in values:
-            raise where.error(key_node, _join(path, key), "duplicate key")
         values[key] = _value(hints[key], value_node, _join(path, key), where)
+    if passed:
+        values["trl"] = passed
     for name, f in fields.items():
         if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise where.error(node, _join(path, name), "missing required key")
@@ -136,15 +146,30 @@ def _value(kind: Any, node: yaml.Node, path: str, where: _Where) -> Any:
         if not isinstance(node, yaml.SequenceNode):
             raise where.error(node, path, f"expected a list, got {_kind(node)}")
         return [_value(args[0], item, f"{path}[{i}]", where) for i, item in enumerate(node.value)]
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and (kind is Any or _accepts(kind, {})):
+        return _plain(node, path, where)  # a TRL field's free-form mapping (generation_kwargs) or any value
     value = _scalar(node, path, where)
     if isinstance(value, str) and node.style is None and YAML12_FLOAT.fullmatch(value) and _accepts(kind, 0.5):
         value = float(value)  # 1e-4: a float in YAML 1.2, a string under PyYAML's YAML 1.1 rule
     if _accepts(kind, value):
         return float(value) if kind is float and isinstance(value, int) else value
-    raise where.error(node, path, f"expected {_describe(kind)}, got {_show(value)}")
+    close = difflib.get_close_matches(value, _choices(kind), n=1) if isinstance(value, str) else []
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise where.error(node, path, f"expected {_describe(kind)}, got {_show(value)}{hint}")
+
+
+def _choices(kind: Any) -> list[str]:
+    """The string values a Literal (or a union holding Literals) allows."""
+    if typing.get_origin(kind) is Literal:
+        return [v for v in typing.get_args(kind) if isinstance(v, str)]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return [v for k in typing.get_args(kind) for v in _choices(k)]
+    return []
 
 
 def _accepts(kind: Any, value: Any) -> bool:
+    if kind is Any:
+        return True
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         return any(_accepts(k, value) for k in typing.get_args(kind))
@@ -172,6 +197,14 @@ def _scalar(node: yaml.Node, path: str, where: _Where) -> Any:
         raise where.error(node, path, f"cannot read value {node.value!r:.40} as {node.tag.rpartition(':')[2]}") from None
 
 
+def _plain(node: yaml.Node, path: str, where: _Where) -> Any:
+    """A mapping or list as plain Python (keys and values as YAML reads them)."""
+    try:
+        return yaml.SafeLoader("").construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError) as exc:  # TypeError: a list or mapping as a mapping's key
+        raise where.error(node, path, f"cannot read value: {getattr(exc, 'problem', None) or exc}") from None
+
+
 def _describe(kind: Any) -> str:
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
@@ -180,7 +213,8 @@ def _describe(kind: Any) -> str:
         return " or ".join(repr(v) if isinstance(v, str) else str(v) for v in typing.get_args(kind))
     if origin is list:
         return "a list"
-    return {type(None): "null", float: "a finite number", int: "an integer", bool: "true/false", str: "a string"}.get(kind, str(kind))
+    return {type(None): "null", float: "a finite number", int: "an integer", bool: "true/false", str: "a string",
+            dict: "a mapping"}.get(kind, str(kind))
 
 
 def _show(value: Any) -> str:

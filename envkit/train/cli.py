@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -55,8 +57,6 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
 
 
 def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=()) -> int:
-    import json
-
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
@@ -89,7 +89,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
             click.echo(f"envkit train: {'ignored (--force)' if force else 'refused'}: {finding.id} {printable(finding.title)}"
                        + (f"\n    fix: {printable(finding.fix)}" if finding.fix else ""), err=True)
     if dry_run:
-        resolved = {"recipe": recipe.source, "plan": {"backend": recipe.backend, "use_vllm": plan.use_vllm, "sleep": plan.sleep,
+        resolved = {"recipe": recipe.source, "plan": {"backend": recipe.backend, "use_vllm": plan.use_vllm, "vllm_off": plan.vllm_off, "sleep": plan.sleep,
                                                       "gpu": plan.gpu, "env": plan.env, "patches": plan.patches,
                                                       "patches_off": plan.patches_off, "guard": recipe.guard}, "grpo_config": kwargs,
                     "launch": launch.to_dict() if launch else None}
@@ -146,12 +146,13 @@ def _plan_launch(recipe, recipe_path: str, facts, plan, kwargs: dict, forward: l
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir) -> None:
-    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the last step.
+    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the steps as a table.
 
     Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
     in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
     """
     from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
+    from envkit.train.summary import metrics_table, reward_trend
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
@@ -169,9 +170,62 @@ def report(run_dir) -> None:
     except OSError as exc:
         click.echo(f"envkit report: cannot write {path / 'run.png'}: {exc.strerror or exc}", err=True)
         sys.exit(FAILED)
-    click.echo(f"{picture}: {len(rows)} steps" + (f", last {rows[-1]}" if rows else ""))
+    trend = reward_trend(rows)
+    click.echo(f"{picture}: {len(rows)} step{'s' * (len(rows) != 1)}" + (f", reward {trend}" if trend else ""))
+    if rows:
+        click.echo(metrics_table(rows))
     if str(skipped):
         click.echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
     verdict = check_rows(rows)
     if verdict:
         click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("prompts", nargs=-1, required=True, metavar="PROMPT...")
+@click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(1), help="Completions per prompt.")
+@click.option("--max-new-tokens", type=click.IntRange(1), help="Default: the run's grpo.max_completion_length.")
+@click.option("--temperature", type=click.FloatRange(0), help="Default: the run's; 0 is greedy.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Default: the run's.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--merged", is_flag=True, help="Sample from RUN_DIR/merged (output.merge: true) instead of base + adapter.")
+@click.option("--engine", type=click.Choice(["auto", "vllm", "transformers"]), default="auto", show_default=True,
+              help="auto: vLLM (the adapter as a LoRA request) with vllm installed and a GPU, else transformers + peft.")
+@click.option("--json", "as_json", is_flag=True, help="Print [{prompt, completions}] as JSON.")
+def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, seed, merged, engine, as_json) -> None:
+    """Sample from a trained run: RUN_DIR's adapter on its base model (or merged/), prompted as in training.
+
+    RUN_DIR is an `envkit train` output folder, or an adapter folder (a checkpoint-N).  The chat template and
+    system prompt the run trained with, and its temperature, top_p and completion length, come from its
+    manifest.json.  Exit codes: 0 done, 2 nothing to sample from (no adapter/, no merged/) or a bad option.
+    """
+    from envkit.train.generate import GenerateError, find_trained, pick_engine, sample
+
+    missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
+    if missing:
+        click.echo(f"envkit generate: needs {', '.join(missing)}: pip install 'envkit[train]'", err=True)
+        sys.exit(USAGE)
+    try:
+        trained = find_trained(Path(run_dir), merged)
+        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+        sampling = {**trained.sampling, **{k: v for k, v in given.items() if v is not None}}
+        if sampling["temperature"] == 0 and num_samples > 1:
+            raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
+        chosen = pick_engine(engine)
+        click.echo(f"envkit generate: {trained.adapter or trained.model}"
+                   + (f" on {trained.model}" if trained.adapter else "") + f" with {chosen}", err=True)
+        completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)
+    except GenerateError as exc:
+        click.echo(f"envkit generate: {exc}", err=True)
+        sys.exit(USAGE)
+    if as_json:
+        click.echo(json.dumps([{"prompt": p, "completions": c} for p, c in zip(prompts, completions)], indent=2))
+        return
+    from envkit.report.text import printable  # a model's text may hold terminal escapes; its newlines stay
+
+    for i, (prompt, texts) in enumerate(zip(prompts, completions)):
+        for j, text in enumerate(texts):
+            if len(prompts) > 1 or len(texts) > 1:
+                click.echo(f"--- prompt {i + 1}" + (f", sample {j + 1}" if len(texts) > 1 else "") + " ---")
+            click.echo("\n".join(printable(line) for line in text.split("\n")))

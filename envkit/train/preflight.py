@@ -46,6 +46,7 @@ class Plan:
     budget_share: float | None = None  # vLLM's share from envkit.budget (None: no budget here), for vllm...: auto
     gradient_checkpointing: bool = True  # grpo.gradient_checkpointing, auto resolved by the budget (on without one)
     micro_batch: int | None = None  # grpo.micro_batch: auto resolved by the budget; None: per_device_train_batch_size
+    vllm_off: str | None = None  # why generation is model.generate ("no GPU visible", "vllm.enabled: false"); None: vLLM
 
 
 def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tuple[str, str | None]:
@@ -127,7 +128,11 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
             use_vllm = False
             if recipe.vllm.enabled is True or gpus:
                 warnings.append(f"vllm off: {reason}; {GENERATE_COST}")
+    else:
+        reason = "vllm.enabled: false"
     bnb = bnb_plugin_missing(recipe, facts, use_vllm)
+    if bnb is not None:
+        reason = f"{bnb.title} (--force)"
     use_vllm = use_vllm and bnb is None
     env = {}
     pdl, setting = by_id.get("EK402"), pdl_setting(facts)
@@ -182,7 +187,7 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
         checkpointing = budget.plan.inputs.grad_checkpointing if budget else True
     micro_batch = budget.plan.inputs.micro_batch if budget and recipe.grpo.micro_batch == "auto" else None
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
-                patches, patches_off, share, checkpointing, micro_batch)
+                patches, patches_off, share, checkpointing, micro_batch, None if use_vllm else reason)
 
 
 def stale_sleep(recipe: Recipe, check: Finding | None, use_vllm: bool) -> Finding | None:
