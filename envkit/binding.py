@@ -2,7 +2,9 @@
 
 The dataclasses are the schema: a field's annotation is its type check (``Literal`` lists the values,
 ``X | None`` makes it optional, ``list[X]`` / ``dict[str, X]`` containers), and its metadata carries the rest,
-TRL-style: ``field(default=..., metadata={"help": ..., "bound": Bound(...), "format": (check, "what")})``.
+TRL-style: ``field(default=..., metadata={"help": ..., "bound": Bound(...), "format": (check, "what")})``; a field
+with ``"extra_keys": resolve`` collects the keys its dataclass does not name (``resolve(key, known)`` gives a key's
+type, or why it is refused: grpo's pass-through of TRL's GRPOConfig fields).
 Bounds and formats are checked at any depth.  Every problem of a document is collected in one pass, as
 (path, message, where) so that the caller can add the file and the line.
 """
@@ -69,12 +71,23 @@ class Binder:
         if not isinstance(data, dict):
             return self._problem(path, f"expected {self.mapping}, got {kind_of(data, self.mapping)}")
         fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("input", True)}
-        hints, values, before = _hints(cls), {}, len(self.problems)
+        extra = next((f for f in dataclasses.fields(cls) if "extra_keys" in f.metadata), None)
+        hints, values, extras, before = _hints(cls), {}, {}, len(self.problems)
         for key in data:
-            if self.strict and (not isinstance(key, str) or key not in fields):
+            if key in fields:
+                continue
+            if extra is not None and isinstance(key, str):
+                kind, refused = extra.metadata["extra_keys"](key, list(fields))
+                if refused:
+                    self._problem(join(path, key), refused, "key")
+                else:
+                    extras[key] = self.value(kind, data[key], join(path, key))
+            elif self.strict:
                 close = difflib.get_close_matches(str(key), fields, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(fields)})"
                 self._problem(join(path, str(key)), f"unknown key{hint}", "key")
+        if extras:
+            values[extra.name] = extras if not any(v is FAILED for v in extras.values()) else FAILED
         for name, item in fields.items():
             at = join(path, name)
             if name not in data:
@@ -110,6 +123,8 @@ class Binder:
             items = {key: self.value(args[1], item, dict_key(path, key)) for key, item in value.items()}
             return FAILED if any(item is FAILED for item in items.values()) else items
         if isinstance(value, (dict, list)):
+            if accepts(kind, value):  # a free-form value (a TRL field typed dict or Any: generation_kwargs)
+                return plain(value)
             return self._problem(path, f"expected {describe(kind, self.mapping)}, got {kind_of(value, self.mapping)}")
         if isinstance(value, PlainFloat):
             value = float(value) if accepts(kind, 0.5) else str(value)
@@ -117,7 +132,9 @@ class Binder:
             return self._problem(path, "not valid Unicode text (an unpaired surrogate escape)")
         if accepts(kind, value):
             return float(value) if kind is float and isinstance(value, int) else value
-        return self._problem(path, f"expected {describe(kind, self.mapping)}, got {show(value)}")
+        close = difflib.get_close_matches(value, choices(kind), n=1) if isinstance(value, str) else []
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return self._problem(path, f"expected {describe(kind, self.mapping)}, got {show(value)}{hint}")
 
     def _check(self, item: dataclasses.Field, value: Any, path: str) -> None:
         """The field's metadata: a bound for a number (not null, not auto), a format for a string."""
@@ -138,6 +155,8 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def accepts(kind: Any, value: Any) -> bool:
+    if kind is Any:
+        return True
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         return any(accepts(k, value) for k in typing.get_args(kind))
@@ -152,6 +171,26 @@ def accepts(kind: Any, value: Any) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+def plain(value: Any) -> Any:
+    """A free-form value as the document wrote it (YAML 1.1's reading: 1e-4 stays text), or FAILED."""
+    if isinstance(value, dict):
+        items = {key: plain(item) for key, item in value.items()}
+        return FAILED if any(item is FAILED for item in items.values()) else items
+    if isinstance(value, list):
+        items = [plain(item) for item in value]
+        return FAILED if any(item is FAILED for item in items) else items
+    return str(value) if isinstance(value, PlainFloat) else value
+
+
+def choices(kind: Any) -> list[str]:
+    """The string values a Literal (or a union holding Literals) allows: a wrong one gets a did-you-mean."""
+    if typing.get_origin(kind) is Literal:
+        return [v for v in typing.get_args(kind) if isinstance(v, str)]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return [v for k in typing.get_args(kind) for v in choices(k)]
+    return []
 
 
 def describe(kind: Any, mapping: str = "a mapping") -> str:

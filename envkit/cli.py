@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -13,8 +14,11 @@ from envkit.exitcodes import raise_terminated
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envkit")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """A working GRPO + vLLM environment: check it, lock it, build it, train in it."""
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: set and not empty; every command echoes through click
+        ctx.color = False
 
 
 def run() -> None:
@@ -60,11 +64,12 @@ from envkit.budget.cli import budget  # noqa: E402
 main.add_command(budget)
 
 from envkit.recipe.cli import recipes  # noqa: E402
-from envkit.train.cli import report, train  # noqa: E402
+from envkit.train.cli import generate, report, train  # noqa: E402
 
 main.add_command(recipes)
 main.add_command(train)
 main.add_command(report)
+main.add_command(generate)
 
 from envkit.build.cli import build, lock_command  # noqa: E402
 

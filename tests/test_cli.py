@@ -206,3 +206,13 @@ def test_fix_covers_every_failing_package_finding_cpu_torch_included(runner, tmp
     assert command[command.index("--extra-index-url") + 1] == "https://download.pytorch.org/whl/cu130"
     shown = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, facts)]).output
     assert "+cpu" not in shown.split("fits", 1)[-1].split("\n")[0]
+
+
+@pytest.mark.parametrize("no_color, coloured", [("1", False), ("", True)], ids=["NO_COLOR=1", "NO_COLOR empty"])
+def test_no_color_set_and_not_empty_turns_colour_off(tmp_path, coherent, no_color, coloured):
+    """https://no-color.org; the runner's color=True stands for a terminal, where click would colour."""
+    runner = CliRunner(env={"NO_COLOR": no_color})
+    result = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, coherent)], color=True)
+    assert result.exit_code == 0, result.output
+    assert "checks passed" in result.output
+    assert ("\x1b[" in result.output) is coloured

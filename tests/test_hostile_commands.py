@@ -231,8 +231,8 @@ def test_mangled_metrics_through_report(run_space, cheap_pictures, content):
 ])
 def test_report_draws_the_extremes(tmp_path, values):
     """The values the filter lets through, extremes together in every panel (symlog included), drawn for real."""
-    keys = ["reward", "rewards/length", "kl", "completion_length", "sampling/sampling_logp_difference/mean",
-            "sampling/sampling_logp_difference/max"]
+    keys = ["reward", "rewards/length/mean", "kl", "completion_length", "sampling/sampling_logp_difference/mean",
+            "sampling/sampling_logp_difference/max", "step_time", "tokens_per_s"]
     rows = [{"step": step, **{k: v for k in keys}} for step, v in enumerate(values)] + [{"step": 2**53, "kl": values[0]}]
     (tmp_path / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)))
     result = invoke(["report", tmp_path])

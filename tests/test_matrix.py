@@ -90,6 +90,16 @@ def test_show_cli():
     assert runner.invoke(main, ["matrix", "show", "vllm", "9.9.9"]).exit_code == 2
 
 
+def test_show_without_a_package_lists_the_choices():
+    result = CliRunner().invoke(main, ["matrix", "show"])
+    table = Matrix.shipped()
+    assert result.exit_code == 0
+    assert [line.split()[0] for line in result.stdout.splitlines()] == sorted(table.doc["packages"])
+    vllm = next(line for line in result.stdout.splitlines() if line.startswith("vllm "))
+    assert vllm.split()[1:] == [str(len(table.releases("vllm"))), "releases,", "newest", str(table.releases("vllm")[0][0])]
+    assert "envkit matrix show PACKAGE [VERSION]" in result.stderr
+
+
 def test_diff_lines():
     old = {"packages": {"trl": {"1.15.0": {"a": 1}, "1.16.0": {"a": 1}}}}
     new = {"packages": {"trl": {"1.16.0": {"a": 2}, "1.17.0": {"a": 1}}}}

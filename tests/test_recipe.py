@@ -279,7 +279,7 @@ def _sections() -> dict[str, list[str]]:
 
 
 SECTIONS = _sections()
-TOP = [f.name for f in dataclasses.fields(Recipe) if f.metadata.get("yaml", True)]
+TOP = [f.name for f in dataclasses.fields(Recipe) if f.metadata.get("input", True)]
 # Reward names the loader may import: a fixed list, so the fuzzer cannot import an arbitrary module.
 REWARD_NAMES = ["length", "format", "exact_answer", "lenght", "", ":", "a:", ":b", "envkit.train.rewards:length",
                 "envkit.train.rewards:nope", "no_such_module_envkit:f", "envkit.train.rewards:re", "json:loads"]

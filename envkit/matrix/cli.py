@@ -62,13 +62,19 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
 
 
 @matrix.command()
-@click.argument("package")
+@click.argument("package", required=False)
 @click.argument("version", required=False)
-def show(package: str, version: str | None) -> None:
-    """What PACKAGE's releases (or one VERSION) declare about the stack."""
+def show(package: str | None, version: str | None) -> None:
+    """What PACKAGE's releases (or one VERSION) declare about the stack; without PACKAGE, the packages known."""
     from envkit.knowledge.matrix import Matrix
 
     table = Matrix.shipped()
+    if package is None:
+        for name in sorted(table.doc["packages"]):
+            known = table.releases(name)
+            click.echo(f"{name:<14} {len(known):>4} releases, newest {known[0][0] if known else '-'}")
+        click.echo("envkit matrix show PACKAGE [VERSION] shows what each release requires", err=True)
+        return
     releases = table.releases(package)
     if not releases:
         raise click.UsageError(f"no package {package!r} in the matrix; known: {', '.join(sorted(table.doc['packages']))}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import sys
 from dataclasses import replace
@@ -15,6 +17,10 @@ from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 @click.command()
 @click.argument("recipe")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the GRPOConfig arguments; import no torch/trl.")
+@click.option("--target", metavar="GPU", help="With --dry-run: plan for this catalog GPU (h100, b200, ...) instead of "
+              "this machine's GPUs, e.g. in an image built for it on a machine without one.")
+@click.option("--target-count", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="How many --target GPUs.")
 @click.option("--resume", is_flag=True, help="Continue from the last complete checkpoint-N in the output folder; "
               "a finished run is left as it is, unless --max-steps extends it (README: Resuming).")
 @click.option("--force", is_flag=True, help="Train even when a doctor check relevant to the run fails.")
@@ -28,7 +34,8 @@ from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
               "README: Patches.")
 @click.option("--worker", is_flag=True, hidden=True,
               help="A trainer rank started by envkit's launch plan: train in this process.")
-def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_patch, worker) -> None:
+def train(recipe, dry_run, target, target_count, resume, force, max_steps, output, machine_rank, no_patch,
+          worker) -> None:
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
 
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
@@ -41,12 +48,20 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
     from envkit.files import WriteError
     from envkit.launch.plan import LaunchError
     from envkit.launch.procs import LaunchFailed
+    from envkit.knowledge import UnknownGpu
     from envkit.recipe.load import RecipeError
     from envkit.train.plot import MetricsError
     from envkit.train.rundir import RunBusy
 
+    if target and not dry_run:
+        click.echo("envkit train: --target plans only (with --dry-run); training needs the GPU itself", err=True)
+        sys.exit(USAGE)
     try:
-        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch))
+        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch,
+                        (target, target_count)))
+    except UnknownGpu as exc:
+        click.echo(f"envkit train: --target: {exc}", err=True)
+        sys.exit(USAGE)
     except (RecipeError, LaunchError, MetricsError) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
@@ -58,9 +73,8 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
         sys.exit(INTERRUPTED)
 
 
-def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=()) -> int:
-    import json
-
+def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=(),
+           target=(None, 1)) -> int:
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
@@ -79,6 +93,10 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         recipe = replace(recipe, distributed=replace(recipe.distributed, machine_rank=machine_rank))
     output_dir = Path(output or recipe.output.dir or Path("runs") / Path(recipe.source).stem)
     facts = collect()
+    if target[0]:
+        from envkit.probe.target import with_target
+
+        facts = with_target(facts, *target)
     check_packages(recipe, facts)
     plan = plan_run(recipe, facts, run_rules(facts), tuple(no_patch))
     plan = replace(plan, grpo_config=grpo_kwargs(recipe, plan, str(output_dir)))
@@ -98,9 +116,9 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
             click.echo(f"envkit train: {verdict}: {finding.id} {printable(finding.title)}"
                        + (f"\n    fix: {printable(finding.fix)}" if finding.fix else ""), err=True)
     if dry_run:
-        shown = {"backend": recipe.backend, "use_vllm": plan.use_vllm, "sleep": plan.sleep, "gpu": plan.gpu,
-                 "env": dict(plan.env), "patches": list(plan.patches), "patches_off": list(plan.patches_off),
-                 "guard": recipe.guard}
+        shown = {"backend": recipe.backend, "use_vllm": plan.use_vllm, "vllm_off": plan.vllm_off, "sleep": plan.sleep,
+                 "gpu": plan.gpu, "env": dict(plan.env), "patches": list(plan.patches),
+                 "patches_off": list(plan.patches_off), "guard": recipe.guard}
         resolved = {"recipe": recipe.source, "plan": shown, "grpo_config": dict(plan.grpo_config),
                     "launch": launch.to_dict() if launch else None}
         if recipe.backend == "unsloth":
@@ -149,12 +167,13 @@ def _lay_out(recipe, recipe_path: str, facts, plan, forward: list[str], dry_run:
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir) -> None:
-    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the last step.
+    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the steps as a table.
 
     Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
     in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
     """
     from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
+    from envkit.train.summary import metrics_table, reward_trend
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
@@ -172,9 +191,62 @@ def report(run_dir) -> None:
     except OSError as exc:
         click.echo(f"envkit report: cannot write {path / 'run.png'}: {exc.strerror or exc}", err=True)
         sys.exit(FAILED)
-    click.echo(f"{picture}: {len(rows)} steps" + (f", last {rows[-1]}" if rows else ""))
+    trend = reward_trend(rows)
+    click.echo(f"{picture}: {len(rows)} step{'s' * (len(rows) != 1)}" + (f", reward {trend}" if trend else ""))
+    if rows:
+        click.echo(metrics_table(rows))
     if str(skipped):
         click.echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
     verdict = check_rows(rows)
     if verdict:
         click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("prompts", nargs=-1, required=True, metavar="PROMPT...")
+@click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(1), help="Completions per prompt.")
+@click.option("--max-new-tokens", type=click.IntRange(1), help="Default: the run's grpo.max_completion_length.")
+@click.option("--temperature", type=click.FloatRange(0), help="Default: the run's; 0 is greedy.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Default: the run's.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--merged", is_flag=True, help="Sample from RUN_DIR/merged (output.merge: true) instead of base + adapter.")
+@click.option("--engine", type=click.Choice(["auto", "vllm", "transformers"]), default="auto", show_default=True,
+              help="auto: vLLM (the adapter as a LoRA request) with vllm installed and a GPU, else transformers + peft.")
+@click.option("--json", "as_json", is_flag=True, help="Print [{prompt, completions}] as JSON.")
+def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, seed, merged, engine, as_json) -> None:
+    """Sample from a trained run: RUN_DIR's adapter on its base model (or merged/), prompted as in training.
+
+    RUN_DIR is an `envkit train` output folder, or an adapter folder (a checkpoint-N).  The chat template and
+    system prompt the run trained with, and its temperature, top_p and completion length, come from its
+    manifest.json.  Exit codes: 0 done, 2 nothing to sample from (no adapter/, no merged/) or a bad option.
+    """
+    from envkit.train.generate import GenerateError, find_trained, pick_engine, sample
+
+    missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
+    if missing:
+        click.echo(f"envkit generate: needs {', '.join(missing)}: pip install 'envkit[train]'", err=True)
+        sys.exit(USAGE)
+    try:
+        trained = find_trained(Path(run_dir), merged)
+        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+        sampling = {**trained.sampling, **{k: v for k, v in given.items() if v is not None}}
+        if sampling["temperature"] == 0 and num_samples > 1:
+            raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
+        chosen = pick_engine(engine)
+        click.echo(f"envkit generate: {trained.adapter or trained.model}"
+                   + (f" on {trained.model}" if trained.adapter else "") + f" with {chosen}", err=True)
+        completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)
+    except GenerateError as exc:
+        click.echo(f"envkit generate: {exc}", err=True)
+        sys.exit(USAGE)
+    if as_json:
+        click.echo(json.dumps([{"prompt": p, "completions": c} for p, c in zip(prompts, completions)], indent=2))
+        return
+    from envkit.report.text import printable  # a model's text may hold terminal escapes; its newlines stay
+
+    for i, (prompt, texts) in enumerate(zip(prompts, completions)):
+        for j, text in enumerate(texts):
+            if len(prompts) > 1 or len(texts) > 1:
+                click.echo(f"--- prompt {i + 1}" + (f", sample {j + 1}" if len(texts) > 1 else "") + " ---")
+            click.echo("\n".join(printable(line) for line in text.split("\n")))

@@ -40,6 +40,7 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
         "use_cpu": plan.gpu == "cpu",
         "use_vllm": plan.use_vllm,
         "gradient_checkpointing": plan.gradient_checkpointing,
+        **g.trl,  # TRL's other fields, as the recipe wrote them; none of the above (the loader refuses those)
     }
     if g.top_k is not None:
         kwargs["top_k"] = g.top_k
@@ -61,10 +62,12 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
             kwargs["vllm_max_lora_rank"] = v.max_lora_rank
         if v.kv_cache_dtype != "auto":
             kwargs["vllm_kv_cache_dtype"] = v.kv_cache_dtype
-        if v.mode == "colocate" and recipe.backend == "trl":
+        written = kwargs.get("generation_kwargs") or {}
+        if v.mode == "colocate" and recipe.backend == "trl" and not written.get("stop"):
             # TRL reads back token ids only (it decodes the completions itself), so vLLM's incremental
-            # detokenizing of every sequence at every step, in the training process, is work thrown away.
-            kwargs["generation_kwargs"] = {"detokenize": False}
+            # detokenizing of every sequence at every step, in the training process, is work thrown away
+            # (stop strings need it: then it stays on).  The recipe's own generation_kwargs win.
+            kwargs["generation_kwargs"] = {"detokenize": False} | written
     return kwargs
 
 

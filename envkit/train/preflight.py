@@ -45,6 +45,7 @@ class Plan:
     budget_share: float | None = None  # vLLM's share from envkit.budget (None: no budget here), for vllm...: auto
     gradient_checkpointing: bool = True  # grpo.gradient_checkpointing, auto resolved by the budget (on without one)
     micro_batch: int | None = None  # grpo.micro_batch: auto resolved by the budget; None: per_device_train_batch_size
+    vllm_off: str | None = None  # why generation is model.generate ("no GPU visible", "vllm.enabled: false")
     grpo_config: Mapping[str, Any] = field(default_factory=dict)  # GRPOConfig's arguments (train.config.grpo_kwargs)
     launch: LaunchPlan | None = None  # the processes this machine starts (None: a rank started by one)
 
@@ -133,8 +134,12 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
             use_vllm = False
             if recipe.vllm.enabled is True or gpus:
                 warnings.append(f"vllm off: {reason}; {GENERATE_COST}")
+    else:
+        reason = "vllm.enabled: false"
     recipe_checks = [f for f in run_run_rules(facts, RunInputs(recipe, use_vllm)) if f.severity is Severity.FAIL]
-    use_vllm = use_vllm and not any(RUN_REGISTRY[f.id].needs_vllm for f in recipe_checks)  # --force: without vLLM
+    vllm_refusal = next((f for f in recipe_checks if RUN_REGISTRY[f.id].needs_vllm), None)
+    if vllm_refusal is not None:  # --force runs without vLLM
+        use_vllm, reason = False, f"{vllm_refusal.title} (--force)"
     env = {}
     pdl, setting = informing(findings, "pdl"), pdl_setting(facts)
     if use_vllm and pdl and pdl.severity is Severity.FAIL and setting:
@@ -189,7 +194,7 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
         checkpointing = budget.plan.inputs.grad_checkpointing if budget else True
     micro_batch = budget.plan.inputs.micro_batch if budget and recipe.grpo.micro_batch == "auto" else None
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
-                patches, patches_off, share, checkpointing, micro_batch)
+                patches, patches_off, share, checkpointing, micro_batch, None if use_vllm else reason)
 
 
 def stale_sleep(recipe: Recipe, check: Finding | None, use_vllm: bool) -> Finding | None:

@@ -84,6 +84,12 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         say(f"{checkpoint.path.name} is at max_steps: nothing left to train; writing adapter/"
             f"{' and merged/' if recipe.output.merge else ''} from it")
     started, wall = datetime.now(timezone.utc), time.perf_counter()
+    if todo == "train":
+        from envkit.report.text import printable  # the GPU's name is probed
+        from envkit.train.summary import generation_line
+
+        say(f"{Path(recipe.source).name} on {printable(plan.gpu)} ({plan.dtype}), generation: "
+            f"{generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)}")
 
     from envkit.train.models import import_unsloth, load_model, merge_adapter, model_source
 
@@ -143,15 +149,21 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         replace_dir(partial, adapter)
         if recipe.output.merge:
             merge_adapter(recipe, plan, source, adapter, output_dir / "merged", tokenizer)
-    manifest = _manifest(recipe, plan, kwargs, dropped, steps, started, time.perf_counter() - wall,
-                         checkpoint.path if checkpoint else None, completed=code == 0)
+    wall_s = time.perf_counter() - wall
+    manifest = _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, checkpoint.path if checkpoint else None,
+                         completed=code == 0)
     manifest["guard"] = {"mode": recipe.guard, "stale_weights": verdict.to_dict() if verdict else None}
     if main:
         write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if main and metrics.exists():
-        from envkit.train.plot import plot_run
+        from envkit.train.plot import metric_rows, plot_run
+        from envkit.train.summary import generation_line, run_summary
 
-        plot_run(output_dir)
+        rows = metric_rows(metrics)
+        plot_run(output_dir, rows=rows)
+        if code == 0:
+            generation = generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)
+            click.echo(run_summary(output_dir, rows, steps, wall_s, generation, recipe.output.merge))
     return code
 
 
@@ -243,4 +255,7 @@ def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_fro
         "plan": plan.to_dict(),
         "grpo_config": kwargs,
         "not_applied": dropped,
+        # how prompts reached the model in training, for envkit generate (envkit.train.generate)
+        "generate": {"chat_template": recipe.dataset.use_chat_template, "system_prompt": recipe.dataset.system_prompt,
+                     "trust_remote_code": recipe.model.trust_remote_code},
     }
