@@ -360,3 +360,26 @@ def test_a_namespace_package_reward_beside_the_recipe_goes_into_the_context(tmp_
     stack = stack_for("tiny", "cpu")
     out = write_context(Inputs(load_recipe(recipe), recipe, stack, FAKE_LOCK, stack.base["image"]), tmp_path / "ctx")
     assert "recipes/ns_rewards_envkit/scores.py" in _tree(out)
+
+
+def test_lock_resolves_again_out_of_a_known_incompatibility(monkeypatch):
+    """Issue #17: envkit's grpo-llama3b lock held datasets 5.2.0 + pyarrow 26.0.1, which cannot build a dataset
+    (EK605); the lock now adds the check's repair and resolves once more."""
+    import envkit.build.lock as lock_module
+    from envkit.build.stack import Stack
+
+    calls = []
+    locks = {False: "datasets==5.2.0\npyarrow==26.0.1\n", True: "datasets==5.2.0\npyarrow==25.0.1\n"}
+
+    def resolve(stack, index_url, wheelhouse, refresh, pins):
+        calls.append(list(pins))
+        return lock_module.Lock(locks["pyarrow<26" in pins], 0.1, False)
+
+    monkeypatch.setattr(lock_module, "_resolve", resolve)
+    stack = Stack("h100", "x86_64", "3.12", ["trl==1.16.0"], "13.0")
+    result = lock_module.lock(stack)
+    assert calls == [["trl==1.16.0"], ["trl==1.16.0", "pyarrow<26"]]
+    assert result.avoided == ("pyarrow<26",) and result.pins()["pyarrow"] == "25.0.1"
+    calls.clear()
+    locks[False] = locks[True]
+    assert lock_module.lock(stack).avoided == () and len(calls) == 1  # nothing to avoid: one resolution

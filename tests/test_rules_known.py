@@ -28,6 +28,9 @@ CASES = [
     ("EK604", {"liger-kernel": "0.6.4", "transformers": "5.17.0"}, Severity.WARN),
     ("EK604", {"liger-kernel": "0.6.5", "transformers": "5.17.0"}, Severity.OK),
     ("EK604", {"liger-kernel": "0.6.4", "transformers": "4.57.1"}, Severity.OK),
+    ("EK605", {"datasets": "5.2.0", "pyarrow": "26.0.1"}, Severity.FAIL),
+    ("EK605", {"datasets": "5.2.0", "pyarrow": "25.0.1"}, Severity.OK),
+    ("EK605", {"datasets": "4.8.5", "pyarrow": "26.0.1"}, Severity.OK),
 ]
 
 
@@ -46,3 +49,12 @@ def test_every_check_has_cases_on_both_sides_and_its_source():
         outcomes = {expected for check, _, expected in CASES if check == entry["id"]}
         assert Severity.OK in outcomes and outcomes & {Severity.FAIL, Severity.WARN}, entry["id"]
         assert entry["source"] and entry["checked"] and entry["summary"] and REGISTRY[entry["id"]].doc.startswith(entry["summary"])
+
+
+def test_a_lock_inside_a_failing_window_gets_the_checks_repair_and_nothing_else_does():
+    from envkit.rules.known import lock_repairs
+
+    assert lock_repairs({"datasets": "5.2.0", "PyArrow": "26.0.1", "torch": "2.11.0"}) == ["pyarrow<26"]
+    assert lock_repairs({"datasets": "5.2.0", "pyarrow": "25.0.1"}) == []
+    assert lock_repairs({"datasets": "5.2.0"}) == []  # pyarrow not in the lock
+    assert lock_repairs({"liger-kernel": "0.6.4", "transformers": "5.17.0"}) == []  # a warning is not repaired

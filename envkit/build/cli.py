@@ -111,6 +111,14 @@ def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse,
         click.echo(locked.text, nl=False)
     click.echo(f"locked {len(locked.pins())} packages for {stack.platform} Python {stack.python} "
                f"in {locked.seconds:.2f} s ({'index' if locked.online else 'cache'})", err=True)
+    _say_avoided("lock", locked)
+
+
+def _say_avoided(command: str, locked) -> None:
+    """The requirements the lock added to leave a known incompatibility (envkit doctor --explain EK6xx)."""
+    if locked.avoided:
+        click.echo(f"{command}: resolved again with {', '.join(locked.avoided)}: the first resolution fell in a known "
+                   "incompatibility (knowledge/incompatibilities.json)", err=True)
 
 
 @click.command()
@@ -148,6 +156,7 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
     tags = (tag,) if tag else (f"{IMAGE}:{name}", f"{IMAGE}:latest")
     click.echo(f"context: {context}  ({len(locked.pins())} packages locked in {locked.seconds:.1f} s; base {base})",
                err=True)
+    _say_avoided("build", locked)
     if emit_only:
         click.echo(f"build it with: docker buildx build --platform {stack.platform} -t {tags[0]} {context}", err=True)
         return

@@ -21,6 +21,7 @@ from packaging.requirements import Requirement
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from envkit.build.stack import Stack
+from envkit.rules.known import lock_repairs
 
 UV_PLATFORMS = {"x86_64": "x86_64-manylinux_2_28", "aarch64": "aarch64-manylinux_2_28"}
 # Packages of the first image layer: large, and they change only with torch.
@@ -37,6 +38,7 @@ class Lock:
     text: str
     seconds: float
     online: bool
+    avoided: tuple[str, ...] = ()  # requirement lines added to leave a known incompatibility (envkit.rules.known)
 
     @property
     def sha256(self) -> str:
@@ -122,8 +124,20 @@ def lock(stack: Stack, index_url: str | None = None, wheelhouse: str | None = No
     The cache answers first (offline), so a lock may keep the transitive versions it saw last time;
     ``refresh`` asks the index for the newest.
     """
+    start = time.perf_counter()
+    first = _resolve(stack, index_url, wheelhouse, refresh, stack.pins)
+    avoided = tuple(r for r in lock_repairs(first.pins()) if r not in stack.pins)
+    if not avoided:
+        return replace(first, seconds=time.perf_counter() - start)
+    # A resolution inside a known-bad window (knowledge/incompatibilities.json, metadata cannot say it): once more
+    # with the check's repair as a requirement.
+    second = _resolve(stack, index_url, wheelhouse, refresh, [*stack.pins, *avoided])
+    return replace(second, seconds=time.perf_counter() - start, online=first.online or second.online, avoided=avoided)
+
+
+def _resolve(stack: Stack, index_url: str | None, wheelhouse: str | None, refresh: bool, pins: list[str]) -> Lock:
     command = uv_command() + compile_args(stack, index_url, wheelhouse)
-    requirements = "\n".join(stack.pins) + "\n"
+    requirements = "\n".join(pins) + "\n"
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         output = Path(scratch) / "requirements.lock"
@@ -135,4 +149,4 @@ def lock(stack: Stack, index_url: str | None = None, wheelhouse: str | None = No
                 return Lock(output.read_text(), time.perf_counter() - start, online)
     message = (result.stderr.strip().splitlines() or ["uv failed"])[-3:]
     hint = f" (the {stack.torch_backend} torch comes from PyTorch's index; --wheelhouse DIR offers local wheels)" if stack.torch_backend else ""
-    raise LockError("cannot lock " + " ".join(stack.pins) + ": " + " ".join(line.strip() for line in message) + hint)
+    raise LockError("cannot lock " + " ".join(pins) + ": " + " ".join(line.strip() for line in message) + hint)

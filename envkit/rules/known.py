@@ -33,6 +33,28 @@ def _installed(facts: Facts, names: set[str]) -> dict[str, Version] | None:
     return found
 
 
+def _inside(entry: dict, versions: dict[str, Version]) -> bool:
+    """Whether ``versions`` (every name the entry's windows name) fall inside one of its windows."""
+    return any(all(versions[name] in SpecifierSet(spec) if spec else True for name, spec in window.items())
+               for window in entry["windows"])
+
+
+def lock_repairs(pins: dict[str, str]) -> list[str]:
+    """The requirement lines that take a resolved set (a lock's name -> version) out of every failing check's
+    window it falls in: what `envkit lock` adds before resolving again (datasets 5.2.0 + pyarrow 26 -> pyarrow<26)."""
+    pinned = {canonicalize_name(name): version for name, version in pins.items()}
+    repairs = []
+    for entry in CHECKS:
+        names = {name for window in entry["windows"] for name in window}
+        if entry["severity"] != "fail" or not entry.get("requirements") or not names <= set(pinned):
+            continue
+        versions = {name: Version(pinned[name]) for name in names}
+        if _inside(entry, versions):
+            shown = {name: str(v) for name, v in versions.items()}
+            repairs += [r.format(**shown) for r in entry["requirements"]]
+    return repairs
+
+
 def check_of(entry: dict):
     """The rule function of one data entry."""
     names = {name for window in entry["windows"] for name in window}
@@ -44,11 +66,10 @@ def check_of(entry: dict):
         shown = {name: str(v) for name, v in versions.items()}
         evidence = (", ".join(f"{n} {v}" for n, v in sorted(shown.items()))
                     + f"; {entry['source']} (checked {entry['checked']})")
-        for window in entry["windows"]:
-            if all(versions[name] in SpecifierSet(spec) if spec else True for name, spec in window.items()):
-                repair = tuple(r.format(**shown) for r in entry.get("requirements", ()))  # what --fix installs
-                return Outcome(OUTCOME[entry["severity"]], entry["title"].format(**shown), evidence,
-                               entry["fix"].format(**shown), repair)
+        if _inside(entry, versions):
+            repair = tuple(r.format(**shown) for r in entry.get("requirements", ()))  # what --fix installs
+            return Outcome(OUTCOME[entry["severity"]], entry["title"].format(**shown), evidence,
+                           entry["fix"].format(**shown), repair)
         return ok(f"{', '.join(f'{n} {v}' for n, v in sorted(shown.items()))}: outside the known-bad windows", evidence)
 
     run.__doc__ = (f"{entry['summary']}.\n\n{entry['doc']}\n\nFix: {entry['fix']}\n\n"
@@ -56,5 +77,6 @@ def check_of(entry: dict):
     return run
 
 
-for _entry in load("incompatibilities")["checks"]:
+CHECKS: list[dict] = load("incompatibilities")["checks"]
+for _entry in CHECKS:
     register(Rule(_entry["id"], _entry["name"], _entry["section"], check_of(_entry)))
