@@ -102,7 +102,8 @@ def test_report_skips_a_torn_last_line_and_non_object_lines(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '[1, 2]\n"x"\n{"step": 3, "rew')
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output and "2 steps, last {'step': 2, 'reward': 0.7}" in result.output
+    assert "Traceback" not in result.output and "2 steps, reward 0.500 -> 0.700" in result.output
+    assert [line.split() for line in result.stdout.splitlines()[1:]] == [["step", "reward"], ["1", "0.5"], ["2", "0.7"]]
     assert (tmp_path / "run.png").is_file()
 
 
