@@ -13,7 +13,7 @@ import click
 from envkit.exitcodes import USAGE
 from envkit.facts import Facts, FactsError
 from envkit.files import WriteError, write_atomic
-from envkit.report import exit_code, repair_requirements, to_json
+from envkit.report import exit_code, repair_indexes, repair_requirements, to_json
 from envkit.report.text import render
 from envkit.launch.checks import LAUNCH_REGISTRY
 from envkit.rules import REGISTRY, find_rule, run_rules
@@ -100,7 +100,7 @@ def _repair(findings, run: bool) -> int:
     if not requirements:
         click.echo("nothing to repair: no package finding has a pip fix")
         return 0
-    command = [sys.executable, "-m", "pip", "install", *requirements]
+    command = [sys.executable, "-m", "pip", "install", *repair_indexes(requirements), *requirements]
     click.echo(shlex.join(command))
     if not run:
         return 0

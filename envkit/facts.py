@@ -91,6 +91,8 @@ class Package:
     cuda: str | None = None  # torch: CUDA of the build ("13.0"); None for CPU builds
     cudart_needed: list[str] = field(default_factory=list)  # vllm: libcudart.so.N its .so files link
     built_for_torch: str | None = None  # a compiled torch extension (xformers): the torch its binary was built against
+    glibc_needed: str | None = None  # compiled packages: the newest glibc its wheel tag or its extensions' symbol versions ask for
+    missing_torch_symbols: list[str] = field(default_factory=list)  # flash-attn: torch C++ symbols it links that torch lacks
 
 
 @dataclass
@@ -188,6 +190,7 @@ FORMATS: dict[tuple[type, str], tuple[Callable[[str], Any], str]] = {
     (Package, "version"): (_is_version, "a PEP 440 version"),
     (Package, "cuda"): (_is_version, 'a CUDA version, e.g. "13.0"'),
     (Package, "built_for_torch"): (_is_version, 'a torch version, e.g. "2.10.0+cu128"'),
+    (Package, "glibc_needed"): (_is_version, 'a glibc version, e.g. "2.34"'),
 }
 PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 

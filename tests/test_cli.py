@@ -1,6 +1,7 @@
 """The doctor's command line: exit codes, JSON schema, replay, --target, --explain, --fix."""
 
 import json
+import shlex
 
 import pytest
 from click.testing import CliRunner
@@ -179,6 +180,19 @@ def test_section_limits_the_checks(runner, tmp_path):
     result = runner.invoke(main, ["doctor", "--facts", path, "--section", "packages", "--json"])
     assert {f["section"] for f in json.loads(result.output)["findings"]} == {"packages"}
     assert result.exit_code == 0
+
+
+def test_fix_covers_every_failing_package_finding_cpu_torch_included(runner, tmp_path):
+    """Issue #12: --fix ignored EK201 and offered a vLLM that 'fits torch 2.13.0+cpu'.  Now one command: the
+    CUDA build of the same torch from PyTorch's index, the vLLM built for that release, and the TRL that imports
+    under this transformers (EK601)."""
+    facts = make_facts("h100", {"torch": "2.13.0+cpu", "trl": "0.28.0", "transformers": "5.17.0"}, torch_cuda=None)
+    result = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, facts), "--fix"])
+    command = shlex.split(result.output.strip().splitlines()[-1])
+    assert "torch==2.13.0+cu130" in command and "trl>=0.29.0" in command
+    assert command[command.index("--extra-index-url") + 1] == "https://download.pytorch.org/whl/cu130"
+    shown = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, facts)]).output
+    assert "+cpu" not in shown.split("fits", 1)[-1].split("\n")[0]
 
 
 @pytest.mark.parametrize("no_color, coloured", [("1", False), ("", True)], ids=["NO_COLOR=1", "NO_COLOR empty"])

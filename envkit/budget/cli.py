@@ -25,7 +25,8 @@ from envkit.exitcodes import USAGE
 @click.option("--max-completion-length", type=click.IntRange(1), help="[default: recipe's, else 256]")
 @click.option("--micro-batch", type=click.IntRange(1),
               help="Sequences per forward/backward (per_device_train_batch_size).  [default: recipe's, else 4]")
-@click.option("--grad-checkpointing/--no-grad-checkpointing", default=None, help="[default: on, as in TRL]")
+@click.option("--grad-checkpointing/--no-grad-checkpointing", default=None,
+              help="[default: recipe's grpo.gradient_checkpointing; auto: off where the activations fit, else on]")
 @click.option("--kv-cache-dtype", type=click.Choice(["auto", "fp8"]), help="[default: recipe's, else auto]")
 @click.option("--json", "as_json", is_flag=True, help="Print the budget as JSON (schema envkit.budget/1).")
 def budget(recipe, target, model, as_json, **options) -> None:

@@ -126,7 +126,7 @@ class BudgetInputs:
     max_prompt_length: int = 512
     max_completion_length: int = 256
     micro_batch: int = 4
-    grad_checkpointing: bool = True
+    grad_checkpointing: bool | None = None  # None: the budget chooses (envkit.budget.recommend.plan); on if not
     kv_cache_dtype: str = "auto"  # "auto" (the model dtype) or "fp8"
     server_mode: bool = False  # vLLM on another GPU (vllm_mode="server")
     use_vllm: bool = True  # False: TRL generates with model.generate, its KV cache in the training process
@@ -256,7 +256,7 @@ def training(inputs: BudgetInputs) -> Training:
     return Training(
         weights=weights,
         lora=lora * LORA_TRAIN_BYTES,
-        activations=activation_bytes(shape, tokens, nbytes, inputs.grad_checkpointing,
+        activations=activation_bytes(shape, tokens, nbytes, inputs.grad_checkpointing is not False,
                                      inputs.lora_r, len(inputs.lora_targets)),
         logits=logits_bytes(shape, inputs.micro_batch, inputs.max_completion_length, nbytes),
         resident=weights + lora * LORA_RESIDENT_BYTES,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from packaging.version import Version
 
-from envkit.knowledge import cc_tuple, cuda_table, curated, gpu_catalog, has_bf16, load, torch_covers, vllm_broken_on
+from envkit.knowledge import cc_tuple, cuda_table, curated, gpu_catalog, has_bf16, load, late_vllm_gpu, torch_covers
 from envkit.knowledge.matrix import Matrix
 from envkit.matrix.solve import DEFAULT_PYTHON, Constraints, solve
 from envkit.recipe.schema import Recipe
@@ -50,9 +50,11 @@ def targets() -> list[str]:
 
 
 def uses_vllm(recipe: Recipe, target: str) -> bool:
+    """vLLM goes into the image unless the recipe turns it off, the target is a CPU, or the backend would not use
+    it there (Unsloth turns fast_inference off on GB10 by name: curated gb10_vllm)."""
     if recipe.vllm.enabled is False or target == "cpu":
         return False
-    return not vllm_broken_on(target)
+    return not (recipe.backend == "unsloth" and late_vllm_gpu(target))
 
 
 def torch_variant(default_cuda: str | None, compute_capability: str) -> str | None:

@@ -31,6 +31,7 @@ STACK = (
     "deepspeed",
     "unsloth",
     "unsloth_zoo",
+    "flash-attn",
 )
 
 
@@ -55,9 +56,11 @@ def curated(key: str) -> dict:
     return load("curated")[key]
 
 
-def vllm_broken_on(catalog_id: str | None) -> bool:
-    """vLLM generation is known broken on this catalog GPU (curated vllm_broken_gpus: DGX Spark's GB10)."""
-    return catalog_id in curated("vllm_broken_gpus")["gpus"]
+def late_vllm_gpu(catalog_id: str | None) -> dict | None:
+    """The curated vLLM scope of a GPU vLLM supported late (gb10_vllm: DGX Spark's GB10 -- bf16 from one
+    release, FP8 checkpoints from a later one, Unsloth's fast_inference off by name), or None."""
+    scope = curated("gb10_vllm")
+    return scope if catalog_id in scope["gpus"] else None
 
 
 def cuda_table() -> dict:

@@ -44,8 +44,13 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
             new = build(wanted, index_url, progress)
         except RefreshError as exc:
             raise click.ClickException(f"{exc}. Check the network, or pass --index-url for a reachable mirror.") from None
-    if packages:  # a partial refresh keeps the other packages as they were
+    if packages:  # a partial refresh keeps the other packages as they were, and their dates
         new["packages"] = {**old.get("packages", {}), **new["packages"]}
+        before = {name: old.get("refreshed", {}).get(name, old.get("generated", "unknown")) for name in old.get("packages", {})}
+        new["refreshed"] = {**before, **new.get("refreshed", {})}
+        # the file is as fresh as its stalest package: a partial refresh must not stamp an older listing
+        # with the day's date (issue #12: "generated 2026-11-23" lacked transformers 5.24.0 of 2026-11-21)
+        new["generated"] = min(new["refreshed"].values(), default=new.get("generated"))
     changes = diff(old, new)
     try:
         write_atomic(output, json.dumps(new, indent=1, sort_keys=True) + "\n")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from envkit.knowledge import cc_tuple, curated, gpu_catalog, torch_covers, vllm_broken_on
+from envkit.knowledge import cc_tuple, curated, gpu_catalog, late_vllm_gpu, torch_covers
 from envkit.knowledge.matrix import Matrix, spec
 
 
@@ -166,6 +166,10 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
     if not caps.of("torch").contains(torch, prereleases=True):
         reasons.append(f"vllm {vllm} pins torch=={torch}, outside {caps.describe()}'s torch{caps.of('torch')}")
         return None
+    late = late_vllm_gpu(c.target)
+    if late and Version(vllm) < Version(late["bf16_from"]):
+        reasons.append(f"vllm {vllm} predates vLLM's {c.target} support (from {late['bf16_from']}, EK401)")
+        return None
     cuda = matrix.record("torch", torch).get("cuda")
     if cc and not torch_covers(cuda, cc):
         reasons.append(f"torch {torch} (CUDA {cuda}) ships no kernels for {c.target}")
@@ -227,8 +231,12 @@ def _notes(matrix: Matrix, c: Constraints, trl: str, vllm: str) -> list[str]:
         trl_date, vllm_date = matrix.record("trl", trl)["uploaded"], matrix.record("vllm", vllm)["uploaded"]
         if vllm_date > trl_date:
             notes.append(f"trl {trl} declares vllm{window} with no upper bound; vllm {vllm} came out after it (untested pairing)")
-    if vllm_broken_on(c.target):
-        notes.append(f"vLLM generation is broken on {c.target}: train with vllm.enabled: false (model.generate)")
+    late = late_vllm_gpu(c.target)
+    if late:
+        block = late["fp8_block_scaled"]
+        fp8 = (f"FP8 checkpoints trap before vllm {late['fp8_from']}" if Version(vllm) < Version(late["fp8_from"])
+               else f"block-scaled FP8 may trap ({block['issue']}: {block['env']}={block['value']})")
+        notes.append(f"vllm {vllm} runs bf16 on {c.target}; {fp8}; backend unsloth generates without vLLM there (EK401)")
     pdl = curated("pdl")
     cc = cc_tuple(gpu_catalog()[c.target]["compute_capability"]) if c.target else None
     if cc and cc[0] == pdl["compute_capability_major"]:

@@ -89,6 +89,13 @@ class GrpoSpec:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int | None = None
+    # auto: off where the memory budget has room for the activations (faster: no recomputed forward), else on
+    # (TRL's default); without a budget (no GPU, unknown model shape), on.
+    gradient_checkpointing: Auto | bool = "auto"
+    # auto: the step's per_device_train_batch_size x gradient_accumulation_steps completions (and the optimizer
+    # step on them) unchanged, run in the largest micro-batch the memory budget holds without sleep mode or
+    # checkpointing that the written split avoids; fewer, larger forward/backward passes.  null: as written.
+    micro_batch: Auto | None = None
     # Any other field of TRL's GRPOConfig, as written under grpo: (envkit.recipe.trl_fields checks it)
     trl: dict = field(default_factory=dict, metadata={"yaml": False})
 

@@ -44,7 +44,8 @@ def check_of(entry: dict):
         evidence = ", ".join(f"{n} {v}" for n, v in sorted(shown.items())) + f"; {entry['source']} (checked {entry['checked']})"
         for window in entry["windows"]:
             if all(versions[name] in SpecifierSet(spec) if spec else True for name, spec in window.items()):
-                return Outcome(OUTCOME[entry["severity"]], entry["title"].format(**shown), evidence, entry["fix"].format(**shown))
+                repair = tuple(r.format(**shown) for r in entry.get("requirements", ()))  # what --fix installs
+                return Outcome(OUTCOME[entry["severity"]], entry["title"].format(**shown), evidence, entry["fix"].format(**shown), repair)
         return ok(f"{', '.join(f'{n} {v}' for n, v in sorted(shown.items()))}: outside the known-bad windows", evidence)
 
     run.__doc__ = f"{entry['summary']}.\n\n{entry['doc']}\n\nFix: {entry['fix']}\n\nSource: {entry['source']} (checked {entry['checked']})."

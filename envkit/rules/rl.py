@@ -6,7 +6,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import curated, vllm_broken_on
+from envkit.knowledge import curated, late_vllm_gpu
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.gpus import cc_major_gpus, describe
 
@@ -16,25 +16,40 @@ def _vllm_version(facts: Facts) -> Version | None:
     return Version(vllm.version) if vllm else None
 
 
-@rule("EK401", "vllm-broken-gpu", "rl")
-def vllm_broken_gpu(facts: Facts) -> Outcome:
-    """vLLM fast inference is broken on DGX Spark (GB10).
+@rule("EK401", "gb10-vllm", "rl")
+def gb10_vllm(facts: Facts) -> Outcome:
+    """vLLM generates on DGX Spark (GB10) for the backend in use: bf16 from vLLM 0.13.0, FP8 from 0.22.0.
 
-    On GB10 (sm_121, unified memory) vLLM generation inside RL training fails;
-    `envkit train` falls back to `model.generate` (use_vllm=False), which is
-    several times slower per step (about 6x on a 205M model, 32x256 tokens).
+    vLLM runs on GB10 (sm_121): vllm-project/vllm#28129 was closed on
+    2026-01-29 as stable for the past few releases.  Its published wheels
+    carry sm_120-family kernels, not sm_121 ones (PR #38484, open), which
+    GB10 runs.  FP8 checkpoints trap in the per-tensor CUTLASS GEMM on
+    SM12.1 ('cutlass_gemm_caller Error Internal', vllm#40758) before 0.22.0
+    (PR #41215); block-scaled FP8 may still trap (vllm#43367; workaround
+    VLLM_DISABLED_KERNELS=CutlassFp8BlockScaledMMKernel).  bf16 training,
+    envkit's default, is unaffected.  Unsloth turns fast_inference off on
+    any GB10 by name (its loader.py, "broken as of January 2026"): with
+    backend unsloth generation is Unsloth's own; backend trl uses vLLM.
+    Fix: pip install a vLLM >= 0.13.0 inside TRL's window (>= 0.22.0 for FP8).
     """
-    gpus = facts.visible_gpus()
-    if not gpus:
-        return skip("no GPU to check")
-    bad = [g for g in gpus if vllm_broken_on(g.catalog_id)]
-    if bad:
-        return warn(
-            f"vLLM fast inference is broken on {bad[0].catalog_id.upper()}",
-            describe(bad[0]),
-            "set vllm.enabled: false (envkit train does this by itself); generation uses model.generate",
-        )
-    return ok("no GPU with known-broken vLLM generation", ", ".join(describe(g) for g in gpus))
+    gpus = [g for g in facts.visible_gpus() if late_vllm_gpu(g.catalog_id)]
+    vllm = _vllm_version(facts)
+    if not gpus or vllm is None:
+        return skip("needs vllm on a DGX Spark (GB10)")
+    scope = late_vllm_gpu(gpus[0].catalog_id)
+    evidence = f"{describe(gpus[0])}, vllm {vllm}; {scope['source']} (checked {scope['checked']})"
+    if vllm < Version(scope["bf16_from"]):
+        return fail(f"vllm {vllm} predates vLLM's GB10 support (stable from {scope['bf16_from']})", evidence,
+                    f"pip install 'vllm>={scope['bf16_from']}' (inside trl's window; envkit train generates with model.generate until then)")
+    if facts.package("unsloth"):
+        return warn(f"Unsloth turns fast_inference off on {gpus[0].catalog_id.upper()} (its own rule; vllm {vllm} runs there)",
+                    evidence, "backend: trl generates with vLLM on GB10; backend: unsloth generates with Unsloth's native path")
+    if vllm < Version(scope["fp8_from"]):
+        return warn(f"vllm {vllm} runs bf16 on {gpus[0].catalog_id.upper()}; FP8 checkpoints trap before vllm {scope['fp8_from']}",
+                    evidence, f"keep bf16 weights, or pip install 'vllm>={scope['fp8_from']}' for FP8 checkpoints")
+    block = scope["fp8_block_scaled"]
+    return ok(f"vllm {vllm} runs bf16 and per-tensor FP8 on {gpus[0].catalog_id.upper()}",
+              f"{evidence}; block-scaled FP8: {block['issue']}, {block['env']}={block['value']}")
 
 
 def pdl_setting(facts: Facts) -> tuple[str, str] | None:

@@ -14,12 +14,13 @@ TRL_DEFAULT_UTILIZATION = 0.3
 
 def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
     g, v = recipe.grpo, recipe.vllm
+    micro_batch = plan.micro_batch or g.per_device_train_batch_size  # the same completions a step either way
     kwargs: dict[str, Any] = {
         "output_dir": output_dir,
         "seed": recipe.seed,
         "learning_rate": g.learning_rate,
-        "per_device_train_batch_size": g.per_device_train_batch_size,
-        "gradient_accumulation_steps": g.gradient_accumulation_steps,
+        "per_device_train_batch_size": micro_batch,
+        "gradient_accumulation_steps": g.per_device_train_batch_size * g.gradient_accumulation_steps // micro_batch,
         "num_generations": g.num_generations,
         "max_prompt_length": g.max_prompt_length,
         "max_completion_length": g.max_completion_length,
@@ -37,6 +38,7 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
         "fp16": plan.dtype == "fp16",
         "use_cpu": plan.gpu == "cpu",
         "use_vllm": plan.use_vllm,
+        "gradient_checkpointing": plan.gradient_checkpointing,
         **g.trl,  # TRL's other fields, as the recipe wrote them; none of the above (the loader refuses those)
     }
     if g.top_k is not None:
@@ -58,6 +60,13 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
             kwargs["vllm_max_lora_rank"] = v.max_lora_rank
         if v.kv_cache_dtype != "auto":
             kwargs["vllm_kv_cache_dtype"] = v.kv_cache_dtype
+        if v.mode == "colocate" and recipe.backend == "trl":
+            # TRL reads back token ids only (it decodes the completions itself), so vLLM's incremental
+            # detokenizing of every sequence at every step, in the training process, is work thrown away.
+            # The recipe's own grpo.generation_kwargs mapping keeps its keys (detokenize included).
+            given = g.trl.get("generation_kwargs")
+            if given is None or isinstance(given, dict):
+                kwargs["generation_kwargs"] = {"detokenize": False, **(given or {})}
     return kwargs
 
 
@@ -99,7 +108,7 @@ def unsloth_peft_kwargs(recipe: Recipe) -> dict[str, Any]:
 # Passed where the installed TRL has them, dropped silently where not: TRL 1.16 no longer truncates
 # prompts (GRPOConfig lost max_prompt_length); envkit still uses the recipe's value for
 # vllm_max_model_length and the memory budget.
-OPTIONAL = {"max_prompt_length"}
+OPTIONAL = {"max_prompt_length", "generation_kwargs"}
 
 
 def split_supported(kwargs: dict[str, Any], supported: set[str]) -> tuple[dict[str, Any], list[str]]:

@@ -11,10 +11,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envkit.budget.model import GIB, MIB
-from envkit.budget.recipe import recommend_recipe
+from envkit.budget.recipe import recommend_micro_batch, recommend_recipe
 from envkit.budget.shapes import UnknownName
 from envkit.facts import Facts
-from envkit.knowledge import curated
+from envkit.knowledge import curated, late_vllm_gpu
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding, Severity
@@ -44,6 +44,8 @@ class Plan:
     patches: list[str] = field(default_factory=list)  # envkit's TRL patches this run applies (envkit.train.patches)
     patches_off: list[str] = field(default_factory=list)  # ones that would apply, turned off by --no-patch
     budget_share: float | None = None  # vLLM's share from envkit.budget (None: no budget here), for vllm...: auto
+    gradient_checkpointing: bool = True  # grpo.gradient_checkpointing, auto resolved by the budget (on without one)
+    micro_batch: int | None = None  # grpo.micro_batch: auto resolved by the budget; None: per_device_train_batch_size
     vllm_off: str | None = None  # why generation is model.generate ("no GPU visible", "vllm.enabled: false"); None: vLLM
 
 
@@ -118,8 +120,10 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
             reason = "no GPU visible"
         elif facts.package("vllm") is None:
             reason = "vllm is not installed"
-        elif by_id.get("EK401") and by_id["EK401"].severity is Severity.WARN:
+        elif by_id.get("EK401") and by_id["EK401"].severity is Severity.FAIL:
             reason = by_id["EK401"].title
+        elif recipe.backend == "unsloth" and late_vllm_gpu(gpus[0].catalog_id):
+            reason = f"Unsloth turns fast_inference off on {gpus[0].catalog_id.upper()} (EK401)"
         if reason:
             use_vllm = False
             if recipe.vllm.enabled is True or gpus:
@@ -178,8 +182,13 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL]
     blocking += [f for f in (bnb, stale, pdl_refusal) if f]
     patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
+    checkpointing = recipe.grpo.gradient_checkpointing
+    if checkpointing == "auto":
+        checkpointing = budget.plan.inputs.grad_checkpointing if budget else True
+    micro_batch = budget.plan.inputs.micro_batch if budget and recipe.grpo.micro_batch == "auto" else None
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
-                patches, patches_off, share, None if use_vllm else reason)
+                patches, patches_off, share, checkpointing, micro_batch,
+                vllm_off=None if use_vllm else reason)
 
 
 def stale_sleep(recipe: Recipe, check: Finding | None, use_vllm: bool) -> Finding | None:
@@ -197,7 +206,8 @@ def _budget(recipe: Recipe, gpu_memory: int | None, bf16: bool, use_vllm: bool, 
     if gpu_memory is None:
         return None
     try:
-        return recommend_recipe(recipe, gpu_memory, bf16, sleep, use_vllm=use_vllm)
+        recommend = recommend_micro_batch if recipe.grpo.micro_batch == "auto" else recommend_recipe
+        return recommend(recipe, gpu_memory, bf16, sleep, use_vllm=use_vllm)
     except UnknownName:
         warnings.append(f"no memory budget: {recipe.model.name} is neither a local model folder nor a known shape; "
                         "vllm.gpu_memory_utilization auto falls back to TRL's default 0.3")

@@ -125,7 +125,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     else:
         model, tokenizer, peft_config = load_model(recipe, plan, source)
         stop = StopOnSignal()
-        callbacks = [MetricsCallback(metrics)] if main else []
+        callbacks = [MetricsCallback(metrics, run_started=wall)] if main else []
         guard = GuardCallback(stop=recipe.guard == "stop", speak=main) if recipe.guard != "off" else None
         trainer = GRPOTrainer(
             model=model,
