@@ -59,13 +59,14 @@ def test_prompts_longer_than_max_prompt_length_are_dropped_with_one_warning(toke
     from envkit.train.data import prepare_dataset, prompt_lengths
 
     recipe = parse_recipe(TINY.replace("max_prompt_length: 32", "max_prompt_length: 31"), "tiny.yaml")
-    data = prepare_dataset(recipe, tokenizer)
+    data, held_out = prepare_dataset(recipe, tokenizer)
+    assert held_out is None
     lengths = prompt_lengths(list(data["prompt"]), tokenizer, chat=False)
     assert 0 < len(data) < 64 and max(lengths) <= 31
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("envkit")]  # not datasets' bars
     assert err == [(f"envkit train: warning: dropped {64 - len(data)} of 64 prompts longer than grpo.max_prompt_length "
                     "(31 tokens): vLLM's context is prompt + completion length")]
-    assert len(prepare_dataset(parse_recipe(TINY, "tiny.yaml"), tokenizer)) == 64  # all fit 32: no warning
+    assert len(prepare_dataset(parse_recipe(TINY, "tiny.yaml"), tokenizer)[0]) == 64  # all fit 32: no warning
     assert "envkit" not in capsys.readouterr().err
 
 

@@ -57,10 +57,17 @@ class LoraSpec:
 
 @dataclass
 class DatasetSpec:
-    path: str | None = None  # local JSONL, relative to the recipe file
+    path: str | None = None  # local .jsonl, .json, .parquet or .csv, relative to the recipe file
     name: str | None = None  # registry name (openai/gsm8k)
     config: str | None = None
     split: str = "train"
+    # Evaluation rows, at most one of: a local file like path, a split of the registry dataset (with name), or
+    # test_size rows held out of the training rows (a fraction below 1, or a count).  Evaluated every
+    # output.save_steps unless grpo.eval_strategy / eval_steps say otherwise; metrics.jsonl gets eval_* rows.
+    eval_path: str | None = None
+    eval_split: str | None = None
+    test_size: float | None = None
+    # A column of text, or of chat messages ([{role, content}, ...]: conversational, trailing assistant turns dropped)
     prompt_field: str = "question"
     prompt_template: str | None = None  # str.format over the row, e.g. "Q: {question}\nA:"
     answer_field: str = "answer"
@@ -202,6 +209,7 @@ BOUNDS: dict[str, Bound] = {
     "grpo.top_k": AT_LEAST_1,
     "grpo.beta": Bound(0, why="the KL penalty's weight: 0 turns it off, a negative one rewards drifting from the base"),
     "grpo.num_epochs": POSITIVE,
+    "dataset.test_size": POSITIVE,
     "vllm.gpu_memory_utilization": Bound(0, 1, low_open=True, why="vLLM's share of the GPU's memory"),
     "output.save_steps": AT_LEAST_1,
     "output.keep": AT_LEAST_1,

@@ -43,6 +43,10 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
     }
     if g.top_k is not None:
         kwargs["top_k"] = g.top_k
+    d = recipe.dataset
+    if d.eval_path or d.eval_split or d.test_size:  # evaluation rows: every save_steps, unless grpo: says otherwise
+        kwargs.setdefault("eval_strategy", "steps")
+        kwargs.setdefault("eval_steps", recipe.output.save_steps)
     if g.max_steps is not None:
         kwargs["max_steps"] = g.max_steps
     else:

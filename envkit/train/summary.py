@@ -57,7 +57,7 @@ def _duration(seconds: float) -> str:
 
 
 # The table's columns: metrics.jsonl key -> heading.  Per-function rewards (rewards/<name>/mean) join after reward.
-COLUMNS = {"reward": "reward", "completion_length": "completion", "kl": "kl", "loss": "loss", "step_time": "step s",
+COLUMNS = {"reward": "reward", "eval_reward": "eval reward", "completion_length": "completion", "kl": "kl", "loss": "loss", "step_time": "step s",
            "tokens_per_s": "tok/s", "sampling/sampling_logp_difference/mean": "logp gap"}
 
 
