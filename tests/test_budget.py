@@ -405,6 +405,8 @@ def test_the_recipes_own_generation_kwargs_join_the_detokenize_setting_and_win()
     assert run_plan(recipe, "h100")[1]["generation_kwargs"] == {"detokenize": True, "min_tokens": 4}
     recipe.grpo.trl = {"generation_kwargs": {"min_tokens": 4}}
     assert run_plan(recipe, "h100")[1]["generation_kwargs"] == {"detokenize": False, "min_tokens": 4}
+    recipe.grpo.trl = {"generation_kwargs": '{"min_tokens": 4}'}  # TRL's JSON-string form: passed as written
+    assert run_plan(recipe, "h100")[1]["generation_kwargs"] == '{"min_tokens": 4}'
 
 
 def test_trls_timed_spans_are_summed_per_step_for_metrics():

@@ -165,6 +165,40 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     assert not (tmp_path / "ctx").exists()
 
 
+@pytest.mark.parametrize("command", ["build", "lock"])
+def test_without_target_this_machines_gpu_is_the_target(command, tmp_path, monkeypatch):
+    from envkit.facts import Driver, Gpu
+    from envkit.probe import gpu
+
+    h100 = Gpu(index=0, name="NVIDIA H100 80GB HBM3", compute_capability="9.0", catalog_id="h100")
+    monkeypatch.setattr(gpu, "probe_gpus", lambda: (Driver(source="nvml", version="580.65.06"), [h100]))
+    args = ["--emit-only", "--output", str(tmp_path / "ctx")] if command == "build" else ["-o", str(tmp_path / "lock")]
+    monkeypatch.setattr("envkit.build.lock.lock", lambda stack, *a: FAKE_LOCK)
+    result = CliRunner().invoke(main, [command, "--recipe", "grpo-llama3b", *args])
+    assert result.exit_code == 0, result.output
+    assert f"envkit {command}: --target h100 (this machine's GPU: NVIDIA H100 80GB HBM3)" in result.stderr
+    if command == "build":
+        assert json.loads((tmp_path / "ctx" / "manifest.json").read_text())["target"] == "h100"
+
+
+@pytest.mark.parametrize("gpus, found", [
+    ([], "no GPU on this machine"),
+    (["NVIDIA Mystery 9000"], "this machine's GPU 'NVIDIA Mystery 9000' is not in the catalog"),
+])
+def test_without_target_and_no_known_gpu_one_line_lists_the_targets(gpus, found, tmp_path, monkeypatch):
+    from envkit.facts import Driver, Gpu
+    from envkit.probe import gpu
+
+    monkeypatch.setattr(gpu, "probe_gpus", lambda: (Driver(source="none"), [Gpu(index=0, name=name) for name in gpus]))
+    result = CliRunner().invoke(main, ["build", "--recipe", "grpo-llama3b", "--emit-only",
+                                       "--output", str(tmp_path / "ctx")])
+    assert result.exit_code == 2
+    targets = ("p100, v100, t4, a10g, a100-40gb, a100-80gb, l4, l40s, rtx4090, h100, h200, b200, b300, gb200, rtx5090, "
+               "rtx-pro-6000, gb10, cpu")
+    assert result.stderr.splitlines() == [f"envkit build: --target: {found}; pass --target one of: {targets}"]
+    assert not (tmp_path / "ctx").exists()
+
+
 @pytest.mark.network
 @pytest.mark.parametrize("backend", ["trl", "unsloth"])
 def test_real_lock_of_grpo_llama3b_for_h100_is_coherent(monkeypatch, backend):

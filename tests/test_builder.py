@@ -5,7 +5,9 @@ Fake executables on PATH stand in for docker/podman/buildah; no image is built h
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 from pathlib import Path
 
 import click
@@ -79,7 +81,8 @@ def test_builder_names_are_unique():
 
 def argv_of(name: str) -> list[str]:
     chosen = next(b for b in BUILDERS if b.name == name)
-    return chosen.argv(chosen.build, context="/ctx", dockerfile="/ctx/Dockerfile", tag="envkit/grpo:t", platform="linux/arm64")
+    return chosen.argv(chosen.build, ("envkit/grpo:t", "envkit/grpo:latest"), context="/ctx",
+                       dockerfile="/ctx/Dockerfile", platform="linux/arm64")
 
 
 @pytest.mark.parametrize("name, head", [
@@ -92,7 +95,8 @@ def argv_of(name: str) -> list[str]:
 def test_build_argv(name, head):
     argv = argv_of(name)
     assert argv[: len(head)] == head
-    assert argv[len(head):] == ["--platform", "linux/arm64", "--file", "/ctx/Dockerfile", "--tag", "envkit/grpo:t", "/ctx"]
+    assert argv[len(head):] == ["--platform", "linux/arm64", "--file", "/ctx/Dockerfile", "--tag", "envkit/grpo:t",
+                                "--tag", "envkit/grpo:latest", "/ctx"]
 
 
 def test_classic_docker_asks_for_buildkit():
@@ -103,7 +107,7 @@ def test_classic_docker_asks_for_buildkit():
 def test_build_streams_output_with_step_counter(bin_dir, tmp_path, capsys):
     log = tmp_path / "calls"
     fake(bin_dir, "podman", log=log, output="STEP 1/2: FROM base\nhello\nSTEP 2/2: RUN true\n")
-    code = build(tmp_path / "ctx", "envkit/grpo:t", "linux/amd64", False, detect("podman"))
+    code = build(tmp_path / "ctx", ("envkit/grpo:t",), "linux/amd64", False, detect("podman"))
     out = click.unstyle(capsys.readouterr().out)
     assert code == 0
     assert "[1/2] FROM base" in out and "    hello" in out and "[2/2] RUN true" in out
@@ -113,17 +117,18 @@ def test_build_streams_output_with_step_counter(bin_dir, tmp_path, capsys):
 def test_push_follows_a_successful_build(bin_dir, tmp_path):
     log = tmp_path / "calls"
     fake(bin_dir, "buildah", log=log)
-    assert build(tmp_path, "registry.example/envkit/grpo:t", "linux/amd64", True, detect("buildah")) == 0
+    tags = ("registry.example/envkit/grpo:t", "registry.example/envkit/grpo:latest")
+    assert build(tmp_path, tags, "linux/amd64", True, detect("buildah")) == 0
     built = f"buildah bud --format docker --layers --platform linux/amd64 --file {tmp_path}/Dockerfile " \
-            f"--tag registry.example/envkit/grpo:t {tmp_path}"
-    assert log.read_text().splitlines()[-2:] == [built, "buildah push registry.example/envkit/grpo:t"]
+            f"--tag {tags[0]} --tag {tags[1]} {tmp_path}"
+    assert log.read_text().splitlines()[-3:] == [built, f"buildah push {tags[0]}", f"buildah push {tags[1]}"]
 
 
 def test_failed_build_returns_its_code_and_does_not_push(bin_dir, tmp_path):
     log = tmp_path / "calls"
     fake(bin_dir, "buildah", fails=("bud",), log=log)
     chosen = detect("buildah")
-    assert build(tmp_path, "envkit/grpo:t", "linux/amd64", True, chosen) == 1
+    assert build(tmp_path, ("envkit/grpo:t",), "linux/amd64", True, chosen) == 1
     assert not any(line.startswith("buildah push") for line in log.read_text().splitlines())
 
 
@@ -143,10 +148,19 @@ def test_progress_shortens_long_instructions():
 
 
 def test_run_command_docker():
+    """The current folder at /work (the run lands in it), written as the caller: the shell expands $PWD and id."""
     assert run_command("envkit/grpo:a-h100", "/recipes/a.yaml", cache="/data/hf cache") == (
-        "docker run --gpus all --stop-timeout 120 --ipc=host --ulimit memlock=-1 --ulimit stack=67108864 "
-        "-v '/data/hf cache:/cache' -v envkit-runs:/work/runs -e HF_TOKEN -e WANDB_API_KEY "
+        'docker run --gpus all --user "$(id -u):$(id -g)" --stop-timeout 120 --ipc=host --ulimit memlock=-1 '
+        "--ulimit stack=67108864 -v '/data/hf cache:/cache' -v \"$PWD\":/work -e HF_TOKEN -e WANDB_API_KEY "
         "envkit/grpo:a-h100 train /recipes/a.yaml")
+
+
+def test_run_command_expands_in_a_shell(tmp_path):
+    """What the shell makes of the printed line: the caller's uid:gid and the current folder."""
+    line = run_command("envkit/grpo:a", "/recipes/a.yaml").replace("docker run", "printf '%s\\n'", 1)
+    words = subprocess.run(["sh", "-c", line], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert words[words.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
+    assert f"{tmp_path}:/work" in words
 
 
 @pytest.mark.parametrize("name", ["podman", "buildah"])
@@ -154,6 +168,6 @@ def test_run_command_podman_uses_cdi(name):
     chosen = next(b for b in BUILDERS if b.name == name)
     command, _, note = run_command("envkit/grpo:a", "/recipes/a.yaml", chosen).partition("  # ")
     assert shlex.split(command)[:4] == ["podman", "run", "--device", "nvidia.com/gpu=all"]
-    assert shlex.split(command)[-10:] == ["envkit-cache:/cache", "-v", "envkit-runs:/work/runs", "-e", "HF_TOKEN",
+    assert shlex.split(command)[-10:] == ["envkit-cache:/cache", "-v", "$PWD:/work", "-e", "HF_TOKEN",
                                           "-e", "WANDB_API_KEY", "envkit/grpo:a", "train", "/recipes/a.yaml"]
     assert "nvidia-ctk cdi generate" in note

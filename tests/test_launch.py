@@ -264,6 +264,36 @@ def test_dry_run_prints_the_launch_plan(tmp_path):
     assert launch["processes"][1]["argv"][-4:] == ["--worker", "--output", str(tmp_path / "o"), "--force"]
 
 
+def test_dry_run_plans_for_a_target_gpu_instead_of_this_machine(tmp_path):
+    """--target: the catalog's GPUs replace the probed ones (an image built for a GPU, checked where there is none)."""
+    from click.testing import CliRunner
+
+    from envkit.cli import main
+
+    argv = ["train", str(GOLDEN / "server-1+1.yaml"), "--dry-run", "--force", "--output", str(tmp_path / "o")]
+    here = CliRunner().invoke(main, argv)
+    there = CliRunner().invoke(main, [*argv, "--target", "h100", "--target-count", "2"])
+    # the recipe's two GPUs: missing here, there on two H100s
+    assert "EK501" in here.stderr and "EK501" not in there.stderr
+    assert json.loads(there.stdout)["plan"]["gpu"] == "NVIDIA H100 80GB HBM3"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "h100"], "--target plans only (with --dry-run)"),
+    (["--dry-run", "--target", "h1000"], "--target: unknown GPU 'h1000'; did you mean h100?"),
+])
+def test_train_target_misuse_is_one_line(args, message, tmp_path):
+    from click.testing import CliRunner
+
+    from envkit.cli import main
+
+    result = CliRunner().invoke(main, ["train", str(GOLDEN / "server-1+1.yaml"), *args,
+                                       "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1 and message in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
 # --- processes -----------------------------------------------------------------------------------------------------
 
 PY = sys.executable

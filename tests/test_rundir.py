@@ -55,6 +55,33 @@ def test_a_read_only_folder_is_one_line(tmp_path):
         check_writable(tmp_path / "run")
 
 
+def test_a_folder_of_another_uid_names_both_uids_and_the_fix(tmp_path, monkeypatch):
+    """A host folder mounted into the image (uid 1000) but owned by the caller: the line says to run as the caller."""
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(os, "open", denied)
+    monkeypatch.setattr(os, "geteuid", lambda: tmp_path.stat().st_uid + 1000)
+    with pytest.raises(RecipeError) as caught:
+        check_writable(tmp_path / "runs" / "x")
+    message = str(caught.value)
+    owner = tmp_path.stat().st_uid
+    assert message.startswith(f"cannot write to {tmp_path / 'runs' / 'x'}: Permission denied; "
+                              f"{tmp_path} belongs to uid {owner}, envkit runs as uid {owner + 1000}")
+    assert '--user "$(id -u):$(id -g)"' in message and "\n" not in message
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_denied_folder_of_ones_own_gets_no_uid_hint(tmp_path, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(RecipeError) as caught:
+        check_writable(tmp_path / "run")
+    assert "uid" not in str(caught.value)
+
+
 def test_a_full_disk_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -36,14 +36,17 @@ PROBE_TIMEOUT_S = 20
 class Builder:
     name: str
     probes: tuple[tuple[str, ...], ...]  # each must exit 0 for the builder to count as working
-    build: tuple[str, ...]  # argv template: {context} {dockerfile} {tag} {platform}
+    build: tuple[str, ...]  # argv template: {context} {dockerfile} {platform}, and {tags}: --tag T for each tag
     push: tuple[str, ...]  # argv template: {tag}
     step: re.Pattern  # a step line of its output: groups (number, total, instruction)
     runner: str  # the engine that runs what it built: docker or podman
     env: dict[str, str] = field(default_factory=dict)  # added to the build's environment
 
-    def argv(self, template: tuple[str, ...], **values: str) -> list[str]:
-        return [part.format(**values) for part in template]
+    def argv(self, template: tuple[str, ...], tags: tuple[str, ...] = (), **values: str) -> list[str]:
+        expanded = []
+        for part in template:
+            expanded += [arg for tag in tags for arg in ("--tag", tag)] if part == "{tags}" else [part.format(**values)]
+        return expanded
 
 
 DOCKER_STEP = re.compile(r"^#\d+ \[(?:[\w.-]+ )?(\d+)/(\d+)\] (.*)")  # BuildKit --progress=plain
@@ -52,19 +55,19 @@ DOCKER_INFO = ("docker", "info", "--format", "{{.ServerVersion}}")
 BUILDERS = (
     Builder("docker-buildx", (DOCKER_INFO, ("docker", "buildx", "version")),
             ("docker", "buildx", "build", "--progress=plain", "--load", "--platform", "{platform}",
-             "--file", "{dockerfile}", "--tag", "{tag}", "{context}"),
+             "--file", "{dockerfile}", "{tags}", "{context}"),
             ("docker", "push", "{tag}"), DOCKER_STEP, "docker"),
     Builder("docker", (DOCKER_INFO,),
             ("docker", "build", "--progress=plain", "--platform", "{platform}",
-             "--file", "{dockerfile}", "--tag", "{tag}", "{context}"),
+             "--file", "{dockerfile}", "{tags}", "{context}"),
             ("docker", "push", "{tag}"), DOCKER_STEP, "docker", {"DOCKER_BUILDKIT": "1"}),
     Builder("podman", (("podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"),),
             ("podman", "build", "--format", "docker", "--layers", "--platform", "{platform}",
-             "--file", "{dockerfile}", "--tag", "{tag}", "{context}"),
+             "--file", "{dockerfile}", "{tags}", "{context}"),
             ("podman", "push", "{tag}"), BUILDAH_STEP, "podman"),
     Builder("buildah", (("buildah", "info"),),
             ("buildah", "bud", "--format", "docker", "--layers", "--platform", "{platform}",
-             "--file", "{dockerfile}", "--tag", "{tag}", "{context}"),
+             "--file", "{dockerfile}", "{tags}", "{context}"),
             ("buildah", "push", "{tag}"), BUILDAH_STEP, "podman"),  # buildah builds into podman's image store
 )
 
@@ -132,29 +135,41 @@ def stream(argv: list[str], step: re.Pattern, env: dict[str, str]) -> int:
     return process.returncode
 
 
-def build(context: Path, tag: str, platform: str, push: bool, builder: Builder) -> int:
-    """Build ``context`` (its Dockerfile) as ``tag`` for ``platform``, then push it if asked; the exit code."""
-    build_argv = builder.argv(builder.build, context=str(context), dockerfile=str(context / "Dockerfile"),
-                              tag=tag, platform=platform)
+def build(context: Path, tags: tuple[str, ...], platform: str, push: bool, builder: Builder) -> int:
+    """Build ``context`` (its Dockerfile) under each of ``tags`` for ``platform``, then push them if asked; the exit
+    code."""
+    build_argv = builder.argv(builder.build, tags, context=str(context), dockerfile=str(context / "Dockerfile"),
+                              platform=platform)
     code = stream(build_argv, builder.step, builder.env)
     if code == 0 and push:
-        code = stream(builder.argv(builder.push, tag=tag), builder.step, builder.env)
+        for tag in tags:
+            code = stream(builder.argv(builder.push, tag=tag), builder.step, builder.env)
+            if code != 0:
+                break
     return code
 
 
-def run_command(image: str, recipe: str, builder: Builder | None = None, cache: str = "envkit-cache") -> str:
-    """The command that trains ``recipe`` (a path inside the image) in ``image`` on every GPU of the host.
+# Shell words of the run command that the user's shell must expand, so printed unquoted.
+AS_CALLER = '"$(id -u):$(id -g)"'
+HERE_AT_WORK = '"$PWD":/work'
 
-    ``cache`` is best a named volume: the engine fills a new one from the image's /cache, owned by the
-    image's user; a host folder would have to be writable by uid 1000.  A note the user needs (podman's
-    GPUs through CDI) follows as a shell comment, so the line stays copy-pasteable.
+
+def run_command(image: str, recipe: str, builder: Builder | None = None, cache: str = "envkit-cache") -> str:
+    """The command that trains ``recipe`` (a path inside the image, or one in the current folder) in ``image`` on
+    every GPU of the host, from the current folder: mounted at the image's /work, where the run's output lands
+    (runs/NAME), and written as the caller's uid (``--user``), whoever owns it.
+
+    ``cache`` is best a named volume: the engine fills a new one from the image's /cache, writable by every uid;
+    a host folder must be writable by the caller.  A note the user needs (podman's GPUs through CDI) follows as a
+    shell comment, so the line stays copy-pasteable.
     """
     runner = builder.runner if builder else "docker"
     # `docker stop` sends SIGTERM, then SIGKILL after --stop-timeout (10 s by default): envkit train finishes
     # the step and saves a checkpoint on SIGTERM; give it the time its own launcher gives a trainer.
-    argv = [runner, "run", *GPU_ARGS[runner], "--stop-timeout", str(int(SAVE_GRACE_S)), "--ipc=host",
-            "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
-            "-v", f"{cache}:/cache", "-v", "envkit-runs:/work/runs", "-e", "HF_TOKEN", "-e", "WANDB_API_KEY",
+    argv = [runner, "run", *GPU_ARGS[runner], "--user", AS_CALLER, "--stop-timeout", str(int(SAVE_GRACE_S)),
+            "--ipc=host", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
+            "-v", f"{cache}:/cache", "-v", HERE_AT_WORK, "-e", "HF_TOKEN", "-e", "WANDB_API_KEY",
             image, "train", recipe]
     note = RUN_NOTES.get(runner)
-    return shlex.join(argv) + (f"  # {note}" if note else "")
+    line = " ".join(arg if arg in (AS_CALLER, HERE_AT_WORK) else shlex.quote(arg) for arg in argv)
+    return line + (f"  # {note}" if note else "")

@@ -12,7 +12,9 @@ from envkit.exitcodes import FAILED, USAGE
 PLATFORM_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 
 recipe_option = click.option("--recipe", required=True, help="A shipped recipe name (envkit recipes list) or a YAML path.")
-target_option = click.option("--target", required=True, metavar="GPU|cpu", help="A catalog GPU (h100, b200, t4, gb10, ...) or cpu.")
+target_option = click.option("--target", metavar="GPU|cpu",
+                             help="A catalog GPU (h100, b200, t4, gb10, ...) or cpu.  Default: this machine's GPU.")
+IMAGE = "envkit/grpo"  # every image is tagged IMAGE:RECIPE-TARGET and IMAGE:latest (the last one built)
 python_option = click.option("--python", "python", metavar="X.Y", help="The image's Python (default: the base image's).")
 platform_option = click.option("--platform", type=click.Choice(sorted(PLATFORM_ARCH)), help="Default: the target's.")
 index_option = click.option("--index-url", help="Resolve against this index instead of PyPI.")
@@ -20,6 +22,20 @@ refresh_option = click.option("--refresh", is_flag=True, help="Ask the index for
 torch_option = click.option("--torch", metavar="VERSION", help="Keep this torch (a version or specifier), e.g. the one a machine has.")
 wheelhouse_option = click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
                                  help="Lock against this wheel folder too; the image installs offline from the context.")
+
+
+def this_machines_target(command: str) -> str:
+    """The catalog key of this machine's GPU 0 (said on stderr), or a RecipeError listing the targets."""
+    from envkit.build.stack import targets
+    from envkit.probe.gpu import probe_gpus
+    from envkit.recipe.load import RecipeError
+
+    _, gpus = probe_gpus()
+    if gpus and gpus[0].catalog_id:
+        click.echo(f"envkit {command}: --target {gpus[0].catalog_id} (this machine's GPU: {gpus[0].name})", err=True)
+        return gpus[0].catalog_id
+    found = f"this machine's GPU {gpus[0].name!r} is not in the catalog" if gpus else "no GPU on this machine"
+    raise RecipeError(f"--target: {found}; pass --target one of: {', '.join(targets())}")
 
 
 def _plan(recipe_name, target, python, platform, base, wheelhouse, torch=None):
@@ -77,6 +93,7 @@ def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse,
     from envkit.files import WriteError, write_atomic
 
     try:
+        target = target or this_machines_target("lock")
         _, _, stack, _ = _plan(recipe, target, python, platform, None, wheelhouse, torch)
         locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
     except _errors() as exc:
@@ -96,7 +113,7 @@ def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse,
 @stack_options
 @click.option("--base", metavar="IMAGE", help="Base image instead of the one matching the locked torch's CUDA.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Context folder (default build/RECIPE-TARGET).")
-@click.option("--tag", help="Image tag (default envkit/grpo:RECIPE-TARGET).")
+@click.option("--tag", help=f"Image tag (default {IMAGE}:RECIPE-TARGET, and {IMAGE}:latest).")
 @click.option("--builder", "builder_name", type=click.Choice(["auto", "docker-buildx", "docker", "podman", "buildah"]),
               default="auto", show_default=True)
 @click.option("--push", is_flag=True, help="Push the image after building.")
@@ -114,29 +131,32 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
     try:
         found = find_recipe(recipe)
         recipe_slug(found.stem, str(found))  # before the lock: the name reaches the Dockerfile, the tag and the folder
+        target = target or this_machines_target("build")
         path, parsed, stack, base = _plan(str(found), target, python, platform, base, wheelhouse, torch)
         locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
         name = f"{path.stem}-{target}"
         context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url), output or Path("build") / name)
     except _errors() as exc:
         _fail("build", exc)
-    tag = tag or f"envkit/grpo:{name}"
+    tags = (tag,) if tag else (f"{IMAGE}:{name}", f"{IMAGE}:latest")
     click.echo(f"context: {context}  ({len(locked.pins())} packages locked in {locked.seconds:.1f} s; base {base})", err=True)
     if emit_only:
-        click.echo(f"build it with: docker buildx build --platform {stack.platform} -t {tag} {context}", err=True)
+        click.echo(f"build it with: docker buildx build --platform {stack.platform} -t {tags[0]} {context}", err=True)
         return
     from envkit.build import builder as builders
 
     found = builders.detect(None if builder_name == "auto" else builder_name)
     if found is None:
         click.echo(f"envkit build: no image builder found (docker with a running engine, podman or buildah); "
-                   f"the context is written: docker buildx build --platform {stack.platform} -t {tag} {context}", err=True)
+                   f"the context is written: docker buildx build --platform {stack.platform} -t {tags[0]} {context}",
+                   err=True)
         sys.exit(FAILED)
-    code = builders.build(context, tag, stack.platform, push, found)
+    code = builders.build(context, tags, stack.platform, push, found)
     if code != 0:
         click.echo(f"envkit build: {found.name} failed (exit {code}); the context is in {context}", err=True)
         sys.exit(FAILED)
-    click.echo(f"built {tag}. Run it with:\n  {builders.run_command(tag, f'/recipes/{path.stem}.yaml', found)}")
+    command = builders.run_command(tags[0], f"/recipes/{path.stem}.yaml", found)
+    click.echo(f"built {' and '.join(tags)}. Run it with:\n  {command}")
 
 
 def _fail(command: str, exc: Exception) -> None:

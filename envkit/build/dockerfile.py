@@ -11,7 +11,7 @@ from pathlib import Path
 
 from envkit import __version__
 from envkit.build.stack import Stack
-from envkit.knowledge import curated, gpu_catalog
+from envkit.knowledge import curated, gpu_catalog, load
 from envkit.recipe.load import RecipeError
 
 TEMPLATE = Path(__file__).parent / "templates" / "Dockerfile.in"
@@ -42,6 +42,43 @@ def torch_index(stack: Stack) -> str:
     return " --extra-index-url " + curated("torch_index")["url"].format(backend=stack.torch_backend)
 
 
+PYTHON_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+HAS_PYTHON = "python3 -c 'import ensurepip, venv' 2>/dev/null"
+# What the JIT compilers need (images.json jit_packages): g++ on PATH and the interpreter's Python.h.
+HAS_COMPILERS = ("command -v g++ > /dev/null \\\n        && python3 -c 'import os, sysconfig; "
+                 "assert os.path.isfile(sysconfig.get_path(\"include\") + \"/Python.h\")' 2>/dev/null")
+# The locked CUDA 13 wheels form a CUDA home (bin/nvcc, include/, lib/) under site-packages/nvidia/cu13; the JIT
+# compilers (FlashInfer, torch.utils.cpp_extension) look for /usr/local/cuda when CUDA_HOME is unset and no nvcc is
+# on PATH.  Linked where the lock has an nvcc and the base none (nvidia/cuda's base links /usr/local/cuda to a
+# toolkit of the CUDA runtime only).
+CUDA_HOME_LINK = (" \\\n    && nvcc=$(find /opt/venv/lib -path '*/site-packages/nvidia/*/bin/nvcc' -print -quit) \\\n"
+                  "    && if [ -n \"$nvcc\" ] && [ ! -e /usr/local/cuda/bin/nvcc ]; then "
+                  "ln -sfn \"${nvcc%/bin/nvcc}\" /usr/local/cuda; fi")
+
+
+def system_slots(stack: Stack) -> dict[str, str]:
+    """The distribution packages step: Python and venv where the base lacks them; for a GPU image the compilers
+    Triton and FlashInfer run at first use too (see images.json)."""
+    if not stack.cuda:
+        return {"SYSTEM_WHAT": "", "SYSTEM_CHECK": HAS_PYTHON, "SYSTEM_PACKAGES": " ".join(PYTHON_PACKAGES),
+                "CUDA_HOME_LINK": ""}
+    jit = load("images")["jit_packages"]
+    return {"SYSTEM_WHAT": ", " + ", ".join(jit) + " (run-time kernel compilers)",
+            "SYSTEM_CHECK": "{ " + HAS_PYTHON + " && " + HAS_COMPILERS + "; }",
+            "SYSTEM_PACKAGES": " ".join([*PYTHON_PACKAGES, *jit]), "CUDA_HOME_LINK": CUDA_HOME_LINK}
+
+
+def image_env(stack: Stack) -> dict[str, str]:
+    """Variables the image sets beyond the template's: the stack's own, and for a GPU image the container toolkit's
+    (which GPUs, which driver libraries, the driver the CUDA runtime needs), as NVIDIA's base images set them."""
+    gpu = {k: v.format(cuda=stack.cuda) for k, v in load("images")["gpu_env"].items()} if stack.cuda else {}
+    return {**gpu, **stack.env}
+
+
+def env_value(value: str) -> str:
+    return f'"{value}"' if any(c in value for c in " <>=|&") else value
+
+
 def render(stack: Stack, base: str, recipe_name: str, recipe_sha: str, lock_sha: str, offline: bool = False) -> str:
     values = {
         "VERSION": __version__,
@@ -58,7 +95,8 @@ def render(stack: Stack, base: str, recipe_name: str, recipe_sha: str, lock_sha:
         "WHEEL_MOUNT": " \\\n    --mount=type=bind,source=wheels,target=/tmp/wheels" if offline else "",
         "FIND_LINKS": " --no-index --find-links /tmp/wheels" if offline else "",
         "TORCH_INDEX": torch_index(stack) if not offline else "",
-        "EXTRA_ENV": "".join(f" \\\n    {k}={v}" for k, v in sorted(stack.env.items())),
+        "EXTRA_ENV": "".join(f" \\\n    {k}={env_value(v)}" for k, v in sorted(image_env(stack).items())),
+        **system_slots(stack),
         "DOCTOR_TARGET": f" --target {stack.target}" if stack.target in gpu_catalog() else "",
     }
     text = TEMPLATE.read_text()

@@ -35,13 +35,9 @@ class Stack:
 
     @property
     def base(self) -> dict[str, str]:
-        """The default base image for the stack's CUDA runtime, and the Python version it brings."""
-        images = load("images")
-        if not self.cuda:
-            return images["cpu"]
-        if self.cuda not in images["cuda"]:
-            raise KeyError(f"no base image known for CUDA {self.cuda}: pass --base IMAGE")
-        return images["cuda"][self.cuda]
+        """The default base image and the Python version it brings: plain Ubuntu for every CUDA (torch's wheels bring
+        the CUDA libraries; the Dockerfile adds what NVIDIA's bases would), Debian's python image for CPU."""
+        return load("images")["gpu" if self.cuda else "cpu"]
 
 
 def targets() -> list[str]:
@@ -86,6 +82,8 @@ def choose(recipe: Recipe, target: str, python: str = DEFAULT_PYTHON, arch: str 
     pins = sorted([f"{name}=={version}" for name, version in versions.items()] + [p for p in BASE_PACKAGES if p not in versions])
     variant = torch_variant(solution.cuda, gpu["compute_capability"])
     cuda = variant or solution.cuda
+    if vllm and cuda:  # FlashInfer's JIT: an nvcc of the CUDA runtime's release (images.json jit_requirements)
+        pins = sorted(pins + load("images")["jit_requirements"].get(cuda.split(".")[0], []))
     bf16 = has_bf16(gpu["compute_capability"])
     stack = Stack(target, arch or gpu["arch"], python, pins, cuda, "bf16" if bf16 else "fp16", notes=list(solution.notes))
     if variant:

@@ -96,13 +96,13 @@ class GrpoSpec:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int | None = None
-    # auto: off where the memory budget has room for the activations (faster: no recomputed forward), else on
-    # (TRL's default); without a budget (no GPU, unknown model shape), on.
-    gradient_checkpointing: Auto | bool = "auto"
-    # auto: the step's per_device_train_batch_size x gradient_accumulation_steps completions (and the optimizer
-    # step on them) unchanged, run in the largest micro-batch the memory budget holds without sleep mode or
-    # checkpointing that the written split avoids; fewer, larger forward/backward passes.  null: as written.
-    micro_batch: Auto | None = None
+    gradient_checkpointing: Auto | bool = field(default="auto", metadata={"help": (
+        "auto: off where the memory budget has room for the activations (no recomputed forward: faster), else on "
+        "(TRL's default); on without a budget (no GPU, unknown model shape)")})
+    micro_batch: Auto | None = field(default=None, metadata={"help": (
+        "auto: the step's per_device_train_batch_size x gradient_accumulation_steps completions and optimizer step "
+        "unchanged, run in the largest micro-batch the memory budget holds without sleep mode or checkpointing the "
+        "written split avoids (fewer, larger passes); null: as written")})
     # Any other field of TRL's GRPOConfig, as written under grpo: (envkit.recipe.trl_fields checks it)
     trl: dict = field(default_factory=dict, metadata={"yaml": False})
 

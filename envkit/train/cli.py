@@ -16,6 +16,10 @@ from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 @click.command()
 @click.argument("recipe")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the GRPOConfig arguments; import no torch/trl.")
+@click.option("--target", metavar="GPU", help="With --dry-run: plan for this catalog GPU (h100, b200, ...) instead of "
+              "this machine's GPUs, e.g. in an image built for it on a machine without one.")
+@click.option("--target-count", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="How many --target GPUs.")
 @click.option("--resume", is_flag=True, help="Continue from the last complete checkpoint-N in the output folder; "
               "a finished run is left as it is, unless --max-steps extends it (README: Resuming).")
 @click.option("--force", is_flag=True, help="Train even when a doctor check relevant to the run fails.")
@@ -26,7 +30,8 @@ from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 @click.option("--no-patch", "no_patch", multiple=True, metavar="ID",
               help="Do not apply envkit's TRL patch ID (repeatable; for A/B runs, or once upstream fixed it). README: Patches.")
 @click.option("--worker", is_flag=True, hidden=True, help="A trainer rank started by envkit's launch plan: train in this process.")
-def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_patch, worker) -> None:
+def train(recipe, dry_run, target, target_count, resume, force, max_steps, output, machine_rank, no_patch,
+          worker) -> None:
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
 
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
@@ -39,12 +44,20 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
     from envkit.files import WriteError
     from envkit.launch.plan import LaunchError
     from envkit.launch.procs import LaunchFailed
+    from envkit.probe.target import UnknownTarget
     from envkit.recipe.load import RecipeError
     from envkit.train.plot import MetricsError
     from envkit.train.rundir import RunBusy
 
+    if target and not dry_run:
+        click.echo("envkit train: --target plans only (with --dry-run); training needs the GPU itself", err=True)
+        sys.exit(USAGE)
     try:
-        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch))
+        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch,
+                        (target, target_count)))
+    except UnknownTarget as exc:
+        click.echo(f"envkit train: --target: {exc}", err=True)
+        sys.exit(USAGE)
     except (RecipeError, LaunchError, MetricsError) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
@@ -56,7 +69,8 @@ def train(recipe, dry_run, resume, force, max_steps, output, machine_rank, no_pa
         sys.exit(INTERRUPTED)
 
 
-def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=()) -> int:
+def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=(),
+           target=(None, 1)) -> int:
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
@@ -74,6 +88,10 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         recipe.distributed.machine_rank = machine_rank
     output_dir = Path(output or recipe.output.dir or Path("runs") / Path(recipe.source).stem)
     facts = collect()
+    if target[0]:
+        from envkit.probe.target import with_target
+
+        facts = with_target(facts, *target)
     check_packages(recipe, facts)
     plan = plan_run(recipe, facts, run_rules(facts), tuple(no_patch))
     kwargs = grpo_kwargs(recipe, plan, str(output_dir))

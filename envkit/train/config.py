@@ -64,13 +64,12 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
             kwargs["vllm_max_lora_rank"] = v.max_lora_rank
         if v.kv_cache_dtype != "auto":
             kwargs["vllm_kv_cache_dtype"] = v.kv_cache_dtype
-        if v.mode == "colocate" and recipe.backend == "trl":
+        written = kwargs.get("generation_kwargs") or {}  # TRL also takes it as a JSON string: then as written
+        if v.mode == "colocate" and recipe.backend == "trl" and isinstance(written, dict) and not written.get("stop"):
             # TRL reads back token ids only (it decodes the completions itself), so vLLM's incremental
-            # detokenizing of every sequence at every step, in the training process, is work thrown away.
-            # The recipe's own grpo.generation_kwargs mapping keeps its keys (detokenize included).
-            given = g.trl.get("generation_kwargs")
-            if given is None or isinstance(given, dict):
-                kwargs["generation_kwargs"] = {"detokenize": False, **(given or {})}
+            # detokenizing of every sequence at every step, in the training process, is work thrown away
+            # (stop strings need it: then it stays on).  The recipe's own generation_kwargs win.
+            kwargs["generation_kwargs"] = {"detokenize": False} | written
     return kwargs
 
 

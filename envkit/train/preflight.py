@@ -187,8 +187,7 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
         checkpointing = budget.plan.inputs.grad_checkpointing if budget else True
     micro_batch = budget.plan.inputs.micro_batch if budget and recipe.grpo.micro_batch == "auto" else None
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
-                patches, patches_off, share, checkpointing, micro_batch,
-                vllm_off=None if use_vllm else reason)
+                patches, patches_off, share, checkpointing, micro_batch, None if use_vllm else reason)
 
 
 def stale_sleep(recipe: Recipe, check: Finding | None, use_vllm: bool) -> Finding | None:

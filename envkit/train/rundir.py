@@ -28,7 +28,8 @@ def check_writable(folder: Path) -> None:
     is one line (exit 2) before the model loads, not a traceback minutes later at the first checkpoint."""
     if folder.exists() and not folder.is_dir():
         raise RecipeError(f"{folder} is not a folder: --output a folder for the run")
-    probe, created = folder / f".envkit-probe-{os.getpid()}", not folder.exists()
+    probe = folder / f".envkit-probe-{os.getpid()}"
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # the leaf first
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -41,13 +42,27 @@ def check_writable(folder: Path) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             probe.unlink(missing_ok=True)
-            if created:
-                folder.rmdir()  # leave no trace of a run that never started
-        raise RecipeError(f"cannot write to {folder}: {exc.strerror or exc}; make it writable, free space, "
-                          f"or --output another folder") from None
+            for made in created:
+                made.rmdir()  # leave no trace of a run that never started
+        raise RecipeError(f"cannot write to {folder}: {exc.strerror or exc}; "
+                          + (_not_owner_fix(folder) if exc.errno in (errno.EACCES, errno.EPERM) else "")
+                          + "make it writable, free space, or --output another folder") from None
     finally:
         with contextlib.suppress(OSError):
             probe.unlink()
+
+
+def _not_owner_fix(folder: Path) -> str:
+    """What to do when the folder (or the nearest one that exists) belongs to another uid: typically a host folder
+    mounted into the image, which runs as uid 1000 unless told otherwise."""
+    if not hasattr(os, "geteuid"):  # Windows
+        return ""
+    existing = next((p for p in (folder.absolute(), *folder.absolute().parents) if p.exists()), None)
+    owner = existing.stat().st_uid if existing else os.geteuid()
+    if owner == os.geteuid():
+        return ""
+    return (f"{existing} belongs to uid {owner}, envkit runs as uid {os.geteuid()} (in a container: "
+            f'docker run --user "$(id -u):$(id -g)" ...); ')
 
 
 class RunLock:
