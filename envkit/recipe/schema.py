@@ -57,18 +57,19 @@ class LoraSpec:
 
 @dataclass
 class DatasetSpec:
-    path: str | None = None  # local .jsonl, .json, .parquet or .csv, relative to the recipe file
+    path: str | None = field(default=None, metadata={"help": "a local .jsonl, .json, .parquet or .csv, relative to the recipe"})
     name: str | None = None  # registry name (openai/gsm8k)
     config: str | None = None
     split: str = "train"
-    # Evaluation rows, at most one of: a local file like path, a split of the registry dataset (with name), or
-    # test_size rows held out of the training rows (a fraction below 1, or a count).  Evaluated every
-    # output.save_steps unless grpo.eval_strategy / eval_steps say otherwise; metrics.jsonl gets eval_* rows.
-    eval_path: str | None = None
-    eval_split: str | None = None
-    test_size: float | None = None
-    # A column of text, or of chat messages ([{role, content}, ...]: conversational, trailing assistant turns dropped)
-    prompt_field: str = "question"
+    # Evaluation rows: at most one of eval_path, eval_split, test_size.  Evaluated every output.save_steps unless
+    # grpo.eval_strategy / eval_steps say otherwise; metrics.jsonl gets eval_* rows.
+    eval_path: str | None = field(default=None, metadata={"help": "evaluation rows from a local file like path"})
+    eval_split: str | None = field(default=None, metadata={"help": "evaluation rows from this split of the registry dataset"})
+    test_size: float | None = field(default=None, metadata={"help": (
+        "evaluation rows held out of the training rows: a fraction below 1, or a count")})
+    prompt_field: str = field(default="question", metadata={"help": (
+        "the prompt column: text, or chat messages [{role, content}, ...] (conversational; trailing assistant turns "
+        "dropped, system_prompt first)")})
     prompt_template: str | None = None  # str.format over the row, e.g. "Q: {question}\nA:"
     answer_field: str = "answer"
     system_prompt: str | None = None
