@@ -16,7 +16,10 @@ from envkit.files import WriteError, write_atomic
 from envkit.report import exit_code, repair_indexes, repair_requirements, to_json
 from envkit.report.text import render
 from envkit.launch.checks import LAUNCH_REGISTRY
-from envkit.rules import REGISTRY, find_rule, run_rules
+from envkit.report.text import markdown_table
+from envkit.rules import REGISTRY, Rule, find_rule, run_rules
+from envkit.rules.base import SECTIONS
+from envkit.rules.run import RUN_REGISTRY
 
 
 @dataclass(frozen=True)
@@ -35,15 +38,19 @@ class Options:
     sections: tuple[str, ...] = ()
 
 
+# Every check envkit has: the doctor's, and the ones `envkit train` runs against a recipe (documented here too).
+ALL_RULES: dict[str, Rule] = dict(sorted({**REGISTRY, **RUN_REGISTRY, **LAUNCH_REGISTRY}.items()))
+
+
 def explain(key: str) -> int:
     """A check's documentation, or a patch's (envkit train's TRL patches share the ID space: EKP001)."""
     from envkit.train.patches import all_patches, find_patch
 
-    rules = {**REGISTRY, **LAUNCH_REGISTRY}
+    rules = ALL_RULES
     found = find_rule(key, rules)
     patch = find_patch(key) if found is None else None
     if found is None and patch is None:
-        known = ", ".join(f"{r.id} {r.name}" for r in sorted(rules.values(), key=lambda r: r.id))
+        known = ", ".join(f"{r.id} {r.name}" for r in rules.values())
         patches = ", ".join(f"{p.id} {p.name}" for p in all_patches())
         click.echo(f"envkit doctor: no check or patch {key!r}. Known checks: {known}. Patches: {patches}", err=True)
         return USAGE
@@ -52,7 +59,7 @@ def explain(key: str) -> int:
 
 
 def gather(options: Options) -> Facts:
-    """Facts from a file or this machine, with the target GPU applied; raises FactsError/UnknownTarget."""
+    """Facts from a file or this machine, with the target GPU applied; raises FactsError/UnknownGpu."""
     if options.facts_file:
         facts = Facts.load(options.facts_file)
     else:
@@ -72,11 +79,11 @@ def run_doctor(options: Options) -> int:
     if options.yes and not options.show_fix:
         click.echo("envkit doctor: --yes only goes with --fix", err=True)
         return USAGE
-    from envkit.probe.target import UnknownTarget
+    from envkit.knowledge import UnknownGpu
 
     try:
         facts = gather(options)
-    except (FactsError, UnknownTarget) as exc:
+    except (FactsError, UnknownGpu) as exc:
         click.echo(f"envkit doctor: {exc}", err=True)
         return USAGE
     if options.dump_facts:
@@ -105,3 +112,28 @@ def _repair(findings, run: bool) -> int:
     if not run:
         return 0
     return subprocess.run(command, check=False).returncode
+
+
+def refuses(rule: Rule) -> str:
+    """Which `envkit train` runs the rule's failure refuses, from its metadata (Rule.blocks)."""
+    if rule.run_relevance == "planned":
+        return "none: the run acts on it (a setting, or a refusal of its own)"
+    runs = "every run" if rule.run_relevance == "any" else "GPU runs"
+    return " ".join([runs] + (["generating with vLLM"] if rule.needs_vllm else [])
+                    + ([f"on backend {' or '.join(rule.backends)}"] if rule.backends else []))
+
+
+def checks_markdown() -> str:
+    """The README's check tables, generated from the registries (tests/test_cli.py keeps the README in step)."""
+    def table(rules) -> str:
+        return markdown_table(["ID", "name", "section", "checks", "refuses `envkit train`"],
+                              [[r.id, r.name, SECTIONS[r.section], r.summary, refuses(r)] for r in rules])
+
+    doctor = [r for r in ALL_RULES.values() if r.id in REGISTRY]
+    train = [r for r in ALL_RULES.values() if r.id not in REGISTRY]
+    return (table(doctor) + "\nChecked by `envkit train` against the recipe and its layout (`envkit doctor --explain` "
+            "documents them too):\n\n" + table(train))
+
+
+if __name__ == "__main__":  # python -m envkit.doctor > tables: the README's Checks section
+    print(checks_markdown(), end="")

@@ -84,7 +84,7 @@ def test_config_json_matches_shipped_shape(tmp_path):
 def test_unknown_names_name_the_closest():
     with pytest.raises(UnknownName, match="closest: Qwen3-4B"):
         resolve_model("Qwen3-4")
-    with pytest.raises(UnknownName, match="closest: h100"):
+    with pytest.raises(UnknownName, match="did you mean h100"):
         resolve_gpu("h1000")
 
 

@@ -1,6 +1,7 @@
 """The doctor's command line: exit codes, JSON schema, replay, --target, --explain, --fix."""
 
 import json
+import re
 import shlex
 
 import pytest
@@ -112,7 +113,7 @@ def test_unknown_target_is_a_usage_error(runner):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not JSON"),
     ('{"schema": "other/9"}', "schema is 'other/9'"),
-    ('{"schema": "envkit.facts/1", "driver": {"source": "none"}}', "missing field 'host'"),
+    ('{"schema": "envkit.facts/1", "driver": {"source": "none"}}', "host: missing required key"),
     ("[]", "expected a JSON object"),
 ])
 def test_bad_facts_file_is_one_clear_line(runner, tmp_path, content, message):
@@ -180,6 +181,18 @@ def test_section_limits_the_checks(runner, tmp_path):
     result = runner.invoke(main, ["doctor", "--facts", path, "--section", "packages", "--json"])
     assert {f["section"] for f in json.loads(result.output)["findings"]} == {"packages"}
     assert result.exit_code == 0
+
+
+def test_readme_check_tables_are_generated_from_the_registries():
+    from pathlib import Path
+
+    from envkit.doctor import ALL_RULES, checks_markdown
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert checks_markdown() in readme, "README's Checks tables are stale: python -m envkit.doctor"
+    for rule in ALL_RULES.values():  # every registered check is listed, and only those
+        assert f"| {rule.id} | {rule.name} |" in readme
+    assert sorted(set(re.findall(r"^\| (EK\d{3}) \|", readme, re.M))) == sorted(ALL_RULES)
 
 
 def test_fix_covers_every_failing_package_finding_cpu_torch_included(runner, tmp_path):

@@ -21,7 +21,7 @@ def test_every_schema_key_is_in_the_reference_once():
     keys = [e.key for e in entries()]
     assert len(keys) == len(set(keys))
     assert {"model.name", "grpo.learning_rate", "rewards[].weight", "vllm.server.port", "guard"} <= set(keys)
-    top = {f.name for f in dataclasses.fields(Recipe) if f.metadata.get("yaml", True)}
+    top = {f.name for f in dataclasses.fields(Recipe) if f.metadata.get("input", True)}
     assert top == {k.split(".")[0].removesuffix("[]") for k in keys}
 
 

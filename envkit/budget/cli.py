@@ -87,13 +87,13 @@ def _gpu(target: str | None) -> tuple[str, int, bool]:
     from envkit.knowledge import has_bf16
 
     if target:
-        from envkit.knowledge import gpu_catalog
+        from envkit.knowledge import catalog_key, gpu_catalog
 
         try:
             name, memory = resolve_gpu(target)
         except UnknownName as err:
             raise _Usage(err.args[0]) from None
-        return name, memory, has_bf16(gpu_catalog()[target.lower()]["compute_capability"])
+        return name, memory, has_bf16(gpu_catalog()[catalog_key(target)]["compute_capability"])
     from envkit.probe import collect
 
     gpus = [g for g in collect().visible_gpus() if g.memory_total_mib]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from envkit.recipe.schema import LINEAR_MODULES
+
 MIB = 1024**2
 GIB = 1024**3
 
@@ -120,7 +122,7 @@ class BudgetInputs:
     dtype: str = "bf16"
     load_in_4bit: bool = False
     lora_r: int = 64
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    lora_targets: tuple[str, ...] = LINEAR_MODULES
     num_generations: int = 8
     prompts_per_step: int = 4
     max_prompt_length: int = 512

@@ -13,9 +13,7 @@ from envkit.budget.model import BudgetInputs, ModelShape
 from envkit.budget.recommend import Recommendation, recommend
 from envkit.budget.shapes import TinyShape, resolve_model, shape_from_config
 from envkit.recipe.load import RecipeError, generation_batch_problem
-from envkit.recipe.schema import Recipe
-
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from envkit.recipe.schema import LINEAR_MODULES, Recipe
 
 
 def recipe_shape(recipe: Recipe) -> ModelShape:
@@ -44,7 +42,7 @@ def budget_inputs(recipe: Recipe, gpu_bytes: int, bf16: bool = True, **overrides
     completions = g.per_device_train_batch_size * g.gradient_accumulation_steps
     # As the trainer does (envkit.train.preflight.training_dtype): bf16 or auto on a GPU without bf16 trains in fp16.
     dtype = ("bf16" if bf16 else "fp16") if m.dtype in ("auto", "bf16") else m.dtype
-    targets = tuple(t for t in ALL_LINEAR if t in lora_targets(recipe))
+    targets = tuple(t for t in LINEAR_MODULES if t in lora_targets(recipe))
     inputs = BudgetInputs(
         shape=recipe_shape(recipe), gpu_bytes=gpu_bytes, dtype=dtype, load_in_4bit=m.load_in_4bit,
         lora_r=recipe.lora.r, lora_targets=targets, num_generations=g.num_generations,
@@ -59,7 +57,7 @@ def budget_inputs(recipe: Recipe, gpu_bytes: int, bf16: bool = True, **overrides
 def lora_targets(recipe: Recipe) -> set[str]:
     """LoRA target module names; PEFT's "all-linear" means every linear of the decoder layers."""
     targets = set(recipe.lora.target_modules)
-    return set(ALL_LINEAR) if "all-linear" in targets else targets
+    return set(LINEAR_MODULES) if "all-linear" in targets else targets
 
 
 def pinned(recipe: Recipe) -> tuple[float | None, bool | None]:

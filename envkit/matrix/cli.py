@@ -105,12 +105,12 @@ def solve(trl, vllm, torch, target, python, backend, as_json) -> None:
     """The newest coherent torch/vllm/trl/transformers/peft/bitsandbytes set, or why none exists."""
     from envkit.matrix.solve import BadConstraint, Constraints, NoSolution
     from envkit.matrix.solve import solve as find
-    from envkit.probe.target import UnknownTarget, resolve_target
+    from envkit.knowledge import UnknownGpu, catalog_key
 
     try:
-        constraints = Constraints(trl, vllm, torch, resolve_target(target) if target else None, python, backend)
+        constraints = Constraints(trl, vllm, torch, catalog_key(target) if target else None, python, backend)
         solution = find(constraints)
-    except (UnknownTarget, BadConstraint) as exc:
+    except (UnknownGpu, BadConstraint) as exc:
         click.echo(f"envkit matrix solve: {exc}", err=True)
         sys.exit(2)
     except NoSolution as exc:

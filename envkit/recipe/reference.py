@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from envkit.recipe.schema import BOUNDS, GrpoSpec, Recipe
+from envkit.recipe.schema import GrpoSpec, Recipe
 from envkit.recipe.trl_fields import OWNED
 from envkit.recipe.trl_fields import explain as explain_trl
 
@@ -39,7 +39,7 @@ def entries(cls: type = Recipe, prefix: str = "") -> list[Entry]:
     hints = typing.get_type_hints(cls)
     found = []
     for f in dataclasses.fields(cls):
-        if not f.metadata.get("yaml", True):
+        if not f.metadata.get("input", True):
             continue
         key, kind = prefix + f.name, hints[f.name]
         if dataclasses.is_dataclass(kind):
@@ -49,7 +49,7 @@ def entries(cls: type = Recipe, prefix: str = "") -> list[Entry]:
         if dataclasses.is_dataclass(item):
             found += entries(item, key + "[].")
             continue
-        bound = f.metadata.get("bound") or BOUNDS.get(key)
+        bound = f.metadata.get("bound")
         found.append(Entry(key, type_text(kind), _default(f), bound.describe() if bound else "", f.metadata.get("help", "")))
     return found
 

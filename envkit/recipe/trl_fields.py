@@ -52,6 +52,13 @@ def trl_type(key: str) -> Any:
     return as_type(fields[key]["type"]) if key in fields else None
 
 
+def grpo_extra(key: str, own: list[str]) -> tuple[Any, str | None]:
+    """A ``grpo:`` key that is not envkit's own (envkit.binding's "extra_keys"): (its GRPOConfig type, None), or
+    (None, why it is refused)."""
+    kind = None if key in OWNED else trl_type(key)
+    return (kind, None) if kind is not None else (None, key_problem(key, own))
+
+
 def key_problem(key: str, own: list[str]) -> str:
     """Why ``grpo.<key>`` is refused: envkit sets it (and where the recipe does), or no GRPOConfig of the
     TRL in use has it (with the closest name among envkit's keys and TRL's)."""

@@ -100,7 +100,7 @@ def _either(items: list[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
-@rule("EK203", "vllm-cuda", "driver")
+@rule("EK203", "vllm-cuda", "driver", needs_vllm=True)
 def vllm_cuda(facts: Facts) -> Outcome:
     """vLLM's compiled extensions and torch use the same CUDA major.
 

@@ -43,7 +43,7 @@ def _vllm_choice(facts: Facts) -> tuple[str | None, str]:
 TRAINING_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
 
 
-@rule("EK300", "train-stack", "packages")
+@rule("EK300", "train-stack", "packages", run_relevance="any")
 def train_stack(facts: Facts) -> Outcome:
     """The training stack (torch, transformers, trl, peft, accelerate, datasets) is installed.
 
@@ -58,7 +58,7 @@ def train_stack(facts: Facts) -> Outcome:
     return ok("training stack installed", versions)
 
 
-@rule("EK301", "vllm-torch", "packages")
+@rule("EK301", "vllm-torch", "packages", needs_vllm=True)
 def vllm_torch(facts: Facts) -> Outcome:
     """The installed torch is the one vLLM pins.
 
@@ -90,7 +90,7 @@ def vllm_torch(facts: Facts) -> Outcome:
     return fail(f"vllm {vllm.version} is built for {pin}, not torch {torch.version}", evidence, f"pip install '{pin}'", (pin,))
 
 
-@rule("EK302", "vllm-transformers", "packages")
+@rule("EK302", "vllm-transformers", "packages", needs_vllm=True)
 def vllm_transformers(facts: Facts) -> Outcome:
     """transformers lies inside the window vLLM declares.
 
@@ -113,7 +113,7 @@ def vllm_transformers(facts: Facts) -> Outcome:
     return fail(f"transformers {have} is outside vllm {vllm.version}'s window", evidence, f"pip install '{target}'", (target,))
 
 
-@rule("EK303", "trl-vllm", "packages")
+@rule("EK303", "trl-vllm", "packages", needs_vllm=True)
 def trl_vllm(facts: Facts) -> Outcome:
     """vLLM lies inside the window TRL supports.
 
@@ -151,7 +151,7 @@ def _no_fit_fix(facts: Facts, window: SpecifierSet) -> str:
     return f"no known vllm fits {window} and {have}; refresh the matrix (envkit matrix refresh)"
 
 
-@rule("EK304", "requirements", "packages")
+@rule("EK304", "requirements", "packages", run_relevance="any")
 def stack_requirements(facts: Facts) -> Outcome:
     """Every stack package's own requirements are installed and satisfied (pip check).
 

@@ -6,7 +6,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import curated, late_vllm_gpu
+from envkit.knowledge import curated, late_vllm_gpu, pdl_switch
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.gpus import cc_major_gpus, describe
 
@@ -16,7 +16,7 @@ def _vllm_version(facts: Facts) -> Version | None:
     return Version(vllm.version) if vllm else None
 
 
-@rule("EK401", "gb10-vllm", "rl")
+@rule("EK401", "gb10-vllm", "rl", needs_vllm=True, decides="vllm")
 def gb10_vllm(facts: Facts) -> Outcome:
     """vLLM generates on DGX Spark (GB10) for the backend in use: bf16 from vLLM 0.13.0, FP8 from 0.22.0.
 
@@ -40,12 +40,15 @@ def gb10_vllm(facts: Facts) -> Outcome:
     evidence = f"{describe(gpus[0])}, vllm {vllm}; {scope['source']} (checked {scope['checked']})"
     if vllm < Version(scope["bf16_from"]):
         return fail(f"vllm {vllm} predates vLLM's GB10 support (stable from {scope['bf16_from']})", evidence,
-                    f"pip install 'vllm>={scope['bf16_from']}' (inside trl's window; envkit train generates with model.generate until then)")
+                    f"pip install 'vllm>={scope['bf16_from']}' "
+                    "(inside trl's window; envkit train generates with model.generate until then)")
     if facts.package("unsloth"):
-        return warn(f"Unsloth turns fast_inference off on {gpus[0].catalog_id.upper()} (its own rule; vllm {vllm} runs there)",
-                    evidence, "backend: trl generates with vLLM on GB10; backend: unsloth generates with Unsloth's native path")
+        return warn(f"Unsloth turns fast_inference off on {gpus[0].catalog_id.upper()} "
+                    f"(its own rule; vllm {vllm} runs there)", evidence,
+                    "backend: trl generates with vLLM on GB10; backend: unsloth generates with Unsloth's native path")
     if vllm < Version(scope["fp8_from"]):
-        return warn(f"vllm {vllm} runs bf16 on {gpus[0].catalog_id.upper()}; FP8 checkpoints trap before vllm {scope['fp8_from']}",
+        return warn(f"vllm {vllm} runs bf16 on {gpus[0].catalog_id.upper()}; "
+                    f"FP8 checkpoints trap before vllm {scope['fp8_from']}",
                     evidence, f"keep bf16 weights, or pip install 'vllm>={scope['fp8_from']}' for FP8 checkpoints")
     block = scope["fp8_block_scaled"]
     return ok(f"vllm {vllm} runs bf16 and per-tensor FP8 on {gpus[0].catalog_id.upper()}",
@@ -55,14 +58,12 @@ def gb10_vllm(facts: Facts) -> Outcome:
 def pdl_setting(facts: Facts) -> tuple[str, str] | None:
     """(variable, value) that turns vLLM's LoRA PDL off on this machine's SM100 GPU, where an environment
     variable can (vLLM 0.15.0+); None where none is needed or none works."""
-    pdl = curated("pdl")
     vllm = _vllm_version(facts)
-    if not cc_major_gpus(facts, pdl["compute_capability_major"]) or vllm is None or vllm < Version(pdl["env_from_vllm"]):
-        return None
-    return pdl["env"], pdl["value"]
+    switches = [pdl_switch(g.compute_capability, str(vllm) if vllm else None) for g in facts.visible_gpus()]
+    return next((s for s in switches if s), None)
 
 
-@rule("EK402", "sm100-pdl", "rl")
+@rule("EK402", "sm100-pdl", "rl", needs_vllm=True, run_relevance="planned", decides="pdl")
 def sm100_pdl(facts: Facts) -> Outcome:
     """vLLM's LoRA kernels run without programmatic dependent launch on SM100/SM103.
 
@@ -81,16 +82,18 @@ def sm100_pdl(facts: Facts) -> Outcome:
     setting = f"{pdl['env']}={pdl['value']}"
     evidence = f"{describe(gpus[0])}, vllm {vllm}, {pdl['env']}={facts.env.get(pdl['env'], '<unset>')}"
     if pdl_setting(facts) is None:
-        fix = f"pip install 'vllm>={pdl['env_from_vllm']}' and export {setting} (or backend: unsloth, which patches it itself)"
+        fix = (f"pip install 'vllm>={pdl['env_from_vllm']}' and export {setting} "
+               "(or backend: unsloth, which patches it itself)")
         if facts.package("unsloth"):
             return warn(f"vllm {vllm} on SM100: only Unsloth's own patch turns LoRA PDL off", evidence, fix)
-        return fail(f"vllm {vllm} on SM100: no setting turns LoRA PDL off before vllm {pdl['env_from_vllm']}", evidence, fix)
+        return fail(f"vllm {vllm} on SM100: no setting turns LoRA PDL off before vllm {pdl['env_from_vllm']}",
+                    evidence, fix)
     if facts.env.get(pdl["env"]) == pdl["value"]:
         return ok(f"{setting} set for vllm {vllm}", evidence)
     return fail(f"vllm {vllm} on SM100 needs {setting}", evidence, f"export {setting}  (envkit train sets it)")
 
 
-@rule("EK403", "sm100-torch", "rl")
+@rule("EK403", "sm100-torch", "rl", needs_vllm=True, backends=("unsloth",))
 def sm100_torch(facts: Facts) -> Outcome:
     """Unsloth accepts the torch under vLLM on SM100 (torch 2.9 or newer).
 
@@ -105,14 +108,15 @@ def sm100_torch(facts: Facts) -> Outcome:
     torch = facts.package("torch")
     if not gpus or _vllm_version(facts) is None or not torch or not facts.package("unsloth"):
         return skip("needs unsloth, vllm and torch on an SM100/SM103 GPU")
-    evidence = f"{describe(gpus[0])}, torch {torch.version}, unsloth {facts.package('unsloth').version}; {need['source']}"
+    unsloth = facts.package("unsloth").version
+    evidence = f"{describe(gpus[0])}, torch {torch.version}, unsloth {unsloth}; {need['source']}"
     if Version(torch.version).release < Version(need["min_torch"]).release:
         return fail(f"Unsloth refuses vLLM with torch {torch.version} on SM100", evidence,
                     f"pip install 'torch>={need['min_torch']}' with a vllm that pins it")
     return ok(f"torch {torch.version} is one Unsloth accepts on SM100", evidence)
 
 
-@rule("EK404", "sleep-mode", "rl")
+@rule("EK404", "sleep-mode", "rl", needs_vllm=True, decides="sleep")
 def sleep_mode(facts: Facts) -> Outcome:
     """vLLM sleep mode (vllm_enable_sleep_mode) can be used.
 
@@ -129,8 +133,10 @@ def sleep_mode(facts: Facts) -> Outcome:
     conflict = curated("sleep_mode_alloc_conflict")["setting"]
     alloc = facts.env.get("PYTORCH_CUDA_ALLOC_CONF", "")
     if vllm in SpecifierSet(broken["vllm"]):
-        return warn(f"sleep mode frees almost nothing on vllm {vllm}", f"broken on vllm{broken['vllm']}: {broken['source']}",
-                    f"keep vllm.sleep: false, or pip install 'vllm>={broken['fixed_in']}' (with a torch and trl that fit it)")
+        return warn(f"sleep mode frees almost nothing on vllm {vllm}",
+                    f"broken on vllm{broken['vllm']}: {broken['source']}",
+                    f"keep vllm.sleep: false, or pip install 'vllm>={broken['fixed_in']}' "
+                    "(with a torch and trl that fit it)")
     if conflict.replace(" ", "") in alloc.replace(" ", ""):
         return warn("expandable_segments clashes with vLLM sleep mode", f"PYTORCH_CUDA_ALLOC_CONF={alloc}",
                     "unset PYTORCH_CUDA_ALLOC_CONF (or drop expandable_segments) when sleep mode is on")
@@ -156,7 +162,7 @@ def shm(facts: Facts) -> Outcome:
     return ok(f"/dev/shm {size} MiB", evidence)
 
 
-@rule("EK406", "trl-sleep-sync", "rl")
+@rule("EK406", "trl-sleep-sync", "rl", needs_vllm=True, decides="sleep-sync")
 def trl_sleep_sync(facts: Facts) -> Outcome:
     """TRL's weight sync reaches a sleeping colocated vLLM.
 
@@ -177,7 +183,8 @@ def trl_sleep_sync(facts: Facts) -> Outcome:
     if Version(trl.version) in SpecifierSet(stale["trl"]):
         return warn(f"trl {trl.version} with vLLM sleep mode trains on stale weights", evidence,
                     f"pip install 'trl>={stale['fixed_in']}', or keep vllm.sleep: false")
-    return ok(f"trl {trl.version} syncs weights into a sleeping vLLM", f"trl {trl.version} (fixed in {stale['fixed_in']})")
+    return ok(f"trl {trl.version} syncs weights into a sleeping vLLM",
+              f"trl {trl.version} (fixed in {stale['fixed_in']})")
 
 
 @rule("EK306", "unsloth-vllm", "rl")
@@ -196,7 +203,8 @@ def unsloth_vllm(facts: Facts) -> Outcome:
         return skip("needs unsloth and vllm")
     verified = curated("unsloth_vllm_verified")["pairs"]
     known = ", ".join(f"unsloth {p['unsloth']} + vllm {p['vllm']}" for p in verified)
-    match = next((p for p in verified if Version(p["unsloth"]) == Version(unsloth.version) and Version(p["vllm"]) == vllm), None)
+    match = next((p for p in verified
+                  if Version(p["unsloth"]) == Version(unsloth.version) and Version(p["vllm"]) == vllm), None)
     if match:
         return ok(f"unsloth {unsloth.version} + vllm {vllm} verified ({match['checked']})", match["source"])
     return warn(f"unsloth {unsloth.version} + vllm {vllm}: no evidence fast_inference works", f"verified: {known}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
@@ -58,7 +59,8 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
             "vllm_max_model_length": max_model_length(recipe),
         })
         kwargs.update(vllm_launch_kwargs(recipe))
-        if v.gpu_memory_utilization != "auto" or v.mode == "colocate":  # auto for a server: set where it starts (trl vllm-serve)
+        # auto for a server: set where the server starts (trl vllm-serve)
+        if v.gpu_memory_utilization != "auto" or v.mode == "colocate":
             kwargs["vllm_gpu_memory_utilization"] = vllm_utilization(recipe, plan)
         if v.max_lora_rank is not None:
             kwargs["vllm_max_lora_rank"] = v.max_lora_rank
@@ -114,6 +116,6 @@ def unsloth_peft_kwargs(recipe: Recipe) -> dict[str, Any]:
 OPTIONAL = {"max_prompt_length", "generation_kwargs"}
 
 
-def split_supported(kwargs: dict[str, Any], supported: set[str]) -> tuple[dict[str, Any], list[str]]:
+def split_supported(kwargs: Mapping[str, Any], supported: set[str]) -> tuple[dict[str, Any], list[str]]:
     """The kwargs the installed GRPOConfig has, and the names it lacks that matter (reported, not passed)."""
     return {k: v for k, v in kwargs.items() if k in supported}, sorted(set(kwargs) - supported - OPTIONAL)

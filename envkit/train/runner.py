@@ -20,7 +20,7 @@ from envkit.files import replace_dir, write_atomic
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.train.checkpoints import Checkpoint, last_checkpoint
-from envkit.train.config import grpo_kwargs, split_supported
+from envkit.train.config import split_supported
 from envkit.train.guard import KNOWN_CAUSES
 from envkit.train.preflight import Plan
 from envkit.train.rewards import resolve_reward
@@ -67,7 +67,8 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
 
 def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool) -> int:
     if main and not resume and any(p.name != LOCK for p in output_dir.iterdir()):
-        raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, or --output another folder")
+        raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, "
+                          "or --output another folder")
     say = (lambda text: click.echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
     checkpoint = last_checkpoint(output_dir, warn=lambda text: say(f"warning: {text}")) if resume else None
     if resume and checkpoint is None:
@@ -104,7 +105,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         # user code runs from here on, before the slow loads
         rewards = [resolve_reward(r.name, Path(recipe.source).parent) for r in recipe.rewards]
 
-    kwargs, dropped = split_supported(grpo_kwargs(recipe, plan, str(output_dir)), {f.name for f in dataclasses.fields(GRPOConfig)})
+    kwargs, dropped = split_supported(plan.grpo_config, {f.name for f in dataclasses.fields(GRPOConfig)})
     for name in dropped if main else ():
         click.echo(f"envkit train: warning: the installed trl's GRPOConfig has no {name}; not applied", err=True)
     metrics = output_dir / "metrics.jsonl"
@@ -230,7 +231,8 @@ def _apply(plan: Plan, main: bool) -> None:
             click.echo(f"envkit train: patch {patch_id} {patch.name} {state}: {patch.title}", err=True)
     if failed:
         raise RecipeError(f"patch {', '.join(failed)} could not be applied to the installed trl, and the run needs it; "
-                          f"--no-patch {' --no-patch '.join(failed)} runs without (envkit doctor --explain {next(iter(failed))})")
+                          f"--no-patch {' --no-patch '.join(failed)} runs without "
+                          f"(envkit doctor --explain {next(iter(failed))})")
 
 
 def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_from, completed, chat) -> dict:
@@ -254,7 +256,7 @@ def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_fro
         "gpu": plan.gpu,
         "python": sys.version.split()[0],
         "packages": versions,
-        "plan": {k: v for k, v in dataclasses.asdict(plan).items() if k != "blocking"},
+        "plan": plan.to_dict(),
         "grpo_config": kwargs,
         "not_applied": dropped,
         # how prompts reached the model in training, for envkit generate (envkit.train.generate)
