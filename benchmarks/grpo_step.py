@@ -17,6 +17,9 @@ which the guard fires on the arm's metrics.  The trl vLLM arms also measure memo
     python benchmarks/grpo_step.py --no-probe --steps 16 --timeout 280 --arm envkit-server --arm envkit-server-nopatch --out /tmp/r
     python benchmarks/grpo_step.py --no-probe --steps 16 --append --arm envkit-colocate --arm envkit-colocate-2gpu \
         --arm trl-colocate --arm envkit-server-nopatch-stop --out /tmp/r
+    # issue #18, with the Unsloth set staged: 4-bit on both backends, with each run's peak memory (gpu_peak_gib)
+    python benchmarks/grpo_step.py --no-probe --steps 16 --arm envkit-colocate --arm envkit-colocate-4bit \
+        --arm envkit-unsloth-4bit --out /tmp/u
     python benchmarks/grpo_step.py --dry-run --out /tmp/gs                                 # CPU plumbing
     # issue #16, the 3B shape: each speed lever over plain TRL, then envkit (cold and warm caches), one results file
     python benchmarks/grpo_step.py --shape 3b --no-probe --steps 18 --arm trl-colocate --arm trl-colocate-no-gc \
@@ -61,7 +64,7 @@ ARMS = {"envkit-colocate": "colocate", "envkit-sleep": "sleep", "envkit-generate
         "envkit-unsloth-standby": "sleep",
         "trl-colocate-no-gc": "colocate", "trl-colocate-no-detok": "colocate", "trl-colocate-mb-whole": "colocate",
         "trl-colocate-levers": "colocate", "envkit-colocate-coldcache": "colocate", "envkit-colocate-warmcache": "colocate",
-        "envkit-colocate-mb-auto": "colocate"}
+        "envkit-colocate-mb-auto": "colocate", "envkit-colocate-4bit": "colocate"}
 # Issue #16: one speed lever each over plain TRL colocate (GRPOConfig fields; "mb-whole": the step's completions in one
 # micro-batch instead of per_device_train_batch_size x gradient_accumulation_steps, same 32 a step), and all of them.
 NO_GC, NO_DETOK = {"gradient_checkpointing": False}, {"generation_kwargs": {"detokenize": False}}
@@ -81,11 +84,14 @@ FLAGS = {"envkit-server-nopatch": ["--no-patch", "EKP001"], "envkit-server-nopat
 GUARD = {"envkit-server-nopatch-stop": "stop"}
 # Issue #18: backend: unsloth (fast_inference: Unsloth's own colocated vLLM; standby = its sleep mode), bf16 and 4-bit.
 UNSLOTH = {"envkit-unsloth": "bf16", "envkit-unsloth-4bit": "4bit", "envkit-unsloth-standby": "bf16"}
+# 4-bit (bitsandbytes NF4) training weights: Unsloth's 4-bit arm and, next to it, the TRL backend's.
+FOUR_BIT = {"envkit-unsloth-4bit", "envkit-colocate-4bit"}
 SKIP = 2  # warm-up steps left out of the median
 
 
 def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, utilization: float | None = None,
-                layout: str = "", guard: str = "warn", unsloth: str | None = None, grpo_lines: str = "") -> str:
+                layout: str = "", guard: str = "warn", unsloth: str | None = None, grpo_lines: str = "",
+                four_bit: bool = False) -> str:
     """An envkit recipe for this arm: the shared shape, vLLM settings left to envkit (auto) except the mode
     and, when given, the utilization; ``layout``: a resources section (GPUs of the server and the ranks)."""
     vllm = {"colocate": "enabled: true\n  mode: colocate\n  sleep: false",
@@ -95,11 +101,11 @@ def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, uti
     if utilization is not None and mode != "off":
         vllm += f"\n  gpu_memory_utilization: {utilization}"
     backend = f"backend: unsloth\n" if unsloth else ""
-    four_bit = "\n  load_in_4bit: true" if unsloth == "4bit" else ""
+    quantized = "\n  load_in_4bit: true" if four_bit else ""
     return f"""version: 1
 {backend}model:
   name: {model}
-  dtype: bf16{four_bit}
+  dtype: bf16{quantized}
 lora:
   r: {shape['lora_r']}
   alpha: {2 * shape['lora_r']}
@@ -138,7 +144,7 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
     data.write_text("".join(json.dumps({"question": p, "answer": "0"}) + "\n" for p in make_prompts(512, shape["prompt_length"])))
     recipe = folder / "recipe.yaml"
     recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps, utilization, LAYOUTS.get(arm, ""), GUARD.get(arm, "warn"),
-                                  UNSLOTH.get(arm), GRPO_LINES.get(arm, "")))
+                                  UNSLOTH.get(arm), GRPO_LINES.get(arm, ""), arm in FOUR_BIT))
     output = folder / "run"
     shutil.rmtree(output, ignore_errors=True)
     log = WORK / "logs" / f"{arm}.log"

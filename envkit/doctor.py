@@ -15,11 +15,9 @@ from envkit.facts import Facts, FactsError
 from envkit.files import WriteError, write_atomic
 from envkit.report import exit_code, repair_indexes, repair_requirements, to_json
 from envkit.report.text import render
-from envkit.launch.checks import LAUNCH_REGISTRY
 from envkit.report.text import markdown_table
 from envkit.rules import REGISTRY, Rule, find_rule, run_rules
 from envkit.rules.base import SECTIONS
-from envkit.rules.run import RUN_REGISTRY
 
 
 @dataclass(frozen=True)
@@ -38,15 +36,21 @@ class Options:
     sections: tuple[str, ...] = ()
 
 
-# Every check envkit has: the doctor's, and the ones `envkit train` runs against a recipe (documented here too).
-ALL_RULES: dict[str, Rule] = dict(sorted({**REGISTRY, **RUN_REGISTRY, **LAUNCH_REGISTRY}.items()))
+def all_rules() -> dict[str, Rule]:
+    """Every check envkit has: the doctor's, and the ones `envkit train` runs against a recipe (documented here
+    too).  Imported on demand: the recipe and launch checks pull in the recipe schema, which a doctor run that
+    explains nothing does not need (issue #16: the doctor's start-up)."""
+    from envkit.launch.checks import LAUNCH_REGISTRY
+    from envkit.rules.run import RUN_REGISTRY
+
+    return dict(sorted({**REGISTRY, **RUN_REGISTRY, **LAUNCH_REGISTRY}.items()))
 
 
 def explain(key: str) -> int:
     """A check's documentation, or a patch's (envkit train's TRL patches share the ID space: EKP001)."""
     from envkit.train.patches import all_patches, find_patch
 
-    rules = ALL_RULES
+    rules = all_rules()
     found = find_rule(key, rules)
     patch = find_patch(key) if found is None else None
     if found is None and patch is None:
@@ -129,8 +133,9 @@ def checks_markdown() -> str:
         return markdown_table(["ID", "name", "section", "checks", "refuses `envkit train`"],
                               [[r.id, r.name, SECTIONS[r.section], r.summary, refuses(r)] for r in rules])
 
-    doctor = [r for r in ALL_RULES.values() if r.id in REGISTRY]
-    train = [r for r in ALL_RULES.values() if r.id not in REGISTRY]
+    rules = all_rules()
+    doctor = [r for r in rules.values() if r.id in REGISTRY]
+    train = [r for r in rules.values() if r.id not in REGISTRY]
     return (table(doctor) + "\nChecked by `envkit train` against the recipe and its layout (`envkit doctor --explain` "
             "documents them too):\n\n" + table(train))
 
