@@ -31,11 +31,12 @@ def recipe(tmp_path: Path, dataset: str, grpo: str = ""):
 
 
 @pytest.mark.parametrize("dataset, message", [
-    (f"path: {TOY}\neval_path: {TOY}\ntest_size: 0.1", "dataset.test_size: give at most one of eval_path, eval_split and test_size"),
+    (f"path: {TOY}\neval_path: {TOY}\ntest_size: 0.1",
+     "dataset.test_size: give at most one of eval_path, eval_split and test_size"),
     (f"path: {TOY}\neval_split: test", "dataset.eval_split: a split of the registry dataset needs dataset.name"),
     (f"path: {TOY}\ntest_size: 1.5", "dataset.test_size: a fraction below 1 or a whole count of rows, got 1.5"),
     (f"path: {TOY}\ntest_size: 0", "dataset.test_size: must be greater than 0"),
-    ("path: rows.txt", "dataset.path: rows.txt: not a dataset file datasets can read; use .jsonl, .json, .parquet, .csv"),
+    ("path: rows.txt", "dataset.path: rows.txt: not a dataset file datasets can read; use .jsonl, .json, .parquet"),
     (f"path: {TOY}\neval_path: nowhere.csv", "dataset.eval_path: no such file:"),
 ])
 def test_dataset_mistakes_are_one_line(tmp_path, dataset, message):
@@ -113,8 +114,10 @@ def test_a_messages_column_is_a_conversational_prompt(tmp_path, tokenizer):
     name = write(tmp_path, ".parquet", rows)
     conversational = recipe(tmp_path, f"path: {name}\nprompt_field: messages\nsystem_prompt: Be brief.")
     conversational.dataset.prompt_template = None
-    prompts = data_module._prompts(conversational, data_module._load(conversational.dataset, conversational.dataset.path, "train"))
+    loaded = data_module._load(conversational.dataset, conversational.dataset.path, "train")
+    prompts = data_module._prompts(conversational, loaded)
     assert prompts[1]["prompt"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1+1?"}]
     assert prompts[1]["answer"] == "2"
-    with pytest.raises(RecipeError, match="dataset.prompt_field: 'messages' holds chat messages, but the model's tokenizer has no chat template"):
+    no_template = "dataset.prompt_field: 'messages' holds chat messages, but the model's tokenizer has no chat template"
+    with pytest.raises(RecipeError, match=no_template):
         data_module.prepare_dataset(conversational, tokenizer)

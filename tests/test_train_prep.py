@@ -189,7 +189,8 @@ def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path
         {k: v for k, v in plan.to_dict().items() if k in ("use_vllm", "sleep", "gpu", "env", "patches", "patches_off")}
     from datetime import datetime, timezone
 
-    manifest = _manifest(recipe, plan, dict(plan.grpo_config), [], 3, datetime.now(timezone.utc), 1.0, None, True, chat=False)
+    manifest = _manifest(recipe, plan, dict(plan.grpo_config), [], 3, datetime.now(timezone.utc), 1.0, None, True,
+                         chat=False)
     assert manifest["plan"] == plan.to_dict() and json.loads(json.dumps(manifest))["plan"] == plan.to_dict()
 
 

@@ -355,14 +355,14 @@ def missing_columns(data: DatasetSpec, columns: list[str]) -> str | None:
 
 
 def _check_prompt_fields(data: DatasetSpec, fail) -> None:
-    """The template parses; for a local JSONL or CSV, its first row (header) has the fields the prompt and answer read."""
+    """The template parses; a local JSONL's first row or a CSV's header has the fields the prompt and answer read."""
     if data.prompt_template is not None:
         try:
             template_fields(data.prompt_template)
         except ValueError as exc:
             fail(("dataset", "prompt_template"), f"not a str.format template: {exc}")
             return
-    if data.path is None or Path(data.path).suffix.lower() not in (".jsonl", ".csv"):  # JSON, Parquet: checked when loaded
+    if data.path is None or Path(data.path).suffix.lower() not in (".jsonl", ".csv"):  # JSON, Parquet: when loaded
         return
     first = _first_row(data.path)
     if not isinstance(first, dict):

@@ -32,10 +32,12 @@ def prepare_dataset(recipe: Recipe, tokenizer):
     elif d.test_size:
         size = d.test_size if d.test_size < 1 else int(d.test_size)
         if isinstance(size, int) and size >= len(train):
-            raise RecipeError(f"{recipe.source}: dataset.test_size: {size} rows held out leaves none of the {len(train)} to train on")
+            raise RecipeError(f"{recipe.source}: dataset.test_size: {size} rows held out leaves none of the "
+                              f"{len(train)} to train on")
         parts = train.train_test_split(test_size=size, seed=recipe.seed)
         train, held_out = parts["train"], parts["test"]
-    return _drop_long_prompts(train, tokenizer, recipe), None if held_out is None else _drop_long_prompts(held_out, tokenizer, recipe)
+    train = _drop_long_prompts(train, tokenizer, recipe)
+    return train, None if held_out is None else _drop_long_prompts(held_out, tokenizer, recipe)
 
 
 def _load(d: DatasetSpec, path: str | None, split: str):
@@ -62,7 +64,8 @@ def _prompts(recipe: Recipe, data):
             messages = [{"role": m["role"], "content": m["content"]} for m in value]
             while messages and messages[-1]["role"] == "assistant":
                 messages.pop()
-            return {"prompt": (system if not messages or messages[0]["role"] != "system" else []) + messages, "answer": answer}
+            first = system if not messages or messages[0]["role"] != "system" else []
+            return {"prompt": first + messages, "answer": answer}
         text = d.prompt_template.format(**row) if d.prompt_template else value
         if d.use_chat_template:
             return {"prompt": system + [{"role": "user", "content": text}], "answer": answer}
@@ -93,8 +96,8 @@ def _drop_long_prompts(data, tokenizer, recipe: Recipe):
     if chat and not tokenizer.chat_template:
         why = "dataset.use_chat_template: true" if recipe.dataset.use_chat_template else \
             f"dataset.prompt_field: {recipe.dataset.prompt_field!r} holds chat messages"
-        raise RecipeError(f"{recipe.source}: {why}, but the model's tokenizer has no chat template: use a model with one "
-                          "(an -Instruct model), or text prompts (use_chat_template: false and a text column)")
+        raise RecipeError(f"{recipe.source}: {why}, but the model's tokenizer has no chat template: use a model with "
+                          "one (an -Instruct model), or text prompts (use_chat_template: false and a text column)")
     kept = data.filter(lambda rows: [n <= limit for n in prompt_lengths(rows["prompt"], tokenizer, chat)], batched=True)
     dropped = len(data) - len(kept)
     if not len(kept):
