@@ -397,6 +397,18 @@ def test_colocated_trl_generation_skips_vllms_detokenizing_and_nothing_else_does
     assert "generation_kwargs" not in run_plan(off, "h100")[1]
 
 
+
+def test_the_recipes_own_generation_kwargs_join_the_detokenize_setting_and_win():
+    """grpo.generation_kwargs (a TRL field, passed through, #14) keeps its keys next to envkit's detokenize: false."""
+    recipe = shipped("grpo-llama3b")
+    recipe.grpo.trl = {"generation_kwargs": {"min_tokens": 4, "detokenize": True}}
+    assert run_plan(recipe, "h100")[1]["generation_kwargs"] == {"detokenize": True, "min_tokens": 4}
+    recipe.grpo.trl = {"generation_kwargs": {"min_tokens": 4}}
+    assert run_plan(recipe, "h100")[1]["generation_kwargs"] == {"detokenize": False, "min_tokens": 4}
+    recipe.grpo.trl = {"generation_kwargs": '{"min_tokens": 4}'}  # TRL's JSON-string form: passed as written
+    assert run_plan(recipe, "h100")[1]["generation_kwargs"] == '{"min_tokens": 4}'
+
+
 def test_trls_timed_spans_are_summed_per_step_for_metrics():
     from trl.extras.profiling import ProfilingContext
 

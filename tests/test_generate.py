@@ -52,3 +52,17 @@ def test_greedy_gives_one_completion(tmp_path):
     result = CliRunner().invoke(main, ["generate", str(run_folder(tmp_path)), "hi", "--temperature", "0", "-n", "2"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "envkit generate: -n above 1 needs sampling: --temperature 0 (greedy) gives one completion"
+
+
+def test_engine_vllm_without_vllm_or_a_gpu_is_refused_not_swapped(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from envkit.train import generate as module
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(module.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(GenerateError, match="--engine vllm: vllm is not installed"):
+        module.pick_engine("vllm")
+    assert module.pick_engine("auto") == "transformers"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(GenerateError, match="--engine vllm: no CUDA GPU visible"):
+        module.pick_engine("vllm")

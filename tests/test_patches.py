@@ -154,7 +154,7 @@ def test_the_manifest_records_applied_and_turned_off_patches(tmp_path):
     r = recipe(tmp_path, SERVER)
     for no_patch, applied, off in [((), ["EKP001"], []), (("EKP001",), [], ["EKP001"])]:
         plan = plan_run(r, facts, run_rules(facts), no_patch)
-        manifest = _manifest(r, plan, {}, [], 1, datetime.now(timezone.utc), 1.0, None, completed=True)
+        manifest = _manifest(r, plan, {}, [], 1, datetime.now(timezone.utc), 1.0, None, completed=True, chat=False)
         assert (manifest["plan"]["patches"], manifest["plan"]["patches_off"]) == (applied, off)
         json.dumps(manifest)  # written as JSON
 

@@ -14,6 +14,7 @@ from envkit.recipe.schema import Recipe
 
 def test_docs_recipe_md_is_current():
     assert DOC.read_text() == markdown(), "docs/recipe.md is stale: python -m envkit.recipe.reference"
+    assert "\\\\|" not in DOC.read_text()  # a table cell's | escaped once
 
 
 def test_every_schema_key_is_in_the_reference_once():

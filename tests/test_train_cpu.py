@@ -232,7 +232,8 @@ def test_generate_samples_from_the_adapter_and_the_merged_model_alike(tiny_run):
         greedy[bool(way)] = json.loads(result.stdout)
         assert [item["prompt"] for item in greedy[bool(way)]] == prompts
     assert greedy[True] == greedy[False]
-    sampled = CliRunner().invoke(main, ["generate", str(run / "checkpoint-4"), prompts[0], "-n", "3", "--max-new-tokens", "5"])
+    sampled = CliRunner().invoke(main, ["generate", str(run / "checkpoint-4"), prompts[0], "-n", "3",
+                                        "--max-new-tokens", "5"])
     assert sampled.exit_code == 0, sampled.output
     assert [line for line in sampled.stdout.splitlines() if line.startswith("---")] == [
         f"--- prompt 1, sample {i} ---" for i in (1, 2, 3)]
@@ -249,8 +250,9 @@ TRL_ONLY = {"warmup_steps": 0.1, "lr_scheduler_type": "cosine", "log_completions
 def test_trl_fields_in_grpo_reach_grpoconfig(tmp_path):
     import torch
 
-    text = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
-    text = text.replace("max_steps: 4", "max_steps: 2\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in TRL_ONLY.items()))
+    text = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data/toy.jsonl'}")
+    fields = "".join(f"  {k}: {json.dumps(v)}\n" for k, v in TRL_ONLY.items())
+    text = text.replace("max_steps: 4", "max_steps: 2\n" + fields)
     (tmp_path / "trl.yaml").write_text(text)
     run, log = tmp_path / "run", tmp_path / "log"
     code, err = finish(envkit(str(tmp_path / "trl.yaml"), "--output", str(run), log=log), log)
@@ -260,3 +262,47 @@ def test_trl_fields_in_grpo_reach_grpoconfig(tmp_path):
     for name, value in TRL_ONLY.items():
         assert getattr(args, name) == value, name  # SchedulerType is a str enum: equal to "cosine"
     assert json.loads((run / "manifest.json").read_text())["not_applied"] == []
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}assistant:{% endif %}")
+
+
+def test_a_conversational_parquet_with_held_out_rows_logs_evaluations(tmp_path):
+    """Chat messages in a Parquet file, 8 rows held out (dataset.test_size): TRL evaluates every save_steps,
+    metrics.jsonl gets eval_* rows, the manifest says the prompts were chat, run_name reaches GRPOConfig."""
+    import shutil
+
+    import datasets
+    import torch
+    from transformers import AutoTokenizer
+
+    from envkit.train.tiny import build_tiny
+
+    model = tmp_path / "chat-model"
+    shutil.copytree(build_tiny(seed=0), model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(model)
+    rows = [{"messages": [{"role": "user", "content": f"What is {i}+{i}?"},
+                          {"role": "assistant", "content": str(2 * i)}],
+             "answer": str(2 * i)} for i in range(24)]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "chat.parquet"))
+    (tmp_path / "chat.yaml").write_text(f"""version: 1
+model: {{name: {model}}}
+lora: {{r: 4, alpha: 8, target_modules: [q_proj, v_proj]}}
+dataset: {{path: chat.parquet, prompt_field: messages, test_size: 8}}
+rewards: [{{name: length}}]
+grpo: {{num_generations: 4, per_device_train_batch_size: 4, max_prompt_length: 64, max_completion_length: 8,
+        max_steps: 2, run_name: chat-try}}
+output: {{save_steps: 1}}
+""")
+    run, log = tmp_path / "run", tmp_path / "log"
+    code, err = finish(envkit(str(tmp_path / "chat.yaml"), "--output", str(run), log=log), log)
+    assert code == 0, err[-3000:]
+    rows = metrics(run)
+    assert [r["step"] for r in rows if "eval_reward" in r] == [1, 2]
+    assert all("reward" in r for r in rows if "eval_reward" not in r)
+    assert json.loads((run / "manifest.json").read_text())["generate"]["chat_template"] is True
+    args = torch.load(run / "adapter" / "training_args.bin", weights_only=False)
+    assert (args.run_name, args.eval_strategy, args.eval_steps) == ("chat-try", "steps", 1)

@@ -60,13 +60,14 @@ def test_prompts_longer_than_max_prompt_length_are_dropped_with_one_warning(toke
     from envkit.train.data import prepare_dataset, prompt_lengths
 
     recipe = parse_recipe(TINY.replace("max_prompt_length: 32", "max_prompt_length: 31"), "tiny.yaml")
-    data = prepare_dataset(recipe, tokenizer)
+    data, held_out = prepare_dataset(recipe, tokenizer)
+    assert held_out is None
     lengths = prompt_lengths(list(data["prompt"]), tokenizer, chat=False)
     assert 0 < len(data) < 64 and max(lengths) <= 31
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("envkit")]  # not datasets' bars
     assert err == [(f"envkit train: warning: dropped {64 - len(data)} of 64 prompts longer than grpo.max_prompt_length "
                     "(31 tokens): vLLM's context is prompt + completion length")]
-    assert len(prepare_dataset(parse_recipe(TINY, "tiny.yaml"), tokenizer)) == 64  # all fit 32: no warning
+    assert len(prepare_dataset(parse_recipe(TINY, "tiny.yaml"), tokenizer)[0]) == 64  # all fit 32: no warning
     assert "envkit" not in capsys.readouterr().err
 
 
@@ -104,6 +105,7 @@ def test_report_skips_a_torn_last_line_and_non_object_lines(tmp_path):
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output and "2 steps, reward 0.500 -> 0.700" in result.output
+    assert [line.split() for line in result.stdout.splitlines()[1:]] == [["step", "reward"], ["1", "0.5"], ["2", "0.7"]]
     assert (tmp_path / "run.png").is_file()
 
 
@@ -187,7 +189,8 @@ def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path
         {k: v for k, v in plan.to_dict().items() if k in ("use_vllm", "sleep", "gpu", "env", "patches", "patches_off")}
     from datetime import datetime, timezone
 
-    manifest = _manifest(recipe, plan, dict(plan.grpo_config), [], 3, datetime.now(timezone.utc), 1.0, None, True)
+    manifest = _manifest(recipe, plan, dict(plan.grpo_config), [], 3, datetime.now(timezone.utc), 1.0, None, True,
+                         chat=False)
     assert manifest["plan"] == plan.to_dict() and json.loads(json.dumps(manifest))["plan"] == plan.to_dict()
 
 

@@ -7,6 +7,7 @@ line, ``recipe.yaml:12: grpo.learnig_rate: unknown key (did you mean learning_ra
 
 from __future__ import annotations
 
+import csv
 import difflib
 import hashlib
 import importlib.machinery
@@ -24,6 +25,8 @@ from envkit.binding import FAILED, Binder, PlainFloat, Problem
 from envkit.recipe.schema import DatasetSpec, Recipe, gpu_count
 
 BUILTIN_REWARDS = ("format", "exact_answer", "length")
+# A local dataset file's suffix -> the datasets builder that reads it.
+DATA_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 # YAML 1.2's float syntax (its core schema); PyYAML follows YAML 1.1, which needs a dot: 1.0e-4, not 1e-4.
 YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
 
@@ -206,14 +209,17 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> list[R
     if (model.name is None) == (model.build is None):
         fail(("model",), "give exactly one of name or build")
     if (data.path is None) == (data.name is None):
-        fail(("dataset",), "give exactly one of path (local JSONL) or name (registry)")
-    elif data.path is not None:
+        fail(("dataset",), "give exactly one of path (a local file) or name (registry)")
+    _check_eval(recipe, fail)
+    for key in ("path", "eval_path"):
+        if getattr(data, key) is None:
+            continue
         try:
-            data.path = _local_file(base, data.path, lambda message: where.error(_node(root, "dataset", "path"),
-                                                                                 "dataset.path", message))
+            setattr(data, key, _data_file(base, getattr(data, key), lambda message, key=key: where.error(
+                _node(root, "dataset", key), f"dataset.{key}", message)))
         except RecipeError as error:
             errors.append(error)
-            data.path = None  # nothing to read the prompt fields from
+            setattr(data, key, None)  # nothing to read the prompt fields from
     if not recipe.rewards:
         fail(("rewards",), "needs at least one reward")
     for i, reward in enumerate(recipe.rewards):
@@ -234,6 +240,21 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> list[R
     _check_launch(recipe, fail, lambda value, keys: _local_file(base, value, lambda message: where.error(
         _node(root, *keys), ".".join(keys), message)), errors)
     return errors
+
+
+def _check_eval(recipe: Recipe, fail) -> None:
+    """At most one source of evaluation rows; an eval_strategy only with one."""
+    data = recipe.dataset
+    given = [k for k in ("eval_path", "eval_split", "test_size") if getattr(data, k) is not None]
+    if len(given) > 1:
+        fail(("dataset", given[1]), f"give at most one of eval_path, eval_split and test_size (also given: {given[0]})")
+    if data.eval_split is not None and data.name is None:
+        fail(("dataset", "eval_split"), "a split of the registry dataset needs dataset.name; a local file: eval_path")
+    size = data.test_size
+    if size is not None and size >= 1 and size != int(size):
+        fail(("dataset", "test_size"), f"a fraction below 1 or a whole count of rows, got {size}")
+    if not given and recipe.grpo.trl.get("eval_strategy", "no") != "no":
+        fail(("grpo", "eval_strategy"), "nothing to evaluate: give dataset.eval_path, eval_split or test_size")
 
 
 def _check_launch(recipe: Recipe, fail, local_file, errors: list[RecipeError]) -> None:
@@ -334,18 +355,19 @@ def missing_columns(data: DatasetSpec, columns: list[str]) -> str | None:
 
 
 def _check_prompt_fields(data: DatasetSpec, fail) -> None:
-    """The template parses; for a local JSONL, its first row has the fields the prompt and answer read."""
+    """The template parses; a local JSONL's first row or a CSV's header has the fields the prompt and answer read."""
     if data.prompt_template is not None:
         try:
             template_fields(data.prompt_template)
         except ValueError as exc:
             fail(("dataset", "prompt_template"), f"not a str.format template: {exc}")
             return
-    if data.path is None:
+    if data.path is None or Path(data.path).suffix.lower() not in (".jsonl", ".csv"):  # JSON, Parquet: when loaded
         return
     first = _first_row(data.path)
     if not isinstance(first, dict):
-        fail(("dataset", "path"), "the first line is not a JSON object")
+        fail(("dataset", "path"), "the first line is not a JSON object" if data.path.lower().endswith(".jsonl")
+             else "no header line")
         return
     problem = missing_columns(data, list(first))
     if problem:
@@ -354,13 +376,24 @@ def _check_prompt_fields(data: DatasetSpec, fail) -> None:
 
 
 def _first_row(path: str):
-    """The first non-blank line of a JSONL file, parsed; None if it cannot be read or parsed."""
+    """The first row of a JSONL file (its first non-blank line, parsed), or a CSV's header as a mapping of its
+    column names; None if it cannot be read or parsed."""
     try:
-        with open(path, encoding="utf-8") as lines:
+        with open(path, encoding="utf-8", newline="") as lines:
+            if path.lower().endswith(".csv"):
+                header = next(csv.reader(lines), None)
+                return dict.fromkeys(header) if header else None
             line = next((line for line in lines if line.strip()), "")
         return json.loads(line)
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
         return None
+
+
+def _data_file(base: Path, value: str, fail) -> str:
+    """A local dataset file (_local_file) of a format datasets reads (DATA_FORMATS)."""
+    if Path(value).suffix.lower() not in DATA_FORMATS:
+        raise fail(f"{Path(value).name}: not a dataset file datasets can read; use {', '.join(DATA_FORMATS)}")
+    return _local_file(base, value, fail)
 
 
 def _local_file(base: Path, value: str, fail) -> str:

@@ -126,10 +126,10 @@ def _form(form: Any) -> str:
     if isinstance(form, str):
         return form
     if "choices" in form:
-        return " \\| ".join(map(repr, form["choices"])) if len(form["choices"]) <= 6 else f"one of {len(form['choices'])} names"
+        return " | ".join(map(repr, form["choices"])) if len(form["choices"]) <= 6 else f"one of {len(form['choices'])} names"
     if "list" in form:
         return f"list[{_form(form['list'])}]"
-    return " \\| ".join(_form(f) for f in form["union"])
+    return " | ".join(_form(f) for f in form["union"])
 
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "recipe.md"

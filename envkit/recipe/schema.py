@@ -53,11 +53,18 @@ class LoraSpec:
 
 @dataclass
 class DatasetSpec:
-    path: str | None = None  # local JSONL, relative to the recipe file
+    path: str | None = spec(None, "a local .jsonl, .json, .parquet or .csv, relative to the recipe")
     name: str | None = None  # registry name (openai/gsm8k)
     config: str | None = None
     split: str = "train"
-    prompt_field: str = "question"
+    # Evaluation rows: at most one of eval_path, eval_split, test_size.  Evaluated every output.save_steps unless
+    # grpo.eval_strategy / eval_steps say otherwise; metrics.jsonl gets eval_* rows.
+    eval_path: str | None = spec(None, "evaluation rows from a local file like path")
+    eval_split: str | None = spec(None, "evaluation rows from this split of the registry dataset (with name)")
+    test_size: float | None = spec(None, "evaluation rows held out of the training rows: a fraction below 1, or a "
+                                   "count", bound=POSITIVE)
+    prompt_field: str = spec("question", "the prompt column: text, or chat messages [{role, content}, ...] "
+                             "(conversational; trailing assistant turns dropped, system_prompt first)")
     prompt_template: str | None = None  # str.format over the row, e.g. "Q: {question}\nA:"
     answer_field: str = "answer"
     system_prompt: str | None = None

@@ -42,6 +42,9 @@ class MetricsCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
+        if "eval_reward" in logs:  # an evaluation: a row of its own, its keys as TRL names them (eval_*)
+            self._write({"step": state.global_step, **{k: v for k, v in logs.items() if k.startswith("eval_")}})
+            return
         if "reward" not in logs:  # the final train summary, not a step
             return
         row = {"step": state.global_step, "step_time": round(self._step_time, 4),
@@ -56,6 +59,9 @@ class MetricsCallback(TrainerCallback):
             row["phase_s"] = phases.take()
         if torch.cuda.is_available():  # this process's torch allocations so far (a colocated vLLM's included)
             row["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        self._write(row)
+
+    def _write(self, row: dict) -> None:
         with self.path.open("a") as out:
             out.write(json.dumps(row) + "\n")
 

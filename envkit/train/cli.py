@@ -192,7 +192,8 @@ def report(run_dir) -> None:
         click.echo(f"envkit report: cannot write {path / 'run.png'}: {exc.strerror or exc}", err=True)
         sys.exit(FAILED)
     trend = reward_trend(rows)
-    click.echo(f"{picture}: {len(rows)} step{'s' * (len(rows) != 1)}" + (f", reward {trend}" if trend else ""))
+    steps = len({row["step"] for row in rows})  # an evaluation's row shares its step's number
+    click.echo(f"{picture}: {steps} step{'s' * (steps != 1)}" + (f", reward {trend}" if trend else ""))
     if rows:
         click.echo(metrics_table(rows))
     if str(skipped):

@@ -44,6 +44,10 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
     }
     if g.top_k is not None:
         kwargs["top_k"] = g.top_k
+    d = recipe.dataset
+    if d.eval_path or d.eval_split or d.test_size:  # evaluation rows: every save_steps, unless grpo: says otherwise
+        kwargs.setdefault("eval_strategy", "steps")
+        kwargs.setdefault("eval_steps", recipe.output.save_steps)
     if g.max_steps is not None:
         kwargs["max_steps"] = g.max_steps
     else:
@@ -62,8 +66,8 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
             kwargs["vllm_max_lora_rank"] = v.max_lora_rank
         if v.kv_cache_dtype != "auto":
             kwargs["vllm_kv_cache_dtype"] = v.kv_cache_dtype
-        written = kwargs.get("generation_kwargs") or {}
-        if v.mode == "colocate" and recipe.backend == "trl" and not written.get("stop"):
+        written = kwargs.get("generation_kwargs") or {}  # TRL also takes it as a JSON string: then as written
+        if v.mode == "colocate" and recipe.backend == "trl" and isinstance(written, dict) and not written.get("stop"):
             # TRL reads back token ids only (it decodes the completions itself), so vLLM's incremental
             # detokenizing of every sequence at every step, in the training process, is work thrown away
             # (stop strings need it: then it stays on).  The recipe's own generation_kwargs win.

@@ -79,17 +79,17 @@ def _manifest(run_dir: Path) -> dict:
 
 
 def pick_engine(wanted: str) -> str:
-    """"vllm" or "transformers" for ``auto``/a name; vLLM needs the vllm package and a CUDA GPU."""
-    has_vllm = importlib.util.find_spec("vllm") is not None
-    if wanted == "transformers" or (wanted == "auto" and not has_vllm):
+    """"vllm" or "transformers" for ``auto`` or a name; vLLM needs the vllm package and a CUDA GPU."""
+    if wanted == "transformers":
         return "transformers"
     import torch
 
-    if torch.cuda.is_available():
-        return "vllm" if has_vllm else "transformers"
+    has_vllm, gpu = importlib.util.find_spec("vllm") is not None, torch.cuda.is_available()
+    if has_vllm and gpu:
+        return "vllm"
     if wanted == "vllm":
-        raise GenerateError("--engine vllm: " + ("no CUDA GPU visible" if has_vllm else "vllm is not installed")
-                            + "; --engine transformers samples without it")
+        raise GenerateError(f"--engine vllm: {'vllm is not installed' if gpu else 'no CUDA GPU visible'}; "
+                            "--engine transformers samples without it")
     return "transformers"
 
 

@@ -80,7 +80,7 @@ def panels(rows: list[dict], guard_metric: str, skipped: Skipped | None = None) 
     own or None), and the points by key.  The reward panel stays when nothing else has a point."""
     functions = sorted(k for k in {k for r in rows for k in r} if k.startswith("rewards/") and k.endswith("/mean"))
     every = [
-        ("reward (weighted total)", ["reward"], None),
+        ("reward (weighted total)", ["reward", "eval_reward"], None),
         ("reward per function (unweighted mean)", functions, None),
         ("completion length (tokens)", ["completion_length"], None),
         ("KL", ["kl"], None),

@@ -121,10 +121,13 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         remote = recipe.model.trust_remote_code
         tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path), trust_remote_code=remote)
         steps, code, verdict = checkpoint.step, 0, None
+        chat = recipe.dataset.use_chat_template
         if main:
             _copy_adapter(checkpoint.path, partial)
     else:
         model, tokenizer, peft_config = load_model(recipe, plan, source)
+        train_rows, eval_rows = prepare_dataset(recipe, tokenizer)
+        chat = isinstance(train_rows[0]["prompt"], list)  # messages: conversational, or use_chat_template
         stop = StopOnSignal()
         callbacks = [MetricsCallback(metrics, run_started=wall)] if main else []
         guard = GuardCallback(stop=recipe.guard == "stop", speak=main) if recipe.guard != "off" else None
@@ -133,7 +136,8 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
             processing_class=tokenizer,
             reward_funcs=rewards,
             args=GRPOConfig(**kwargs),
-            train_dataset=prepare_dataset(recipe, tokenizer),
+            train_dataset=train_rows,
+            eval_dataset=eval_rows,
             peft_config=peft_config,
             callbacks=callbacks + [c for c in (guard, stop, checkpoint and ScheduleOnResume()) if c],
         )
@@ -151,7 +155,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
             merge_adapter(recipe, plan, source, adapter, output_dir / "merged", tokenizer)
     wall_s = time.perf_counter() - wall
     manifest = _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, checkpoint.path if checkpoint else None,
-                         completed=code == 0)
+                         completed=code == 0, chat=chat)
     manifest["guard"] = {"mode": recipe.guard, "stale_weights": verdict.to_dict() if verdict else None}
     if main:
         write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
@@ -231,7 +235,7 @@ def _apply(plan: Plan, main: bool) -> None:
                           f"(envkit doctor --explain {next(iter(failed))})")
 
 
-def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_from, completed) -> dict:
+def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_from, completed, chat) -> dict:
     """What ran, on what: versions, recipe hash, GPU, time, the plan.  Of the environment only the variables
     envkit itself sets (plan.env: VLLM_LORA_DISABLE_PDL, the Unsloth standby, CUDA_VISIBLE_DEVICES), never a secret."""
     versions = {}
@@ -256,6 +260,6 @@ def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_fro
         "grpo_config": kwargs,
         "not_applied": dropped,
         # how prompts reached the model in training, for envkit generate (envkit.train.generate)
-        "generate": {"chat_template": recipe.dataset.use_chat_template, "system_prompt": recipe.dataset.system_prompt,
+        "generate": {"chat_template": chat, "system_prompt": recipe.dataset.system_prompt,
                      "trust_remote_code": recipe.model.trust_remote_code},
     }

@@ -41,7 +41,8 @@ def run_summary(output_dir: Path, rows: list[dict], steps: int, wall_s: float, g
     trend = reward_trend(rows)
     if trend:
         lines.append(f"  reward      {trend}")
-    lines.append(f"  adapter     {output_dir / 'adapter'}" + (f"  (merged model: {output_dir / 'merged'})" if merged else ""))
+    merged_text = f"  (merged model: {output_dir / 'merged'})" if merged else ""
+    lines.append(f"  adapter     {output_dir / 'adapter'}{merged_text}")
     lines.append(f"  metrics     {output_dir / 'metrics.jsonl'}, picture {output_dir / 'run.png'}")
     quoted = shlex.quote(out)
     lines.append(f"  next        envkit generate {quoted} \"your prompt\"   # sample from the trained adapter")
@@ -57,8 +58,9 @@ def _duration(seconds: float) -> str:
 
 
 # The table's columns: metrics.jsonl key -> heading.  Per-function rewards (rewards/<name>/mean) join after reward.
-COLUMNS = {"reward": "reward", "completion_length": "completion", "kl": "kl", "loss": "loss", "step_time": "step s",
-           "tokens_per_s": "tok/s", "sampling/sampling_logp_difference/mean": "logp gap"}
+COLUMNS = {"reward": "reward", "eval_reward": "eval reward", "completion_length": "completion", "kl": "kl",
+           "loss": "loss", "step_time": "step s", "tokens_per_s": "tok/s",
+           "sampling/sampling_logp_difference/mean": "logp gap"}
 
 
 def metrics_table(rows: list[dict], limit: int = 12) -> str:
