@@ -79,6 +79,10 @@ def worker_command(config: dict, model: Path, result: Path, output: Path, probe:
         command += ["--max-model-length", str(config["max_model_length"])]
     if config.get("lr") is not None:
         command += ["--lr", str(config["lr"])]
+    if config.get("reward"):
+        command += ["--reward", config["reward"]]
+    if config.get("grpo"):
+        command += ["--grpo", json.dumps(config["grpo"])]
     return command + ([] if probe else ["--no-probe"])
 
 

@@ -46,6 +46,19 @@ def digit_reward(completions, **kwargs) -> list[float]:
     return [sum(ch.isdigit() for ch in t) / len(t) if t else 0.0 for t in texts]
 
 
+# 3B shape: the byte tokenizer decodes only 259 of the model's 128256 ids, so a text reward sees almost nothing.
+LOW_IDS = 4096
+
+
+def low_id_reward(completions, completion_ids=None, **kwargs) -> list[float]:
+    """Toy reward on token ids for the full-vocabulary shapes: the share of completion ids below LOW_IDS (0..1;
+    about 0.03 for a random-init 128256-id model, so a group's rewards differ from the first step)."""
+    return [sum(t < LOW_IDS for t in ids) / len(ids) if ids else 0.0 for ids in completion_ids]
+
+
+REWARDS = {"digit": digit_reward, "low_id": low_id_reward}
+
+
 def make_prompts(count: int, length: int, seed: int = 0) -> list[str]:
     """Prompts of exactly ``length`` byte tokens (ASCII), all different."""
     rng = random.Random(seed)
@@ -195,9 +208,10 @@ def _cache_facts(llm) -> dict:
 
 
 def run_trl(args) -> dict:
-    """One plain-TRL GRPO run: TRL defaults except the batch shape, LoRA and learning rate (same as envkit's recipe)."""
-    probe = Probe() if args.probe else None
+    """One plain-TRL GRPO run: TRL defaults except the batch shape, LoRA and learning rate (same as envkit's recipe),
+    and ``--grpo``: GRPOConfig fields one lever changes (benchmarks/grpo_step.py)."""
     started = time.perf_counter()
+    probe = Probe() if args.probe else None
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -225,18 +239,18 @@ def run_trl(args) -> dict:
                         gradient_accumulation_steps=args.grad_accum, num_generations=args.num_generations,
                         max_completion_length=args.completion_length, learning_rate=args.lr, max_steps=args.steps,
                         logging_steps=1, save_strategy="no", report_to="none", seed=args.seed,
-                        bf16=cuda, use_cpu=not cuda, **vllm_kwargs)
+                        bf16=cuda, use_cpu=not cuda, **vllm_kwargs | json.loads(args.grpo))
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16 if cuda else torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if probe:
         probe.mark("policy_loaded")
     vllm_facts = instrument_vllm(probe) if probe and args.vllm != "off" else {}
     prompts = make_prompts(args.prompts, args.prompt_length, args.seed)
-    trainer = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[digit_reward], args=config,
+    trainer = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=[REWARDS[args.reward]], args=config,
                           train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
                           peft_config=LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules=LINEARS,
                                                  task_type="CAUSAL_LM"),
-                          callbacks=[MetricsCallback(metrics)])
+                          callbacks=[MetricsCallback(metrics, run_started=started)])
     if probe:
         probe.mark("trainer_ready")
         generate = trainer._generate_and_score_completions
@@ -285,6 +299,8 @@ def worker_args(argv: list[str] | None = None) -> argparse.Namespace:
     trl.add_argument("--lora-r", type=int, default=16)
     trl.add_argument("--lr", type=float, default=1e-3)
     trl.add_argument("--seed", type=int, default=0)
+    trl.add_argument("--reward", choices=sorted(REWARDS), default="digit")
+    trl.add_argument("--grpo", default="{}", help="JSON: more GRPOConfig fields (a lever under test)")
     trl.add_argument("--no-probe", dest="probe", action="store_false", help="no memory probes (timing runs)")
     return parser.parse_args(argv)
 

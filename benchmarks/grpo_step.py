@@ -17,7 +17,15 @@ which the guard fires on the arm's metrics.  The trl vLLM arms also measure memo
     python benchmarks/grpo_step.py --no-probe --steps 16 --timeout 280 --arm envkit-server --arm envkit-server-nopatch --out /tmp/r
     python benchmarks/grpo_step.py --no-probe --steps 16 --append --arm envkit-colocate --arm envkit-colocate-2gpu \
         --arm trl-colocate --arm envkit-server-nopatch-stop --out /tmp/r
+    # issue #18, with the Unsloth set staged: 4-bit on both backends, with each run's peak memory (gpu_peak_gib)
+    python benchmarks/grpo_step.py --no-probe --steps 16 --arm envkit-colocate --arm envkit-colocate-4bit \
+        --arm envkit-unsloth-4bit --out /tmp/u
     python benchmarks/grpo_step.py --dry-run --out /tmp/gs                                 # CPU plumbing
+    # issue #16, the 3B shape: each speed lever over plain TRL, then envkit (cold and warm caches), one results file
+    python benchmarks/grpo_step.py --shape 3b --no-probe --steps 18 --arm trl-colocate --arm trl-colocate-no-gc \
+        --arm trl-colocate-no-detok --arm trl-colocate-mb-whole --out /tmp/r
+    python benchmarks/grpo_step.py --shape 3b --no-probe --steps 18 --append --arm trl-colocate-levers \
+        --arm envkit-colocate-coldcache --arm envkit-colocate-warmcache --arm envkit-colocate-mb-auto --out /tmp/r
 """
 
 from __future__ import annotations
@@ -41,14 +49,31 @@ from envkit.train.guard import GuardLimits, check_rows
 GUARD_METRIC = GuardLimits.shipped().metric
 
 SHAPE = dict(shape="llama-205m", micro_batch=8, grad_accum=4, num_generations=8, prompt_length=64,
-             completion_length=256, lora_r=16, lr=1e-3)
+             completion_length=256, lora_r=16, lr=1e-3, reward="digit")
+# Issue #16: the Llama-3.2-3B dimensions (full vocabulary), LoRA r64, the same 32 completions x 256 tokens a step;
+# a reward on token ids (grpo_bench.low_id_reward): the byte tokenizer decodes too few of its ids for text.
+SHAPE_3B = dict(shape="llama-3.2-3b", micro_batch=8, grad_accum=4, num_generations=8, prompt_length=128,
+                completion_length=256, lora_r=64, lr=5e-4, reward="low_id")
+SHAPES = {"205m": SHAPE, "3b": SHAPE_3B}
 DRY = dict(shape="test-tiny", micro_batch=4, grad_accum=1, num_generations=4, prompt_length=24, completion_length=16,
-           lora_r=4, lr=1e-3)
+           lora_r=4, lr=1e-3, reward="digit")
 ARMS = {"envkit-colocate": "colocate", "envkit-sleep": "sleep", "envkit-generate": "off",
         "trl-colocate": "colocate", "trl-sleep": "sleep", "trl-generate": "off",
         "envkit-server": "server", "envkit-server-nopatch": "server", "envkit-server-nopatch-stop": "server",
         "envkit-colocate-2gpu": "colocate", "envkit-unsloth": "colocate", "envkit-unsloth-4bit": "colocate",
-        "envkit-unsloth-standby": "sleep"}
+        "envkit-unsloth-standby": "sleep",
+        "trl-colocate-no-gc": "colocate", "trl-colocate-no-detok": "colocate", "trl-colocate-mb-whole": "colocate",
+        "trl-colocate-levers": "colocate", "envkit-colocate-coldcache": "colocate", "envkit-colocate-warmcache": "colocate",
+        "envkit-colocate-mb-auto": "colocate", "envkit-colocate-4bit": "colocate"}
+# Issue #16: one speed lever each over plain TRL colocate (GRPOConfig fields; "mb-whole": the step's completions in one
+# micro-batch instead of per_device_train_batch_size x gradient_accumulation_steps, same 32 a step), and all of them.
+NO_GC, NO_DETOK = {"gradient_checkpointing": False}, {"generation_kwargs": {"detokenize": False}}
+LEVERS = {"trl-colocate-no-gc": (NO_GC, False), "trl-colocate-no-detok": (NO_DETOK, False),
+          "trl-colocate-mb-whole": ({}, True), "trl-colocate-levers": (NO_GC | NO_DETOK, True)}
+# envkit with grpo.micro_batch: auto (the budget's micro-batch for the same step) besides its default levers.
+GRPO_LINES = {"envkit-colocate-mb-auto": "\n  micro_batch: auto"}
+# Start-up (issue #16): envkit's first start with empty vLLM / inductor / Triton caches, then the second start on them.
+CACHE_ARMS = {"envkit-colocate-coldcache": True, "envkit-colocate-warmcache": False}
 SERVER_LAYOUT = "resources:\n  generation_gpus: [0]\n  training_gpus: [1]\n"
 # Arms on two GPUs (issue #7): the same shape per training rank, laid out by the recipe's resources.
 LAYOUTS = {"envkit-server": SERVER_LAYOUT, "envkit-server-nopatch": SERVER_LAYOUT, "envkit-server-nopatch-stop": SERVER_LAYOUT,
@@ -59,11 +84,14 @@ FLAGS = {"envkit-server-nopatch": ["--no-patch", "EKP001"], "envkit-server-nopat
 GUARD = {"envkit-server-nopatch-stop": "stop"}
 # Issue #18: backend: unsloth (fast_inference: Unsloth's own colocated vLLM; standby = its sleep mode), bf16 and 4-bit.
 UNSLOTH = {"envkit-unsloth": "bf16", "envkit-unsloth-4bit": "4bit", "envkit-unsloth-standby": "bf16"}
+# 4-bit (bitsandbytes NF4) training weights: Unsloth's 4-bit arm and, next to it, the TRL backend's.
+FOUR_BIT = {"envkit-unsloth-4bit", "envkit-colocate-4bit"}
 SKIP = 2  # warm-up steps left out of the median
 
 
 def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, utilization: float | None = None,
-                layout: str = "", guard: str = "warn", unsloth: str | None = None) -> str:
+                layout: str = "", guard: str = "warn", unsloth: str | None = None, grpo_lines: str = "",
+                four_bit: bool = False) -> str:
     """An envkit recipe for this arm: the shared shape, vLLM settings left to envkit (auto) except the mode
     and, when given, the utilization; ``layout``: a resources section (GPUs of the server and the ranks)."""
     vllm = {"colocate": "enabled: true\n  mode: colocate\n  sleep: false",
@@ -73,11 +101,11 @@ def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, uti
     if utilization is not None and mode != "off":
         vllm += f"\n  gpu_memory_utilization: {utilization}"
     backend = f"backend: unsloth\n" if unsloth else ""
-    four_bit = "\n  load_in_4bit: true" if unsloth == "4bit" else ""
+    quantized = "\n  load_in_4bit: true" if four_bit else ""
     return f"""version: 1
 {backend}model:
   name: {model}
-  dtype: bf16{four_bit}
+  dtype: bf16{quantized}
 lora:
   r: {shape['lora_r']}
   alpha: {2 * shape['lora_r']}
@@ -88,7 +116,7 @@ dataset:
   answer_field: answer
   use_chat_template: false
 rewards:
-  - {{name: "grpo_bench:digit_reward"}}
+  - {{name: "grpo_bench:{shape['reward']}_reward"}}
 grpo:
   num_generations: {shape['num_generations']}
   per_device_train_batch_size: {shape['micro_batch']}
@@ -97,7 +125,7 @@ grpo:
   max_completion_length: {shape['completion_length']}
   learning_rate: {shape['lr']}
   max_steps: {steps}
-  beta: 0.0
+  beta: 0.0{grpo_lines}
 vllm:
   {vllm}
 output:
@@ -116,14 +144,14 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
     data.write_text("".join(json.dumps({"question": p, "answer": "0"}) + "\n" for p in make_prompts(512, shape["prompt_length"])))
     recipe = folder / "recipe.yaml"
     recipe.write_text(recipe_text(shape, model, data, ARMS[arm], steps, utilization, LAYOUTS.get(arm, ""), GUARD.get(arm, "warn"),
-                                  UNSLOTH.get(arm)))
+                                  UNSLOTH.get(arm), GRPO_LINES.get(arm, ""), arm in FOUR_BIT))
     output = folder / "run"
     shutil.rmtree(output, ignore_errors=True)
     log = WORK / "logs" / f"{arm}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     code = run_arm([sys.executable, "-m", "envkit", "train", str(recipe), "--output", str(output), "--force", *FLAGS.get(arm, [])],
-                   log, timeout, REPO)
+                   log, timeout, REPO, env=cache_env(arm))
     text = log.read_text(errors="replace").splitlines()
     metrics = output / "metrics.jsonl"
     manifest = output / "manifest.json"
@@ -141,12 +169,27 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
     return result
 
 
+def cache_env(arm: str) -> dict[str, str] | None:
+    """The cache arms' vLLM, inductor and Triton cache folders (emptied first for the cold one)."""
+    if arm not in CACHE_ARMS:
+        return None
+    root = WORK / "startup-cache"
+    if CACHE_ARMS[arm]:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"VLLM_CACHE_ROOT": str(root / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
+            "TRITON_CACHE_DIR": str(root / "triton")}
+
+
 def run_trl(arm: str, shape: dict, steps: int, timeout: int, probe: bool, utilization: float | None,
             as_envkit: bool) -> dict:
-    """Plain TRL; ``as_envkit``: with the vLLM context envkit sets (prompt + completion), not the model's."""
+    """Plain TRL; ``as_envkit``: with the vLLM context envkit sets (prompt + completion), not the model's;
+    a lever arm with its GRPOConfig fields or batch split."""
     config = shape | {"vllm": ARMS[arm], "steps": steps, "utilization": utilization,
                       "max_model_length": shape["prompt_length"] + shape["completion_length"] if as_envkit else None}
-    return run_worker(arm, config, timeout, probe=probe)
+    grpo, whole = LEVERS.get(arm, ({}, False))
+    if whole:
+        config |= {"micro_batch": shape["micro_batch"] * shape["grad_accum"], "grad_accum": 1}
+    return run_worker(arm, config | {"grpo": grpo}, timeout, probe=probe)
 
 
 def summary(result: dict) -> dict:
@@ -156,7 +199,11 @@ def summary(result: dict) -> dict:
     rewards = [r["reward"] for r in rows if "reward" in r]
     gaps = [r[GUARD_METRIC] for r in rows if GUARD_METRIC in r]
     verdict = check_rows(rows)
+    phases = sorted({name for r in rows[SKIP:] for name in r.get("phase_s") or {}})
     return {"steps": len(rows), "guard_step": verdict.step if verdict else None,
+            "first_step_s": rows[0].get("elapsed_s") if rows else None,
+            "gpu_peak_gib": max((r["gpu_peak_gib"] for r in rows if "gpu_peak_gib" in r), default=None),
+            "median_phase_s": {p: round(statistics.median(r.get("phase_s", {}).get(p, 0.0) for r in rows[SKIP:]), 3) for p in phases},
             "gap_first3": [round(g, 4) for g in gaps[:3]], "gap_max": round(max(gaps), 4) if gaps else None, "median_step_s": round(statistics.median(times), 3) if times else None,
             "median_tokens_per_s": round(statistics.median(rates)) if rates else None,
             "reward_first5": round(statistics.mean(rewards[:5]), 4) if rewards else None,
@@ -173,8 +220,8 @@ def trl_settings(result: dict) -> dict:
 
 def markdown(results: dict) -> str:
     lines = ["| arm | steps | median step (s) | tokens/s | reward first 5 | reward last 5 | sampler gap, steps 1-3 / max | "
-             "guard fires at step | patches | vLLM settings | wall (s) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | ---: |"]
+             "guard fires at step | patches | vLLM settings | step 1 at (s) | torch peak (GiB) | wall (s) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | ---: | ---: | ---: |"]
     for arm, r in results.items():
         s = r["summary"]
         settings = r.get("vllm_settings") or trl_settings(r)
@@ -182,7 +229,13 @@ def markdown(results: dict) -> str:
         gap = f"{s.get('gap_first3')} / {s.get('gap_max')}" if s.get("gap_max") is not None else ""
         lines.append(f"| {arm}{status} | {s['steps']} | {s['median_step_s']} | {s.get('median_tokens_per_s')} | {s['reward_first5']} | {s['reward_last5']} "
                      f"| {gap} | {s.get('guard_step') or ''} | {', '.join(r.get('patches') or [])} "
-                     f"| {json.dumps(settings) if settings else ''} | {r.get('wall_s')} |")
+                     f"| {json.dumps(settings) if settings else ''} | {s.get('first_step_s') or ''} | {s.get('gpu_peak_gib') or ''} | {r.get('wall_s')} |")
+    phased = [(arm, r["summary"]["median_phase_s"]) for arm, r in results.items() if r["summary"].get("median_phase_s")]
+    if phased:
+        names = sorted({name for _, p in phased for name in p})
+        lines += ["", "Median seconds per step in TRL's timed spans (envkit.train.phases):", "",
+                  "| arm | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+        lines += [f"| {arm} | " + " | ".join(str(p.get(n, "")) for n in names) + " |" for arm, p in phased]
     budget_rows = [(arm, c) for arm, r in results.items() for c in r.get("comparison", [])]
     if budget_rows:
         lines += ["", "| configuration | quantity | predicted GiB | measured GiB | error |", "| --- | --- | ---: | ---: | ---: |"]
@@ -195,6 +248,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arm", action="append", choices=sorted(ARMS), help="repeatable, in order")
     parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="205m", help="205m (issues #7-#11) or 3b (issue #16)")
     parser.add_argument("--timeout", type=int, default=280, help="seconds per arm")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dry-run", action="store_true", help="CPU: the tiny shape, both generate arms, 3 steps")
@@ -218,7 +272,7 @@ def main() -> None:
         (args.out / "grpo_step.md").write_text(markdown(results))
         print(markdown(results))
         return
-    shape, arms, steps = (DRY, ["envkit-generate", "trl-generate"], 3) if args.dry_run else (SHAPE, args.arm or [], args.steps)
+    shape, arms, steps = (DRY, ["envkit-generate", "trl-generate"], 3) if args.dry_run else (SHAPES[args.shape], args.arm or [], args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     previous = args.out / "grpo_step.json"
     results = json.loads(previous.read_text()) if args.append and previous.exists() else {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import signal
 import sys
 
@@ -11,10 +13,38 @@ from envkit import __version__
 from envkit.exitcodes import raise_terminated
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose other commands are imported when one is run or the help lists them: `envkit doctor`
+    loads none of train's, build's, budget's or matrix's modules (issue #16: the doctor's start-up)."""
+
+    def __init__(self, *args, lazy: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, _, attribute = self.lazy[name].partition(":")
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+
+# Every command but doctor: name -> "module:attribute".
+COMMANDS = {"matrix": "envkit.matrix.cli:matrix", "budget": "envkit.budget.cli:budget",
+            "recipes": "envkit.recipe.cli:recipes", "train": "envkit.train.cli:train",
+            "report": "envkit.train.cli:report", "generate": "envkit.train.cli:generate",
+            "lock": "envkit.build.cli:lock_command", "build": "envkit.build.cli:build"}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envkit")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """A working GRPO + vLLM environment: check it, lock it, build it, train in it."""
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: set and not empty; every command echoes through click
+        ctx.color = False
 
 
 def run() -> None:
@@ -47,26 +77,3 @@ def doctor(as_json, facts_file, dump_facts, target, target_count, no_gpu, sectio
 
     code = run_doctor(Options(as_json, facts_file, dump_facts, target, target_count, no_gpu, explain, show_fix, yes, strict, verbose, sections))
     sys.exit(code)
-
-
-# Further commands register here, one line each; their modules import only click at the top
-# so `envkit doctor` stays fast.
-from envkit.matrix.cli import matrix  # noqa: E402
-
-main.add_command(matrix)
-
-from envkit.budget.cli import budget  # noqa: E402
-
-main.add_command(budget)
-
-from envkit.recipe.cli import recipes  # noqa: E402
-from envkit.train.cli import report, train  # noqa: E402
-
-main.add_command(recipes)
-main.add_command(train)
-main.add_command(report)
-
-from envkit.build.cli import build, lock_command  # noqa: E402
-
-main.add_command(lock_command)
-main.add_command(build)

@@ -13,10 +13,11 @@ import click
 from envkit.exitcodes import USAGE
 from envkit.facts import Facts, FactsError
 from envkit.files import WriteError, write_atomic
-from envkit.report import exit_code, repair_requirements, to_json
+from envkit.report import exit_code, repair_indexes, repair_requirements, to_json
 from envkit.report.text import render
-from envkit.launch.checks import LAUNCH_REGISTRY
-from envkit.rules import REGISTRY, find_rule, run_rules
+from envkit.report.text import markdown_table
+from envkit.rules import REGISTRY, Rule, find_rule, run_rules
+from envkit.rules.base import SECTIONS
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,25 @@ class Options:
     sections: tuple[str, ...] = ()
 
 
+def all_rules() -> dict[str, Rule]:
+    """Every check envkit has: the doctor's, and the ones `envkit train` runs against a recipe (documented here
+    too).  Imported on demand: the recipe and launch checks pull in the recipe schema, which a doctor run that
+    explains nothing does not need (issue #16: the doctor's start-up)."""
+    from envkit.launch.checks import LAUNCH_REGISTRY
+    from envkit.rules.run import RUN_REGISTRY
+
+    return dict(sorted({**REGISTRY, **RUN_REGISTRY, **LAUNCH_REGISTRY}.items()))
+
+
 def explain(key: str) -> int:
     """A check's documentation, or a patch's (envkit train's TRL patches share the ID space: EKP001)."""
     from envkit.train.patches import all_patches, find_patch
 
-    rules = {**REGISTRY, **LAUNCH_REGISTRY}
+    rules = all_rules()
     found = find_rule(key, rules)
     patch = find_patch(key) if found is None else None
     if found is None and patch is None:
-        known = ", ".join(f"{r.id} {r.name}" for r in sorted(rules.values(), key=lambda r: r.id))
+        known = ", ".join(f"{r.id} {r.name}" for r in rules.values())
         patches = ", ".join(f"{p.id} {p.name}" for p in all_patches())
         click.echo(f"envkit doctor: no check or patch {key!r}. Known checks: {known}. Patches: {patches}", err=True)
         return USAGE
@@ -52,7 +63,7 @@ def explain(key: str) -> int:
 
 
 def gather(options: Options) -> Facts:
-    """Facts from a file or this machine, with the target GPU applied; raises FactsError/UnknownTarget."""
+    """Facts from a file or this machine, with the target GPU applied; raises FactsError/UnknownGpu."""
     if options.facts_file:
         facts = Facts.load(options.facts_file)
     else:
@@ -72,11 +83,11 @@ def run_doctor(options: Options) -> int:
     if options.yes and not options.show_fix:
         click.echo("envkit doctor: --yes only goes with --fix", err=True)
         return USAGE
-    from envkit.probe.target import UnknownTarget
+    from envkit.knowledge import UnknownGpu
 
     try:
         facts = gather(options)
-    except (FactsError, UnknownTarget) as exc:
+    except (FactsError, UnknownGpu) as exc:
         click.echo(f"envkit doctor: {exc}", err=True)
         return USAGE
     if options.dump_facts:
@@ -100,8 +111,34 @@ def _repair(findings, run: bool) -> int:
     if not requirements:
         click.echo("nothing to repair: no package finding has a pip fix")
         return 0
-    command = [sys.executable, "-m", "pip", "install", *requirements]
+    command = [sys.executable, "-m", "pip", "install", *repair_indexes(requirements), *requirements]
     click.echo(shlex.join(command))
     if not run:
         return 0
     return subprocess.run(command, check=False).returncode
+
+
+def refuses(rule: Rule) -> str:
+    """Which `envkit train` runs the rule's failure refuses, from its metadata (Rule.blocks)."""
+    if rule.run_relevance == "planned":
+        return "none: the run acts on it (a setting, or a refusal of its own)"
+    runs = "every run" if rule.run_relevance == "any" else "GPU runs"
+    return " ".join([runs] + (["generating with vLLM"] if rule.needs_vllm else [])
+                    + ([f"on backend {' or '.join(rule.backends)}"] if rule.backends else []))
+
+
+def checks_markdown() -> str:
+    """The README's check tables, generated from the registries (tests/test_cli.py keeps the README in step)."""
+    def table(rules) -> str:
+        return markdown_table(["ID", "name", "section", "checks", "refuses `envkit train`"],
+                              [[r.id, r.name, SECTIONS[r.section], r.summary, refuses(r)] for r in rules])
+
+    rules = all_rules()
+    doctor = [r for r in rules.values() if r.id in REGISTRY]
+    train = [r for r in rules.values() if r.id not in REGISTRY]
+    return (table(doctor) + "\nChecked by `envkit train` against the recipe and its layout (`envkit doctor --explain` "
+            "documents them too):\n\n" + table(train))
+
+
+if __name__ == "__main__":  # python -m envkit.doctor > tables: the README's Checks section
+    print(checks_markdown(), end="")

@@ -11,18 +11,15 @@ cost nothing at import and need no dependency.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import re
-import types
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from envkit.binding import Binder
 from envkit.masking import mask_env
 
 SCHEMA = "envkit.facts/1"
@@ -42,11 +39,25 @@ def device_index(entry: str) -> int | None:
     return int(entry) if len(entry) <= 9 else -1
 
 
+def _is_version(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
+# The strings rules parse, as field metadata (check, what it must be); checked at load so that no rule meets a bad one.
+VERSION = (_is_version, "a PEP 440 version")
+CUDA = (_is_version, 'a CUDA version, e.g. "13.0"')
+
+
 @dataclass
 class Gpu:
     index: int
     name: str
-    compute_capability: str | None = None  # "9.0"
+    compute_capability: str | None = field(default=None, metadata={"help": '"9.0"', "format": (
+        re.compile(r"[0-9]{1,3}\.[0-9]{1,3}").fullmatch, 'a compute capability N.N, e.g. "9.0"')})
     memory_total_mib: int | None = None
     memory_free_mib: int | None = None
     mig_mode: bool | None = None
@@ -63,8 +74,9 @@ class Gpu:
 @dataclass
 class Driver:
     source: str  # "nvml", "procfs" or "none"
-    version: str | None = None  # "580.95.05"
-    cuda_version: str | None = None  # highest CUDA the driver supports, "13.0"
+    version: str | None = field(default=None, metadata={"format": (_is_version, 'a driver version, e.g. "580.95.05"')})
+    cuda_version: str | None = field(default=None, metadata={"help": "the newest CUDA the driver supports",
+                                                             "format": CUDA})
     error: str | None = None  # why NVML could not be read
 
 
@@ -74,7 +86,8 @@ class Host:
     kernel: str = ""
     arch: str = ""  # "x86_64", "aarch64"
     glibc: str | None = None
-    python: str = ""
+    python: str = field(default="", metadata={"format": (lambda text: text == "" or _is_version(text),
+                                                          'a Python version, e.g. "3.12.3"')})
     wsl: bool = False
     container: str | None = None  # "docker", "podman", "kubernetes", ... or None
     ram_total_mib: int | None = None
@@ -86,11 +99,19 @@ class Host:
 
 @dataclass
 class Package:
-    version: str
+    version: str = field(metadata={"format": VERSION})
     requires: list[str] = field(default_factory=list)  # Requires-Dist lines, verbatim
-    cuda: str | None = None  # torch: CUDA of the build ("13.0"); None for CPU builds
+    cuda: str | None = field(default=None, metadata={"help": "torch: CUDA of the build; None for CPU builds",
+                                                     "format": CUDA})
     cudart_needed: list[str] = field(default_factory=list)  # vllm: libcudart.so.N its .so files link
-    built_for_torch: str | None = None  # a compiled torch extension (xformers): the torch its binary was built against
+    built_for_torch: str | None = field(default=None, metadata={  # a compiled torch extension's (xformers)
+        "help": "the torch its binary was built against",
+        "format": (_is_version, 'a torch version, e.g. "2.10.0+cu128"')})
+    glibc_needed: str | None = field(default=None, metadata={  # compiled packages
+        "help": "the newest glibc its wheel tag or its extensions' symbol versions ask for",
+        "format": (_is_version, 'a glibc version, e.g. "2.34"')})
+    # flash-attn: the torch C++ symbols it links that the installed torch lacks
+    missing_torch_symbols: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -140,7 +161,11 @@ class Facts:
         schema = data.get("schema")
         if schema != SCHEMA:
             raise FactsError(f"schema is {schema!r:.60}, expected {SCHEMA!r}")
-        facts = _build(cls, data, "")
+        binder = Binder(strict=False, mapping="an object")  # unknown keys skipped: a newer envkit's file still loads
+        facts = binder.bind(cls, data)
+        if binder.problems:
+            first = binder.problems[0]
+            raise FactsError(f"{first.path or 'the file'}: {first.message}")
         facts.env = mask_env(facts.env)
         return facts
 
@@ -152,11 +177,13 @@ class Facts:
         except OSError as exc:
             raise FactsError(f"cannot read {path}: {exc.strerror}") from None
         if len(raw) > MAX_BYTES:
-            raise FactsError(f"{path}: larger than {MAX_BYTES // 2**20} MiB, not a facts file (envkit doctor --dump-facts FILE writes one)")
+            raise FactsError(f"{path}: larger than {MAX_BYTES // 2**20} MiB, not a facts file "
+                             "(envkit doctor --dump-facts FILE writes one)")
         try:
             data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            raise FactsError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+            byte = exc.object[exc.start]
+            raise FactsError(f"{path}: not UTF-8 text (byte {byte:#04x} at offset {exc.start})") from None
         except json.JSONDecodeError as exc:
             raise FactsError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
         except RecursionError:
@@ -169,101 +196,3 @@ class Facts:
             return cls.from_dict(data)
         except FactsError as exc:
             raise FactsError(f"{path}: {exc}") from None
-
-
-def _is_version(text: str) -> bool:
-    try:
-        Version(text)
-    except InvalidVersion:
-        return False
-    return True
-
-
-# The strings rules parse, as (check, what it must be); checked at load so that no rule meets a bad one.
-FORMATS: dict[tuple[type, str], tuple[Callable[[str], Any], str]] = {
-    (Gpu, "compute_capability"): (re.compile(r"[0-9]{1,3}\.[0-9]{1,3}").fullmatch, 'a compute capability N.N, e.g. "9.0"'),
-    (Driver, "version"): (_is_version, 'a driver version, e.g. "580.95.05"'),
-    (Driver, "cuda_version"): (_is_version, 'a CUDA version, e.g. "13.0"'),
-    (Host, "python"): (lambda text: text == "" or _is_version(text), 'a Python version, e.g. "3.12.3"'),
-    (Package, "version"): (_is_version, "a PEP 440 version"),
-    (Package, "cuda"): (_is_version, 'a CUDA version, e.g. "13.0"'),
-    (Package, "built_for_torch"): (_is_version, 'a torch version, e.g. "2.10.0+cu128"'),
-}
-PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-
-
-def _build(kind: type, data: Any, where: str) -> Any:
-    """A dataclass from a JSON object: unknown keys ignored (forward compatible), each value checked."""
-    if not isinstance(data, dict):
-        raise FactsError(f"{where or 'the file'}: expected an object")
-    hints = _hints(kind)
-    values = {}
-    for item in dataclasses.fields(kind):
-        at = f"{where}.{item.name}" if where else item.name
-        if item.name not in data:
-            if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
-                raise FactsError(f"missing field {at!r}")
-            continue
-        value = _convert(hints[item.name], data[item.name], at)
-        check, what = FORMATS.get((kind, item.name), (None, ""))
-        if check is not None and value is not None and not check(value):
-            raise FactsError(f"{at}: {value!r:.40} is not {what}")
-        values[item.name] = value
-    return kind(**values)
-
-
-@functools.cache
-def _hints(kind: type) -> dict[str, Any]:
-    return typing.get_type_hints(kind)
-
-
-def _convert(kind: Any, value: Any, where: str) -> Any:
-    """``value`` checked against ``kind``: a facts dataclass, list[X], dict[str, X] or a scalar (Optional)."""
-    if dataclasses.is_dataclass(kind):
-        return _build(kind, value, where)
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin is list and isinstance(value, list):
-        return [_convert(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
-    if origin is dict and isinstance(value, dict):
-        return {key: _convert(args[1], item, _key(where, key)) for key, item in value.items()}
-    if isinstance(value, str) and not _is_text(value):
-        raise FactsError(f"{where}: not valid Unicode text (an unpaired surrogate escape)")
-    if not _fits(kind, value):
-        raise FactsError(f"{where}: expected {_describe(kind)}")
-    return value
-
-
-def _key(where: str, key: str) -> str:
-    """``where.key``; a key that is not a plain name is quoted (its control characters escaped)."""
-    if not _is_text(key):
-        raise FactsError(f"{where}: a key is not valid Unicode text (an unpaired surrogate escape)")
-    return f"{where}.{key}" if PLAIN_KEY.fullmatch(key) else f"{where}[{key!r:.40}]"
-
-
-def _is_text(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _fits(kind: Any, value: Any) -> bool:
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(k, value) for k in typing.get_args(kind))
-    if origin in (list, dict):
-        return False  # containers are walked in _convert
-    if kind is type(None):
-        return value is None
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-def _describe(kind: Any) -> str:
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(k) for k in typing.get_args(kind))
-    names = {str: "a string", int: "an integer", bool: "true or false", type(None): "null", list: "a list", dict: "an object"}
-    return names.get(origin or kind, "an object")

@@ -84,7 +84,7 @@ def test_config_json_matches_shipped_shape(tmp_path):
 def test_unknown_names_name_the_closest():
     with pytest.raises(UnknownName, match="closest: Qwen3-4B"):
         resolve_model("Qwen3-4")
-    with pytest.raises(UnknownName, match="closest: h100"):
+    with pytest.raises(UnknownName, match="did you mean h100"):
         resolve_gpu("h1000")
 
 
@@ -106,14 +106,14 @@ def test_llama3b_fits_an_h100_without_sleep():
 
 
 def test_sleep_is_recommended_when_only_sleep_fits():
-    rec = recommend(on("a10g", load_in_4bit=True, grad_checkpointing=False))
+    rec = recommend(on("a10g", load_in_4bit=True, grad_checkpointing=False))  # checkpointing pinned off
     assert rec.fits and rec.plan.sleep
     awake = replace(rec.plan, sleep=False)
     assert awake.headroom < rec.plan.headroom
 
 
 def test_checkpointing_and_fp8_kv_shrink_their_terms():
-    base = recommend(on("h100")).plan
+    base = recommend(on("h100", grad_checkpointing=True)).plan
     assert recommend(on("h100", grad_checkpointing=False)).plan.training.activations > 5 * base.training.activations
     assert recommend(on("h100", kv_cache_dtype="fp8")).plan.vllm.utilization < base.vllm.utilization
 
@@ -351,3 +351,78 @@ def test_every_fix_names_a_real_recipe_key_and_saves_something():
         for part in fix.setting.split(" (")[0].split(", "):
             section, _, field = part.split(":")[0].partition(".")
             assert field in {f.name for f in dataclasses.fields(sections[section])}, fix.setting
+
+
+def test_gradient_checkpointing_auto_is_off_where_the_activations_fit_and_on_where_they_do_not():
+    """Issue #16: recomputing every layer's forward costs each step; the budget turns it on only when needed."""
+    roomy, _ = run_plan(shipped("grpo-llama3b"), "h200")
+    assert roomy.gradient_checkpointing is False
+    tight_plan, tight_kwargs = run_plan(shipped("grpo-llama3b"), "a10g")  # 24 GiB: 19 GiB of activations do not fit
+    assert tight_plan.gradient_checkpointing is True and tight_kwargs["gradient_checkpointing"] is True
+    unknown, _ = run_plan(parse_recipe(recipe_with(model="{name: some-org/unknown-model, dtype: bf16}")), "h200")
+    assert unknown.gradient_checkpointing is True  # no budget: TRL's default
+
+
+def test_a_pinned_gradient_checkpointing_is_kept_and_budgeted_as_pinned():
+    recipe = shipped("grpo-llama3b")
+    recipe.grpo.gradient_checkpointing = True
+    plan, kwargs = run_plan(recipe, "h200")
+    assert plan.gradient_checkpointing is True and kwargs["gradient_checkpointing"] is True
+    assert recommend_recipe(recipe, 141 * 1024 * MIB).plan.inputs.grad_checkpointing is True
+
+
+def test_the_budget_tries_awake_before_asleep_and_no_checkpointing_before_checkpointing(monkeypatch):
+    """Sleep costs more per step than recomputation: the first candidate that fits, in that order."""
+    import envkit.budget.recommend as recommend_module
+
+    tried = []
+    monkeypatch.setattr(recommend_module, "fits", lambda b: tried.append((b.sleep, b.inputs.grad_checkpointing)) or False)
+    chosen = recommend_module.plan(on("h100"), 0.3)
+    assert tried == [(False, False), (False, True), (True, False), (True, True)]
+    assert (chosen.sleep, chosen.inputs.grad_checkpointing) == (True, True)  # nothing fits: the last
+    tried.clear()
+    recommend_module.plan(on("h100", grad_checkpointing=True), 0.3, sleep=False)
+    assert tried == [(False, True)]
+
+
+def test_colocated_trl_generation_skips_vllms_detokenizing_and_nothing_else_does():
+    """Issue #16: TRL reads token ids back and decodes them itself; server mode and Unsloth keep vLLM's default."""
+    _, colocate = run_plan(shipped("grpo-llama3b"), "h100")
+    assert colocate["generation_kwargs"] == {"detokenize": False}
+    server = shipped("grpo-llama3b")
+    server.vllm.mode = "server"
+    assert "generation_kwargs" not in run_plan(server, "h100")[1]
+    off = shipped("grpo-llama3b")
+    off.vllm.enabled = False
+    assert "generation_kwargs" not in run_plan(off, "h100")[1]
+
+
+def test_trls_timed_spans_are_summed_per_step_for_metrics():
+    from trl.extras.profiling import ProfilingContext
+
+    from envkit.train import phases
+
+    assert phases.install() and phases.install()  # twice: wrapped once
+    phases.take()
+    for _ in range(2):
+        with ProfilingContext("vLLM.generate", report_to=[]):
+            pass
+    taken = phases.take()
+    assert list(taken) == ["vLLM.generate"] and taken["vLLM.generate"] >= 0
+    assert phases.take() == {}
+
+
+def test_micro_batch_auto_runs_the_steps_completions_in_the_largest_pass_that_costs_nothing_else():
+    """Issue #16: 32 completions as 8 x 4 -> 32 x 1 on an H200 (same optimizer step, fewer passes); on a 24 GiB
+    GPU the larger passes would need checkpointing or sleep the written split avoids, so the split stays."""
+    recipe = shipped("grpo-llama3b")
+    recipe.grpo.micro_batch = "auto"
+    plan, kwargs = run_plan(recipe, "h200")
+    assert plan.micro_batch == 32
+    assert (kwargs["per_device_train_batch_size"], kwargs["gradient_accumulation_steps"]) == (32, 1)
+    written = recommend_recipe(shipped("grpo-llama3b"), plan.gpu_memory)
+    assert not written.plan.sleep and written.plan.inputs.grad_checkpointing is False  # as cheap as the written split
+    small, small_kwargs = run_plan(recipe, "a10g")
+    assert small.micro_batch == 8 and small_kwargs["gradient_accumulation_steps"] == 4
+    plain, plain_kwargs = run_plan(shipped("grpo-llama3b"), "h200")  # micro_batch unset: as written
+    assert plain.micro_batch is None and plain_kwargs["per_device_train_batch_size"] == 8

@@ -1,6 +1,8 @@
 """The doctor's command line: exit codes, JSON schema, replay, --target, --explain, --fix."""
 
 import json
+import re
+import shlex
 
 import pytest
 from click.testing import CliRunner
@@ -111,7 +113,7 @@ def test_unknown_target_is_a_usage_error(runner):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not JSON"),
     ('{"schema": "other/9"}', "schema is 'other/9'"),
-    ('{"schema": "envkit.facts/1", "driver": {"source": "none"}}', "missing field 'host'"),
+    ('{"schema": "envkit.facts/1", "driver": {"source": "none"}}', "host: missing required key"),
     ("[]", "expected a JSON object"),
 ])
 def test_bad_facts_file_is_one_clear_line(runner, tmp_path, content, message):
@@ -179,3 +181,38 @@ def test_section_limits_the_checks(runner, tmp_path):
     result = runner.invoke(main, ["doctor", "--facts", path, "--section", "packages", "--json"])
     assert {f["section"] for f in json.loads(result.output)["findings"]} == {"packages"}
     assert result.exit_code == 0
+
+
+def test_readme_check_tables_are_generated_from_the_registries():
+    from pathlib import Path
+
+    from envkit.doctor import all_rules, checks_markdown
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert checks_markdown() in readme, "README's Checks tables are stale: python -m envkit.doctor"
+    for rule in all_rules().values():  # every registered check is listed, and only those
+        assert f"| {rule.id} | {rule.name} |" in readme
+    assert sorted(set(re.findall(r"^\| (EK\d{3}) \|", readme, re.M))) == sorted(all_rules())
+
+
+def test_fix_covers_every_failing_package_finding_cpu_torch_included(runner, tmp_path):
+    """Issue #12: --fix ignored EK201 and offered a vLLM that 'fits torch 2.13.0+cpu'.  Now one command: the
+    CUDA build of the same torch from PyTorch's index, the vLLM built for that release, and the TRL that imports
+    under this transformers (EK601)."""
+    facts = make_facts("h100", {"torch": "2.13.0+cpu", "trl": "0.28.0", "transformers": "5.17.0"}, torch_cuda=None)
+    result = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, facts), "--fix"])
+    command = shlex.split(result.output.strip().splitlines()[-1])
+    assert "torch==2.13.0+cu130" in command and "trl>=0.29.0" in command
+    assert command[command.index("--extra-index-url") + 1] == "https://download.pytorch.org/whl/cu130"
+    shown = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, facts)]).output
+    assert "+cpu" not in shown.split("fits", 1)[-1].split("\n")[0]
+
+
+@pytest.mark.parametrize("no_color, coloured", [("1", False), ("", True)], ids=["NO_COLOR=1", "NO_COLOR empty"])
+def test_no_color_set_and_not_empty_turns_colour_off(tmp_path, coherent, no_color, coloured):
+    """https://no-color.org; the runner's color=True stands for a terminal, where click would colour."""
+    runner = CliRunner(env={"NO_COLOR": no_color})
+    result = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, coherent)], color=True)
+    assert result.exit_code == 0, result.output
+    assert "checks passed" in result.output
+    assert ("\x1b[" in result.output) is coloured

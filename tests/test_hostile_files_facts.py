@@ -87,7 +87,7 @@ def test_unpaired_surrogate(tmp_path):
     (lambda d: d["installed"].__setitem__("torch", 2.11), "installed.torch: expected a string"),
     (lambda d: d["env"].__setitem__("HF_HOME", ["/x"]), "env.HF_HOME: expected a string"),
     (lambda d: d.__setitem__("target", {"gpu": "h100"}), "target: expected a string or null"),
-    (lambda d: d.__setitem__("gpus", [{"name": "H100"}]), "missing field 'gpus[0].index'"),
+    (lambda d: d.__setitem__("gpus", [{"name": "H100"}]), "gpus[0].index: missing required key"),
     (lambda d: d["packages"].__setitem__("\x1b[2Jevil\n", {"version": 1}), "packages['\\x1b[2Jevil\\n'].version: expected a string"),
 ])
 def test_bad_values_are_one_line_naming_the_field(tmp_path, change, needle):

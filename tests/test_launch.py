@@ -21,6 +21,7 @@ from envkit.exitcodes import raise_terminated
 from envkit.launch.plan import LaunchError, LaunchPlan, ProcessSpec, build_launch_plan
 from envkit.launch.preflight import launch_findings, port_in_use
 from envkit.launch.procs import LaunchFailed, Running, run_plan, wait_healthy
+from envkit.recipe.derived import vllm_launch_kwargs
 from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
 from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
 from envkit.rules import Severity, find_rule
@@ -75,7 +76,7 @@ def test_server_mode_plan_essentials():
     assert server.env["VLLM_SERVER_DEV_MODE"] == "1" and server.health_url == "http://127.0.0.1:8000/health"
     assert server.argv[server.argv.index("--weight-transfer-config") + 1] == '{"backend": "nccl"}'
     assert trainer.argv[1:] == ["-m", "envkit", "train", "tests/fixtures/launch/server-1+1.yaml", "--worker", "--output", "runs/golden"]
-    assert plan.grpo_overrides == {"vllm_mode": "server", "vllm_server_host": "127.0.0.1", "vllm_server_port": 8000,
+    assert vllm_launch_kwargs(load_recipe(GOLDEN / "server-1+1.yaml")) == {"vllm_mode": "server", "vllm_server_host": "127.0.0.1", "vllm_server_port": 8000,
                                    "vllm_group_port": 51216, "vllm_server_timeout": 600.0}
     old = plan_for("server-1+1", 2, "1.10.0").processes[0]
     assert old.argv[1:3] == ["-m", "trl.scripts.vllm_serve"] and old.health_url.endswith("/health/")
@@ -161,7 +162,8 @@ def _fixture(name: str) -> str:
 def test_recipe_launch_fields_are_checked(extra, message):
     with pytest.raises(RecipeError) as error:
         parse_recipe(_fixture("colocate-1gpu") + extra, str(GOLDEN / "x.yaml"))
-    assert message in str(error.value) and "\n" not in str(error.value)
+    lines = str(error.value).split("\n")  # one line per problem (a wrong layout can have several)
+    assert any(message in line for line in lines) and all(line.startswith(str(GOLDEN / "x.yaml:")) for line in lines)
 
 
 def test_an_accelerate_config_replaces_the_backend_flags(tmp_path):

@@ -4,6 +4,7 @@ import io
 import json
 import threading
 import zipfile
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -59,7 +60,12 @@ def test_target_gpu_constraints():
     # vllm 0.10.2 pins torch 2.8.0: fine for vLLM on B200 (vllm#23724); only Unsloth refuses it (EK403)
     assert solve(Constraints(target="b200", trl="0.24.0"), RECORDED).versions["torch"] == "2.8.0"
     gb10 = solve(Constraints(target="gb10"), RECORDED)
-    assert any("broken on gb10" in note for note in gb10.notes)
+    assert any("runs bf16 on gb10" in note for note in gb10.notes)
+    assert solve(Constraints(target="gb10", vllm="<0.22.0"), RECORDED).versions["vllm"] == "0.21.0"
+    old = solve(Constraints(target="gb10", vllm="<0.22.0"), RECORDED).notes
+    assert any("FP8 checkpoints trap before vllm 0.22.0" in note for note in old)
+    with pytest.raises(NoSolution, match="predates vLLM's gb10 support"):
+        solve(Constraints(target="gb10", vllm="0.12.0", trl="0.29.1"), RECORDED)
 
 
 def test_open_ended_trl_window_is_flagged():
@@ -82,6 +88,16 @@ def test_show_cli():
     assert one.exit_code == 0 and "torch==2.11.0" in one.output
     assert runner.invoke(main, ["matrix", "show", "nosuch"]).exit_code == 2
     assert runner.invoke(main, ["matrix", "show", "vllm", "9.9.9"]).exit_code == 2
+
+
+def test_show_without_a_package_lists_the_choices():
+    result = CliRunner().invoke(main, ["matrix", "show"])
+    table = Matrix.shipped()
+    assert result.exit_code == 0
+    assert [line.split()[0] for line in result.stdout.splitlines()] == sorted(table.doc["packages"])
+    vllm = next(line for line in result.stdout.splitlines() if line.startswith("vllm "))
+    assert vllm.split()[1:] == [str(len(table.releases("vllm"))), "releases,", "newest", str(table.releases("vllm")[0][0])]
+    assert "envkit matrix show PACKAGE [VERSION]" in result.stderr
 
 
 def test_diff_lines():
@@ -242,3 +258,34 @@ def test_unsloth_prefers_the_vllm_it_was_seen_working_with():
     pinned = solve(Constraints(target="h100", backend="unsloth", vllm=newest), matrix)
     assert pinned.versions["vllm"] == newest
     assert pinned.notes == [f"unsloth 2026.10.9 + vllm {newest}: no evidence fast_inference works (verified: vllm 0.26.0; EK306)"]
+
+
+def test_refresh_lists_every_release_the_index_has_above_the_floor(monkeypatch):
+    """Issue #12: matrix.json said 'generated 2026-11-23' yet lacked transformers 5.24.0 (uploaded 2026-11-21).
+    Every final release with a wheel at or above the floor is listed, whatever its upload-time format; below
+    the floor, pre-releases, yanked files and sdists are not."""
+    files = [("5.24.0", "2026-11-21T12:24:29Z", False), ("5.23.0", "2026-11-13T14:10:36.123456Z", False),
+             ("4.52.0", "2025-05-20T00:00:00Z", False), ("4.51.3", "2025-04-14T00:00:00Z", False),
+             ("5.25.0rc1", "2026-11-25T00:00:00Z", False), ("5.22.0", "2026-10-29T14:18:15Z", "broken")]
+    listing = [{"filename": f"transformers-{v}-py3-none-any.whl", "url": f"https://x/{v}.whl", "size": 1, "yanked": y,
+                "upload-time": t} for v, t, y in files] + [{"filename": "transformers-5.24.0.tar.gz", "url": "https://x/s", "size": 1}]
+    monkeypatch.setattr("envkit.knowledge.refresh._get", lambda url, **headers: json.dumps({"files": listing}).encode())
+    monkeypatch.setattr("envkit.knowledge.refresh.release_record", lambda file: {"requires": {}, "uploaded": file["upload-time"][:10]})
+    doc = refresh(["transformers"], "https://index.invalid/simple")
+    assert sorted(doc["packages"]["transformers"], key=Version) == ["4.52.0", "5.23.0", "5.24.0"]
+    assert doc["refreshed"] == {"transformers": doc["generated"]}
+
+
+def test_a_partial_refresh_keeps_the_other_packages_dates(local_index, tmp_path):
+    out = tmp_path / "matrix.json"
+    out.write_text(json.dumps({"generated": "2026-11-16", "packages": {"vllm": {}, "transformers": {"5.23.0": {}}}}))
+    result = CliRunner().invoke(main, ["matrix", "refresh", "--index-url", local_index, "--package", "vllm", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["refreshed"]["transformers"] == "2026-11-16" and doc["generated"] == "2026-11-16"
+    assert doc["refreshed"]["vllm"] > "2026-11-16"
+
+
+def test_the_refresh_runs_daily():
+    workflow = (Path(__file__).parents[1] / ".github" / "workflows" / "matrix-refresh.yml").read_text()
+    assert 'cron: "17 5 * * *"' in workflow

@@ -207,7 +207,8 @@ def test_invalid_yaml_names_the_line(tmp_path):
     ("- version: 1\n- model: tiny\n", 1, "expected a mapping, got a list"),
     ("just a sentence\n", 1, "expected a mapping, got a single value"),
     ("", None, "empty recipe"),
-    ("version: 1\nmodel: tiny\n", 2, "model: expected a mapping, got a single value"),
+    ("version: 1\nmodel: tiny\ndataset: {name: x}\nrewards: [{name: length}]\n", 2,
+     "model: expected a mapping, got a single value"),
 ])
 def test_not_a_mapping(tmp_path, text, line, expected):
     path, result = dry_run(tmp_path, text)
@@ -278,7 +279,7 @@ def _sections() -> dict[str, list[str]]:
 
 
 SECTIONS = _sections()
-TOP = [f.name for f in dataclasses.fields(Recipe) if f.metadata.get("yaml", True)]
+TOP = [f.name for f in dataclasses.fields(Recipe) if f.metadata.get("input", True)]
 # Reward names the loader may import: a fixed list, so the fuzzer cannot import an arbitrary module.
 REWARD_NAMES = ["length", "format", "exact_answer", "lenght", "", ":", "a:", ":b", "envkit.train.rewards:length",
                 "envkit.train.rewards:nope", "no_such_module_envkit:f", "envkit.train.rewards:re", "json:loads"]
@@ -350,13 +351,14 @@ documents = st.one_of(recipe_documents().map(dumped), mangled(), retagged(), st.
 @example("version: 1\nmodel: {build: tiny}\nrewards: [{name: length}]\ndataset: {path: \"a\\0b\"}\n")
 @example(tiny_text(("learning_rate: 1.0e-3", '"learning\\nrate": 1.0e-3')))
 @example(tiny_text() + 'distributed: {accelerate_config: "a\\0b"}\n')
-def test_random_documents_give_a_recipe_or_one_line_error(text):
+def test_random_documents_give_a_recipe_or_one_line_per_error(text):
     source = str(RECIPES / "fuzz.yaml")  # relative dataset paths resolve in recipes/, where data/toy.jsonl is
     try:
         recipe = parse_recipe(text, source)
     except RecipeError as exc:
-        message = str(exc)
-        assert message.startswith(source) and len(message.splitlines()) == 1, message
+        lines = str(exc).split("\n")
+        assert all(line.startswith(f"{source}:") and line.isprintable() for line in lines), lines
+        assert len(set(lines)) == len(lines), lines  # no problem said twice
     else:
         assert isinstance(recipe, Recipe) and recipe.rewards
         assert recipe.dataset.path is None or Path(recipe.dataset.path).is_absolute() and Path(recipe.dataset.path).is_file()
@@ -395,3 +397,41 @@ def test_a_quoted_number_stays_a_string(tmp_path):
 def test_a_misspelt_shipped_recipe_gets_the_closest_name():
     result = CliRunner().invoke(main, ["train", "tinny", "--dry-run"])
     assert result.exit_code == 2 and "tinny: no such recipe file or shipped recipe (did you mean tiny? shipped:" in result.stderr
+
+
+def test_every_problem_of_a_recipe_is_reported_at_once(tmp_path):
+    """Issue #15: one pass collects them all (types, keys and ranges at any depth), one line each, in line order,
+    each naming the file, the line and the field; the first no longer hides the rest."""
+    text = tiny_text(("learning_rate: 1.0e-3", "learning_rate: fast"), ("r: 8", "r: 0"), ("keep: 2", "keeep: 2"),
+                     ("vllm:\n  enabled", "vllm_:\n  enabled"),
+                     ("version: 1", "version: 1\nvllm:\n  server: {port: 0}"))
+    path, result = dry_run(tmp_path, text)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.stderr.removeprefix("envkit train: ").splitlines()
+    expected = {"vllm.server.port": ("{port: 0}", "must be in [1, 65535], got 0: a port number"),
+                "lora.r": ("r: 0", "must be at least 1, got 0"),
+                "grpo.learning_rate": ("learning_rate: fast", "expected a finite number, got str 'fast'"),
+                "vllm_": ("vllm_:", "unknown key (did you mean vllm?)"),
+                "output.keeep": ("keeep:", "unknown key (did you mean keep?)")}
+    said = {line.split(": ")[1]: line for line in lines}
+    assert len(lines) == len(said) == len(expected), result.stderr
+    for key, (marker, message) in expected.items():
+        assert said[key] == f"{path}:{line_of(text, marker)}: {key}: {message}"
+    numbers = [int(line.split(":")[1]) for line in lines]
+    assert numbers == sorted(numbers)
+
+
+def test_every_bound_is_field_metadata_with_help_at_any_depth():
+    """The ranges live on the fields (TRL-style metadata), so a new bounded field is one line in the schema."""
+    import dataclasses
+
+    from envkit.binding import Bound
+    from envkit.recipe.schema import GrpoSpec, VllmServerSpec
+
+    def metadata(cls, name):
+        return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+
+    port = metadata(VllmServerSpec, "port")["bound"]
+    assert isinstance(port, Bound) and port.admits(8000) and not port.admits(70000)
+    assert metadata(VllmServerSpec, "group_port")["help"] == "NCCL weight-sync rendezvous"
+    assert "max_steps is unset" in metadata(GrpoSpec, "num_epochs")["help"]

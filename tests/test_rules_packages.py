@@ -53,11 +53,11 @@ def test_trl_vllm_inside_window_ok_and_missing_vllm_warns():
 
 
 def test_missing_vllm_is_no_finding_where_vllm_could_not_run():
-    """No GPU, or only GPUs where vLLM generation is broken (GB10): installing vLLM would not help."""
+    """No GPU: installing vLLM would not help.  GB10 runs vLLM (vllm#28129, EK401): there it is a finding."""
     no_gpu = check("EK303", make_facts(None, {"trl": "1.16.0", "torch": "2.11.0"}))
     assert no_gpu.severity is Severity.SKIP and "no GPU" in no_gpu.title
     spark = check("EK303", make_facts("gb10", {"trl": "1.16.0", "torch": "2.11.0"}))
-    assert spark.severity is Severity.SKIP and "GB10" in spark.title and not spark.requirements
+    assert spark.severity is Severity.WARN and spark.requirements == ("vllm==0.26.0",)
     outside = check("EK303", make_facts(None, {"trl": "1.16.0", "vllm": "0.12.0", "torch": "2.11.0"}))
     assert outside.severity is Severity.FAIL  # an installed vLLM outside the window breaks `import trl` anywhere
 

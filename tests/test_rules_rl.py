@@ -1,3 +1,5 @@
+import pytest
+
 from envkit.rules import REGISTRY, Severity
 from tests.conftest import make_facts
 
@@ -6,10 +8,22 @@ def check(rule_id, facts):
     return REGISTRY[rule_id].run(facts)
 
 
-def test_gb10_falls_back_to_generate():
-    finding = check("EK401", make_facts("gb10"))
-    assert finding.severity is Severity.WARN and "vllm.enabled: false" in finding.fix
-    assert check("EK401", make_facts("h100")).severity is Severity.OK
+@pytest.mark.parametrize("installed, expected, words", [
+    ({"vllm": "0.12.0", "torch": "2.9.0"}, Severity.FAIL, "predates"),  # before the releases vllm#28129 calls stable
+    ({"vllm": "0.13.0", "torch": "2.9.0"}, Severity.WARN, "FP8 checkpoints trap before vllm 0.22.0"),  # vllm#40758
+    ({"vllm": "0.21.0", "torch": "2.11.0"}, Severity.WARN, "FP8"),
+    ({"vllm": "0.22.0", "torch": "2.11.0"}, Severity.OK, "per-tensor FP8"),  # PR #41215, first in 0.22.0
+    ({"vllm": "0.26.0", "torch": "2.11.0", "unsloth": "2026.10.9"}, Severity.WARN, "Unsloth turns fast_inference off"),
+])
+def test_gb10_vllm_by_version_feature_and_backend(installed, expected, words):
+    finding = check("EK401", make_facts("gb10", installed))
+    assert finding.severity is expected and words in finding.title
+    assert "#28129" in finding.evidence and "#41215" in finding.evidence
+
+
+def test_gb10_check_is_silent_elsewhere_and_without_vllm():
+    assert check("EK401", make_facts("h100", {"vllm": "0.12.0", "torch": "2.9.0"})).severity is Severity.SKIP
+    assert check("EK401", make_facts("gb10", {"torch": "2.11.0"})).severity is Severity.SKIP
 
 
 def test_sm100_pdl():
@@ -116,3 +130,16 @@ def test_ek403_blocks_only_backend_unsloth(tmp_path):
     trl = plan_run(parse_recipe(text, "r.yaml"), facts, run_rules(facts))
     unsloth = plan_run(parse_recipe("backend: unsloth\n" + text, "r.yaml"), facts, run_rules(facts))
     assert "EK403" not in {f.id for f in trl.blocking} and "EK403" in {f.id for f in unsloth.blocking}
+
+
+@pytest.mark.parametrize("backend, vllm, uses", [("trl", "0.26.0", True), ("unsloth", "0.26.0", False), ("trl", "0.12.0", False)])
+def test_the_run_on_gb10_generates_with_vllm_where_the_backend_and_version_do(tmp_path, backend, vllm, uses):
+    """envkit train keeps vLLM on GB10 for backend trl on a vLLM since 0.13.0; Unsloth turns it off itself."""
+    from envkit.rules import run_rules
+    from envkit.train.preflight import plan_run
+    from tests.test_patches import STACK, recipe
+
+    facts = make_facts("gb10", STACK | {"trl": "1.16.0", "vllm": vllm} | ({"unsloth": "2026.10.9"} if backend == "unsloth" else {}))
+    plan = plan_run(recipe(tmp_path, backend=backend), facts, run_rules(facts))
+    assert plan.use_vllm is uses
+    assert uses or any("EK401" in w or "predates" in w for w in plan.warnings)

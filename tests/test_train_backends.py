@@ -134,10 +134,11 @@ NEW_VLLM = {**COHERENT, "vllm": BNB["vllm_min"]}
 
 def test_4bit_on_a_vllm_without_bitsandbytes_refuses_and_turns_vllm_off():
     plan = plan_for(tiny(FOUR_BIT), make_facts("h100", NEW_VLLM))
-    refusal = [f for f in plan.blocking if f.id == "vllm-bnb-plugin"]
+    refusal = [f for f in plan.blocking if f.id == "EK407"]
     assert len(refusal) == 1 and refusal[0].requirements == (BNB["package"],)
     assert refusal[0].fix.startswith(f"pip install {BNB['package']}  (with --force: no vLLM")
     assert plan.use_vllm is False and plan.sleep is False  # what --force runs: model.generate, never vLLM's crash
+    assert plan.vllm_off == f"{refusal[0].title} (--force)"
 
 
 @pytest.mark.parametrize("recipe, packages, installed", [
@@ -147,7 +148,8 @@ def test_4bit_on_a_vllm_without_bitsandbytes_refuses_and_turns_vllm_off():
 ], ids=["plugin-installed", "vllm-0.27", "not-4bit"])
 def test_no_refusal_where_vllm_can_load_the_model(recipe, packages, installed):
     plan = plan_for(recipe, make_facts("h100", packages, installed=installed))
-    assert plan.use_vllm is True and not [f for f in plan.blocking if f.id == "vllm-bnb-plugin"]
+    assert plan.use_vllm is True and not [f for f in plan.blocking if f.id == "EK407"]
+    assert plan.vllm_off is None
 
 
 @pytest.mark.parametrize("recipe, gpus", [
@@ -157,13 +159,14 @@ def test_no_refusal_where_vllm_can_load_the_model(recipe, packages, installed):
 def test_no_refusal_where_vllm_is_not_used(recipe, gpus):
     plan = plan_for(recipe, make_facts(gpus, NEW_VLLM))
     assert plan.use_vllm is False and not plan.blocking
+    assert plan.vllm_off == ("vllm.enabled: false" if gpus else "no GPU visible")  # said by envkit train (summary.py)
 
 
 def test_the_dry_run_prints_the_refusal_and_the_fix(monkeypatch, tmp_path):
     _, result = dry_run_on(monkeypatch, tmp_path, tiny(FOUR_BIT), make_facts("h100", NEW_VLLM))
     assert result.exit_code == 1, result.output  # the run would be refused
     assert json.loads(result.stdout)["plan"]["use_vllm"] is False
-    assert f"refused: vllm-bnb-plugin 4-bit generation with vllm {BNB['vllm_min']} needs {BNB['package']}" in result.stderr
+    assert f"refused: EK407 4-bit generation with vllm {BNB['vllm_min']} needs {BNB['package']}" in result.stderr
     assert f"fix: pip install {BNB['package']}" in result.stderr
 
 

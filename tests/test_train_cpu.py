@@ -107,6 +107,9 @@ def test_tiny_recipe_writes_metrics_checkpoints_adapter_manifest_and_picture(tin
     assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
     assert (run / "adapter" / "adapter_model.safetensors").stat().st_size > 1000
     assert (run / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "envkit train: tiny.yaml on cpu (fp32), generation: model.generate (vLLM off: no GPU visible)" in err
+    assert "envkit train: done: 4 steps in " in err and f"  adapter     {run / 'adapter'}  (merged model: {run / 'merged'})" in err
+    assert f"envkit generate {run} " in err
 
 
 def test_merged_model_is_the_base_plus_the_adapter_where_lora_targets(tiny_run):
@@ -213,3 +216,47 @@ def test_a_stop_signal_saves_a_checkpoint_and_exits(tmp_path, sig, code, said):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["completed"] is False and manifest["steps"] == stopped
     assert not (run / "adapter").exists()
+
+
+def test_generate_samples_from_the_adapter_and_the_merged_model_alike(tiny_run):
+    """Greedy completions of base + adapter and of merged/ are the same tokens: the same weights, two ways."""
+    run, code, err = tiny_run
+    assert code == 0, err[-3000:]
+    assert json.loads((run / "manifest.json").read_text())["generate"] == {
+        "chat_template": False, "system_prompt": None, "trust_remote_code": False}
+    prompts = ["Question: 2+3?\nAnswer:", "Question: 7*6?\nAnswer:"]
+    greedy = {}
+    for way in ([], ["--merged"]):
+        result = CliRunner().invoke(main, ["generate", str(run), *prompts, "--temperature", "0", "--json", *way])
+        assert result.exit_code == 0, result.output
+        greedy[bool(way)] = json.loads(result.stdout)
+        assert [item["prompt"] for item in greedy[bool(way)]] == prompts
+    assert greedy[True] == greedy[False]
+    sampled = CliRunner().invoke(main, ["generate", str(run / "checkpoint-4"), prompts[0], "-n", "3", "--max-new-tokens", "5"])
+    assert sampled.exit_code == 0, sampled.output
+    assert [line for line in sampled.stdout.splitlines() if line.startswith("---")] == [
+        f"--- prompt 1, sample {i} ---" for i in (1, 2, 3)]
+    assert "\x1b" not in sampled.stdout  # a byte-level model's escapes are printed escaped
+
+
+# Ten GRPOConfig fields envkit has no key of its own for (the issue's list; transformers 5 dropped warmup_ratio:
+# warmup_steps takes the ratio now), each with a value other than TRL's default.
+TRL_ONLY = {"warmup_steps": 0.1, "lr_scheduler_type": "cosine", "log_completions": True, "weight_decay": 0.01,
+            "max_grad_norm": 0.5, "epsilon": 0.3, "scale_rewards": "batch", "mask_truncated_completions": True,
+            "min_p": 0.05, "repetition_penalty": 1.1}
+
+
+def test_trl_fields_in_grpo_reach_grpoconfig(tmp_path):
+    import torch
+
+    text = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
+    text = text.replace("max_steps: 4", "max_steps: 2\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in TRL_ONLY.items()))
+    (tmp_path / "trl.yaml").write_text(text)
+    run, log = tmp_path / "run", tmp_path / "log"
+    code, err = finish(envkit(str(tmp_path / "trl.yaml"), "--output", str(run), log=log), log)
+    assert code == 0, err[-3000:]
+    args = torch.load(run / "adapter" / "training_args.bin", weights_only=False)  # the GRPOConfig the trainer ran with
+    assert type(args).__name__ == "GRPOConfig"
+    for name, value in TRL_ONLY.items():
+        assert getattr(args, name) == value, name  # SchedulerType is a str enum: equal to "cosine"
+    assert json.loads((run / "manifest.json").read_text())["not_applied"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,7 @@ def test_report_skips_a_torn_last_line_and_non_object_lines(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '[1, 2]\n"x"\n{"step": 3, "rew')
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output and "2 steps, last {'step': 2, 'reward': 0.7}" in result.output
+    assert "Traceback" not in result.output and "2 steps, reward 0.500 -> 0.700" in result.output
     assert (tmp_path / "run.png").is_file()
 
 
@@ -128,3 +129,96 @@ def test_sleep_mode_where_trl_trains_on_stale_weights_is_refused(trl, sleep, ref
     assert plan.sleep is sleeps
     if refused:
         assert "with --force: sleep off" in plan.blocking[0].fix
+
+
+# --- the plan: resolved once, immutable (issue #15) ------------------------------------------------------------------
+
+def test_the_plan_cannot_be_changed_after_it_is_resolved():
+    """A later stage makes a new plan; one that changed the preflight's in place would make --dry-run, the run and
+    manifest.json disagree."""
+    import dataclasses
+
+    facts = make_facts("h100")
+    plan = plan_run(recipe_with_dtype("auto"), facts, run_rules(facts))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.sleep = True
+    with pytest.raises(TypeError):
+        plan.env["VLLM_LORA_DISABLE_PDL"] = "1"
+    for name in ("warnings", "blocking", "patches", "patches_off"):
+        with pytest.raises(AttributeError):
+            getattr(plan, name).append("x")
+    with pytest.raises(TypeError):
+        dataclasses.replace(plan, grpo_config={"seed": 1}).grpo_config["seed"] = 2
+
+
+def test_laying_the_plan_out_makes_a_new_plan():
+    from envkit.launch.plan import LaunchPlan
+    from envkit.rules import Finding, Severity
+
+    facts = make_facts(["h100", "h100"])
+    plan = plan_run(recipe_with_dtype("auto"), facts, run_rules(facts))
+    launch = LaunchPlan(True, "one process", training_gpus=[0], env={"CUDA_VISIBLE_DEVICES": "0"})
+    checks = [Finding("EK599", "x", "launch", Severity.WARN, "a warning", fix="the fix"),
+              Finding("EK598", "y", "launch", Severity.FAIL, "a failure")]
+    laid = plan.laid_out(launch, checks)
+    assert laid.launch is launch and laid.env == {**plan.env, "CUDA_VISIBLE_DEVICES": "0"}
+    assert laid.warnings == plan.warnings + ("EK599 a warning (the fix)",)
+    assert [f.id for f in laid.blocking] == [f.id for f in plan.blocking] + ["EK598"]
+    assert plan.launch is None and "CUDA_VISIBLE_DEVICES" not in plan.env  # the preflight's plan is as it was
+    server = LaunchPlan(False, "a server and ranks", env={"CUDA_VISIBLE_DEVICES": "1"})
+    assert "CUDA_VISIBLE_DEVICES" not in plan.laid_out(server).env  # the processes get theirs, not this one
+
+
+def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path):
+    """What --dry-run prints is what the runner is handed: one resolved plan, GRPOConfig's arguments in it."""
+    import envkit.train.runner as runner
+    from envkit.train.runner import _manifest
+
+    handed = []
+    monkeypatch.setattr(runner, "train", lambda recipe, plan, output_dir, resume: handed.append((recipe, plan)) or 0)
+    args = ["train", "tiny", "--max-steps", "3", "--output", str(tmp_path / "run")]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    dry = CliRunner().invoke(main, args + ["--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    printed, (recipe, plan) = json.loads(dry.stdout), handed[0]
+    assert printed["grpo_config"] == dict(plan.grpo_config) and plan.grpo_config["max_steps"] == 3
+    assert recipe.grpo.max_steps == 3  # --max-steps: a new recipe value, the loaded one is not changed
+    assert {k: printed["plan"][k] for k in ("use_vllm", "sleep", "gpu", "env", "patches", "patches_off")} == \
+        {k: v for k, v in plan.to_dict().items() if k in ("use_vllm", "sleep", "gpu", "env", "patches", "patches_off")}
+    from datetime import datetime, timezone
+
+    manifest = _manifest(recipe, plan, dict(plan.grpo_config), [], 3, datetime.now(timezone.utc), 1.0, None, True)
+    assert manifest["plan"] == plan.to_dict() and json.loads(json.dumps(manifest))["plan"] == plan.to_dict()
+
+
+# --- rules carry their meaning for a run (issue #15) -----------------------------------------------------------------
+
+@pytest.mark.parametrize("gpus", [None, "t4", "h100", "b200", "gb10", ["h100", "h100"]])
+@pytest.mark.parametrize("change", [("", ""), ("enabled: auto", "enabled: false"),
+                                    ("build: tiny", "build: tiny\n  load_in_4bit: true")])
+def test_every_finding_the_preflight_reports_comes_from_a_registered_rule(gpus, change):
+    from envkit.doctor import all_rules
+
+    facts = make_facts(gpus, {"vllm": "0.28.0", "trl": "1.16.0", "torch": "2.10.0", "transformers": "5.2.0"})
+    text = TINY.replace(*change)
+    plan = plan_run(parse_recipe(text, "tiny.yaml"), facts, run_rules(facts))
+    for finding in plan.blocking:
+        assert finding.id in all_rules(), finding  # so `envkit doctor --explain ID` documents it
+
+
+def test_the_preflight_reads_rules_by_their_metadata_not_by_id():
+    """A rule's relevance to a run is declared where the rule is (envkit.rules.base.Rule), not listed by callers."""
+    source = (Path(__file__).parents[1] / "envkit" / "train" / "preflight.py").read_text()
+    code = "\n".join(line.split("#")[0] for line in source.splitlines())
+    assert not re.findall(r"[\"']EK\d{3}[\"']", code)
+
+
+def test_rule_metadata_decides_what_refuses_a_run():
+    from envkit.rules import REGISTRY
+
+    shape = {"gpu": True, "use_vllm": True, "backend": "trl"}
+    assert REGISTRY["EK300"].blocks(gpu=False, use_vllm=False, backend="trl")  # the Python stack: any run
+    assert not REGISTRY["EK101"].blocks(**{**shape, "gpu": False})  # Linux: only where a GPU is used
+    assert REGISTRY["EK301"].blocks(**shape) and not REGISTRY["EK301"].blocks(**{**shape, "use_vllm": False})
+    assert not REGISTRY["EK402"].blocks(**shape)  # planned: the preflight sets the variable or refuses itself
+    assert not REGISTRY["EK403"].blocks(**shape) and REGISTRY["EK403"].blocks(**{**shape, "backend": "unsloth"})

@@ -25,7 +25,8 @@ from envkit.exitcodes import USAGE
 @click.option("--max-completion-length", type=click.IntRange(1), help="[default: recipe's, else 256]")
 @click.option("--micro-batch", type=click.IntRange(1),
               help="Sequences per forward/backward (per_device_train_batch_size).  [default: recipe's, else 4]")
-@click.option("--grad-checkpointing/--no-grad-checkpointing", default=None, help="[default: on, as in TRL]")
+@click.option("--grad-checkpointing/--no-grad-checkpointing", default=None,
+              help="[default: recipe's grpo.gradient_checkpointing; auto: off where the activations fit, else on]")
 @click.option("--kv-cache-dtype", type=click.Choice(["auto", "fp8"]), help="[default: recipe's, else auto]")
 @click.option("--json", "as_json", is_flag=True, help="Print the budget as JSON (schema envkit.budget/1).")
 def budget(recipe, target, model, as_json, **options) -> None:
@@ -86,13 +87,13 @@ def _gpu(target: str | None) -> tuple[str, int, bool]:
     from envkit.knowledge import has_bf16
 
     if target:
-        from envkit.knowledge import gpu_catalog
+        from envkit.knowledge import catalog_key, gpu_catalog
 
         try:
             name, memory = resolve_gpu(target)
         except UnknownName as err:
             raise _Usage(err.args[0]) from None
-        return name, memory, has_bf16(gpu_catalog()[target.lower()]["compute_capability"])
+        return name, memory, has_bf16(gpu_catalog()[catalog_key(target)]["compute_capability"])
     from envkit.probe import collect
 
     gpus = [g for g in collect().visible_gpus() if g.memory_total_mib]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from envkit.recipe.schema import LINEAR_MODULES
+
 MIB = 1024**2
 GIB = 1024**3
 
@@ -120,13 +122,13 @@ class BudgetInputs:
     dtype: str = "bf16"
     load_in_4bit: bool = False
     lora_r: int = 64
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    lora_targets: tuple[str, ...] = LINEAR_MODULES
     num_generations: int = 8
     prompts_per_step: int = 4
     max_prompt_length: int = 512
     max_completion_length: int = 256
     micro_batch: int = 4
-    grad_checkpointing: bool = True
+    grad_checkpointing: bool | None = None  # None: the budget chooses (envkit.budget.recommend.plan); on if not
     kv_cache_dtype: str = "auto"  # "auto" (the model dtype) or "fp8"
     server_mode: bool = False  # vLLM on another GPU (vllm_mode="server")
     use_vllm: bool = True  # False: TRL generates with model.generate, its KV cache in the training process
@@ -256,7 +258,7 @@ def training(inputs: BudgetInputs) -> Training:
     return Training(
         weights=weights,
         lora=lora * LORA_TRAIN_BYTES,
-        activations=activation_bytes(shape, tokens, nbytes, inputs.grad_checkpointing,
+        activations=activation_bytes(shape, tokens, nbytes, inputs.grad_checkpointing is not False,
                                      inputs.lora_r, len(inputs.lora_targets)),
         logits=logits_bytes(shape, inputs.micro_batch, inputs.max_completion_length, nbytes),
         resident=weights + lora * LORA_RESIDENT_BYTES,

@@ -13,9 +13,7 @@ from envkit.budget.model import BudgetInputs, ModelShape
 from envkit.budget.recommend import Recommendation, recommend
 from envkit.budget.shapes import TinyShape, resolve_model, shape_from_config
 from envkit.recipe.load import RecipeError, generation_batch_problem
-from envkit.recipe.schema import Recipe
-
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from envkit.recipe.schema import LINEAR_MODULES, Recipe
 
 
 def recipe_shape(recipe: Recipe) -> ModelShape:
@@ -44,12 +42,13 @@ def budget_inputs(recipe: Recipe, gpu_bytes: int, bf16: bool = True, **overrides
     completions = g.per_device_train_batch_size * g.gradient_accumulation_steps
     # As the trainer does (envkit.train.preflight.training_dtype): bf16 or auto on a GPU without bf16 trains in fp16.
     dtype = ("bf16" if bf16 else "fp16") if m.dtype in ("auto", "bf16") else m.dtype
-    targets = tuple(t for t in ALL_LINEAR if t in lora_targets(recipe))
+    targets = tuple(t for t in LINEAR_MODULES if t in lora_targets(recipe))
     inputs = BudgetInputs(
         shape=recipe_shape(recipe), gpu_bytes=gpu_bytes, dtype=dtype, load_in_4bit=m.load_in_4bit,
         lora_r=recipe.lora.r, lora_targets=targets, num_generations=g.num_generations,
         prompts_per_step=-(-completions // g.num_generations), max_prompt_length=g.max_prompt_length,
         max_completion_length=g.max_completion_length, micro_batch=g.per_device_train_batch_size,
+        grad_checkpointing=None if g.gradient_checkpointing == "auto" else g.gradient_checkpointing,
         kv_cache_dtype=v.kv_cache_dtype, server_mode=v.mode == "server", use_vllm=v.enabled is not False,
         vllm_tensor_parallel=v.tensor_parallel_size if v.mode == "colocate" else 1)
     return replace(inputs, **overrides)
@@ -58,7 +57,7 @@ def budget_inputs(recipe: Recipe, gpu_bytes: int, bf16: bool = True, **overrides
 def lora_targets(recipe: Recipe) -> set[str]:
     """LoRA target module names; PEFT's "all-linear" means every linear of the decoder layers."""
     targets = set(recipe.lora.target_modules)
-    return set(ALL_LINEAR) if "all-linear" in targets else targets
+    return set(LINEAR_MODULES) if "all-linear" in targets else targets
 
 
 def pinned(recipe: Recipe) -> tuple[float | None, bool | None]:
@@ -74,3 +73,28 @@ def recommend_recipe(recipe: Recipe, gpu_bytes: int, bf16: bool = True, sleep: b
     utilization, pinned_sleep = pinned(recipe)
     return recommend(budget_inputs(recipe, gpu_bytes, bf16, **overrides), utilization,
                      pinned_sleep if sleep is None else sleep)
+
+
+def divisors(n: int) -> list[int]:
+    """n's divisors, largest first."""
+    return [d for d in range(n, 0, -1) if n % d == 0]
+
+
+def recommend_micro_batch(recipe: Recipe, gpu_bytes: int, bf16: bool = True, sleep: bool | None = None,
+                          **overrides: Any) -> Recommendation:
+    """``grpo.micro_batch: auto``: the budget of the step's completions split into the largest micro-batch that
+    needs neither sleep mode nor gradient checkpointing more than the written split does (both cost time every
+    step, more than larger passes save); the written split where none fits.  Its ``plan.inputs.micro_batch``
+    is the choice."""
+    g = recipe.grpo
+    written = recommend_recipe(recipe, gpu_bytes, bf16, sleep, **overrides)
+    if not written.fits:
+        return written
+    cost = (written.plan.sleep, written.plan.inputs.grad_checkpointing is not False)
+    for micro in divisors(g.per_device_train_batch_size * g.gradient_accumulation_steps):
+        if micro <= g.per_device_train_batch_size:
+            break
+        larger = recommend_recipe(recipe, gpu_bytes, bf16, sleep, **overrides | {"micro_batch": micro})
+        if larger.fits and (larger.plan.sleep, larger.plan.inputs.grad_checkpointing is not False) <= cost:
+            return larger
+    return written

@@ -20,17 +20,21 @@ def fits(plan: Budget) -> bool:
 
 
 def plan(inputs: BudgetInputs, utilization: float | None = None, sleep: bool | None = None) -> Budget:
-    """The smallest utilization; sleep mode only when the GPU needs it (waking costs time each step).
+    """The smallest utilization; sleep mode and gradient checkpointing only when the GPU needs them.
 
-    A recipe may pin either setting (a number, true/false); None chooses it.
+    Both cost time every step (waking vLLM; recomputing each layer's forward in backward), sleep the more:
+    the first that fits of awake without checkpointing, awake with it, asleep without, asleep with.
+    A recipe may pin any setting (a number, true/false; checkpointing in ``inputs``); None chooses it.
+    When nothing fits: the last (asleep where sleep is chosen, checkpointing on where it is).
     """
+    sleeps = [sleep] if sleep is not None else [False, True]
     if inputs.server_mode or not inputs.use_vllm:
-        return budget(inputs, 0.0, False)
-    utilization = min_utilization(inputs) if utilization is None else utilization
-    if sleep is not None:
-        return budget(inputs, utilization, sleep)
-    awake = budget(inputs, utilization, False)
-    return awake if fits(awake) else budget(inputs, utilization, True)
+        utilization, sleeps = 0.0, [False]
+    elif utilization is None:
+        utilization = min_utilization(inputs)
+    options = [False, True] if inputs.grad_checkpointing is None else [inputs.grad_checkpointing]
+    candidates = [budget(replace(inputs, grad_checkpointing=gc), utilization, s) for s in sleeps for gc in options]
+    return next((c for c in candidates if fits(c)), candidates[-1])
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def render(rec: Recommendation, gpu: str) -> str:
     plan, i = rec.plan, rec.plan.inputs
     t, v, b = plan.training, plan.vllm, breakdown(rec)
     weights = f"policy weights ({'4-bit' if i.load_in_4bit else i.dtype})"
-    activations = f"activations ({'checkpointed' if i.grad_checkpointing else 'no checkpointing'})"
+    activations = f"activations ({'checkpointed' if i.grad_checkpointing is not False else 'no checkpointing'})"
     rows = [("training step", None), (f"  {weights}", t.weights), (f"  LoRA r={i.lora_r} + grads + AdamW", t.lora),
             (f"  {activations}", t.activations), ("  logits", t.logits), ("  peak", t.peak)]
     if v:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envkit.budget.model import GIB, ModelShape
-from envkit.knowledge import gpu_catalog, load
+from envkit.knowledge import UnknownGpu, catalog_key, gpu_catalog, load
 
 
 # `model.build: tiny` (envkit.train.tiny builds it): a byte-level tokenizer's vocabulary plus these specials.
@@ -79,10 +79,10 @@ def resolve_model(name_or_path: str) -> ModelShape:
 
 def resolve_gpu(key: str) -> tuple[str, int]:
     """(catalog name, memory in bytes) of a catalog GPU key."""
-    catalog = gpu_catalog()
-    entry = catalog.get(key.lower())
-    if entry is None:
-        raise UnknownName(f"unknown GPU {key!r}{_closest(key.lower(), catalog)}")
+    try:
+        entry = gpu_catalog()[catalog_key(key)]
+    except UnknownGpu as err:
+        raise UnknownName(str(err)) from None
     return entry["name"], entry["memory_gib"] * GIB
 
 

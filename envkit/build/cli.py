@@ -11,22 +11,27 @@ from envkit.exitcodes import FAILED, USAGE
 
 PLATFORM_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 
-recipe_option = click.option("--recipe", required=True, help="A shipped recipe name (envkit recipes list) or a YAML path.")
+recipe_option = click.option("--recipe", required=True,
+                             help="A shipped recipe name (envkit recipes list) or a YAML path.")
 target_option = click.option("--target", metavar="GPU|cpu",
                              help="A catalog GPU (h100, b200, t4, gb10, ...) or cpu.  Default: this machine's GPU.")
 IMAGE = "envkit/grpo"  # every image is tagged IMAGE:RECIPE-TARGET and IMAGE:latest (the last one built)
-python_option = click.option("--python", "python", metavar="X.Y", help="The image's Python (default: the base image's).")
+python_option = click.option("--python", "python", metavar="X.Y",
+                             help="The image's Python (default: the base image's).")
 platform_option = click.option("--platform", type=click.Choice(sorted(PLATFORM_ARCH)), help="Default: the target's.")
 index_option = click.option("--index-url", help="Resolve against this index instead of PyPI.")
-refresh_option = click.option("--refresh", is_flag=True, help="Ask the index for the newest releases instead of uv's cache first.")
-torch_option = click.option("--torch", metavar="VERSION", help="Keep this torch (a version or specifier), e.g. the one a machine has.")
+refresh_option = click.option("--refresh", is_flag=True,
+                              help="Ask the index for the newest releases instead of uv's cache first.")
+torch_option = click.option("--torch", metavar="VERSION",
+                            help="Keep this torch (a version or specifier), e.g. the one a machine has.")
 wheelhouse_option = click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                                 help="Lock against this wheel folder too; the image installs offline from the context.")
+                                 help="Lock against this wheel folder too; "
+                                 "the image installs offline from the context.")
 
 
 def this_machines_target(command: str) -> str:
     """The catalog key of this machine's GPU 0 (said on stderr), or a RecipeError listing the targets."""
-    from envkit.build.stack import targets
+    from envkit.knowledge import gpu_catalog
     from envkit.probe.gpu import probe_gpus
     from envkit.recipe.load import RecipeError
 
@@ -35,24 +40,23 @@ def this_machines_target(command: str) -> str:
         click.echo(f"envkit {command}: --target {gpus[0].catalog_id} (this machine's GPU: {gpus[0].name})", err=True)
         return gpus[0].catalog_id
     found = f"this machine's GPU {gpus[0].name!r} is not in the catalog" if gpus else "no GPU on this machine"
-    raise RecipeError(f"--target: {found}; pass --target one of: {', '.join(targets())}")
+    raise RecipeError(f"--target: {found}; pass --target one of: {', '.join([*gpu_catalog(), 'cpu'])}")
 
 
 def _plan(recipe_name, target, python, platform, base, wheelhouse, torch=None):
     """(recipe path, recipe, stack, base image) or a one-line error (click.UsageError-like, exit 2)."""
     from envkit.build.dockerfile import image_reference
     from envkit.build.lock import with_wheelhouse
-    from envkit.build.stack import choose, targets
+    from envkit.build.stack import choose
+    from envkit.knowledge import UnknownGpu, catalog_key
     from envkit.matrix.solve import DEFAULT_PYTHON
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
 
-    if target not in targets():
-        import difflib
-
-        close = difflib.get_close_matches(target, targets(), n=1)
-        raise RecipeError(f"--target {target}: unknown GPU" + (f" (did you mean {close[0]}?)" if close else "")
-                          + f"; known: {', '.join(targets())}")
+    try:
+        target = catalog_key(target, also=("cpu",))
+    except UnknownGpu as err:
+        raise RecipeError(f"--target {target}: {err}") from None
     path = find_recipe(recipe_name)
     recipe = load_recipe(path)
     arch = PLATFORM_ARCH[platform] if platform else None
@@ -77,8 +81,8 @@ def _errors():
 
 def stack_options(command):
     """The options that choose and lock a stack, shared by lock and build."""
-    options = (recipe_option, target_option, python_option, platform_option, torch_option, index_option, wheelhouse_option,
-               refresh_option)
+    options = (recipe_option, target_option, python_option, platform_option, torch_option, index_option,
+               wheelhouse_option, refresh_option)
     for option in reversed(options):
         command = option(command)
     return command
@@ -105,20 +109,22 @@ def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse,
             _fail("lock", exc)
     else:
         click.echo(locked.text, nl=False)
-    click.echo(f"locked {len(locked.pins())} packages for {stack.platform} Python {stack.python} in {locked.seconds:.2f} s"
-               f" ({'index' if locked.online else 'cache'})", err=True)
+    click.echo(f"locked {len(locked.pins())} packages for {stack.platform} Python {stack.python} "
+               f"in {locked.seconds:.2f} s ({'index' if locked.online else 'cache'})", err=True)
 
 
 @click.command()
 @stack_options
 @click.option("--base", metavar="IMAGE", help="Base image instead of the one matching the locked torch's CUDA.")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Context folder (default build/RECIPE-TARGET).")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Context folder (default build/RECIPE-TARGET).")
 @click.option("--tag", help=f"Image tag (default {IMAGE}:RECIPE-TARGET, and {IMAGE}:latest).")
 @click.option("--builder", "builder_name", type=click.Choice(["auto", "docker-buildx", "docker", "podman", "buildah"]),
               default="auto", show_default=True)
 @click.option("--push", is_flag=True, help="Push the image after building.")
 @click.option("--emit-only", is_flag=True, help="Write the context and stop (exit 0 without a builder).")
-def build(recipe, target, python, platform, torch, index_url, wheelhouse, refresh, base, output, tag, builder_name, push, emit_only) -> None:
+def build(recipe, target, python, platform, torch, index_url, wheelhouse, refresh, base, output, tag, builder_name,
+          push, emit_only) -> None:
     """Write the build context of RECIPE for TARGET and build the image with the builder at hand.
 
     Exit codes: 0 built (or written with --emit-only), 1 build failed or no builder, 2 bad input or no lock.
@@ -135,11 +141,13 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
         path, parsed, stack, base = _plan(str(found), target, python, platform, base, wheelhouse, torch)
         locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
         name = f"{path.stem}-{target}"
-        context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url), output or Path("build") / name)
+        context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url),
+                                output or Path("build") / name)
     except _errors() as exc:
         _fail("build", exc)
     tags = (tag,) if tag else (f"{IMAGE}:{name}", f"{IMAGE}:latest")
-    click.echo(f"context: {context}  ({len(locked.pins())} packages locked in {locked.seconds:.1f} s; base {base})", err=True)
+    click.echo(f"context: {context}  ({len(locked.pins())} packages locked in {locked.seconds:.1f} s; base {base})",
+               err=True)
     if emit_only:
         click.echo(f"build it with: docker buildx build --platform {stack.platform} -t {tags[0]} {context}", err=True)
         return

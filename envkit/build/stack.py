@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from packaging.version import Version
-
-from envkit.knowledge import cc_tuple, cuda_table, curated, gpu_catalog, has_bf16, load, torch_covers, vllm_broken_on
+from envkit.knowledge import cc_tuple, cuda_table, gpu_catalog, has_bf16, late_vllm_gpu, load, pdl_switch, torch_covers
 from envkit.knowledge.matrix import Matrix
 from envkit.matrix.solve import DEFAULT_PYTHON, Constraints, solve
 from envkit.recipe.schema import Recipe
@@ -40,15 +38,12 @@ class Stack:
         return load("images")["gpu" if self.cuda else "cpu"]
 
 
-def targets() -> list[str]:
-    """What --target accepts: the catalog's GPUs and cpu."""
-    return [*gpu_catalog(), "cpu"]
-
-
 def uses_vllm(recipe: Recipe, target: str) -> bool:
+    """vLLM goes into the image unless the recipe turns it off, the target is a CPU, or the backend would not use
+    it there (Unsloth turns fast_inference off on GB10 by name: curated gb10_vllm)."""
     if recipe.vllm.enabled is False or target == "cpu":
         return False
-    return not vllm_broken_on(target)
+    return not (recipe.backend == "unsloth" and late_vllm_gpu(target))
 
 
 def torch_variant(default_cuda: str | None, compute_capability: str) -> str | None:
@@ -87,10 +82,9 @@ def choose(recipe: Recipe, target: str, python: str = DEFAULT_PYTHON, arch: str 
     if variant:
         stack.torch_backend = "cu" + variant.replace(".", "")
     stack.driver_floor = cuda_table()["min_driver"].get(cuda)
-    pdl = curated("pdl")
-    sm100 = int(gpu["compute_capability"].split(".")[0]) == pdl["compute_capability_major"]
-    if vllm and sm100 and Version(versions["vllm"]) >= Version(pdl["env_from_vllm"]):  # EK402: LoRA PDL off
-        stack.env[pdl["env"]] = pdl["value"]
+    pdl = pdl_switch(gpu["compute_capability"], versions["vllm"] if vllm else None)
+    if pdl:  # EK402: LoRA PDL off
+        stack.env[pdl[0]] = pdl[1]
     if not vllm and target != "cpu":
         stack.notes.append(f"no vLLM in this image for {target}: generation with model.generate")
     return stack

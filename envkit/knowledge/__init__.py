@@ -6,6 +6,7 @@ reads them through these accessors and never spells a version in a branch.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from functools import cache
@@ -31,6 +32,7 @@ STACK = (
     "deepspeed",
     "unsloth",
     "unsloth_zoo",
+    "flash-attn",
 )
 
 
@@ -41,6 +43,22 @@ def load(name: str) -> dict:
 
 def gpu_catalog() -> dict[str, dict]:
     return load("gpus")["gpus"]
+
+
+class UnknownGpu(ValueError):
+    """A GPU name the catalog lacks; the message names the closest one and every known name."""
+
+
+def catalog_key(name: str, also: tuple[str, ...] = ()) -> str:
+    """The catalog key of a GPU named as --target takes it (any case), or one of ``also`` (build's "cpu");
+    raises UnknownGpu with a did-you-mean.  The one lookup every --target goes through."""
+    key = name.strip().lower()
+    known = [*gpu_catalog(), *also]
+    if key in known:
+        return key
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise UnknownGpu(f"unknown GPU {name!r}; {hint}known: {', '.join(known)}")
 
 
 def catalog_id_for(gpu_name: str) -> str | None:
@@ -55,9 +73,11 @@ def curated(key: str) -> dict:
     return load("curated")[key]
 
 
-def vllm_broken_on(catalog_id: str | None) -> bool:
-    """vLLM generation is known broken on this catalog GPU (curated vllm_broken_gpus: DGX Spark's GB10)."""
-    return catalog_id in curated("vllm_broken_gpus")["gpus"]
+def late_vllm_gpu(catalog_id: str | None) -> dict | None:
+    """The curated vLLM scope of a GPU vLLM supported late (gb10_vllm: DGX Spark's GB10 -- bf16 from one
+    release, FP8 checkpoints from a later one, Unsloth's fast_inference off by name), or None."""
+    scope = curated("gb10_vllm")
+    return scope if catalog_id in scope["gpus"] else None
 
 
 def cuda_table() -> dict:
@@ -72,7 +92,19 @@ def cc_tuple(text: str) -> tuple[int, int]:
 
 def has_bf16(compute_capability: str | None) -> bool:
     """bf16 math on a GPU of this compute capability (curated bf16_min_compute_capability: Ampere, 8.0)."""
-    return compute_capability is not None and cc_tuple(compute_capability) >= cc_tuple(curated("bf16_min_compute_capability")["value"])
+    floor = cc_tuple(curated("bf16_min_compute_capability")["value"])
+    return compute_capability is not None and cc_tuple(compute_capability) >= floor
+
+
+def pdl_switch(compute_capability: str | None, vllm: str | None) -> tuple[str, str] | None | bool:
+    """vLLM's LoRA PDL on this GPU (curated ``pdl``: SM100/SM103 fail with it on): False where nothing is needed
+    (another GPU, no vLLM); the (variable, value) that turns it off (vLLM 0.15.0+); None where no setting can."""
+    from packaging.version import Version
+
+    pdl = curated("pdl")
+    if compute_capability is None or vllm is None or cc_tuple(compute_capability)[0] != pdl["compute_capability_major"]:
+        return False
+    return (pdl["env"], pdl["value"]) if Version(vllm) >= Version(pdl["env_from_vllm"]) else None
 
 
 def arches_cover(arches: list[str], cc: tuple[int, int]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -15,6 +16,19 @@ def spec(text: str | None) -> SpecifierSet:
         return SpecifierSet("" if text in (None, "*") else text)
     except InvalidSpecifier:
         return SpecifierSet()
+
+
+MANYLINUX_LEGACY = {"manylinux1": "2.5", "manylinux2010": "2.12", "manylinux2014": "2.17"}  # PEP 600's aliases
+
+
+def manylinux_glibc(platform: str) -> tuple[Version, str] | None:
+    """(glibc, machine) of a manylinux platform tag: manylinux_2_28_x86_64 -> (2.28, x86_64),
+    manylinux2014_aarch64 -> (2.17, aarch64); None for any other platform."""
+    match = re.fullmatch(r"manylinux_(\d+)_(\d+)_(\w+)", platform)
+    if match:
+        return Version(f"{match[1]}.{match[2]}"), match[3]
+    legacy, _, arch = platform.partition("_")
+    return (Version(MANYLINUX_LEGACY[legacy]), arch) if legacy in MANYLINUX_LEGACY and arch else None
 
 
 class Matrix:

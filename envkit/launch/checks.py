@@ -31,7 +31,8 @@ class LaunchInputs:
 
 
 def launch_rule(rule_id: str, name: str):
-    return rule(rule_id, name, "launch", LAUNCH_REGISTRY)
+    """A launch check: every failure refuses the run it lays out (envkit.train.preflight.Plan.laid_out)."""
+    return rule(rule_id, name, "launch", LAUNCH_REGISTRY, run_relevance="any")
 
 
 def run_launch_rules(facts: Facts, inputs: LaunchInputs) -> list[Finding]:
@@ -58,7 +59,7 @@ def launch_gpus(facts: Facts, inputs: LaunchInputs) -> Outcome:
         return skip("the recipe assigns no GPUs (resources unset)")
     visible = facts.visible_gpus()
     need = max(named) + 1
-    evidence = f"{_layout(plan)}; {len(visible)} visible" + (f": {', '.join(g.name for g in visible[:1])}" if visible else "")
+    evidence = f"{_layout(plan)}; {len(visible)} visible" + (f": {visible[0].name}" if visible else "")
     if need > len(visible):
         return fail(f"the recipe needs GPU index {need - 1}, {len(visible)} GPU(s) visible", evidence,
                     "lower resources.generation_gpus/training_gpus, or run where more GPUs are visible")
@@ -82,15 +83,18 @@ def cuda_visible_devices(facts: Facts, inputs: LaunchInputs) -> Outcome:
     entries = [e.strip() for e in value.split(",") if e.strip()]
     evidence = f"CUDA_VISIBLE_DEVICES={value}; {_layout(plan)}"
     if not entries:
-        return fail("CUDA_VISIBLE_DEVICES hides every GPU", evidence, "unset CUDA_VISIBLE_DEVICES or list the GPUs to use")
+        return fail("CUDA_VISIBLE_DEVICES hides every GPU", evidence,
+                    "unset CUDA_VISIBLE_DEVICES or list the GPUs to use")
     repeated = sorted({e for e in entries if entries.count(e) > 1})
     if repeated:
         return fail(f"CUDA_VISIBLE_DEVICES lists GPU {repeated[0]} twice", evidence, "list each GPU once")
     indices = [i for i in map(device_index, entries) if i is not None]
     invalid = [i for i in indices if i < 0 or (facts.gpus and i >= len(facts.gpus))]
     if invalid:
-        return fail(f"CUDA_VISIBLE_DEVICES entry {invalid[0]} is not a GPU here: CUDA ignores it and the entries after it",
-                    f"{evidence}; {len(facts.gpus)} GPU(s) on the machine", "list only existing GPU indices (nvidia-smi -L)")
+        return fail(f"CUDA_VISIBLE_DEVICES entry {invalid[0]} is not a GPU here: "
+                    "CUDA ignores it and the entries after it",
+                    f"{evidence}; {len(facts.gpus)} GPU(s) on the machine",
+                    "list only existing GPU indices (nvidia-smi -L)")
     return ok(f"CUDA_VISIBLE_DEVICES={value}: recipe indices count within it", evidence)
 
 
@@ -150,7 +154,8 @@ def nccl_env(facts: Facts, inputs: LaunchInputs) -> Outcome:
     if env["NCCL_P2P_DISABLE"] == "1":
         return warn("NCCL_P2P_DISABLE=1: GPU-to-GPU traffic goes through host memory (slower steps and weight sync)",
                     evidence, "unset NCCL_P2P_DISABLE unless this machine's GPUs cannot do P2P")
-    note = "; NCCL picks the network interface (set NCCL_SOCKET_IFNAME if it picks the wrong one)" if machines > 1 and not interface else ""
+    note = ("; NCCL picks the network interface (set NCCL_SOCKET_IFNAME if it picks the wrong one)"
+            if machines > 1 and not interface else "")
     return ok(f"NCCL environment fits {machines} machine(s){note}", evidence)
 
 
@@ -170,11 +175,13 @@ def max_model_length_check(facts: Facts, inputs: LaunchInputs) -> Outcome:
     need = max_model_length(inputs.recipe)
     context = inputs.model_context
     evidence = (f"max_prompt_length {g.max_prompt_length} + max_completion_length {g.max_completion_length} = {need}; "
-                f"model.max_seq_length {declared}; model positions {context if context is not None else 'unknown here'}")
+                f"model.max_seq_length {declared}; "
+                f"model positions {context if context is not None else 'unknown here'}")
     if context is not None and need > context:
         return fail(f"vllm_max_model_length {need} exceeds the model's {context} positions", evidence,
                     "lower grpo.max_prompt_length or grpo.max_completion_length")
     if need > declared:
         return warn(f"vllm_max_model_length {need} exceeds model.max_seq_length {declared}", evidence,
                     "lower the grpo lengths, or raise model.max_seq_length if the model takes more")
-    return ok(f"vllm_max_model_length {need} = prompt {g.max_prompt_length} + completion {g.max_completion_length}", evidence)
+    return ok(f"vllm_max_model_length {need} = prompt {g.max_prompt_length} + completion {g.max_completion_length}",
+              evidence)

@@ -27,7 +27,7 @@ from packaging.version import InvalidVersion, Version
 
 from envkit.knowledge import load
 from envkit.recipe.schema import Recipe, gpu_count
-from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
+from envkit.recipe.derived import max_model_length
 
 # accelerate's --mixed_precision -> vLLM's --dtype: the server holds the weights in the trainer's precision.
 SERVER_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "no": "float32"}
@@ -57,7 +57,6 @@ class LaunchPlan:
     training_gpus: list[int] = field(default_factory=list)
     processes: list[ProcessSpec] = field(default_factory=list)  # started in order; the run ends with the last
     env: dict[str, str] = field(default_factory=dict)
-    grpo_overrides: dict[str, Any] = field(default_factory=dict)  # what the ranks' GRPOConfig gets for this layout
     server: str | None = None  # the server command's name (knowledge/launch.json), None without one
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,8 +85,8 @@ def build_launch_plan(
     generation, training = assign_gpus(recipe, visible_gpus, server_mode)
     devices = _device_names(cuda_visible_devices)
     dist = recipe.distributed
-    overrides = vllm_launch_kwargs(recipe) if recipe.vllm.enabled is not False else {}
-    uses_accelerate = len(training) > 1 or dist.num_machines > 1 or dist.backend != "ddp" or dist.accelerate_config is not None
+    uses_accelerate = (len(training) > 1 or dist.num_machines > 1 or dist.backend != "ddp"
+                       or dist.accelerate_config is not None)
     if not server_mode and not uses_accelerate:
         if not training and visible_gpus > 1:
             # One process seeing several GPUs: transformers wraps the model in nn.DataParallel, which TRL's
@@ -96,7 +95,7 @@ def build_launch_plan(
         env = {"CUDA_VISIBLE_DEVICES": ",".join(_map(training, devices, "training_gpus"))} if training else {}
         where = f" on GPU {env['CUDA_VISIBLE_DEVICES']} of {visible_gpus}" if visible_gpus > 1 else ""
         return LaunchPlan(True, f"one training process, generation in it: a single in-process run{where}", [],
-                          training, env=env, grpo_overrides=overrides)
+                          training, env=env)
     processes = []
     server = _server_entry(trl_version) if server_mode else None
     if server and dist.machine_rank == 0:
@@ -113,7 +112,8 @@ def build_launch_plan(
             # VLLM_HOST_IP names it.  Server and trainer share this host here: say so.
             train_env["VLLM_HOST_IP"] = "127.0.0.1"
     if uses_accelerate:
-        argv = [python, "-m", "accelerate.commands.launch", *_accelerate_args(recipe, len(training), mixed_precision), *worker]
+        argv = [python, "-m", "accelerate.commands.launch", *_accelerate_args(recipe, len(training), mixed_precision),
+                *worker]
         if dist.machine_rank == 0 and len(training) * dist.num_machines > 1:
             ports.append(dist.main_process_port or load("launch")["accelerate_default_port"]["value"])
     else:
@@ -123,8 +123,9 @@ def build_launch_plan(
     generates = f"a vLLM server on {len(generation)} GPU(s)" if server_mode else "generation in each rank"
     if server_mode and dist.num_machines > 1:
         generates += " of machine 0"
-    why = f"{ranks} training rank(s){f' over {dist.num_machines} machines' if dist.num_machines > 1 else ''}, {generates}"
-    return LaunchPlan(False, why, generation, training, processes, grpo_overrides=overrides,
+    machines = f" over {dist.num_machines} machines" if dist.num_machines > 1 else ""
+    why = f"{ranks} training rank(s){machines}, {generates}"
+    return LaunchPlan(False, why, generation, training, processes,
                       server=server["name"] if server else None)
 
 
@@ -197,8 +198,10 @@ def _server_process(recipe: Recipe, entry: dict[str, Any], gpus: list[str], mixe
     values = {
         "model": model, "bind": bind, "port": port,
         "tensor_parallel_size": v.tensor_parallel_size, "data_parallel_size": v.data_parallel_size,
-        "gpu_memory_utilization": load("launch")["server_gpu_memory_utilization"]["value"] if utilization == "auto" else utilization,
-        "dtype": SERVER_DTYPE[mixed_precision], "kv_cache_dtype": v.kv_cache_dtype, "max_model_len": max_model_length(recipe),
+        "gpu_memory_utilization": (load("launch")["server_gpu_memory_utilization"]["value"] if utilization == "auto"
+                                   else utilization),
+        "dtype": SERVER_DTYPE[mixed_precision], "kv_cache_dtype": v.kv_cache_dtype,
+        "max_model_len": max_model_length(recipe),
     }
     argv = [python, "-m", entry["module"], *(Template(a).substitute(values) for a in entry["args"])]
     if recipe.model.trust_remote_code:
@@ -220,7 +223,8 @@ def _accelerate_args(recipe: Recipe, ranks_per_machine: int, mixed_precision: st
     if dist.accelerate_config is not None:
         args = ["--config_file", dist.accelerate_config, *args]
     else:
-        args += ["--mixed_precision", mixed_precision, "--dynamo_backend", "no", *load("launch")["backends"][dist.backend]["args"]]
+        args += ["--mixed_precision", mixed_precision, "--dynamo_backend", "no",
+                 *load("launch")["backends"][dist.backend]["args"]]
     if dist.num_machines > 1:
         args += ["--machine_rank", str(dist.machine_rank), "--main_process_ip", str(dist.main_process_ip)]
     if dist.main_process_port is not None:

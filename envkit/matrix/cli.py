@@ -44,8 +44,13 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
             new = build(wanted, index_url, progress)
         except RefreshError as exc:
             raise click.ClickException(f"{exc}. Check the network, or pass --index-url for a reachable mirror.") from None
-    if packages:  # a partial refresh keeps the other packages as they were
+    if packages:  # a partial refresh keeps the other packages as they were, and their dates
         new["packages"] = {**old.get("packages", {}), **new["packages"]}
+        before = {name: old.get("refreshed", {}).get(name, old.get("generated", "unknown")) for name in old.get("packages", {})}
+        new["refreshed"] = {**before, **new.get("refreshed", {})}
+        # the file is as fresh as its stalest package: a partial refresh must not stamp an older listing
+        # with the day's date (issue #12: "generated 2026-11-23" lacked transformers 5.24.0 of 2026-11-21)
+        new["generated"] = min(new["refreshed"].values(), default=new.get("generated"))
     changes = diff(old, new)
     try:
         write_atomic(output, json.dumps(new, indent=1, sort_keys=True) + "\n")
@@ -57,13 +62,19 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
 
 
 @matrix.command()
-@click.argument("package")
+@click.argument("package", required=False)
 @click.argument("version", required=False)
-def show(package: str, version: str | None) -> None:
-    """What PACKAGE's releases (or one VERSION) declare about the stack."""
+def show(package: str | None, version: str | None) -> None:
+    """What PACKAGE's releases (or one VERSION) declare about the stack; without PACKAGE, the packages known."""
     from envkit.knowledge.matrix import Matrix
 
     table = Matrix.shipped()
+    if package is None:
+        for name in sorted(table.doc["packages"]):
+            known = table.releases(name)
+            click.echo(f"{name:<14} {len(known):>4} releases, newest {known[0][0] if known else '-'}")
+        click.echo("envkit matrix show PACKAGE [VERSION] shows what each release requires", err=True)
+        return
     releases = table.releases(package)
     if not releases:
         raise click.UsageError(f"no package {package!r} in the matrix; known: {', '.join(sorted(table.doc['packages']))}")
@@ -94,12 +105,12 @@ def solve(trl, vllm, torch, target, python, backend, as_json) -> None:
     """The newest coherent torch/vllm/trl/transformers/peft/bitsandbytes set, or why none exists."""
     from envkit.matrix.solve import BadConstraint, Constraints, NoSolution
     from envkit.matrix.solve import solve as find
-    from envkit.probe.target import UnknownTarget, resolve_target
+    from envkit.knowledge import UnknownGpu, catalog_key
 
     try:
-        constraints = Constraints(trl, vllm, torch, resolve_target(target) if target else None, python, backend)
+        constraints = Constraints(trl, vllm, torch, catalog_key(target) if target else None, python, backend)
         solution = find(constraints)
-    except (UnknownTarget, BadConstraint) as exc:
+    except (UnknownGpu, BadConstraint) as exc:
         click.echo(f"envkit matrix solve: {exc}", err=True)
         sys.exit(2)
     except NoSolution as exc:

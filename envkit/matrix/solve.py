@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from envkit.knowledge import cc_tuple, curated, gpu_catalog, torch_covers, vllm_broken_on
+from envkit.knowledge import cc_tuple, curated, gpu_catalog, late_vllm_gpu, pdl_switch, torch_covers
 from envkit.knowledge.matrix import Matrix, spec
 
 
@@ -104,7 +104,8 @@ def backend_caps(matrix: Matrix, constraints: Constraints) -> list[Caps]:
     options = []
     for version, rec in matrix.releases("unsloth"):
         zoo_spec = spec(rec["requires"].get("unsloth-zoo") or rec["requires"].get("unsloth_zoo"))
-        zoo = _newest(matrix, "unsloth_zoo", lambda v, z: zoo_spec.contains(v, prereleases=True) and _python_ok(z, constraints.python))
+        zoo = _newest(matrix, "unsloth_zoo",
+                      lambda v, z: zoo_spec.contains(v, prereleases=True) and _python_ok(z, constraints.python))
         if zoo is None or not _python_ok(rec, constraints.python):
             continue
         declared = [rec["requires"], matrix.record("unsloth_zoo", zoo)["requires"]]
@@ -119,7 +120,8 @@ def solve(constraints: Constraints, matrix: Matrix | None = None) -> Solution:
     gpu = gpu_catalog()[constraints.target] if constraints.target else None
     cc = cc_tuple(gpu["compute_capability"]) if gpu else None
     if cc and cc < cc_tuple(curated("vllm_min_compute_capability")["value"]):
-        raise NoSolution([f"{constraints.target} (sm_{gpu['compute_capability'].replace('.', '')}) is below vLLM's minimum compute capability"])
+        sm = gpu["compute_capability"].replace(".", "")
+        raise NoSolution([f"{constraints.target} (sm_{sm}) is below vLLM's minimum compute capability"])
     options = backend_caps(matrix, constraints)
     if not options:
         raise NoSolution([f"no {constraints.backend} release for Python {constraints.python} in the matrix"])
@@ -136,14 +138,16 @@ def _solve_with(matrix: Matrix, constraints: Constraints, cc, caps: Caps, reason
         raise NoSolution([f"no trl release matches {constraints.trl}"])
     capped = [(v, r) for v, r in trls if caps.of("trl").contains(v, prereleases=True)]
     if not capped:
-        reasons.append(f"{caps.describe()} caps trl at {caps.of('trl')}: no trl release matches {constraints.trl or 'it'}")
+        reasons.append(f"{caps.describe()} caps trl at {caps.of('trl')}: "
+                       f"no trl release matches {constraints.trl or 'it'}")
     for trl_version, trl_rec in capped:
         if not _python_ok(trl_rec, constraints.python):
             reasons.append(f"trl {trl_version} needs Python {trl_rec['requires_python']}")
             continue
         window = spec(trl_rec.get("vllm_extra"))
         wanted = constraints.of("vllm")
-        vllms = [v for v, _ in matrix.releases("vllm") if wanted.contains(v, prereleases=True) and window.contains(v, prereleases=True)]
+        vllms = [v for v, _ in matrix.releases("vllm")
+                 if wanted.contains(v, prereleases=True) and window.contains(v, prereleases=True)]
         if not vllms:
             asked = f"vllm {constraints.vllm} is" if constraints.vllm else "no known vllm is"
             reasons.append(f"{asked} outside trl {trl_version}'s window {window or '(none declared)'}")
@@ -155,7 +159,8 @@ def _solve_with(matrix: Matrix, constraints: Constraints, cc, caps: Caps, reason
     return None
 
 
-def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: list[str], caps: Caps = Caps()) -> Solution | None:
+def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: list[str],
+              caps: Caps = Caps()) -> Solution | None:
     torch = matrix.torch_pinned_by(vllm)
     if torch is None or matrix.record("torch", torch) is None:
         reasons.append(f"vllm {vllm} pins a torch the matrix does not know ({torch})")
@@ -166,13 +171,18 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
     if not caps.of("torch").contains(torch, prereleases=True):
         reasons.append(f"vllm {vllm} pins torch=={torch}, outside {caps.describe()}'s torch{caps.of('torch')}")
         return None
+    late = late_vllm_gpu(c.target)
+    if late and Version(vllm) < Version(late["bf16_from"]):
+        reasons.append(f"vllm {vllm} predates vLLM's {c.target} support (from {late['bf16_from']}, EK401)")
+        return None
     cuda = matrix.record("torch", torch).get("cuda")
     if cc and not torch_covers(cuda, cc):
         reasons.append(f"torch {torch} (CUDA {cuda}) ships no kernels for {c.target}")
         return None
     need = curated("sm100_min_torch_for_vllm")  # Unsloth's rule alone (EK403)
     if caps.pins and cc and cc[0] == need["compute_capability_major"] and Version(torch) < Version(need["min_torch"]):
-        reasons.append(f"{caps.describe()} refuses torch {torch} under vLLM on {c.target} (needs >= {need['min_torch']})")
+        reasons.append(f"{caps.describe()} refuses torch {torch} under vLLM on {c.target} "
+                       f"(needs >= {need['min_torch']})")
         return None
     transformers = _newest(
         matrix, "transformers",
@@ -181,7 +191,8 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
         and _python_ok(rec, c.python),
     )
     if transformers is None:
-        reasons.append(f"no transformers fits both vllm {vllm} and trl {trl}" + (f" and {caps.describe()}" if caps.pins else ""))
+        reasons.append(f"no transformers fits both vllm {vllm} and trl {trl}"
+                       + (f" and {caps.describe()}" if caps.pins else ""))
         return None
     admits = lambda package: lambda v, rec: (  # noqa: E731 - a small predicate factory
         caps.of(package).contains(v, prereleases=True)
@@ -194,7 +205,8 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
         chosen = _newest(matrix, package, admits(package))
         if chosen:
             versions[package] = chosen
-    if caps.pins:  # datasets is left to the resolver unless a backend caps it: then the newest inside trl's and the caps
+    # datasets is left to the resolver unless a backend caps it: then the newest inside trl's and the caps
+    if caps.pins:
         datasets = _newest(matrix, "datasets", lambda v, rec: matrix.requirement("trl", trl, "datasets").contains(v)
                            and caps.of("datasets").contains(v) and _python_ok(rec, c.python))
         if datasets is None:
@@ -216,8 +228,10 @@ def _unverified(caps: Caps, vllm: str) -> list[str]:
     if _verified(caps, vllm):
         return []
     unsloth = dict(caps.pins)["unsloth"]
-    known = ", ".join(f"vllm {p['vllm']}" for p in curated("unsloth_vllm_verified")["pairs"] if Version(p["unsloth"]) == Version(unsloth))
-    return [f"unsloth {unsloth} + vllm {vllm}: no evidence fast_inference works (verified: {known or 'none for this unsloth'}; EK306)"]
+    known = ", ".join(f"vllm {p['vllm']}" for p in curated("unsloth_vllm_verified")["pairs"]
+                      if Version(p["unsloth"]) == Version(unsloth))
+    return [f"unsloth {unsloth} + vllm {vllm}: no evidence fast_inference works "
+            f"(verified: {known or 'none for this unsloth'}; EK306)"]
 
 
 def _notes(matrix: Matrix, c: Constraints, trl: str, vllm: str) -> list[str]:
@@ -226,12 +240,19 @@ def _notes(matrix: Matrix, c: Constraints, trl: str, vllm: str) -> list[str]:
     if not any(s.operator in ("<", "<=", "==") for s in window):
         trl_date, vllm_date = matrix.record("trl", trl)["uploaded"], matrix.record("vllm", vllm)["uploaded"]
         if vllm_date > trl_date:
-            notes.append(f"trl {trl} declares vllm{window} with no upper bound; vllm {vllm} came out after it (untested pairing)")
-    if vllm_broken_on(c.target):
-        notes.append(f"vLLM generation is broken on {c.target}: train with vllm.enabled: false (model.generate)")
-    pdl = curated("pdl")
-    cc = cc_tuple(gpu_catalog()[c.target]["compute_capability"]) if c.target else None
-    if cc and cc[0] == pdl["compute_capability_major"]:
-        notes.append(f"set {pdl['env']}={pdl['value']} (LoRA PDL on SM100, EK402)" if Version(vllm) >= Version(pdl["env_from_vllm"])
-                     else f"vllm {vllm} < {pdl['env_from_vllm']}: no setting turns LoRA PDL off on SM100 (EK402; backend unsloth patches it)")
+            notes.append(f"trl {trl} declares vllm{window} with no upper bound; "
+                         f"vllm {vllm} came out after it (untested pairing)")
+    late = late_vllm_gpu(c.target)
+    if late:
+        block = late["fp8_block_scaled"]
+        fp8 = (f"FP8 checkpoints trap before vllm {late['fp8_from']}" if Version(vllm) < Version(late["fp8_from"])
+               else f"block-scaled FP8 may trap ({block['issue']}: {block['env']}={block['value']})")
+        notes.append(f"vllm {vllm} runs bf16 on {c.target}; {fp8}; "
+                     "backend unsloth generates without vLLM there (EK401)")
+    pdl = pdl_switch(gpu_catalog()[c.target]["compute_capability"] if c.target else None, vllm)
+    if pdl:
+        notes.append(f"set {pdl[0]}={pdl[1]} (LoRA PDL on SM100, EK402)")
+    elif pdl is None:
+        notes.append(f"vllm {vllm} < {curated('pdl')['env_from_vllm']}: no setting turns LoRA PDL off on SM100 "
+                     "(EK402; backend unsloth patches it)")
     return notes

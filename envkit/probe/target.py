@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import replace
 
 from envkit.facts import Facts, Gpu
-from envkit.knowledge import gpu_catalog
-
-
-class UnknownTarget(ValueError):
-    pass
-
-
-def resolve_target(name: str) -> str:
-    key = name.strip().lower()
-    catalog = gpu_catalog()
-    if key in catalog:
-        return key
-    close = difflib.get_close_matches(key, catalog, n=1)
-    hint = f"did you mean {close[0]}? " if close else ""
-    raise UnknownTarget(f"unknown GPU {name!r}; {hint}known: {', '.join(catalog)}")
+from envkit.knowledge import catalog_key, gpu_catalog
 
 
 def with_target(facts: Facts, name: str, count: int = 1) -> Facts:
-    """The same facts with ``count`` catalog GPUs instead of the probed ones."""
-    key = resolve_target(name)
+    """The same facts with ``count`` catalog GPUs instead of the probed ones (UnknownGpu for a name not in it)."""
+    key = catalog_key(name)
     entry = gpu_catalog()[key]
     memory = entry["memory_gib"] * 1024
     gpus = [

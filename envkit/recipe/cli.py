@@ -40,3 +40,16 @@ def show(name: str) -> None:
     except RecipeError as exc:
         click.echo(f"envkit recipes: {exc}", err=True)
         sys.exit(2)
+
+
+@recipes.command()
+@click.argument("key")
+def explain(key: str) -> None:
+    """What a recipe key means: its type, default, bounds and help (grpo.FIELD: any of TRL's GRPOConfig)."""
+    from envkit.recipe.reference import KeyUnknown, explain_key
+
+    try:
+        click.echo(explain_key(key))
+    except KeyUnknown as exc:
+        click.echo(f"envkit recipes: {exc}", err=True)
+        sys.exit(2)

@@ -7,24 +7,21 @@ line, ``recipe.yaml:12: grpo.learnig_rate: unknown key (did you mean learning_ra
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import hashlib
 import importlib.machinery
 import importlib.util
 import json
-import math
 import re
 import string
 import sys
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
-from envkit.recipe.schema import BOUNDS, DatasetSpec, Recipe, gpu_count
+from envkit.binding import FAILED, Binder, PlainFloat, Problem
+from envkit.recipe.schema import DatasetSpec, Recipe, gpu_count
 
 BUILTIN_REWARDS = ("format", "exact_answer", "length")
 # YAML 1.2's float syntax (its core schema); PyYAML follows YAML 1.1, which needs a dot: 1.0e-4, not 1e-4.
@@ -38,8 +35,11 @@ class RecipeError(ValueError):
     in them are escaped (``learning\\nrate``) so the message stays one line.
     """
 
-    def __init__(self, message: str):
-        super().__init__("".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message))
+    line: int | None = None  # the recipe line it names (for ordering several)
+
+    def __init__(self, message: str, *, escaped: bool = False):
+        super().__init__(message if escaped else
+                         "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message))
 
 
 class _Where:
@@ -47,8 +47,10 @@ class _Where:
         self.source = source
 
     def error(self, node: yaml.Node | None, path: str, message: str) -> RecipeError:
-        line = f":{node.start_mark.line + 1}" if node is not None else ""
-        return RecipeError(f"{self.source}{line}: {path + ': ' if path else ''}{message}")
+        line = node.start_mark.line + 1 if node is not None else None
+        error = RecipeError(f"{self.source}{f':{line}' if line else ''}: {path + ': ' if path else ''}{message}")
+        error.line = line
+        return error
 
 
 MAX_BYTES = 1024 * 1024  # a recipe is ~1 KB; the bound keeps a wrong file (a log, a dataset) from a minute of parsing
@@ -87,105 +89,85 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
         line = f":{mark.line + 1}" if mark else ""
         # An unclosed bracket or quote is noticed lines later: name where it opened too.
         opened = exc.context_mark if exc.problem and exc.context and exc.context_mark else None
-        context = f" ({exc.context} at line {opened.line + 1})" if opened and opened is not mark and opened.line != mark.line else ""
+        elsewhere = opened and opened is not mark and opened.line != mark.line
+        context = f" ({exc.context} at line {opened.line + 1})" if elsewhere else ""
         raise RecipeError(f"{source}{line}: invalid YAML: {exc.problem or exc.context}{context}") from None
     except (yaml.YAMLError, ValueError) as exc:  # reader errors (control characters), odd encodings
-        raise RecipeError(f"{source}: invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RecipeError(f"{source}: invalid YAML: {first}") from None
     except RecursionError:  # the composer recurses once per nesting level
         raise RecipeError(f"{source}: invalid YAML: nested too deeply") from None
     if root is None:
         raise RecipeError(f"{source}: empty recipe (expected a mapping with version: 1)")
+    document = _Document(where)
     try:
-        recipe = _build(Recipe, root, "", where)
+        data = document.plain(root, "")
     except RecursionError:
         raise where.error(root, "", "recursive YAML aliases are not allowed") from None
-    recipe.source = source
-    _check(recipe, root, where, Path(source).parent)
+    binder = Binder(strict=True, mapping="a mapping")
+    recipe = binder.bind(Recipe, data) if data is not FAILED else FAILED
+    errors = document.errors + [document.error(problem) for problem in binder.problems]
+    if not errors:  # the checks across fields read a typed recipe
+        recipe.source = source
+        errors = _check(recipe, root, where, Path(source).parent)
+    if errors:
+        errors.sort(key=lambda e: e.line or 0)
+        raise RecipeError("\n".join(str(e) for e in errors), escaped=True)  # one line each, each escaped
     return recipe
 
 
-def _build(cls: type, node: yaml.Node, path: str, where: _Where) -> Any:
-    if not isinstance(node, yaml.MappingNode):
-        raise where.error(node, path, f"expected a mapping, got {_kind(node)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)}
-    values: dict[str, Any] = {}
-    for key_node, value_node in node.value:
-        key = _scalar(key_node, path, where)
-        if not isinstance(key, str) or key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(fields)})"
-            raise where.error(key_node, _join(path, str(key)), f"unknown key{hint}")
-        if key in values:
-            raise where.error(key_node, _join(path, key), "duplicate key")
-        values[key] = _value(hints[key], value_node, _join(path, key), where)
-    for name, f in fields.items():
-        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise where.error(node, _join(path, name), "missing required key")
-    return cls(**values)
+class _Document:
+    """A composed YAML document as plain data for envkit.binding, remembering each value's and key's line."""
 
+    def __init__(self, where: _Where):
+        self.where = where
+        self.nodes: dict[str, yaml.Node] = {}
+        self.keys: dict[str, yaml.Node] = {}
+        self.errors: list[RecipeError] = []
 
-def _value(kind: Any, node: yaml.Node, path: str, where: _Where) -> Any:
-    if dataclasses.is_dataclass(kind):
-        return _build(kind, node, path, where)
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType) and isinstance(node, yaml.SequenceNode):
-        kind = next((k for k in args if typing.get_origin(k) is list), kind)  # `[0, 1]` for `list[int] | int`
-        origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin is list:
-        if not isinstance(node, yaml.SequenceNode):
-            raise where.error(node, path, f"expected a list, got {_kind(node)}")
-        return [_value(args[0], item, f"{path}[{i}]", where) for i, item in enumerate(node.value)]
-    value = _scalar(node, path, where)
-    if isinstance(value, str) and node.style is None and YAML12_FLOAT.fullmatch(value) and _accepts(kind, 0.5):
-        value = float(value)  # 1e-4: a float in YAML 1.2, a string under PyYAML's YAML 1.1 rule
-    if _accepts(kind, value):
-        return float(value) if kind is float and isinstance(value, int) else value
-    raise where.error(node, path, f"expected {_describe(kind)}, got {_show(value)}")
+    def plain(self, node: yaml.Node, path: str) -> Any:
+        self.nodes[path] = node
+        if isinstance(node, yaml.MappingNode):
+            values: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.errors.append(self.where.error(key_node, path,
+                                                        f"expected a single value, got {_kind(key_node)}"))
+                    continue
+                key = self._scalar(key_node, path)
+                if key is FAILED:
+                    continue
+                at = _join(path, str(key))
+                if key in values:
+                    self.errors.append(self.where.error(key_node, at, "duplicate key"))
+                    continue
+                self.keys[at] = key_node
+                values[key] = self.plain(value_node, at)
+            return values
+        if isinstance(node, yaml.SequenceNode):
+            return [self.plain(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        value = self._scalar(node, path)
+        if isinstance(value, str) and node.style is None and YAML12_FLOAT.fullmatch(value):
+            return PlainFloat(value)  # 1e-4: a float in YAML 1.2, a string under PyYAML's YAML 1.1 rule
+        return value
 
+    def _scalar(self, node: yaml.Node, path: str) -> Any:
+        try:
+            return yaml.SafeLoader("").construct_object(node)
+        except yaml.YAMLError as exc:
+            why = getattr(exc, "problem", None) or exc
+            self.errors.append(self.where.error(node, path, f"cannot read value: {why}"))
+        except (ValueError, KeyError, AttributeError, IndexError, TypeError):  # a wrong explicit tag: !!int abc
+            self.errors.append(self.where.error(node, path, f"cannot read value {node.value!r:.40} as "
+                                                            f"{node.tag.rpartition(':')[2]}"))
+        return FAILED
 
-def _accepts(kind: Any, value: Any) -> bool:
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts(k, value) for k in typing.get_args(kind))
-    if origin is Literal:
-        return any(value == v and type(value) is type(v) for v in typing.get_args(kind))
-    if origin is list:  # a single value never fills a list (lists are walked in _value)
-        return False
-    if kind is type(None):
-        return value is None
-    if kind is float:  # .inf and .nan are YAML floats; no recipe number means them
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-def _scalar(node: yaml.Node, path: str, where: _Where) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        raise where.error(node, path, f"expected a single value, got {_kind(node)}")
-    try:
-        return yaml.SafeLoader("").construct_object(node)
-    except yaml.YAMLError as exc:
-        raise where.error(node, path, f"cannot read value: {getattr(exc, 'problem', None) or exc}") from None
-    except (ValueError, KeyError, AttributeError, IndexError, TypeError):  # an explicit tag on a wrong value: !!int abc, !!bool maybe
-        raise where.error(node, path, f"cannot read value {node.value!r:.40} as {node.tag.rpartition(':')[2]}") from None
-
-
-def _describe(kind: Any) -> str:
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(k) for k in typing.get_args(kind))
-    if origin is Literal:
-        return " or ".join(repr(v) if isinstance(v, str) else str(v) for v in typing.get_args(kind))
-    if origin is list:
-        return "a list"
-    return {type(None): "null", float: "a finite number", int: "an integer", bool: "true/false", str: "a string"}.get(kind, str(kind))
-
-
-def _show(value: Any) -> str:
-    text = repr(value) if not isinstance(value, (bool, type(None))) else str(value).lower().replace("none", "null")
-    return f"{type(value).__name__} {text[:40]}"
+    def error(self, problem: Problem) -> RecipeError:
+        """A binding problem as a RecipeError at its line: the key's, the value's or the enclosing mapping's."""
+        parent = problem.path.rpartition(".")[0] if "." in problem.path else ""
+        node = {"key": self.keys.get(problem.path), "parent": self.nodes.get(parent)}.get(problem.at) \
+            or self.nodes.get(problem.path) or self.keys.get(problem.path)
+        return self.where.error(node, problem.path, problem.message)
 
 
 def _kind(node: yaml.Node) -> str:
@@ -212,105 +194,102 @@ def _node(root: yaml.Node, *keys: str | int) -> yaml.Node:
     return node
 
 
-def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> None:
-    """Checks across fields and against the disk: dataset file, reward import, exclusive keys."""
+def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> list[RecipeError]:
+    """Checks across fields and against the disk (dataset file, reward modules, exclusive keys); every problem."""
+    errors: list[RecipeError] = []
+
+    def fail(keys: tuple[str | int, ...], message: str) -> None:
+        path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
+        errors.append(where.error(_node(root, *keys), path, message))
+
     model, data = recipe.model, recipe.dataset
     if (model.name is None) == (model.build is None):
-        raise where.error(_node(root, "model"), "model", "give exactly one of name or build")
+        fail(("model",), "give exactly one of name or build")
     if (data.path is None) == (data.name is None):
-        raise where.error(_node(root, "dataset"), "dataset", "give exactly one of path (local JSONL) or name (registry)")
-    if data.path is not None:
-        data.path = _local_file(base, data.path, lambda message: where.error(_node(root, "dataset", "path"), "dataset.path", message))
+        fail(("dataset",), "give exactly one of path (local JSONL) or name (registry)")
+    elif data.path is not None:
+        try:
+            data.path = _local_file(base, data.path, lambda message: where.error(_node(root, "dataset", "path"),
+                                                                                 "dataset.path", message))
+        except RecipeError as error:
+            errors.append(error)
+            data.path = None  # nothing to read the prompt fields from
     if not recipe.rewards:
-        raise where.error(_node(root, "rewards"), "rewards", "needs at least one reward")
+        fail(("rewards",), "needs at least one reward")
     for i, reward in enumerate(recipe.rewards):
         problem = reward_problem(reward.name, base)
         if problem:
-            raise where.error(_node(root, "rewards", i, "name"), f"rewards[{i}].name", problem)
-    for key, bound in BOUNDS.items():
-        section, name = key.split(".")
-        value = getattr(getattr(recipe, section), name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not bound.admits(value):  # not null, not auto
-            raise where.error(_node(root, section, name), key, f"must be {bound.describe()}, got {value}"
-                              + (f": {bound.why}" if bound.why else ""))
+            fail(("rewards", i, "name"), problem)
     problem = generation_batch_problem(recipe)
     if problem:
-        raise where.error(_node(root, "grpo", "num_generations"), "grpo.num_generations", problem)
-    _check_prompt_fields(data, root, where)
+        fail(("grpo", "num_generations"), problem)
+    _check_prompt_fields(data, fail)
     rank = recipe.vllm.max_lora_rank
     if rank is not None and rank < recipe.lora.r:
-        raise where.error(_node(root, "vllm", "max_lora_rank"), "vllm.max_lora_rank",
-                          f"must be at least lora.r ({recipe.lora.r}), got {rank}: vLLM cannot load a LoRA adapter of a higher rank")
+        fail(("vllm", "max_lora_rank"), f"must be at least lora.r ({recipe.lora.r}), got {rank}: vLLM cannot load a "
+             "LoRA adapter of a higher rank")
     if recipe.backend == "unsloth" and recipe.vllm.mode == "server" and recipe.vllm.enabled is not False:
-        raise where.error(_node(root, "vllm", "mode"), "vllm.mode", "backend: unsloth generates with its own vLLM in the "
-                          "training process: use mode: colocate")
-    _check_launch(recipe, root, where, base)
+        fail(("vllm", "mode"), "backend: unsloth generates with its own vLLM in the training process: "
+             "use mode: colocate")
+    _check_launch(recipe, fail, lambda value, keys: _local_file(base, value, lambda message: where.error(
+        _node(root, *keys), ".".join(keys), message)), errors)
+    return errors
 
 
-def _check_launch(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> None:
-    """GPU assignment, vLLM parallelism and distributed settings (envkit.launch.plan relies on these)."""
+def _check_launch(recipe: Recipe, fail, local_file, errors: list[RecipeError]) -> None:
+    """GPU assignment, vLLM parallelism and distributed settings (envkit.launch.plan relies on these); the ranges
+    of single fields (ports, sizes, counts) are the schema's bounds."""
     v, res, dist = recipe.vllm, recipe.resources, recipe.distributed
-
-    def fail(keys: tuple[str | int, ...], message: str) -> RecipeError:
-        return where.error(_node(root, *keys), ".".join(map(str, keys)), message)
-
-    for name in ("tensor_parallel_size", "data_parallel_size"):
-        if getattr(v, name) < 1:
-            raise fail(("vllm", name), f"must be at least 1, got {getattr(v, name)}")
-    for name in ("port", "group_port"):
-        if not 1 <= getattr(v.server, name) <= 65535:
-            raise fail(("vllm", "server", name), f"must be a port number (1-65535), got {getattr(v.server, name)}")
     if v.server.port == v.server.group_port:
-        raise fail(("vllm", "server", "group_port"), f"must differ from vllm.server.port ({v.server.port})")
-    if v.server.timeout_s <= 0:
-        raise fail(("vllm", "server", "timeout_s"), "must be positive")
+        fail(("vllm", "server", "group_port"), f"must differ from vllm.server.port ({v.server.port})")
     for name in ("generation_gpus", "training_gpus"):
         gpus = getattr(res, name)
         if isinstance(gpus, int) and gpus < 1:
-            raise fail(("resources", name), f"a count must be at least 1, got {gpus}")
+            fail(("resources", name), f"a count must be at least 1, got {gpus}")
         if isinstance(gpus, list) and (not gpus or min(gpus) < 0 or len(set(gpus)) < len(gpus)):
-            raise fail(("resources", name), f"needs distinct GPU indices (0, 1, ...), got {gpus}")
+            fail(("resources", name), f"needs distinct GPU indices (0, 1, ...), got {gpus}")
     if isinstance(res.generation_gpus, list) and isinstance(res.training_gpus, list):
         shared = sorted(set(res.generation_gpus) & set(res.training_gpus))
         if shared:
-            raise fail(("resources", "training_gpus"), f"GPU {shared[0]} is also a generation GPU: TRL refuses a GPU "
-                       "shared by the vLLM server and a trainer")
+            fail(("resources", "training_gpus"), f"GPU {shared[0]} is also a generation GPU: TRL refuses a GPU "
+                 "shared by the vLLM server and a trainer")
     generation = gpu_count(res.generation_gpus)
     if v.mode == "server" and v.enabled is not False:
         if not generation:
-            raise fail(("resources", "generation_gpus"), "vllm.mode: server needs the GPUs of the vLLM server, e.g. "
-                       "generation_gpus: [0]")
-        if v.tensor_parallel_size * v.data_parallel_size != generation:
-            raise fail(("vllm", "tensor_parallel_size"), f"tensor_parallel_size x data_parallel_size = "
-                       f"{v.tensor_parallel_size * v.data_parallel_size}, but resources.generation_gpus has {generation}: "
-                       "make the product match (TP shards one model, DP replicates it)")
+            fail(("resources", "generation_gpus"), "vllm.mode: server needs the GPUs of the vLLM server, e.g. "
+                 "generation_gpus: [0]")
+        elif v.tensor_parallel_size * v.data_parallel_size != generation:
+            fail(("vllm", "tensor_parallel_size"), f"tensor_parallel_size x data_parallel_size = "
+                 f"{v.tensor_parallel_size * v.data_parallel_size}, but resources.generation_gpus has {generation}: "
+                 "make the product match (TP shards one model, DP replicates it)")
     else:
         if v.mode == "server":
-            raise fail(("vllm", "mode"), "server mode needs vLLM: drop vllm.enabled: false or use mode: colocate")
+            fail(("vllm", "mode"), "server mode needs vLLM: drop vllm.enabled: false or use mode: colocate")
         if generation:
-            raise fail(("resources", "generation_gpus"), "only vllm.mode: server uses generation GPUs (colocate "
-                       "generates on the training GPUs)")
+            fail(("resources", "generation_gpus"), "only vllm.mode: server uses generation GPUs (colocate "
+                 "generates on the training GPUs)")
         if v.data_parallel_size != 1:
-            raise fail(("vllm", "data_parallel_size"), "applies to the vLLM server only (vllm.mode: server)")
+            fail(("vllm", "data_parallel_size"), "applies to the vLLM server only (vllm.mode: server)")
         ranks = gpu_count(res.training_gpus) or 1
         if ranks % v.tensor_parallel_size:
-            raise fail(("vllm", "tensor_parallel_size"), f"{v.tensor_parallel_size} must divide the {ranks} training "
-                       "rank(s): colocated vLLM shards over groups of training ranks")
-    if dist.num_machines < 1 or not 0 <= dist.machine_rank < dist.num_machines:
-        raise fail(("distributed", "machine_rank"), f"needs 0 <= machine_rank < num_machines, got {dist.machine_rank} "
-                   f"of {dist.num_machines}")
+            fail(("vllm", "tensor_parallel_size"), f"{v.tensor_parallel_size} must divide the {ranks} training "
+                 "rank(s): colocated vLLM shards over groups of training ranks")
+    if not 0 <= dist.machine_rank < dist.num_machines:
+        fail(("distributed", "machine_rank"), f"needs 0 <= machine_rank < num_machines, got {dist.machine_rank} "
+             f"of {dist.num_machines}")
     if dist.num_machines > 1 and not dist.main_process_ip:
-        raise fail(("distributed", "main_process_ip"), "num_machines > 1 needs the address of machine 0")
-    if dist.main_process_port is not None and not 1 <= dist.main_process_port <= 65535:
-        raise fail(("distributed", "main_process_port"), f"must be a port number (1-65535), got {dist.main_process_port}")
+        fail(("distributed", "main_process_ip"), "num_machines > 1 needs the address of machine 0")
     if dist.accelerate_config is not None:
         if dist.backend != "ddp":
-            raise fail(("distributed", "accelerate_config"), f"replaces backend: {dist.backend}; give one of the two")
-        dist.accelerate_config = _local_file(base, dist.accelerate_config, lambda message: fail(("distributed", "accelerate_config"), message))
+            fail(("distributed", "accelerate_config"), f"replaces backend: {dist.backend}; give one of the two")
+        try:
+            dist.accelerate_config = local_file(dist.accelerate_config, ("distributed", "accelerate_config"))
+        except RecipeError as error:
+            errors.append(error)
     launched = dist.num_machines > 1 or dist.backend != "ddp" or dist.accelerate_config is not None
     if launched and res.training_gpus is None and v.mode != "server":  # server mode trains on the GPUs left
-        raise fail(("resources", "training_gpus"), "distributed settings start trainer ranks: name their GPUs "
-                   "(a list, or a count)")
+        fail(("resources", "training_gpus"), "distributed settings start trainer ranks: name their GPUs "
+             "(a list, or a count)")
 
 
 def generation_batch_problem(recipe: Recipe) -> str | None:
@@ -326,8 +305,8 @@ def generation_batch_problem(recipe: Recipe) -> str | None:
     if completions % g.num_generations == 0:
         return None
     per_rank = f" x {ranks} training ranks" if ranks > 1 else ""
-    return (f"grpo.per_device_train_batch_size{per_rank} x gradient_accumulation_steps = {completions} is not a multiple "
-            f"of grpo.num_generations ({g.num_generations}): TRL refuses it; make the batch a multiple of it")
+    return (f"grpo.per_device_train_batch_size{per_rank} x gradient_accumulation_steps = {completions} "
+            f"is not a multiple of grpo.num_generations ({g.num_generations}): TRL refuses it; make the batch a multiple of it")
 
 
 def template_fields(template: str) -> list[str]:
@@ -354,23 +333,24 @@ def missing_columns(data: DatasetSpec, columns: list[str]) -> str | None:
     return None
 
 
-def _check_prompt_fields(data: DatasetSpec, root: yaml.Node, where: _Where) -> None:
+def _check_prompt_fields(data: DatasetSpec, fail) -> None:
     """The template parses; for a local JSONL, its first row has the fields the prompt and answer read."""
     if data.prompt_template is not None:
         try:
             template_fields(data.prompt_template)
         except ValueError as exc:
-            raise where.error(_node(root, "dataset", "prompt_template"), "dataset.prompt_template",
-                              f"not a str.format template: {exc}") from None
+            fail(("dataset", "prompt_template"), f"not a str.format template: {exc}")
+            return
     if data.path is None:
         return
     first = _first_row(data.path)
     if not isinstance(first, dict):
-        raise where.error(_node(root, "dataset", "path"), "dataset.path", "the first line is not a JSON object")
+        fail(("dataset", "path"), "the first line is not a JSON object")
+        return
     problem = missing_columns(data, list(first))
     if problem:
         key, _, message = problem.partition(": ")
-        raise where.error(_node(root, *key.split(".")), key, f"{message} in the first row of {data.path}")
+        fail(tuple(key.split(".")), f"{message} in the first row of {data.path}")
 
 
 def _first_row(path: str):
@@ -432,5 +412,6 @@ def reward_problem(name: str, folder: Path | None = None) -> str | None:
     if top in sys.stdlib_module_names:
         return f"{module_name!r} is Python's standard library, not a reward module: name your own module:function"
     if not find_module(top, folder):
-        return f"cannot find module {top!r} beside the recipe or on the Python path (put it beside the recipe, or set PYTHONPATH)"
+        return (f"cannot find module {top!r} beside the recipe or on the Python path "
+                "(put it beside the recipe, or set PYTHONPATH)")
     return None

@@ -1,39 +1,30 @@
 """The recipe schema: one dataclass per YAML section, field defaults are the recipe defaults.
 
-The loader (envkit.recipe.load) walks these types, so a field's annotation is its validation:
-``Literal`` lists the allowed values, ``X | None`` makes it optional, ``list[...]`` a sequence.
+The loader (envkit.recipe.load, through envkit.binding) walks these types, so a field's annotation is its
+validation: ``Literal`` lists the allowed values, ``X | None`` makes it optional, ``list[...]`` a sequence.  A field's
+help text and range are its metadata (``spec(default, help, bound)``), checked at any depth: what TRL/PEFT would
+otherwise reject with a traceback mid-start (or, for num_generations, silently mis-train).  An unset (null or auto)
+value is not range-checked.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from envkit.binding import Bound
+from envkit.recipe.trl_fields import grpo_extra
 
 Auto = Literal["auto"]
 
 
-@dataclass(frozen=True)
-class Bound:
-    """An allowed interval for a number (None: unbounded on that side); ``why`` joins the error when given."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False  # low itself excluded
-    high_open: bool = False
-    why: str = ""
-
-    def admits(self, value: float) -> bool:
-        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
-        return above and below
-
-    def describe(self) -> str:
-        if self.high is None:
-            return f"greater than {self.low:g}" if self.low_open else f"at least {self.low:g}"
-        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-
-
 POSITIVE, AT_LEAST_1 = Bound(0, low_open=True), Bound(1)
+PORT = Bound(1, 65535, why="a port number")
+
+
+def spec(default: Any, help: str = "", bound: Bound | None = None) -> Any:
+    """A recipe field with its default, help text and range, TRL-style (``field(metadata={"help": ...})``)."""
+    return field(default=default, metadata={"help": help, **({"bound": bound} if bound else {})})
 LOSS_TYPES = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
 
 
@@ -43,16 +34,21 @@ class ModelSpec:
     build: Literal["tiny"] | None = None  # build a tiny random-init Llama locally instead of loading one
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     load_in_4bit: bool = False
-    max_seq_length: int = 2048
+    max_seq_length: int = spec(2048, bound=AT_LEAST_1)
     trust_remote_code: bool = False
+
+
+# The linear layers of a Llama-style decoder layer: lora.target_modules' default and what "all-linear" means to the
+# memory budget (envkit.budget).
+LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass
 class LoraSpec:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    r: int = spec(16, bound=AT_LEAST_1)
+    alpha: int = spec(32, bound=POSITIVE)
+    dropout: float = spec(0.0, bound=Bound(0, 1, high_open=True))
+    target_modules: list[str] = field(default_factory=lambda: list(LINEAR_MODULES))
 
 
 @dataclass
@@ -76,19 +72,29 @@ class RewardSpec:
 
 @dataclass
 class GrpoSpec:
-    num_generations: int = 8
-    max_prompt_length: int = 256
-    max_completion_length: int = 256
-    learning_rate: float = 5e-6
-    max_steps: int | None = None
-    num_epochs: float | None = None  # used when max_steps is unset (default 1 epoch)
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    beta: float = 0.0
+    num_generations: int = spec(8, bound=Bound(2, why="GRPO's advantage compares 2 or more completions of each prompt"))
+    max_prompt_length: int = spec(256, bound=AT_LEAST_1)
+    max_completion_length: int = spec(256, bound=AT_LEAST_1)
+    learning_rate: float = spec(5e-6, bound=POSITIVE)
+    max_steps: int | None = spec(None, bound=AT_LEAST_1)
+    num_epochs: float | None = spec(None, 'used when max_steps is unset (default 1 epoch)', bound=POSITIVE)
+    per_device_train_batch_size: int = spec(8, bound=AT_LEAST_1)
+    gradient_accumulation_steps: int = spec(1, bound=AT_LEAST_1)
+    beta: float = spec(0.0, bound=Bound(0, why="the KL penalty's weight: 0 turns it off, a negative one rewards "
+                                            "drifting from the base"))
     loss_type: LOSS_TYPES = "dapo"
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int | None = None
+    temperature: float = spec(1.0, bound=POSITIVE)
+    top_p: float = spec(1.0, bound=Bound(0, 1, low_open=True))
+    top_k: int | None = spec(None, bound=AT_LEAST_1)
+    gradient_checkpointing: Auto | bool = field(default="auto", metadata={"help": (
+        "auto: off where the memory budget has room for the activations (no recomputed forward: faster), else on "
+        "(TRL's default); on without a budget (no GPU, unknown model shape)")})
+    micro_batch: Auto | None = field(default=None, metadata={"help": (
+        "auto: the step's per_device_train_batch_size x gradient_accumulation_steps completions and optimizer step "
+        "unchanged, run in the largest micro-batch the memory budget holds without sleep mode or checkpointing the "
+        "written split avoids (fewer, larger passes); null: as written")})
+    # Any other field of TRL's GRPOConfig, as written under grpo: (envkit.recipe.trl_fields checks it)
+    trl: dict = field(default_factory=dict, metadata={"input": False, "extra_keys": grpo_extra})
 
 
 @dataclass
@@ -96,26 +102,27 @@ class VllmServerSpec:
     """Where trainers reach the vLLM server (TRL's vllm_server_host/port, vllm_group_port, vllm_server_timeout)."""
 
     host: str = "127.0.0.1"  # a non-loopback address makes the server listen on all interfaces (multi-node)
-    port: int = 8000
-    group_port: int = 51216  # NCCL weight-sync rendezvous
+    port: int = spec(8000, bound=PORT)
+    group_port: int = spec(51216, "NCCL weight-sync rendezvous", bound=PORT)
     # How long to wait for the server's health endpoint (envkit, and TRL's trainers on other machines).
     # A server that dies is seen at once, so this only bounds a hang: a 205M model's first start on a fresh
     # H100 took 152 s (benchmarks/server_smoke.py), TRL's 240 s default leaves larger models little room.
-    timeout_s: float = 600.0
+    timeout_s: float = spec(600.0, bound=POSITIVE)
 
 
 @dataclass
 class VllmSpec:
     enabled: Auto | bool = "auto"
     mode: Literal["colocate", "server"] = "colocate"
-    gpu_memory_utilization: Auto | float = "auto"
+    gpu_memory_utilization: Auto | float = spec("auto", bound=Bound(0, 1, low_open=True,
+                                                                    why="vLLM's share of the GPU's memory"))
     sleep: Auto | bool = "auto"
     max_lora_rank: int | None = None  # default: lora.r
     kv_cache_dtype: Literal["auto", "fp8"] = "auto"
     # Server mode: the server's shape (tensor x data parallel = generation GPUs).  Colocate: each
     # training rank's vLLM is sharded over tensor_parallel_size ranks (TRL's vllm_tensor_parallel_size).
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
+    tensor_parallel_size: int = spec(1, bound=AT_LEAST_1)
+    data_parallel_size: int = spec(1, bound=AT_LEAST_1)
     server: VllmServerSpec = field(default_factory=VllmServerSpec)
 
 
@@ -138,17 +145,17 @@ class DistributedSpec:
 
     backend: Literal["ddp", "deepspeed-zero2", "deepspeed-zero3", "fsdp"] = "ddp"
     accelerate_config: str | None = None  # an accelerate config file, relative to the recipe; replaces backend
-    num_machines: int = 1
+    num_machines: int = spec(1, bound=AT_LEAST_1)
     machine_rank: int = 0
     main_process_ip: str | None = None  # needed when num_machines > 1
-    main_process_port: int | None = None  # accelerate's default: 29500
+    main_process_port: int | None = spec(None, "accelerate's default: 29500", bound=PORT)
 
 
 @dataclass
 class OutputSpec:
     dir: str | None = None  # default: runs/<recipe name>, relative to the working directory
-    save_steps: int = 50
-    keep: int | None = 3
+    save_steps: int = spec(50, bound=AT_LEAST_1)
+    keep: int | None = spec(3, bound=AT_LEAST_1)
     report_to: list[str] = field(default_factory=list)
     merge: bool = False  # also save merged/: the base with the adapter folded in (envkit.train.runner.merge_adapter)
 
@@ -170,30 +177,5 @@ class Recipe:
     # The stale-weight guard (envkit.train.guard): warn, stop (checkpoint, then exit 3), or off.
     guard: Literal["warn", "stop", "off"] = "warn"
     # Not YAML keys: where the recipe came from (set by the loader).
-    source: str = field(default="", metadata={"yaml": False})
-    sha256: str = field(default="", metadata={"yaml": False})
-
-
-# The loader's range checks (envkit.recipe.load), by dotted key; an unset (null) value is not checked.
-# What TRL/PEFT would otherwise reject with a traceback mid-start (or, for num_generations, silently mis-train).
-BOUNDS: dict[str, Bound] = {
-    "model.max_seq_length": AT_LEAST_1,
-    "lora.r": AT_LEAST_1,
-    "lora.alpha": POSITIVE,
-    "lora.dropout": Bound(0, 1, high_open=True),
-    "grpo.num_generations": Bound(2, why="GRPO's advantage compares 2 or more completions of each prompt"),
-    "grpo.max_prompt_length": AT_LEAST_1,
-    "grpo.max_completion_length": AT_LEAST_1,
-    "grpo.learning_rate": POSITIVE,
-    "grpo.max_steps": AT_LEAST_1,
-    "grpo.per_device_train_batch_size": AT_LEAST_1,
-    "grpo.gradient_accumulation_steps": AT_LEAST_1,
-    "grpo.temperature": POSITIVE,
-    "grpo.top_p": Bound(0, 1, low_open=True),
-    "grpo.top_k": AT_LEAST_1,
-    "grpo.beta": Bound(0, why="the KL penalty's weight: 0 turns it off, a negative one rewards drifting from the base"),
-    "grpo.num_epochs": POSITIVE,
-    "vllm.gpu_memory_utilization": Bound(0, 1, low_open=True, why="vLLM's share of the GPU's memory"),
-    "output.save_steps": AT_LEAST_1,
-    "output.keep": AT_LEAST_1,
-}
+    source: str = field(default="", metadata={"input": False})
+    sha256: str = field(default="", metadata={"input": False})

@@ -6,8 +6,10 @@ from dataclasses import asdict, dataclass
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from envkit.facts import Facts
+from envkit.knowledge import curated
 from envkit.rules.base import Finding, Severity
 
 DOCTOR_SCHEMA = "envkit.doctor/1"
@@ -52,6 +54,15 @@ def repair_requirements(findings: list[Finding]) -> list[str]:
         for text in finding.requirements:
             chosen.setdefault(canonicalize_name(Requirement(text).name), text)
     return list(chosen.values())
+
+
+def repair_indexes(requirements: list[str]) -> list[str]:
+    """pip's --extra-index-url for requirements pinned to a PyTorch build (``torch==2.13.0+cu130``: EK201's
+    CUDA build of a +cpu torch), which only PyTorch's index serves."""
+    backends = [Version(spec.version).local for text in requirements for spec in Requirement(text).specifier
+                if spec.operator == "==" and "*" not in spec.version and Version(spec.version).local]
+    url = curated("torch_index")["url"]
+    return [arg for backend in dict.fromkeys(backends) for arg in ("--extra-index-url", url.format(backend=backend))]
 
 
 def to_json(findings: list[Finding], facts: Facts, strict: bool = False) -> dict:

@@ -11,11 +11,13 @@ from envkit.facts import Facts
 from envkit.report import summarize
 from envkit.rules.base import SECTIONS, Finding, Severity
 
-MARKS = {Severity.OK: ("✓", "green"), Severity.WARN: ("!", "yellow"), Severity.FAIL: ("✗", "red"), Severity.SKIP: ("-", None)}
+MARKS = {Severity.OK: ("✓", "green"), Severity.WARN: ("!", "yellow"), Severity.FAIL: ("✗", "red"),
+         Severity.SKIP: ("-", None)}
 ASCII = {"✓": "+", "✗": "x"}
 # What steers a terminal rather than shows: C0 and C1 controls (ESC sequences, \r, BEL, newlines), DEL, and the
 # Unicode line separators and bidirectional overrides that break or reorder a line.
-STEERING = [*range(0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+STEERING = [*range(0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F),
+            *range(0x2066, 0x206A)]
 ESCAPED = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in STEERING}
 
 
@@ -29,6 +31,12 @@ def printable(text: str) -> str:
     return text.translate(ESCAPED)
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: the README's generated sections (checks, patches) are written by this one function."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "".join("| " + " | ".join(cells) + " |\n" for cells in lines)
+
+
 def _mark(severity: Severity) -> str:
     symbol, colour = MARKS[severity]
     encoding = (getattr(sys.stdout, "encoding", None) or "ascii").lower()
@@ -38,7 +46,8 @@ def _mark(severity: Severity) -> str:
 
 
 def render(findings: list[Finding], facts: Facts, verbose: bool = False) -> str:
-    findings = [replace(f, title=printable(f.title), evidence=printable(f.evidence), fix=printable(f.fix)) for f in findings]
+    findings = [replace(f, title=printable(f.title), evidence=printable(f.evidence), fix=printable(f.fix))
+                for f in findings]
     lines = [_header(facts), ""]
     for section, title in SECTIONS.items():
         shown = [f for f in findings if f.section == section and (verbose or f.severity is not Severity.SKIP)]
@@ -56,7 +65,8 @@ def render(findings: list[Finding], facts: Facts, verbose: bool = False) -> str:
     colour = "red" if summary.failed else "yellow" if summary.warned else "green"
     lines.append(click.style(summary.line(), fg=colour, bold=True))
     if not verbose and summary.skipped:
-        lines.append(click.style(f"{summary.skipped} not applicable here (-v lists them); envkit doctor --explain ID tells more", dim=True))
+        lines.append(click.style(f"{summary.skipped} not applicable here (-v lists them); "
+                                 "envkit doctor --explain ID tells more", dim=True))
     return "\n".join(lines)
 
 

@@ -82,12 +82,29 @@ class Finding:
         }
 
 
+# What a check means to `envkit train` (Rule.run_relevance): "any" run, CPU-only too (the Python stack); a "gpu" run;
+# "planned": the preflight acts on it itself (sets a variable, or refuses with its own finding), never blocking as is.
+RUN_RELEVANCE = ("any", "gpu", "planned")
+# The plan decisions a check informs (Rule.decides): envkit.train.preflight reads a check by what it decides, not by ID.
+DECISIONS = ("dtype", "vllm", "pdl", "sleep", "sleep-sync")
+
+
 @dataclass(frozen=True)
 class Rule:
     id: str
     name: str
     section: str
-    check: Callable[..., Outcome]  # Facts (and, for launch rules, their LaunchInputs) -> Outcome
+    check: Callable[..., Outcome]  # Facts (and, for recipe and launch rules, their inputs) -> Outcome
+    needs_vllm: bool = False  # matters only to a run generating with vLLM
+    run_relevance: str = "gpu"  # RUN_RELEVANCE
+    backends: tuple[str, ...] = ()  # the recipe backends it matters to (empty: all)
+    decides: str | None = None  # the plan decision it informs (DECISIONS)
+
+    def __post_init__(self) -> None:
+        if self.section not in SECTIONS:
+            raise ValueError(f"{self.id}: unknown section {self.section!r}")
+        if self.run_relevance not in RUN_RELEVANCE or self.decides not in (None, *DECISIONS):
+            raise ValueError(f"{self.id}: unknown run relevance {self.run_relevance!r} or decision {self.decides!r}")
 
     @property
     def doc(self) -> str:
@@ -95,26 +112,38 @@ class Rule:
 
     @property
     def summary(self) -> str:
+        """The doc's first line: the README's check tables."""
         return self.doc.splitlines()[0] if self.doc else self.name
+
+    def blocks(self, *, gpu: bool, use_vllm: bool, backend: str) -> bool:
+        """Whether this check, failing, refuses an `envkit train` run of this shape."""
+        runs_here = self.run_relevance == "any" or (gpu and self.run_relevance == "gpu")
+        return runs_here and (use_vllm or not self.needs_vllm) and (not self.backends or backend in self.backends)
 
     def run(self, facts: Facts, *inputs) -> Finding:
         out = self.check(facts, *inputs)
-        return Finding(self.id, self.name, self.section, out.severity, out.title, out.evidence, out.fix, out.requirements)
+        return Finding(self.id, self.name, self.section, out.severity, out.title, out.evidence, out.fix,
+                       out.requirements)
 
 
 REGISTRY: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, name: str, section: str, registry: dict[str, Rule] | None = None) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
-    """Register a check in ``registry`` (default: the doctor's REGISTRY)."""
-    if section not in SECTIONS:
-        raise ValueError(f"unknown section {section!r}")
+def register(found: Rule, registry: dict[str, Rule] | None = None) -> Rule:
+    """Add a rule to ``registry`` (default: the doctor's REGISTRY); an ID is registered once, in any registry."""
     target = REGISTRY if registry is None else registry
+    if found.id in target or found.id in REGISTRY:
+        raise ValueError(f"duplicate rule id {found.id}")
+    target[found.id] = found
+    return found
 
-    def register(check: Callable[..., Outcome]) -> Callable[..., Outcome]:
-        if rule_id in target:
-            raise ValueError(f"duplicate rule id {rule_id}")
-        target[rule_id] = Rule(rule_id, name, section, check)
+
+def rule(rule_id: str, name: str, section: str, registry: dict[str, Rule] | None = None,
+         **metadata) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
+    """Register a check in ``registry`` (default: the doctor's REGISTRY); ``metadata``: Rule's fields after check."""
+
+    def add(check: Callable[..., Outcome]) -> Callable[..., Outcome]:
+        register(Rule(rule_id, name, section, check, **metadata), registry)
         return check
 
-    return register
+    return add

@@ -11,16 +11,19 @@ from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.gpus import describe
 
 
-def cpu_torch_fix(version: str) -> str:
-    """The command that swaps a +cpu torch for the CUDA build of the same release.  The index names the CUDA
-    variant: ``torch==2.13.0`` alone is also satisfied by ``2.13.0+cpu`` (PEP 440 local versions), so a pip set
-    up with the CPU index would install the CPU build again."""
+def cpu_torch_fix(version: str) -> tuple[str, tuple[str, ...]]:
+    """(command, requirements for --fix) that swap a +cpu torch for the CUDA build of the same release.  The
+    index names the CUDA variant: ``torch==2.13.0`` alone is also satisfied by ``2.13.0+cpu`` (PEP 440 local
+    versions), so a pip set up with the CPU index would install the CPU build again; --fix pins the local
+    version (``torch==2.13.0+cu130``), which only PyTorch's index has (envkit.report.repair_indexes)."""
     public = Version(version).public
     cuda = (Matrix.shipped().record("torch", public) or {}).get("cuda")
     if not cuda:
-        return f"pip install --force-reinstall 'torch=={public}' with the CUDA build of your choice (https://pytorch.org/get-started/locally/)"
-    index = curated("torch_index")["url"].format(backend="cu" + cuda.replace(".", ""))
-    return f"pip install --force-reinstall 'torch=={public}' --index-url {index}  (the CUDA {cuda} build; a +cpu build has no GPU support)"
+        return f"pip install --force-reinstall 'torch=={public}' with the CUDA build of your choice (https://pytorch.org/get-started/locally/)", ()
+    backend = "cu" + cuda.replace(".", "")
+    index = curated("torch_index")["url"].format(backend=backend)
+    return (f"pip install --force-reinstall 'torch=={public}' --index-url {index}  (the CUDA {cuda} build; a +cpu build has no GPU support)",
+            (f"torch=={public}+{backend}",))
 
 
 def _driver_floor(cuda: str) -> str | None:
@@ -43,7 +46,7 @@ def driver_cuda(facts: Facts) -> Outcome:
         return skip("torch not installed")
     if not torch.cuda:
         if facts.visible_gpus():
-            return fail(f"torch {torch.version} is a CPU build", "torch/version.py: cuda = None", cpu_torch_fix(torch.version))
+            return fail(f"torch {torch.version} is a CPU build", "torch/version.py: cuda = None", *cpu_torch_fix(torch.version))
         return skip(f"torch {torch.version} is a CPU build and there is no GPU")
     floor = _driver_floor(torch.cuda)
     need = f"CUDA {torch.cuda} needs driver >= {floor}" if floor else f"CUDA {torch.cuda}"
@@ -97,7 +100,7 @@ def _either(items: list[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
-@rule("EK203", "vllm-cuda", "driver")
+@rule("EK203", "vllm-cuda", "driver", needs_vllm=True)
 def vllm_cuda(facts: Facts) -> Outcome:
     """vLLM's compiled extensions and torch use the same CUDA major.
 

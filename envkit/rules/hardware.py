@@ -82,7 +82,7 @@ def gpu_present(facts: Facts) -> Outcome:
     return ok(f"{len(visible)} GPU(s) visible", evidence)
 
 
-@rule("EK104", "vllm-compute-capability", "hardware")
+@rule("EK104", "vllm-compute-capability", "hardware", needs_vllm=True)
 def vllm_compute_capability(facts: Facts) -> Outcome:
     """The GPU's compute capability is high enough for vLLM (7.0+).
 
@@ -102,7 +102,7 @@ def vllm_compute_capability(facts: Facts) -> Outcome:
     return ok(f"compute capability {gpu.compute_capability} runs vLLM", describe(gpu))
 
 
-@rule("EK105", "bf16", "hardware")
+@rule("EK105", "bf16", "hardware", decides="dtype")
 def bf16(facts: Facts) -> Outcome:
     """bf16 needs compute capability 8.0 (Ampere) or newer.
 
@@ -113,7 +113,7 @@ def bf16(facts: Facts) -> Outcome:
                              warn("no bf16 on this GPU: use fp16", "", "set model.dtype: fp16 in the recipe"))
 
 
-@rule("EK106", "fp8", "hardware")
+@rule("EK106", "fp8", "hardware", needs_vllm=True)
 def fp8(facts: Facts) -> Outcome:
     """vLLM's W8A8 FP8 needs compute capability 8.9 (Ada) or newer.
 

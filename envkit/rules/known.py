@@ -13,7 +13,7 @@ from packaging.version import InvalidVersion, Version
 
 from envkit.facts import Facts
 from envkit.knowledge import load
-from envkit.rules.base import REGISTRY, Outcome, Rule, Severity, ok, skip
+from envkit.rules.base import Outcome, Rule, Severity, ok, register, skip
 
 OUTCOME = {"fail": Severity.FAIL, "warn": Severity.WARN}
 
@@ -22,7 +22,8 @@ def _installed(facts: Facts, names: set[str]) -> dict[str, Version] | None:
     """The installed versions of ``names`` (canonical), or None when one is missing or unreadable."""
     found = {}
     for name in names:
-        text = facts.installed.get(canonicalize_name(name)) or (facts.package(name).version if facts.package(name) else None)
+        probed = facts.package(name)
+        text = facts.installed.get(canonicalize_name(name)) or (probed.version if probed else None)
         try:
             found[name] = Version(text) if text else None
         except InvalidVersion:
@@ -41,21 +42,19 @@ def check_of(entry: dict):
         if versions is None:
             return skip(f"needs {', '.join(sorted(names))} installed")
         shown = {name: str(v) for name, v in versions.items()}
-        evidence = ", ".join(f"{n} {v}" for n, v in sorted(shown.items())) + f"; {entry['source']} (checked {entry['checked']})"
+        evidence = (", ".join(f"{n} {v}" for n, v in sorted(shown.items()))
+                    + f"; {entry['source']} (checked {entry['checked']})")
         for window in entry["windows"]:
             if all(versions[name] in SpecifierSet(spec) if spec else True for name, spec in window.items()):
-                return Outcome(OUTCOME[entry["severity"]], entry["title"].format(**shown), evidence, entry["fix"].format(**shown))
+                repair = tuple(r.format(**shown) for r in entry.get("requirements", ()))  # what --fix installs
+                return Outcome(OUTCOME[entry["severity"]], entry["title"].format(**shown), evidence,
+                               entry["fix"].format(**shown), repair)
         return ok(f"{', '.join(f'{n} {v}' for n, v in sorted(shown.items()))}: outside the known-bad windows", evidence)
 
-    run.__doc__ = f"{entry['summary']}.\n\n{entry['doc']}\n\nFix: {entry['fix']}\n\nSource: {entry['source']} (checked {entry['checked']})."
+    run.__doc__ = (f"{entry['summary']}.\n\n{entry['doc']}\n\nFix: {entry['fix']}\n\n"
+                   f"Source: {entry['source']} (checked {entry['checked']}).")
     return run
 
 
-def register() -> None:
-    for entry in load("incompatibilities")["checks"]:
-        if entry["id"] in REGISTRY:
-            raise ValueError(f"duplicate rule id {entry['id']}")
-        REGISTRY[entry["id"]] = Rule(entry["id"], entry["name"], entry["section"], check_of(entry))
-
-
-register()
+for _entry in load("incompatibilities")["checks"]:
+    register(Rule(_entry["id"], _entry["name"], _entry["section"], check_of(_entry)))

@@ -7,7 +7,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import STACK, curated, vllm_broken_on
+from envkit.knowledge import STACK, curated
 from envkit.knowledge.matrix import Matrix
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.requirements import installed_version, requirement_on, requirements, satisfied
@@ -35,14 +35,15 @@ def _vllm_choice(facts: Facts) -> tuple[str | None, str]:
         releases = [v for v, _ in Matrix.shipped().releases("vllm") if window is None or window.contains(v)]
         return (str(releases[0]) if releases else None), f"trl {trl.version}'s window" if trl else "the latest"
     fitting = Matrix.shipped().vllm_fitting(torch.version, window)
-    fits = f"torch {torch.version}" + (f" and trl {trl.version}" if trl and window is not None else "")
+    public = Version(torch.version).public  # vLLM pins the release; a +cpu build is EK201's to replace
+    fits = f"torch {public}" + (f" and trl {trl.version}" if trl and window is not None else "")
     return (str(fitting[0]) if fitting else None), fits
 
 
 TRAINING_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
 
 
-@rule("EK300", "train-stack", "packages")
+@rule("EK300", "train-stack", "packages", run_relevance="any")
 def train_stack(facts: Facts) -> Outcome:
     """The training stack (torch, transformers, trl, peft, accelerate, datasets) is installed.
 
@@ -57,7 +58,7 @@ def train_stack(facts: Facts) -> Outcome:
     return ok("training stack installed", versions)
 
 
-@rule("EK301", "vllm-torch", "packages")
+@rule("EK301", "vllm-torch", "packages", needs_vllm=True)
 def vllm_torch(facts: Facts) -> Outcome:
     """The installed torch is the one vLLM pins.
 
@@ -89,7 +90,7 @@ def vllm_torch(facts: Facts) -> Outcome:
     return fail(f"vllm {vllm.version} is built for {pin}, not torch {torch.version}", evidence, f"pip install '{pin}'", (pin,))
 
 
-@rule("EK302", "vllm-transformers", "packages")
+@rule("EK302", "vllm-transformers", "packages", needs_vllm=True)
 def vllm_transformers(facts: Facts) -> Outcome:
     """transformers lies inside the window vLLM declares.
 
@@ -112,12 +113,12 @@ def vllm_transformers(facts: Facts) -> Outcome:
     return fail(f"transformers {have} is outside vllm {vllm.version}'s window", evidence, f"pip install '{target}'", (target,))
 
 
-@rule("EK303", "trl-vllm", "packages")
+@rule("EK303", "trl-vllm", "packages", needs_vllm=True)
 def trl_vllm(facts: Facts) -> Outcome:
     """vLLM lies inside the window TRL supports.
 
     TRL declares the vLLM versions it supports in its `vllm` extra (TRL 1.16.0:
-    vllm>=0.22.0,<=0.31.0) and re-checks them at import.  The fix names the
+    vllm>=0.22.0,<=0.31.0) and re-checks them at import (trl 1.16: a warning).  The fix names the
     newest vLLM inside that window whose torch pin matches the installed torch.
     """
     trl = facts.package("trl")
@@ -131,24 +132,13 @@ def trl_vllm(facts: Facts) -> Outcome:
     fix = f"pip install vllm=={choice}  (fits {fits})" if choice else _no_fit_fix(facts, window)
     requirements_ = (f"vllm=={choice}",) if choice else ()
     if not vllm:
-        unusable = _vllm_unusable_here(facts)
-        if unusable:
-            return skip(f"vllm not installed, and {unusable}: generation uses model.generate")
+        if not facts.visible_gpus():
+            return skip("vllm not installed, and no GPU to run it: generation uses model.generate")
         return warn("vllm not installed: TRL will generate with model.generate", f"trl {trl.version} supports vllm{window}", fix, requirements_)
     evidence = f"trl {trl.version} supports vllm{window}; vllm {vllm.version} installed"
     if window.contains(Version(vllm.version), prereleases=True):
         return ok(f"vllm {vllm.version} is inside trl {trl.version}'s window", evidence)
     return fail(f"vllm {vllm.version} is outside trl {trl.version}'s window {window}", evidence, fix, requirements_)
-
-
-def _vllm_unusable_here(facts: Facts) -> str | None:
-    """Why vLLM could not generate on this machine anyway (so its absence is no finding), or None."""
-    gpus = facts.visible_gpus()
-    if not gpus:
-        return "no GPU to run it"
-    if all(vllm_broken_on(g.catalog_id) for g in gpus):
-        return f"vLLM generation is broken on {gpus[0].catalog_id.upper()} (EK401)"
-    return None
 
 
 def _no_fit_fix(facts: Facts, window: SpecifierSet) -> str:
@@ -161,7 +151,7 @@ def _no_fit_fix(facts: Facts, window: SpecifierSet) -> str:
     return f"no known vllm fits {window} and {have}; refresh the matrix (envkit matrix refresh)"
 
 
-@rule("EK304", "requirements", "packages")
+@rule("EK304", "requirements", "packages", run_relevance="any")
 def stack_requirements(facts: Facts) -> Outcome:
     """Every stack package's own requirements are installed and satisfied (pip check).
 
@@ -275,3 +265,60 @@ def torch_extension_build(facts: Facts) -> Outcome:
                     evidence, f"pip install 'torch=={built.public}' (with a matching vllm), or pip uninstall xformers "
                               "(Unsloth uses PyTorch attention without it)")
     return ok(f"xformers {xformers.version} built for torch {built.public}", evidence)
+
+
+@rule("EK308", "glibc", "packages")
+def glibc(facts: Facts) -> Outcome:
+    """The system's glibc is as new as the compiled packages ask (vLLM, torch, flash-attn...).
+
+    A wheel's manylinux tag names the oldest glibc it runs on (vllm 0.20.x:
+    manylinux_2_35; 0.22.0 on: manylinux_2_28), and the probe also reads the
+    glibc symbol versions its extensions need, since a tag can understate
+    them (vllm#41103: a manylinux_2_31 wheel whose _C.abi3.so asks for
+    GLIBC_2.34).  An older system glibc fails at import: "version
+    `GLIBC_2.34' not found" (vllm#39609).  Fix: a newer OS or base image
+    (Ubuntu 22.04 has glibc 2.35, 24.04 2.39), or a release whose wheels fit.
+    """
+    have = facts.host.glibc
+    needing = {name: p.glibc_needed for name, p in sorted(facts.packages.items()) if p.glibc_needed}
+    if not have or not needing:
+        return skip("needs the system's glibc and a compiled package's needs")
+    evidence = f"glibc {have}; " + ", ".join(f"{n} {facts.packages[n].version} needs {v}" for n, v in needing.items())
+    short = {n: v for n, v in needing.items() if Version(v) > Version(have)}
+    if not short:
+        return ok(f"glibc {have} runs the compiled packages", evidence)
+    name, need = max(short.items(), key=lambda item: Version(item[1]))
+    older = _release_fitting_glibc(name, have, facts.host.arch)
+    alternative = f", or pip install '{name}=={older}' (its wheels need at most glibc {have})" if older else ""
+    return fail(f"{name} {facts.packages[name].version} needs glibc {need}; this system has {have}", evidence,
+                f"use an OS or base image with glibc >= {need} (Ubuntu 22.04: 2.35, 24.04: 2.39){alternative}")
+
+
+def _release_fitting_glibc(name: str, have: str, arch: str) -> str | None:
+    """The newest release of ``name`` in the matrix whose Linux wheel for ``arch`` installs on glibc ``have``."""
+    return next((str(v) for v, rec in Matrix.shipped().releases(name)
+                 if arch in rec.get("glibc", {}) and Version(rec["glibc"][arch]) <= Version(have)), None)
+
+
+@rule("EK309", "flash-attn-torch", "packages")
+def flash_attn_torch(facts: Facts) -> Outcome:
+    """flash-attn was built against the installed torch.
+
+    flash-attn compiles against one torch's C++ API and declares no torch
+    version at all; beside another torch its extension fails at import with
+    "undefined symbol: _ZN3c10..." (transformers then refuses
+    attn_implementation='flash_attention_2').  The probe compares the torch
+    symbols its extension links with those the installed torch exports (ELF
+    dynamic symbols, no import).  Fix: rebuild it for this torch (pip install
+    --no-build-isolation --no-cache-dir --force-reinstall flash-attn), or
+    pip uninstall flash-attn (vLLM ships its own flash attention).
+    """
+    flash, torch = facts.package("flash-attn"), facts.package("torch")
+    if not flash or not torch:
+        return skip("needs flash-attn and torch")
+    missing = flash.missing_torch_symbols
+    if missing:
+        return fail(f"flash-attn {flash.version} was built against another torch than {torch.version}",
+                    f"{len(missing)}+ torch symbols it links are not in torch {torch.version}: {', '.join(missing[:3])}",
+                    "pip install --no-build-isolation --no-cache-dir --force-reinstall flash-attn, or pip uninstall flash-attn")
+    return ok(f"flash-attn {flash.version} links only symbols torch {torch.version} exports")

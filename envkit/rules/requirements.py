@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -29,14 +31,22 @@ def marker_environment(facts: Facts, extra: str = "") -> dict[str, str]:
     }
 
 
+@lru_cache(maxsize=4096)
+def parsed(line: str) -> Requirement | None:
+    """A Requires-Dist line parsed once per process (several rules read the same packages'); None if invalid."""
+    try:
+        return Requirement(line)
+    except InvalidRequirement:
+        return None
+
+
 def requirements(package: Package, facts: Facts, extra: str = "") -> list[Requirement]:
     """The requirements that apply here; with ``extra``, only those of that extra."""
     environment = marker_environment(facts, extra)
     applicable = []
     for line in package.requires:
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
+        req = parsed(line)
+        if req is None:
             continue
         in_extra = req.marker is not None and "extra" in str(req.marker)
         if in_extra != bool(extra):

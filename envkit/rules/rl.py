@@ -6,7 +6,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import curated, vllm_broken_on
+from envkit.knowledge import curated, late_vllm_gpu, pdl_switch
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.gpus import cc_major_gpus, describe
 
@@ -16,38 +16,54 @@ def _vllm_version(facts: Facts) -> Version | None:
     return Version(vllm.version) if vllm else None
 
 
-@rule("EK401", "vllm-broken-gpu", "rl")
-def vllm_broken_gpu(facts: Facts) -> Outcome:
-    """vLLM fast inference is broken on DGX Spark (GB10).
+@rule("EK401", "gb10-vllm", "rl", needs_vllm=True, decides="vllm")
+def gb10_vllm(facts: Facts) -> Outcome:
+    """vLLM generates on DGX Spark (GB10) for the backend in use: bf16 from vLLM 0.13.0, FP8 from 0.22.0.
 
-    On GB10 (sm_121, unified memory) vLLM generation inside RL training fails;
-    `envkit train` falls back to `model.generate` (use_vllm=False), which is
-    several times slower per step (about 6x on a 205M model, 32x256 tokens).
+    vLLM runs on GB10 (sm_121): vllm-project/vllm#28129 was closed on
+    2026-01-29 as stable for the past few releases.  Its published wheels
+    carry sm_120-family kernels, not sm_121 ones (PR #38484, open), which
+    GB10 runs.  FP8 checkpoints trap in the per-tensor CUTLASS GEMM on
+    SM12.1 ('cutlass_gemm_caller Error Internal', vllm#40758) before 0.22.0
+    (PR #41215); block-scaled FP8 may still trap (vllm#43367; workaround
+    VLLM_DISABLED_KERNELS=CutlassFp8BlockScaledMMKernel).  bf16 training,
+    envkit's default, is unaffected.  Unsloth turns fast_inference off on
+    any GB10 by name (its loader.py, "broken as of January 2026"): with
+    backend unsloth generation is Unsloth's own; backend trl uses vLLM.
+    Fix: pip install a vLLM >= 0.13.0 inside TRL's window (>= 0.22.0 for FP8).
     """
-    gpus = facts.visible_gpus()
-    if not gpus:
-        return skip("no GPU to check")
-    bad = [g for g in gpus if vllm_broken_on(g.catalog_id)]
-    if bad:
-        return warn(
-            f"vLLM fast inference is broken on {bad[0].catalog_id.upper()}",
-            describe(bad[0]),
-            "set vllm.enabled: false (envkit train does this by itself); generation uses model.generate",
-        )
-    return ok("no GPU with known-broken vLLM generation", ", ".join(describe(g) for g in gpus))
+    gpus = [g for g in facts.visible_gpus() if late_vllm_gpu(g.catalog_id)]
+    vllm = _vllm_version(facts)
+    if not gpus or vllm is None:
+        return skip("needs vllm on a DGX Spark (GB10)")
+    scope = late_vllm_gpu(gpus[0].catalog_id)
+    evidence = f"{describe(gpus[0])}, vllm {vllm}; {scope['source']} (checked {scope['checked']})"
+    if vllm < Version(scope["bf16_from"]):
+        return fail(f"vllm {vllm} predates vLLM's GB10 support (stable from {scope['bf16_from']})", evidence,
+                    f"pip install 'vllm>={scope['bf16_from']}' "
+                    "(inside trl's window; envkit train generates with model.generate until then)")
+    if facts.package("unsloth"):
+        return warn(f"Unsloth turns fast_inference off on {gpus[0].catalog_id.upper()} "
+                    f"(its own rule; vllm {vllm} runs there)", evidence,
+                    "backend: trl generates with vLLM on GB10; backend: unsloth generates with Unsloth's native path")
+    if vllm < Version(scope["fp8_from"]):
+        return warn(f"vllm {vllm} runs bf16 on {gpus[0].catalog_id.upper()}; "
+                    f"FP8 checkpoints trap before vllm {scope['fp8_from']}",
+                    evidence, f"keep bf16 weights, or pip install 'vllm>={scope['fp8_from']}' for FP8 checkpoints")
+    block = scope["fp8_block_scaled"]
+    return ok(f"vllm {vllm} runs bf16 and per-tensor FP8 on {gpus[0].catalog_id.upper()}",
+              f"{evidence}; block-scaled FP8: {block['issue']}, {block['env']}={block['value']}")
 
 
 def pdl_setting(facts: Facts) -> tuple[str, str] | None:
     """(variable, value) that turns vLLM's LoRA PDL off on this machine's SM100 GPU, where an environment
     variable can (vLLM 0.15.0+); None where none is needed or none works."""
-    pdl = curated("pdl")
     vllm = _vllm_version(facts)
-    if not cc_major_gpus(facts, pdl["compute_capability_major"]) or vllm is None or vllm < Version(pdl["env_from_vllm"]):
-        return None
-    return pdl["env"], pdl["value"]
+    switches = [pdl_switch(g.compute_capability, str(vllm) if vllm else None) for g in facts.visible_gpus()]
+    return next((s for s in switches if s), None)
 
 
-@rule("EK402", "sm100-pdl", "rl")
+@rule("EK402", "sm100-pdl", "rl", needs_vllm=True, run_relevance="planned", decides="pdl")
 def sm100_pdl(facts: Facts) -> Outcome:
     """vLLM's LoRA kernels run without programmatic dependent launch on SM100/SM103.
 
@@ -66,16 +82,18 @@ def sm100_pdl(facts: Facts) -> Outcome:
     setting = f"{pdl['env']}={pdl['value']}"
     evidence = f"{describe(gpus[0])}, vllm {vllm}, {pdl['env']}={facts.env.get(pdl['env'], '<unset>')}"
     if pdl_setting(facts) is None:
-        fix = f"pip install 'vllm>={pdl['env_from_vllm']}' and export {setting} (or backend: unsloth, which patches it itself)"
+        fix = (f"pip install 'vllm>={pdl['env_from_vllm']}' and export {setting} "
+               "(or backend: unsloth, which patches it itself)")
         if facts.package("unsloth"):
             return warn(f"vllm {vllm} on SM100: only Unsloth's own patch turns LoRA PDL off", evidence, fix)
-        return fail(f"vllm {vllm} on SM100: no setting turns LoRA PDL off before vllm {pdl['env_from_vllm']}", evidence, fix)
+        return fail(f"vllm {vllm} on SM100: no setting turns LoRA PDL off before vllm {pdl['env_from_vllm']}",
+                    evidence, fix)
     if facts.env.get(pdl["env"]) == pdl["value"]:
         return ok(f"{setting} set for vllm {vllm}", evidence)
     return fail(f"vllm {vllm} on SM100 needs {setting}", evidence, f"export {setting}  (envkit train sets it)")
 
 
-@rule("EK403", "sm100-torch", "rl")
+@rule("EK403", "sm100-torch", "rl", needs_vllm=True, backends=("unsloth",))
 def sm100_torch(facts: Facts) -> Outcome:
     """Unsloth accepts the torch under vLLM on SM100 (torch 2.9 or newer).
 
@@ -90,14 +108,15 @@ def sm100_torch(facts: Facts) -> Outcome:
     torch = facts.package("torch")
     if not gpus or _vllm_version(facts) is None or not torch or not facts.package("unsloth"):
         return skip("needs unsloth, vllm and torch on an SM100/SM103 GPU")
-    evidence = f"{describe(gpus[0])}, torch {torch.version}, unsloth {facts.package('unsloth').version}; {need['source']}"
+    unsloth = facts.package("unsloth").version
+    evidence = f"{describe(gpus[0])}, torch {torch.version}, unsloth {unsloth}; {need['source']}"
     if Version(torch.version).release < Version(need["min_torch"]).release:
         return fail(f"Unsloth refuses vLLM with torch {torch.version} on SM100", evidence,
                     f"pip install 'torch>={need['min_torch']}' with a vllm that pins it")
     return ok(f"torch {torch.version} is one Unsloth accepts on SM100", evidence)
 
 
-@rule("EK404", "sleep-mode", "rl")
+@rule("EK404", "sleep-mode", "rl", needs_vllm=True, decides="sleep")
 def sleep_mode(facts: Facts) -> Outcome:
     """vLLM sleep mode (vllm_enable_sleep_mode) can be used.
 
@@ -114,8 +133,10 @@ def sleep_mode(facts: Facts) -> Outcome:
     conflict = curated("sleep_mode_alloc_conflict")["setting"]
     alloc = facts.env.get("PYTORCH_CUDA_ALLOC_CONF", "")
     if vllm in SpecifierSet(broken["vllm"]):
-        return warn(f"sleep mode frees almost nothing on vllm {vllm}", f"broken on vllm{broken['vllm']}: {broken['source']}",
-                    f"keep vllm.sleep: false, or pip install 'vllm>={broken['fixed_in']}' (with a torch and trl that fit it)")
+        return warn(f"sleep mode frees almost nothing on vllm {vllm}",
+                    f"broken on vllm{broken['vllm']}: {broken['source']}",
+                    f"keep vllm.sleep: false, or pip install 'vllm>={broken['fixed_in']}' "
+                    "(with a torch and trl that fit it)")
     if conflict.replace(" ", "") in alloc.replace(" ", ""):
         return warn("expandable_segments clashes with vLLM sleep mode", f"PYTORCH_CUDA_ALLOC_CONF={alloc}",
                     "unset PYTORCH_CUDA_ALLOC_CONF (or drop expandable_segments) when sleep mode is on")
@@ -141,7 +162,7 @@ def shm(facts: Facts) -> Outcome:
     return ok(f"/dev/shm {size} MiB", evidence)
 
 
-@rule("EK406", "trl-sleep-sync", "rl")
+@rule("EK406", "trl-sleep-sync", "rl", needs_vllm=True, decides="sleep-sync")
 def trl_sleep_sync(facts: Facts) -> Outcome:
     """TRL's weight sync reaches a sleeping colocated vLLM.
 
@@ -162,7 +183,8 @@ def trl_sleep_sync(facts: Facts) -> Outcome:
     if Version(trl.version) in SpecifierSet(stale["trl"]):
         return warn(f"trl {trl.version} with vLLM sleep mode trains on stale weights", evidence,
                     f"pip install 'trl>={stale['fixed_in']}', or keep vllm.sleep: false")
-    return ok(f"trl {trl.version} syncs weights into a sleeping vLLM", f"trl {trl.version} (fixed in {stale['fixed_in']})")
+    return ok(f"trl {trl.version} syncs weights into a sleeping vLLM",
+              f"trl {trl.version} (fixed in {stale['fixed_in']})")
 
 
 @rule("EK306", "unsloth-vllm", "rl")
@@ -181,7 +203,8 @@ def unsloth_vllm(facts: Facts) -> Outcome:
         return skip("needs unsloth and vllm")
     verified = curated("unsloth_vllm_verified")["pairs"]
     known = ", ".join(f"unsloth {p['unsloth']} + vllm {p['vllm']}" for p in verified)
-    match = next((p for p in verified if Version(p["unsloth"]) == Version(unsloth.version) and Version(p["vllm"]) == vllm), None)
+    match = next((p for p in verified
+                  if Version(p["unsloth"]) == Version(unsloth.version) and Version(p["vllm"]) == vllm), None)
     if match:
         return ok(f"unsloth {unsloth.version} + vllm {vllm} verified ({match['checked']})", match["source"])
     return warn(f"unsloth {unsloth.version} + vllm {vllm}: no evidence fast_inference works", f"verified: {known}",

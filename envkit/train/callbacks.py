@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 import click
+import torch
 from transformers import TrainerCallback
 
+from envkit.train import phases
 from envkit.train.guard import KNOWN_CAUSES, StaleWeightGuard
 from envkit.train.plot import metric_rows
 
@@ -20,10 +22,14 @@ KEYS = {"reward": "reward", "completions/mean_length": "completion_length", "kl"
 
 
 class MetricsCallback(TrainerCallback):
-    """Appends one JSON line per logged step: rewards per function, completion length, KL, step time, tokens/s."""
+    """Appends one JSON line per logged step: rewards per function, completion length, KL, step time, tokens/s,
+    seconds since the run started (``elapsed_s``: step 1's is the start-up), TRL's timed spans of the step
+    (``phase_s``, envkit.train.phases) and on a GPU the peak of torch's allocations (``gpu_peak_gib``)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, run_started: float | None = None):
         self.path = path
+        self._run_started = time.perf_counter() if run_started is None else run_started
+        self._phases = phases.install()
         self._started = 0.0
         self._step_time = 0.0
         self._tokens = None
@@ -38,13 +44,18 @@ class MetricsCallback(TrainerCallback):
         logs = logs or {}
         if "reward" not in logs:  # the final train summary, not a step
             return
-        row = {"step": state.global_step, "step_time": round(self._step_time, 4)}
+        row = {"step": state.global_step, "step_time": round(self._step_time, 4),
+               "elapsed_s": round(time.perf_counter() - self._run_started, 2)}
         row.update({ours: logs[theirs] for theirs, ours in KEYS.items() if theirs in logs})
         row.update({k: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean") or k.startswith("sampling/")})
         tokens = logs.get("num_tokens")
         if tokens is not None and self._tokens is not None and self._step_time > 0:
             row["tokens_per_s"] = round((tokens - self._tokens) / self._step_time, 1)
         self._tokens = tokens
+        if self._phases:
+            row["phase_s"] = phases.take()
+        if torch.cuda.is_available():  # this process's torch allocations so far (a colocated vLLM's included)
+            row["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         with self.path.open("a") as out:
             out.write(json.dumps(row) + "\n")
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -24,10 +27,13 @@ from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 @click.option("--max-steps", type=click.IntRange(1),
               help="Override grpo.max_steps (with --resume: beyond a finished run's steps, extends it).")
 @click.option("--output", type=click.Path(file_okay=False), help="Override output.dir.")
-@click.option("--machine-rank", type=click.IntRange(0), help="Override distributed.machine_rank (multi-node: one per machine).")
+@click.option("--machine-rank", type=click.IntRange(0),
+              help="Override distributed.machine_rank (multi-node: one per machine).")
 @click.option("--no-patch", "no_patch", multiple=True, metavar="ID",
-              help="Do not apply envkit's TRL patch ID (repeatable; for A/B runs, or once upstream fixed it). README: Patches.")
-@click.option("--worker", is_flag=True, hidden=True, help="A trainer rank started by envkit's launch plan: train in this process.")
+              help="Do not apply envkit's TRL patch ID (repeatable; for A/B runs, or once upstream fixed it). "
+              "README: Patches.")
+@click.option("--worker", is_flag=True, hidden=True,
+              help="A trainer rank started by envkit's launch plan: train in this process.")
 def train(recipe, dry_run, target, target_count, resume, force, max_steps, output, machine_rank, no_patch,
           worker) -> None:
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
@@ -42,7 +48,7 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
     from envkit.files import WriteError
     from envkit.launch.plan import LaunchError
     from envkit.launch.procs import LaunchFailed
-    from envkit.probe.target import UnknownTarget
+    from envkit.knowledge import UnknownGpu
     from envkit.recipe.load import RecipeError
     from envkit.train.plot import MetricsError
     from envkit.train.rundir import RunBusy
@@ -53,7 +59,7 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
     try:
         sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch,
                         (target, target_count)))
-    except UnknownTarget as exc:
+    except UnknownGpu as exc:
         click.echo(f"envkit train: --target: {exc}", err=True)
         sys.exit(USAGE)
     except (RecipeError, LaunchError, MetricsError) as exc:
@@ -69,8 +75,6 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
 
 def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=(),
            target=(None, 1)) -> int:
-    import json
-
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
@@ -81,11 +85,12 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     recipe_path = find_recipe(name)
     recipe = load_recipe(recipe_path)
     if max_steps:
-        recipe.grpo.max_steps = max_steps
+        recipe = replace(recipe, grpo=replace(recipe.grpo, max_steps=max_steps))
     if machine_rank is not None:
         if machine_rank >= recipe.distributed.num_machines:
-            raise RecipeError(f"--machine-rank {machine_rank}: the recipe has distributed.num_machines: {recipe.distributed.num_machines}")
-        recipe.distributed.machine_rank = machine_rank
+            raise RecipeError(f"--machine-rank {machine_rank}: the recipe has distributed.num_machines: "
+                              f"{recipe.distributed.num_machines}")
+        recipe = replace(recipe, distributed=replace(recipe.distributed, machine_rank=machine_rank))
     output_dir = Path(output or recipe.output.dir or Path("runs") / Path(recipe.source).stem)
     facts = collect()
     if target[0]:
@@ -94,26 +99,32 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         facts = with_target(facts, *target)
     check_packages(recipe, facts)
     plan = plan_run(recipe, facts, run_rules(facts), tuple(no_patch))
-    kwargs = grpo_kwargs(recipe, plan, str(output_dir))
+    plan = replace(plan, grpo_config=grpo_kwargs(recipe, plan, str(output_dir)))
     forward = ["--output", str(output_dir)] + (["--max-steps", str(max_steps)] if max_steps else []) + \
-        (["--resume"] if resume else []) + (["--force"] if force else []) + [a for p in no_patch for a in ("--no-patch", p)]
-    launch = None if worker else _plan_launch(recipe, str(recipe_path), facts, plan, kwargs, forward, dry_run)
+        (["--resume"] if resume else []) + (["--force"] if force else []) + \
+        [a for p in no_patch for a in ("--no-patch", p)]
+    if not worker:  # a rank: the launcher that started it laid the run out
+        plan = _lay_out(recipe, str(recipe_path), facts, plan, forward, dry_run)
+    launch = plan.launch
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
         from envkit.report.text import printable  # the doctor's findings carry probed strings (a GPU name)
 
         for warning in plan.warnings:
             click.echo(f"envkit train: warning: {printable(warning)}", err=True)
         for finding in plan.blocking:
-            click.echo(f"envkit train: {'ignored (--force)' if force else 'refused'}: {finding.id} {printable(finding.title)}"
+            verdict = "ignored (--force)" if force else "refused"
+            click.echo(f"envkit train: {verdict}: {finding.id} {printable(finding.title)}"
                        + (f"\n    fix: {printable(finding.fix)}" if finding.fix else ""), err=True)
     if dry_run:
-        resolved = {"recipe": recipe.source, "plan": {"backend": recipe.backend, "use_vllm": plan.use_vllm, "sleep": plan.sleep,
-                                                      "gpu": plan.gpu, "env": plan.env, "patches": plan.patches,
-                                                      "patches_off": plan.patches_off, "guard": recipe.guard}, "grpo_config": kwargs,
+        shown = {"backend": recipe.backend, "use_vllm": plan.use_vllm, "vllm_off": plan.vllm_off, "sleep": plan.sleep,
+                 "gpu": plan.gpu, "env": dict(plan.env), "patches": list(plan.patches),
+                 "patches_off": list(plan.patches_off), "guard": recipe.guard}
+        resolved = {"recipe": recipe.source, "plan": shown, "grpo_config": dict(plan.grpo_config),
                     "launch": launch.to_dict() if launch else None}
         if recipe.backend == "unsloth":
             model = recipe.model.name or f"<model.build: {recipe.model.build}, built at start>"
-            resolved["unsloth"] = {"from_pretrained": unsloth_model_kwargs(recipe, plan, model), "get_peft_model": unsloth_peft_kwargs(recipe)}
+            resolved["unsloth"] = {"from_pretrained": unsloth_model_kwargs(recipe, plan, model),
+                                   "get_peft_model": unsloth_peft_kwargs(recipe)}
         click.echo(json.dumps(resolved, indent=2))
         return FAILED if plan.blocking and not force else 0  # scripts can ask "would this run?"
     if plan.blocking and not force:
@@ -128,18 +139,15 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
 
         check_writable(output_dir)  # before the server and the ranks load anything (rank 0 then locks the folder)
         return run_plan(launch)
-    if launch is not None:
-        plan.env.update(launch.env)  # the one training GPU the recipe names
     from envkit.train.runner import train as run
 
     return run(recipe, plan, output_dir, resume)
 
 
-def _plan_launch(recipe, recipe_path: str, facts, plan, kwargs: dict, forward: list[str], dry_run: bool):
-    """The launch plan for this machine; the EK5xx checks' warnings and failures join the preflight's."""
+def _lay_out(recipe, recipe_path: str, facts, plan, forward: list[str], dry_run: bool):
+    """The plan with this machine's launch layout; the EK5xx checks' warnings and failures join the preflight's."""
     from envkit.launch.plan import build_launch_plan
     from envkit.launch.preflight import launch_findings
-    from envkit.rules import Severity
 
     model = recipe.model.name
     if model is None and recipe.vllm.mode == "server":  # model.build: the server loads what the ranks build
@@ -152,24 +160,20 @@ def _plan_launch(recipe, recipe_path: str, facts, plan, kwargs: dict, forward: l
     trl = facts.package("trl")
     launch = build_launch_plan(recipe, recipe_path, len(facts.visible_gpus()), trl.version if trl else None,
                                cuda_visible_devices=facts.cuda_visible_devices, model=model, forward=forward,
-                               mixed_precision="bf16" if kwargs["bf16"] else "fp16" if kwargs["fp16"] else "no")
-    for finding in launch_findings(recipe, launch, facts, plan.use_vllm):
-        if finding.severity is Severity.FAIL:
-            plan.blocking.append(finding)
-        elif finding.severity is Severity.WARN:
-            plan.warnings.append(f"{finding.id} {finding.title}" + (f" ({finding.fix})" if finding.fix else ""))
-    return launch
+                               mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(plan.dtype, "no"))
+    return plan.laid_out(launch, launch_findings(recipe, launch, facts, plan.use_vllm))
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir) -> None:
-    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the last step.
+    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the steps as a table.
 
     Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
     in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
     """
     from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
+    from envkit.train.summary import metrics_table, reward_trend
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
@@ -187,9 +191,62 @@ def report(run_dir) -> None:
     except OSError as exc:
         click.echo(f"envkit report: cannot write {path / 'run.png'}: {exc.strerror or exc}", err=True)
         sys.exit(FAILED)
-    click.echo(f"{picture}: {len(rows)} steps" + (f", last {rows[-1]}" if rows else ""))
+    trend = reward_trend(rows)
+    click.echo(f"{picture}: {len(rows)} step{'s' * (len(rows) != 1)}" + (f", reward {trend}" if trend else ""))
+    if rows:
+        click.echo(metrics_table(rows))
     if str(skipped):
         click.echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
     verdict = check_rows(rows)
     if verdict:
         click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("prompts", nargs=-1, required=True, metavar="PROMPT...")
+@click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(1), help="Completions per prompt.")
+@click.option("--max-new-tokens", type=click.IntRange(1), help="Default: the run's grpo.max_completion_length.")
+@click.option("--temperature", type=click.FloatRange(0), help="Default: the run's; 0 is greedy.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Default: the run's.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--merged", is_flag=True, help="Sample from RUN_DIR/merged (output.merge: true) instead of base + adapter.")
+@click.option("--engine", type=click.Choice(["auto", "vllm", "transformers"]), default="auto", show_default=True,
+              help="auto: vLLM (the adapter as a LoRA request) with vllm installed and a GPU, else transformers + peft.")
+@click.option("--json", "as_json", is_flag=True, help="Print [{prompt, completions}] as JSON.")
+def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, seed, merged, engine, as_json) -> None:
+    """Sample from a trained run: RUN_DIR's adapter on its base model (or merged/), prompted as in training.
+
+    RUN_DIR is an `envkit train` output folder, or an adapter folder (a checkpoint-N).  The chat template and
+    system prompt the run trained with, and its temperature, top_p and completion length, come from its
+    manifest.json.  Exit codes: 0 done, 2 nothing to sample from (no adapter/, no merged/) or a bad option.
+    """
+    from envkit.train.generate import GenerateError, find_trained, pick_engine, sample
+
+    missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
+    if missing:
+        click.echo(f"envkit generate: needs {', '.join(missing)}: pip install 'envkit[train]'", err=True)
+        sys.exit(USAGE)
+    try:
+        trained = find_trained(Path(run_dir), merged)
+        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+        sampling = {**trained.sampling, **{k: v for k, v in given.items() if v is not None}}
+        if sampling["temperature"] == 0 and num_samples > 1:
+            raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
+        chosen = pick_engine(engine)
+        click.echo(f"envkit generate: {trained.adapter or trained.model}"
+                   + (f" on {trained.model}" if trained.adapter else "") + f" with {chosen}", err=True)
+        completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)
+    except GenerateError as exc:
+        click.echo(f"envkit generate: {exc}", err=True)
+        sys.exit(USAGE)
+    if as_json:
+        click.echo(json.dumps([{"prompt": p, "completions": c} for p, c in zip(prompts, completions)], indent=2))
+        return
+    from envkit.report.text import printable  # a model's text may hold terminal escapes; its newlines stay
+
+    for i, (prompt, texts) in enumerate(zip(prompts, completions)):
+        for j, text in enumerate(texts):
+            if len(prompts) > 1 or len(texts) > 1:
+                click.echo(f"--- prompt {i + 1}" + (f", sample {j + 1}" if len(texts) > 1 else "") + " ---")
+            click.echo("\n".join(printable(line) for line in text.split("\n")))

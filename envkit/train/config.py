@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
@@ -14,12 +15,13 @@ TRL_DEFAULT_UTILIZATION = 0.3
 
 def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
     g, v = recipe.grpo, recipe.vllm
+    micro_batch = plan.micro_batch or g.per_device_train_batch_size  # the same completions a step either way
     kwargs: dict[str, Any] = {
         "output_dir": output_dir,
         "seed": recipe.seed,
         "learning_rate": g.learning_rate,
-        "per_device_train_batch_size": g.per_device_train_batch_size,
-        "gradient_accumulation_steps": g.gradient_accumulation_steps,
+        "per_device_train_batch_size": micro_batch,
+        "gradient_accumulation_steps": g.per_device_train_batch_size * g.gradient_accumulation_steps // micro_batch,
         "num_generations": g.num_generations,
         "max_prompt_length": g.max_prompt_length,
         "max_completion_length": g.max_completion_length,
@@ -37,6 +39,8 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
         "fp16": plan.dtype == "fp16",
         "use_cpu": plan.gpu == "cpu",
         "use_vllm": plan.use_vllm,
+        "gradient_checkpointing": plan.gradient_checkpointing,
+        **g.trl,  # TRL's other fields, as the recipe wrote them; none of the above (the loader refuses those)
     }
     if g.top_k is not None:
         kwargs["top_k"] = g.top_k
@@ -51,12 +55,19 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
             "vllm_max_model_length": max_model_length(recipe),
         })
         kwargs.update(vllm_launch_kwargs(recipe))
-        if v.gpu_memory_utilization != "auto" or v.mode == "colocate":  # auto for a server: set where it starts (trl vllm-serve)
+        # auto for a server: set where the server starts (trl vllm-serve)
+        if v.gpu_memory_utilization != "auto" or v.mode == "colocate":
             kwargs["vllm_gpu_memory_utilization"] = vllm_utilization(recipe, plan)
         if v.max_lora_rank is not None:
             kwargs["vllm_max_lora_rank"] = v.max_lora_rank
         if v.kv_cache_dtype != "auto":
             kwargs["vllm_kv_cache_dtype"] = v.kv_cache_dtype
+        written = kwargs.get("generation_kwargs") or {}
+        if v.mode == "colocate" and recipe.backend == "trl" and not written.get("stop"):
+            # TRL reads back token ids only (it decodes the completions itself), so vLLM's incremental
+            # detokenizing of every sequence at every step, in the training process, is work thrown away
+            # (stop strings need it: then it stays on).  The recipe's own generation_kwargs win.
+            kwargs["generation_kwargs"] = {"detokenize": False} | written
     return kwargs
 
 
@@ -98,9 +109,9 @@ def unsloth_peft_kwargs(recipe: Recipe) -> dict[str, Any]:
 # Passed where the installed TRL has them, dropped silently where not: TRL 1.16 no longer truncates
 # prompts (GRPOConfig lost max_prompt_length); envkit still uses the recipe's value for
 # vllm_max_model_length and the memory budget.
-OPTIONAL = {"max_prompt_length"}
+OPTIONAL = {"max_prompt_length", "generation_kwargs"}
 
 
-def split_supported(kwargs: dict[str, Any], supported: set[str]) -> tuple[dict[str, Any], list[str]]:
+def split_supported(kwargs: Mapping[str, Any], supported: set[str]) -> tuple[dict[str, Any], list[str]]:
     """The kwargs the installed GRPOConfig has, and the names it lacks that matter (reported, not passed)."""
     return {k: v for k, v in kwargs.items() if k in supported}, sorted(set(kwargs) - supported - OPTIONAL)

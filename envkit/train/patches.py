@@ -16,6 +16,7 @@ from envkit.facts import Facts
 from envkit.knowledge import load
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
+from envkit.report.text import markdown_table
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def applies(patch: Patch, recipe: Recipe, facts: Facts, use_vllm: bool) -> bool:
             and (patch.backend is None or patch.backend == recipe.backend))
 
 
-def select_patches(recipe: Recipe, facts: Facts, use_vllm: bool, disabled: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+def select_patches(recipe: Recipe, facts: Facts, use_vllm: bool,
+                   disabled: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """(IDs to apply, IDs that apply but ``--no-patch`` turned off).  An unknown ID is a usage error."""
     off = set()
     for key in disabled:
@@ -87,11 +89,9 @@ def select_patches(recipe: Recipe, facts: Facts, use_vllm: bool, disabled: tuple
 
 def markdown() -> str:
     """The README's patch table, generated from the data (tests/test_patches.py keeps the README in step)."""
-    rows = ["| ID | name | applies to | what it fixes | evidence | upstream |", "| --- | --- | --- | --- | --- | --- |"]
-    for p in all_patches():
-        rows.append(f"| {p.id} | {p.name} | {p.window()} | {p.title} | {'; '.join(p.evidence)} | "
-                    f"{p.upstream} (checked {p.checked}) |")
-    return "\n".join(rows) + "\n"
+    return markdown_table(["ID", "name", "applies to", "what it fixes", "evidence", "upstream"],
+                          [[p.id, p.name, p.window(), p.title, "; ".join(p.evidence),
+                            f"{p.upstream} (checked {p.checked})"] for p in all_patches()])
 
 
 if __name__ == "__main__":  # python -m envkit.train.patches > table: the README's Patches section

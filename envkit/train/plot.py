@@ -1,5 +1,6 @@
-"""The run's picture: reward per function, completion length, KL and the sampler's gap to the trainer
-(the stale-weight guard's metric, with its threshold) per step, from metrics.jsonl.
+"""The run's picture: the weighted reward, each reward function's mean, completion length, KL, the sampler's
+gap to the trainer (the stale-weight guard's metric, with its threshold), step time and tokens/s per step,
+from metrics.jsonl.
 
 metrics.jsonl is read as found: a torn last line, a hand-edited value, a diverged run's NaN or 1e308.
 What cannot be drawn is left out and counted (``Skipped``), never a traceback; only a metrics.jsonl that is
@@ -74,36 +75,60 @@ def points(rows: list[dict], key: str, skipped: Skipped | None = None) -> list[t
     return drawn
 
 
+def panels(rows: list[dict], guard_metric: str, skipped: Skipped | None = None) -> tuple[list, dict]:
+    """The panels with something to draw, each (title, keys on the left axis, a key on a right axis of its
+    own or None), and the points by key.  The reward panel stays when nothing else has a point."""
+    functions = sorted(k for k in {k for r in rows for k in r} if k.startswith("rewards/") and k.endswith("/mean"))
+    every = [
+        ("reward (weighted total)", ["reward"], None),
+        ("reward per function (unweighted mean)", functions, None),
+        ("completion length (tokens)", ["completion_length"], None),
+        ("KL", ["kl"], None),
+        ("sampler vs trainer |logp gap|", [guard_metric, guard_metric.replace("/mean", "/max")], None),
+        ("step time (s), tokens/s (right)", ["step_time"], "tokens_per_s"),
+    ]
+    drawn = {key: points(rows, key, skipped) for _, left, right in every for key in left + [right] if key}
+    return [p for p in every if any(drawn[k] for k in p[1] + [p[2]] if k)] or every[:1], drawn
+
+
 def plot_run(run_dir: Path, skipped: Skipped | None = None, rows: list[dict] | None = None) -> Path:
     """Draw run_dir/run.png (written whole: a temporary file renamed) from ``rows`` (default: read from its
-    metrics.jsonl); what was left out goes to ``skipped``."""
+    metrics.jsonl); what was left out goes to ``skipped``.  A panel with nothing to draw is left out (KL with
+    beta 0, the sampler's gap without vLLM); the weighted total reward and the functions' unweighted means
+    have a panel each, their scales differ by the weights."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from envkit.train.guard import GuardLimits
 
     rows = metric_rows(run_dir / "metrics.jsonl", skipped) if rows is None else rows
     limits = GuardLimits.shipped()
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
-    panels = [
-        ("reward", sorted({k for r in rows for k in r if k.startswith("rewards/")} | {"reward"})),
-        ("completion length (tokens)", ["completion_length"]),
-        ("KL", ["kl"]),
-        ("sampler vs trainer |logp gap|", [limits.metric, limits.metric.replace("/mean", "/max")]),
-    ]
-    axes[3].axhline(limits.threshold, color="red", linestyle="--", linewidth=1, label="stale-weight guard")
-    axes[3].set_yscale("symlog", linthresh=1e-3)  # healthy ~0.001-0.01, stale ~0.1-1: both readable
-    for ax, (title, keys) in zip(axes, panels):
-        for key in keys:
-            drawn = points(rows, key, skipped)
-            if drawn:
+    shown, drawn = panels(rows, limits.metric, skipped)
+    columns = min(3, len(shown))
+    fig, grid = plt.subplots(-(-len(shown) // columns), columns, figsize=(6 * columns, 4 * -(-len(shown) // columns)),
+                             squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[len(shown):]:
+        ax.set_visible(False)
+    for ax, (title, left, right) in zip(axes, shown):
+        if limits.metric in left:
+            ax.axhline(limits.threshold, color="red", linestyle="--", linewidth=1, label="stale-weight guard")
+            ax.set_yscale("symlog", linthresh=1e-3)  # healthy ~0.001-0.01, stale ~0.1-1: both readable
+        for key in left:
+            if drawn[key]:
                 label = key.removeprefix("rewards/").removesuffix("/mean").removeprefix("sampling/")
-                ax.plot(*zip(*drawn), marker=".", label=label)
+                ax.plot(*zip(*drawn[key]), marker=".", label=label)
+        if right and drawn[right]:
+            twin = ax.twinx()
+            twin.plot(*zip(*drawn[right]), marker=".", color="tab:orange")
+            twin.set_ylabel(right)
         ax.set_title(title)
         ax.set_xlabel("step")
-        if len(keys) > 1 and ax.get_legend_handles_labels()[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+        if len(left) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
     fig.suptitle(run_dir.name)
     fig.tight_layout()

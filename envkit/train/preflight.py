@@ -5,45 +5,72 @@ Pure over Facts and findings (no torch), so ``--dry-run`` and the tests see the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any
 
 from packaging.utils import canonicalize_name
-from packaging.version import Version
 
 from envkit.budget.model import GIB, MIB
-from envkit.budget.recipe import recommend_recipe
+from envkit.budget.recipe import recommend_micro_batch, recommend_recipe
 from envkit.budget.shapes import UnknownName
 from envkit.facts import Facts
-from envkit.knowledge import curated
+from envkit.knowledge import curated, late_vllm_gpu
+from envkit.launch.plan import LaunchPlan
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
-from envkit.rules import Finding, Severity
+from envkit.rules import REGISTRY, Finding, Severity
 from envkit.rules.rl import pdl_setting
+from envkit.rules.run import GENERATE_COST, RUN_REGISTRY, RunInputs, run_run_rules
 from envkit.train.patches import select_patches
 
-# Checks that concern vLLM generation only: irrelevant when the run generates with model.generate.
-VLLM_CHECKS = {"EK104", "EK106", "EK203", "EK301", "EK302", "EK303", "EK401", "EK402", "EK403", "EK404", "EK406"}
-# Without a GPU the run is a CPU run: only the Python stack matters.
-CPU_CHECKS = {"EK300", "EK304"}
-# Checks that say whether vLLM sleep mode may be used: vLLM's own state (EK404), TRL's weight sync under it (EK406).
-SLEEP_CHECKS = ("EK404", "EK406")
-GENERATE_COST = "generation falls back to model.generate, several times slower per step (about 6x on a 205M model, 32x256 tokens)"
-
-
-@dataclass
+@dataclass(frozen=True)
 class Plan:
+    """The run's decisions, resolved once before anything loads: what ``--dry-run`` prints, the runner follows
+    and manifest.json records.  Immutable (its lists are tuples, its mappings read-only): a later stage makes a
+    new plan (``dataclasses.replace``, :meth:`laid_out`) instead of changing this one."""
+
     use_vllm: bool
     sleep: bool
     gpu: str  # "cpu" or the first visible GPU's name
     bf16: bool
-    env: dict[str, str] = field(default_factory=dict)  # set before triton/vllm load
-    warnings: list[str] = field(default_factory=list)
-    blocking: list[Finding] = field(default_factory=list)  # failures relevant to the run
+    env: Mapping[str, str] = field(default_factory=dict)  # set before triton/vllm load
+    warnings: tuple[str, ...] = ()
+    blocking: tuple[Finding, ...] = ()  # failures relevant to the run
     gpu_memory: int | None = None  # bytes of the GPU the run uses: sizes vLLM's share (envkit.budget)
     dtype: str = "bf16"  # the one training dtype (fp32, bf16, fp16): the weights' and GRPOConfig's bf16/fp16 flags
-    patches: list[str] = field(default_factory=list)  # envkit's TRL patches this run applies (envkit.train.patches)
-    patches_off: list[str] = field(default_factory=list)  # ones that would apply, turned off by --no-patch
+    patches: tuple[str, ...] = ()  # envkit's TRL patches this run applies (envkit.train.patches)
+    patches_off: tuple[str, ...] = ()  # ones that would apply, turned off by --no-patch
     budget_share: float | None = None  # vLLM's share from envkit.budget (None: no budget here), for vllm...: auto
+    gradient_checkpointing: bool = True  # grpo.gradient_checkpointing, auto resolved by the budget (on without one)
+    micro_batch: int | None = None  # grpo.micro_batch: auto resolved by the budget; None: per_device_train_batch_size
+    vllm_off: str | None = None  # why generation is model.generate ("no GPU visible", "vllm.enabled: false")
+    grpo_config: Mapping[str, Any] = field(default_factory=dict)  # GRPOConfig's arguments (train.config.grpo_kwargs)
+    launch: LaunchPlan | None = None  # the processes this machine starts (None: a rank started by one)
+
+    def __post_init__(self) -> None:
+        for name in ("warnings", "blocking", "patches", "patches_off"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("env", "grpo_config"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def laid_out(self, launch: LaunchPlan | None, findings: Iterable[Finding] = ()) -> Plan:
+        """This plan with its launch layout: the launch checks' failures block it, their warnings join its own,
+        and an in-process run's variables (the one training GPU it uses) join the ones it sets."""
+        findings = list(findings)
+        warnings = [f"{f.id} {f.title}" + (f" ({f.fix})" if f.fix else "")
+                    for f in findings if f.severity is Severity.WARN]
+        env = {**self.env, **launch.env} if launch is not None and launch.in_process else self.env
+        return replace(self, launch=launch, env=env, warnings=self.warnings + tuple(warnings),
+                       blocking=self.blocking + tuple(f for f in findings if f.severity is Severity.FAIL))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The decisions as JSON data (manifest.json's "plan"); the findings, GRPOConfig's arguments and the launch
+        layout are reported beside it."""
+        plain = {"env": dict(self.env), **{n: list(getattr(self, n)) for n in ("warnings", "patches", "patches_off")}}
+        return {f.name: plain.get(f.name, getattr(self, f.name)) for f in fields(self)
+                if f.name not in ("blocking", "grpo_config", "launch")}
 
 
 def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tuple[str, str | None]:
@@ -52,7 +79,7 @@ def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tup
     if not facts.visible_gpus():
         return "fp32", None
     wanted = recipe.model.dtype
-    check = next((f for f in findings if f.id == "EK105"), None)
+    check = informing(findings, "dtype")
     has_bf16 = check is None or check.severity is Severity.OK
     if wanted == "auto":
         return ("bf16" if has_bf16 else "fp16"), None
@@ -73,40 +100,22 @@ def check_packages(recipe: Recipe, facts: Facts) -> None:
         if name in ("none", "all"):  # all: whichever integrations are installed (transformers decides)
             continue
         if name not in known:
-            raise RecipeError(f"{recipe.source}: output.report_to: unknown integration {name!r} (known: {', '.join(sorted(known))})")
+            raise RecipeError(f"{recipe.source}: output.report_to: unknown integration {name!r} "
+                              f"(known: {', '.join(sorted(known))})")
         choices = known[name]  # alternatives; one of them "a+b" needs both
         if choices and not any(all(canonicalize_name(p) in facts.installed for p in c.split("+")) for c in choices):
-            raise RecipeError(f"{recipe.source}: output.report_to: {name} needs {' or '.join(choices)}, which is not installed: "
+            raise RecipeError(f"{recipe.source}: output.report_to: {name} needs {' or '.join(choices)}, "
+                              "which is not installed: "
                               f"pip install {' '.join(choices[0].split('+'))} (or remove {name} from output.report_to)")
 
 
-def bnb_plugin_missing(recipe: Recipe, facts: Facts, use_vllm: bool) -> Finding | None:
-    """A 4-bit model that would generate with a vLLM too new to quantize it without vllm-bnb-plugin.
-
-    vLLM 0.28 moved bitsandbytes out of tree into a plugin package (curated.json ``vllm_bnb_plugin``);
-    without it the colocated vLLM (TRL passes ``quantization="bitsandbytes"`` for a 4-bit model, Unsloth's
-    fast_inference too) dies at start-up, after the model has loaded, with ``Unknown quantization method:
-    bitsandbytes``.  A refusal, not a silent fallback: whoever asked for 4-bit with vLLM wants the fast path,
-    the fix is one small pip install, and falling back to model.generate would make every step of the run
-    several times slower.  With ``--force`` the run goes on without vLLM (plan_run turns it off), never
-    into the crash.
-    """
-    vllm = facts.package("vllm")
-    if not (recipe.model.load_in_4bit and use_vllm and vllm):
-        return None
-    need = curated("vllm_bnb_plugin")
-    plugin = need["package"]
-    if Version(vllm.version).release < Version(need["vllm_min"]).release or canonicalize_name(plugin) in facts.installed:
-        return None
-    return Finding("vllm-bnb-plugin", "vllm-bnb-plugin", "rl", Severity.FAIL,
-                   f"4-bit generation with vllm {vllm.version} needs {plugin} (bitsandbytes left vLLM in {need['vllm_min']})",
-                   f"model.load_in_4bit: true, vllm {vllm.version}, {plugin} not installed",
-                   f"pip install {plugin}  (with --force: no vLLM, {GENERATE_COST})", (plugin,))
+def informing(findings: list[Finding], decision: str) -> Finding | None:
+    """The finding of the doctor's check that informs ``decision`` (envkit.rules.base.DECISIONS), if it ran."""
+    return next((f for f in findings if f.id in REGISTRY and REGISTRY[f.id].decides == decision), None)
 
 
 def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tuple[str, ...] = ()) -> Plan:
     """The run's decisions, once: vLLM or not, sleep, dtype, environment, patches, what blocks it."""
-    by_id = {f.id: f for f in findings}
     gpus = facts.visible_gpus()
     warnings: list[str] = []
     wanted = recipe.vllm.enabled is not False
@@ -117,16 +126,22 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
             reason = "no GPU visible"
         elif facts.package("vllm") is None:
             reason = "vllm is not installed"
-        elif by_id.get("EK401") and by_id["EK401"].severity is Severity.WARN:
-            reason = by_id["EK401"].title
+        elif (gpu_check := informing(findings, "vllm")) and gpu_check.severity is Severity.FAIL:
+            reason = gpu_check.title
+        elif recipe.backend == "unsloth" and late_vllm_gpu(gpus[0].catalog_id):
+            reason = f"Unsloth turns fast_inference off on {gpus[0].catalog_id.upper()} (EK401)"
         if reason:
             use_vllm = False
             if recipe.vllm.enabled is True or gpus:
                 warnings.append(f"vllm off: {reason}; {GENERATE_COST}")
-    bnb = bnb_plugin_missing(recipe, facts, use_vllm)
-    use_vllm = use_vllm and bnb is None
+    else:
+        reason = "vllm.enabled: false"
+    recipe_checks = [f for f in run_run_rules(facts, RunInputs(recipe, use_vllm)) if f.severity is Severity.FAIL]
+    vllm_refusal = next((f for f in recipe_checks if RUN_REGISTRY[f.id].needs_vllm), None)
+    if vllm_refusal is not None:  # --force runs without vLLM
+        use_vllm, reason = False, f"{vllm_refusal.title} (--force)"
     env = {}
-    pdl, setting = by_id.get("EK402"), pdl_setting(facts)
+    pdl, setting = informing(findings, "pdl"), pdl_setting(facts)
     if use_vllm and pdl and pdl.severity is Severity.FAIL and setting:
         env[setting[0]] = setting[1]
         warnings.append(f"set {setting[0]}={setting[1]}: {pdl.title}")
@@ -134,11 +149,11 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     warnings += [dtype_warning] if dtype_warning else []
     bf16 = dtype == "bf16"
     gpu_memory = gpus[0].memory_total_mib * MIB if gpus and gpus[0].memory_total_mib else None
-    sleep_checks = [by_id[i] for i in SLEEP_CHECKS if i in by_id]
-    # the check that speaks for sleep mode: the first one that is not OK, else EK404
+    sleep_checks = [f for f in (informing(findings, "sleep"), informing(findings, "sleep-sync")) if f]
+    # the check that speaks for sleep mode: the first one that is not OK, else vLLM's own (EK404)
     sleep_check = next((f for f in sleep_checks if f.severity is not Severity.OK), next(iter(sleep_checks), None))
     sleep_ok = sleep_check is not None and sleep_check.severity is Severity.OK
-    stale_sync = by_id.get("EK406")  # a WARN: sleep mode would train on stale weights, so it is never turned on
+    stale_sync = informing(findings, "sleep-sync")  # a WARN: sleep mode would train on stale weights, never turned on
     stale_sync = stale_sync if stale_sync and stale_sync.severity is Severity.WARN else None
     stale = stale_sleep(recipe, stale_sync, use_vllm)
     # Sleep decided before the budget where the recipe or the checks decide it; sleep: auto, where it works,
@@ -155,26 +170,31 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
     sleep = decided if decided is not None else (budget.plan.sleep if budget else sleep_ok)
     if stale is None and use_vllm and recipe.vllm.mode == "colocate" and not sleep_ok and sleep_check is not None and (
             wanted_sleep is True or (wanted_sleep == "auto" and budget is not None and not budget.fits)):
-        warnings.append(f"vllm sleep mode {'requested' if wanted_sleep is True else 'would help the memory budget'} although {sleep_check.title}")
+        why = "requested" if wanted_sleep is True else "would help the memory budget"
+        warnings.append(f"vllm sleep mode {why} although {sleep_check.title}")
     if sleep and recipe.backend == "unsloth":  # Unsloth's own vLLM sleeps only with its standby variable set
         standby = curated("unsloth_vllm_standby")
         env[standby["env"]] = standby["value"]
     if budget and not budget.fits:
-        warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak on this {gpu_memory / GIB:.0f} GiB GPU; "
+        warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak "
+                        f"on this {gpu_memory / GIB:.0f} GiB GPU; "
                         f"`envkit budget {recipe.source}` lists what fits")
     share = budget.plan.vllm.utilization if budget and budget.plan.vllm else None
-    # EK402 is settled here (the run sets the variable, or Unsloth patches it itself, or nothing can: refused);
-    # EK403 is Unsloth's rule, so it matters to backend unsloth alone.
-    settled = {"EK402"} | (set() if recipe.backend == "unsloth" else {"EK403"})
-    relevant = CPU_CHECKS if not gpus else {f.id for f in findings} - (set() if use_vllm else VLLM_CHECKS) - settled
+    # Which failures refuse the run: each check's metadata says (envkit.rules.base.Rule.blocks).  The PDL check is
+    # planned here: the run sets the variable, or Unsloth patches it itself, or nothing can: refused.
+    shape = {"gpu": bool(gpus), "use_vllm": use_vllm, "backend": recipe.backend}
     no_pdl_switch = (use_vllm and pdl and pdl.severity in (Severity.FAIL, Severity.WARN) and not setting
                      and recipe.backend != "unsloth")
     pdl_refusal = replace(pdl, severity=Severity.FAIL) if no_pdl_switch else None
-    blocking = [f for f in findings if f.id in relevant and f.severity is Severity.FAIL]
-    blocking += [f for f in (bnb, stale, pdl_refusal) if f]
+    blocking = [f for f in findings if f.severity is Severity.FAIL and REGISTRY[f.id].blocks(**shape)]
+    blocking += recipe_checks + [f for f in (stale, pdl_refusal) if f]
     patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
+    checkpointing = recipe.grpo.gradient_checkpointing
+    if checkpointing == "auto":
+        checkpointing = budget.plan.inputs.grad_checkpointing if budget else True
+    micro_batch = budget.plan.inputs.micro_batch if budget and recipe.grpo.micro_batch == "auto" else None
     return Plan(use_vllm, sleep, gpus[0].name if gpus else "cpu", bf16, env, warnings, blocking, gpu_memory, dtype,
-                patches, patches_off, share)
+                patches, patches_off, share, checkpointing, micro_batch, None if use_vllm else reason)
 
 
 def stale_sleep(recipe: Recipe, check: Finding | None, use_vllm: bool) -> Finding | None:
@@ -192,7 +212,8 @@ def _budget(recipe: Recipe, gpu_memory: int | None, bf16: bool, use_vllm: bool, 
     if gpu_memory is None:
         return None
     try:
-        return recommend_recipe(recipe, gpu_memory, bf16, sleep, use_vllm=use_vllm)
+        recommend = recommend_micro_batch if recipe.grpo.micro_batch == "auto" else recommend_recipe
+        return recommend(recipe, gpu_memory, bf16, sleep, use_vllm=use_vllm)
     except UnknownName:
         warnings.append(f"no memory budget: {recipe.model.name} is neither a local model folder nor a known shape; "
                         "vllm.gpu_memory_utilization auto falls back to TRL's default 0.3")

@@ -20,7 +20,7 @@ from envkit.files import replace_dir, write_atomic
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.train.checkpoints import Checkpoint, last_checkpoint
-from envkit.train.config import grpo_kwargs, split_supported
+from envkit.train.config import split_supported
 from envkit.train.guard import KNOWN_CAUSES
 from envkit.train.preflight import Plan
 from envkit.train.rewards import resolve_reward
@@ -67,7 +67,8 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
 
 def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool) -> int:
     if main and not resume and any(p.name != LOCK for p in output_dir.iterdir()):
-        raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, or --output another folder")
+        raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, "
+                          "or --output another folder")
     say = (lambda text: click.echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
     checkpoint = last_checkpoint(output_dir, warn=lambda text: say(f"warning: {text}")) if resume else None
     if resume and checkpoint is None:
@@ -83,6 +84,12 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         say(f"{checkpoint.path.name} is at max_steps: nothing left to train; writing adapter/"
             f"{' and merged/' if recipe.output.merge else ''} from it")
     started, wall = datetime.now(timezone.utc), time.perf_counter()
+    if todo == "train":
+        from envkit.report.text import printable  # the GPU's name is probed
+        from envkit.train.summary import generation_line
+
+        say(f"{Path(recipe.source).name} on {printable(plan.gpu)} ({plan.dtype}), generation: "
+            f"{generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)}")
 
     from envkit.train.models import import_unsloth, load_model, merge_adapter, model_source
 
@@ -98,7 +105,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         # user code runs from here on, before the slow loads
         rewards = [resolve_reward(r.name, Path(recipe.source).parent) for r in recipe.rewards]
 
-    kwargs, dropped = split_supported(grpo_kwargs(recipe, plan, str(output_dir)), {f.name for f in dataclasses.fields(GRPOConfig)})
+    kwargs, dropped = split_supported(plan.grpo_config, {f.name for f in dataclasses.fields(GRPOConfig)})
     for name in dropped if main else ():
         click.echo(f"envkit train: warning: the installed trl's GRPOConfig has no {name}; not applied", err=True)
     metrics = output_dir / "metrics.jsonl"
@@ -119,7 +126,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     else:
         model, tokenizer, peft_config = load_model(recipe, plan, source)
         stop = StopOnSignal()
-        callbacks = [MetricsCallback(metrics)] if main else []
+        callbacks = [MetricsCallback(metrics, run_started=wall)] if main else []
         guard = GuardCallback(stop=recipe.guard == "stop", speak=main) if recipe.guard != "off" else None
         trainer = GRPOTrainer(
             model=model,
@@ -142,15 +149,21 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         replace_dir(partial, adapter)
         if recipe.output.merge:
             merge_adapter(recipe, plan, source, adapter, output_dir / "merged", tokenizer)
-    manifest = _manifest(recipe, plan, kwargs, dropped, steps, started, time.perf_counter() - wall,
-                         checkpoint.path if checkpoint else None, completed=code == 0)
+    wall_s = time.perf_counter() - wall
+    manifest = _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, checkpoint.path if checkpoint else None,
+                         completed=code == 0)
     manifest["guard"] = {"mode": recipe.guard, "stale_weights": verdict.to_dict() if verdict else None}
     if main:
         write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if main and metrics.exists():
-        from envkit.train.plot import plot_run
+        from envkit.train.plot import metric_rows, plot_run
+        from envkit.train.summary import generation_line, run_summary
 
-        plot_run(output_dir)
+        rows = metric_rows(metrics)
+        plot_run(output_dir, rows=rows)
+        if code == 0:
+            generation = generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)
+            click.echo(run_summary(output_dir, rows, steps, wall_s, generation, recipe.output.merge))
     return code
 
 
@@ -214,7 +227,8 @@ def _apply(plan: Plan, main: bool) -> None:
             click.echo(f"envkit train: patch {patch_id} {patch.name} {state}: {patch.title}", err=True)
     if failed:
         raise RecipeError(f"patch {', '.join(failed)} could not be applied to the installed trl, and the run needs it; "
-                          f"--no-patch {' --no-patch '.join(failed)} runs without (envkit doctor --explain {next(iter(failed))})")
+                          f"--no-patch {' --no-patch '.join(failed)} runs without "
+                          f"(envkit doctor --explain {next(iter(failed))})")
 
 
 def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_from, completed) -> dict:
@@ -238,7 +252,10 @@ def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_fro
         "gpu": plan.gpu,
         "python": sys.version.split()[0],
         "packages": versions,
-        "plan": {k: v for k, v in dataclasses.asdict(plan).items() if k != "blocking"},
+        "plan": plan.to_dict(),
         "grpo_config": kwargs,
         "not_applied": dropped,
+        # how prompts reached the model in training, for envkit generate (envkit.train.generate)
+        "generate": {"chat_template": recipe.dataset.use_chat_template, "system_prompt": recipe.dataset.system_prompt,
+                     "trust_remote_code": recipe.model.trust_remote_code},
     }

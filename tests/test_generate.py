@@ -1,0 +1,54 @@
+"""envkit generate without a model: which folder it reads, and one line when there is nothing to sample from."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from envkit.cli import main
+from envkit.train.generate import GenerateError, find_trained
+
+
+def run_folder(tmp_path, manifest: dict | None = None, base: str = "org/base"):
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base, "r": 8}))
+    if manifest is not None:
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    return tmp_path
+
+
+def test_the_run_says_how_it_was_prompted_and_sampled(tmp_path):
+    manifest = {"generate": {"chat_template": True, "system_prompt": "Think.", "trust_remote_code": False},
+                "grpo_config": {"temperature": 0.7, "top_p": 0.9, "max_completion_length": 64}, "plan": {"dtype": "bf16"}}
+    trained = find_trained(run_folder(tmp_path, manifest))
+    assert trained.model == "org/base" and trained.adapter == tmp_path / "adapter"
+    assert trained.chat is True and trained.system_prompt == "Think." and trained.dtype == "bf16"
+    assert trained.sampling == {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 64}
+    assert find_trained(tmp_path / "adapter") == trained  # an adapter folder: the manifest beside it
+
+
+def test_a_run_without_a_manifest_falls_back_to_the_tokenizer_and_trl_defaults(tmp_path):
+    trained = find_trained(run_folder(tmp_path))
+    assert trained.chat is None and trained.sampling == {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 256}
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "adapter not found: the run has not completed (envkit train --resume finishes it)"),
+    (["--merged"], "merged not found: the recipe did not say output.merge: true"),
+])
+def test_nothing_to_sample_from_is_one_line_exit_2(tmp_path, args, message):
+    pytest.importorskip("peft")
+    result = CliRunner().invoke(main, ["generate", str(tmp_path), "hello", *args])
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1 and message in result.stderr
+    with pytest.raises(GenerateError):
+        find_trained(tmp_path, merged=bool(args))
+
+
+def test_greedy_gives_one_completion(tmp_path):
+    pytest.importorskip("peft")
+    result = CliRunner().invoke(main, ["generate", str(run_folder(tmp_path)), "hi", "--temperature", "0", "-n", "2"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "envkit generate: -n above 1 needs sampling: --temperature 0 (greedy) gives one completion"
