@@ -61,7 +61,9 @@ CUDA_HOME = """ \\
         && mkdir -p /usr/local/cuda/lib64/stubs \\
         && ln -s "$wheels/bin" "$wheels/include" "$wheels/nvvm" /usr/local/cuda/ \\
         && ln -s "$wheels"/lib/* /usr/local/cuda/lib64/ \\
-        && for so in "$wheels"/lib/*.so.*; do name=${so##*/}; ln -sf "$so" "/usr/local/cuda/lib64/${name%%.so.*}.so"; done \\
+        && for so in "$wheels"/lib/*.so.*; do \\
+            name=${so##*/}; ln -sf "$so" "/usr/local/cuda/lib64/${name%%.so.*}.so"; \\
+        done \\
         && gcc -shared -x c /dev/null -Wl,-soname,libcuda.so.1 -o /usr/local/cuda/lib64/stubs/libcuda.so; \\
     fi"""
 
