@@ -72,7 +72,7 @@ def image(tmp_path_factory) -> str:
     # the run command for what built it: as the caller, in the current folder
     assert 'podman run --device nvidia.com/gpu=all --user "$(id -u):$(id -g)"' in built.stdout
     assert '-v "$PWD":/work' in built.stdout
-    # `docker run envkit/grpo ...` runs the image just built
+    # `docker run envkit/grpo ...` runs the image just built (the runs below name TAG: another build moves latest)
     ids = {subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", name], capture_output=True, text=True,
                           check=True).stdout for name in (TAG, "envkit/grpo:latest", "envkit/grpo")}
     assert len(ids) == 1, ids
@@ -112,7 +112,7 @@ def users_folder(tmp_path) -> Path:
 
 def test_a_users_folder_of_another_uid_is_one_line_with_the_fix(image, users_folder):
     result = timed("podman run train (uid 1000 in a uid 2000 folder)",
-                   ["podman", "run", "--rm", "-v", f"{users_folder}:/work", "envkit/grpo",
+                   ["podman", "run", "--rm", "-v", f"{users_folder}:/work", image,
                     "train", "recipe.yaml", "--max-steps", "1"])
     assert result.returncode == 2, tail(result)
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, tail(result)
@@ -125,7 +125,7 @@ def test_the_image_trains_in_a_users_folder_as_the_users_uid(image, users_folder
     """The printed run command's way: --user the caller; HOME, caches and the venv work for any uid."""
     result = timed("podman run --user 2000 train recipe.yaml",
                    ["podman", "run", "--rm", "--user", f"{USER_UID}:{USER_UID}", "-v", f"{users_folder}:/work",
-                    "envkit/grpo", "train", "recipe.yaml", "--max-steps", "2"])
+                    image, "train", "recipe.yaml", "--max-steps", "2"])
     assert result.returncode == 0, tail(result)
     run = users_folder / "runs" / "recipe"
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
