@@ -146,8 +146,8 @@ def test_cli_json_shape(runner):
     assert doc["breakdown_gib"]["headroom"] > 50 and doc["fixes"] == [] and doc["combined"] is None
     failing = json.loads(runner.invoke(main, ARGS + ["--target", "t4", "--json"]).output)
     assert failing["fits"] is False and failing["fixes"][0] == {
-        "name": "4-bit weights", "setting": "model.load_in_4bit: true", "saving_gib": failing["fixes"][0]["saving_gib"],
-        "fits": True}
+        "name": "4-bit weights", "setting": "model.load_in_4bit: true with backend: unsloth",
+        "saving_gib": failing["fixes"][0]["saving_gib"], "fits": True}
 
 
 # --- the budget of a recipe (`envkit budget RECIPE`), and the runner's `auto` settings ---------------------------

@@ -142,8 +142,8 @@ def test_4bit_on_a_vllm_without_bitsandbytes_refuses_and_turns_vllm_off():
 
 
 @pytest.mark.parametrize("recipe, packages, installed", [
-    (tiny(FOUR_BIT), NEW_VLLM, {BNB["package"]: "0.0.3"}),  # the plugin is there
-    (tiny(FOUR_BIT), {**COHERENT, "vllm": "0.27.1"}, {}),  # bitsandbytes still in tree
+    (tiny(UNSLOTH, FOUR_BIT), NEW_VLLM, {BNB["package"]: "0.0.3"}),  # the plugin is there (backend trl: EK408)
+    (tiny(UNSLOTH, FOUR_BIT), {**COHERENT, "vllm": "0.27.1"}, {}),  # bitsandbytes still in tree
     (tiny(), NEW_VLLM, {}),  # not 4-bit
 ], ids=["plugin-installed", "vllm-0.27", "not-4bit"])
 def test_no_refusal_where_vllm_can_load_the_model(recipe, packages, installed):
@@ -168,6 +168,24 @@ def test_the_dry_run_prints_the_refusal_and_the_fix(monkeypatch, tmp_path):
     assert json.loads(result.stdout)["plan"]["use_vllm"] is False
     assert f"refused: EK407 4-bit generation with vllm {BNB['vllm_min']} needs {BNB['package']}" in result.stderr
     assert f"fix: pip install {BNB['package']}" in result.stderr
+
+
+# 4-bit on backend trl: TRL's merge/unmerge sync re-quantizes the NF4 weights every step (EK408)
+
+def test_4bit_on_backend_trl_with_vllm_is_refused_and_runs_without_vllm_when_forced():
+    plan = plan_for(tiny(FOUR_BIT), make_facts("h100", COHERENT))
+    refusal = [f for f in plan.blocking if f.id == "EK408"]
+    assert len(refusal) == 1 and "re-quantizes a 4-bit policy" in refusal[0].title
+    assert "model.load_in_4bit: false" in refusal[0].fix and "backend: unsloth" in refusal[0].fix
+    assert plan.use_vllm is False and plan.vllm_off == f"{refusal[0].title} (--force)"
+
+
+@pytest.mark.parametrize("recipe", [tiny(), tiny(UNSLOTH, FOUR_BIT),
+                                    tiny(FOUR_BIT, ("vllm:\n  enabled: auto\n", "vllm:\n  enabled: false\n"))],
+                         ids=["bf16", "unsloth-4bit", "4bit-without-vllm"])
+def test_no_4bit_sync_refusal_where_trls_vllm_sync_does_not_merge_into_nf4(recipe):
+    plan = plan_for(recipe, make_facts("h100", COHERENT))
+    assert not [f for f in plan.blocking if f.id == "EK408"]
 
 
 @pytest.mark.parametrize("report_to, installed, error", [

@@ -50,7 +50,9 @@ class Fix:
 FIXES: tuple[tuple[str, Callable[[BudgetInputs], bool], Callable[[BudgetInputs], BudgetInputs],
                    Callable[[BudgetInputs], str]], ...] = (
     ("4-bit weights", lambda i: not i.load_in_4bit,
-     lambda i: replace(i, load_in_4bit=True), lambda i: "model.load_in_4bit: true"),
+     lambda i: replace(i, load_in_4bit=True),
+     # with vLLM only on backend unsloth: TRL's merge/unmerge sync re-quantizes NF4 weights every step (EK408)
+     lambda i: "model.load_in_4bit: true" + (" with backend: unsloth" if i.use_vllm and not i.server_mode else "")),
     ("smaller micro-batch, same batch", lambda i: i.micro_batch > 1,
      lambda i: replace(i, micro_batch=i.micro_batch // 2),
      lambda i: f"grpo.per_device_train_batch_size: {i.micro_batch // 2} (and twice the gradient_accumulation_steps)"),

@@ -45,11 +45,12 @@ def requirements(package: Package, facts: Facts, extra: str = "") -> list[Requir
     environment = marker_environment(facts, extra)
     applicable = []
     for line in package.requires:
+        # Whether the marker names an extra, read before parsing: most lines of a large package belong to
+        # extras (transformers, vLLM), and parsing them was most of the doctor's rule time (issue #16).
+        if ("extra" in line.partition(";")[2]) != bool(extra):
+            continue
         req = parsed(line)
         if req is None:
-            continue
-        in_extra = req.marker is not None and "extra" in str(req.marker)
-        if in_extra != bool(extra):
             continue
         try:
             if req.marker is None or req.marker.evaluate(environment):

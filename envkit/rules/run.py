@@ -1,5 +1,5 @@
-"""Checks of a recipe against the facts (EK407): `envkit train`'s preflight runs them once it knows whether the run
-generates with vLLM; `envkit doctor`, which takes no recipe, only documents them (``--explain EK407``)."""
+"""Checks of a recipe against the facts (EK407, EK408): `envkit train`'s preflight runs them once it knows whether
+the run generates with vLLM; `envkit doctor`, which takes no recipe, only documents them (``--explain EK407``)."""
 
 from __future__ import annotations
 
@@ -60,3 +60,25 @@ def vllm_bnb_plugin(facts: Facts, inputs: RunInputs) -> Outcome:
                 f"(bitsandbytes left vLLM in {need['vllm_min']})",
                 f"model.load_in_4bit: true, vllm {vllm.version}, {plugin} not installed",
                 f"pip install {plugin}  (with --force: no vLLM, {GENERATE_COST})", (plugin,))
+
+
+@run_rule("EK408", "trl-4bit-merge-sync", "rl", needs_vllm=True, backends=("trl",))
+def trl_4bit_merge_sync(facts: Facts, inputs: RunInputs) -> Outcome:
+    """A 4-bit (bitsandbytes) policy does not generate with vLLM on backend trl: TRL's weight sync drifts it.
+
+    TRL sends vLLM the LoRA merged into the base weights and unmerges it after (curated.json
+    ``trl_4bit_merge_sync``); on NF4 layers every merge and unmerge re-quantizes, so the trained weights drift
+    each step and the sampler leaves the trainer (measured on an H200: reward flat, sampler gap 0.38 at step 2,
+    0.88 by step 16; bf16 learns on the same seed).  Unsloth's 4-bit path merges into its own engine and learns.
+    A refusal: with ``--force`` the run goes on without vLLM, never into the drift.
+    """
+    recipe = inputs.recipe
+    if not (recipe.model.load_in_4bit and inputs.use_vllm and recipe.backend == "trl"):
+        return skip("no 4-bit model generating with vLLM on backend trl")
+    trl = facts.package("trl")
+    checked = ", ".join(curated("trl_4bit_merge_sync")["checked_trl"])
+    return fail("TRL's vLLM weight sync re-quantizes a 4-bit policy every step: the run would not learn",
+                f"model.load_in_4bit: true, backend trl{f' (trl {trl.version})' if trl else ''}, vLLM generation; "
+                f"seen with trl {checked}",
+                "model.load_in_4bit: false (`envkit budget` says whether bf16 fits), or backend: unsloth, or "
+                f"vllm.enabled: false  (with --force: no vLLM, {GENERATE_COST})")
