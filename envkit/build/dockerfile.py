@@ -47,13 +47,25 @@ HAS_PYTHON = "python3 -c 'import ensurepip, venv' 2>/dev/null"
 # What the JIT compilers need (images.json jit_packages): g++ on PATH and the interpreter's Python.h.
 HAS_COMPILERS = ("command -v g++ > /dev/null \\\n        && python3 -c 'import os, sysconfig; "
                  "assert os.path.isfile(sysconfig.get_path(\"include\") + \"/Python.h\")' 2>/dev/null")
-# The locked CUDA 13 wheels form a CUDA home (bin/nvcc, include/, lib/) under site-packages/nvidia/cu13; the JIT
-# compilers (FlashInfer, torch.utils.cpp_extension) look for /usr/local/cuda when CUDA_HOME is unset and no nvcc is
-# on PATH.  Linked where the lock has an nvcc and the base none (nvidia/cuda's base links /usr/local/cuda to a
-# toolkit of the CUDA runtime only).
-CUDA_HOME_LINK = (" \\\n    && nvcc=$(find /opt/venv/lib -path '*/site-packages/nvidia/*/bin/nvcc' -print -quit) \\\n"
-                  "    && if [ -n \"$nvcc\" ] && [ ! -e /usr/local/cuda/bin/nvcc ]; then "
-                  "ln -sfn \"${nvcc%/bin/nvcc}\" /usr/local/cuda; fi")
+# The locked CUDA 13 wheels hold a CUDA toolkit's files under site-packages/nvidia/cu13 (bin/nvcc, include/, lib/).
+# The JIT compilers (FlashInfer, torch.utils.cpp_extension) look for a CUDA home at /usr/local/cuda when CUDA_HOME is
+# unset and no nvcc is on PATH, and FlashInfer links with -L$cuda_home/lib64 -L$cuda_home/lib64/stubs -lcudart -lcuda:
+# /usr/local/cuda is made of links to the wheels' folders, lib64 with unversioned names, and a stub libcuda.so (an
+# empty library named libcuda.so.1, as the toolkit's stubs are: the driver's is mounted at run time).  Made where the
+# lock has an nvcc and the base none (nvidia/cuda's base links /usr/local/cuda to a toolkit of the runtime only).
+CUDA_HOME = """ \\
+    && nvcc=$(find /opt/venv/lib -path '*/site-packages/nvidia/*/bin/nvcc' -print -quit) \\
+    && if [ -n "$nvcc" ] && [ ! -e /usr/local/cuda/bin/nvcc ]; then \\
+        wheels=${nvcc%/bin/nvcc} \\
+        && rm -rf /usr/local/cuda \\
+        && mkdir -p /usr/local/cuda/lib64/stubs \\
+        && ln -s "$wheels/bin" "$wheels/include" "$wheels/nvvm" /usr/local/cuda/ \\
+        && ln -s "$wheels"/lib/* /usr/local/cuda/lib64/ \\
+        && for so in "$wheels"/lib/*.so.*; do \\
+            name=${so##*/}; ln -sf "$so" "/usr/local/cuda/lib64/${name%%.so.*}.so"; \\
+        done \\
+        && gcc -shared -x c /dev/null -Wl,-soname,libcuda.so.1 -o /usr/local/cuda/lib64/stubs/libcuda.so; \\
+    fi"""
 
 
 def system_slots(stack: Stack) -> dict[str, str]:
@@ -61,11 +73,11 @@ def system_slots(stack: Stack) -> dict[str, str]:
     Triton and FlashInfer run at first use too (see images.json)."""
     if not stack.cuda:
         return {"SYSTEM_WHAT": "", "SYSTEM_CHECK": HAS_PYTHON, "SYSTEM_PACKAGES": " ".join(PYTHON_PACKAGES),
-                "CUDA_HOME_LINK": ""}
+                "CUDA_HOME": ""}
     jit = load("images")["jit_packages"]
     return {"SYSTEM_WHAT": ", " + ", ".join(jit) + " (run-time kernel compilers)",
             "SYSTEM_CHECK": "{ " + HAS_PYTHON + " && " + HAS_COMPILERS + "; }",
-            "SYSTEM_PACKAGES": " ".join([*PYTHON_PACKAGES, *jit]), "CUDA_HOME_LINK": CUDA_HOME_LINK}
+            "SYSTEM_PACKAGES": " ".join([*PYTHON_PACKAGES, *jit]), "CUDA_HOME": CUDA_HOME}
 
 
 def image_env(stack: Stack) -> dict[str, str]:
