@@ -31,6 +31,17 @@ CASES = [
     ("EK605", {"datasets": "5.2.0", "pyarrow": "26.0.1"}, Severity.FAIL),
     ("EK605", {"datasets": "5.2.0", "pyarrow": "25.0.1"}, Severity.OK),
     ("EK605", {"datasets": "4.8.5", "pyarrow": "26.0.1"}, Severity.OK),
+    ("EK606", {"unsloth-zoo": "2025.3.13", "vllm": "0.8.0"}, Severity.FAIL),
+    ("EK606", {"unsloth-zoo": "2025.3.14", "vllm": "0.8.0"}, Severity.OK),
+    ("EK606", {"unsloth-zoo": "2025.3.13", "vllm": "0.7.3"}, Severity.OK),
+    ("EK606", {"vllm": "0.8.0"}, Severity.SKIP),
+    ("EK607", {"unsloth-zoo": "2026.6.5", "vllm": "0.20.0"}, Severity.FAIL),
+    ("EK607", {"unsloth-zoo": "2026.6.5", "vllm": "0.19.1"}, Severity.OK),
+    ("EK607", {"unsloth-zoo": "2026.6.6", "vllm": "0.23.0"}, Severity.OK),
+    ("EK608", {"unsloth-zoo": "2026.6.5", "vllm": "0.22.0"}, Severity.FAIL),
+    ("EK608", {"unsloth-zoo": "2026.6.5", "vllm": "0.21.0"}, Severity.OK),
+    ("EK608", {"unsloth-zoo": "2026.6.6", "vllm": "0.22.0"}, Severity.OK),
+    ("EK608", {"unsloth-zoo": "2026.10.9", "vllm": "0.26.0"}, Severity.OK),
 ]
 
 
@@ -58,3 +69,7 @@ def test_a_lock_inside_a_failing_window_gets_the_checks_repair_and_nothing_else_
     assert lock_repairs({"datasets": "5.2.0", "pyarrow": "25.0.1"}) == []
     assert lock_repairs({"datasets": "5.2.0"}) == []  # pyarrow not in the lock
     assert lock_repairs({"liger-kernel": "0.6.4", "transformers": "5.17.0"}) == []  # a warning is not repaired
+    # EK607 and EK608 both fail for unsloth_zoo 2026.6.5 + vLLM 0.22.0 and share one repair
+    assert lock_repairs({"unsloth_zoo": "2026.6.5", "vllm": "0.22.0"}) == ["unsloth-zoo>=2026.6.6"]
+    verified = {"unsloth-zoo": "2026.10.9", "unsloth": "2026.10.9", "vllm": "0.26.0"}  # unsloth_vllm_verified
+    assert lock_repairs(verified) == []

@@ -41,7 +41,8 @@ def _inside(entry: dict, versions: dict[str, Version]) -> bool:
 
 def lock_repairs(pins: dict[str, str]) -> list[str]:
     """The requirement lines that take a resolved set (a lock's name -> version) out of every failing check's
-    window it falls in: what `envkit lock` adds before resolving again (datasets 5.2.0 + pyarrow 26 -> pyarrow<26)."""
+    window it falls in, each once (overlapping checks share a repair): what `envkit lock` adds before resolving
+    again (datasets 5.2.0 + pyarrow 26 -> pyarrow<26)."""
     pinned = {canonicalize_name(name): version for name, version in pins.items()}
     repairs = []
     for entry in CHECKS:
@@ -52,7 +53,7 @@ def lock_repairs(pins: dict[str, str]) -> list[str]:
         if _inside(entry, versions):
             shown = {name: str(v) for name, v in versions.items()}
             repairs += [r.format(**shown) for r in entry["requirements"]]
-    return repairs
+    return list(dict.fromkeys(repairs))
 
 
 def check_of(entry: dict):
