@@ -9,8 +9,7 @@ from envkit.knowledge import load
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Facts carried over from before the 2026-11-30 audit (issue #12) and not re-verified since.  The list may only
 # shrink: a fact re-checked gets its `checked` date and leaves it; a new fact never enters it.
-NOT_RECHECKED = {"vllm_min_compute_capability", "bf16_min_compute_capability", "fp8_w8a8_min_compute_capability",
-                 "sleep_mode_alloc_conflict", "min_shm_mib", "torch_index"}
+NOT_RECHECKED: set[str] = set()
 
 
 def test_every_curated_fact_has_a_source_and_a_checked_date():

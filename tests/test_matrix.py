@@ -68,6 +68,14 @@ def test_target_gpu_constraints():
         solve(Constraints(target="gb10", vllm="0.12.0", trl="0.29.1"), RECORDED)
 
 
+def test_v100_gets_a_vllm_before_0_20():
+    """vLLM 0.20.0's CUDA 13 wheels start at sm_75 (EK104): a V100 stack stays below it."""
+    assert Version(solve(Constraints(target="v100"), RECORDED).versions["vllm"]) < Version("0.20.0")
+    assert Version(solve(Constraints(target="t4"), RECORDED).versions["vllm"]) >= Version("0.20.0")
+    with pytest.raises(NoSolution, match="vllm 0.20.0 needs compute capability 7.5"):
+        solve(Constraints(target="v100", vllm="0.20.0"), RECORDED)
+
+
 def test_open_ended_trl_window_is_flagged():
     found = solve(Constraints(torch="2.14.0"), RECORDED)
     assert any("no upper bound" in note for note in found.notes)

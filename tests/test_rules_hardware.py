@@ -45,6 +45,15 @@ def test_vllm_compute_capability():
     assert check("EK104", make_facts(gpus=None)).severity is Severity.SKIP
 
 
+def test_vllm_compute_capability_rises_to_7_5_with_vllm_0_20():
+    """vLLM's docs and wheels: 7.0+ up to 0.19.1, 7.5+ from 0.20.0 (CUDA 13 builds, no sm_70)."""
+    assert check("EK104", make_facts("v100", {"vllm": "0.19.1"})).severity is Severity.OK
+    new = check("EK104", make_facts("v100", {"vllm": "0.20.0"}))
+    assert new.severity is Severity.FAIL and "7.5" in new.title and "vllm<0.20.0" in new.fix
+    assert check("EK104", make_facts("t4", {"vllm": "0.33.0"})).severity is Severity.OK
+    assert "vllm.enabled: false" in check("EK104", make_facts("p100", {"vllm": "0.19.1"})).fix
+
+
 def test_bf16_needs_ampere():
     assert check("EK105", make_facts("a100-40gb")).severity is Severity.OK
     t4 = check("EK105", make_facts("t4"))

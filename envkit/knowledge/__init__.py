@@ -90,6 +90,15 @@ def cc_tuple(text: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
+def vllm_cc_floor(vllm: str | None = None) -> str:
+    """The compute capability vLLM's published wheels need (curated vllm_min_compute_capability): 7.5 from the
+    CUDA 13 builds (0.20.0) on, 7.0 before; without a version the lowest, which some release still runs on."""
+    from packaging.version import Version
+
+    floor = curated("vllm_min_compute_capability")
+    return floor["before"] if vllm is None or Version(vllm) < Version(floor["from_vllm"]) else floor["value"]
+
+
 def has_bf16(compute_capability: str | None) -> bool:
     """bf16 math on a GPU of this compute capability (curated bf16_min_compute_capability: Ampere, 8.0)."""
     floor = cc_tuple(curated("bf16_min_compute_capability")["value"])

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from envkit.knowledge import cc_tuple, curated, gpu_catalog, late_vllm_gpu, pdl_switch, torch_covers
+from envkit.knowledge import (cc_tuple, curated, gpu_catalog, late_vllm_gpu, pdl_switch, torch_covers,
+                              vllm_cc_floor)
 from envkit.knowledge.matrix import Matrix, spec
 
 
@@ -119,7 +120,7 @@ def solve(constraints: Constraints, matrix: Matrix | None = None) -> Solution:
     reasons: list[str] = []
     gpu = gpu_catalog()[constraints.target] if constraints.target else None
     cc = cc_tuple(gpu["compute_capability"]) if gpu else None
-    if cc and cc < cc_tuple(curated("vllm_min_compute_capability")["value"]):
+    if cc and cc < cc_tuple(vllm_cc_floor()):
         sm = gpu["compute_capability"].replace(".", "")
         raise NoSolution([f"{constraints.target} (sm_{sm}) is below vLLM's minimum compute capability"])
     options = backend_caps(matrix, constraints)
@@ -170,6 +171,9 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
         return None
     if not caps.of("torch").contains(torch, prereleases=True):
         reasons.append(f"vllm {vllm} pins torch=={torch}, outside {caps.describe()}'s torch{caps.of('torch')}")
+        return None
+    if cc and cc < cc_tuple(vllm_cc_floor(vllm)):
+        reasons.append(f"vllm {vllm} needs compute capability {vllm_cc_floor(vllm)}+, above {c.target}'s (EK104)")
         return None
     late = late_vllm_gpu(c.target)
     if late and Version(vllm) < Version(late["bf16_from"]):

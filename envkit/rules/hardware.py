@@ -7,7 +7,7 @@ from dataclasses import replace
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import curated
+from envkit.knowledge import curated, vllm_cc_floor
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.gpus import cc_tuple, describe, weakest_gpu
 
@@ -84,18 +84,27 @@ def gpu_present(facts: Facts) -> Outcome:
 
 @rule("EK104", "vllm-compute-capability", "hardware", needs_vllm=True)
 def vllm_compute_capability(facts: Facts) -> Outcome:
-    """The GPU's compute capability is high enough for vLLM (7.0+).
+    """The GPU's compute capability is high enough for the vLLM in use (7.5+; 7.0+ before vLLM 0.20.0).
 
-    vLLM's kernels need Volta (sm_70) or newer.  Older GPUs (P100, sm_60) must
-    generate with `model.generate` (`vllm.enabled: false`).
+    vLLM's published wheels carry kernels from Volta (sm_70) up to 0.19.1; from
+    0.20.0 they are built with CUDA 13, which has no sm_70, and start at Turing
+    (sm_75).  A V100 therefore runs vLLM < 0.20.0 only; older GPUs (P100,
+    sm_60) none, and must generate with `model.generate` (`vllm.enabled: false`).
     """
     gpu = weakest_gpu(facts)
     if gpu is None:
         return skip(NO_GPU)
-    floor = curated("vllm_min_compute_capability")["value"]
+    vllm = facts.package("vllm")
+    floor = vllm_cc_floor(vllm.version if vllm else None)
     if gpu.cc < cc_tuple(floor):
+        oldest = vllm_cc_floor()
+        if gpu.cc >= cc_tuple(oldest):
+            since = curated("vllm_min_compute_capability")["from_vllm"]
+            return fail(f"compute capability {gpu.compute_capability} is below vllm {vllm.version}'s {floor}",
+                        describe(gpu), f"pip install 'vllm<{since}' (with a torch and trl that fit it), "
+                        "or set vllm.enabled: false in the recipe")
         return fail(
-            f"compute capability {gpu.compute_capability} is below vLLM's {floor}",
+            f"compute capability {gpu.compute_capability} is below vLLM's {oldest}",
             describe(gpu),
             "set vllm.enabled: false in the recipe (generation with model.generate), or use a newer GPU",
         )

@@ -122,23 +122,26 @@ def sleep_mode(facts: Facts) -> Outcome:
 
     Sleep mode frees vLLM's weights and KV cache while the trainer steps.
     From vLLM 0.14.0 to 0.16.x the weights never enter the sleep pool, so it
-    frees almost nothing (vllm-project/vllm#32714, fixed in 0.17.0); vLLM's
-    allocator refuses `expandable_segments:True` in PYTORCH_CUDA_ALLOC_CONF.
-    Without it, lower gpu_memory_utilization instead.
+    frees almost nothing (vllm-project/vllm#32714, fixed in 0.17.0); before
+    0.20.1 vLLM's allocator asserts that PYTORCH_CUDA_ALLOC_CONF has no
+    `expandable_segments:True` (from 0.20.1 it turns them off for its pool).
+    Without sleep mode, lower gpu_memory_utilization instead.
     """
     vllm = _vllm_version(facts)
     if vllm is None:
         return skip("vllm not installed")
     broken = curated("sleep_mode_broken_vllm")
-    conflict = curated("sleep_mode_alloc_conflict")["setting"]
+    conflict = curated("sleep_mode_alloc_conflict")
     alloc = facts.env.get("PYTORCH_CUDA_ALLOC_CONF", "")
     if vllm in SpecifierSet(broken["vllm"]):
         return warn(f"sleep mode frees almost nothing on vllm {vllm}",
                     f"broken on vllm{broken['vllm']}: {broken['source']}",
                     f"keep vllm.sleep: false, or pip install 'vllm>={broken['fixed_in']}' "
                     "(with a torch and trl that fit it)")
-    if conflict.replace(" ", "") in alloc.replace(" ", ""):
-        return warn("expandable_segments clashes with vLLM sleep mode", f"PYTORCH_CUDA_ALLOC_CONF={alloc}",
+    if vllm in SpecifierSet(conflict["vllm"]) and conflict["setting"] in alloc.replace(" ", ""):
+        return warn("expandable_segments clashes with vLLM sleep mode",
+                    f"PYTORCH_CUDA_ALLOC_CONF={alloc}; vllm {vllm} asserts against it "
+                    f"(fixed in {conflict['fixed_in']})",
                     "unset PYTORCH_CUDA_ALLOC_CONF (or drop expandable_segments) when sleep mode is on")
     return ok(f"sleep mode usable with vllm {vllm}")
 
