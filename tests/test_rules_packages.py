@@ -46,6 +46,17 @@ def test_trl_vllm_window_fix_names_a_version_fitting_torch():
     assert finding.requirements == ("vllm==0.26.0",)
 
 
+def test_trl_vllm_outside_the_window_fails_on_both_sides():
+    """Both directions have pairs that break at import: trl 1.16.0 needs vLLM modules added in 0.12.0/0.16.0,
+    trl 0.24.0 imports GuidedDecodingParams, removed in vLLM 0.12.0."""
+    for trl, vllm, torch in [("1.16.0", "0.14.0", "2.9.1"), ("1.16.0", "0.32.0", "2.11.0"),
+                             ("0.24.0", "0.12.0", "2.9.0")]:
+        finding = check("EK303", make_facts("h100", {"trl": trl, "vllm": vllm, "torch": torch}))
+        assert finding.severity is Severity.FAIL and "outside" in finding.title, (trl, vllm)
+    for trl, vllm in [("1.16.0", "0.22.0"), ("1.16.0", "0.31.0"), ("0.24.0", "0.10.2")]:  # the window's edges
+        assert check("EK303", make_facts("h100", {"trl": trl, "vllm": vllm})).severity is Severity.OK, (trl, vllm)
+
+
 def test_trl_vllm_inside_window_ok_and_missing_vllm_warns():
     assert check("EK303", make_facts("h100", {"trl": "1.16.0", "vllm": "0.26.0", "torch": "2.11.0"})).severity is Severity.OK
     missing = check("EK303", make_facts("h100", {"trl": "1.16.0", "torch": "2.11.0"}))

@@ -120,6 +120,16 @@ def trl_vllm(facts: Facts) -> Outcome:
     TRL declares the vLLM versions it supports in its `vllm` extra (TRL 1.16.0:
     vllm>=0.22.0,<=0.31.0) and re-checks them at import (trl 1.16: a warning).  The fix names the
     newest vLLM inside that window whose torch pin matches the installed torch.
+
+    A failure, not a warning, although TRL only warns: outside the window real pairs break at
+    `from trl import GRPOTrainer`, in both directions.  Below it, trl 1.16.0's grpo_trainer imports
+    generation/vllm_client.py, which imports vllm.utils.network_utils (absent before vLLM 0.12.0) and
+    vllm.distributed.weight_transfer.nccl_engine (absent before 0.16.0) whenever vLLM is installed.  Above
+    it, trl 0.24.0 (window ==0.10.2) imports GuidedDecodingParams from vllm.sampling_params, which vLLM
+    removed in 0.12.0.  (trl 1.16.0's vLLM calls, imports and the colocate path
+    llm_engine.model_executor.driver_worker, are all still present in vLLM 0.32.0 and 0.33.0: no break
+    is known there yet, but TRL has not tested them.)  Read in the trl 0.24.0 and 1.16.0 wheels and the
+    vLLM sdists 0.10.2-0.33.0.
     """
     trl = facts.package("trl")
     if not trl:
