@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grpo_bench import LINEARS, REPO, SHAPES, bench_env, one_gpu, run_arm
+from grpo_bench import LINEARS, REPO, SHAPES, DevicePeak, bench_env, one_gpu, run_arm
 
 from envkit.budget.model import GIB, BudgetInputs, budget
 from envkit.budget.shapes import shape_from_config
@@ -94,14 +94,15 @@ def run_worker(name: str, config: dict, timeout: int, probe: bool = True) -> dic
     result_path, log_path = WORK / f"{name}.result.json", logs / f"{name}.log"
     result_path.unlink(missing_ok=True)
     started = time.perf_counter()
-    run_arm(worker_command(config, model, result_path, WORK / "runs" / name, probe), log_path, timeout, env=one_gpu())
+    with DevicePeak() as device:
+        run_arm(worker_command(config, model, result_path, WORK / "runs" / name, probe), log_path, timeout, env=one_gpu())
     text = log_path.read_text(errors="replace")
     result = json.loads(result_path.read_text()) if result_path.exists() else {
         "ok": False, "error": f"no result after {time.perf_counter() - started:.0f} s (timeout {timeout} s)"}
     result["log"] = [line.strip()[-300:] for line in text.splitlines() if LOG_LINES.search(line)][:40]
     if not result["ok"]:
         result["log_tail"] = text.splitlines()[-25:]
-    return result | {"name": name, "config": config, "model_dir": str(model), "elapsed_s": round(time.perf_counter() - started, 1),
+    return result | {"device_peak_gib": device.peak_gib, "device_idle_gib": device.idle_gib, "name": name, "config": config, "model_dir": str(model), "elapsed_s": round(time.perf_counter() - started, 1),
                      "model_config": json.loads((model / "config.json").read_text())}
 
 

@@ -337,6 +337,46 @@ def one_gpu() -> dict[str, str]:
     return {"CUDA_VISIBLE_DEVICES": first}
 
 
+class DevicePeak:
+    """The most memory in use on the machine's GPUs while a run lasts, from NVML every 0.1 s (every process:
+    vLLM's engine, its sleep-mode pool and the CUDA contexts, which torch's allocator statistics miss; issue #18's
+    standby arms need it).  ``peak_gib`` and ``idle_gib`` (before the run) stay None without NVML."""
+
+    def __init__(self, every_s: float = 0.1):
+        self.every_s, self.peak_gib, self.idle_gib = every_s, None, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _used_gib(self) -> float:
+        import pynvml
+
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        return round(sum(pynvml.nvmlDeviceGetMemoryInfo(h).used for h in handles) / 2**30, 2)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak_gib = max(self.peak_gib or 0.0, self._used_gib())
+
+    def __enter__(self) -> DevicePeak:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.idle_gib = self.peak_gib = self._used_gib()
+        except Exception:  # no NVML here (a CPU dry run): nothing to sample
+            return self
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
+            import pynvml
+
+            pynvml.nvmlShutdown()
+
+
 def run_arm(command: list[str], log: Path, timeout: int, cwd: Path | None = None, stop_s: float = 30,
             env: dict[str, str] | None = None) -> int | str:
     """One benchmark run in a session of its own, and afterwards every process of that session killed.

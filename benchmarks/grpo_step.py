@@ -41,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from budget_measure import WORK, build, compare, run_worker
-from grpo_bench import LINEARS, REPO, make_prompts, run_arm
+from grpo_bench import LINEARS, REPO, DevicePeak, make_prompts, run_arm
 
 from envkit.budget.model import GIB
 from envkit.train.guard import GuardLimits, check_rows
@@ -150,12 +150,14 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
     log = WORK / "logs" / f"{arm}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    code = run_arm([sys.executable, "-m", "envkit", "train", str(recipe), "--output", str(output), "--force", *FLAGS.get(arm, [])],
-                   log, timeout, REPO, env=cache_env(arm))
+    with DevicePeak() as device:
+        code = run_arm([sys.executable, "-m", "envkit", "train", str(recipe), "--output", str(output), "--force", *FLAGS.get(arm, [])],
+                       log, timeout, REPO, env=cache_env(arm))
     text = log.read_text(errors="replace").splitlines()
     metrics = output / "metrics.jsonl"
     manifest = output / "manifest.json"
     result = {"ok": code == 0, "exit": code, "wall_s": round(time.perf_counter() - started, 1),
+              "device_peak_gib": device.peak_gib, "device_idle_gib": device.idle_gib,
               "metrics": [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else [],
               "envkit_lines": [line[:300] for line in text if line.removeprefix("[train] ").startswith("envkit train:")][:20]}
     if manifest.exists():
@@ -220,8 +222,8 @@ def trl_settings(result: dict) -> dict:
 
 def markdown(results: dict) -> str:
     lines = ["| arm | steps | median step (s) | tokens/s | reward first 5 | reward last 5 | sampler gap, steps 1-3 / max | "
-             "guard fires at step | patches | vLLM settings | step 1 at (s) | torch peak (GiB) | wall (s) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | ---: | ---: | ---: |"]
+             "guard fires at step | patches | vLLM settings | step 1 at (s) | torch peak (GiB) | GPU peak, NVML (GiB) | wall (s) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
     for arm, r in results.items():
         s = r["summary"]
         settings = r.get("vllm_settings") or trl_settings(r)
@@ -229,7 +231,8 @@ def markdown(results: dict) -> str:
         gap = f"{s.get('gap_first3')} / {s.get('gap_max')}" if s.get("gap_max") is not None else ""
         lines.append(f"| {arm}{status} | {s['steps']} | {s['median_step_s']} | {s.get('median_tokens_per_s')} | {s['reward_first5']} | {s['reward_last5']} "
                      f"| {gap} | {s.get('guard_step') or ''} | {', '.join(r.get('patches') or [])} "
-                     f"| {json.dumps(settings) if settings else ''} | {s.get('first_step_s') or ''} | {s.get('gpu_peak_gib') or ''} | {r.get('wall_s')} |")
+                     f"| {json.dumps(settings) if settings else ''} | {s.get('first_step_s') or ''} | {s.get('gpu_peak_gib') or ''} "
+                     f"| {r.get('device_peak_gib') or ''} | {r.get('wall_s')} |")
     phased = [(arm, r["summary"]["median_phase_s"]) for arm, r in results.items() if r["summary"].get("median_phase_s")]
     if phased:
         names = sorted({name for _, p in phased for name in p})

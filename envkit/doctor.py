@@ -12,7 +12,6 @@ import click
 
 from envkit.exitcodes import USAGE
 from envkit.facts import Facts, FactsError
-from envkit.files import WriteError, write_atomic
 from envkit.report import exit_code, repair_indexes, repair_requirements, to_json
 from envkit.report.text import render
 from envkit.report.text import markdown_table
@@ -91,6 +90,8 @@ def run_doctor(options: Options) -> int:
         click.echo(f"envkit doctor: {exc}", err=True)
         return USAGE
     if options.dump_facts:
+        from envkit.files import WriteError, write_atomic  # shutil and tempfile: not on a plain run's start-up
+
         try:
             write_atomic(options.dump_facts, facts.to_json())
         except WriteError as exc:

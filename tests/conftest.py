@@ -97,3 +97,10 @@ def _fitting(reqs: list[Requirement]) -> str:
         if all(r.specifier.contains(candidate, prereleases=True) for r in reqs):
             return candidate
     raise AssertionError(f"no fitting version for {reqs}")
+
+
+@pytest.fixture(autouse=True)
+def no_probe_cache(monkeypatch):
+    """Doctor runs in tests probe afresh: a cache under the user's home would carry facts from one test (or one
+    checkout) to the next.  The cache's own tests turn it back on, in a temporary folder."""
+    monkeypatch.setenv("ENVKIT_NO_CACHE", "1")

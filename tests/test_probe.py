@@ -13,7 +13,8 @@ from envkit.probe import collect
 from envkit.probe.elf import needed_libraries
 from envkit.probe.environ import probe_env
 from envkit.probe.gpu import probe_gpus
-from envkit.probe.packages import probe_installed, probe_packages
+from envkit.probe.installed import probe_installed
+from envkit.probe.packages import probe_packages
 from tests.conftest import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]

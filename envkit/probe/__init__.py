@@ -10,7 +10,8 @@ from envkit.facts import Driver, Facts
 from envkit.probe.environ import probe_env
 from envkit.probe.gpu import probe_gpus
 from envkit.probe.host import probe_host
-from envkit.probe.packages import probe_installed, probe_packages
+from envkit.probe.cache import cached_packages
+from envkit.probe.installed import probe_installed
 
 
 def collect(environ: dict[str, str] | None = None, gpus: bool = True) -> Facts:
@@ -24,7 +25,7 @@ def collect(environ: dict[str, str] | None = None, gpus: bool = True) -> Facts:
         host=probe_host(environ),
         driver=driver,
         gpus=gpu_list,
-        packages=probe_packages(),
+        packages=cached_packages(environ),
         installed=probe_installed(),
         env=probe_env(environ),
         cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from importlib import metadata
 from pathlib import Path
 
 from packaging.version import Version
-
-from packaging.utils import canonicalize_name
 
 from envkit.facts import Package
 from envkit.knowledge import STACK
@@ -78,28 +74,6 @@ def _missing_torch_symbols(extension: metadata.Distribution, torch: metadata.Dis
         return []
     exported = set().union(*(dynamic_symbols(path)[1] for path in _extensions(torch)))
     return sorted(wanted - exported)[:limit]
-
-
-def probe_installed(path: list[str] | None = None) -> dict[str, str]:
-    """Every distribution on ``sys.path`` by canonical name, from the dist-info folder names.
-
-    Reading folder names instead of each METADATA file keeps this at a few
-    milliseconds for environments of hundreds of packages.  The first entry
-    on the path wins, as it does for imports.
-    """
-    found: dict[str, str] = {}
-    for entry in sys.path if path is None else path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:
-            continue
-        for name in names:
-            stem, dot, suffix = name.rpartition(".")
-            if suffix not in ("dist-info", "egg-info") or "-" not in stem:
-                continue
-            project, _, version = stem.partition("-")
-            found.setdefault(canonicalize_name(project), version.partition("-")[0])
-    return dict(sorted(found.items()))
 
 
 def _torch_cuda(dist: metadata.Distribution) -> str | None:

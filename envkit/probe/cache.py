@@ -1,0 +1,101 @@
+"""The stack packages' probed facts, kept between runs while the installed packages stay the same (issue #16).
+
+Reading the stack's METADATA and the ELF files of its compiled extensions (torch, vLLM, xformers ...) was a
+third of a doctor run on a GPU machine with vLLM 0.26's stack (0.06 s of 0.19 s), and half of what was left
+after the interpreter and the imports.  Those facts change only when a package is installed, removed or
+reinstalled, and each of these rewrites the package's dist-info folder.  So the result is stored with the path
+and modification time of every stack package's dist-info folder on ``sys.path`` (and of its RECORD), and with
+the probe's own code; a run reuses it only while all of them match, and probes afresh otherwise.
+
+The cache holds package facts only (versions, Requires-Dist, linked libraries): no environment variable, no
+path outside the installed packages.  ``ENVKIT_CACHE_DIR`` moves it (default ``$XDG_CACHE_HOME/envkit`` or
+``~/.cache/envkit``); ``ENVKIT_NO_CACHE=1`` turns it off.  A cache that cannot be read or written is ignored:
+the doctor then probes as if there were none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from envkit import __version__
+from envkit.binding import Binder
+from envkit.facts import Package
+from envkit.knowledge import STACK
+from envkit.probe.installed import dist_folders
+
+FORMAT = 1
+FILE_NAME = "packages.json"
+# The code whose output is cached: a changed probe (an envkit upgrade, or an edit in a checkout) re-probes.
+PROBE_CODE = ("packages.py", "elf.py", "cache.py", "../facts.py")
+
+
+def cache_dir(environ: dict[str, str]) -> Path | None:
+    if environ.get("ENVKIT_NO_CACHE", "") not in ("", "0"):
+        return None
+    if environ.get("ENVKIT_CACHE_DIR"):
+        return Path(environ["ENVKIT_CACHE_DIR"])
+    base = environ.get("XDG_CACHE_HOME") or (str(Path(environ["HOME"], ".cache")) if environ.get("HOME") else "")
+    return Path(base, "envkit") if base else None
+
+
+def cached_packages(environ: dict[str, str]) -> dict[str, Package]:
+    """The stack packages' facts: from the cache when nothing they derive from has changed, probed otherwise."""
+    stack = {canonicalize_name(name) for name in STACK}
+    folders = {name: folder for name, folder in dist_folders().items() if name in stack}
+    key = _key(folders)
+    where = cache_dir(environ)
+    stored = _read(where / FILE_NAME, key) if where else None
+    if stored is not None:
+        return stored
+    from envkit.probe.packages import probe_packages  # importlib.metadata: imported only on a miss
+
+    packages = probe_packages()
+    # Stored only when the folder scan saw exactly the packages importlib.metadata found: one it found some
+    # other way (an unusual finder) would change without changing the key.
+    if where and {canonicalize_name(name) for name in packages} == set(folders):
+        _write(where / FILE_NAME, key, packages)
+    return packages
+
+
+def _key(folders: dict[str, Path]) -> dict:
+    here = Path(__file__).parent
+    return {
+        "format": FORMAT,
+        "envkit": __version__,
+        "code": [_mtime(here / name) for name in PROBE_CODE],
+        "packages": {name: [str(folder), _mtime(folder), _mtime(folder / "RECORD")] for name, folder in sorted(folders.items())},
+    }
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _read(path: Path, key: dict) -> dict[str, Package] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    binder = Binder(strict=True, mapping="an object")
+    packages = binder.value(dict[str, Package], data.get("packages"), "packages")
+    return None if binder.problems else packages
+
+
+def _write(path: Path, key: dict, packages: dict[str, Package]) -> None:
+    from envkit.files import WriteError, write_atomic  # shutil and tempfile: imported only when writing
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"key": key, "packages": {n: asdict(p) for n, p in packages.items()}}) + "\n")
+    except (OSError, WriteError):
+        pass  # a read-only home or cache folder: the next run probes again
