@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path

@@ -104,3 +104,12 @@ def no_probe_cache(monkeypatch):
     """Doctor runs in tests probe afresh: a cache under the user's home would carry facts from one test (or one
     checkout) to the next.  The cache's own tests turn it back on, in a temporary folder."""
     monkeypatch.setenv("ENVKIT_NO_CACHE", "1")
+
+
+@pytest.fixture
+def fake_site(tmp_path, monkeypatch):
+    """An empty site folder first on sys.path: install_fake (tests/test_probe.py) puts dist-infos in it."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    return site

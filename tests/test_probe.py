@@ -36,12 +36,6 @@ def install_fake(site: Path, name: str, version: str, files: dict[str, str | byt
     (info / "RECORD").write_text("\n".join(record) + "\n")
 
 
-@pytest.fixture
-def fake_site(tmp_path, monkeypatch):
-    site = tmp_path / "site"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    return site
 
 
 def test_packages_from_metadata_and_torch_cuda_from_its_files(fake_site):

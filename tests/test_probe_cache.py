@@ -8,7 +8,7 @@ import pytest
 
 from envkit.probe import cache
 from envkit.probe.cache import cached_packages
-from tests.test_probe import fake_site, install_fake  # noqa: F401 (fake_site is a fixture)
+from tests.test_probe import install_fake
 
 
 @pytest.fixture

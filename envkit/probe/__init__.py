@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 from envkit import __version__
 from envkit.facts import Driver, Facts
+from envkit.probe.cache import cached_packages
 from envkit.probe.environ import probe_env
 from envkit.probe.gpu import probe_gpus
 from envkit.probe.host import probe_host
-from envkit.probe.cache import cached_packages
 from envkit.probe.installed import probe_installed
 
 
