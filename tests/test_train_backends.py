@@ -78,8 +78,9 @@ def test_unsloth_dry_run_shows_the_backend_and_fast_language_model_arguments(mon
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["plan"]["backend"] == "unsloth" and out["plan"]["use_vllm"] is True and out["plan"]["sleep"] is True
-    standby = curated("unsloth_vllm_standby")
-    assert out["plan"]["env"] == {standby["env"]: standby["value"]}  # Unsloth's sleep mode, set before it is imported
+    # Unsloth's sleep mode, set before it is imported, with the budget's share kept (not Unsloth's standby 0.88)
+    assert out["plan"]["env"] == {"UNSLOTH_VLLM_STANDBY": "1", "UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE": "1"}
+    assert out["plan"]["env"] == curated("unsloth_vllm_standby")["env"]
     loaded = out["unsloth"]["from_pretrained"]
     assert loaded["fast_inference"] is True and loaded["max_lora_rank"] == 16 and loaded["load_in_4bit"] is False
     assert loaded["gpu_memory_utilization"] == out["grpo_config"]["vllm_gpu_memory_utilization"]  # the TRL path's share

@@ -7,6 +7,7 @@ from envkit.masking import SECRETS, SET, masked
 WATCHED = (
     "TRITON_DISABLE_PDL",
     "UNSLOTH_VLLM_STANDBY",
+    "UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE",
     "PYTORCH_CUDA_ALLOC_CONF",
     "HF_HOME",
     "HF_HUB_OFFLINE",

@@ -72,8 +72,9 @@ def _load_unsloth(recipe: Recipe, plan: Plan, source: str):
     ``use_vllm`` is not required; envkit passes the plan's value, equal to ``fast_inference``, so the two
     never disagree.  Sleep mode is Unsloth's "standby": the variable the preflight puts in plan.env
     (curated.json ``unsloth_vllm_standby``) before unsloth is imported, after which Unsloth sets
-    ``vllm_enable_sleep_mode=True`` itself, matching the plan's.  TRL's other vllm_* sizes go unused:
-    Unsloth sized its engine from max_lora_rank and gpu_memory_utilization here.
+    ``vllm_enable_sleep_mode=True`` itself, matching the plan's; the same entry keeps our
+    gpu_memory_utilization, which Unsloth replaces in standby by its own 0.88 otherwise.  TRL's other vllm_*
+    sizes go unused: Unsloth sized its engine from max_lora_rank and gpu_memory_utilization here.
     """
     fast = import_unsloth()
     model, tokenizer = fast.from_pretrained(**unsloth_model_kwargs(recipe, plan, source), dtype=torch_dtype(plan))

@@ -172,9 +172,8 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
             wanted_sleep is True or (wanted_sleep == "auto" and budget is not None and not budget.fits)):
         why = "requested" if wanted_sleep is True else "would help the memory budget"
         warnings.append(f"vllm sleep mode {why} although {sleep_check.title}")
-    if sleep and recipe.backend == "unsloth":  # Unsloth's own vLLM sleeps only with its standby variable set
-        standby = curated("unsloth_vllm_standby")
-        env[standby["env"]] = standby["value"]
+    if sleep and recipe.backend == "unsloth":  # Unsloth's own vLLM sleeps only with its standby variable set,
+        env.update(curated("unsloth_vllm_standby")["env"])  # and keeps the budget's share only when told to
     if budget and not budget.fits:
         warnings.append(f"memory budget: about {budget.plan.peak / GIB:.1f} GiB at peak "
                         f"on this {gpu_memory / GIB:.0f} GiB GPU; "
