@@ -329,6 +329,7 @@ def test_the_budget_is_computed_once_from_yaml_to_grpo_config(monkeypatch):
     for sleep in ("auto", "true", "false"):
         calls.clear()
         recipe = shipped("grpo-llama3b")
+        recipe.grpo.micro_batch = None  # as written: micro_batch auto searches (one budget per split it tries)
         recipe.vllm.sleep = {"auto": "auto", "true": True, "false": False}[sleep]
         plan, kwargs = run_plan(recipe, "h100")
         assert len(calls) == 1, sleep
@@ -428,7 +429,7 @@ def test_micro_batch_auto_runs_the_steps_completions_in_the_largest_pass_that_co
     """Issue #16: 32 completions as 8 x 4 -> 32 x 1 on an H200 (same optimizer step, fewer passes); on a 24 GiB
     GPU the larger passes would need checkpointing or sleep the written split avoids, so the split stays."""
     recipe = shipped("grpo-llama3b")
-    recipe.grpo.micro_batch = "auto"
+    assert recipe.grpo.micro_batch == "auto"  # the shipped recipe opts in
     plan, kwargs = run_plan(recipe, "h200")
     assert plan.micro_batch == 32
     assert (kwargs["per_device_train_batch_size"], kwargs["gradient_accumulation_steps"]) == (32, 1)
@@ -436,7 +437,9 @@ def test_micro_batch_auto_runs_the_steps_completions_in_the_largest_pass_that_co
     assert not written.plan.sleep and written.plan.inputs.grad_checkpointing is False  # as cheap as the written split
     small, small_kwargs = run_plan(recipe, "a10g")
     assert small.micro_batch == 8 and small_kwargs["gradient_accumulation_steps"] == 4
-    plain, plain_kwargs = run_plan(shipped("grpo-llama3b"), "h200")  # micro_batch unset: as written
+    as_written = shipped("grpo-llama3b")
+    as_written.grpo.micro_batch = None  # the shipped recipe sets auto; unset, the split is the recipe's
+    plain, plain_kwargs = run_plan(as_written, "h200")
     assert plain.micro_batch is None and plain_kwargs["per_device_train_batch_size"] == 8
 
 

@@ -68,7 +68,8 @@ def _key(folders: dict[str, Path]) -> dict:
         "format": FORMAT,
         "envkit": __version__,
         "code": [_mtime(here / name) for name in PROBE_CODE],
-        "packages": {name: [str(folder), _mtime(folder), _mtime(folder / "RECORD")] for name, folder in sorted(folders.items())},
+        "packages": {name: [str(folder), _mtime(folder), _mtime(folder / "RECORD")]
+                     for name, folder in sorted(folders.items())},
     }
 
 
