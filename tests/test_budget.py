@@ -451,3 +451,21 @@ def test_backend_unsloth_is_budgeted_with_its_own_checkpointing():
     assert budget_inputs(recipe, 141 * 1024 * MIB).grad_checkpointing is True
     recipe.grpo.gradient_checkpointing = False  # not Unsloth's choice to make: it checkpoints anyway
     assert recommend_recipe(recipe, 141 * 1024 * MIB).plan.inputs.grad_checkpointing is True
+
+
+def test_backend_unsloth_holds_the_policy_weights_once_in_vllms_share():
+    """Issue #18: Unsloth's fast_inference loads the base weights into vLLM (4-bit with load_in_4bit) and the policy
+    uses them; a budget with a second copy predicted 3.60 GiB of torch memory for its bf16 run on an H200 against
+    2.90 GiB measured (3.21 GiB now; benchmarks/results/2026-11-30-h200-unsloth.md)."""
+    gpu = 141 * 1024 * MIB
+    trl = shipped("grpo-llama3b")
+    unsloth = shipped("grpo-llama3b")
+    unsloth.backend = "unsloth"
+    ours, theirs = budget(budget_inputs(unsloth, gpu), 0.3, False), budget(budget_inputs(trl, gpu), 0.3, False)
+    assert ours.training.weights == 0 and ours.vllm.weights == theirs.vllm.weights == theirs.training.weights
+    unsloth.model.load_in_4bit = trl.model.load_in_4bit = True
+    four_bit = budget(budget_inputs(unsloth, gpu), 0.3, True)
+    trl_four_bit = budget(budget_inputs(trl, gpu), 0.3, True)
+    assert four_bit.vllm.weights == trl_four_bit.training.weights < trl_four_bit.vllm.weights  # quantized, once
+    assert four_bit.vllm.asleep == four_bit.vllm.workspace + four_bit.vllm.weights  # standby keeps them
+    assert trl_four_bit.vllm.asleep == trl_four_bit.vllm.workspace

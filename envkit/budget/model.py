@@ -133,6 +133,9 @@ class BudgetInputs:
     server_mode: bool = False  # vLLM on another GPU (vllm_mode="server")
     use_vllm: bool = True  # False: TRL generates with model.generate, its KV cache in the training process
     vllm_tensor_parallel: int = 1  # colocate: each rank's vLLM sharded over this many ranks' GPUs
+    # Unsloth's fast_inference: vLLM loads the base weights (in 4 bit with load_in_4bit) and the policy's
+    # layers point at them, so they are held once, in vLLM's share, and stay through its standby.
+    shared_weights: bool = False
 
     @property
     def dtype_bytes(self) -> int:
@@ -217,11 +220,12 @@ class Vllm:
     workspace: float  # CUDA graphs, buffers, profiled activations: kept through sleep
     kv_cache: float  # the rest of the share
     kv_needed: float  # every concurrent sequence at full length
+    shared_weights: bool = False  # the policy's own (Unsloth): kept while vLLM sleeps
 
     @property
     def asleep(self) -> float:
         """What remains on the GPU while vLLM sleeps."""
-        return self.workspace
+        return self.workspace + (self.weights if self.shared_weights else 0)
 
 
 @dataclass(frozen=True)
@@ -252,7 +256,7 @@ class Budget:
 
 def training(inputs: BudgetInputs) -> Training:
     shape, nbytes = inputs.shape, inputs.dtype_bytes
-    weights = weight_bytes(shape, nbytes, inputs.load_in_4bit)
+    weights = 0 if inputs.shared_weights and inputs.use_vllm else weight_bytes(shape, nbytes, inputs.load_in_4bit)
     lora = lora_params(shape, inputs.lora_r, inputs.lora_targets)
     tokens = inputs.micro_batch * inputs.sequence_length
     return Training(
@@ -276,12 +280,14 @@ def vllm_fixed(inputs: BudgetInputs) -> tuple[float, float]:
     """vLLM's weights copy and workspace.
 
     TRL's vLLM loads the checkpoint in the model dtype even when training loads it
-    in 4 bit, so its copy does not shrink with load_in_4bit.  Colocated with tensor
+    in 4 bit, so its copy does not shrink with load_in_4bit; Unsloth's (shared_weights)
+    is the policy's, quantized as it is.  Colocated with tensor
     parallelism, each GPU holds 1/tp of the weights (and of the KV heads, but its group
     generates the prompts of all tp ranks, so the KV cache per GPU stays one rank's
     batch: kv_needed).  The workspace is kept whole: an upper bound.
     """
-    weights = weight_bytes(inputs.shape, inputs.dtype_bytes) / inputs.vllm_tensor_parallel
+    quantized = inputs.load_in_4bit and inputs.shared_weights
+    weights = weight_bytes(inputs.shape, inputs.dtype_bytes, quantized) / inputs.vllm_tensor_parallel
     workspace = VLLM_WORKSPACE + vllm_profile_bytes(inputs.shape, inputs.dtype_bytes, inputs.concurrent_sequences)
     return weights, workspace
 
@@ -301,5 +307,6 @@ def budget(inputs: BudgetInputs, utilization: float, sleep: bool) -> Budget:
         return Budget(inputs, training(inputs), None, False, generate_kv=kv_needed(inputs))
     weights, workspace = vllm_fixed(inputs)
     share = utilization * inputs.gpu_bytes
-    vllm = Vllm(utilization, share, weights, workspace, share - weights - workspace, kv_needed(inputs))
+    vllm = Vllm(utilization, share, weights, workspace, share - weights - workspace, kv_needed(inputs),
+                inputs.shared_weights)
     return Budget(inputs, training(inputs), vllm, sleep)

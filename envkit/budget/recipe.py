@@ -50,7 +50,8 @@ def budget_inputs(recipe: Recipe, gpu_bytes: int, bf16: bool = True, **overrides
         max_completion_length=g.max_completion_length, micro_batch=g.per_device_train_batch_size,
         grad_checkpointing=checkpointing(recipe),
         kv_cache_dtype=v.kv_cache_dtype, server_mode=v.mode == "server", use_vllm=v.enabled is not False,
-        vllm_tensor_parallel=v.tensor_parallel_size if v.mode == "colocate" else 1)
+        vllm_tensor_parallel=v.tensor_parallel_size if v.mode == "colocate" else 1,
+        shared_weights=recipe.backend == "unsloth")
     return replace(inputs, **overrides)
 
 
@@ -58,7 +59,7 @@ def checkpointing(recipe: Recipe) -> bool | None:
     """Gradient checkpointing as the run will have it: backend unsloth always checkpoints (its own offloaded
     variant, envkit.train.config.unsloth_peft_kwargs); otherwise the recipe's, None where auto (the budget
     chooses).  On an H200 the Unsloth 4-bit run peaked at 2.92 GiB, where a budget without checkpointing
-    predicted 4.55 GiB (benchmarks/results/2026-11-30-h200-unsloth.md)."""
+    predicted 4.55 GiB (3.31 with; 3.21 with its weights held once: benchmarks/results/2026-11-30-h200-unsloth.md)."""
     if recipe.backend == "unsloth":
         return True
     wanted = recipe.grpo.gradient_checkpointing
