@@ -7,7 +7,10 @@ run only where trl is installed.  The doctor is timed with its package cache
 (a second run on an unchanged machine: envkit/probe/cache.py) and without it
 (ENVKIT_NO_CACHE=1: what a first run or a changed machine costs), next to a
 bare `python -c pass`, the interpreter's own start-up.  Prints a table and
-optionally writes JSON.
+optionally writes JSON.  On a machine with PYTHONDONTWRITEBYTECODE=1 and
+packages installed with --no-compile (the GPU device bundle), every run compiles
+what it imports, `trl env` and the doctor alike; `python -m compileall` of the
+site folder and envkit first gives what a pip install leaves.
 """
 
 from __future__ import annotations
