@@ -68,12 +68,14 @@ def to_json(rec: Recommendation, gpu: str) -> dict:
 def render(rec: Recommendation, gpu: str) -> str:
     plan, i = rec.plan, rec.plan.inputs
     t, v, b = plan.training, plan.vllm, breakdown(rec)
-    weights = f"policy weights ({'4-bit' if i.load_in_4bit else i.dtype}){', in vLLM' if v and v.shared_weights else ''}"
+    shared = ", in vLLM" if v and v.shared_weights else ""
+    weights = f"policy weights ({'4-bit' if i.load_in_4bit else i.dtype}){shared}"
     activations = f"activations ({'checkpointed' if i.grad_checkpointing is not False else 'no checkpointing'})"
     rows = [("training step", None), (f"  {weights}", t.weights), (f"  LoRA r={i.lora_r} + grads + AdamW", t.lora),
             (f"  {activations}", t.activations), ("  logits", t.logits), ("  peak", t.peak)]
     if v:
-        rows += [(f"vLLM share (gpu_memory_utilization {_shown(v.utilization)})", v.share), ("  weights (the policy's)" if v.shared_weights else "  weights copy", v.weights),
+        rows += [(f"vLLM share (gpu_memory_utilization {_shown(v.utilization)})", v.share),
+                 ("  weights (the policy's)" if v.shared_weights else "  weights copy", v.weights),
                  ("  workspace (CUDA graphs, buffers, profile)", v.workspace), ("  KV cache", v.kv_cache),
                  (f"  KV needed: {i.concurrent_sequences} sequences x {i.sequence_length} tokens", v.kv_needed)]
     elif not i.use_vllm:
