@@ -33,7 +33,7 @@ def test_second_run_reads_the_cache(fake_site, environ, probes):
     first = cached_packages(environ)
     second = cached_packages(environ)
     assert len(probes) == 1 and second == first and second["trl"].version == "1.16.0"
-    text = (cache.cache_dir(environ) / cache.FILE_NAME).read_text()
+    text = (cache.cache_file(environ)).read_text()
     assert "canary-hf-token" not in text and "HF_TOKEN" not in text
 
 
@@ -62,7 +62,7 @@ def test_a_removed_package_is_not_served_from_the_cache(fake_site, environ, prob
 def test_a_damaged_cache_is_probed_over(fake_site, environ, probes, content):
     install_fake(fake_site, "trl", "1.16.0")
     cached_packages(environ)
-    path = cache.cache_dir(environ) / cache.FILE_NAME
+    path = cache.cache_file(environ)
     path.write_text(content)
     assert cached_packages(environ)["trl"].version == "1.16.0" and len(probes) == 2
 
@@ -70,7 +70,7 @@ def test_a_damaged_cache_is_probed_over(fake_site, environ, probes, content):
 def test_a_cache_entry_of_the_wrong_shape_is_probed_over(fake_site, environ, probes):
     install_fake(fake_site, "trl", "1.16.0")
     cached_packages(environ)
-    path = cache.cache_dir(environ) / cache.FILE_NAME
+    path = cache.cache_file(environ)
     data = json.loads(path.read_text())
     data["packages"]["trl"]["requires"] = "not a list"
     path.write_text(json.dumps(data))
@@ -86,6 +86,13 @@ def test_off_or_unwritable_means_probing_every_time(fake_site, environ, probes, 
     blocked.write_text("")
     unwritable = {"ENVKIT_CACHE_DIR": str(blocked / "cache")}
     assert cached_packages(unwritable)["trl"].version == "1.16.0" and len(probes) == 3
+
+
+def test_each_python_environment_keeps_its_own_file(monkeypatch):
+    environ = {"ENVKIT_CACHE_DIR": "/c"}
+    first = cache.cache_file(environ)
+    monkeypatch.setattr("sys.prefix", "/another/venv")
+    assert first.parent == cache.cache_file(environ).parent and first != cache.cache_file(environ)
 
 
 def test_default_location_follows_xdg_then_home():

@@ -1,8 +1,8 @@
 """The stack packages' probed facts, kept between runs while the installed packages stay the same (issue #16).
 
-Reading the stack's METADATA and the ELF files of its compiled extensions (torch, vLLM, xformers ...) was a
-third of a doctor run on a GPU machine with vLLM 0.26's stack (0.06 s of 0.19 s), and half of what was left
-after the interpreter and the imports.  Those facts change only when a package is installed, removed or
+Reading the stack's METADATA and the ELF files of its compiled extensions (torch, vLLM, xformers ...) was about
+a quarter of a doctor run with vLLM 0.26's stack installed (0.07 s of 0.31 s on an H200, 0.06 s of 0.21 s on a
+CPU box with the same files: benchmarks/results/2026-12-01-h200-doctor.json).  Those facts change only when a package is installed, removed or
 reinstalled, and each of these rewrites the package's dist-info folder.  So the result is stored with the path
 and modification time of every stack package's dist-info folder on ``sys.path`` (and of its RECORD), and with
 the probe's own code; a run reuses it only while all of them match, and probes afresh otherwise.
@@ -15,8 +15,10 @@ the doctor then probes as if there were none.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,7 +31,6 @@ from envkit.knowledge import STACK
 from envkit.probe.installed import dist_folders
 
 FORMAT = 1
-FILE_NAME = "packages.json"
 # The code whose output is cached: a changed probe (an envkit upgrade, or an edit in a checkout) re-probes.
 PROBE_CODE = ("packages.py", "elf.py", "cache.py", "../facts.py")
 
@@ -43,13 +44,19 @@ def cache_dir(environ: dict[str, str]) -> Path | None:
     return Path(base, "envkit") if base else None
 
 
+def cache_file(environ: dict[str, str]) -> Path | None:
+    """One file per Python environment (``sys.prefix``): two virtualenvs used in turn keep a cache each."""
+    where = cache_dir(environ)
+    return where / f"packages-{hashlib.sha256(sys.prefix.encode()).hexdigest()[:16]}.json" if where else None
+
+
 def cached_packages(environ: dict[str, str]) -> dict[str, Package]:
     """The stack packages' facts: from the cache when nothing they derive from has changed, probed otherwise."""
     stack = {canonicalize_name(name) for name in STACK}
     folders = {name: folder for name, folder in dist_folders().items() if name in stack}
     key = _key(folders)
-    where = cache_dir(environ)
-    stored = _read(where / FILE_NAME, key) if where else None
+    path = cache_file(environ)
+    stored = _read(path, key) if path else None
     if stored is not None:
         return stored
     from envkit.probe.packages import probe_packages  # importlib.metadata: imported only on a miss
@@ -57,8 +64,8 @@ def cached_packages(environ: dict[str, str]) -> dict[str, Package]:
     packages = probe_packages()
     # Stored only when the folder scan saw exactly the packages importlib.metadata found: one it found some
     # other way (an unusual finder) would change without changing the key.
-    if where and {canonicalize_name(name) for name in packages} == set(folders):
-        _write(where / FILE_NAME, key, packages)
+    if path and {canonicalize_name(name) for name in packages} == set(folders):
+        _write(path, key, packages)
     return packages
 
 
