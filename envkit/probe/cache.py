@@ -1,11 +1,11 @@
 """The stack packages' probed facts, kept between runs while the installed packages stay the same (issue #16).
 
-Reading the stack's METADATA and the ELF files of its compiled extensions (torch, vLLM, xformers ...) was about
-a quarter of a doctor run with vLLM 0.26's stack installed (0.07 s of 0.31 s on an H200, 0.06 s of 0.21 s on
-a CPU box with the same files: benchmarks/results/2026-12-01-h200-doctor.json).  Those facts change only when a package is installed, removed or
-reinstalled, and each of these rewrites the package's dist-info folder.  So the result is stored with the path
-and modification time of every stack package's dist-info folder on ``sys.path`` (and of its RECORD), and with
-the probe's own code; a run reuses it only while all of them match, and probes afresh otherwise.
+Reading the stack's METADATA and the ELF files of its compiled extensions (torch, vLLM, xformers ...) was about a
+quarter of a doctor run with vLLM 0.26's stack installed (0.07 s of 0.31 s on an H200, 0.06 s of 0.21 s on a CPU box
+with the same files: benchmarks/results/2026-12-01-h200-doctor.json). Those facts change only when a package is
+installed, removed or reinstalled, and each of these rewrites the package's dist-info folder. So the result is
+stored with the path and modification time of every stack package's dist-info folder on ``sys.path`` (and of its
+RECORD), and with the probe's own code; a run reuses it only while all of them match, and probes afresh otherwise.
 
 The cache holds package facts only (versions, Requires-Dist, linked libraries): no environment variable, no
 path outside the installed packages.  ``ENVKIT_CACHE_DIR`` moves it (default ``$XDG_CACHE_HOME/envkit`` or
