@@ -13,7 +13,7 @@ from envkit.probe import collect
 from envkit.probe.elf import needed_libraries
 from envkit.probe.environ import probe_env
 from envkit.probe.gpu import probe_gpus
-from envkit.probe.installed import probe_installed
+from envkit.probe.installed import dist_folders, installed_versions
 from envkit.probe.packages import probe_packages
 from tests.conftest import FIXTURES
 
@@ -44,7 +44,7 @@ def test_packages_from_metadata_and_torch_cuda_from_its_files(fake_site):
     found = probe_packages()
     assert found["torch"].version == "2.11.0+cu130" and found["torch"].cuda == "13.0"
     assert "vllm<=0.31.0,>=0.22.0; extra == \"vllm\"" in found["trl"].requires
-    installed = probe_installed([str(fake_site)])
+    installed = installed_versions(dist_folders([str(fake_site)]))
     assert installed == {"torch": "2.11.0+cu130", "trl": "1.16.0"}
 
 

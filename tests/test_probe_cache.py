@@ -8,6 +8,7 @@ import pytest
 
 from envkit.probe import cache
 from envkit.probe.cache import cached_packages
+from envkit.probe.installed import dist_folders
 from tests.test_probe import install_fake
 
 
@@ -30,8 +31,8 @@ def probes(monkeypatch):
 
 def test_second_run_reads_the_cache(fake_site, environ, probes):
     install_fake(fake_site, "trl", "1.16.0")
-    first = cached_packages(environ)
-    second = cached_packages(environ)
+    first = cached_packages(environ, dist_folders())
+    second = cached_packages(environ, dist_folders())
     assert len(probes) == 1 and second == first and second["trl"].version == "1.16.0"
     text = (cache.cache_file(environ)).read_text()
     assert "canary-hf-token" not in text and "HF_TOKEN" not in text
@@ -39,53 +40,53 @@ def test_second_run_reads_the_cache(fake_site, environ, probes):
 
 def test_an_upgrade_or_a_reinstall_probes_again(fake_site, environ, probes):
     install_fake(fake_site, "trl", "1.15.0")
-    assert cached_packages(environ)["trl"].version == "1.15.0"
+    assert cached_packages(environ, dist_folders())["trl"].version == "1.15.0"
     shutil.rmtree(fake_site / "trl-1.15.0.dist-info")
     install_fake(fake_site, "trl", "1.16.0")
-    assert cached_packages(environ)["trl"].version == "1.16.0" and len(probes) == 2
+    assert cached_packages(environ, dist_folders())["trl"].version == "1.16.0" and len(probes) == 2
     # the same version reinstalled with other metadata: its folder is rewritten, so its mtime moves
     folder = fake_site / "trl-1.16.0.dist-info"
     (folder / "METADATA").write_text("Metadata-Version: 2.1\nName: trl\nVersion: 1.16.0\nRequires-Dist: vllm==0.26.0\n")
     stamp = os.stat(folder).st_mtime_ns + 10**9
     os.utime(folder, ns=(stamp, stamp))
-    assert cached_packages(environ)["trl"].requires == ["vllm==0.26.0"] and len(probes) == 3
+    assert cached_packages(environ, dist_folders())["trl"].requires == ["vllm==0.26.0"] and len(probes) == 3
 
 
 def test_a_removed_package_is_not_served_from_the_cache(fake_site, environ, probes):
     install_fake(fake_site, "unsloth", "2026.10.9")
-    assert "unsloth" in cached_packages(environ)
+    assert "unsloth" in cached_packages(environ, dist_folders())
     shutil.rmtree(fake_site / "unsloth-2026.10.9.dist-info")
-    assert "unsloth" not in cached_packages(environ) and len(probes) == 2
+    assert "unsloth" not in cached_packages(environ, dist_folders()) and len(probes) == 2
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"key": 1}', "[]"])
 def test_a_damaged_cache_is_probed_over(fake_site, environ, probes, content):
     install_fake(fake_site, "trl", "1.16.0")
-    cached_packages(environ)
+    cached_packages(environ, dist_folders())
     path = cache.cache_file(environ)
     path.write_text(content)
-    assert cached_packages(environ)["trl"].version == "1.16.0" and len(probes) == 2
+    assert cached_packages(environ, dist_folders())["trl"].version == "1.16.0" and len(probes) == 2
 
 
 def test_a_cache_entry_of_the_wrong_shape_is_probed_over(fake_site, environ, probes):
     install_fake(fake_site, "trl", "1.16.0")
-    cached_packages(environ)
+    cached_packages(environ, dist_folders())
     path = cache.cache_file(environ)
     data = json.loads(path.read_text())
     data["packages"]["trl"]["requires"] = "not a list"
     path.write_text(json.dumps(data))
-    assert cached_packages(environ)["trl"].requires != "not a list" and len(probes) == 2
+    assert cached_packages(environ, dist_folders())["trl"].requires != "not a list" and len(probes) == 2
 
 
 def test_off_or_unwritable_means_probing_every_time(fake_site, environ, probes, tmp_path):
     install_fake(fake_site, "trl", "1.16.0")
     off = {**environ, "ENVKIT_NO_CACHE": "1"}
-    cached_packages(off), cached_packages(off)
+    cached_packages(off, dist_folders()), cached_packages(off, dist_folders())
     assert len(probes) == 2 and not (tmp_path / "cache").exists()
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     unwritable = {"ENVKIT_CACHE_DIR": str(blocked / "cache")}
-    assert cached_packages(unwritable)["trl"].version == "1.16.0" and len(probes) == 3
+    assert cached_packages(unwritable, dist_folders())["trl"].version == "1.16.0" and len(probes) == 3
 
 
 def test_each_python_environment_keeps_its_own_file(monkeypatch):

@@ -256,7 +256,7 @@ class Budget:
 
 def training(inputs: BudgetInputs) -> Training:
     shape, nbytes = inputs.shape, inputs.dtype_bytes
-    weights = 0 if inputs.shared_weights and inputs.use_vllm else weight_bytes(shape, nbytes, inputs.load_in_4bit)
+    weights = 0 if inputs.shared_weights else weight_bytes(shape, nbytes, inputs.load_in_4bit)
     lora = lora_params(shape, inputs.lora_r, inputs.lora_targets)
     tokens = inputs.micro_batch * inputs.sequence_length
     return Training(

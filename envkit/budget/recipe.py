@@ -51,7 +51,7 @@ def budget_inputs(recipe: Recipe, gpu_bytes: int, bf16: bool = True, **overrides
         grad_checkpointing=checkpointing(recipe),
         kv_cache_dtype=v.kv_cache_dtype, server_mode=v.mode == "server", use_vllm=v.enabled is not False,
         vllm_tensor_parallel=v.tensor_parallel_size if v.mode == "colocate" else 1,
-        shared_weights=recipe.backend == "unsloth")
+        shared_weights=recipe.backend == "unsloth" and v.enabled is not False)  # fast_inference
     return replace(inputs, **overrides)
 
 

@@ -11,7 +11,7 @@ from envkit.probe.cache import cached_packages
 from envkit.probe.environ import probe_env
 from envkit.probe.gpu import probe_gpus
 from envkit.probe.host import probe_host
-from envkit.probe.installed import probe_installed
+from envkit.probe.installed import dist_folders, installed_versions
 
 
 def collect(environ: dict[str, str] | None = None, gpus: bool = True) -> Facts:
@@ -21,12 +21,13 @@ def collect(environ: dict[str, str] | None = None, gpus: bool = True) -> Facts:
         driver, gpu_list = probe_gpus()
     else:
         driver, gpu_list = Driver(source="none", error="GPU probing disabled (--no-gpu)"), []
+    folders = dist_folders()
     return Facts(
         host=probe_host(environ),
         driver=driver,
         gpus=gpu_list,
-        packages=cached_packages(environ),
-        installed=probe_installed(),
+        packages=cached_packages(environ, folders),
+        installed=installed_versions(folders),
         env=probe_env(environ),
         cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
         collected_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -28,7 +28,6 @@ from envkit import __version__
 from envkit.binding import Binder
 from envkit.facts import Package
 from envkit.knowledge import STACK
-from envkit.probe.installed import dist_folders
 
 FORMAT = 1
 # The code whose output is cached: a changed probe (an envkit upgrade, or an edit in a checkout) re-probes.
@@ -50,10 +49,11 @@ def cache_file(environ: dict[str, str]) -> Path | None:
     return where / f"packages-{hashlib.sha256(sys.prefix.encode()).hexdigest()[:16]}.json" if where else None
 
 
-def cached_packages(environ: dict[str, str]) -> dict[str, Package]:
-    """The stack packages' facts: from the cache when nothing they derive from has changed, probed otherwise."""
+def cached_packages(environ: dict[str, str], installed: dict[str, Path]) -> dict[str, Package]:
+    """The stack packages' facts: from the cache when nothing they derive from has changed, probed otherwise.
+    ``installed``: the dist-info folders on sys.path (envkit.probe.installed.dist_folders)."""
     stack = {canonicalize_name(name) for name in STACK}
-    folders = {name: folder for name, folder in dist_folders().items() if name in stack}
+    folders = {name: folder for name, folder in installed.items() if name in stack}
     key = _key(folders)
     path = cache_file(environ)
     stored = _read(path, key) if path else None

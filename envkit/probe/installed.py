@@ -29,8 +29,8 @@ def dist_folders(path: list[str] | None = None) -> dict[str, Path]:
     return found
 
 
-def probe_installed(path: list[str] | None = None) -> dict[str, str]:
-    """Every distribution on the path, canonical name -> version (what ``pip check`` needs)."""
+def installed_versions(folders: dict[str, Path]) -> dict[str, str]:
+    """Every distribution of a ``dist_folders`` scan, canonical name -> version (what ``pip check`` needs)."""
     versions = {name: folder.name.rpartition(".")[0].partition("-")[2].partition("-")[0]
-                for name, folder in dist_folders(path).items()}
+                for name, folder in folders.items()}
     return dict(sorted(versions.items()))
