@@ -59,12 +59,12 @@ def test_a_removed_package_is_not_served_from_the_cache(fake_site, environ, prob
     assert "unsloth" not in cached_packages(environ, dist_folders()) and len(probes) == 2
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"key": 1}', "[]"])
+@pytest.mark.parametrize("content", ["{not json", '{"key": 1}', "[]", "[" * 100000, b"\xff\xfe"])
 def test_a_damaged_cache_is_probed_over(fake_site, environ, probes, content):
     install_fake(fake_site, "trl", "1.16.0")
     cached_packages(environ, dist_folders())
     path = cache.cache_file(environ)
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     assert cached_packages(environ, dist_folders())["trl"].version == "1.16.0" and len(probes) == 2
 
 

@@ -90,7 +90,7 @@ def _mtime(path: Path) -> int:
 def _read(path: Path, key: dict) -> dict[str, Package] | None:
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8 or not JSON, nested too deeply
         return None
     if not isinstance(data, dict) or data.get("key") != key:
         return None
