@@ -139,9 +139,18 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
 
         check_writable(output_dir)  # before the server and the ranks load anything (rank 0 then locks the folder)
         return run_plan(launch)
+    from envkit.train.failures import explain, save_traceback
     from envkit.train.runner import train as run
 
-    return run(recipe, plan, output_dir, resume)
+    try:
+        return run(recipe, plan, output_dir, resume)
+    except Exception as exc:  # a known GPU-side failure in one line; anything else as it is
+        share = plan.grpo_config.get("vllm_gpu_memory_utilization", "the server's") if plan.use_vllm else None
+        said = explain(exc, share, name)
+        if said is None:
+            raise
+        click.echo(f"envkit train: {said} (traceback: {save_traceback(exc, 'envkit-train')})", err=True)
+        return FAILED
 
 
 def _lay_out(recipe, recipe_path: str, facts, plan, forward: list[str], dry_run: bool):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
@@ -79,9 +80,14 @@ def _manifest(run_dir: Path) -> dict:
 
 
 def pick_engine(wanted: str) -> str:
-    """"vllm" or "transformers" for ``auto`` or a name; vLLM needs the vllm package and a CUDA GPU."""
+    """"vllm" or "transformers" for ``auto`` or a name; vLLM needs the vllm package and a CUDA GPU.
+
+    The GPU is counted through NVML (PYTORCH_NVML_BASED_CUDA_CHECK): torch's plain check initialises the CUDA
+    driver in this process, and vLLM's engine process forked after it dies with "Cannot re-initialize CUDA in
+    forked subprocess" (issue #23)."""
     if wanted == "transformers":
         return "transformers"
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     import torch
 
     has_vllm, gpu = importlib.util.find_spec("vllm") is not None, torch.cuda.is_available()
@@ -146,6 +152,8 @@ def _with_transformers(trained: Trained, prompts: list[str], n: int, sampling: d
 
 
 def _with_vllm(trained: Trained, prompts: list[str], n: int, sampling: dict, seed: int) -> list[list[str]]:
+    # vLLM forks its engine process unless told otherwise; spawn holds whatever touched CUDA before it.
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     from vllm import LLM, SamplingParams
 
     engine = {"model": trained.model, "trust_remote_code": trained.trust_remote_code, "seed": seed,
@@ -156,7 +164,16 @@ def _with_vllm(trained: Trained, prompts: list[str], n: int, sampling: dict, see
 
         engine.update(enable_lora=True, max_lora_rank=vllm_lora_rank(_adapter_rank(trained.adapter)))
         request = LoRARequest("adapter", 1, str(trained.adapter))
-    llm = LLM(**engine)
+    try:
+        llm = LLM(**engine)
+    except Exception as exc:  # a known start-up failure in one line (envkit.train.failures); any other as it is
+        from envkit.train.failures import explain, save_traceback
+
+        failure = explain(exc, "vLLM's default", "")
+        if failure is None:
+            raise
+        raise GenerateError(f"{failure.title}; --engine transformers samples without vLLM "
+                            f"(traceback: {save_traceback(exc, 'envkit-generate')})") from None
     params = SamplingParams(n=n, temperature=sampling["temperature"], top_p=sampling["top_p"],
                             max_tokens=sampling["max_new_tokens"], seed=seed)
     chat = trained.chat if trained.chat is not None else bool(llm.get_tokenizer().chat_template)
