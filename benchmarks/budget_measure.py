@@ -83,6 +83,8 @@ def worker_command(config: dict, model: Path, result: Path, output: Path, probe:
         command += ["--reward", config["reward"]]
     if config.get("grpo"):
         command += ["--grpo", json.dumps(config["grpo"])]
+    if config.get("seed") is not None:
+        command += ["--seed", str(config["seed"])]
     return command + ([] if probe else ["--no-probe"])
 
 
