@@ -30,7 +30,7 @@ LOCKED = ("torch", "vllm", "trl", "transformers", "peft", "accelerate", "dataset
 # 6-8 steps at lr 1e-3), completions of 128 tokens to keep the suite inside two 10-minute calls.
 SHAPE = dict(shape="llama-205m", micro_batch=8, grad_accum=4, num_generations=8, prompt_length=64,
              completion_length=128, lora_r=16, lr=1e-3, reward="digit")
-STEPS = 10
+STEPS = 8
 
 REWARD_PY = '''def digit_reward(completions, **kwargs):
     """The share of a completion's characters that are digits (0..1)."""

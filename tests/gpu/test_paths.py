@@ -82,7 +82,7 @@ def test_colocate_with_sleep_learns(model, results):
 
 
 def test_vllm_off_learns_with_model_generate(model, results):
-    arm = train_arm("envkit-vllm-off", model, results, "enabled: false", steps=8)
+    arm = train_arm("envkit-vllm-off", model, results, "enabled: false")
     assert arm["exit"] == 0, arm["envkit_lines"]
     assert arm["vllm"].get("use_vllm") is False
     assert arm["gain"] >= LEARNS, arm["rewards"]
