@@ -70,11 +70,13 @@ def installed(name: str) -> str | None:
 
 class Results:
     """acceptance.json: the machine and lock once, then one entry per arm, written after each (a call cut short
-    keeps what it measured; a second call adds to the same file)."""
+    keeps what it measured).  A copy stays in the work folder, so a second call adds to the first's arms even
+    where the output folder is emptied between calls (the lent machine's $OUT)."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.exists() else {}
+        self.paths = [path, WORK / "acceptance.json"]
+        previous = next((p for p in self.paths if p.exists()), None)
+        self.data = json.loads(previous.read_text()) if previous else {}
         self.data.update({"date": date.today().isoformat(), "gpus": GPUS,
                           "lock": {name: installed(name) for name in LOCKED},
                           "shape": SHAPE | {"steps": STEPS}})
@@ -82,8 +84,9 @@ class Results:
 
     def add(self, arm: str, entry: dict) -> None:
         self.data["arms"][arm] = entry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.data, indent=1))
+        for path in dict.fromkeys(self.paths):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(self.data, indent=1))
 
 
 def user_env() -> dict[str, str]:
