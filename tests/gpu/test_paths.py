@@ -98,8 +98,8 @@ def test_report_redraws_the_run(colocate, results):
 
 def test_budget_predicts_the_measured_run(colocate, results):
     ran = envkit("budget", "recipe.yaml", "--json", cwd=colocate["folder"], log=colocate["folder"] / "budget.log")
-    start = ran.text.index("{")
-    budget = json.loads(ran.text[start:ran.text.rindex("}") + 1])
+    assert ran.code == 0, ran.lines[-3:]
+    budget = json.loads(ran.text[ran.text.index("{"):ran.text.rindex("}") + 1])
     terms = budget["breakdown_gib"]
     # torch's allocator sees everything but the CUDA context, which the budget adds to both peaks
     predicted = round(max(terms["generation_peak"], terms["training_step_peak"]) - terms["cuda_context"], 3)
@@ -107,7 +107,7 @@ def test_budget_predicts_the_measured_run(colocate, results):
     share = colocate["vllm"].get("vllm_gpu_memory_utilization")
     results.add("envkit-budget", {"exit": ran.code, "predicted_peak_gib": predicted, "run_torch_peak_gib": measured,
                                   "recommended": budget["recommended"], "run_share": share})
-    assert ran.code == 0 and budget["fits"]
+    assert budget["fits"]
     assert budget["recommended"]["vllm_gpu_memory_utilization"] == pytest.approx(share, abs=0.011)
     # torch's peak in the run (vLLM's share is allocated through torch in colocate mode) within the budget's band
     assert 0.6 * predicted <= measured <= 1.15 * predicted, (predicted, measured)
