@@ -128,8 +128,8 @@ def base_adapter(run: Path) -> Path:
 def sample_scores(folder: Path, target: str, engine: str, log: str) -> tuple[dict, list[float]]:
     ran = envkit("generate", target, "Write digits: 12 ab 7", "-n", str(SAMPLES), "--json", "--engine", engine,
                  cwd=folder, log=folder / log, timeout=240)
-    start = ran.text.find("[\n")
-    samples = json.loads(ran.text[start:ran.text.rindex("]") + 1])[0]["completions"] if ran.code == 0 and start >= 0 else []
+    start = ran.text.find('[\n  {\n    "prompt"')  # envkit's JSON on stdout, among vLLM's log lines
+    samples = json.JSONDecoder().raw_decode(ran.text, start)[0][0]["completions"] if ran.code == 0 and start >= 0 else []
     return ran.summary(), digit_scores(folder, samples)
 
 
