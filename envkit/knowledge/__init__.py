@@ -12,6 +12,9 @@ import re
 from functools import cache
 from pathlib import Path
 
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
 HERE = Path(__file__).parent
 
 # The packages of the RL training stack: probed with their metadata, and the
@@ -39,6 +42,19 @@ STACK = (
 @cache
 def load(name: str) -> dict:
     return json.loads((HERE / f"{name}.json").read_text())
+
+
+def in_window(version: str | Version, window: str) -> bool:
+    """Whether an installed version falls inside a knowledge window (a specifier set; '' holds every version).
+
+    The one place windows are matched, on the release alone (``base_version``): a nightly or source build
+    (vLLM's ``0.21.1.dev0``), a release candidate (``0.20.0rc1``), a post release and a local build
+    (``2.11.0+cu130``) carry the code of the release they lead to or rebuild.  PEP 440 matching keeps
+    pre-releases out of every set that names none (packaging 23.2-25: ``0.21.1.dev0`` is not ``>=0.20.0``;
+    every release: ``0.20.0rc1`` is not ``>=0.20.0``, ``1.16.0.post1`` is not ``<=1.16.0``), so such builds
+    would pass as outside the known-bad windows.
+    """
+    return Version(Version(str(version)).base_version) in SpecifierSet(window)
 
 
 def gpu_catalog() -> dict[str, dict]:
@@ -93,8 +109,6 @@ def cc_tuple(text: str) -> tuple[int, int]:
 def vllm_cc_floor(vllm: str | None = None) -> str:
     """The compute capability vLLM's published wheels need (curated vllm_min_compute_capability): 7.5 from the
     CUDA 13 builds (0.20.0) on, 7.0 before; without a version the lowest, which some release still runs on."""
-    from packaging.version import Version
-
     floor = curated("vllm_min_compute_capability")
     return floor["before"] if vllm is None or Version(vllm) < Version(floor["from_vllm"]) else floor["value"]
 
@@ -108,8 +122,6 @@ def has_bf16(compute_capability: str | None) -> bool:
 def pdl_switch(compute_capability: str | None, vllm: str | None) -> tuple[str, str] | None | bool:
     """vLLM's LoRA PDL on this GPU (curated ``pdl``: SM100/SM103 fail with it on): False where nothing is needed
     (another GPU, no vLLM); the (variable, value) that turns it off (vLLM 0.15.0+); None where no setting can."""
-    from packaging.version import Version
-
     pdl = curated("pdl")
     if compute_capability is None or vllm is None or cc_tuple(compute_capability)[0] != pdl["compute_capability_major"]:
         return False

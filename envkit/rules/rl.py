@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import curated, late_vllm_gpu, pdl_switch
+from envkit.knowledge import curated, in_window, late_vllm_gpu, pdl_switch
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.gpus import cc_major_gpus, describe
 
@@ -133,12 +132,12 @@ def sleep_mode(facts: Facts) -> Outcome:
     broken = curated("sleep_mode_broken_vllm")
     conflict = curated("sleep_mode_alloc_conflict")
     alloc = facts.env.get("PYTORCH_CUDA_ALLOC_CONF", "")
-    if vllm in SpecifierSet(broken["vllm"]):
+    if in_window(vllm, broken["vllm"]):
         return warn(f"sleep mode frees almost nothing on vllm {vllm}",
                     f"broken on vllm{broken['vllm']}: {broken['source']}",
                     f"keep vllm.sleep: false, or pip install 'vllm>={broken['fixed_in']}' "
                     "(with a torch and trl that fit it)")
-    if vllm in SpecifierSet(conflict["vllm"]) and conflict["setting"] in alloc.replace(" ", ""):
+    if in_window(vllm, conflict["vllm"]) and conflict["setting"] in alloc.replace(" ", ""):
         return warn("expandable_segments clashes with vLLM sleep mode",
                     f"PYTORCH_CUDA_ALLOC_CONF={alloc}; vllm {vllm} asserts against it "
                     f"(fixed in {conflict['fixed_in']})",
@@ -183,7 +182,7 @@ def trl_sleep_sync(facts: Facts) -> Outcome:
         return skip("needs trl and vllm")
     stale = curated("trl_sleep_stale_weights")
     evidence = f"trl {trl.version}; {stale['source']} (checked {stale['checked']})"
-    if Version(trl.version) in SpecifierSet(stale["trl"]):
+    if in_window(trl.version, stale["trl"]):
         return warn(f"trl {trl.version} with vLLM sleep mode trains on stale weights", evidence,
                     f"pip install 'trl>={stale['fixed_in']}', or keep vllm.sleep: false")
     return ok(f"trl {trl.version} syncs weights into a sleeping vLLM",
