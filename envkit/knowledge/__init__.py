@@ -101,7 +101,7 @@ def cuda_table() -> dict:
 
 
 def cc_tuple(text: str) -> tuple[int, int]:
-    """A compute capability ("9.0", "12.1") as a comparable (major, minor)."""
+    """A compute capability ("9.0", "12.1"), or a CUDA or torch minor ("2.11"), as a comparable (major, minor)."""
     major, _, minor = text.partition(".")
     return int(major), int(minor or 0)
 
@@ -133,6 +133,23 @@ def arches_cover(arches: list[str], cc: tuple[int, int]) -> bool:
     return any(a[0] == cc[0] and a[1] <= cc[1] for a in map(cc_tuple, arches))
 
 
-def torch_covers(cuda: str | None, cc: tuple[int, int]) -> bool:
-    """PyTorch's wheel for this CUDA variant ships kernels for ``cc`` (False when the variant is unknown)."""
-    return arches_cover(cuda_table()["torch_arches"].get(cuda or "", []), cc)
+def torch_arches(torch_version: str, cuda: str | None) -> list[str] | None:
+    """The architectures PyTorch's build of this torch release for this CUDA variant ships kernels for, or
+    None where envkit knows no such build.  cuda.json keys each variant's lists by the torch minor they hold
+    from: torch 2.11 dropped sm_70 from cu128 (pytorch/pytorch PR #172598), 2.8-2.10 had it."""
+    minor = Version(torch_version).release[:2]
+    lists = cuda_table()["torch_arches"].get(cuda or "", {})
+    since = [key for key in lists if cc_tuple(key) <= minor]
+    return lists[max(since, key=cc_tuple)] if since else None
+
+
+def torch_variants(torch_version: str) -> dict[str, list[str]]:
+    """The CUDA variants envkit knows a build of this torch release for, oldest CUDA first, with their lists."""
+    table = cuda_table()["torch_arches"]
+    found = {cuda: torch_arches(torch_version, cuda) for cuda in sorted(table, key=cc_tuple)}
+    return {cuda: arches for cuda, arches in found.items() if arches}
+
+
+def torch_covers(torch_version: str, cuda: str | None, cc: tuple[int, int]) -> bool:
+    """PyTorch's build of this release for this CUDA variant ships kernels for ``cc`` (False when unknown)."""
+    return arches_cover(torch_arches(torch_version, cuda) or [], cc)
