@@ -79,6 +79,26 @@ def test_sleep_mode():
         assert check("EK404", make_facts("h100", {"vllm": version}, env=alloc)).severity is expected, version
 
 
+def test_sleep_mode_on_vllm_0_14_to_0_16_frees_the_kv_cache_not_the_weights():
+    finding = check("EK404", make_facts("h100", {"vllm": "0.15.1"}))
+    assert finding.severity is Severity.WARN and "KV cache only" in finding.title and "weights stay" in finding.title
+
+
+@pytest.mark.parametrize("vllm, expected, unsloth_words", [
+    ("0.14.1", Severity.WARN, True), ("0.14.0", Severity.WARN, True), ("0.10.2", Severity.WARN, True),
+    ("0.15.1", Severity.WARN, False),  # Unsloth's standby runs there; vLLM's own window (#32714) still warns
+    ("0.17.0", Severity.OK, False), ("0.13.0", Severity.OK, False),
+])
+def test_unsloth_standby_raises_on_vllm_0_10_and_0_14(vllm, expected, unsloth_words):
+    """unsloth_zoo 2026.6.5-2026.10.9 patch_vllm raises on vLLM 0.10.x and 0.14.x with UNSLOTH_VLLM_STANDBY set."""
+    finding = check("EK404", make_facts("h100", {"vllm": vllm}, installed={"unsloth-zoo": "2026.10.9"}))
+    assert finding.severity is expected
+    assert ("unsloth_zoo raises" in finding.title) is unsloth_words
+    if unsloth_words:
+        assert "vllm.sleep: false" in finding.fix and "cudaErrorIllegalAddress" in finding.evidence
+    assert "unsloth" not in check("EK404", make_facts("h100", {"vllm": vllm})).title
+
+
 def test_small_shm_in_container():
     finding = check("EK405", make_facts(container="docker", shm_mib=64))
     assert finding.severity is Severity.FAIL and "--ipc=host" in finding.fix

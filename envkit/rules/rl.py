@@ -120,11 +120,14 @@ def sleep_mode(facts: Facts) -> Outcome:
     """vLLM sleep mode (vllm_enable_sleep_mode) can be used.
 
     Sleep mode frees vLLM's weights and KV cache while the trainer steps.
-    From vLLM 0.14.0 to 0.16.x the weights never enter the sleep pool, so it
-    frees almost nothing (vllm-project/vllm#32714, fixed in 0.17.0); before
-    0.20.1 vLLM's allocator asserts that PYTORCH_CUDA_ALLOC_CONF has no
-    `expandable_segments:True` (from 0.20.1 it turns them off for its pool).
-    Without sleep mode, lower gpu_memory_utilization instead.
+    From vLLM 0.14.0 to 0.16.x the weights never enter the sleep pool, only
+    the KV cache does, so sleep frees the KV cache and keeps the weights
+    (vllm-project/vllm#32714, fixed in 0.17.0).  Unsloth's standby (its
+    sleep mode, backend unsloth) raises at load on vLLM 0.10.x and 0.14.x
+    (unsloth_zoo's patch_vllm).  Before 0.20.1 vLLM's allocator asserts that
+    PYTORCH_CUDA_ALLOC_CONF has no `expandable_segments:True` (from 0.20.1 it
+    turns them off for its pool).  Without sleep mode, lower
+    gpu_memory_utilization instead.
     """
     vllm = _vllm_version(facts)
     if vllm is None:
@@ -132,8 +135,15 @@ def sleep_mode(facts: Facts) -> Outcome:
     broken = curated("sleep_mode_broken_vllm")
     conflict = curated("sleep_mode_alloc_conflict")
     alloc = facts.env.get("PYTORCH_CUDA_ALLOC_CONF", "")
+    standby = curated("unsloth_vllm_standby")
+    zoo = facts.installed.get("unsloth-zoo")
+    if zoo and any(in_window(vllm, w) for w in standby["refused_vllm"]):
+        return warn(f"backend unsloth: unsloth_zoo raises at load when its standby (sleep mode) runs on vllm {vllm}",
+                    f"unsloth-zoo {zoo}; {standby['source']}",
+                    f"keep vllm.sleep: false (or auto) with backend unsloth, or pip install a vllm outside "
+                    f"{' and '.join(standby['refused_vllm'])} (with a torch and trl that fit it)")
     if in_window(vllm, broken["vllm"]):
-        return warn(f"sleep mode frees almost nothing on vllm {vllm}",
+        return warn(f"sleep mode on vllm {vllm} frees the KV cache only: the weights stay on the GPU",
                     f"broken on vllm{broken['vllm']}: {broken['source']}",
                     f"keep vllm.sleep: false, or pip install 'vllm>={broken['fixed_in']}' "
                     "(with a torch and trl that fit it)")
