@@ -24,7 +24,8 @@ def gb10_vllm(facts: Facts) -> Outcome:
     carry sm_120-family kernels, not sm_121 ones (PR #38484, open), which
     GB10 runs.  FP8 checkpoints trap in the per-tensor CUTLASS GEMM on
     SM12.1 ('cutlass_gemm_caller Error Internal', vllm#40758) before 0.22.0
-    (PR #41215); block-scaled FP8 may still trap (vllm#43367; workaround
+    (PR #41215); block-scaled FP8 may still trap (vllm#43367, closed, yet
+    the 0.34.0 wheels still ship no sm_121 kernels; workaround
     VLLM_DISABLED_KERNELS=CutlassFp8BlockScaledMMKernel).  bf16 training,
     envkit's default, is unaffected.  Unsloth turns fast_inference off on
     any GB10 by name (its loader.py, "broken as of January 2026"): with
