@@ -6,6 +6,8 @@ import json
 import socket
 from pathlib import Path
 
+import yaml
+
 from envkit.facts import Facts
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.schema import Recipe
@@ -38,7 +40,23 @@ def model_context(recipe: Recipe) -> int | None:
     return found if isinstance(found, int) else None
 
 
+def fsdp_version(recipe: Recipe) -> int | None:
+    """The FSDP version the recipe's own accelerate config runs (accelerate's default 1 where it names none);
+    None without such a config, for another distributed_type, or where it cannot be read."""
+    if recipe.distributed.accelerate_config is None:
+        return None
+    try:
+        config = yaml.safe_load(Path(recipe.distributed.accelerate_config).read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # the loader checked it exists; accelerate reports a broken one itself
+    if not isinstance(config, dict) or config.get("distributed_type") != "FSDP":
+        return None
+    version = (config.get("fsdp_config") or {}).get("fsdp_version", 1)
+    return version if isinstance(version, int) else None
+
+
 def launch_findings(recipe: Recipe, plan: LaunchPlan, facts: Facts, use_vllm: bool) -> list[Finding]:
     ports = sorted({p for proc in plan.processes for p in proc.ports})
     busy = tuple(p for p in ports if port_in_use(p))
-    return run_launch_rules(facts, LaunchInputs(recipe, plan, use_vllm, busy, model_context(recipe)))
+    return run_launch_rules(facts, LaunchInputs(recipe, plan, use_vllm, busy, model_context(recipe),
+                                                fsdp_version(recipe)))
