@@ -20,7 +20,8 @@ ACCELERATE = "compute_environment: LOCAL_MACHINE\ndistributed_type: {kind}\n{ext
 def server_recipe(tmp_path, kind: str | None, extra: str = ""):
     """The golden 1+3 server recipe, with its ZeRO-3 backend or an accelerate config of ``kind`` instead."""
     text = (GOLDEN / "server-1+3-zero3.yaml").read_text()
-    text = text.replace("path: ../../../recipes/data/toy.jsonl", f"path: {GOLDEN.parents[2] / 'recipes/data/toy.jsonl'}")
+    data = GOLDEN.parents[2] / "recipes" / "data" / "toy.jsonl"
+    text = text.replace("path: ../../../recipes/data/toy.jsonl", f"path: {data}")
     if kind is not None:
         (tmp_path / "accelerate.yaml").write_text(ACCELERATE.format(kind=kind, extra=extra))
         text = text.replace("backend: deepspeed-zero3", "accelerate_config: accelerate.yaml")
