@@ -29,6 +29,7 @@ class LaunchInputs:
     busy_ports: tuple[int, ...] = ()  # the plan's ports found in use on this machine
     model_context: int | None = None  # the model's max_position_embeddings, when readable locally
     fsdp_version: int | None = None  # the FSDP version of the recipe's own accelerate config (None: no FSDP there)
+    quant_method: str | None = None  # the local model's config.json quantization_config.quant_method
 
 
 def launch_rule(rule_id: str, name: str):
@@ -211,3 +212,27 @@ def server_sharded_sync(facts: Facts, inputs: LaunchInputs) -> Outcome:
                     "vLLM may be read after they are re-sharded", f"{evidence}; {row['source']}",
                     "fsdp_version: 2 in the accelerate config (or distributed.backend: fsdp), or vllm.mode: colocate")
     return ok("server mode's weight sync copies each weight while it is gathered", evidence)
+
+
+@launch_rule("EK507", "sleep-quantized-load")
+def sleep_quantized_load(facts: Facts, inputs: LaunchInputs) -> Outcome:
+    """A colocated vLLM that may sleep does not load FP8/NVFP4 checkpoint weights (vllm#48680).
+
+    With sleep mode vLLM loads the weights, their post-processing included, inside its sleep pool,
+    which cannot hand back the memory of the tensors that post-processing replaces: loading an NVFP4
+    (modelopt) model needed about one more copy of its weights and ran out of memory where it fits
+    without sleep mode (vllm-project/vllm#48680, open; PR #49151; curated.json
+    ``sleep_mode_quantized_load``).  envkit's own models are bf16/fp16 or bitsandbytes, so only a
+    pre-quantized checkpoint named as the model is concerned.  A warning: seen upstream, not reproduced.
+    Fix: vllm.sleep: false, or a bf16 checkpoint.
+    """
+    recipe = inputs.recipe
+    if not inputs.use_vllm or recipe.vllm.mode != "colocate" or recipe.vllm.sleep is False:
+        return skip("no colocated vLLM that may sleep")
+    row = curated("sleep_mode_quantized_load")
+    evidence = f"model {recipe.model.name}: quant_method {inputs.quant_method or '-'}, vllm.sleep: {recipe.vllm.sleep}"
+    if inputs.quant_method in row["quant_methods"]:
+        return warn(f"vLLM sleep mode loads the model's {inputs.quant_method} weights inside its pool: "
+                    "loading may need about one more copy of them", f"{evidence}; {row['source']}",
+                    "vllm.sleep: false, or a bf16 checkpoint of the model")
+    return ok("the weights vLLM loads are not FP8/NVFP4 checkpoint weights", evidence)

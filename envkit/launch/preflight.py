@@ -26,18 +26,31 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def model_context(recipe: Recipe) -> int | None:
-    """The model's max_position_embeddings when its config is on this disk (tiny, or a local folder)."""
+def local_config(recipe: Recipe) -> dict:
+    """The model's config.json when it is on this disk (a local folder); {} for a hub name, whose config vLLM
+    reads when it loads the model."""
+    try:
+        config = json.loads((Path(recipe.model.name or "") / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def model_context(recipe: Recipe, config: dict) -> int | None:
+    """The model's max_position_embeddings when its config is known here (tiny, or a local folder)."""
     if recipe.model.build == "tiny":
         from envkit.budget.shapes import TinyShape
 
         return TinyShape().max_position_embeddings
-    try:
-        config = json.loads((Path(recipe.model.name or "") / "config.json").read_text())
-    except (OSError, ValueError):
-        return None  # a hub name: vLLM reads the config when it loads the model
     found = config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
     return found if isinstance(found, int) else None
+
+
+def quant_method(config: dict) -> str | None:
+    """The checkpoint's own quantization (quantization_config.quant_method: fp8, modelopt, ...), if any."""
+    quantization = config.get("quantization_config")
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+    return method if isinstance(method, str) else None
 
 
 def fsdp_version(recipe: Recipe) -> int | None:
@@ -58,5 +71,6 @@ def fsdp_version(recipe: Recipe) -> int | None:
 def launch_findings(recipe: Recipe, plan: LaunchPlan, facts: Facts, use_vllm: bool) -> list[Finding]:
     ports = sorted({p for proc in plan.processes for p in proc.ports})
     busy = tuple(p for p in ports if port_in_use(p))
-    return run_launch_rules(facts, LaunchInputs(recipe, plan, use_vllm, busy, model_context(recipe),
-                                                fsdp_version(recipe)))
+    config = local_config(recipe)
+    return run_launch_rules(facts, LaunchInputs(recipe, plan, use_vllm, busy, model_context(recipe, config),
+                                                fsdp_version(recipe), quant_method(config)))
