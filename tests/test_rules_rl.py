@@ -166,3 +166,23 @@ def test_the_run_on_gb10_generates_with_vllm_where_the_backend_and_version_do(tm
     plan = plan_run(recipe(tmp_path, backend=backend), facts, run_rules(facts))
     assert plan.use_vllm is uses
     assert uses or any("EK401" in w or "predates" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize("sleep, vllm, warned", [("true", "0.14.1", True), ("auto", "0.14.1", False),
+                                                  ("true", "0.17.0", False)])
+def test_a_sleep_true_unsloth_run_on_vllm_0_14_is_warned_before_loading(tmp_path, sleep, vllm, warned):
+    """unsloth_zoo's patch_vllm raises on vLLM 0.14.x with standby on, which sleep: true turns on; auto never sleeps
+    there (EK404 warns, so the plan keeps sleep off)."""
+    from envkit.recipe.load import parse_recipe
+    from envkit.rules import run_rules
+    from envkit.train.preflight import plan_run
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "q", "answer": "a"}\n')
+    text = (f"version: 1\nbackend: unsloth\nmodel: {{name: m}}\ndataset: {{path: {data}}}\n"
+            f"rewards: [{{name: format}}]\nvllm: {{sleep: {sleep}}}\n")
+    facts = make_facts("h100", {"torch": "2.9.1", "trl": "1.16.0", "vllm": vllm, "unsloth": "2026.10.9"},
+                       installed={"unsloth-zoo": "2026.10.9"})
+    plan = plan_run(parse_recipe(text, "r.yaml"), facts, run_rules(facts))
+    assert any("unsloth_zoo raises" in w for w in plan.warnings) is warned, plan.warnings
+    assert plan.sleep is (sleep == "true")

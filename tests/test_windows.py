@@ -67,3 +67,11 @@ def test_trl_sleep_sync_window_holds_prereleases(trl, expected):
 def test_patch_selection_holds_prereleases(tmp_path, trl, expected):
     facts = make_facts(["h200", "h200"], STACK | {"trl": trl})
     assert select_patches(recipe(tmp_path, SERVER), facts, use_vllm=True)[0] == expected
+
+
+def test_release_floors_hold_candidates_and_nightlies():
+    """vLLM 0.20.0rc1 is a CUDA 13 build like 0.20.0 (floor 7.5); 0.15.0rc1 has VLLM_LORA_DISABLE_PDL like 0.15.0."""
+    from envkit.knowledge import pdl_switch, vllm_cc_floor
+
+    assert vllm_cc_floor("0.20.0rc1") == vllm_cc_floor("0.20.0") == "7.5" and vllm_cc_floor("0.19.2.dev3") == "7.0"
+    assert pdl_switch("10.0", "0.15.0rc1") == pdl_switch("10.0", "0.15.0") and pdl_switch("10.0", "0.14.1") is None

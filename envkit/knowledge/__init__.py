@@ -110,7 +110,7 @@ def vllm_cc_floor(vllm: str | None = None) -> str:
     """The compute capability vLLM's published wheels need (curated vllm_min_compute_capability): 7.5 from the
     CUDA 13 builds (0.20.0) on, 7.0 before; without a version the lowest, which some release still runs on."""
     floor = curated("vllm_min_compute_capability")
-    return floor["before"] if vllm is None or Version(vllm) < Version(floor["from_vllm"]) else floor["value"]
+    return floor["before"] if vllm is None or in_window(vllm, f"<{floor['from_vllm']}") else floor["value"]
 
 
 def has_bf16(compute_capability: str | None) -> bool:
@@ -125,7 +125,7 @@ def pdl_switch(compute_capability: str | None, vllm: str | None) -> tuple[str, s
     pdl = curated("pdl")
     if compute_capability is None or vllm is None or cc_tuple(compute_capability)[0] != pdl["compute_capability_major"]:
         return False
-    return (pdl["env"], pdl["value"]) if Version(vllm) >= Version(pdl["env_from_vllm"]) else None
+    return (pdl["env"], pdl["value"]) if in_window(vllm, f">={pdl['env_from_vllm']}") else None
 
 
 def arches_cover(arches: list[str], cc: tuple[int, int]) -> bool:
