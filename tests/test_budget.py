@@ -469,3 +469,20 @@ def test_backend_unsloth_holds_the_policy_weights_once_in_vllms_share():
     assert four_bit.vllm.weights == trl_four_bit.training.weights < trl_four_bit.vllm.weights  # quantized, once
     assert four_bit.vllm.asleep == four_bit.vllm.workspace + four_bit.vllm.weights  # standby keeps them
     assert trl_four_bit.vllm.asleep == trl_four_bit.vllm.workspace
+
+
+def test_backend_unsloth_never_budgets_sleep_for_a_vision_language_model(tmp_path):
+    """unsloth_zoo 2026.6.6+ load_vllm turns its standby off for a model whose config has a vision_config (issue #25):
+    the budget of such a run keeps vLLM's whole share through the training step, even with vllm.sleep: true."""
+    text = {"model_type": "qwen2", "num_hidden_layers": 28, "hidden_size": 1536, "intermediate_size": 8960,
+            "num_attention_heads": 12, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}
+    for name, config in (("text", text), ("vlm", {"model_type": "qwen2_vl", "text_config": text,
+                                                  "vision_config": {"depth": 32}})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    assert resolve_model(str(tmp_path / "vlm")).vision and not resolve_model(str(tmp_path / "text")).vision
+    gpu = 24 * 1024 * MIB
+    for backend, name, sleeps in (("unsloth", "vlm", False), ("unsloth", "text", True), ("trl", "vlm", True)):
+        recipe = shipped("grpo-llama3b")
+        recipe.backend, recipe.model.name, recipe.vllm.sleep = backend, str(tmp_path / name), True
+        assert recommend_recipe(recipe, gpu).plan.sleep is sleeps, (backend, name)

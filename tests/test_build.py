@@ -79,10 +79,12 @@ def test_sm100_images_turn_lora_pdl_off_where_a_variable_can():
 
 
 def test_torch_variant_follows_the_gpu_architecture():
-    assert torch_variant("13.0", "9.0") is None  # PyPI's default has sm_90
-    assert torch_variant("13.0", "12.0") is None  # and sm_120
-    assert torch_variant("13.0", "6.0") == "12.6"  # CUDA 13 dropped Pascal
-    assert torch_variant("13.0", "1.0") is None  # nothing has it: no variant to name
+    assert torch_variant("2.11.0", "13.0", "9.0") is None  # PyPI's default has sm_90
+    assert torch_variant("2.11.0", "13.0", "12.0") is None  # and sm_120
+    assert torch_variant("2.11.0", "13.0", "6.0") == "12.6"  # CUDA 13 dropped Pascal
+    assert torch_variant("2.11.0", "13.0", "7.0") == "12.6"  # 2.11 dropped Volta from cu128 too (PR #172598)
+    assert torch_variant("2.10.0", "12.8", "7.0") is None  # 2.10's cu128 (PyPI's) still has sm_70
+    assert torch_variant("2.11.0", "13.0", "1.0") is None  # nothing has it: no variant to name
 
 
 def test_wheelhouse_torch_replaces_the_index_torch(tmp_path):

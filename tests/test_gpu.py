@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from envkit.knowledge import cuda_table
+from envkit.knowledge import torch_arches
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_coherent_stack_has_no_failure():
 def test_torch_arch_knowledge_matches_the_installed_torch():
     import torch
 
-    listed = cuda_table()["torch_arches"].get(torch.version.cuda)
+    listed = torch_arches(torch.__version__, torch.version.cuda)
     shipped = sorted({a.split("_")[1].rstrip("a") for a in torch.cuda.get_arch_list() if a.startswith("sm_")})
-    assert listed is not None, f"add CUDA {torch.version.cuda} to knowledge/cuda.json: {shipped}"
+    assert listed is not None, f"add torch {torch.__version__} (CUDA {torch.version.cuda}) to cuda.json: {shipped}"
     assert sorted(a.replace(".", "") for a in listed) == shipped

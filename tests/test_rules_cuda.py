@@ -1,3 +1,5 @@
+import pytest
+
 from envkit.rules import REGISTRY, Severity
 from tests.conftest import make_facts
 
@@ -45,6 +47,31 @@ def test_torch_arch_kernels():
     # sm_121 (GB10) runs sm_120 kernels; sm_89 runs sm_86 kernels
     assert check("EK202", make_facts("gb10", {"torch": "2.11.0"})).severity is Severity.OK
     assert check("EK202", make_facts("l4", {"torch": "2.7.0+cu126"}, torch_cuda="12.6")).severity is Severity.OK
+
+
+@pytest.mark.parametrize("torch, cuda, gpu, expected", [
+    # torch 2.11 dropped sm_70 from its CUDA 12.8/12.9 builds (pytorch PR #172598, #175253): a V100 fails there
+    ("2.11.0+cu128", "12.8", "v100", Severity.FAIL),
+    ("2.11.0+cu129", "12.9", "v100", Severity.FAIL),
+    ("2.10.0+cu128", "12.8", "v100", Severity.OK),  # 2.8-2.10 cu128 have sm_70 (read in PyPI's wheels)
+    ("2.8.0+cu128", "12.8", "v100", Severity.OK),
+    ("2.7.1+cu128", "12.8", "v100", Severity.FAIL),  # 2.7's cu128 did not have it yet
+    ("2.11.0+cu126", "12.6", "v100", Severity.OK),
+    ("2.11.0+cu128", "12.8", "t4", Severity.OK),  # sm_75 stays
+    ("2.11.0+cu128", "12.8", "b200", Severity.OK),
+    ("2.12.0+cu128", "12.8", "h100", Severity.WARN),  # no cu128 build of 2.12: unknown, not judged
+    ("2.6.0+cu128", "12.8", "h100", Severity.WARN),  # before the first cu128 build
+])
+def test_torch_arch_kernels_by_torch_release_and_cuda_variant(torch, cuda, gpu, expected):
+    assert check("EK202", make_facts(gpu, {"torch": torch}, torch_cuda=cuda)).severity is expected
+
+
+def test_v100_with_torch_2_11_cu128_is_told_the_same_release_for_cuda_12_6():
+    finding = check("EK202", make_facts("v100", {"torch": "2.11.0+cu128"}, torch_cuda="12.8"))
+    assert "'torch==2.11.0' --index-url https://download.pytorch.org/whl/cu126" in finding.fix
+    assert finding.requirements == ("torch==2.11.0+cu126",) and "sm_75" in finding.evidence
+    unreachable = check("EK202", make_facts("v100", {"torch": "2.15.0"}, torch_cuda="13.2"))
+    assert unreachable.severity is Severity.FAIL and unreachable.requirements == ()
 
 
 def test_vllm_and_torch_cuda_major():

@@ -79,6 +79,26 @@ def test_sleep_mode():
         assert check("EK404", make_facts("h100", {"vllm": version}, env=alloc)).severity is expected, version
 
 
+def test_sleep_mode_on_vllm_0_14_to_0_16_frees_the_kv_cache_not_the_weights():
+    finding = check("EK404", make_facts("h100", {"vllm": "0.15.1"}))
+    assert finding.severity is Severity.WARN and "KV cache only" in finding.title and "weights stay" in finding.title
+
+
+@pytest.mark.parametrize("vllm, expected, unsloth_words", [
+    ("0.14.1", Severity.WARN, True), ("0.14.0", Severity.WARN, True), ("0.10.2", Severity.WARN, True),
+    ("0.15.1", Severity.WARN, False),  # Unsloth's standby runs there; vLLM's own window (#32714) still warns
+    ("0.17.0", Severity.OK, False), ("0.13.0", Severity.OK, False),
+])
+def test_unsloth_standby_raises_on_vllm_0_10_and_0_14(vllm, expected, unsloth_words):
+    """unsloth_zoo 2026.6.5-2026.10.9 patch_vllm raises on vLLM 0.10.x and 0.14.x with UNSLOTH_VLLM_STANDBY set."""
+    finding = check("EK404", make_facts("h100", {"vllm": vllm}, installed={"unsloth-zoo": "2026.10.9"}))
+    assert finding.severity is expected
+    assert ("unsloth_zoo raises" in finding.title) is unsloth_words
+    if unsloth_words:
+        assert "vllm.sleep: false" in finding.fix and "cudaErrorIllegalAddress" in finding.evidence
+    assert "unsloth" not in check("EK404", make_facts("h100", {"vllm": vllm})).title
+
+
 def test_small_shm_in_container():
     finding = check("EK405", make_facts(container="docker", shm_mib=64))
     assert finding.severity is Severity.FAIL and "--ipc=host" in finding.fix
@@ -146,3 +166,23 @@ def test_the_run_on_gb10_generates_with_vllm_where_the_backend_and_version_do(tm
     plan = plan_run(recipe(tmp_path, backend=backend), facts, run_rules(facts))
     assert plan.use_vllm is uses
     assert uses or any("EK401" in w or "predates" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize("sleep, vllm, warned", [("true", "0.14.1", True), ("auto", "0.14.1", False),
+                                                  ("true", "0.17.0", False)])
+def test_a_sleep_true_unsloth_run_on_vllm_0_14_is_warned_before_loading(tmp_path, sleep, vllm, warned):
+    """unsloth_zoo's patch_vllm raises on vLLM 0.14.x with standby on, which sleep: true turns on; auto never sleeps
+    there (EK404 warns, so the plan keeps sleep off)."""
+    from envkit.recipe.load import parse_recipe
+    from envkit.rules import run_rules
+    from envkit.train.preflight import plan_run
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "q", "answer": "a"}\n')
+    text = (f"version: 1\nbackend: unsloth\nmodel: {{name: m}}\ndataset: {{path: {data}}}\n"
+            f"rewards: [{{name: format}}]\nvllm: {{sleep: {sleep}}}\n")
+    facts = make_facts("h100", {"torch": "2.9.1", "trl": "1.16.0", "vllm": vllm, "unsloth": "2026.10.9"},
+                       installed={"unsloth-zoo": "2026.10.9"})
+    plan = plan_run(parse_recipe(text, "r.yaml"), facts, run_rules(facts))
+    assert any("unsloth_zoo raises" in w for w in plan.warnings) is warned, plan.warnings
+    assert plan.sleep is (sleep == "true")

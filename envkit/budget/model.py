@@ -89,6 +89,7 @@ class ModelShape:
     tied_embeddings: bool
     attention_bias: bool = False
     qk_norm: bool = False
+    vision: bool = False  # a vision-language model (config.json has a vision_config): Unsloth never sleeps it
 
     def linears(self) -> dict[str, tuple[int, int]]:
         """The (in, out) features of each linear layer of one decoder layer."""

@@ -81,10 +81,14 @@ def pinned(recipe: Recipe) -> tuple[float | None, bool | None]:
 
 def recommend_recipe(recipe: Recipe, gpu_bytes: int, bf16: bool = True, sleep: bool | None = None,
                      **overrides: Any) -> Recommendation:
-    """The budget of the recipe as written: `auto` settings chosen, pinned ones kept (``sleep``: as decided)."""
+    """The budget of the recipe as written: `auto` settings chosen, pinned ones kept (``sleep``: as decided).
+
+    Backend unsloth never counts on sleep for a vision-language model: unsloth_zoo (2026.6.6 on) turns its
+    standby off for them whatever the run asked (curated.json ``unsloth_vllm_standby``)."""
     utilization, pinned_sleep = pinned(recipe)
-    return recommend(budget_inputs(recipe, gpu_bytes, bf16, **overrides), utilization,
-                     pinned_sleep if sleep is None else sleep)
+    inputs = budget_inputs(recipe, gpu_bytes, bf16, **overrides)
+    wanted = pinned_sleep if sleep is None else sleep
+    return recommend(inputs, utilization, False if recipe.backend == "unsloth" and inputs.shape.vision else wanted)
 
 
 def divisors(n: int) -> list[int]:

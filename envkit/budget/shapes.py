@@ -38,6 +38,7 @@ def known_shapes() -> dict[str, dict]:
 
 def shape_from_config(config: dict, name: str) -> ModelShape:
     """A ModelShape from the fields of a Hugging Face config.json (multimodal: its text_config)."""
+    vision = "vision_config" in config
     config = config.get("text_config", config)
     heads = config["num_attention_heads"]
     model_type = config.get("model_type", "")
@@ -54,6 +55,7 @@ def shape_from_config(config: dict, name: str) -> ModelShape:
         # Qwen2's q/k/v biases are built in; config.json has no attention_bias for them.
         attention_bias=config.get("attention_bias", model_type == "qwen2"),
         qk_norm=model_type.startswith("qwen3"),
+        vision=vision,
     )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from envkit.knowledge import cc_tuple, cuda_table, gpu_catalog, has_bf16, late_vllm_gpu, load, pdl_switch, torch_covers
+from envkit.knowledge import (cc_tuple, cuda_table, gpu_catalog, has_bf16, late_vllm_gpu, load, pdl_switch,
+                              torch_covers, torch_variants)
 from envkit.knowledge.matrix import Matrix
 from envkit.matrix.solve import DEFAULT_PYTHON, Constraints, solve
 from envkit.recipe.schema import Recipe
@@ -46,12 +47,13 @@ def uses_vllm(recipe: Recipe, target: str) -> bool:
     return not (recipe.backend == "unsloth" and late_vllm_gpu(target))
 
 
-def torch_variant(default_cuda: str | None, compute_capability: str) -> str | None:
-    """None when PyPI's default torch has kernels for the GPU, else the newest CUDA variant that has."""
+def torch_variant(torch: str, default_cuda: str | None, compute_capability: str) -> str | None:
+    """None when PyPI's default build of this torch has kernels for the GPU, else the newest CUDA variant of
+    the same release that has."""
     cc = cc_tuple(compute_capability)
-    if default_cuda and torch_covers(default_cuda, cc):
+    if default_cuda and torch_covers(torch, default_cuda, cc):
         return None
-    fitting = [c for c in cuda_table()["torch_arches"] if torch_covers(c, cc)]
+    fitting = [c for c in torch_variants(torch) if torch_covers(torch, c, cc)]
     return fitting[-1] if fitting else None
 
 
@@ -73,7 +75,7 @@ def choose(recipe: Recipe, target: str, python: str = DEFAULT_PYTHON, arch: str 
     if not recipe.model.load_in_4bit:
         versions.pop("bitsandbytes", None)
     pins = sorted([f"{name}=={version}" for name, version in versions.items()] + [p for p in BASE_PACKAGES if p not in versions])
-    variant = torch_variant(solution.cuda, gpu["compute_capability"])
+    variant = torch_variant(versions["torch"], solution.cuda, gpu["compute_capability"])
     cuda = variant or solution.cuda
     if vllm and cuda:  # FlashInfer's JIT: an nvcc of the CUDA runtime's release (images.json jit_requirements)
         pins = sorted(pins + load("images")["jit_requirements"].get(cuda.split(".")[0], []))

@@ -12,6 +12,9 @@ import re
 from functools import cache
 from pathlib import Path
 
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
 HERE = Path(__file__).parent
 
 # The packages of the RL training stack: probed with their metadata, and the
@@ -39,6 +42,19 @@ STACK = (
 @cache
 def load(name: str) -> dict:
     return json.loads((HERE / f"{name}.json").read_text())
+
+
+def in_window(version: str | Version, window: str) -> bool:
+    """Whether an installed version falls inside a knowledge window (a specifier set; '' holds every version).
+
+    The one place windows are matched, on the release alone (``base_version``): a nightly or source build
+    (vLLM's ``0.21.1.dev0``), a release candidate (``0.20.0rc1``), a post release and a local build
+    (``2.11.0+cu130``) carry the code of the release they lead to or rebuild.  PEP 440 matching keeps
+    pre-releases out of every set that names none (packaging 23.2-25: ``0.21.1.dev0`` is not ``>=0.20.0``;
+    every release: ``0.20.0rc1`` is not ``>=0.20.0``, ``1.16.0.post1`` is not ``<=1.16.0``), so such builds
+    would pass as outside the known-bad windows.
+    """
+    return Version(Version(str(version)).base_version) in SpecifierSet(window)
 
 
 def gpu_catalog() -> dict[str, dict]:
@@ -85,7 +101,7 @@ def cuda_table() -> dict:
 
 
 def cc_tuple(text: str) -> tuple[int, int]:
-    """A compute capability ("9.0", "12.1") as a comparable (major, minor)."""
+    """A compute capability ("9.0", "12.1"), or a CUDA or torch minor ("2.11"), as a comparable (major, minor)."""
     major, _, minor = text.partition(".")
     return int(major), int(minor or 0)
 
@@ -93,10 +109,8 @@ def cc_tuple(text: str) -> tuple[int, int]:
 def vllm_cc_floor(vllm: str | None = None) -> str:
     """The compute capability vLLM's published wheels need (curated vllm_min_compute_capability): 7.5 from the
     CUDA 13 builds (0.20.0) on, 7.0 before; without a version the lowest, which some release still runs on."""
-    from packaging.version import Version
-
     floor = curated("vllm_min_compute_capability")
-    return floor["before"] if vllm is None or Version(vllm) < Version(floor["from_vllm"]) else floor["value"]
+    return floor["before"] if vllm is None or in_window(vllm, f"<{floor['from_vllm']}") else floor["value"]
 
 
 def has_bf16(compute_capability: str | None) -> bool:
@@ -108,12 +122,10 @@ def has_bf16(compute_capability: str | None) -> bool:
 def pdl_switch(compute_capability: str | None, vllm: str | None) -> tuple[str, str] | None | bool:
     """vLLM's LoRA PDL on this GPU (curated ``pdl``: SM100/SM103 fail with it on): False where nothing is needed
     (another GPU, no vLLM); the (variable, value) that turns it off (vLLM 0.15.0+); None where no setting can."""
-    from packaging.version import Version
-
     pdl = curated("pdl")
     if compute_capability is None or vllm is None or cc_tuple(compute_capability)[0] != pdl["compute_capability_major"]:
         return False
-    return (pdl["env"], pdl["value"]) if Version(vllm) >= Version(pdl["env_from_vllm"]) else None
+    return (pdl["env"], pdl["value"]) if in_window(vllm, f">={pdl['env_from_vllm']}") else None
 
 
 def arches_cover(arches: list[str], cc: tuple[int, int]) -> bool:
@@ -121,6 +133,23 @@ def arches_cover(arches: list[str], cc: tuple[int, int]) -> bool:
     return any(a[0] == cc[0] and a[1] <= cc[1] for a in map(cc_tuple, arches))
 
 
-def torch_covers(cuda: str | None, cc: tuple[int, int]) -> bool:
-    """PyTorch's wheel for this CUDA variant ships kernels for ``cc`` (False when the variant is unknown)."""
-    return arches_cover(cuda_table()["torch_arches"].get(cuda or "", []), cc)
+def torch_arches(torch_version: str, cuda: str | None) -> list[str] | None:
+    """The architectures PyTorch's build of this torch release for this CUDA variant ships kernels for, or
+    None where envkit knows no such build.  cuda.json keys each variant's lists by the torch minor they hold
+    from: torch 2.11 dropped sm_70 from cu128 (pytorch/pytorch PR #172598), 2.8-2.10 had it."""
+    minor = Version(torch_version).release[:2]
+    lists = cuda_table()["torch_arches"].get(cuda or "", {})
+    since = [key for key in lists if cc_tuple(key) <= minor]
+    return lists[max(since, key=cc_tuple)] if since else None
+
+
+def torch_variants(torch_version: str) -> dict[str, list[str]]:
+    """The CUDA variants envkit knows a build of this torch release for, oldest CUDA first, with their lists."""
+    table = cuda_table()["torch_arches"]
+    found = {cuda: torch_arches(torch_version, cuda) for cuda in sorted(table, key=cc_tuple)}
+    return {cuda: arches for cuda, arches in found.items() if arches}
+
+
+def torch_covers(torch_version: str, cuda: str | None, cc: tuple[int, int]) -> bool:
+    """PyTorch's build of this release for this CUDA variant ships kernels for ``cc`` (False when unknown)."""
+    return arches_cover(torch_arches(torch_version, cuda) or [], cc)

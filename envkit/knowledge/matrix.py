@@ -47,6 +47,15 @@ class Matrix:
         table = self.doc["packages"].get(package, {})
         return sorted(((Version(v), r) for v, r in table.items()), key=lambda item: item[0], reverse=True)
 
+    def newest(self, package: str) -> Version | None:
+        """The newest release of ``package`` the matrix has seen (None: not a package it tracks)."""
+        releases = self.releases(package)
+        return releases[0][0] if releases else None
+
+    def refreshed(self, package: str) -> str | None:
+        """The day ``package``'s releases were last read from the index (``envkit matrix refresh``)."""
+        return self.doc.get("refreshed", {}).get(package, self.doc.get("generated"))
+
     def record(self, package: str, version: str) -> dict | None:
         return self.doc["packages"].get(package, {}).get(str(version))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from envkit.facts import Facts, device_index
-from envkit.knowledge import load
+from envkit.knowledge import curated, in_window, load
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.derived import max_model_length
 from envkit.recipe.schema import Recipe
@@ -28,6 +28,8 @@ class LaunchInputs:
     use_vllm: bool  # the run generates with vLLM (preflight's decision)
     busy_ports: tuple[int, ...] = ()  # the plan's ports found in use on this machine
     model_context: int | None = None  # the model's max_position_embeddings, when readable locally
+    fsdp_version: int | None = None  # the FSDP version of the recipe's own accelerate config (None: no FSDP there)
+    quant_method: str | None = None  # the local model's config.json quantization_config.quant_method
 
 
 def launch_rule(rule_id: str, name: str):
@@ -185,3 +187,52 @@ def max_model_length_check(facts: Facts, inputs: LaunchInputs) -> Outcome:
                     "lower the grpo lengths, or raise model.max_seq_length if the model takes more")
     return ok(f"vllm_max_model_length {need} = prompt {g.max_prompt_length} + completion {g.max_completion_length}",
               evidence)
+
+
+@launch_rule("EK506", "server-sharded-sync")
+def server_sharded_sync(facts: Facts, inputs: LaunchInputs) -> Outcome:
+    """Server mode's weight sync copies each weight while it is still gathered (no FSDP1 on trl 1.11-1.16).
+
+    From trl 1.11.0 server mode streams the weights into vLLM's packed broadcast, which buffers views
+    of many tensors before copying them; under FSDP1 each module's full parameters are summoned only
+    until the generator moves on, so the views can point at re-sharded storage by the time they are
+    sent (review of huggingface/trl PR #6765; curated.json ``trl_server_sharded_sync``).  envkit's own
+    layouts are not affected (LoRA under ZeRO-3 is gathered whole; its fsdp backend is FSDP2): only a
+    recipe's own accelerate config with FSDP version 1 is.  A warning: seen in review, not reproduced.
+    Fix: fsdp_version: 2 in the accelerate config (or distributed.backend: fsdp), or vllm.mode: colocate.
+    """
+    recipe, trl = inputs.recipe, facts.package("trl")
+    if recipe.vllm.mode != "server" or not inputs.use_vllm or trl is None:
+        return skip("no vLLM server with trl")
+    row = curated("trl_server_sharded_sync")
+    evidence = (f"trl {trl.version}, FSDP version {inputs.fsdp_version or '-'} "
+                f"({recipe.distributed.accelerate_config or 'backend ' + recipe.distributed.backend})")
+    if inputs.fsdp_version in row["fsdp_versions"] and in_window(trl.version, row["trl"]):
+        return warn(f"FSDP{inputs.fsdp_version} with vllm.mode: server on trl {trl.version}: the weights sent to "
+                    "vLLM may be read after they are re-sharded", f"{evidence}; {row['source']}",
+                    "fsdp_version: 2 in the accelerate config (or distributed.backend: fsdp), or vllm.mode: colocate")
+    return ok("server mode's weight sync copies each weight while it is gathered", evidence)
+
+
+@launch_rule("EK507", "sleep-quantized-load")
+def sleep_quantized_load(facts: Facts, inputs: LaunchInputs) -> Outcome:
+    """A colocated vLLM that may sleep does not load FP8/NVFP4 checkpoint weights (vllm#48680).
+
+    With sleep mode vLLM loads the weights, their post-processing included, inside its sleep pool,
+    which cannot hand back the memory of the tensors that post-processing replaces: loading an NVFP4
+    (modelopt) model needed about one more copy of its weights and ran out of memory where it fits
+    without sleep mode (vllm-project/vllm#48680, open; PR #49151; curated.json
+    ``sleep_mode_quantized_load``).  envkit's own models are bf16/fp16 or bitsandbytes, so only a
+    pre-quantized checkpoint named as the model is concerned.  A warning: seen upstream, not reproduced.
+    Fix: vllm.sleep: false, or a bf16 checkpoint.
+    """
+    recipe = inputs.recipe
+    if not inputs.use_vllm or recipe.vllm.mode != "colocate" or recipe.vllm.sleep is False:
+        return skip("no colocated vLLM that may sleep")
+    row = curated("sleep_mode_quantized_load")
+    evidence = f"model {recipe.model.name}: quant_method {inputs.quant_method or '-'}, vllm.sleep: {recipe.vllm.sleep}"
+    if inputs.quant_method in row["quant_methods"]:
+        return warn(f"vLLM sleep mode loads the model's {inputs.quant_method} weights inside its pool: "
+                    "loading may need about one more copy of them", f"{evidence}; {row['source']}",
+                    "vllm.sleep: false, or a bf16 checkpoint of the model")
+    return ok("the weights vLLM loads are not FP8/NVFP4 checkpoint weights", evidence)

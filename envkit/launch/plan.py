@@ -22,10 +22,9 @@ from dataclasses import asdict, dataclass, field
 from string import Template
 from typing import Any
 
-from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from envkit.knowledge import load
+from envkit.knowledge import in_window, load
 from envkit.recipe.schema import Recipe, gpu_count
 from envkit.recipe.derived import max_model_length
 
@@ -179,7 +178,7 @@ def _server_entry(trl_version: str | None) -> dict[str, Any]:
     except InvalidVersion:
         version = None
     for entry in entries:
-        if version is not None and SpecifierSet(entry["trl"]).contains(version, prereleases=True):
+        if version is not None and in_window(version, entry["trl"]):
             return entry
     ranges = "; ".join(f"{e['name']} for trl{e['trl']}" for e in entries)
     raise LaunchError(f"vllm.mode: server: no known vLLM server command for trl {trl_version or '(not installed)'} "

@@ -6,6 +6,8 @@ import json
 import socket
 from pathlib import Path
 
+import yaml
+
 from envkit.facts import Facts
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.schema import Recipe
@@ -24,21 +26,51 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def model_context(recipe: Recipe) -> int | None:
-    """The model's max_position_embeddings when its config is on this disk (tiny, or a local folder)."""
+def local_config(recipe: Recipe) -> dict:
+    """The model's config.json when it is on this disk (a local folder); {} for a hub name, whose config vLLM
+    reads when it loads the model."""
+    try:
+        config = json.loads((Path(recipe.model.name or "") / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def model_context(recipe: Recipe, config: dict) -> int | None:
+    """The model's max_position_embeddings when its config is known here (tiny, or a local folder)."""
     if recipe.model.build == "tiny":
         from envkit.budget.shapes import TinyShape
 
         return TinyShape().max_position_embeddings
-    try:
-        config = json.loads((Path(recipe.model.name or "") / "config.json").read_text())
-    except (OSError, ValueError):
-        return None  # a hub name: vLLM reads the config when it loads the model
     found = config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
     return found if isinstance(found, int) else None
+
+
+def quant_method(config: dict) -> str | None:
+    """The checkpoint's own quantization (quantization_config.quant_method: fp8, modelopt, ...), if any."""
+    quantization = config.get("quantization_config")
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+    return method if isinstance(method, str) else None
+
+
+def fsdp_version(recipe: Recipe) -> int | None:
+    """The FSDP version the recipe's own accelerate config runs (accelerate's default 1 where it names none);
+    None without such a config, for another distributed_type, or where it cannot be read."""
+    if recipe.distributed.accelerate_config is None:
+        return None
+    try:
+        config = yaml.safe_load(Path(recipe.distributed.accelerate_config).read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # the loader checked it exists; accelerate reports a broken one itself
+    if not isinstance(config, dict) or config.get("distributed_type") != "FSDP":
+        return None
+    version = (config.get("fsdp_config") or {}).get("fsdp_version", 1)
+    return version if isinstance(version, int) else None
 
 
 def launch_findings(recipe: Recipe, plan: LaunchPlan, facts: Facts, use_vllm: bool) -> list[Finding]:
     ports = sorted({p for proc in plan.processes for p in proc.ports})
     busy = tuple(p for p in ports if port_in_use(p))
-    return run_launch_rules(facts, LaunchInputs(recipe, plan, use_vllm, busy, model_context(recipe)))
+    config = local_config(recipe)
+    return run_launch_rules(facts, LaunchInputs(recipe, plan, use_vllm, busy, model_context(recipe, config),
+                                                fsdp_version(recipe), quant_method(config)))

@@ -180,7 +180,7 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
         reasons.append(f"vllm {vllm} predates vLLM's {c.target} support (from {late['bf16_from']}, EK401)")
         return None
     cuda = matrix.record("torch", torch).get("cuda")
-    if cc and not torch_covers(cuda, cc):
+    if cc and not torch_covers(torch, cuda, cc):
         reasons.append(f"torch {torch} (CUDA {cuda}) ships no kernels for {c.target}")
         return None
     need = curated("sm100_min_torch_for_vllm")  # Unsloth's rule alone (EK403)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from envkit.facts import Facts
-from envkit.rules import cuda, hardware, known, packages, rl  # noqa: F401  (registration)
+from envkit.rules import age, cuda, hardware, known, packages, rl  # noqa: F401  (registration)
 from envkit.rules.base import REGISTRY, Finding, Rule, Severity
 
 

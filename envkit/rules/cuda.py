@@ -5,7 +5,7 @@ from __future__ import annotations
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import arches_cover, cuda_table, curated
+from envkit.knowledge import arches_cover, cuda_table, curated, torch_arches, torch_variants
 from envkit.knowledge.matrix import Matrix
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.gpus import describe
@@ -20,10 +20,15 @@ def cpu_torch_fix(version: str) -> tuple[str, tuple[str, ...]]:
     cuda = (Matrix.shipped().record("torch", public) or {}).get("cuda")
     if not cuda:
         return f"pip install --force-reinstall 'torch=={public}' with the CUDA build of your choice (https://pytorch.org/get-started/locally/)", ()
+    command, requirement = _cuda_build(public, cuda)
+    return f"{command}  (the CUDA {cuda} build; a +cpu build has no GPU support)", (requirement,)
+
+
+def _cuda_build(public: str, cuda: str) -> tuple[str, str]:
+    """(pip command, local-version requirement) installing torch ``public``'s build for CUDA ``cuda``."""
     backend = "cu" + cuda.replace(".", "")
     index = curated("torch_index")["url"].format(backend=backend)
-    return (f"pip install --force-reinstall 'torch=={public}' --index-url {index}  (the CUDA {cuda} build; a +cpu build has no GPU support)",
-            (f"torch=={public}+{backend}",))
+    return f"pip install --force-reinstall 'torch=={public}' --index-url {index}", f"torch=={public}+{backend}"
 
 
 def _driver_floor(cuda: str) -> str | None:
@@ -73,31 +78,38 @@ def driver_cuda(facts: Facts) -> Outcome:
 def torch_arch(facts: Facts) -> Outcome:
     """torch's CUDA build ships kernels for this GPU's architecture.
 
-    Each PyTorch CUDA variant is compiled for a list of architectures (cu126
-    stops at sm_90; cu128 adds sm_100/sm_120; CUDA 13 drops sm_50-sm_72).
-    Kernels for sm_X.Y run on sm_X.Z for Z >= Y.  Missing kernels mean
-    "no kernel image is available for execution on the device".  Fix: install
-    torch from the variant that covers the GPU.
+    Each PyTorch CUDA variant of each torch release is compiled for a list of
+    architectures (cu126 stops at sm_90; cu128 adds sm_100/sm_120; CUDA 13
+    drops sm_50-sm_72; torch 2.11 drops sm_70 from cu128/cu129 too, pytorch
+    PR #172598).  Kernels for sm_X.Y run on sm_X.Z for Z >= Y.  Missing
+    kernels mean "no kernel image is available for execution on the device".
+    Fix: install the same torch from the variant that covers the GPU.
     """
     torch = facts.package("torch")
     gpus = [g for g in facts.visible_gpus() if g.cc]
     if not torch or not torch.cuda or not gpus:
         return skip("needs a CUDA torch and a GPU")
-    arches = cuda_table()["torch_arches"].get(torch.cuda)
+    arches = torch_arches(torch.version, torch.cuda)
     if arches is None:
-        return warn(f"architectures of torch's CUDA {torch.cuda} build unknown", f"torch {torch.version}",
-                    "check torch.cuda.get_arch_list() and refresh envkit's knowledge")
+        return warn(f"architectures of torch {torch.version}'s CUDA {torch.cuda} build unknown",
+                    f"torch {torch.version}", "check torch.cuda.get_arch_list() and refresh envkit's knowledge")
     uncovered = [g for g in gpus if not arches_cover(arches, g.cc)]
     evidence = f"torch {torch.version} ships sm_{', sm_'.join(a.replace('.', '') for a in arches)}"
     if uncovered:
-        variants = [c for c, a in cuda_table()["torch_arches"].items() if all(arches_cover(a, g.cc) for g in uncovered)]
-        hint = f"a torch built for CUDA {_either(variants)}" if variants else "a newer torch"
-        return fail(f"torch has no kernels for {describe(uncovered[0])}", evidence, f"install {hint}")
+        gpu = describe(uncovered[0])
+        return fail(f"torch has no kernels for {gpu}", evidence, *_arch_fix(torch.version, uncovered))
     return ok(f"torch has kernels for {describe(gpus[0])}", evidence)
 
 
-def _either(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+def _arch_fix(version: str, uncovered: list) -> tuple[str, tuple[str, ...]]:
+    """(fix, requirements for --fix): the newest CUDA build of the same torch release that covers every
+    uncovered GPU (V100 + torch 2.11.0+cu128 -> 2.11.0+cu126), or words where no build of it does."""
+    fitting = [c for c, a in torch_variants(version).items() if all(arches_cover(a, g.cc) for g in uncovered)]
+    public = Version(version).public
+    if not fitting:
+        return f"install a torch release built with kernels for {describe(uncovered[0])} (no build of {public} is)", ()
+    command, requirement = _cuda_build(public, fitting[-1])
+    return f"{command}  (torch {public}'s CUDA {fitting[-1]} build has them)", (requirement,)
 
 
 @rule("EK203", "vllm-cuda", "driver", needs_vllm=True)

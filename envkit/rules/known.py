@@ -7,12 +7,11 @@ the installed versions; its documentation (``envkit doctor --explain ID``) is th
 
 from __future__ import annotations
 
-from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envkit.facts import Facts
-from envkit.knowledge import load
+from envkit.knowledge import in_window, load
 from envkit.rules.base import Outcome, Rule, Severity, ok, register, skip
 
 OUTCOME = {"fail": Severity.FAIL, "warn": Severity.WARN}
@@ -35,7 +34,7 @@ def _installed(facts: Facts, names: set[str]) -> dict[str, Version] | None:
 
 def _inside(entry: dict, versions: dict[str, Version]) -> bool:
     """Whether ``versions`` (every name the entry's windows name) fall inside one of its windows."""
-    return any(all(versions[name] in SpecifierSet(spec) if spec else True for name, spec in window.items())
+    return any(all(in_window(versions[name], spec) for name, spec in window.items())
                for window in entry["windows"])
 
 

@@ -127,9 +127,9 @@ def trl_vllm(facts: Facts) -> Outcome:
     vllm.distributed.weight_transfer.nccl_engine (absent before 0.16.0) whenever vLLM is installed.  Above
     it, trl 0.24.0 (window ==0.10.2) imports GuidedDecodingParams from vllm.sampling_params, which vLLM
     removed in 0.12.0.  (trl 1.16.0's vLLM calls, imports and the colocate path
-    llm_engine.model_executor.driver_worker, are all still present in vLLM 0.32.0 and 0.33.0: no break
-    is known there yet, but TRL has not tested them.)  Read in the trl 0.24.0 and 1.16.0 wheels and the
-    vLLM sdists 0.10.2-0.33.0.
+    llm_engine.model_executor.driver_worker, are all still present in vLLM 0.32.0, 0.33.0 and 0.34.0: no
+    break is known there yet, but TRL has not tested them.)  Read in the trl 0.24.0 and 1.16.0 wheels, the
+    vLLM sdists 0.10.2-0.33.0 and the 0.34.0 wheel (2026-12-07: trl 1.16.0's 31 names from vllm modules).
     """
     trl = facts.package("trl")
     if not trl:

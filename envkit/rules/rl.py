@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import curated, late_vllm_gpu, pdl_switch
+from envkit.knowledge import curated, in_window, late_vllm_gpu, pdl_switch
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.gpus import cc_major_gpus, describe
 
@@ -25,7 +24,8 @@ def gb10_vllm(facts: Facts) -> Outcome:
     carry sm_120-family kernels, not sm_121 ones (PR #38484, open), which
     GB10 runs.  FP8 checkpoints trap in the per-tensor CUTLASS GEMM on
     SM12.1 ('cutlass_gemm_caller Error Internal', vllm#40758) before 0.22.0
-    (PR #41215); block-scaled FP8 may still trap (vllm#43367; workaround
+    (PR #41215); block-scaled FP8 may still trap (vllm#43367, closed, yet
+    the 0.34.0 wheels still ship no sm_121 kernels; workaround
     VLLM_DISABLED_KERNELS=CutlassFp8BlockScaledMMKernel).  bf16 training,
     envkit's default, is unaffected.  Unsloth turns fast_inference off on
     any GB10 by name (its loader.py, "broken as of January 2026"): with
@@ -121,11 +121,14 @@ def sleep_mode(facts: Facts) -> Outcome:
     """vLLM sleep mode (vllm_enable_sleep_mode) can be used.
 
     Sleep mode frees vLLM's weights and KV cache while the trainer steps.
-    From vLLM 0.14.0 to 0.16.x the weights never enter the sleep pool, so it
-    frees almost nothing (vllm-project/vllm#32714, fixed in 0.17.0); before
-    0.20.1 vLLM's allocator asserts that PYTORCH_CUDA_ALLOC_CONF has no
-    `expandable_segments:True` (from 0.20.1 it turns them off for its pool).
-    Without sleep mode, lower gpu_memory_utilization instead.
+    From vLLM 0.14.0 to 0.16.x the weights never enter the sleep pool, only
+    the KV cache does, so sleep frees the KV cache and keeps the weights
+    (vllm-project/vllm#32714, fixed in 0.17.0).  Unsloth's standby (its
+    sleep mode, backend unsloth) raises at load on vLLM 0.10.x and 0.14.x
+    (unsloth_zoo's patch_vllm).  Before 0.20.1 vLLM's allocator asserts that
+    PYTORCH_CUDA_ALLOC_CONF has no `expandable_segments:True` (from 0.20.1 it
+    turns them off for its pool).  Without sleep mode, lower
+    gpu_memory_utilization instead.
     """
     vllm = _vllm_version(facts)
     if vllm is None:
@@ -133,12 +136,19 @@ def sleep_mode(facts: Facts) -> Outcome:
     broken = curated("sleep_mode_broken_vllm")
     conflict = curated("sleep_mode_alloc_conflict")
     alloc = facts.env.get("PYTORCH_CUDA_ALLOC_CONF", "")
-    if vllm in SpecifierSet(broken["vllm"]):
-        return warn(f"sleep mode frees almost nothing on vllm {vllm}",
+    standby = curated("unsloth_vllm_standby")
+    zoo = facts.installed.get("unsloth-zoo")
+    if zoo and any(in_window(vllm, w) for w in standby["refused_vllm"]):
+        return warn(f"backend unsloth: unsloth_zoo raises at load when its standby (sleep mode) runs on vllm {vllm}",
+                    f"unsloth-zoo {zoo}; {standby['source']}",
+                    f"keep vllm.sleep: false (or auto) with backend unsloth, or pip install a vllm outside "
+                    f"{' and '.join(standby['refused_vllm'])} (with a torch and trl that fit it)")
+    if in_window(vllm, broken["vllm"]):
+        return warn(f"sleep mode on vllm {vllm} frees the KV cache only: the weights stay on the GPU",
                     f"broken on vllm{broken['vllm']}: {broken['source']}",
                     f"keep vllm.sleep: false, or pip install 'vllm>={broken['fixed_in']}' "
                     "(with a torch and trl that fit it)")
-    if vllm in SpecifierSet(conflict["vllm"]) and conflict["setting"] in alloc.replace(" ", ""):
+    if in_window(vllm, conflict["vllm"]) and conflict["setting"] in alloc.replace(" ", ""):
         return warn("expandable_segments clashes with vLLM sleep mode",
                     f"PYTORCH_CUDA_ALLOC_CONF={alloc}; vllm {vllm} asserts against it "
                     f"(fixed in {conflict['fixed_in']})",
@@ -183,7 +193,7 @@ def trl_sleep_sync(facts: Facts) -> Outcome:
         return skip("needs trl and vllm")
     stale = curated("trl_sleep_stale_weights")
     evidence = f"trl {trl.version}; {stale['source']} (checked {stale['checked']})"
-    if Version(trl.version) in SpecifierSet(stale["trl"]):
+    if in_window(trl.version, stale["trl"]):
         return warn(f"trl {trl.version} with vLLM sleep mode trains on stale weights", evidence,
                     f"pip install 'trl>={stale['fixed_in']}', or keep vllm.sleep: false")
     return ok(f"trl {trl.version} syncs weights into a sleeping vLLM",

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
-
 from envkit.facts import Facts
-from envkit.knowledge import load
+from envkit.knowledge import in_window, load
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.report.text import markdown_table
@@ -67,7 +64,7 @@ def applies(patch: Patch, recipe: Recipe, facts: Facts, use_vllm: bool) -> bool:
     concerns vLLM generation, so none applies to a run that generates with model.generate)."""
     for name, spec in patch.packages.items():
         package = facts.package(name)
-        if package is None or Version(package.version) not in SpecifierSet(spec):
+        if package is None or not in_window(package.version, spec):
             return False
     return (use_vllm and (patch.vllm_mode is None or patch.vllm_mode == recipe.vllm.mode)
             and (patch.backend is None or patch.backend == recipe.backend))
