@@ -1,4 +1,4 @@
-"""The GPU acceptance suite's helpers: a user's recipe folder, `envkit` run as a user types it, the plain-TRL
+"""The GPU acceptance suite's helpers and fixtures: a user's recipe folder, `envkit` run as a user types it, the plain-TRL
 arm beside it, and one results file every test adds its arm to.
 
 Everything here is skipped without an NVIDIA GPU or without vllm and trl installed (CI, a laptop).  On the GPU
@@ -18,6 +18,8 @@ from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
@@ -55,6 +57,9 @@ def _gpus() -> list[str]:
 
 GPUS = _gpus()
 MISSING = [name for name in ("vllm", "trl", "torch") if find_spec(name) is None]
+SKIP = None if DRY else "no NVIDIA GPU (nvidia-smi finds none)" if not GPUS else f"needs {', '.join(MISSING)}" if MISSING else None
+# Each test module's pytestmark: marked gpu, skipped with the reason where the suite cannot run.
+MARKS = [pytest.mark.gpu, pytest.mark.skipif(SKIP is not None, reason=SKIP or "")]
 
 
 def _bench():
@@ -93,6 +98,17 @@ class Results:
         for path in dict.fromkeys(self.paths):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(self.data, indent=1))
+
+
+@pytest.fixture(scope="session")
+def results() -> Results:
+    return Results(RESULTS)
+
+
+@pytest.fixture(scope="session")
+def model() -> Path:
+    _, budget_measure = _bench()
+    return budget_measure.build(SHAPE["shape"])
 
 
 def user_env() -> dict[str, str]:

@@ -17,7 +17,10 @@ import statistics
 from pathlib import Path
 
 import pytest
-from acceptance import GPUS, STEPS, WORK, envkit, gain, installed, metrics, plain_trl, rewards, write_recipe
+from acceptance import (  # noqa: F401 - model and results are fixtures
+    GPUS, MARKS, STEPS, WORK, envkit, gain, installed, metrics, model, plain_trl, results, rewards, write_recipe)
+
+pytestmark = MARKS
 
 GUARD_METRIC = "sampling/sampling_logp_difference/mean"
 LEARNS = 0.3  # reward gain (last 3 steps - first 3) a run must show; the 205M shape goes 0.06 -> ~1.0

@@ -14,7 +14,10 @@ import sys
 import time
 
 import pytest
-from acceptance import GPUS, STEPS, WORK, envkit, gain, metrics, plain_trl, rewards, user_env, write_recipe
+from acceptance import (  # noqa: F401 - model and results are fixtures
+    GPUS, MARKS, STEPS, WORK, envkit, gain, metrics, model, plain_trl, results, rewards, user_env, write_recipe)
+
+pytestmark = MARKS
 
 SEEDS = (0, 1, 2)
 
