@@ -33,7 +33,7 @@ def test_training_oom_names_training_the_share_and_the_budget(tmp_path):
 
 
 def test_oom_raised_inside_vllm_is_vllms(tmp_path):
-    exc = raised_in(tmp_path / "site" / "vllm" / "worker", "raise RuntimeError('CUDA out of memory. Tried to allocate 1 GiB')")
+    exc = raised_in(tmp_path / "site" / "vllm" / "worker", "raise RuntimeError('CUDA out of memory. Tried 1 GiB')")
     assert explain(exc, 0.9, "r.yaml").title == "CUDA out of memory in vLLM while it started, with a share of 0.9"
 
 
@@ -48,11 +48,12 @@ def test_no_kv_room_through_a_cause_chain(tmp_path):
 
 
 def test_nccl_and_engine_start_and_free_memory(tmp_path):
-    nccl = RuntimeError("NCCL error in: ProcessGroupNCCL.cpp:1970, invalid usage, NCCL version 2.27.5\nncclInvalidUsage")
+    nccl = RuntimeError("NCCL error in: ProcessGroupNCCL.cpp:1970, invalid usage\nncclInvalidUsage")
     assert explain(nccl, None, "r").title.startswith("NCCL failed (NCCL error in: ProcessGroupNCCL.cpp:1970")
     engine = RuntimeError("Engine core initialization failed. See root cause above. Failed core proc(s): {}")
     assert explain(engine, 0.3, "r").title.startswith("vLLM's engine died while it started")
-    free = ValueError("Free memory on device (3.2/79.1 GiB) on startup is less than desired GPU memory utilization (0.9, 71.2 GiB).")
+    free = ValueError("Free memory on device (3.2/79.1 GiB) on startup is less than desired GPU memory utilization "
+                      "(0.9, 71.2 GiB).")
     failure = explain(free, 0.9, "r.yaml")
     assert "vLLM asked for 0.9 of the GPU" in failure.title and "3.2/79.1 GiB" in failure.title
 
@@ -62,7 +63,7 @@ def test_vllm_off_is_said(tmp_path):
     assert "no share: vLLM is off" in explain(exc, None, "r").title
 
 
-@pytest.mark.parametrize("exc", [ValueError("bad recipe"), KeyError("x"), RuntimeError("CUDA error: illegal memory access")])
+@pytest.mark.parametrize("exc", [ValueError("bad recipe"), KeyError("x"), RuntimeError("CUDA error: illegal address")])
 def test_other_failures_are_not_ours(exc):
     assert explain(exc, 0.3, "r") is None
 

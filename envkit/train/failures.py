@@ -37,8 +37,9 @@ def explain(exc: BaseException, share: float | str | None, recipe: str) -> Failu
     for row in load("gpu_failures")["failures"]:
         if any(marker in text for marker in row["match"]):
             where = "vllm" if any(_raised_in_vllm(e) for e in chain) else "training"
-            detail = next((line.strip() for e in chain for line in str(e).splitlines() if line.strip()), type(exc).__name__)
-            values = {"share": "no share: vLLM is off" if share is None else share, "recipe": recipe, "detail": detail[:200]}
+            lines = [line.strip() for e in chain for line in str(e).splitlines() if line.strip()]
+            values = {"share": "no share: vLLM is off" if share is None else share, "recipe": recipe,
+                      "detail": (lines[0] if lines else type(exc).__name__)[:200]}
             title, fix = (row[key].get(where) or row[key]["any"] for key in ("title", "fix"))
             return Failure(title.format(**values), fix.format(**values))
     return None

@@ -1,5 +1,5 @@
-"""The GPU acceptance suite's helpers and fixtures: a user's recipe folder, `envkit` run as a user types it, the plain-TRL
-arm beside it, and one results file every test adds its arm to.
+"""The GPU acceptance suite's helpers and fixtures: a user's recipe folder, `envkit` run as a user types it, the
+plain-TRL arm beside it, and one results file every test adds its arm to.
 
 Everything here is skipped without an NVIDIA GPU or without vllm and trl installed (CI, a laptop).  On the GPU
 machine, after staging envkit's own lock (benchmarks/device_bundle.py), two commands run the whole suite
@@ -57,7 +57,8 @@ def _gpus() -> list[str]:
 
 GPUS = _gpus()
 MISSING = [name for name in ("vllm", "trl", "torch") if find_spec(name) is None]
-SKIP = None if DRY else "no NVIDIA GPU (nvidia-smi finds none)" if not GPUS else f"needs {', '.join(MISSING)}" if MISSING else None
+SKIP = (None if DRY else "no NVIDIA GPU (nvidia-smi finds none)" if not GPUS
+        else f"needs {', '.join(MISSING)}" if MISSING else None)
 # Each test module's pytestmark: marked gpu, skipped with the reason where the suite cannot run.
 MARKS = [pytest.mark.gpu, pytest.mark.skipif(SKIP is not None, reason=SKIP or "")]
 

@@ -41,13 +41,15 @@ def train_arm(name: str, model: Path, results, vllm: str, **recipe) -> dict:
     ran = envkit("train", "recipe.yaml", "--output", "run", cwd=folder, log=folder / "train.log", timeout=420)
     rows = metrics(folder / "run")
     gaps = [r[GUARD_METRIC] for r in rows if GUARD_METRIC in r]
-    manifest = json.loads((folder / "run" / "manifest.json").read_text()) if (folder / "run" / "manifest.json").exists() else {}
+    written = folder / "run" / "manifest.json"
+    config = (json.loads(written.read_text()).get("grpo_config") or {}) if written.exists() else {}
+    times = [r["step_time"] for r in rows[2:] if "step_time" in r]
+    peaks = [r["gpu_peak_gib"] for r in rows if "gpu_peak_gib" in r]
     entry = ran.summary() | {"steps": len(rows), "rewards": rewards(rows), "gain": gain(rewards(rows)) if rows else None,
                              "sampler_gap_max": round(max(gaps), 4) if gaps else None,
-                             "gpu_peak_gib": max((r["gpu_peak_gib"] for r in rows if "gpu_peak_gib" in r), default=None),
-                             "median_step_s": round(statistics.median(r["step_time"] for r in rows[2:] if "step_time" in r), 3)
-                             if len(rows) > 3 else None,
-                             "vllm": {k: v for k, v in (manifest.get("grpo_config") or {}).items() if k.startswith(("use_vllm", "vllm_"))}}
+                             "gpu_peak_gib": max(peaks, default=None),
+                             "median_step_s": round(statistics.median(times), 3) if times else None,
+                             "vllm": {k: v for k, v in config.items() if k.startswith(("use_vllm", "vllm_"))}}
     results.add(name, entry)
     return entry | {"folder": folder, "recipe": recipe_path, "ran": ran}
 
@@ -124,7 +126,8 @@ def base_adapter(run: Path) -> Path:
     shutil.rmtree(base, ignore_errors=True)
     shutil.copytree(run / "adapter", base)
     weights = load_file(str(base / "adapter_model.safetensors"))
-    save_file({k: v.zero_() if "lora_B" in k else v for k, v in weights.items()}, str(base / "adapter_model.safetensors"))
+    zeroed = {k: v.zero_() if "lora_B" in k else v for k, v in weights.items()}
+    save_file(zeroed, str(base / "adapter_model.safetensors"))
     return base
 
 
@@ -132,7 +135,8 @@ def sample_scores(folder: Path, target: str, engine: str, log: str) -> tuple[dic
     ran = envkit("generate", target, "Write digits: 12 ab 7", "-n", str(SAMPLES), "--json", "--engine", engine,
                  cwd=folder, log=folder / log, timeout=240)
     start = ran.text.find('[\n  {\n    "prompt"')  # envkit's JSON on stdout, among vLLM's log lines
-    samples = json.JSONDecoder().raw_decode(ran.text, start)[0][0]["completions"] if ran.code == 0 and start >= 0 else []
+    found = ran.code == 0 and start >= 0
+    samples = json.JSONDecoder().raw_decode(ran.text, start)[0][0]["completions"] if found else []
     return ran.summary(), digit_scores(folder, samples)
 
 

@@ -40,8 +40,8 @@ def test_sigterm_leaves_a_checkpoint_that_resume_finishes(model, results):
             proc.kill()
             code = "hung"
     checkpoints = sorted(int(p.name.split("-")[1]) for p in (folder / "run").glob("checkpoint-*"))
-    resumed = envkit("train", "recipe.yaml", "--output", "run", "--resume", cwd=folder, log=folder / "train-resumed.log",
-                     timeout=360)
+    resumed = envkit("train", "recipe.yaml", "--output", "run", "--resume", cwd=folder,
+                     log=folder / "train-resumed.log", timeout=360)
     rows = metrics(folder / "run")
     manifest = json.loads((folder / "run" / "manifest.json").read_text())
     results.add("envkit-sigterm-resume", {"stopped_after_steps": stopped_at, "exit_on_sigterm": code,
@@ -60,7 +60,8 @@ def failure_arm(name: str, model, results, share: float) -> dict:
     folder = WORK / name
     write_recipe(folder, model, f"enabled: true\n  mode: colocate\n  sleep: false\n  gpu_memory_utilization: {share}",
                  steps=3)
-    ran = envkit("train", "recipe.yaml", "--output", "run", "--force", cwd=folder, log=folder / "train.log", timeout=300)
+    ran = envkit("train", "recipe.yaml", "--output", "run", "--force", cwd=folder, log=folder / "train.log",
+                 timeout=300)
     said = [line for line in ran.lines if line.startswith("envkit train:")]
     entry = ran.summary() | {"last_line": said[-1] if said else "", "output_tail": ran.lines[-4:]}
     results.add(name, entry)
