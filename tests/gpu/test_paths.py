@@ -45,7 +45,8 @@ def train_arm(name: str, model: Path, results, vllm: str, **recipe) -> dict:
     config = (json.loads(written.read_text()).get("grpo_config") or {}) if written.exists() else {}
     times = [r["step_time"] for r in rows[2:] if "step_time" in r]
     peaks = [r["gpu_peak_gib"] for r in rows if "gpu_peak_gib" in r]
-    entry = ran.summary() | {"steps": len(rows), "rewards": rewards(rows), "gain": gain(rewards(rows)) if rows else None,
+    entry = ran.summary() | {"steps": len(rows), "rewards": rewards(rows),
+                             "gain": gain(rewards(rows)) if rows else None,
                              "sampler_gap_max": round(max(gaps), 4) if gaps else None,
                              "gpu_peak_gib": max(peaks, default=None),
                              "median_step_s": round(statistics.median(times), 3) if times else None,
