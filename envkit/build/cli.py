@@ -115,10 +115,12 @@ def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse,
 
 
 def _say_avoided(command: str, locked) -> None:
-    """The requirements the lock added to leave a known incompatibility (envkit doctor --explain EK6xx)."""
-    if locked.avoided:
-        click.echo(f"{command}: resolved again with {', '.join(locked.avoided)}: the first resolution fell in a known "
-                   "incompatibility (knowledge/incompatibilities.json)", err=True)
+    """The requirements the lock added, and the packages it left out, to leave a known incompatibility
+    (envkit doctor --explain EK6xx, EK307)."""
+    changes = [*locked.avoided, *(f"without {name}" for name in locked.excluded)]
+    if changes:
+        click.echo(f"{command}: resolved again with {', '.join(changes)}: the first resolution fell in a known "
+                   "incompatibility (knowledge/incompatibilities.json; xformers: EK307)", err=True)
 
 
 @click.command()
