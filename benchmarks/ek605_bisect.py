@@ -80,7 +80,7 @@ def top_level(site: str) -> list[str]:
     return sorted(n for n in names if n.isidentifier() and not n.startswith("_"))
 
 
-def variants(python: str, pythonpath: list[str], sites: list[str], scratch: Path) -> list[tuple[str, list[str], str, str]]:
+def variants(pythonpath: list[str], sites: list[str], scratch: Path) -> list[tuple[str, list[str], str, str]]:
     """(name, flags, preamble, PYTHONPATH) of every variant."""
     joined = os.pathsep.join(pythonpath)
     linked = []
@@ -96,7 +96,8 @@ def variants(python: str, pythonpath: list[str], sites: list[str], scratch: Path
             preamble = f"import site; site.addpackage({site!r}, {pth.name!r}, set())\n"
             found.append((f"pth:{pth}", ["-S"], preamble, joined))
         for name in top_level(site):
-            preamble = f"import sys; sys.path.append({site!r})\ntry:\n    import {name}\nexcept BaseException:\n    pass\n"
+            preamble = (f"import sys; sys.path.append({site!r})\n"
+                        f"try:\n    import {name}\nexcept BaseException:\n    pass\n")
             found.append((f"import:{name}", ["-S"], preamble, joined))
     return found
 
@@ -127,7 +128,7 @@ def main() -> int:
     pythonpath = [p for p in args.pythonpath.split(os.pathsep) if p]
     deadline = time.monotonic() + args.budget - args.timeout
     with tempfile.TemporaryDirectory() as scratch:
-        todo = variants(args.python, pythonpath, args.site or site_dirs(args.python), Path(scratch))
+        todo = variants(pythonpath, args.site or site_dirs(args.python), Path(scratch))
 
         def one(item):
             name, flags, preamble, path = item
