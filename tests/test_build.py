@@ -444,11 +444,3 @@ def test_excluded_packages_reach_uv_as_an_excludes_file(monkeypatch):
                          ["torch==2.11.0"], ["xformers"])
     assert seen == ["xformers\n"]
 
-
-def test_lock_says_what_it_added_and_what_it_left_out(capsys):
-    from envkit.build.cli import _say_avoided
-
-    _say_avoided("lock", Lock("", 0, False, avoided=("transformers<5.24.0",), excluded=("xformers",)))
-    assert "lock: resolved again with transformers<5.24.0, without xformers:" in capsys.readouterr().err
-    _say_avoided("lock", Lock("", 0, False))
-    assert capsys.readouterr().err == ""

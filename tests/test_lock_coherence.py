@@ -46,16 +46,32 @@ def problems(pins: dict[str, str], stack: Stack) -> list[str]:
     return [f"{f.id} {f.severity.value}: {f.title}" for f in lock_findings(pins, stack, Matrix.shipped())]
 
 
-def test_a_replayed_lock_shows_what_the_doctor_would_say_of_it():
-    """The set envkit locked for torch 2.11 before issues #23 and #30 (transformers 5.24.0 + peft 0.21.2, xformers
-    0.0.35): EK603 and EK307; the repaired set (5.23.0, no xformers): nothing."""
-    stack = Stack("h100", "x86_64", "3.12", [], "13.0")
-    old = {"torch": "2.11.0", "triton": "3.6.0", "vllm": "0.26.0", "flashinfer-python": "0.6.14",
+# The set envkit locked for torch 2.11 before issues #23 and #30: transformers 5.24.0 + peft 0.21.2, xformers 0.0.35.
+OLD_211 = {"torch": "2.11.0", "triton": "3.6.0", "vllm": "0.26.0", "flashinfer-python": "0.6.14",
            "torchaudio": "2.11.0", "torchvision": "0.26.0", "trl": "1.16.0", "transformers": "5.24.0", "peft": "0.21.2",
            "accelerate": "1.16.0", "datasets": "5.2.0", "xformers": "0.0.35"}
-    assert [p.split(":")[0] for p in problems(old, stack)] == ["EK307 warn", "EK603 warn"]
-    repaired = {**{k: v for k, v in old.items() if k != "xformers"}, "transformers": "5.23.0"}
-    assert problems(repaired, stack) == []
+H100 = Stack("h100", "x86_64", "3.12", [], "13.0")
+
+
+def test_a_replayed_lock_shows_what_the_doctor_would_say_of_it():
+    """The old set: EK603 and EK307; the repaired one (5.23.0, no xformers): nothing."""
+    assert [p.split(":")[0] for p in problems(OLD_211, H100)] == ["EK307 warn", "EK603 warn"]
+    repaired = {**{k: v for k, v in OLD_211.items() if k != "xformers"}, "transformers": "5.23.0"}
+    assert problems(repaired, H100) == []
+
+
+def test_lock_says_what_it_added_what_it_left_out_and_what_the_doctor_would_say(capsys):
+    from envkit.build.cli import _say_avoided
+
+    text = "".join(f"{name}=={version}\n" for name, version in OLD_211.items() if name != "transformers")
+    _say_avoided("lock", Lock(text + "transformers==5.23.0\n", 0, False, avoided=("transformers<5.24.0",)), H100)
+    assert capsys.readouterr().err == ("lock: resolved again with transformers<5.24.0: the first resolution fell in "
+                                       "a known incompatibility (knowledge/incompatibilities.json; xformers: EK307)\n"
+                                       "lock: envkit doctor would warn on this lock: xformers 0.0.35 was built for "
+                                       "torch 2.10.0, not 2.11.0 (EK307)\n")
+    locked = Lock("", 0, False, avoided=("liger-kernel>=0.6.5",), excluded=("xformers",))
+    _say_avoided("lock", locked, Stack("cpu", "x86_64", "3.12", [], None))
+    assert capsys.readouterr().err.startswith("lock: resolved again with liger-kernel>=0.6.5 and without xformers: ")
 
 
 @pytest.mark.network
