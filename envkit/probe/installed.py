@@ -42,10 +42,9 @@ def outside_site_packages(folders: dict[str, Path], prefixes: list[str] | None =
     whether it is importable: such modules it pickles by value, whole (EK605; dill's ``_is_builtin_module``)."""
     roots = [os.path.realpath(p) for p in (prefixes if prefixes is not None else
                                            {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix})]
-    found = []
-    for name, folder in folders.items():
-        where = os.path.realpath(folder.parent)
-        if "site-packages" not in f"{folder.parent}{where}" and not any(where == r or where.startswith(r + os.sep)
-                                                                        for r in roots):
-            found.append(name)
-    return sorted(found)
+    outside = {}  # per sys.path entry: most distributions share one
+    for folder in {folder.parent for folder in folders.values()}:
+        where = os.path.realpath(folder)
+        outside[folder] = "site-packages" not in f"{folder}{where}" and not any(
+            where == root or where.startswith(root + os.sep) for root in roots)
+    return sorted(name for name, folder in folders.items() if outside[folder.parent])
