@@ -122,6 +122,8 @@ class Facts:
     packages: dict[str, Package] = field(default_factory=dict)
     # every installed distribution, canonical name -> version: what `pip check` needs
     installed: dict[str, str] = field(default_factory=dict)
+    # installed distributions outside every Python prefix in a folder with no 'site-packages' in its path (EK605)
+    outside_site_packages: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # secrets appear as "<set>"
     cuda_visible_devices: str | None = None
     target: str | None = None  # set when the GPUs come from the catalog (--target)

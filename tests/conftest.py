@@ -78,7 +78,7 @@ COHERENT = {"torch": "2.11.0+cu130", "vllm": "0.26.0", "trl": "1.16.0", "transfo
 def coherent() -> Facts:
     """The GPU machine's set, with every declared requirement installed at a fitting version."""
     facts = make_facts("h100", COHERENT, vllm_cudart=["libcudart.so.13"])
-    facts.installed["pyarrow"] = "25.0.1"  # the machine's; the newest fitting one breaks datasets 5.2.0 (EK605)
+    facts.installed["pyarrow"] = "25.0.1"  # the machine's
     wanted: dict[str, list[Requirement]] = {}
     for package in facts.packages.values():
         for line in package.requires:

@@ -364,24 +364,85 @@ def test_a_namespace_package_reward_beside_the_recipe_goes_into_the_context(tmp_
     assert "recipes/ns_rewards_envkit/scores.py" in _tree(out)
 
 
-def test_lock_resolves_again_out_of_a_known_incompatibility(monkeypatch):
-    """Issue #17: envkit's grpo-llama3b lock held datasets 5.2.0 + pyarrow 26.0.1, which cannot build a dataset
-    (EK605); the lock now adds the check's repair and resolves once more."""
+def fake_resolver(monkeypatch, answer):
+    """lock.lock with uv replaced by ``answer(pins, excluded) -> lock text``; returns the calls it saw."""
+    import envkit.build.lock as lock_module
+
+    calls = []
+
+    def resolve(stack, index_url, wheelhouse, refresh, pins, excluded=()):
+        calls.append((list(pins), list(excluded)))
+        return lock_module.Lock(answer(pins, excluded), 0.1, False)
+
+    monkeypatch.setattr(lock_module, "_resolve", resolve)
+    return calls
+
+
+def test_lock_resolves_again_until_it_leaves_every_known_incompatibility(monkeypatch):
+    """Issue #23: envkit's lock held transformers 5.24.0 + peft 0.21.2, which its own doctor warns about (EK603);
+    each repair can land in the next window down (5.25 -> 5.24), so the lock resolves until none is left."""
+    from envkit.build.lock import lock
+    from envkit.build.stack import Stack
+
+    def newest_below(pins, excluded):
+        ceiling = min([Version(p.split("<")[1]) for p in pins if p.startswith("transformers<")] or [Version("9")])
+        version = max(v for v in ("5.23.0", "5.24.0", "5.25.0") if Version(v) < ceiling)
+        return f"peft==0.21.2\ntransformers=={version}\n"
+
+    calls = fake_resolver(monkeypatch, newest_below)
+    stack = Stack("cpu", "x86_64", "3.12", ["peft", "transformers"], None)
+    result = lock(stack)
+    assert [pins for pins, _ in calls] == [["peft", "transformers"], ["peft", "transformers", "transformers<5.25.0"],
+                                          ["peft", "transformers", "transformers<5.25.0", "transformers<5.24.0"]]
+    assert result.pins()["transformers"] == "5.23.0"
+    assert result.avoided == ("transformers<5.25.0", "transformers<5.24.0")
+    calls.clear()
+    stack.pins = ["peft", "transformers<5.24"]
+    assert lock(stack).avoided == () and len(calls) == 1  # nothing to avoid: one resolution
+
+
+def test_a_lock_that_cannot_leave_a_window_is_one_clear_error(monkeypatch):
+    from envkit.build.lock import LockError, lock
+    from envkit.build.stack import Stack
+
+    fake_resolver(monkeypatch, lambda pins, excluded: "peft==0.21.2\ntransformers==5.24.0\n")  # the resolver ignores it
+    with pytest.raises(LockError, match="outside the known incompatibilities.*transformers<5.24.0"):
+        lock(Stack("cpu", "x86_64", "3.12", ["peft", "transformers"], None))
+
+
+@pytest.mark.parametrize("torch, expected, excluded", [
+    ("2.11.0", None, ["xformers"]),  # no xformers release is built for torch 2.11: none (issue #30 item 5)
+    ("2.10.0", "0.0.35", []),  # 0.0.35 is built for 2.10
+    ("2.9.1", "0.0.33.post2", []),  # the newest built for 2.9
+])
+def test_the_unsloth_lock_holds_an_xformers_built_for_its_torch_or_none(monkeypatch, torch, expected, excluded):
+    from envkit.build.lock import lock
+    from envkit.build.stack import Stack
+
+    def resolver(pins, excluded):
+        wanted = next((p.split("==")[1] for p in pins if p.startswith("xformers==")), "0.0.35")
+        return f"torch=={torch}\nunsloth==2026.10.9\n" + ("" if "xformers" in excluded else f"xformers=={wanted}\n")
+
+    fake_resolver(monkeypatch, resolver)
+    result = lock(Stack("h100", "x86_64", "3.12", [f"torch=={torch}", "unsloth==2026.10.9"], "13.0"))
+    assert result.pins().get("xformers") == expected and list(result.excluded) == excluded
+
+
+def test_excluded_packages_reach_uv_as_an_excludes_file(monkeypatch):
     import envkit.build.lock as lock_module
     from envkit.build.stack import Stack
 
-    calls = []
-    locks = {False: "datasets==5.2.0\npyarrow==26.0.1\n", True: "datasets==5.2.0\npyarrow==25.0.1\n"}
+    seen = []
 
-    def resolve(stack, index_url, wheelhouse, refresh, pins):
-        calls.append(list(pins))
-        return lock_module.Lock(locks["pyarrow<26" in pins], 0.1, False)
+    def run(command, **kwargs):
+        where = command[command.index("--excludes") + 1]
+        seen.append(Path(where).read_text())
+        Path(command[command.index("-o") + 1]).write_text("torch==2.11.0\n")
+        return subprocess.CompletedProcess(command, 0, "", "")
 
-    monkeypatch.setattr(lock_module, "_resolve", resolve)
-    stack = Stack("h100", "x86_64", "3.12", ["trl==1.16.0"], "13.0")
-    result = lock_module.lock(stack)
-    assert calls == [["trl==1.16.0"], ["trl==1.16.0", "pyarrow<26"]]
-    assert result.avoided == ("pyarrow<26",) and result.pins()["pyarrow"] == "25.0.1"
-    calls.clear()
-    locks[False] = locks[True]
-    assert lock_module.lock(stack).avoided == () and len(calls) == 1  # nothing to avoid: one resolution
+    monkeypatch.setattr(lock_module.subprocess, "run", run)
+    monkeypatch.setattr(lock_module, "uv_command", lambda: ["uv"])
+    lock_module._resolve(Stack("h100", "x86_64", "3.12", ["torch==2.11.0"], "13.0"), None, None, False,
+                         ["torch==2.11.0"], ["xformers"])
+    assert seen == ["xformers\n"]
+

@@ -297,3 +297,16 @@ def test_a_partial_refresh_keeps_the_other_packages_dates(local_index, tmp_path)
 def test_the_refresh_runs_daily():
     workflow = (Path(__file__).parents[1] / ".github" / "workflows" / "matrix-refresh.yml").read_text()
     assert 'cron: "17 5 * * *"' in workflow
+
+
+def test_the_solver_picks_no_pair_its_own_doctor_warns_about():
+    """Issue #23: with torch 2.11 the newest transformers inside the windows, 5.24.0, wants peft 0.22.0 (unreleased),
+    so its pair with the newest peft, 0.21.2, warned (EK603); the solver now takes the next one down."""
+    from envkit.rules.known import inside_checks
+
+    shipped = Matrix.shipped()
+    found = solve(Constraints(trl="1.16.0", torch="2.11.0"), shipped)
+    assert inside_checks(found.versions) == []
+    assert found.versions["transformers"] == "5.23.0" and found.versions["peft"] == "0.21.2"
+    # 5.24.0 is the newest that fits vllm 0.26.0 and trl 1.16.0: the solver did step down
+    assert shipped.requirement("vllm", found.versions["vllm"], "transformers").contains("5.24.0")

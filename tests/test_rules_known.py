@@ -28,9 +28,6 @@ CASES = [
     ("EK604", {"liger-kernel": "0.6.4", "transformers": "5.17.0"}, Severity.WARN),
     ("EK604", {"liger-kernel": "0.6.5", "transformers": "5.17.0"}, Severity.OK),
     ("EK604", {"liger-kernel": "0.6.4", "transformers": "4.57.1"}, Severity.OK),
-    ("EK605", {"datasets": "5.2.0", "pyarrow": "26.0.1"}, Severity.FAIL),
-    ("EK605", {"datasets": "5.2.0", "pyarrow": "25.0.1"}, Severity.OK),
-    ("EK605", {"datasets": "4.8.5", "pyarrow": "26.0.1"}, Severity.OK),
     ("EK606", {"unsloth-zoo": "2025.3.13", "vllm": "0.8.0"}, Severity.FAIL),
     ("EK606", {"unsloth-zoo": "2025.3.14", "vllm": "0.8.0"}, Severity.OK),
     ("EK606", {"unsloth-zoo": "2025.3.13", "vllm": "0.7.3"}, Severity.OK),
@@ -63,13 +60,15 @@ def test_every_check_has_cases_on_both_sides_and_its_source():
         assert entry["source"] and entry["checked"] and entry["summary"] and REGISTRY[entry["id"]].doc.startswith(entry["summary"])
 
 
-def test_a_lock_inside_a_failing_window_gets_the_checks_repair_and_nothing_else_does():
+def test_a_lock_inside_a_window_gets_the_checks_repair_and_nothing_else_does():
+    """Issue #23: what envkit installs passes its own doctor, so warnings are repaired too."""
     from envkit.rules.known import lock_repairs
 
-    assert lock_repairs({"datasets": "5.2.0", "PyArrow": "26.0.1", "torch": "2.11.0"}) == ["pyarrow<26"]
-    assert lock_repairs({"datasets": "5.2.0", "pyarrow": "25.0.1"}) == []
-    assert lock_repairs({"datasets": "5.2.0"}) == []  # pyarrow not in the lock
-    assert lock_repairs({"liger-kernel": "0.6.4", "transformers": "5.17.0"}) == []  # a warning is not repaired
+    assert lock_repairs({"transformers": "5.24.0", "PEFT": "0.21.2", "torch": "2.11.0"}) == ["transformers<5.24.0"]
+    assert lock_repairs({"transformers": "5.23.0", "peft": "0.21.2"}) == []
+    assert lock_repairs({"transformers": "5.24.0"}) == []  # peft not in the lock
+    assert lock_repairs({"liger-kernel": "0.6.4", "transformers": "5.17.0"}) == ["liger-kernel>=0.6.5"]  # a warning
+    assert lock_repairs({"datasets": "5.2.0", "pyarrow": "26.0.1"}) == []  # EK605 is no version window (issue #25)
     # EK607 and EK608 both fail for unsloth_zoo 2026.6.5 + vLLM 0.22.0 and share one repair
     assert lock_repairs({"unsloth_zoo": "2026.6.5", "vllm": "0.22.0"}) == ["unsloth-zoo>=2026.6.6"]
     verified = {"unsloth-zoo": "2026.10.9", "unsloth": "2026.10.9", "vllm": "0.26.0"}  # unsloth_vllm_verified

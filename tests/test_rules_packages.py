@@ -1,5 +1,7 @@
 """Version rules over real Requires-Dist lines (tests/fixtures/metadata, recorded from the registry)."""
 
+import pytest
+
 from envkit.rules import REGISTRY, Severity
 from tests.conftest import COHERENT, make_facts
 
@@ -165,3 +167,29 @@ def test_probe_reads_xformers_build_record(tmp_path, monkeypatch):
                         else (_ for _ in ()).throw(metadata.PackageNotFoundError(name)))
     found = probe_packages(("xformers",))
     assert found["xformers"].built_for_torch == "2.10.0+cu128" and found["xformers"].requires == ["torch>=2.10"]
+
+
+@pytest.mark.parametrize("outside, expected", [(["pyarrow"], "warn"), (["datasets"], "ok"), ([], "ok")])
+def test_pyarrow_outside_site_packages_warns_that_datasets_cannot_build_in_memory(outside, expected):
+    """Issue #25: the PicklingError seen on the GPU machine (EK605) comes from where pyarrow is installed (pip
+    install --target /tmp/site on PYTHONPATH), not from its version: dill pickles such a module by value."""
+    facts = make_facts("h200", installed={"datasets": "5.2.0", "pyarrow": "26.0.1"})
+    facts.outside_site_packages = outside
+    finding = REGISTRY["EK605"].run(facts)
+    assert finding.severity.value == expected
+    if expected == "warn":
+        assert "outside site-packages" in finding.title and "virtualenv" in finding.fix
+    del facts.installed["pyarrow"]
+    assert REGISTRY["EK605"].run(facts).severity.value == "skip"
+
+
+def test_probe_names_distributions_outside_every_prefix_and_site_packages(tmp_path):
+    from envkit.probe.installed import dist_folders, outside_site_packages
+
+    for folder, name in ((tmp_path / "target", "pyarrow"), (tmp_path / "lib" / "site-packages", "dill"),
+                         (tmp_path / "prefix" / "lib" / "dist-packages", "numpy")):
+        (folder / f"{name}-1.0.dist-info").mkdir(parents=True)
+    folders = dist_folders([str(tmp_path / "target"), str(tmp_path / "lib" / "site-packages"),
+                            str(tmp_path / "prefix" / "lib" / "dist-packages")])
+    assert outside_site_packages(folders, [str(tmp_path / "prefix")]) == ["pyarrow"]
+    assert outside_site_packages(folders, [str(tmp_path)]) == []

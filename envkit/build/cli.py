@@ -111,14 +111,23 @@ def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse,
         click.echo(locked.text, nl=False)
     click.echo(f"locked {len(locked.pins())} packages for {stack.platform} Python {stack.python} "
                f"in {locked.seconds:.2f} s ({'index' if locked.online else 'cache'})", err=True)
-    _say_avoided("lock", locked)
+    _say_avoided("lock", locked, stack)
 
 
-def _say_avoided(command: str, locked) -> None:
-    """The requirements the lock added to leave a known incompatibility (envkit doctor --explain EK6xx)."""
-    if locked.avoided:
-        click.echo(f"{command}: resolved again with {', '.join(locked.avoided)}: the first resolution fell in a known "
-                   "incompatibility (knowledge/incompatibilities.json)", err=True)
+def _say_avoided(command: str, locked, stack) -> None:
+    """The requirements the lock added, and the packages it left out, to leave a known incompatibility
+    (envkit doctor --explain EK6xx, EK307); and anything the doctor's package checks would still say of it."""
+    from envkit.build.replay import lock_findings
+    from envkit.knowledge.matrix import Matrix
+
+    changes = [f"{word} {', '.join(items)}" for word, items in (("with", locked.avoided), ("without", locked.excluded))
+               if items]
+    if changes:
+        click.echo(f"{command}: resolved again {' and '.join(changes)}: the first resolution fell in a known "
+                   "incompatibility (knowledge/incompatibilities.json; xformers: EK307)", err=True)
+    for finding in lock_findings(locked.pins(), stack, Matrix.shipped()):
+        click.echo(f"{command}: envkit doctor would {finding.severity.value} on this lock: {finding.title} "
+                   f"({finding.id})", err=True)
 
 
 @click.command()
@@ -156,7 +165,7 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
     tags = (tag,) if tag else (f"{IMAGE}:{name}", f"{IMAGE}:latest")
     click.echo(f"context: {context}  ({len(locked.pins())} packages locked in {locked.seconds:.1f} s; base {base})",
                err=True)
-    _say_avoided("build", locked)
+    _say_avoided("build", locked, stack)
     if emit_only:
         click.echo(f"build it with: docker buildx build --platform {stack.platform} -t {tags[0]} {context}", err=True)
         return

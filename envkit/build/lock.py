@@ -22,11 +22,15 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from envkit.build.stack import Stack
 from envkit.rules.known import lock_repairs
+from envkit.rules.packages import xformers_lock_repair
 
 UV_PLATFORMS = {"x86_64": "x86_64-manylinux_2_28", "aarch64": "aarch64-manylinux_2_28"}
 # Packages of the first image layer: large, and they change only with torch.
 HEAVY = ("torch", "triton", "nvidia-", "cuda-")
 NOT_HEAVY = ("nvidia-ml-py",)  # envkit's own NVML binding, not a CUDA library
+# Resolutions a lock tries before giving up on leaving the known incompatibilities (each repair can land in the
+# next window down: transformers 5.25 -> <5.25 -> 5.24, still under peft's floor -> <5.24 -> 5.23).
+REPAIR_ROUNDS = 4
 
 
 class LockError(RuntimeError):
@@ -39,6 +43,7 @@ class Lock:
     seconds: float
     online: bool
     avoided: tuple[str, ...] = ()  # requirement lines added to leave a known incompatibility (envkit.rules.known)
+    excluded: tuple[str, ...] = ()  # packages left out for the same reason (an xformers built for another torch)
 
     @property
     def sha256(self) -> str:
@@ -125,22 +130,41 @@ def lock(stack: Stack, index_url: str | None = None, wheelhouse: str | None = No
     ``refresh`` asks the index for the newest.
     """
     start = time.perf_counter()
-    first = _resolve(stack, index_url, wheelhouse, refresh, stack.pins)
-    avoided = tuple(r for r in lock_repairs(first.pins()) if r not in stack.pins)
-    if not avoided:
-        return replace(first, seconds=time.perf_counter() - start)
-    # A resolution inside a known-bad window (knowledge/incompatibilities.json, metadata cannot say it): once more
-    # with the check's repair as a requirement.
-    second = _resolve(stack, index_url, wheelhouse, refresh, [*stack.pins, *avoided])
-    return replace(second, seconds=time.perf_counter() - start, online=first.online or second.online, avoided=avoided)
+    avoided: list[str] = []
+    excluded: list[str] = []
+    online = False
+    # A resolution inside a known-bad window (knowledge/incompatibilities.json, metadata cannot say it) or with an
+    # xformers built for another torch (EK307): once more with the repairs, until none is left.
+    for _ in range(REPAIR_ROUNDS):
+        found = _resolve(stack, index_url, wheelhouse, refresh, [*stack.pins, *avoided], excluded)
+        online = online or found.online
+        pins = found.pins()
+        requirements, exclusions = xformers_lock_repair(pins)
+        wanted = lock_repairs(pins) + requirements
+        if not wanted and not exclusions:
+            return replace(found, seconds=time.perf_counter() - start, online=online, avoided=tuple(avoided),
+                           excluded=tuple(excluded))
+        new = [r for r in wanted if r not in stack.pins and r not in avoided]
+        drop = [name for name in exclusions if name not in excluded]
+        if not new and not drop:  # the repairs are in and the set is still inside
+            break
+        avoided += new
+        excluded += drop
+    raise LockError(f"cannot lock {' '.join(stack.pins)} outside the known incompatibilities: still inside with "
+                    f"{' '.join(avoided + [f'without {name}' for name in excluded])} (envkit doctor --explain names "
+                    "them)")
 
 
-def _resolve(stack: Stack, index_url: str | None, wheelhouse: str | None, refresh: bool, pins: list[str]) -> Lock:
+def _resolve(stack: Stack, index_url: str | None, wheelhouse: str | None, refresh: bool, pins: list[str],
+             excluded: list[str] = ()) -> Lock:
     command = uv_command() + compile_args(stack, index_url, wheelhouse)
     requirements = "\n".join(pins) + "\n"
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         output = Path(scratch) / "requirements.lock"
+        if excluded:  # uv leaves these out of the resolution, as a dependency of anything (uv >= 0.10)
+            (Path(scratch) / "excludes.txt").write_text("\n".join(excluded) + "\n")
+            command += ["--excludes", str(Path(scratch) / "excludes.txt")]
         for online in (True,) if refresh else (False, True):
             mode = [] if online else ["--offline"]
             result = subprocess.run([*command, *mode, "-o", str(output)], input=requirements, text=True,

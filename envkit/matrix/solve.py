@@ -17,6 +17,7 @@ from packaging.version import Version
 from envkit.knowledge import (cc_tuple, curated, gpu_catalog, late_vllm_gpu, pdl_switch, torch_covers,
                               vllm_cc_floor)
 from envkit.knowledge.matrix import Matrix, spec
+from envkit.rules.known import inside_checks
 
 
 # The Python of envkit's default base images (envkit/knowledge/images.json): what a stack is solved for.
@@ -188,16 +189,33 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
         reasons.append(f"{caps.describe()} refuses torch {torch} under vLLM on {c.target} "
                        f"(needs >= {need['min_torch']})")
         return None
-    transformers = _newest(
-        matrix, "transformers",
-        lambda v, rec: matrix.requirement("vllm", vllm, "transformers").contains(v)
-        and matrix.requirement("trl", trl, "transformers").contains(v) and caps.of("transformers").contains(v)
-        and _python_ok(rec, c.python),
-    )
-    if transformers is None:
+    fits = [str(v) for v, rec in matrix.releases("transformers")
+            if matrix.requirement("vllm", vllm, "transformers").contains(v)
+            and matrix.requirement("trl", trl, "transformers").contains(v) and caps.of("transformers").contains(v)
+            and _python_ok(rec, c.python)]
+    if not fits:
         reasons.append(f"no transformers fits both vllm {vllm} and trl {trl}"
                        + (f" and {caps.describe()}" if caps.pins else ""))
         return None
+    # The newest transformers whose set stays outside every known incompatibility (EK603: transformers 5.24.0
+    # refuses the newest peft, 0.21.2); the newest that fits when none does (the lock's repairs then say why).
+    sets = (_with_peft(matrix, c, caps, torch, vllm, trl, t) for t in fits)
+    versions = next((v for v in sets if not inside_checks(v)), None) or _with_peft(matrix, c, caps, torch, vllm, trl,
+                                                                                    fits[0])
+    # datasets is left to the resolver unless a backend caps it: then the newest inside trl's and the caps
+    if caps.pins:
+        datasets = _newest(matrix, "datasets", lambda v, rec: matrix.requirement("trl", trl, "datasets").contains(v)
+                           and caps.of("datasets").contains(v) and _python_ok(rec, c.python))
+        if datasets is None:
+            reasons.append(f"no datasets fits both trl {trl} and {caps.describe()}")
+            return None
+        versions |= {"datasets": datasets, **dict(caps.pins)}
+    return Solution(versions, cuda, _notes(matrix, c, trl, vllm) + _unverified(caps, vllm))
+
+
+def _with_peft(matrix: Matrix, c: Constraints, caps: Caps, torch: str, vllm: str, trl: str,
+               transformers: str) -> dict[str, str]:
+    """The stack's pinned versions with ``transformers``: peft and bitsandbytes the newest that admit it."""
     admits = lambda package: lambda v, rec: (  # noqa: E731 - a small predicate factory
         caps.of(package).contains(v, prereleases=True)
         and spec(rec["requires"].get("torch")).contains(torch, prereleases=True)
@@ -209,15 +227,7 @@ def _complete(matrix: Matrix, c: Constraints, cc, trl: str, vllm: str, reasons: 
         chosen = _newest(matrix, package, admits(package))
         if chosen:
             versions[package] = chosen
-    # datasets is left to the resolver unless a backend caps it: then the newest inside trl's and the caps
-    if caps.pins:
-        datasets = _newest(matrix, "datasets", lambda v, rec: matrix.requirement("trl", trl, "datasets").contains(v)
-                           and caps.of("datasets").contains(v) and _python_ok(rec, c.python))
-        if datasets is None:
-            reasons.append(f"no datasets fits both trl {trl} and {caps.describe()}")
-            return None
-        versions |= {"datasets": datasets, **dict(caps.pins)}
-    return Solution(versions, cuda, _notes(matrix, c, trl, vllm) + _unverified(caps, vllm))
+    return versions
 
 
 def _verified(caps: Caps, vllm: str) -> bool:

@@ -11,7 +11,7 @@ from envkit.probe.cache import cached_packages
 from envkit.probe.environ import probe_env
 from envkit.probe.gpu import probe_gpus
 from envkit.probe.host import probe_host
-from envkit.probe.installed import dist_folders, installed_versions
+from envkit.probe.installed import dist_folders, installed_versions, outside_site_packages
 
 
 def collect(environ: dict[str, str] | None = None, gpus: bool = True) -> Facts:
@@ -28,6 +28,7 @@ def collect(environ: dict[str, str] | None = None, gpus: bool = True) -> Facts:
         gpus=gpu_list,
         packages=cached_packages(environ, folders),
         installed=installed_versions(folders),
+        outside_site_packages=outside_site_packages(folders),
         env=probe_env(environ),
         cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
         collected_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -34,3 +34,17 @@ def installed_versions(folders: dict[str, Path]) -> dict[str, str]:
     versions = {name: folder.name.rpartition(".")[0].partition("-")[2].partition("-")[0]
                 for name, folder in folders.items()}
     return dict(sorted(versions.items()))
+
+
+def outside_site_packages(folders: dict[str, Path], prefixes: list[str] | None = None) -> list[str]:
+    """The distributions of a ``dist_folders`` scan installed outside every Python prefix in a folder whose path
+    has no ``site-packages`` (``pip install --target DIR`` on ``PYTHONPATH``). dill takes a module's location for
+    whether it is importable: such modules it pickles by value, whole (EK605; dill's ``_is_builtin_module``)."""
+    roots = [os.path.realpath(p) for p in (prefixes if prefixes is not None else
+                                           {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix})]
+    outside = {}  # per sys.path entry: most distributions share one
+    for folder in {folder.parent for folder in folders.values()}:
+        where = os.path.realpath(folder)
+        outside[folder] = "site-packages" not in f"{folder}{where}" and not any(
+            where == root or where.startswith(root + os.sep) for root in roots)
+    return sorted(name for name, folder in folders.items() if outside[folder.parent])

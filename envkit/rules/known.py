@@ -38,20 +38,25 @@ def _inside(entry: dict, versions: dict[str, Version]) -> bool:
                for window in entry["windows"])
 
 
-def lock_repairs(pins: dict[str, str]) -> list[str]:
-    """The requirement lines that take a resolved set (a lock's name -> version) out of every failing check's
-    window it falls in, each once (overlapping checks share a repair): what `envkit lock` adds before resolving
-    again (datasets 5.2.0 + pyarrow 26 -> pyarrow<26)."""
+def inside_checks(pins: dict[str, str]) -> list[dict]:
+    """The checks, failing and warning, that a resolved set (name -> version) falls inside: those whose every
+    named package it holds, inside one of their windows.  What a lock must leave (issue #23: what envkit
+    installs passes its own doctor)."""
     pinned = {canonicalize_name(name): version for name, version in pins.items()}
-    repairs = []
+    found = []
     for entry in CHECKS:
         names = {name for window in entry["windows"] for name in window}
-        if entry["severity"] != "fail" or not entry.get("requirements") or not names <= set(pinned):
-            continue
-        versions = {name: Version(pinned[name]) for name in names}
-        if _inside(entry, versions):
-            shown = {name: str(v) for name, v in versions.items()}
-            repairs += [r.format(**shown) for r in entry["requirements"]]
+        if names <= set(pinned) and _inside(entry, {name: Version(pinned[name]) for name in names}):
+            found.append(entry)
+    return found
+
+
+def lock_repairs(pins: dict[str, str]) -> list[str]:
+    """The requirement lines that take a resolved set (a lock's name -> version) out of each check's window it
+    falls in, warnings included, each once (overlapping checks share a repair): what `envkit lock` adds before
+    resolving again (transformers 5.24.0 + peft 0.21.2 -> transformers<5.24.0)."""
+    shown = {canonicalize_name(name): version for name, version in pins.items()}
+    repairs = [r.format(**shown) for entry in inside_checks(pins) for r in entry.get("requirements", ())]
     return list(dict.fromkeys(repairs))
 
 

@@ -15,7 +15,7 @@ from envkit.rules.requirements import installed_version, requirement_on, require
 # Pairs that a dedicated rule explains; the generic requirement check leaves them to it.
 EXPLAINED = {
     "vllm": {"torch", "transformers"},
-    "unsloth": {"trl", "transformers", "datasets"},
+    "unsloth": {"trl", "transformers", "datasets", "xformers"},  # xformers: EK307 (Unsloth runs without it)
     "unsloth-zoo": {"trl", "transformers", "datasets"},
 }
 UNSLOTH_WINDOWS = ("trl", "transformers", "datasets")
@@ -270,11 +270,54 @@ def torch_extension_build(facts: Facts) -> Outcome:
         return skip("needs xformers (with its build record) and torch")
     built = Version(xformers.built_for_torch)
     evidence = f"xformers {xformers.version} built for torch {built}; torch {torch.version} installed; {curated('xformers_torch_build')['source']}"
-    if built.release[:2] != Version(torch.version).release[:2]:
+    if not _same_minor(built, torch.version):
         return warn(f"xformers {xformers.version} was built for torch {built.public}, not {Version(torch.version).public}",
                     evidence, f"pip install 'torch=={built.public}' (with a matching vllm), or pip uninstall xformers "
                               "(Unsloth uses PyTorch attention without it)")
     return ok(f"xformers {xformers.version} built for torch {built.public}", evidence)
+
+
+def _same_minor(one: Version | str, other: Version | str) -> bool:
+    return Version(str(one)).release[:2] == Version(str(other)).release[:2]
+
+
+def xformers_lock_repair(pins: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(requirements, exclusions) that keep a lock (name -> version) out of EK307, from the curated builds of
+    each xformers release: the newest release built for the locked torch, or no xformers where none is (Unsloth
+    runs without it).  Nothing for an xformers the table does not know."""
+    builds = {Version(v): torch for v, torch in curated("xformers_torch_build")["builds"].items()}
+    xformers, torch = pins.get("xformers"), pins.get("torch")
+    if not (xformers and torch) or Version(xformers) not in builds or _same_minor(builds[Version(xformers)], torch):
+        return [], []
+    fitting = [v for v, built in builds.items() if _same_minor(built, torch)]
+    return ([f"xformers=={max(fitting)}"], []) if fitting else ([], ["xformers"])
+
+
+@rule("EK605", "datasets-pyarrow-pickle", "packages")
+def datasets_pyarrow_pickle(facts: Facts) -> Outcome:
+    """datasets can fingerprint a dataset built in memory under the installed pyarrow.
+
+    datasets fingerprints a new dataset (Dataset.from_list / from_dict, map)
+    by pickling with dill. dill pickles a module by reference only when it
+    lies under a Python prefix, in a folder whose path has 'site-packages',
+    or is an extension; pyarrow installed elsewhere (pip install --target DIR
+    on PYTHONPATH) is pickled by value, whole, and fails on its MonthDayNano
+    type ("PicklingError: Can't pickle <class 'MonthDayNano'>: it's not found
+    as builtins.MonthDayNano"), with pyarrow 25 and 26 alike.  GRPO scripts
+    that build their prompts in memory stop before training.  Fix: install
+    into a virtualenv, or into a folder named site-packages.
+    """
+    known = curated("dill_module_by_value")
+    datasets, pyarrow = facts.installed.get("datasets"), facts.installed.get("pyarrow")
+    if not (datasets and pyarrow):
+        return skip("needs datasets and pyarrow installed")
+    evidence = f"datasets {datasets}, pyarrow {pyarrow}; {known['source']} (checked {known['checked']})"
+    if "pyarrow" in facts.outside_site_packages:
+        return warn(f"pyarrow {pyarrow} is installed outside site-packages: datasets {datasets} cannot build a dataset "
+                    "in memory (dill pickles pyarrow by value)", evidence,
+                    "install into a virtualenv (python -m venv), or pip install --target DIR/site-packages and put "
+                    "that folder on PYTHONPATH")
+    return ok(f"pyarrow {pyarrow} is installed where dill pickles it by reference", evidence)
 
 
 @rule("EK308", "glibc", "packages")
