@@ -3,7 +3,7 @@
 The lock is `envkit lock` for the recipe and target, keeping the machine's torch; every locked package the
 machine does not already have at that version (``--present``: its `pip list --format=freeze`) is downloaded
 for its platform with pip's hash check against the lock, packed and cut into chunks of at most 57 MiB that
-travel with `run`'s carry, one a call, and install into /tmp/site there (benchmarks/bundle_stage.sh):
+travel with `run`'s carry, one a call, and install into /tmp/site/site-packages there (benchmarks/bundle_stage.sh):
 
     python benchmarks/device_bundle.py --recipe R.yaml --target h200 --torch 2.11.0 \\
         --present benchmarks/devices/nvidia-h200-2026-11-30.txt --out .devbundle
@@ -113,7 +113,7 @@ def main() -> None:
         count = cut(Path(scratch) / "whl", args.out)
         size = sum(p.stat().st_size for p in args.out.glob("c*/part*"))
     print(f"device_bundle: {len(needed)} of {len(pins)} locked packages, {size / 2**20:.0f} MiB, {count} chunks in "
-          f"{args.out}/c0 .. c{count - 1}; there: bash {args.out}/cN/stage, then export PYTHONPATH=/tmp/site")
+          f"{args.out}/c0 .. c{count - 1}; there: bash {args.out}/cN/stage, then export PYTHONPATH=/tmp/site/site-packages")
     print("bundled:", " ".join(f"{n}=={pins[n]}" for n in sorted(needed)))
 
 

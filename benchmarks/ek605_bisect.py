@@ -2,7 +2,7 @@
 
 Self-contained (stdlib only; no envkit import), for the GPU machine where the lock's wheels sit in /tmp/site:
 
-    PYTHONPATH=/tmp/site python3 benchmarks/ek605_bisect.py --out ek605.json
+    PYTHONPATH=/tmp/site python3 benchmarks/ek605_bisect.py --out ek605.json   # a bundle staged before 2026-12-07
 
 Each variant runs the repro (Dataset.from_list + map, as grpo_bench does) in its own interpreter, 16 at a time,
 60 s each, the whole run under 4 minutes:

@@ -177,3 +177,15 @@ def test_backend_unsloth_learns(model, results):
     arm = train_arm("envkit-unsloth", model, results, "enabled: true\n  mode: colocate\n  sleep: false",
                     extra="backend: unsloth\n")
     assert_learned(arm)
+
+
+def test_the_staged_lock_passes_the_doctor(results):
+    """Issue #23 item 4 on the machine itself: envkit's own lock, installed, has no FAIL and no package WARN but
+    EK304 (the device bundle leaves vLLM's optional kernels out: benchmarks/device_bundle.py OPTIONAL_HEAVY)."""
+    ran = envkit("doctor", "--json", cwd=WORK, log=WORK / "doctor.log", timeout=60)
+    report = json.loads(ran.text[ran.text.index("{"):ran.text.rindex("}") + 1])
+    keys = ("id", "section", "severity", "title")
+    said = [{k: f[k] for k in keys} for f in report["findings"] if f["severity"] != "ok"]
+    results.add("envkit-doctor", {"exit": ran.code, "not_ok": said})
+    assert not [f for f in said if f["severity"] == "fail"], said
+    assert not [f for f in said if f["section"] == "packages" and f["id"] != "EK304"], said
