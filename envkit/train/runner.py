@@ -258,6 +258,7 @@ def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_fro
         "packages": versions,
         "plan": plan.to_dict(),
         "grpo_config": kwargs,
+        "effective_config": plan.grpo_effective,  # what the backend changed in it (envkit.train.effective)
         "not_applied": dropped,
         # how prompts reached the model in training, for envkit generate (envkit.train.generate)
         "generate": {"chat_template": chat, "system_prompt": recipe.dataset.system_prompt,
