@@ -41,9 +41,11 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
     Exit codes: 0 done (or, with --resume, already finished), 1 refused by a doctor check (see --force),
     the output folder in use by another run, a launched process failed, or manifest.json not written (the run
-    itself is saved), 2 recipe or usage error (also an output folder that cannot be written), 3 stopped by
-    the stale-weight guard (guard: stop), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g. docker
-    stop); both save a checkpoint first and stop every launched process; otherwise the trainer's own exit code.
+    itself is saved), 2 recipe or usage error (also an output folder that cannot be written, or a GRPO setting
+    the backend would overwrite), 3 stopped by the stale-weight guard, 4 stopped by the learning-signal guard
+    (guard: stop; steps in a row trained on nothing), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g.
+    docker stop); all four save a checkpoint first and stop every launched process; otherwise the trainer's own
+    exit code.
     """
     from envkit.files import WriteError
     from envkit.launch.plan import LaunchError

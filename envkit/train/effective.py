@@ -109,6 +109,13 @@ def effective_config(backend: str, kwargs: Mapping[str, Any], version: str | Non
             "source": rules["source"], "differences": differences, "kept": kept, "refused": refused}
 
 
+def trained_value(kwargs: Mapping[str, Any], effective: dict | None, name: str) -> Any:
+    """The value of GRPOConfig field ``name`` the trainer runs with: the backend's where it changed it, else
+    the argument, else TRL's default."""
+    changed = {d["field"]: d["effective"] for d in (effective or {}).get("differences", [])}
+    return changed[name] if name in changed else kwargs.get(name, trl_defaults().get(name))
+
+
 def in_window(rules: dict, version: str | None) -> bool:
     try:
         return version is not None and Version(version) in SpecifierSet(rules["versions"])
