@@ -8,13 +8,14 @@ import itertools
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from envkit.knowledge import load
 from envkit.recipe.load import parse_recipe
 from envkit.train.config import grpo_kwargs
-from envkit.train.effective import backend_rules, effective_config, replay, trl_defaults
+from envkit.train.effective import backend_rules, effective_config, keep_after, replay, trl_defaults
 from tests.conftest import COHERENT, make_facts
 from tests.test_train_backends import UNSLOTH, dry_run_on, plan_for, tiny, with_vllm
 
@@ -39,7 +40,7 @@ def test_the_recorded_defaults_are_unsloths():
     assert FIXTURE["unsloth"] == "2026.10.9" and "mask_truncated_completions = True" in "\n".join(FIXTURE["init_body"])
     assert ({k: v for k, v in FIXTURE["signature_defaults"].items() if k in fields}
             == {k: v for k, v in RULES["defaults"].items() if k in fields})
-    assert RULES["source"] and RULES["checked"] == "2026-12-07" and RULES["versions"] == "==2026.10.9"
+    assert RULES["source"] and RULES["checked"] == "2026-12-07"
 
 
 GRID = {
@@ -136,7 +137,7 @@ def test_a_version_not_read_is_said(monkeypatch, tmp_path):
     facts = make_facts("h100", {**COHERENT, "unsloth": "2026.9.1"})
     _, result = dry_run_on(monkeypatch, tmp_path, tiny(UNSLOTH), facts)
     assert result.exit_code == 0 and json.loads(result.stdout)["effective_config"]["read"] is False
-    assert "envkit read its GRPO config rewrites at ==2026.10.9 only" in result.stderr
+    assert "envkit read its GRPO config rewrites at >=2026.9.12,<=2026.10.9 only" in result.stderr
 
 
 DR_GRPO = ("  max_steps: 4\n", "  max_steps: 4\n  loss_type: dr_grpo\n")
@@ -160,3 +161,16 @@ def test_every_kept_field_says_how():
     for name, keep in RULES["keep"].items():
         assert keep == "pass" or isinstance(keep, str) and len(keep) > 10 or set(keep) in ({"from"}, {"refuse"}), name
     assert load("backend_config")["about"]
+
+
+def test_values_an_older_unsloth_overwrites_anyway_are_set_back_on_its_config():
+    """unsloth <= 2026.9.11 set masking and epsilon_high for dapo over explicit values (its rl.py check_dr_grpo):
+    the runner sets envkit's back on the constructed config, where TRL's trainer reads them."""
+    kwargs = kwargs_for(tiny(UNSLOTH))
+    config = SimpleNamespace(**{**kwargs, "mask_truncated_completions": True, "epsilon_high": 0.28})
+    restored = keep_after(config, kwargs, "unsloth")
+    assert {r["field"]: (r["backend_set"], r["value"]) for r in restored} == {
+        "mask_truncated_completions": (True, False), "epsilon_high": (0.28, 0.2)}
+    assert config.mask_truncated_completions is False and config.epsilon_high == 0.2
+    assert keep_after(config, kwargs, "unsloth") == [] and keep_after(config, kwargs, "trl") == []
+    assert "2026.9.11" in RULES["before"] and RULES["versions"] == ">=2026.9.12,<=2026.10.9"

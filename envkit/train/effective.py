@@ -109,6 +109,21 @@ def effective_config(backend: str, kwargs: Mapping[str, Any], version: str | Non
             "source": rules["source"], "differences": differences, "kept": kept, "refused": refused}
 
 
+def keep_after(config: Any, kwargs: Mapping[str, Any], backend: str) -> list[dict[str, Any]]:
+    """Set back, on the backend's constructed config, each value envkit passed to keep TRL's ("keep": "pass"
+    or {"from": ...}) that the backend overwrote anyway (unsloth before 2026.9.12: knowledge's "before"); TRL's
+    trainer reads them from the config after its ``__init__``.  What was set back, for the run's lines and
+    manifest.json."""
+    rules = backend_rules(backend)
+    restored = []
+    for name, keep in (rules["keep"] if rules else {}).items():
+        kept = keep == "pass" or isinstance(keep, dict) and "from" in keep
+        if kept and name in kwargs and hasattr(config, name) and getattr(config, name) != kwargs[name]:
+            restored.append({"field": name, "backend_set": getattr(config, name), "value": kwargs[name]})
+            setattr(config, name, kwargs[name])
+    return restored
+
+
 def trained_value(kwargs: Mapping[str, Any], effective: dict | None, name: str) -> Any:
     """The value of GRPOConfig field ``name`` the trainer runs with: the backend's where it changed it, else
     the argument, else TRL's default."""
@@ -141,7 +156,8 @@ def effective_lines(effective: dict | None) -> list[str]:
     lines = []
     if not effective["read"]:
         lines.append(f"warning: backend {by}: envkit read its GRPO config rewrites at {effective['read_at']} only; "
-                     "the values below assume they are unchanged")
+                     "the values below assume they are unchanged (a value it overwrites anyway is set back on its "
+                     "config at the start, and said)")
     if effective["kept"]:
         kept = ", ".join(f"{k['field']} {k['value']!r} (it would set {k['backend_would_set']!r})"
                          for k in effective["kept"])

@@ -21,7 +21,7 @@ from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.train.checkpoints import Checkpoint, last_checkpoint
 from envkit.train.config import split_supported
-from envkit.train.effective import trained_value
+from envkit.train.effective import keep_after, trained_value
 from envkit.train.guard import StaleWeightGuard, guard_record
 from envkit.train.preflight import Plan
 from envkit.train.rewards import resolve_reward
@@ -137,6 +137,11 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         model, tokenizer, peft_config = load_model(recipe, plan, source)
         train_rows, eval_rows = prepare_dataset(recipe, tokenizer)
         chat = isinstance(train_rows[0]["prompt"], list)  # messages: conversational, or use_chat_template
+        args = GRPOConfig(**kwargs)
+        restored = keep_after(args, kwargs, recipe.backend)
+        for r in restored:
+            say(f"backend {recipe.backend} set {r['field']} {r['backend_set']!r} over the recipe's {r['value']!r}: "
+                "set back on its config")
         stop = StopOnSignal()
         callbacks = [AdapterMotion()] + ([MetricsCallback(metrics, run_started=wall)] if main else [])
         masking = trained_value(plan.grpo_config, plan.grpo_effective, "mask_truncated_completions")
@@ -146,7 +151,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
             model=model,
             processing_class=tokenizer,
             reward_funcs=rewards,
-            args=GRPOConfig(**kwargs),
+            args=args,
             train_dataset=train_rows,
             eval_dataset=eval_rows,
             peft_config=peft_config,
@@ -167,6 +172,8 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     wall_s = time.perf_counter() - wall
     manifest = _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, checkpoint.path if checkpoint else None,
                          completed=code == 0, chat=chat)
+    if todo == "train" and restored:
+        manifest["effective_config"] = {**manifest["effective_config"], "restored": restored}
     stale, signal = guards.guards if guards else (None, None)
     manifest["guard"] = guard_record(recipe.guard, stale, signal, plan.vllm_off, recipe.backend)
     if main:
