@@ -135,3 +135,15 @@ def test_an_adapter_that_does_not_move_is_named(tmp_path):
     assert signal["causes"] == {"not_moving": 3} and signal["verdict"]["cause"] == "not_moving"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(row["adapter_update"] < 1e-20 and row["grad_norm"] > 0 for row in rows)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+@pytest.mark.parametrize("masking, warned", [(True, True), (False, False)], ids=["masked", "unmasked"])
+def test_report_names_a_run_that_trained_on_nothing(tmp_path, masking, warned):
+    rows = [{"step": s, **HEALTHY, "completions/clipped_ratio": 1.0} for s in (1, 2, 3)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = {"grpo_config": {"mask_truncated_completions": masking}, "effective_config": None}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert ("WARNING: no learning signal: 3 steps in a row up to step 3 trained on nothing" in result.output) is warned

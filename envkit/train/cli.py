@@ -210,6 +210,11 @@ def report(run_dir) -> None:
     verdict = check_rows(rows)
     if verdict:
         click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
+    from envkit.train.learning import check_signal_rows, run_masking
+
+    signal = check_signal_rows(rows, run_masking(path / "manifest.json"))
+    if signal:
+        click.echo(f"envkit report: WARNING: {signal.label}: {signal.message()}; {signal.hint}", err=True)
 
 
 @click.command()

@@ -15,12 +15,16 @@ count the dead steps by cause.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from envkit.exitcodes import NO_LEARNING
 from envkit.knowledge import load
+from envkit.train.effective import trained_value
 
 SAMPLES = "`envkit generate RUN \"a prompt\" -n 4`"
 # cause -> (what happened on the step, the fix in one line)
@@ -129,3 +133,20 @@ def signal_line(report: dict[str, Any] | None) -> str | None:
     cause = max(report["causes"], key=report["causes"].get)
     return (f"{dead} of {steps} steps trained on nothing, mostly ({report['causes'][cause]}): {CAUSES[cause][0]}; "
             f"fix: {CAUSES[cause][1]}")
+
+
+def check_signal_rows(rows: Iterable[dict], masking: bool) -> SignalVerdict | None:
+    """The guard over a finished run's metrics.jsonl rows (``envkit report``)."""
+    guard = LearningSignalGuard(masking)
+    for row in rows:
+        guard.observe(row["step"], row)
+    return guard.verdict
+
+
+def run_masking(manifest: Path) -> bool:
+    """Whether a finished run masked truncated completions, from its manifest.json (False without one)."""
+    try:
+        record = json.loads(manifest.read_text())
+        return bool(trained_value(record["grpo_config"], record.get("effective_config"), "mask_truncated_completions"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
