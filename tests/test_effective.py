@@ -125,7 +125,7 @@ def test_dry_run_shows_the_effective_values_next_to_the_recipes(monkeypatch, tmp
     assert router["effective"] == 0.0 and router["by"] == "unsloth 2026.10.9"
     assert shown["refused"] == []
     assert "envkit train: backend unsloth 2026.10.9: kept as the recipe's (passed explicitly): " in result.stderr
-    assert "mask_truncated_completions False (it would set True)" in result.stderr
+    assert "mask_truncated_completions False (unset, it would be True)" in result.stderr
 
 
 def test_trl_backend_shows_no_backend_changes(monkeypatch, tmp_path):

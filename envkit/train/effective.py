@@ -159,7 +159,7 @@ def effective_lines(effective: dict | None) -> list[str]:
                      "the values below assume they are unchanged (a value it overwrites anyway is set back on its "
                      "config at the start, and said)")
     if effective["kept"]:
-        kept = ", ".join(f"{k['field']} {k['value']!r} (it would set {k['backend_would_set']!r})"
+        kept = ", ".join(f"{k['field']} {k['value']!r} (unset, it would be {k['backend_would_set']!r})"
                          for k in effective["kept"])
         lines.append(f"backend {by}: kept as the recipe's (passed explicitly): {kept}")
     for d in effective["differences"] + effective["refused"]:
