@@ -102,7 +102,9 @@ class AdapterMotion(TrainerCallback):
     """Adds ``adapter_update`` to each logged training step, before the other callbacks read it: the norm of
     the trainable weights' change since the last logged step over their norm then (envkit.train.learning reads
     it: 0 when the learning rate is too small to move them).  Keeps one copy of the trainable weights (the
-    LoRA adapter: small) on their device; a rank that holds none of them (a sharded model) adds nothing."""
+    LoRA adapter: small) on their device.  Under several processes the sums are all-reduced, so every rank
+    (a sharded model's too, even one holding none of the weights) logs the same value and the guard stops
+    them all at the same step."""
 
     def __init__(self):
         self._weights: list[torch.Tensor] = []
@@ -114,12 +116,16 @@ class AdapterMotion(TrainerCallback):
 
     @torch.no_grad()
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or "reward" not in logs or not self._weights:
+        if logs is None or "reward" not in logs:  # the same on every rank: TRL logs gathered metrics
             return
-        moved = sum(float((p.float() - q.float()).pow(2).sum()) for p, q in zip(self._weights, self._last))
-        size = sum(float(q.float().pow(2).sum()) for q in self._last)
+        sums = torch.zeros(2, dtype=torch.float64, device=args.device)
         for p, q in zip(self._weights, self._last):
+            sums[0] += (p.double() - q.double()).pow(2).sum().to(sums.device)
+            sums[1] += q.double().pow(2).sum().to(sums.device)
             q.copy_(p)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+        moved, size = sums.tolist()
         if size > 0:
             logs["adapter_update"] = (moved / size) ** 0.5
 
