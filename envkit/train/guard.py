@@ -104,8 +104,9 @@ def not_measured(guard: StaleWeightGuard, vllm_off: str | None, backend: str) ->
 
 def guard_record(mode: str, stale: StaleWeightGuard | None, signal, vllm_off: str | None, backend: str) -> dict:
     """manifest.json's "guard": the mode, each guard's verdict, whether the sampler gap was measured (and why
-    not), and the learning-signal guard's count of dead steps (envkit.train.learning)."""
+    not), and the learning-signal guard's count of dead steps (envkit.train.learning), over the steps this call
+    trained (None for a guard that did not watch: guard: off, or no step left to train)."""
     return {"mode": mode, "stale_weights": stale.verdict.to_dict() if stale and stale.verdict else None,
             "stale_weights_measured_steps": stale.measured if stale else 0,
-            "stale_weights_not_measured": "guard: off" if stale is None else not_measured(stale, vllm_off, backend),
+            "stale_weights_not_measured": not_measured(stale, vllm_off, backend) if stale else None,
             "learning_signal": signal.report() if signal else None}
