@@ -39,6 +39,16 @@ def trl_defaults() -> dict[str, Any]:
     return {name: field["default"] for name, field in grpo_fields()[1].items()}
 
 
+def _passed(keep: Any) -> bool:
+    """A field envkit keeps by passing TRL's value ("pass", or {"from": FIELD})."""
+    return keep == "pass" or isinstance(keep, dict) and "from" in keep
+
+
+def _fix(keep: Any) -> str | None:
+    """The fix of a field envkit refuses to let the backend change ({"refuse": fix}), else None."""
+    return keep["refuse"] if isinstance(keep, dict) and "refuse" in keep else None
+
+
 def pins(backend: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments envkit adds so that the backend keeps TRL's values: for each field it would set when
     unset ("keep": "pass" or {"from": FIELD}), TRL's default, where the arguments lack it."""
@@ -48,12 +58,9 @@ def pins(backend: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     defaults = trl_defaults()
     added = {}
     for name, keep in rules["keep"].items():
-        if name in kwargs or name not in defaults:
-            continue
-        if keep == "pass":
-            added[name] = defaults[name]
-        elif isinstance(keep, dict) and "from" in keep:
-            added[name] = kwargs.get(keep["from"], defaults.get(keep["from"]))
+        if _passed(keep) and name not in kwargs and name in defaults:
+            source = name if keep == "pass" else keep["from"]
+            added[name] = kwargs.get(source, defaults.get(source))
     return added
 
 
@@ -97,11 +104,11 @@ def effective_config(backend: str, kwargs: Mapping[str, Any], version: str | Non
         keep = rules["keep"].get(name, f"{rules['package']}'s default where envkit passes none"
                                  if name in rules["defaults"] else "its __init__ rewrites it")
         entry = {"field": name, "recipe": trl_view.get(name), "effective": trained[name], "by": by,
-                 "why": keep["refuse"] if isinstance(keep, dict) and "refuse" in keep else keep}
-        (refused if isinstance(keep, dict) and "refuse" in keep else differences).append(entry)
+                 "why": _fix(keep) or keep}
+        (refused if _fix(keep) else differences).append(entry)
     kept = []
     for name, keep in sorted(rules["keep"].items()):
-        if name in kwargs and (keep == "pass" or isinstance(keep, dict) and "from" in keep):
+        if name in kwargs and _passed(keep):
             without = replay(rules, {k: v for k, v in kwargs.items() if k != name})[name]
             if without != kwargs[name]:
                 kept.append({"field": name, "value": kwargs[name], "backend_would_set": without, "by": by})
@@ -117,8 +124,7 @@ def keep_after(config: Any, kwargs: Mapping[str, Any], backend: str) -> list[dic
     rules = backend_rules(backend)
     restored = []
     for name, keep in (rules["keep"] if rules else {}).items():
-        kept = keep == "pass" or isinstance(keep, dict) and "from" in keep
-        if kept and name in kwargs and hasattr(config, name) and getattr(config, name) != kwargs[name]:
+        if _passed(keep) and name in kwargs and hasattr(config, name) and getattr(config, name) != kwargs[name]:
             restored.append({"field": name, "backend_set": getattr(config, name), "value": kwargs[name]})
             setattr(config, name, kwargs[name])
     return restored
