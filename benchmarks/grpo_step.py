@@ -64,14 +64,19 @@ ARMS = {"envkit-colocate": "colocate", "envkit-sleep": "sleep", "envkit-generate
         "envkit-unsloth-standby": "sleep",
         "trl-colocate-no-gc": "colocate", "trl-colocate-no-detok": "colocate", "trl-colocate-mb-whole": "colocate",
         "trl-colocate-levers": "colocate", "envkit-colocate-coldcache": "colocate", "envkit-colocate-warmcache": "colocate",
-        "envkit-colocate-mb-auto": "colocate", "envkit-colocate-4bit": "colocate"}
+        "envkit-colocate-mb-auto": "colocate", "envkit-colocate-4bit": "colocate",
+        "envkit-colocate-truncated": "colocate", "envkit-unsloth-truncated": "colocate"}
 # Issue #16: one speed lever each over plain TRL colocate (GRPOConfig fields; "mb-whole": the step's completions in one
 # micro-batch instead of per_device_train_batch_size x gradient_accumulation_steps, same 32 a step), and all of them.
 NO_GC, NO_DETOK = {"gradient_checkpointing": False}, {"generation_kwargs": {"detokenize": False}}
 LEVERS = {"trl-colocate-no-gc": (NO_GC, False), "trl-colocate-no-detok": (NO_DETOK, False),
           "trl-colocate-mb-whole": ({}, True), "trl-colocate-levers": (NO_GC | NO_DETOK, True)}
 # envkit with grpo.micro_batch: auto (the budget's micro-batch for the same step) besides its default levers.
-GRPO_LINES = {"envkit-colocate-mb-auto": "\n  micro_batch: auto"}
+# Issue #30: completions that never end (vLLM's ignore_eos) with truncated ones masked out of the loss, on both
+# backends, same seed: every step trains on nothing; the learning-signal guard names it at step 3 (warn).
+NEVER_END = "\n  mask_truncated_completions: true\n  generation_kwargs: {ignore_eos: true}"
+GRPO_LINES = {"envkit-colocate-mb-auto": "\n  micro_batch: auto", "envkit-colocate-truncated": NEVER_END,
+              "envkit-unsloth-truncated": NEVER_END}
 # Start-up (issue #16): envkit's first start with empty vLLM / inductor / Triton caches, then the second start on them.
 CACHE_ARMS = {"envkit-colocate-coldcache": True, "envkit-colocate-warmcache": False}
 SERVER_LAYOUT = "resources:\n  generation_gpus: [0]\n  training_gpus: [1]\n"
@@ -83,7 +88,8 @@ LAYOUTS = {"envkit-server": SERVER_LAYOUT, "envkit-server-nopatch": SERVER_LAYOU
 FLAGS = {"envkit-server-nopatch": ["--no-patch", "EKP001"], "envkit-server-nopatch-stop": ["--no-patch", "EKP001"]}
 GUARD = {"envkit-server-nopatch-stop": "stop"}
 # Issue #18: backend: unsloth (fast_inference: Unsloth's own colocated vLLM; standby = its sleep mode), bf16 and 4-bit.
-UNSLOTH = {"envkit-unsloth": "bf16", "envkit-unsloth-4bit": "4bit", "envkit-unsloth-standby": "bf16"}
+UNSLOTH = {"envkit-unsloth": "bf16", "envkit-unsloth-4bit": "4bit", "envkit-unsloth-standby": "bf16",
+           "envkit-unsloth-truncated": "bf16"}
 # 4-bit (bitsandbytes NF4) training weights: Unsloth's 4-bit arm and, next to it, the TRL backend's.
 FOUR_BIT = {"envkit-unsloth-4bit", "envkit-colocate-4bit"}
 SKIP = 2  # warm-up steps left out of the median
@@ -164,6 +170,7 @@ def run_envkit(arm: str, shape: dict, steps: int, timeout: int, utilization: flo
         m = json.loads(manifest.read_text())
         result["patches"] = m["plan"].get("patches")
         result["guard_live"] = m.get("guard")
+        result["effective_config"] = m.get("effective_config")
         result["vllm_settings"] = {k: v for k, v in m["grpo_config"].items() if k.startswith(("use_vllm", "vllm_"))}
         result["plan"] = m.get("plan")
     if code != 0:
@@ -201,6 +208,7 @@ def summary(result: dict) -> dict:
     rewards = [r["reward"] for r in rows if "reward" in r]
     gaps = [r[GUARD_METRIC] for r in rows if GUARD_METRIC in r]
     verdict = check_rows(rows)
+    learning = (result.get("guard_live") or {}).get("learning_signal") or {}
     phases = sorted({name for r in rows[SKIP:] for name in r.get("phase_s") or {}})
     return {"steps": len(rows), "guard_step": verdict.step if verdict else None,
             "first_step_s": rows[0].get("elapsed_s") if rows else None,
@@ -209,7 +217,10 @@ def summary(result: dict) -> dict:
             "gap_first3": [round(g, 4) for g in gaps[:3]], "gap_max": round(max(gaps), 4) if gaps else None, "median_step_s": round(statistics.median(times), 3) if times else None,
             "median_tokens_per_s": round(statistics.median(rates)) if rates else None,
             "reward_first5": round(statistics.mean(rewards[:5]), 4) if rewards else None,
-            "reward_last5": round(statistics.mean(rewards[-5:]), 4) if rewards else None}
+            "reward_last5": round(statistics.mean(rewards[-5:]), 4) if rewards else None,
+            # issue #30: steps with no gradient, and what the learning-signal guard said (manifest guard.learning_signal)
+            "grad_norm_zero_steps": sum(1 for r in rows if r.get("grad_norm") == 0),
+            "dead_steps": learning.get("causes"), "learning_guard_step": (learning.get("verdict") or {}).get("step")}
 
 
 def trl_settings(result: dict) -> dict:

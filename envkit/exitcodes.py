@@ -3,6 +3,7 @@
 FAILED = 1  # a check failed, a run was refused, a build or a launched process failed
 USAGE = 2  # bad input: a recipe, an option, a facts file; one line says which and what to do
 STALE_WEIGHTS = 3  # envkit train, guard: stop: generation was not running on the trained weights (checkpoint saved)
+NO_LEARNING = 4  # envkit train, guard: stop: steps in a row trained on nothing (checkpoint saved)
 INTERRUPTED = 130  # Ctrl-C: the shell's convention (128 + SIGINT)
 TERMINATED = 143  # SIGTERM (docker stop, a scheduler): 128 + SIGTERM
 

@@ -181,7 +181,8 @@ class Recipe:
     distributed: DistributedSpec = field(default_factory=DistributedSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
     seed: int = 42
-    # The stale-weight guard (envkit.train.guard): warn, stop (checkpoint, then exit 3), or off.
+    # The run's guards: stale weights (envkit.train.guard) and learning signal (envkit.train.learning):
+    # warn, stop (checkpoint, then exit 3 or 4), or off.
     guard: Literal["warn", "stop", "off"] = "warn"
     # Not YAML keys: where the recipe came from (set by the loader).
     source: str = field(default="", metadata={"input": False})

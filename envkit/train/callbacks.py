@@ -1,4 +1,5 @@
-"""Per-step metrics to metrics.jsonl, the stale-weight guard, and a clean stop on SIGINT or SIGTERM (save, then exit)."""
+"""Per-step metrics to metrics.jsonl, the guards (stale weights, learning signal), and a clean stop on SIGINT or
+SIGTERM (save, then exit)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import torch
 from transformers import TrainerCallback
 
 from envkit.train import phases
-from envkit.train.guard import KNOWN_CAUSES, StaleWeightGuard
+from envkit.train.guard import StaleWeightGuard
 from envkit.train.plot import metric_rows
 
 # TRL's log keys -> ours; rewards/<function>/mean and the sampler-vs-trainer gap (sampling/*: what the
-# stale-weight guard reads) keep their names.
+# stale-weight guard reads) keep their names, and so do the ones the learning-signal guard reads
+# (envkit.train.learning), so it reads a row as it reads TRL's logs.
 KEYS = {"reward": "reward", "completions/mean_length": "completion_length", "kl": "kl", "loss": "loss",
-        "learning_rate": "learning_rate"}
+        "learning_rate": "learning_rate", "grad_norm": "grad_norm", "frac_reward_zero_std": "frac_reward_zero_std",
+        "completions/clipped_ratio": "completions/clipped_ratio", "adapter_update": "adapter_update"}
 
 
 class MetricsCallback(TrainerCallback):
@@ -67,28 +70,64 @@ class MetricsCallback(TrainerCallback):
 
 
 class GuardCallback(TrainerCallback):
-    """The stale-weight guard (envkit.train.guard) on every logged step: a loud warning when it fires and,
-    with ``guard: stop``, a checkpoint and the end of training (the runner then exits naming the cause).
+    """The run's guards on every logged step (the stale-weight guard unless others are given: envkit.train.guard,
+    envkit.train.learning): a loud warning when one fires and, with ``guard: stop``, a checkpoint and the end of
+    training (the runner then exits naming the cause, with the verdict's exit code).
 
-    Every rank runs it: TRL gathers the sampling metrics over the ranks before logging, so all of them
-    see the same values and stop at the same step; only ``speak`` (rank 0) prints.
+    Every rank runs it: TRL gathers the metrics over the ranks before logging, so all of them see the same
+    values and stop at the same step; only ``speak`` (rank 0) prints.
     """
 
-    def __init__(self, stop: bool, speak: bool):
-        self.guard = StaleWeightGuard()
+    def __init__(self, stop: bool, speak: bool, guards: list | None = None):
+        self.guards = guards if guards is not None else [StaleWeightGuard()]
         self.stop = stop
         self.speak = speak
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        verdict = self.guard.observe(state.global_step, logs or {})
-        if verdict is None:
+        for guard in self.guards:
+            verdict = guard.observe(state.global_step, logs or {})
+            if verdict is None:
+                continue
+            if self.speak:
+                then = ("stopping after a checkpoint (guard: stop)" if self.stop
+                        else "training goes on (guard: stop ends such a run)")
+                click.echo(f"envkit train: WARNING: {verdict.label}: {verdict.message()}; {then}; {verdict.hint}",
+                           err=True)
+            if self.stop:
+                control.should_save = True
+                control.should_training_stop = True
+
+
+class AdapterMotion(TrainerCallback):
+    """Adds ``adapter_update`` to each logged training step, before the other callbacks read it: the norm of
+    the trainable weights' change since the last logged step over their norm then (envkit.train.learning reads
+    it: 0 when the learning rate is too small to move them).  Keeps one copy of the trainable weights (the
+    LoRA adapter: small) on their device.  Under several processes the sums are all-reduced, so every rank
+    (a sharded model's too, even one holding none of the weights) logs the same value and the guard stops
+    them all at the same step."""
+
+    def __init__(self):
+        self._weights: list[torch.Tensor] = []
+        self._last: list[torch.Tensor] = []
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._weights = [p for p in model.parameters() if p.requires_grad and p.numel()] if model is not None else []
+        self._last = [p.detach().clone() for p in self._weights]
+
+    @torch.no_grad()
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or "reward" not in logs:  # the same on every rank: TRL logs gathered metrics
             return
-        if self.speak:
-            then = "stopping after a checkpoint (guard: stop)" if self.stop else "training goes on (guard: stop ends such a run)"
-            click.echo(f"envkit train: WARNING: stale weights: {verdict.message()}; {then}; {KNOWN_CAUSES}", err=True)
-        if self.stop:
-            control.should_save = True
-            control.should_training_stop = True
+        sums = torch.zeros(2, dtype=torch.float64, device=args.device)
+        for p, q in zip(self._weights, self._last):
+            sums[0] += (p.double() - q.double()).pow(2).sum().to(sums.device)
+            sums[1] += q.double().pow(2).sum().to(sums.device)
+            q.copy_(p)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+        moved, size = sums.tolist()
+        if size > 0:
+            logs["adapter_update"] = (moved / size) ** 0.5
 
 
 class StopOnSignal(TrainerCallback):

@@ -41,9 +41,11 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
     Exit codes: 0 done (or, with --resume, already finished), 1 refused by a doctor check (see --force),
     the output folder in use by another run, a launched process failed, or manifest.json not written (the run
-    itself is saved), 2 recipe or usage error (also an output folder that cannot be written), 3 stopped by
-    the stale-weight guard (guard: stop), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g. docker
-    stop); both save a checkpoint first and stop every launched process; otherwise the trainer's own exit code.
+    itself is saved), 2 recipe or usage error (also an output folder that cannot be written, or a GRPO setting
+    the backend would overwrite), 3 stopped by the stale-weight guard, 4 stopped by the learning-signal guard
+    (guard: stop; steps in a row trained on nothing), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g.
+    docker stop); all four save a checkpoint first and stop every launched process; otherwise the trainer's own
+    exit code.
     """
     from envkit.files import WriteError
     from envkit.launch.plan import LaunchError
@@ -80,6 +82,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     from envkit.recipe.load import RecipeError, load_recipe
     from envkit.rules import run_rules
     from envkit.train.config import grpo_kwargs, unsloth_model_kwargs, unsloth_peft_kwargs
+    from envkit.train.effective import check_refused, effective_config, effective_lines
     from envkit.train.preflight import check_packages, plan_run
 
     recipe_path = find_recipe(name)
@@ -100,6 +103,10 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     check_packages(recipe, facts)
     plan = plan_run(recipe, facts, run_rules(facts), tuple(no_patch))
     plan = replace(plan, grpo_config=grpo_kwargs(recipe, plan, str(output_dir)))
+    backend = facts.package(recipe.backend)  # trl's rewrites nothing; unsloth's config does (envkit.train.effective)
+    plan = replace(plan, grpo_effective=effective_config(recipe.backend, plan.grpo_config,
+                                                         backend.version if backend else None))
+    check_refused(recipe.source, plan.grpo_effective)
     forward = ["--output", str(output_dir)] + (["--max-steps", str(max_steps)] if max_steps else []) + \
         (["--resume"] if resume else []) + (["--force"] if force else []) + \
         [a for p in no_patch for a in ("--no-patch", p)]
@@ -111,6 +118,8 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
 
         for warning in plan.warnings:
             click.echo(f"envkit train: warning: {printable(warning)}", err=True)
+        for line in effective_lines(plan.grpo_effective):
+            click.echo(f"envkit train: {line}", err=True)
         for finding in plan.blocking:
             verdict = "ignored (--force)" if force else "refused"
             click.echo(f"envkit train: {verdict}: {finding.id} {printable(finding.title)}"
@@ -120,7 +129,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
                  "gpu": plan.gpu, "env": dict(plan.env), "patches": list(plan.patches),
                  "patches_off": list(plan.patches_off), "guard": recipe.guard}
         resolved = {"recipe": recipe.source, "plan": shown, "grpo_config": dict(plan.grpo_config),
-                    "launch": launch.to_dict() if launch else None}
+                    "effective_config": plan.grpo_effective, "launch": launch.to_dict() if launch else None}
         if recipe.backend == "unsloth":
             model = recipe.model.name or f"<model.build: {recipe.model.build}, built at start>"
             resolved["unsloth"] = {"from_pretrained": unsloth_model_kwargs(recipe, plan, model),
@@ -210,6 +219,11 @@ def report(run_dir) -> None:
     verdict = check_rows(rows)
     if verdict:
         click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
+    from envkit.train.learning import check_signal_rows, run_masking
+
+    signal = check_signal_rows(rows, run_masking(path / "manifest.json"))
+    if signal:
+        click.echo(f"envkit report: WARNING: {signal.label}: {signal.message()}; {signal.hint}", err=True)
 
 
 @click.command()

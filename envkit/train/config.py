@@ -7,6 +7,7 @@ from typing import Any
 
 from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
 from envkit.recipe.schema import Recipe
+from envkit.train.effective import pins
 from envkit.train.preflight import Plan
 
 # vllm.gpu_memory_utilization: auto without a memory budget (no GPU memory known, no model shape): TRL's default.
@@ -72,6 +73,7 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
             # detokenizing of every sequence at every step, in the training process, is work thrown away
             # (stop strings need it: then it stays on).  The recipe's own generation_kwargs win.
             kwargs["generation_kwargs"] = {"detokenize": False} | written
+    kwargs.update(pins(recipe.backend, kwargs))  # the backend keeps TRL's values (envkit.train.effective)
     return kwargs
 
 

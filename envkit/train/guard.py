@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
+from envkit.exitcodes import STALE_WEIGHTS
 from envkit.knowledge import load
 
 
@@ -40,6 +41,10 @@ class StaleVerdict:
     value: float
     threshold: float
     consecutive: int
+    label = "stale weights"
+    guard = "stale-weight guard"
+    exit_code = STALE_WEIGHTS
+    hint = KNOWN_CAUSES
 
     def message(self) -> str:
         return (f"generation is not running on the weights being trained: {self.metric} {self.value:.3g} > "
@@ -57,11 +62,15 @@ class StaleWeightGuard:
     def __init__(self, limits: GuardLimits | None = None):
         self.limits = limits or GuardLimits.shipped()
         self.verdict: StaleVerdict | None = None
+        self.measured = 0  # steps that logged the metric
         self._run = 0
 
     def observe(self, step: int, logs: dict) -> StaleVerdict | None:
         value = logs.get(self.limits.metric)
-        if self.verdict is not None or not isinstance(value, (int, float)):
+        if not isinstance(value, (int, float)):
+            return None
+        self.measured += 1
+        if self.verdict is not None:
             return None
         self._run = self._run + 1 if value > self.limits.threshold else 0
         if self._run >= self.limits.consecutive:
@@ -76,3 +85,28 @@ def check_rows(rows: Iterable[dict], limits: GuardLimits | None = None) -> Stale
     for row in rows:
         guard.observe(row["step"], row)
     return guard.verdict
+
+
+def not_measured(guard: StaleWeightGuard, vllm_off: str | None, backend: str) -> str | None:
+    """Why the run has no sampler gap to judge, said plainly in the summary and manifest.json; None: it was
+    measured."""
+    if guard.measured:
+        return None
+    if vllm_off:
+        return (f"generation is model.generate on the weights being trained (vLLM off: {vllm_off}): "
+                "no sampler to go stale")
+    if backend == "unsloth":
+        return (f"not measured: backend unsloth logged no {guard.limits.metric} (Unsloth computes it only "
+                "with vllm_importance_sampling_correction on, which envkit passes as TRL's default true: "
+                "see effective_config)")
+    return f"not measured: no step logged {guard.limits.metric}"
+
+
+def guard_record(mode: str, stale: StaleWeightGuard | None, signal, vllm_off: str | None, backend: str) -> dict:
+    """manifest.json's "guard": the mode, each guard's verdict, whether the sampler gap was measured (and why
+    not), and the learning-signal guard's count of dead steps (envkit.train.learning), over the steps this call
+    trained (None for a guard that did not watch: guard: off, or no step left to train)."""
+    return {"mode": mode, "stale_weights": stale.verdict.to_dict() if stale and stale.verdict else None,
+            "stale_weights_measured_steps": stale.measured if stale else 0,
+            "stale_weights_not_measured": not_measured(stale, vllm_off, backend) if stale else None,
+            "learning_signal": signal.report() if signal else None}

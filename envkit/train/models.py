@@ -64,7 +64,10 @@ def load_model(recipe: Recipe, plan: Plan, source: str) -> tuple[Any, Any, Any]:
 
 
 def _load_unsloth(recipe: Recipe, plan: Plan, source: str):
-    """FastLanguageModel.from_pretrained + get_peft_model; training then goes through the same GRPOConfig.
+    """FastLanguageModel.from_pretrained + get_peft_model; training then goes through envkit's GRPOConfig
+    arguments, which Unsloth's generated UnslothGRPOConfig changes where they leave a field unset (and older
+    Unsloths over explicit values too): envkit.train.effective pins TRL's values, sets back what is overwritten
+    anyway, and shows the rest.
 
     What Unsloth's patched GRPOTrainer does with our GRPOConfig (unsloth/models/rl.py, patch_functions,
     "Set use_vllm if not set"): a model with a ``vllm_engine`` (fast_inference) forces ``use_vllm=True`` and

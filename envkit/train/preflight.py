@@ -47,6 +47,7 @@ class Plan:
     micro_batch: int | None = None  # grpo.micro_batch: auto resolved by the budget; None: per_device_train_batch_size
     vllm_off: str | None = None  # why generation is model.generate ("no GPU visible", "vllm.enabled: false")
     grpo_config: Mapping[str, Any] = field(default_factory=dict)  # GRPOConfig's arguments (train.config.grpo_kwargs)
+    grpo_effective: dict[str, Any] | None = None  # what the backend changes in them (train.effective; None: trl)
     launch: LaunchPlan | None = None  # the processes this machine starts (None: a rank started by one)
 
     def __post_init__(self) -> None:
@@ -70,7 +71,7 @@ class Plan:
         layout are reported beside it."""
         plain = {"env": dict(self.env), **{n: list(getattr(self, n)) for n in ("warnings", "patches", "patches_off")}}
         return {f.name: plain.get(f.name, getattr(self, f.name)) for f in fields(self)
-                if f.name not in ("blocking", "grpo_config", "launch")}
+                if f.name not in ("blocking", "grpo_config", "grpo_effective", "launch")}
 
 
 def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tuple[str, str | None]:

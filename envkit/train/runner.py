@@ -15,13 +15,14 @@ from pathlib import Path
 
 import click
 
-from envkit.exitcodes import INTERRUPTED, STALE_WEIGHTS, TERMINATED
+from envkit.exitcodes import INTERRUPTED, TERMINATED
 from envkit.files import replace_dir, write_atomic
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.train.checkpoints import Checkpoint, last_checkpoint
 from envkit.train.config import split_supported
-from envkit.train.guard import KNOWN_CAUSES
+from envkit.train.effective import keep_after, trained_value
+from envkit.train.guard import StaleWeightGuard, guard_record
 from envkit.train.preflight import Plan
 from envkit.train.rewards import resolve_reward
 from envkit.train.rundir import LOCK, RunLock, check_writable
@@ -97,8 +98,16 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         import_unsloth()  # before trl: importing unsloth patches it
     from trl import GRPOConfig, GRPOTrainer
 
-    from envkit.train.callbacks import GuardCallback, MetricsCallback, ScheduleOnResume, StopOnSignal, trim_metrics
+    from envkit.train.callbacks import (
+        AdapterMotion,
+        GuardCallback,
+        MetricsCallback,
+        ScheduleOnResume,
+        StopOnSignal,
+        trim_metrics,
+    )
     from envkit.train.data import prepare_dataset
+    from envkit.train.learning import LearningSignalGuard
 
     if todo == "train":
         _apply(plan, main)
@@ -120,7 +129,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
 
         remote = recipe.model.trust_remote_code
         tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path), trust_remote_code=remote)
-        steps, code, verdict = checkpoint.step, 0, None
+        steps, code, guards = checkpoint.step, 0, None
         chat = recipe.dataset.use_chat_template
         if main:
             _copy_adapter(checkpoint.path, partial)
@@ -128,23 +137,30 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         model, tokenizer, peft_config = load_model(recipe, plan, source)
         train_rows, eval_rows = prepare_dataset(recipe, tokenizer)
         chat = isinstance(train_rows[0]["prompt"], list)  # messages: conversational, or use_chat_template
+        args = GRPOConfig(**kwargs)
+        restored = keep_after(args, kwargs, recipe.backend)
+        for r in restored:
+            say(f"backend {recipe.backend} set {r['field']} {r['backend_set']!r} over the recipe's {r['value']!r}: "
+                "set back on its config")
         stop = StopOnSignal()
-        callbacks = [MetricsCallback(metrics, run_started=wall)] if main else []
-        guard = GuardCallback(stop=recipe.guard == "stop", speak=main) if recipe.guard != "off" else None
+        callbacks = [AdapterMotion()] + ([MetricsCallback(metrics, run_started=wall)] if main else [])
+        masking = trained_value(plan.grpo_config, plan.grpo_effective, "mask_truncated_completions")
+        watching = [StaleWeightGuard(), LearningSignalGuard(bool(masking))]
+        guards = GuardCallback(recipe.guard == "stop", main, watching) if recipe.guard != "off" else None
         trainer = GRPOTrainer(
             model=model,
             processing_class=tokenizer,
             reward_funcs=rewards,
-            args=GRPOConfig(**kwargs),
+            args=args,
             train_dataset=train_rows,
             eval_dataset=eval_rows,
             peft_config=peft_config,
-            callbacks=callbacks + [c for c in (guard, stop, checkpoint and ScheduleOnResume()) if c],
+            callbacks=callbacks + [c for c in (guards, stop, checkpoint and ScheduleOnResume()) if c],
         )
         trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
         steps = trainer.state.global_step
-        verdict = guard.guard.verdict if guard else None
-        code = _outcome(steps, stop, verdict if recipe.guard == "stop" else None)
+        fired = next((g.verdict for g in guards.guards if g.verdict), None) if guards else None
+        code = _outcome(steps, stop, fired if recipe.guard == "stop" else None)
         if code == 0:
             if main:
                 shutil.rmtree(partial, ignore_errors=True)  # a killed run's leftover
@@ -156,27 +172,31 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     wall_s = time.perf_counter() - wall
     manifest = _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, checkpoint.path if checkpoint else None,
                          completed=code == 0, chat=chat)
-    manifest["guard"] = {"mode": recipe.guard, "stale_weights": verdict.to_dict() if verdict else None}
+    if todo == "train" and restored:
+        manifest["effective_config"] = {**manifest["effective_config"], "restored": restored}
+    stale, signal = guards.guards if guards else (None, None)
+    manifest["guard"] = guard_record(recipe.guard, stale, signal, plan.vllm_off, recipe.backend)
     if main:
         write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if main and metrics.exists():
         from envkit.train.plot import metric_rows, plot_run
-        from envkit.train.summary import generation_line, run_summary
+        from envkit.train.summary import generation_line, guard_lines, run_summary
 
         rows = metric_rows(metrics)
         plot_run(output_dir, rows=rows)
         if code == 0:
             generation = generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)
-            click.echo(run_summary(output_dir, rows, steps, wall_s, generation, recipe.output.merge))
+            click.echo(run_summary(output_dir, rows, steps, wall_s, generation, recipe.output.merge,
+                                   guard_lines(manifest["guard"])))
     return code
 
 
 def _outcome(steps: int, stop, stopped_by) -> int:
     """The exit code of a training that ended, said in one line when it did not complete."""
     if stopped_by is not None:
-        click.echo(f"envkit train: stopped at step {steps} by the stale-weight guard: {stopped_by.message()}; "
-                   f"checkpoint saved; {KNOWN_CAUSES}", err=True)
-        return STALE_WEIGHTS
+        click.echo(f"envkit train: stopped at step {steps} by the {stopped_by.guard}: {stopped_by.message()}; "
+                   f"checkpoint saved; {stopped_by.hint}", err=True)
+        return stopped_by.exit_code
     if not stop.requested:
         return 0
     how = "terminated (SIGTERM)" if stop.received is signal.SIGTERM else "interrupted"
@@ -258,6 +278,7 @@ def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_fro
         "packages": versions,
         "plan": plan.to_dict(),
         "grpo_config": kwargs,
+        "effective_config": plan.grpo_effective,  # what the backend changed in it (envkit.train.effective)
         "not_applied": dropped,
         # how prompts reached the model in training, for envkit generate (envkit.train.generate)
         "generate": {"chat_template": chat, "system_prompt": recipe.dataset.system_prompt,

@@ -9,6 +9,7 @@ import math
 import shlex
 from pathlib import Path
 
+from envkit.train.learning import signal_line
 from envkit.train.plot import points
 
 TREND = 5  # steps averaged at each end of the reward's trend
@@ -33,7 +34,8 @@ def generation_line(vllm_off: str | None, mode: str, sleep: bool) -> str:
     return f"vLLM, {mode}" + (", sleep mode" if sleep and mode == "colocate" else "")
 
 
-def run_summary(output_dir: Path, rows: list[dict], steps: int, wall_s: float, generation: str, merged: bool) -> str:
+def run_summary(output_dir: Path, rows: list[dict], steps: int, wall_s: float, generation: str, merged: bool,
+                guards: list[str] = ()) -> str:
     """The closing block of a completed `envkit train`: where everything is and what to run next."""
     out = str(output_dir)
     lines = [f"envkit train: done: {steps} step{'s' * (steps != 1)} in {_duration(wall_s)} -> {out}",
@@ -41,6 +43,7 @@ def run_summary(output_dir: Path, rows: list[dict], steps: int, wall_s: float, g
     trend = reward_trend(rows)
     if trend:
         lines.append(f"  reward      {trend}")
+    lines += list(guards)
     merged_text = f"  (merged model: {output_dir / 'merged'})" if merged else ""
     lines.append(f"  adapter     {output_dir / 'adapter'}{merged_text}")
     lines.append(f"  metrics     {output_dir / 'metrics.jsonl'}, picture {output_dir / 'run.png'}")
@@ -48,6 +51,18 @@ def run_summary(output_dir: Path, rows: list[dict], steps: int, wall_s: float, g
     lines.append(f"  next        envkit generate {quoted} \"your prompt\"   # sample from the trained adapter")
     lines.append(f"              envkit report {quoted}   # the table and the picture again")
     return "\n".join(lines)
+
+
+def guard_lines(record: dict) -> list[str]:
+    """The summary's lines from manifest.json's "guard" (envkit.train.guard.guard_record): the learning signal,
+    and the sampler gap where it was not measured."""
+    lines = []
+    learning = signal_line(record.get("learning_signal"))
+    if learning:
+        lines.append(f"  learning    {learning}")
+    if record.get("stale_weights_not_measured") and record["mode"] != "off":
+        lines.append(f"  sampler gap {record['stale_weights_not_measured']}")
+    return lines
 
 
 def _duration(seconds: float) -> str:
