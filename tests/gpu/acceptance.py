@@ -119,7 +119,7 @@ def user_env() -> dict[str, str]:
 
 
 def write_recipe(folder: Path, model: Path, vllm: str = "enabled: true\n  mode: colocate\n  sleep: false",
-                 steps: int = STEPS, seed: int = 0, save_steps: int = 100000, extra: str = "") -> Path:
+                 steps: int = STEPS, seed: int = 0, save_steps: int = 100000, extra: str = "", grpo: str = "") -> Path:
     """A user's folder: recipe.yaml, its reward module beside it (digits.py) and its prompts (prompts.jsonl, the
     plain-TRL arm's prompts for the same seed)."""
     grpo_bench, _ = _bench()
@@ -152,7 +152,7 @@ grpo:
   max_completion_length: {SHAPE['completion_length']}
   learning_rate: {SHAPE['lr']}
   max_steps: {steps}
-  beta: 0.0
+  beta: 0.0{grpo}
 vllm:
   {vllm}
 output:

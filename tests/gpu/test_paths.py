@@ -94,6 +94,22 @@ def test_vllm_off_learns_with_model_generate(model, results):
     assert arm["gain"] >= LEARNS, arm["rewards"]
 
 
+def test_a_run_that_cannot_learn_is_named_within_three_steps(model, results):
+    """Issue #30 item 6 (backend trl): completions that never end (vLLM's ignore_eos) with truncated ones masked
+    out of the loss train on nothing; the learning-signal guard says so by step 3 and the manifest records it."""
+    arm = train_arm("envkit-truncated", model, results, "enabled: true\n  mode: colocate\n  sleep: false", steps=4,
+                    grpo="\n  mask_truncated_completions: true\n  generation_kwargs: {ignore_eos: true}")
+    run = arm["folder"] / "run"
+    guard = json.loads((run / "manifest.json").read_text())["guard"]["learning_signal"]
+    grad_norms = [r.get("grad_norm") for r in metrics(run)]
+    results.add("envkit-truncated", results.data["arms"]["envkit-truncated"] | {"learning_signal": guard,
+                                                                               "grad_norm": grad_norms})
+    assert arm["exit"] == 0, arm["envkit_lines"]  # guard: warn goes on
+    assert any("no learning signal" in line for line in arm["ran"].lines), arm["envkit_lines"]
+    assert guard["verdict"]["cause"] == "truncated" and guard["verdict"]["step"] <= 3, guard
+    assert all(g == 0 for g in grad_norms), grad_norms
+
+
 def test_report_redraws_the_run(colocate, results):
     ran = envkit("report", "run", cwd=colocate["folder"], log=colocate["folder"] / "report.log")
     results.add("envkit-report", ran.summary())
