@@ -80,18 +80,45 @@ def test_colocate_learns_next_to_plain_trl(colocate, results):
     assert colocate["gain"] >= 0.5 * gain(trl_rewards), (colocate["rewards"], trl_rewards)
 
 
-def test_colocate_with_sleep_learns(model, results):
-    arm = train_arm("envkit-sleep", model, results, "enabled: true\n  mode: colocate\n  sleep: true")
-    assert_learned(arm)
-    assert arm["vllm"].get("vllm_enable_sleep_mode") is True
-    assert arm["sampler_gap_max"] is not None and arm["sampler_gap_max"] < 0.1
+def base_adapter(run: Path) -> Path:
+    """The run's adapter with every lora_B zeroed: LoRA's identity, i.e. the base model through the same path."""
+    from safetensors.torch import load_file, save_file
+
+    base = run / "base-adapter"
+    shutil.rmtree(base, ignore_errors=True)
+    shutil.copytree(run / "adapter", base)
+    weights = load_file(str(base / "adapter_model.safetensors"))
+    zeroed = {k: v.zero_() if "lora_B" in k else v for k, v in weights.items()}
+    save_file(zeroed, str(base / "adapter_model.safetensors"))
+    return base
 
 
-def test_vllm_off_learns_with_model_generate(model, results):
-    arm = train_arm("envkit-vllm-off", model, results, "enabled: false")
-    assert arm["exit"] == 0, arm["envkit_lines"]
-    assert arm["vllm"].get("use_vllm") is False
-    assert arm["gain"] >= LEARNS, arm["rewards"]
+def sample_scores(folder: Path, target: str, engine: str, log: str) -> tuple[dict, list[float]]:
+    ran = envkit("generate", target, "Write digits: 12 ab 7", "-n", str(SAMPLES), "--json", "--engine", engine,
+                 cwd=folder, log=folder / log, timeout=240)
+    start = ran.text.find('[\n  {\n    "prompt"')  # envkit's JSON on stdout, among vLLM's log lines
+    found = ran.code == 0 and start >= 0
+    samples = json.JSONDecoder().raw_decode(ran.text, start)[0][0]["completions"] if found else []
+    return ran.summary(), digit_scores(folder, samples)
+
+
+def test_generate_samples_the_trained_adapter_on_both_engines(colocate, results):
+    folder, run = colocate["folder"], colocate["folder"] / "run"
+    base_adapter(run)
+    outcome = {}
+    for name, target, engine in [("vllm", "run", "vllm"), ("transformers", "run", "transformers"),
+                                 ("base-vllm", "run/base-adapter", "vllm")]:
+        ran, scores = sample_scores(folder, target, engine, f"generate-{name}.log")
+        outcome[name] = ran | {"n": len(scores), "mean": round(statistics.mean(scores), 4) if scores else None,
+                               "stdev": round(statistics.stdev(scores), 4) if len(scores) > 1 else None}
+    results.add("envkit-generate", outcome)
+    for engine in outcome.values():
+        assert engine["exit"] == 0 and engine["n"] == SAMPLES, engine
+        assert engine["tracebacks"] == 0
+    vllm, hf, base = (outcome[k]["mean"] for k in ("vllm", "transformers", "base-vllm"))
+    noise = 3 * max(outcome["vllm"]["stdev"], outcome["transformers"]["stdev"], 0.02) / SAMPLES ** 0.5
+    assert abs(vllm - hf) <= max(noise, 0.1), outcome  # the same adapter through both engines
+    assert min(vllm, hf) - base >= LEARNS, outcome  # and not the base model
 
 
 def test_a_run_that_cannot_learn_is_named_within_three_steps(model, results):
@@ -135,45 +162,30 @@ def test_budget_predicts_the_measured_run(colocate, results):
     assert 0.6 * predicted <= measured <= 1.15 * predicted, (predicted, measured)
 
 
-def base_adapter(run: Path) -> Path:
-    """The run's adapter with every lora_B zeroed: LoRA's identity, i.e. the base model through the same path."""
-    from safetensors.torch import load_file, save_file
-
-    base = run / "base-adapter"
-    shutil.rmtree(base, ignore_errors=True)
-    shutil.copytree(run / "adapter", base)
-    weights = load_file(str(base / "adapter_model.safetensors"))
-    zeroed = {k: v.zero_() if "lora_B" in k else v for k, v in weights.items()}
-    save_file(zeroed, str(base / "adapter_model.safetensors"))
-    return base
-
-
-def sample_scores(folder: Path, target: str, engine: str, log: str) -> tuple[dict, list[float]]:
-    ran = envkit("generate", target, "Write digits: 12 ab 7", "-n", str(SAMPLES), "--json", "--engine", engine,
-                 cwd=folder, log=folder / log, timeout=240)
-    start = ran.text.find('[\n  {\n    "prompt"')  # envkit's JSON on stdout, among vLLM's log lines
-    found = ran.code == 0 and start >= 0
-    samples = json.JSONDecoder().raw_decode(ran.text, start)[0][0]["completions"] if found else []
-    return ran.summary(), digit_scores(folder, samples)
+def test_the_staged_lock_passes_the_doctor(results):
+    """Issue #23 item 4 on the machine itself: envkit's own lock, installed, has no FAIL and no package WARN but
+    EK304 (the device bundle leaves vLLM's optional kernels out: benchmarks/device_bundle.py OPTIONAL_HEAVY)."""
+    ran = envkit("doctor", "--json", cwd=WORK, log=WORK / "doctor.log", timeout=60)
+    report = json.loads(ran.text[ran.text.index("{"):ran.text.rindex("}") + 1])
+    keys = ("id", "section", "severity", "title")
+    said = [{k: f[k] for k in keys} for f in report["findings"] if f["severity"] != "ok"]
+    results.add("envkit-doctor", {"exit": ran.code, "not_ok": said})
+    assert not [f for f in said if f["severity"] == "fail"], said
+    assert not [f for f in said if f["section"] == "packages" and f["id"] != "EK304"], said
 
 
-def test_generate_samples_the_trained_adapter_on_both_engines(colocate, results):
-    folder, run = colocate["folder"], colocate["folder"] / "run"
-    base_adapter(run)
-    outcome = {}
-    for name, target, engine in [("vllm", "run", "vllm"), ("transformers", "run", "transformers"),
-                                 ("base-vllm", "run/base-adapter", "vllm")]:
-        ran, scores = sample_scores(folder, target, engine, f"generate-{name}.log")
-        outcome[name] = ran | {"n": len(scores), "mean": round(statistics.mean(scores), 4) if scores else None,
-                               "stdev": round(statistics.stdev(scores), 4) if len(scores) > 1 else None}
-    results.add("envkit-generate", outcome)
-    for engine in outcome.values():
-        assert engine["exit"] == 0 and engine["n"] == SAMPLES, engine
-        assert engine["tracebacks"] == 0
-    vllm, hf, base = (outcome[k]["mean"] for k in ("vllm", "transformers", "base-vllm"))
-    noise = 3 * max(outcome["vllm"]["stdev"], outcome["transformers"]["stdev"], 0.02) / SAMPLES ** 0.5
-    assert abs(vllm - hf) <= max(noise, 0.1), outcome  # the same adapter through both engines
-    assert min(vllm, hf) - base >= LEARNS, outcome  # and not the base model
+def test_colocate_with_sleep_learns(model, results):
+    arm = train_arm("envkit-sleep", model, results, "enabled: true\n  mode: colocate\n  sleep: true")
+    assert_learned(arm)
+    assert arm["vllm"].get("vllm_enable_sleep_mode") is True
+    assert arm["sampler_gap_max"] is not None and arm["sampler_gap_max"] < 0.1
+
+
+def test_vllm_off_learns_with_model_generate(model, results):
+    arm = train_arm("envkit-vllm-off", model, results, "enabled: false")
+    assert arm["exit"] == 0, arm["envkit_lines"]
+    assert arm["vllm"].get("use_vllm") is False
+    assert arm["gain"] >= LEARNS, arm["rewards"]
 
 
 @pytest.mark.skipif(len(GPUS) < 2, reason="server mode and colocate over two ranks need 2 GPUs; this machine has "
@@ -193,15 +205,3 @@ def test_backend_unsloth_learns(model, results):
     arm = train_arm("envkit-unsloth", model, results, "enabled: true\n  mode: colocate\n  sleep: false",
                     extra="backend: unsloth\n")
     assert_learned(arm)
-
-
-def test_the_staged_lock_passes_the_doctor(results):
-    """Issue #23 item 4 on the machine itself: envkit's own lock, installed, has no FAIL and no package WARN but
-    EK304 (the device bundle leaves vLLM's optional kernels out: benchmarks/device_bundle.py OPTIONAL_HEAVY)."""
-    ran = envkit("doctor", "--json", cwd=WORK, log=WORK / "doctor.log", timeout=60)
-    report = json.loads(ran.text[ran.text.index("{"):ran.text.rindex("}") + 1])
-    keys = ("id", "section", "severity", "title")
-    said = [{k: f[k] for k in keys} for f in report["findings"] if f["severity"] != "ok"]
-    results.add("envkit-doctor", {"exit": ran.code, "not_ok": said})
-    assert not [f for f in said if f["severity"] == "fail"], said
-    assert not [f for f in said if f["section"] == "packages" and f["id"] != "EK304"], said
