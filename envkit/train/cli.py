@@ -214,8 +214,11 @@ def report(run_dir) -> None:
 @click.option("--merged", is_flag=True, help="Sample from RUN_DIR/merged (output.merge: true) instead of base + adapter.")
 @click.option("--engine", type=click.Choice(["auto", "vllm", "transformers"]), default="auto", show_default=True,
               help="auto: vLLM (the adapter as a LoRA request) with vllm installed and a GPU, else transformers + peft.")
+@click.option("--trust-remote-code", is_flag=True, help="Run the Python code the model folder ships (its config's "
+              "auto_map): only for a run you trust; never taken from the run's manifest.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print [{prompt, completions}] as JSON.")
-def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, seed, merged, engine, as_json) -> None:
+def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, seed, merged, engine, trust_remote_code,
+             as_json) -> None:
     """Sample from a trained run: RUN_DIR's adapter on its base model (or merged/), prompted as in training.
 
     RUN_DIR is an `envkit train` output folder, or an adapter folder (a checkpoint-N).  The chat template and
@@ -229,7 +232,7 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
         click.echo(f"envkit generate: needs {', '.join(missing)}: pip install 'envkit[train]'", err=True)
         sys.exit(USAGE)
     try:
-        trained = find_trained(Path(run_dir), merged)
+        trained = find_trained(Path(run_dir), merged, trust_remote_code)
         given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
         sampling = {**trained.sampling, **{k: v for k, v in given.items() if v is not None}}
         if sampling["temperature"] == 0 and num_samples > 1:

@@ -37,18 +37,25 @@ class Trained:
     sampling: dict  # temperature, top_p, max_new_tokens: the run's
 
 
-def find_trained(run_dir: Path, merged: bool = False) -> Trained:
+def find_trained(run_dir: Path, merged: bool = False, trust_remote_code: bool = False) -> Trained:
     """The model in ``run_dir``: a run folder (its adapter/, or merged/ with ``merged``), or an adapter folder
-    itself (a checkpoint-N, an adapter/ copied elsewhere)."""
+    itself (a checkpoint-N, an adapter/ copied elsewhere).
+
+    ``trust_remote_code`` comes from the command line only: a run folder may come from anyone, and its
+    manifest saying ``trust_remote_code: true`` would run the Python files its model folder ships (an
+    ``auto_map`` in merged/config.json).  Such a manifest without the flag is refused, naming the flag."""
     run_dir = Path(run_dir)
     is_adapter = (run_dir / "adapter_config.json").is_file()
     manifest = _manifest(run_dir.parent if is_adapter else run_dir)
-    record = manifest.get("generate") or {}
+    record = manifest.get("generate") if isinstance(manifest.get("generate"), dict) else {}
+    if record.get("trust_remote_code") is True and not trust_remote_code:
+        raise GenerateError(f"{run_dir} was trained with model.trust_remote_code: true; pass --trust-remote-code "
+                            "to run the Python code its model ships (only for a run and model you trust)")
     grpo = manifest.get("grpo_config") or {}
     sampling = {"temperature": grpo.get("temperature", DEFAULTS["temperature"]), "top_p": grpo.get("top_p", DEFAULTS["top_p"]),
                 "max_new_tokens": grpo.get("max_completion_length", DEFAULTS["max_new_tokens"])}
     common = {"chat": record.get("chat_template"), "system_prompt": record.get("system_prompt"),
-              "trust_remote_code": bool(record.get("trust_remote_code")),
+              "trust_remote_code": trust_remote_code,
               "dtype": (manifest.get("plan") or {}).get("dtype", "fp32"), "sampling": sampling}
     if merged:
         folder = run_dir / "merged"
