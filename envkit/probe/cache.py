@@ -100,10 +100,10 @@ def _read(path: Path, key: dict) -> dict[str, Package] | None:
 
 
 def _write(path: Path, key: dict, packages: dict[str, Package]) -> None:
-    from envkit.files import WriteError, write_atomic  # shutil and tempfile: imported only when writing
+    from envkit.files import WriteError, write_owned  # shutil and tempfile: imported only when writing
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps({"key": key, "packages": {n: asdict(p) for n, p in packages.items()}}) + "\n")
+        write_owned(path, json.dumps({"key": key, "packages": {n: asdict(p) for n, p in packages.items()}}) + "\n")
     except (OSError, WriteError):
         pass  # a read-only home or cache folder: the next run probes again

@@ -65,7 +65,7 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
     except (RecipeError, LaunchError, MetricsError) as exc:
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
-    except (LaunchFailed, RunBusy, WriteError) as exc:  # WriteError: the run's manifest.json (the run itself is saved)
+    except (LaunchFailed, RunBusy, WriteError) as exc:  # WriteError: its lock or manifest.json (the run itself is saved)
         click.echo(f"envkit train: {exc}", err=True)
         sys.exit(FAILED)
     except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
@@ -172,6 +172,7 @@ def report(run_dir) -> None:
     Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
     in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
     """
+    from envkit.files import WriteError
     from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
     from envkit.train.summary import metrics_table, reward_trend
 
@@ -188,8 +189,8 @@ def report(run_dir) -> None:
     except MetricsError as exc:
         click.echo(f"envkit report: {exc}", err=True)
         sys.exit(USAGE)
-    except OSError as exc:
-        click.echo(f"envkit report: cannot write {path / 'run.png'}: {exc.strerror or exc}", err=True)
+    except WriteError as exc:
+        click.echo(f"envkit report: {exc}", err=True)
         sys.exit(FAILED)
     trend = reward_trend(rows)
     steps = len({row["step"] for row in rows})  # an evaluation's row shares its step's number

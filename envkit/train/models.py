@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from envkit.files import replace_dir
+from envkit.files import fresh_dir, replace_dir
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.train.config import unsloth_model_kwargs, unsloth_peft_kwargs
@@ -90,15 +90,13 @@ def merge_adapter(recipe: Recipe, plan: Plan, source: str, adapter: Path, target
     itself stored in 4-bit (``*-bnb-4bit``) loads quantized whatever we ask; its merge is PEFT's lossy one.
     Written to ``target``.partial and renamed, so a ``target`` folder is always complete.
     """
-    import shutil
-
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(plan), trust_remote_code=recipe.model.trust_remote_code)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    fresh_dir(partial)  # a leftover, or a link planted there: never written through
     merged.save_pretrained(str(partial))
     tokenizer.save_pretrained(str(partial))
     replace_dir(partial, target)

@@ -9,11 +9,13 @@ not a readable regular file is an error (``MetricsError``: one line, exit 2).
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from envkit.files import write_owned
 
 # Values beyond are left out: matplotlib's axis arithmetic overflows well before float's end (a panel holding
 # 1e308 and -1e308 raises; the symlog panel warns from 1e300), and no metric of a sane step comes near.
@@ -133,11 +135,12 @@ def plot_run(run_dir: Path, skipped: Skipped | None = None, rows: list[dict] | N
     fig.suptitle(run_dir.name)
     fig.tight_layout()
     target = run_dir / "run.png"
-    partial = run_dir / ".run.png.partial"
+    picture = io.BytesIO()
     try:
-        fig.savefig(partial, dpi=100, format="png")
-        os.replace(partial, target)
+        fig.savefig(picture, dpi=100, format="png")
     finally:
         plt.close(fig)
-        partial.unlink(missing_ok=True)
+    # a temporary file of its own, renamed: never through a link planted in the folder, and never one
+    # another report drawing the same run at the same time also writes
+    write_owned(target, picture.getvalue())
     return target

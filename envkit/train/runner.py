@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from envkit.exitcodes import INTERRUPTED, STALE_WEIGHTS, TERMINATED
-from envkit.files import replace_dir, write_atomic
+from envkit.files import fresh_dir, replace_dir, write_owned
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.train.checkpoints import Checkpoint, last_checkpoint
@@ -147,7 +147,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         code = _outcome(steps, stop, verdict if recipe.guard == "stop" else None)
         if code == 0:
             if main:
-                shutil.rmtree(partial, ignore_errors=True)  # a killed run's leftover
+                fresh_dir(partial)  # a killed run's leftover, or a link planted there: never written through
             trainer.save_model(str(partial))  # every rank: a sharded model is gathered for the save
     if main and code == 0:
         replace_dir(partial, adapter)
@@ -158,7 +158,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
                          completed=code == 0, chat=chat)
     manifest["guard"] = {"mode": recipe.guard, "stale_weights": verdict.to_dict() if verdict else None}
     if main:
-        write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+        write_owned(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if main and metrics.exists():
         from envkit.train.plot import metric_rows, plot_run
         from envkit.train.summary import generation_line, run_summary
@@ -208,8 +208,7 @@ def _left_to_do(recipe: Recipe, output_dir: Path, checkpoint: Checkpoint | None)
 def _copy_adapter(checkpoint: Path, target: Path) -> None:
     """What trainer.save_model writes (adapter, its config, the tokenizer) from a checkpoint: its files
     less the Trainer's resume state (trainer_state.json and the torch.save'd *.pt / *.pth)."""
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir()
+    fresh_dir(target)
     for path in checkpoint.iterdir():
         if path.is_file() and path.name != "trainer_state.json" and path.suffix not in (".pt", ".pth"):
             shutil.copy2(path, target / path.name)
