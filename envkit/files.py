@@ -96,6 +96,19 @@ def fresh_dir(path: str | Path) -> None:
     os.mkdir(path)
 
 
+def claim_folder(folder: str | Path, marker: str) -> bool:
+    """Whether envkit may write into ``folder``: it holds envkit's ``marker`` file (written when envkit took
+    it), or it is empty, and then it is marked now.  A folder holding anything else is the user's: False."""
+    path = Path(folder, marker)
+    if os.path.lexists(path):
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    with os.scandir(folder) as entries:
+        if next(entries, None) is not None:
+            return False
+    write_owned(path, "")
+    return True
+
+
 def remove(path: str | Path) -> None:
     """Remove ``path`` without following it: a link or a file is unlinked, a folder removed with its content."""
     if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):

@@ -10,7 +10,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from envkit.files import open_owned
+from envkit.files import claim_folder, open_owned
 from envkit.recipe.load import RecipeError
 
 try:
@@ -19,6 +19,7 @@ except ImportError:  # Windows: no flock; the run goes unguarded, with a warning
     fcntl = None
 
 LOCK = ".envkit-train.lock"
+MARKER = ".envkit-run"  # written into the folder a run takes: a folder without it is not a run's (files.claim_folder)
 
 
 class RunBusy(Exception):
@@ -27,7 +28,9 @@ class RunBusy(Exception):
 
 def check_writable(folder: Path) -> None:
     """Create the folder, then write, sync and remove a probe file in it: a read-only folder or a full disk
-    is one line (exit 2) before the model loads, not a traceback minutes later at the first checkpoint."""
+    is one line (exit 2) before the model loads, not a traceback minutes later at the first checkpoint.
+    Then take it for the run (MARKER): a folder holding files but no marker is someone else's, and a run
+    (``--resume`` too) would replace its README.md, manifest.json and adapter/: refused (exit 2)."""
     if folder.exists() and not folder.is_dir():
         raise RecipeError(f"{folder} is not a folder: --output a folder for the run")
     probe = None
@@ -56,6 +59,9 @@ def check_writable(folder: Path) -> None:
         if probe:
             with contextlib.suppress(OSError):
                 os.unlink(probe)
+    if not claim_folder(folder, MARKER):
+        raise RecipeError(f"{folder} holds files envkit train did not write (no {MARKER} in it): --output a new or "
+                          f"empty folder (a run of an older envkit: touch {folder / MARKER})")
 
 
 def _not_owner_fix(folder: Path) -> str:

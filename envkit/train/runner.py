@@ -24,7 +24,7 @@ from envkit.train.config import split_supported
 from envkit.train.guard import KNOWN_CAUSES
 from envkit.train.preflight import Plan
 from envkit.train.rewards import resolve_reward
-from envkit.train.rundir import LOCK, RunLock, check_writable
+from envkit.train.rundir import LOCK, MARKER, RunLock, check_writable
 
 STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
 
@@ -66,7 +66,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
 
 
 def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool) -> int:
-    if main and not resume and any(p.name != LOCK for p in output_dir.iterdir()):
+    if main and not resume and any(p.name not in (LOCK, MARKER) for p in output_dir.iterdir()):
         raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, "
                           "or --output another folder")
     say = (lambda text: click.echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
