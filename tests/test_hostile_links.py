@@ -48,10 +48,11 @@ def test_a_lock_file_hard_linked_to_a_users_file_is_refused(tmp_path):
 def test_the_writable_probe_never_writes_through_a_planted_name(tmp_path):
     mine, run = precious(tmp_path), tmp_path / "run"
     run.mkdir()
+    (run / ".envkit-run").touch()  # a run folder of envkit's, where someone planted the link
     (run / f".envkit-probe-{os.getpid()}").symlink_to(mine)
     check_writable(run)
     assert mine.read_text() == PRECIOUS
-    assert [p.name for p in run.iterdir()] == [f".envkit-probe-{os.getpid()}"]  # its own probe file is gone
+    assert sorted(p.name for p in run.iterdir()) == [f".envkit-probe-{os.getpid()}", ".envkit-run"]  # its probe is gone
 
 
 def test_report_never_writes_the_picture_through_a_planted_partial(tmp_path):
