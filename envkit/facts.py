@@ -20,7 +20,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from envkit.binding import Binder
-from envkit.masking import mask_env
+from envkit.masking import mask_env, mask_text
 
 SCHEMA = "envkit.facts/1"
 MAX_BYTES = 16 * 1024 * 1024  # a facts file is ~50 KB; the bound keeps /dev/zero or a wrong file from filling memory
@@ -167,6 +167,8 @@ class Facts:
             first = binder.problems[0]
             raise FactsError(f"{first.path or 'the file'}: {first.message}")
         facts.env = mask_env(facts.env)
+        if facts.host.cache_dir:
+            facts.host.cache_dir = mask_text(facts.host.cache_dir)
         return facts
 
     @classmethod

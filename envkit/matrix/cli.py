@@ -27,6 +27,7 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
     from envkit.files import WriteError, write_atomic
     from envkit.knowledge.refresh import RefreshError, diff
     from envkit.knowledge.refresh import refresh as build
+    from envkit.masking import mask_text
 
     try:
         with open(output) as handle:
@@ -43,7 +44,8 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
         try:
             new = build(wanted, index_url, progress)
         except RefreshError as exc:
-            raise click.ClickException(f"{exc}. Check the network, or pass --index-url for a reachable mirror.") from None
+            raise click.ClickException(f"{mask_text(str(exc))}. Check the network, or pass --index-url for a reachable "
+                                       "mirror.") from None
     if packages:  # a partial refresh keeps the other packages as they were, and their dates
         new["packages"] = {**old.get("packages", {}), **new["packages"]}
         before = {name: old.get("refreshed", {}).get(name, old.get("generated", "unknown")) for name in old.get("packages", {})}
