@@ -142,7 +142,7 @@ def test_json_output_keeps_the_strings_as_they_are(tmp_path):
     ("NVIDIA H100 80GB HBM3 é ✓", "NVIDIA H100 80GB HBM3 é ✓"),
 ])
 def test_printable(raw, shown):
-    from envkit.report.text import printable
+    from envkit.terminal import printable
 
     assert printable(raw) == shown
 

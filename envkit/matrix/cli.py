@@ -10,6 +10,7 @@ import click
 from envkit.knowledge import HERE
 from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
 from envkit.matrix.solve import DEFAULT_PYTHON
+from envkit.terminal import echo, printable
 
 
 @click.group()
@@ -74,24 +75,26 @@ def show(package: str | None, version: str | None) -> None:
     if package is None:
         for name in sorted(table.doc["packages"]):
             known = table.releases(name)
-            click.echo(f"{name:<14} {len(known):>4} releases, newest {known[0][0] if known else '-'}")
+            echo(f"{name:<14} {len(known):>4} releases, newest {known[0][0] if known else '-'}")
         click.echo("envkit matrix show PACKAGE [VERSION] shows what each release requires", err=True)
         return
     releases = table.releases(package)
     if not releases:
-        raise click.UsageError(f"no package {package!r} in the matrix; known: {', '.join(sorted(table.doc['packages']))}")
+        raise click.UsageError(printable(f"no package {package!r} in the matrix; known: "
+                                         f"{', '.join(sorted(table.doc['packages']))}"))
     if version:
         rec = table.record(package, version)
         if rec is None:
-            raise click.UsageError(f"{package} {version} is not in the matrix; newest known: {releases[0][0]}")
+            raise click.UsageError(printable(f"{package} {version} is not in the matrix; newest known: {releases[0][0]}"))
         releases = [(version, rec)]
     for ver, rec in releases:
         extra = f"  vllm extra: {rec['vllm_extra']}" if rec.get("vllm_extra") else ""
         cuda = f"  CUDA {rec['cuda']}" if rec.get("cuda") else ""
         needs = ", ".join(f"{k}{'' if v == '*' else v}" for k, v in rec["requires"].items())
-        click.echo(f"{package} {ver}  ({rec['uploaded']}, Python {rec['requires_python'] or 'any'}){cuda}{extra}")
+        # the index's METADATA, as refreshed into matrix.json: printed, never obeyed
+        echo(f"{package} {ver}  ({rec['uploaded']}, Python {rec['requires_python'] or 'any'}){cuda}{extra}")
         if needs:
-            click.echo(f"    requires {needs}")
+            echo(f"    requires {needs}")
 
 
 @matrix.command()

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
+from envkit.terminal import echo, printable
 
 
 @click.command()
@@ -60,13 +61,13 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
         sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch,
                         (target, target_count)))
     except UnknownGpu as exc:
-        click.echo(f"envkit train: --target: {exc}", err=True)
+        echo(f"envkit train: --target: {exc}", err=True)
         sys.exit(USAGE)
     except (RecipeError, LaunchError, MetricsError) as exc:
-        click.echo(f"envkit train: {exc}", err=True)
+        echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
     except (LaunchFailed, RunBusy, WriteError) as exc:  # WriteError: its lock or manifest.json (the run itself is saved)
-        click.echo(f"envkit train: {exc}", err=True)
+        echo(f"envkit train: {exc}", err=True)
         sys.exit(FAILED)
     except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
         click.echo("envkit train: interrupted", err=True)
@@ -107,8 +108,6 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         plan = _lay_out(recipe, str(recipe_path), facts, plan, forward, dry_run)
     launch = plan.launch
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
-        from envkit.report.text import printable  # the doctor's findings carry probed strings (a GPU name)
-
         for warning in plan.warnings:
             click.echo(f"envkit train: warning: {printable(warning)}", err=True)
         for finding in plan.blocking:
@@ -178,7 +177,7 @@ def report(run_dir) -> None:
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
-        click.echo(f"envkit report: {path / 'metrics.jsonl'} not found", err=True)
+        echo(f"envkit report: {path / 'metrics.jsonl'} not found", err=True)
         sys.exit(USAGE)
     from envkit.train.guard import KNOWN_CAUSES, check_rows
 
@@ -187,21 +186,22 @@ def report(run_dir) -> None:
         rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
         picture = plot_run(path, skipped, rows)
     except MetricsError as exc:
-        click.echo(f"envkit report: {exc}", err=True)
+        echo(f"envkit report: {exc}", err=True)
         sys.exit(USAGE)
     except WriteError as exc:
-        click.echo(f"envkit report: {exc}", err=True)
+        echo(f"envkit report: {exc}", err=True)
         sys.exit(FAILED)
     trend = reward_trend(rows)
     steps = len({row["step"] for row in rows})  # an evaluation's row shares its step's number
-    click.echo(f"{picture}: {steps} step{'s' * (steps != 1)}" + (f", reward {trend}" if trend else ""))
+    # the folder's name and the reward names in metrics.jsonl are anyone's: printed, never obeyed
+    echo(f"{picture}: {steps} step{'s' * (steps != 1)}" + (f", reward {trend}" if trend else ""))
     if rows:
-        click.echo(metrics_table(rows))
+        echo(metrics_table(rows))
     if str(skipped):
-        click.echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
+        echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
     verdict = check_rows(rows)
     if verdict:
-        click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
+        echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
 
 
 @click.command()
@@ -239,19 +239,17 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
         if sampling["temperature"] == 0 and num_samples > 1:
             raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
         chosen = pick_engine(engine)
-        click.echo(f"envkit generate: {trained.adapter or trained.model}"
+        echo(f"envkit generate: {trained.adapter or trained.model}"
                    + (f" on {trained.model}" if trained.adapter else "") + f" with {chosen}", err=True)
         completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)
     except GenerateError as exc:
-        click.echo(f"envkit generate: {exc}", err=True)
+        echo(f"envkit generate: {exc}", err=True)
         sys.exit(USAGE)
     if as_json:
         click.echo(json.dumps([{"prompt": p, "completions": c} for p, c in zip(prompts, completions)], indent=2))
         return
-    from envkit.report.text import printable  # a model's text may hold terminal escapes; its newlines stay
-
     for i, (prompt, texts) in enumerate(zip(prompts, completions)):
         for j, text in enumerate(texts):
             if len(prompts) > 1 or len(texts) > 1:
                 click.echo(f"--- prompt {i + 1}" + (f", sample {j + 1}" if len(texts) > 1 else "") + " ---")
-            click.echo("\n".join(printable(line) for line in text.split("\n")))
+            echo(text)  # a model's text may hold terminal escapes; its newlines stay

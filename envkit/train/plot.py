@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envkit.files import write_owned
+from envkit.terminal import printable
 
 # Values beyond are left out: matplotlib's axis arithmetic overflows well before float's end (a panel holding
 # 1e308 and -1e308 raises; the symlog panel warns from 1e300), and no metric of a sane step comes near.
@@ -122,7 +123,7 @@ def plot_run(run_dir: Path, skipped: Skipped | None = None, rows: list[dict] | N
         for key in left:
             if drawn[key]:
                 label = key.removeprefix("rewards/").removesuffix("/mean").removeprefix("sampling/")
-                ax.plot(*zip(*drawn[key]), marker=".", label=label)
+                ax.plot(*zip(*drawn[key]), marker=".", label=printable(label))
         if right and drawn[right]:
             twin = ax.twinx()
             twin.plot(*zip(*drawn[right]), marker=".", color="tab:orange")
@@ -132,7 +133,7 @@ def plot_run(run_dir: Path, skipped: Skipped | None = None, rows: list[dict] | N
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         if len(left) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
-    fig.suptitle(run_dir.name)
+    fig.suptitle(printable(run_dir.name))  # a control character would reach stderr in matplotlib's glyph warning
     fig.tight_layout()
     target = run_dir / "run.png"
     picture = io.BytesIO()

@@ -19,6 +19,7 @@ from envkit.exitcodes import INTERRUPTED, STALE_WEIGHTS, TERMINATED
 from envkit.files import fresh_dir, replace_dir, write_owned
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
+from envkit.terminal import echo
 from envkit.train.checkpoints import Checkpoint, last_checkpoint
 from envkit.train.config import split_supported
 from envkit.train.guard import KNOWN_CAUSES
@@ -57,7 +58,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         check_writable(output_dir)
         lock = RunLock(output_dir)
         if lock.warning:
-            click.echo(f"envkit train: warning: {lock.warning}", err=True)
+            echo(f"envkit train: warning: {lock.warning}", err=True)
     try:
         return _train(recipe, plan, output_dir, resume, main)
     finally:
@@ -69,7 +70,8 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     if main and not resume and any(p.name not in (LOCK, MARKER) for p in output_dir.iterdir()):
         raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, "
                           "or --output another folder")
-    say = (lambda text: click.echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
+    # what it says names the output folder and its checkpoints: anyone's names, printed never obeyed
+    say = (lambda text: echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
     checkpoint = last_checkpoint(output_dir, warn=lambda text: say(f"warning: {text}")) if resume else None
     if resume and checkpoint is None:
         say(f"no complete checkpoint in {output_dir}; starting from scratch")
@@ -85,10 +87,9 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
             f"{' and merged/' if recipe.output.merge else ''} from it")
     started, wall = datetime.now(timezone.utc), time.perf_counter()
     if todo == "train":
-        from envkit.report.text import printable  # the GPU's name is probed
         from envkit.train.summary import generation_line
 
-        say(f"{Path(recipe.source).name} on {printable(plan.gpu)} ({plan.dtype}), generation: "
+        say(f"{Path(recipe.source).name} on {plan.gpu} ({plan.dtype}), generation: "
             f"{generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)}")
 
     from envkit.train.models import import_unsloth, load_model, merge_adapter, model_source
@@ -167,7 +168,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         plot_run(output_dir, rows=rows)
         if code == 0:
             generation = generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)
-            click.echo(run_summary(output_dir, rows, steps, wall_s, generation, recipe.output.merge))
+            echo(run_summary(output_dir, rows, steps, wall_s, generation, recipe.output.merge))
     return code
 
 
