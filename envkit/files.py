@@ -23,12 +23,16 @@ writing through it), an opened one with O_NOFOLLOW and checked to be a plain fil
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
 import sys
 import tempfile
 from pathlib import Path
+
+
+JSON_BYTES = 64 * 2**20  # a JSON file a folder supplies (a manifest, a config.json, a trainer_state.json)
 
 
 class WriteError(OSError):
@@ -54,6 +58,30 @@ def write_atomic(path: str | Path, text: str) -> None:
         return _in_place(path, data)
     what = "a directory" if stat.S_ISDIR(found.st_mode) else "not a file, a device or a pipe"
     raise WriteError(f"cannot write {path}: it is {what}; name a file")
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path`` (links followed), at most ``limit`` of them; anything a user or
+    a folder supplies is read through here.  A FIFO, a device (/dev/zero), a socket or a folder is refused
+    before a byte is read (opened non-blocking: a FIFO without a writer does not wait), and a larger file
+    after ``limit`` bytes, never read to its end: an OSError whose ``strerror`` says which."""
+    data = read_regular_head(path, limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {_size(limit)}")
+    return data
+
+
+def read_regular_head(path: str | Path, size: int) -> bytes:
+    """The first ``size`` bytes (or fewer) of the regular file at ``path``: read_regular's checks, no size limit."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, a device or a folder)")
+        return handle.read(size)
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 2**10} KiB" if limit >= 2**10 else f"{limit} bytes"
 
 
 def write_owned(path: str | Path, data: str | bytes) -> None:

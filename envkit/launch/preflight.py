@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 from envkit.facts import Facts
+from envkit.files import JSON_BYTES, read_regular
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding
@@ -31,11 +32,14 @@ def model_context(recipe: Recipe) -> int | None:
 
         return TinyShape().max_position_embeddings
     try:
-        config = json.loads((Path(recipe.model.name or "") / "config.json").read_text())
-    except (OSError, ValueError):
+        config = json.loads(read_regular(Path(recipe.model.name or "") / "config.json", JSON_BYTES))
+    except (OSError, ValueError, RecursionError):
         return None  # a hub name: vLLM reads the config when it loads the model
-    found = config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
-    return found if isinstance(found, int) else None
+    if not isinstance(config, dict):  # a list, a number: not a config
+        return None
+    text = config.get("text_config")
+    found = config.get("max_position_embeddings") or (text.get("max_position_embeddings") if isinstance(text, dict) else None)
+    return found if type(found) is int else None
 
 
 def launch_findings(recipe: Recipe, plan: LaunchPlan, facts: Facts, use_vllm: bool) -> list[Finding]:

@@ -25,15 +25,16 @@ def matrix() -> None:
 def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
     """Regenerate the matrix from the index and show what changed."""
     from envkit.exitcodes import USAGE
-    from envkit.files import WriteError, write_atomic
+    from envkit.files import JSON_BYTES, WriteError, read_regular, write_atomic
     from envkit.knowledge.refresh import RefreshError, diff
     from envkit.knowledge.refresh import refresh as build
     from envkit.masking import mask_text
 
     try:
-        with open(output) as handle:
-            old = json.load(handle)
-    except (OSError, ValueError):
+        old = json.loads(read_regular(output, JSON_BYTES))  # a FIFO there: refused, not waited on
+    except (OSError, ValueError, RecursionError):
+        old = {"packages": {}}
+    if not isinstance(old, dict) or not isinstance(old.get("packages"), dict):
         old = {"packages": {}}
     wanted = list(packages) or sorted(FLOORS)
     with click.progressbar(length=1, label="reading release metadata", file=sys.stderr) as bar:

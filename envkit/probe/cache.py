@@ -27,9 +27,11 @@ from packaging.utils import canonicalize_name
 from envkit import __version__
 from envkit.binding import Binder
 from envkit.facts import Package
+from envkit.files import read_regular
 from envkit.knowledge import STACK
 
 FORMAT = 1
+MAX_BYTES = 16 * 2**20  # the stack's facts are a few KB
 # The code whose output is cached: a changed probe (an envkit upgrade, or an edit in a checkout) re-probes.
 PROBE_CODE = ("packages.py", "elf.py", "cache.py", "../facts.py")
 
@@ -89,7 +91,7 @@ def _mtime(path: Path) -> int:
 
 def _read(path: Path, key: dict) -> dict[str, Package] | None:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_regular(path, MAX_BYTES))  # a FIFO planted there: refused, not waited on
     except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8 or not JSON, nested too deeply
         return None
     if not isinstance(data, dict) or data.get("key") != key:

@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import importlib.machinery
 import importlib.util
+import io
 import json
 import re
 import string
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from envkit.binding import FAILED, Binder, PlainFloat, Problem
+from envkit.files import read_regular, read_regular_head
 from envkit.recipe.schema import DatasetSpec, Recipe, gpu_count
 
 BUILTIN_REWARDS = ("format", "exact_answer", "length")
@@ -56,6 +58,7 @@ class _Where:
         return error
 
 
+FIRST_ROW_BYTES = 2**20  # a dataset's first row (or CSV header), read to check its columns
 MAX_BYTES = 1024 * 1024  # a recipe is ~1 KB; the bound keeps a wrong file (a log, a dataset) from a minute of parsing
 
 
@@ -63,10 +66,7 @@ def read_recipe(path: str | Path) -> str:
     """A recipe file's text, UTF-8 and at most MAX_BYTES, or a one-line RecipeError naming the file."""
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-        if len(data) > MAX_BYTES:
-            raise RecipeError(f"{path}: larger than {MAX_BYTES // 2**20} MiB, not a recipe")
+        data = read_regular(path, MAX_BYTES)  # a FIFO or /dev/zero named as the recipe: refused, not waited on
         return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as read_text()
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{path}: cannot read recipe: not UTF-8 text (byte {exc.start})") from None
@@ -378,14 +378,13 @@ def _check_prompt_fields(data: DatasetSpec, fail) -> None:
 def _first_row(path: str):
     """The first row of a JSONL file (its first non-blank line, parsed), or a CSV's header as a mapping of its
     column names; None if it cannot be read or parsed."""
-    try:
-        with open(path, encoding="utf-8", newline="") as lines:
-            if path.lower().endswith(".csv"):
-                header = next(csv.reader(lines), None)
-                return dict.fromkeys(header) if header else None
-            line = next((line for line in lines if line.strip()), "")
-        return json.loads(line)
-    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+    try:  # its head only: a first line of gigabytes, a FIFO or a device is no first row
+        head = read_regular_head(path, FIRST_ROW_BYTES).decode("utf-8")
+        if path.lower().endswith(".csv"):
+            header = next(csv.reader(io.StringIO(head, newline="")), None)
+            return dict.fromkeys(header) if header else None
+        return json.loads(next((line for line in head.splitlines() if line.strip()), ""))
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error, RecursionError):
         return None
 
 
@@ -401,7 +400,7 @@ def _local_file(base: Path, value: str, fail) -> str:
     try:
         resolved = (base / value).resolve()
         found = resolved.is_file()
-    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+    except (OSError, ValueError, RuntimeError) as exc:  # a name too long, a NUL byte, a symbolic link loop
         raise fail(f"unusable path: {str(exc)[:80]}") from None
     if not found:
         raise fail(f"no such file: {resolved}")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
+from envkit.files import JSON_BYTES, read_regular
+
 DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 256}  # a run without a manifest (TRL's own defaults)
 
 
@@ -65,11 +67,11 @@ def find_trained(run_dir: Path, merged: bool = False, trust_remote_code: bool = 
         return Trained(str(folder), None, **common)
     adapter = run_dir if is_adapter else run_dir / "adapter"
     try:
-        config = json.loads((adapter / "adapter_config.json").read_text())
+        config = json.loads(read_regular(adapter / "adapter_config.json", JSON_BYTES))
     except FileNotFoundError:
         raise GenerateError(f"{adapter} not found: the run has not completed (envkit train --resume finishes it), "
                             f"or pass a checkpoint-N folder of {run_dir}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise GenerateError(f"{adapter / 'adapter_config.json'}: not readable JSON ({exc})") from None
     base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
     if not isinstance(base, str) or not base:
@@ -79,8 +81,8 @@ def find_trained(run_dir: Path, merged: bool = False, trust_remote_code: bool = 
 
 def _manifest(run_dir: Path) -> dict:
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
+        manifest = json.loads(read_regular(run_dir / "manifest.json", JSON_BYTES))
+    except (OSError, ValueError, RecursionError):
         return {}
     return manifest if isinstance(manifest, dict) else {}
 

@@ -15,12 +15,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envkit.files import write_owned
+from envkit.files import read_regular, write_owned
 from envkit.terminal import printable
 
 # Values beyond are left out: matplotlib's axis arithmetic overflows well before float's end (a panel holding
 # 1e308 and -1e308 raises; the symlog panel warns from 1e300), and no metric of a sane step comes near.
 LARGEST = 1e100
+METRICS_BYTES = 2**30  # ~1 KB a step: a million steps; beyond, not a run's metrics
 
 
 class MetricsError(ValueError):
@@ -47,7 +48,7 @@ def metric_rows(path: Path, skipped: Skipped | None = None) -> list[dict]:
     if not path.is_file():  # a folder, a FIFO (reading one would wait forever), a dangling link
         raise MetricsError(f"{path} is not a regular file")
     try:
-        text = path.read_text(errors="replace")
+        text = read_regular(path, METRICS_BYTES).decode(errors="replace")
     except OSError as exc:
         raise MetricsError(f"cannot read {path}: {exc.strerror or exc}") from None
     rows = []

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from envkit.exitcodes import INTERRUPTED, STALE_WEIGHTS, TERMINATED
-from envkit.files import fresh_dir, replace_dir, write_owned
+from envkit.files import JSON_BYTES, fresh_dir, read_regular, replace_dir, write_owned
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.terminal import echo
@@ -193,8 +193,8 @@ def _left_to_do(recipe: Recipe, output_dir: Path, checkpoint: Checkpoint | None)
     if checkpoint.step < target:
         return "train"
     try:
-        manifest = json.loads((output_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
+        manifest = json.loads(read_regular(output_dir / "manifest.json", JSON_BYTES))
+    except (OSError, ValueError, RecursionError):
         manifest = None
     if isinstance(manifest, dict) and manifest.get("completed") is True and manifest.get("steps") == checkpoint.step:
         return "nothing"
