@@ -58,6 +58,8 @@ class _Where:
         return error
 
 
+MAX_FORMAT_WIDTH = 10_000  # a prompt_template's widths and precisions: a prompt is a few thousand characters
+MAX_VALUES = 100_000  # a recipe holds ~100 values (a long reward list a few hundred)
 FIRST_ROW_BYTES = 2**20  # a dataset's first row (or CSV header), read to check its columns
 MAX_BYTES = 1024 * 1024  # a recipe is ~1 KB; the bound keeps a wrong file (a log, a dataset) from a minute of parsing
 
@@ -124,11 +126,18 @@ class _Document:
 
     def __init__(self, where: _Where):
         self.where = where
+        self.left = MAX_VALUES  # the alias-expansion budget
         self.nodes: dict[str, yaml.Node] = {}
         self.keys: dict[str, yaml.Node] = {}
         self.errors: list[RecipeError] = []
 
     def plain(self, node: yaml.Node, path: str) -> Any:
+        """The value of ``node``, its aliases expanded: each expansion counts against MAX_VALUES, so nested
+        aliases (a billion values from a kilobyte) stop with one line instead of running out of memory."""
+        self.left -= 1
+        if self.left < 0:
+            raise self.where.error(node, path, f"more than {MAX_VALUES} values once its YAML aliases are expanded: "
+                                               "not a recipe (nested aliases?); write the values out")
         self.nodes[path] = node
         if isinstance(node, yaml.MappingNode):
             values: dict[Any, Any] = {}
@@ -334,9 +343,23 @@ def template_fields(template: str) -> list[str]:
     """The row fields a ``str.format`` template reads (``{question}``, ``{meta[id]}`` -> meta); ValueError if malformed.
 
     A positional field (``{}``, ``{0}``) is returned as written: the row is passed by name, so it cannot be filled.
+    What would only fail when the first prompt is formatted, at training start, is a ValueError here: an
+    attribute (``{question.nope}``; the row's values are text and numbers), a conversion other than !r !s !a,
+    a width or precision from the row (``{q:{w}}``) or above MAX_FORMAT_WIDTH (``{q:>2000000000}`` asks for
+    gigabytes of padding).
     """
-    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    return list(dict.fromkeys(name.split(".")[0].split("[")[0] or "{}" for name in names))
+    fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+              if name is not None]
+    for name, spec, conversion in fields:
+        if "." in name.split("[")[0]:
+            raise ValueError(f"{{{name}}}: an attribute of a field; name the field (or an item: {{field[key]}})")
+        if conversion not in (None, "r", "s", "a"):
+            raise ValueError(f"{{{name}!{conversion}}}: unknown conversion; use !r, !s or !a")
+        if "{" in (spec or ""):
+            raise ValueError(f"{{{name}:{spec}}}: a format taken from a field; write the width out")
+        if any(int(number) > MAX_FORMAT_WIDTH for number in re.findall(r"\d+", spec or "")):
+            raise ValueError(f"{{{name}:{spec}}}: a width or precision above {MAX_FORMAT_WIDTH}")
+    return list(dict.fromkeys(name.split(".")[0].split("[")[0] or "{}" for name, _, _ in fields))
 
 
 def _prompt_columns(data: DatasetSpec) -> list[tuple[str, str]]:
