@@ -179,8 +179,9 @@ def recipe_files(recipe: Recipe, folder: Path) -> dict[str, Path]:
     config, and each user reward module (a module or a package found in the recipe's folder).  The image holds
     that folder only (/recipes), so a reward module found elsewhere is an error here, not at run time."""
     found = {}
-    if recipe.dataset.path:
-        found["dataset.path"] = Path(recipe.dataset.path)
+    for key in ("path", "eval_path"):  # the training rows, and the evaluation rows a run reads beside them
+        if getattr(recipe.dataset, key):
+            found[f"dataset.{key}"] = Path(getattr(recipe.dataset, key))
     if recipe.distributed.accelerate_config:
         found["distributed.accelerate_config"] = Path(recipe.distributed.accelerate_config)
     for i, reward in enumerate(recipe.rewards):

@@ -41,8 +41,18 @@ def cache_dir(environ: dict[str, str]) -> Path | None:
         return None
     if environ.get("ENVKIT_CACHE_DIR"):
         return Path(environ["ENVKIT_CACHE_DIR"])
-    base = environ.get("XDG_CACHE_HOME") or (str(Path(environ["HOME"], ".cache")) if environ.get("HOME") else "")
-    return Path(base, "envkit") if base else None
+    base = cache_home(environ)
+    return base / "envkit" if base else None
+
+
+def cache_home(environ: dict[str, str]) -> Path | None:
+    """``$XDG_CACHE_HOME`` when it is an absolute path, else ``$HOME/.cache``; None without either.  A relative or
+    empty XDG_CACHE_HOME is ignored, as the XDG spec says (it made cache folders in the working directory)."""
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg)
+    home = environ.get("HOME", "")
+    return Path(home, ".cache") if os.path.isabs(home) else None
 
 
 def cache_file(environ: dict[str, str]) -> Path | None:
