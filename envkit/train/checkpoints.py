@@ -34,7 +34,9 @@ def last_checkpoint(output_dir: Path, warn: Callable[[str], None] = lambda _: No
         wrong = problem(path)
         if wrong is None:
             state = json.loads(read_regular(path / "trainer_state.json", JSON_BYTES))
-            return Checkpoint(path, state["global_step"], state.get("max_steps") or state["global_step"])
+            planned = state.get("max_steps")  # a hand-edited "x" or -1: the step itself, as when it is missing
+            planned = planned if type(planned) is int and planned > 0 else state["global_step"]
+            return Checkpoint(path, state["global_step"], planned)
         warn(f"skipping {path.name}: {wrong}")
     return None
 

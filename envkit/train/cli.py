@@ -204,11 +204,29 @@ def report(run_dir) -> None:
         echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
 
 
+MAX_SAMPLES, MAX_NEW_TOKENS = 1024, 2**20  # bounds of -n and --max-new-tokens (a 2**40 -n allocated without end)
+
+
+def _check_sampling(sampling: dict, run_dir: Path) -> None:
+    """The sampling values, the manifest's included (a hand-edited temperature: "hot"), within what the options
+    accept; else a GenerateError naming the option that overrides it."""
+    from envkit.train.generate import GenerateError
+
+    checks = {"temperature": lambda v: 0 <= v <= 1e6, "top_p": lambda v: 0 < v <= 1,
+              "max_new_tokens": lambda v: type(v) is int and 0 < v <= MAX_NEW_TOKENS}
+    for key, fits in checks.items():
+        value = sampling[key]
+        if type(value) not in (int, float) or value != value or not fits(value):
+            raise GenerateError(f"{key} {str(value)[:40]!r} from {run_dir / 'manifest.json'} is out of range: "
+                                f"pass --{key.replace('_', '-')}")
+
+
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("prompts", nargs=-1, required=True, metavar="PROMPT...")
-@click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(1), help="Completions per prompt.")
-@click.option("--max-new-tokens", type=click.IntRange(1), help="Default: the run's grpo.max_completion_length.")
+@click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(1, MAX_SAMPLES),
+              help="Completions per prompt.")
+@click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS), help="Default: the run's grpo.max_completion_length.")
 @click.option("--temperature", type=click.FloatRange(0), help="Default: the run's; 0 is greedy.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Default: the run's.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -236,6 +254,7 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
         trained = find_trained(Path(run_dir), merged, trust_remote_code)
         given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
         sampling = {**trained.sampling, **{k: v for k, v in given.items() if v is not None}}
+        _check_sampling(sampling, Path(run_dir))
         if sampling["temperature"] == 0 and num_samples > 1:
             raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
         chosen = pick_engine(engine)
@@ -244,6 +263,11 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
         completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)
     except GenerateError as exc:
         echo(f"envkit generate: {exc}", err=True)
+        sys.exit(USAGE)
+    except OSError as exc:  # transformers' and the hub's way to say a model is not there (moved, offline, no access)
+        reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        echo(f"envkit generate: cannot load {trained.model}: {reason[:300]}; copy the run with its base model, "
+             "or reach the hub (HF_HUB_OFFLINE unset)", err=True)
         sys.exit(USAGE)
     if as_json:
         click.echo(json.dumps([{"prompt": p, "completions": c} for p, c in zip(prompts, completions)], indent=2))

@@ -49,16 +49,16 @@ def find_trained(run_dir: Path, merged: bool = False, trust_remote_code: bool = 
     run_dir = Path(run_dir)
     is_adapter = (run_dir / "adapter_config.json").is_file()
     manifest = _manifest(run_dir.parent if is_adapter else run_dir)
-    record = manifest.get("generate") if isinstance(manifest.get("generate"), dict) else {}
+    record, grpo, plan = (manifest.get(k) if isinstance(manifest.get(k), dict) else {} for k in ("generate", "grpo_config", "plan"))
     if record.get("trust_remote_code") is True and not trust_remote_code:
         raise GenerateError(f"{run_dir} was trained with model.trust_remote_code: true; pass --trust-remote-code "
                             "to run the Python code its model ships (only for a run and model you trust)")
-    grpo = manifest.get("grpo_config") or {}
     sampling = {"temperature": grpo.get("temperature", DEFAULTS["temperature"]), "top_p": grpo.get("top_p", DEFAULTS["top_p"]),
                 "max_new_tokens": grpo.get("max_completion_length", DEFAULTS["max_new_tokens"])}
-    common = {"chat": record.get("chat_template"), "system_prompt": record.get("system_prompt"),
+    common = {"chat": record.get("chat_template") if isinstance(record.get("chat_template"), bool) else None,
+              "system_prompt": record.get("system_prompt") if isinstance(record.get("system_prompt"), str) else None,
               "trust_remote_code": trust_remote_code,
-              "dtype": (manifest.get("plan") or {}).get("dtype", "fp32"), "sampling": sampling}
+              "dtype": plan.get("dtype", "fp32"), "sampling": sampling}
     if merged:
         folder = run_dir / "merged"
         if not (folder / "config.json").is_file():
