@@ -91,3 +91,23 @@ def test_the_tiny_models_cache_is_never_relative(monkeypatch, tmp_path):
 def test_the_cache_is_absolute_or_none(xdg, home):
     found = cache_home({"XDG_CACHE_HOME": xdg, "HOME": home})
     assert found is None or found.is_absolute()
+
+
+def test_metadata_edited_in_place_is_probed_again(fake_site, tmp_path, monkeypatch):
+    """The folder's and RECORD's times unchanged, METADATA rewritten: the cached verdict must not stand."""
+    import os
+
+    from envkit.probe.cache import cached_packages
+    from envkit.probe.installed import dist_folders
+    from tests.test_probe import install_fake
+
+    monkeypatch.delenv("ENVKIT_NO_CACHE", raising=False)
+    environ = {"ENVKIT_CACHE_DIR": str(tmp_path / "cache")}
+    install_fake(fake_site, "trl", "1.16.0")
+    assert cached_packages(environ, dist_folders())["trl"].requires != ["vllm==0.26.0"]
+    folder = fake_site / "trl-1.16.0.dist-info"
+    kept = os.stat(folder).st_mtime_ns
+    (folder / "METADATA").write_text("Metadata-Version: 2.1\nName: trl\nVersion: 1.16.0\nRequires-Dist: vllm==0.26.0\n")
+    os.utime(folder / "METADATA", ns=(kept + 10**9, kept + 10**9))
+    os.utime(folder, ns=(kept, kept))
+    assert cached_packages(environ, dist_folders())["trl"].requires == ["vllm==0.26.0"]

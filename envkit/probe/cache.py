@@ -5,7 +5,8 @@ quarter of a doctor run with vLLM 0.26's stack installed (0.07 s of 0.31 s on an
 with the same files: benchmarks/results/2026-12-01-h200-doctor.json). Those facts change only when a package is
 installed, removed or reinstalled, and each of these rewrites the package's dist-info folder. So the result is
 stored with the path and modification time of every stack package's dist-info folder on ``sys.path`` (and of its
-RECORD), and with the probe's own code; a run reuses it only while all of them match, and probes afresh otherwise.
+RECORD and METADATA), and with the probe's own code; a run reuses it only while all of them match, and probes
+afresh otherwise.
 
 The cache holds package facts only (versions, Requires-Dist, linked libraries): no environment variable, no
 path outside the installed packages.  ``ENVKIT_CACHE_DIR`` moves it (default ``$XDG_CACHE_HOME/envkit`` or
@@ -30,7 +31,7 @@ from envkit.facts import Package
 from envkit.files import read_regular
 from envkit.knowledge import STACK
 
-FORMAT = 1
+FORMAT = 2  # 2: the key holds each METADATA's time
 MAX_BYTES = 16 * 2**20  # the stack's facts are a few KB
 # The code whose output is cached: a changed probe (an envkit upgrade, or an edit in a checkout) re-probes.
 PROBE_CODE = ("packages.py", "elf.py", "cache.py", "../facts.py")
@@ -87,7 +88,8 @@ def _key(folders: dict[str, Path]) -> dict:
         "format": FORMAT,
         "envkit": __version__,
         "code": [_mtime(here / name) for name in PROBE_CODE],
-        "packages": {name: [str(folder), _mtime(folder), _mtime(folder / "RECORD")]
+        # METADATA too: edited in place (a hand fix, a patching tool) it changes neither the folder nor RECORD
+        "packages": {name: [str(folder), _mtime(folder), _mtime(folder / "RECORD"), _mtime(folder / "METADATA")]
                      for name, folder in sorted(folders.items())},
     }
 
