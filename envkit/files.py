@@ -81,7 +81,9 @@ def read_regular_head(path: str | Path, size: int) -> bytes:
 
 
 def _size(limit: int) -> str:
-    return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 2**10} KiB" if limit >= 2**10 else f"{limit} bytes"
+    if limit >= 2**20:
+        return f"{limit // 2**20} MiB"
+    return f"{limit // 2**10} KiB" if limit >= 2**10 else f"{limit} bytes"
 
 
 def write_owned(path: str | Path, data: str | bytes) -> None:

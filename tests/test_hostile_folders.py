@@ -64,7 +64,8 @@ def test_train_resume_into_a_users_folder_is_one_line_exit_2(tmp_path):
 
 def build(output: Path, monkeypatch):
     monkeypatch.setattr("envkit.build.lock.lock", lambda *args, **kwargs: FAKE_LOCK)
-    return CliRunner().invoke(main, ["build", "--recipe", "tiny", "--target", "cpu", "--emit-only", "--output", str(output)])
+    return CliRunner().invoke(main, ["build", "--recipe", "tiny", "--target", "cpu", "--emit-only",
+                                     "--output", str(output)])
 
 
 def test_build_never_replaces_a_folder_with_a_look_alike_manifest(tmp_path, monkeypatch):
@@ -91,7 +92,8 @@ NAMES = st.sampled_from(["README.md", "manifest.json", "adapter", "notes.txt", M
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(entries=st.lists(st.tuples(NAMES, st.sampled_from(["file", "dir", "link"])), max_size=4, unique_by=lambda e: e[0]))
+@given(entries=st.lists(st.tuples(NAMES, st.sampled_from(["file", "dir", "link"])), max_size=4,
+                        unique_by=lambda e: e[0]))
 def test_a_folder_is_claimed_only_when_empty_or_marked(tmp_path_factory, entries):
     folder = tmp_path_factory.mktemp("f")
     for name, kind in entries:

@@ -166,7 +166,7 @@ def test_fifos_in_a_run_folder_are_refused(tmp_path, fifo):
 
 
 def test_report_on_ten_thousand_reward_keys_is_quick(tmp_path):
-    rows = [dict({"step": s, "reward": 0.5}, **{f"rewards/r{i}/mean": 0.1 * s for i in range(10_000)}) for s in (1, 2, 3)]
+    rows = [{"step": s, "reward": 0.5, **{f"rewards/r{i}/mean": 0.1 * s for i in range(10_000)}} for s in (1, 2, 3)]
     (tmp_path / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
     started = time.monotonic()
     result = CliRunner().invoke(main, ["report", str(tmp_path)])

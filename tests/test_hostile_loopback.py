@@ -18,7 +18,8 @@ TRL = "1.16.0"
 
 
 def server_bind(host: str) -> str:
-    text = (GOLDEN / "server-1+1.yaml").read_text().replace("  mode: server\n", f"  mode: server\n  server: {{host: '{host}'}}\n")
+    server = f"  mode: server\n  server: {{host: '{host}'}}\n"
+    text = (GOLDEN / "server-1+1.yaml").read_text().replace("  mode: server\n", server)
     server = build_launch_plan(parse_recipe(text, str(GOLDEN / "x.yaml")), "x.yaml", 2, TRL).processes[0]
     return server.argv[server.argv.index("--host") + 1]
 

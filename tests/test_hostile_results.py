@@ -1,6 +1,7 @@
 """Class 8 of issue #29, wrong results: what a recipe reads reaches the image, Ctrl-C is 130 from every
 command, a relative XDG_CACHE_HOME is ignored, the printed build command survives a space, and
-``doctor --fix --yes`` acts only on this machine (tests/test_cli.py: test_fix_yes_never_acts_on_another_machines_facts)."""
+``doctor --fix --yes`` acts only on this machine (tests/test_cli.py:
+test_fix_yes_never_acts_on_another_machines_facts)."""
 
 from __future__ import annotations
 
@@ -44,14 +45,16 @@ def test_the_eval_file_is_copied_into_the_build_context(tmp_path, fake_lock):
     recipe = recipe_with_eval(tmp_path / "r", "data/eval.jsonl")
     result = build(recipe, tmp_path / "ctx")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "ctx" / "recipes" / "data" / "eval.jsonl").read_text() == (recipe.parent / "data" / "eval.jsonl").read_text()
+    copied = tmp_path / "ctx" / "recipes" / "data" / "eval.jsonl"
+    assert copied.read_text() == (recipe.parent / "data" / "eval.jsonl").read_text()
 
 
 def test_an_eval_file_outside_the_recipe_folder_is_refused(tmp_path, fake_lock):
     (tmp_path / "elsewhere.jsonl").write_text((RECIPES / "data" / "toy.jsonl").read_text())
     recipe = recipe_with_eval(tmp_path / "r", str(tmp_path / "elsewhere.jsonl"))
     result = build(recipe, tmp_path / "ctx")
-    assert result.exit_code == 2 and "dataset.eval_path" in result.stderr and "lies outside the recipe's folder" in result.stderr
+    assert result.exit_code == 2 and "dataset.eval_path" in result.stderr
+    assert "lies outside the recipe's folder" in result.stderr
 
 
 def test_the_printed_build_command_quotes_a_context_with_a_space(tmp_path, fake_lock):

@@ -16,13 +16,20 @@ from envkit.cli import main
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 TINY = (RECIPES / "tiny.yaml").read_text()
-LLAMA = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "vocab_size": 10}
+LLAMA = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+         "vocab_size": 10}
 
 
 def one_line(result, *words) -> None:
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert all(word in result.stderr for word in words), result.stderr
+
+
+def gone_base(run: Path) -> None:
+    """An adapter whose base model folder is gone (the tiny run's base lives in a cache that was cleaned)."""
+    config = {"base_model_name_or_path": str(run / "gone"), "r": 8}
+    (run / "adapter" / "adapter_config.json").write_text(json.dumps(config))
 
 
 def invoke(*args):
@@ -91,12 +98,12 @@ def test_a_recipe_in_another_uids_folder_is_one_line(monkeypatch):
 
 @pytest.mark.parametrize("manifest", [[], "x", {"generate": [], "grpo_config": 3, "plan": None},
                                       {"grpo_config": {"temperature": "hot"}}, {"grpo_config": {"top_p": 7}},
-                                      {"grpo_config": {"max_completion_length": 2**40}}, {"generate": {"chat_template": "yes"}}])
+                                      {"grpo_config": {"max_completion_length": 2**40}},
+                                      {"generate": {"chat_template": "yes"}}])
 def test_generate_on_a_manifest_of_the_wrong_shape_is_one_line(tmp_path, manifest):
     pytest.importorskip("peft")
     (tmp_path / "adapter").mkdir()
-    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gone"),
-                                                                          "r": 8}))
+    gone_base(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     result = invoke("generate", tmp_path, "hi", "--engine", "transformers")
     assert result.exit_code == 2 and "Traceback" not in result.output
@@ -113,8 +120,7 @@ def test_generate_with_a_huge_sample_count_is_a_usage_error(tmp_path):
 def test_generate_whose_base_model_is_gone_is_one_line(tmp_path):
     pytest.importorskip("peft")
     (tmp_path / "adapter").mkdir()
-    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gone"),
-                                                                          "r": 8}))
+    gone_base(tmp_path)
     result = invoke("generate", tmp_path, "hi", "--engine", "transformers")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stderr.splitlines()[-1].startswith(f"envkit generate: cannot load {tmp_path / 'gone'}: ")  # after the

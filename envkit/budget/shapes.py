@@ -52,8 +52,9 @@ def shape_from_config(config: dict, name: str) -> ModelShape:
     for key in SHAPE_FIELDS + OPTIONAL_FIELDS:
         value = config.get(key)
         if (value is not None or key in SHAPE_FIELDS) and not (type(value) is int and 0 < value <= 2**40):
-            raise UnknownName(f"{name}: config.json's {key} is {repr(value)[:40] if key in config else 'missing'}, not a "
-                              "positive integer; give a Llama/Qwen-style decoder config")
+            found = repr(value)[:40] if key in config else "missing"
+            raise UnknownName(f"{name}: config.json's {key} is {found}, not a positive integer; give a "
+                              "Llama/Qwen-style decoder config")
     heads = config["num_attention_heads"]
     model_type = config.get("model_type", "")
     return ModelShape(
@@ -85,7 +86,8 @@ def resolve_model(name_or_path: str) -> ModelShape:
         try:
             config = json.loads(read_regular(path, JSON_BYTES))
         except (OSError, ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deeply, a FIFO
-            why = exc.strerror if isinstance(exc, OSError) else "not JSON" if isinstance(exc, ValueError) else "nested too deeply"
+            why = exc.strerror if isinstance(exc, OSError) else "nested too deeply" if isinstance(exc, RecursionError) \
+                else "not JSON"
             raise UnknownName(f"{name_or_path}: cannot read {path.name}: {why}") from None
         return shape_from_config(config, str(name_or_path))
     shapes = known_shapes()

@@ -169,7 +169,9 @@ def _usable(file) -> bool:
     and upload time of the right types when given; a hostile or broken index's other entries are passed over."""
     if not isinstance(file, dict) or not isinstance(file.get("url"), str) or not isinstance(file.get("filename"), str):
         return False
-    if not isinstance(file.get("size", 0), (int, type(None))) or not isinstance(file.get("upload-time", ""), (str, type(None))):
+    if not isinstance(file.get("size", 0), (int, type(None))):
+        return False
+    if not isinstance(file.get("upload-time", ""), (str, type(None))):
         return False
     try:
         parse_wheel_filename(file["filename"])

@@ -37,8 +37,8 @@ def model_context(recipe: Recipe) -> int | None:
         return None  # a hub name: vLLM reads the config when it loads the model
     if not isinstance(config, dict):  # a list, a number: not a config
         return None
-    text = config.get("text_config")
-    found = config.get("max_position_embeddings") or (text.get("max_position_embeddings") if isinstance(text, dict) else None)
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    found = config.get("max_position_embeddings") or text.get("max_position_embeddings")
     return found if type(found) is int else None
 
 

@@ -36,7 +36,8 @@ def find_recipe(name: str) -> Path:
         if shipped.is_file():
             return shipped
     except OSError as exc:
-        owner = " (in a container: docker run --user \"$(id -u):$(id -g)\" ...)" if isinstance(exc, PermissionError) else ""
+        denied = isinstance(exc, PermissionError)
+        owner = ' (in a container: docker run --user "$(id -u):$(id -g)" ...)' if denied else ""
         raise RecipeError(f"{name[:200]}: cannot look at the recipe: {exc.strerror}{owner}") from None
 
     import difflib

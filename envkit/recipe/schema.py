@@ -139,7 +139,8 @@ class ResourcesSpec:
     """GPUs by index among the visible ones (CUDA_VISIBLE_DEVICES order), or a count; unset: one in-process run."""
 
     generation_gpus: list[int] | int | None = spec(None, bound=GPUS)  # the vLLM server's (vllm.mode: server)
-    training_gpus: list[int] | int | None = spec(None, bound=GPUS)  # one trainer rank each; server mode default: the GPUs left
+    # one trainer rank each; server mode default: the GPUs left
+    training_gpus: list[int] | int | None = spec(None, bound=GPUS)
 
 
 def gpu_count(gpus: list[int] | int | None) -> int:

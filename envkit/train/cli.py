@@ -66,7 +66,7 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
     except (RecipeError, LaunchError, MetricsError) as exc:
         echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
-    except (LaunchFailed, RunBusy, WriteError) as exc:  # WriteError: its lock or manifest.json (the run itself is saved)
+    except (LaunchFailed, RunBusy, WriteError) as exc:  # WriteError: its lock, or manifest.json (the run is saved)
         echo(f"envkit train: {exc}", err=True)
         sys.exit(FAILED)
     except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
@@ -226,7 +226,8 @@ def _check_sampling(sampling: dict, run_dir: Path) -> None:
 @click.argument("prompts", nargs=-1, required=True, metavar="PROMPT...")
 @click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(1, MAX_SAMPLES),
               help="Completions per prompt.")
-@click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS), help="Default: the run's grpo.max_completion_length.")
+@click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS),
+              help="Default: the run's grpo.max_completion_length.")
 @click.option("--temperature", type=click.FloatRange(0), help="Default: the run's; 0 is greedy.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Default: the run's.")
 @click.option("--seed", default=0, show_default=True, type=int)

@@ -49,7 +49,8 @@ def find_trained(run_dir: Path, merged: bool = False, trust_remote_code: bool = 
     run_dir = Path(run_dir)
     is_adapter = (run_dir / "adapter_config.json").is_file()
     manifest = _manifest(run_dir.parent if is_adapter else run_dir)
-    record, grpo, plan = (manifest.get(k) if isinstance(manifest.get(k), dict) else {} for k in ("generate", "grpo_config", "plan"))
+    record, grpo, plan = (manifest.get(key) if isinstance(manifest.get(key), dict) else {}
+                          for key in ("generate", "grpo_config", "plan"))
     if record.get("trust_remote_code") is True and not trust_remote_code:
         raise GenerateError(f"{run_dir} was trained with model.trust_remote_code: true; pass --trust-remote-code "
                             "to run the Python code its model ships (only for a run and model you trust)")
