@@ -155,3 +155,25 @@ def test_any_config_json_is_a_shape_or_one_named_problem(config):
         assert str(exc).startswith("m: config.json")
         return
     assert shape.heads > 0 and shape.hidden > 0 and shape.head_dim >= 0
+
+
+def test_a_lora_target_the_tiny_model_lacks_is_refused_by_dry_run(recipe_dir):
+    (recipe_dir / "r.yaml").write_text(TINY.replace("[q_proj, k_proj, v_proj, o_proj]", "[nonexistent_proj]"))
+    one_line(invoke("train", recipe_dir / "r.yaml", "--dry-run"), "lora.target_modules[0]", "'nonexistent_proj'")
+
+
+def test_a_lora_target_a_loaded_model_lacks_is_one_line_not_peft_s_traceback():
+    torch = pytest.importorskip("torch")
+    from envkit.recipe.load import RecipeError, parse_recipe
+    from envkit.train.models import _check_targets
+
+    layer = torch.nn.Module()
+    layer.q_proj, layer.up_proj = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    model = torch.nn.ModuleDict({"layers": torch.nn.ModuleList([layer])})
+    recipe = parse_recipe(TINY.replace("build: tiny", "name: org/model"), str(RECIPES / "x.yaml"))
+    recipe.lora.target_modules = ["q_proj", "nonexistent_proj"]
+    with pytest.raises(RecipeError, match="lora.target_modules: 'nonexistent_proj' names no module of org/model "
+                                          r"\(its linear layers: q_proj, up_proj\)"):
+        _check_targets(recipe, model, "org/model")
+    recipe.lora.target_modules = ["q_proj", "layers.0.up_proj"]
+    _check_targets(recipe, model, "org/model")

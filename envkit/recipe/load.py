@@ -24,7 +24,7 @@ import yaml
 
 from envkit.binding import FAILED, Binder, PlainFloat, Problem
 from envkit.files import read_regular, read_regular_head
-from envkit.recipe.schema import DatasetSpec, Recipe, gpu_count
+from envkit.recipe.schema import LINEAR_MODULES, DatasetSpec, Recipe, gpu_count
 
 BUILTIN_REWARDS = ("format", "exact_answer", "length")
 # A local dataset file's suffix -> the datasets builder that reads it.
@@ -217,6 +217,11 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> list[R
     model, data = recipe.model, recipe.dataset
     if (model.name is None) == (model.build is None):
         fail(("model",), "give exactly one of name or build")
+    if model.build == "tiny":  # envkit's own Llama: its layers are known without loading it (other models: at load)
+        for i, target in enumerate(recipe.lora.target_modules):
+            if target not in (*LINEAR_MODULES, "all-linear"):
+                fail(("lora", "target_modules", i), f"{target!r} is not a linear layer of the tiny Llama "
+                                                    f"({', '.join(LINEAR_MODULES)}, or all-linear)")
     if (data.path is None) == (data.name is None):
         fail(("dataset",), "give exactly one of path (a local file) or name (registry)")
     _check_eval(recipe, fail)

@@ -58,9 +58,21 @@ def load_model(recipe: Recipe, plan: Plan, source: str) -> tuple[Any, Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=m.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    _check_targets(recipe, model, source)
     peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                              target_modules=lora.target_modules, task_type="CAUSAL_LM")
     return model, tokenizer, peft_config
+
+
+def _check_targets(recipe: Recipe, model, source: str) -> None:
+    """Each lora.target_modules name matches a module of the loaded model as PEFT matches it (the whole name or
+    its last parts); else one line now, not PEFT's traceback from inside GRPOTrainer."""
+    names = [name for name, _ in model.named_modules()]
+    for target in recipe.lora.target_modules:
+        if target != "all-linear" and not any(n == target or n.endswith(f".{target}") for n in names):
+            leaves = sorted({n.rpartition(".")[2] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+            raise RecipeError(f"{recipe.source}: lora.target_modules: {target!r} names no module of {source} "
+                              f"(its linear layers: {', '.join(leaves[:12]) or 'none found'})")
 
 
 def _load_unsloth(recipe: Recipe, plan: Plan, source: str):
