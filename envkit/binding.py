@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+LARGEST_INT = 2**63  # no number a recipe or facts file holds is beyond (a float field given 400 digits overflowed)
 FAILED = object()  # a value that could not be bound (its problems are collected)
 
 
@@ -132,6 +133,8 @@ class Binder:
             return self._problem(path, "not valid Unicode text (an unpaired surrogate escape)")
         if accepts(kind, value):
             return float(value) if kind is float and isinstance(value, int) else value
+        if isinstance(value, int) and abs(value) > LARGEST_INT and accepts(kind, 1):
+            return self._problem(path, f"{show(value)}... ({len(str(abs(value)))} digits) is beyond ±2**63")
         close = difflib.get_close_matches(value, choices(kind), n=1) if isinstance(value, str) else []
         hint = f" (did you mean {close[0]}?)" if close else ""
         return self._problem(path, f"expected {describe(kind, self.mapping)}, got {show(value)}{hint}")
@@ -167,9 +170,9 @@ def accepts(kind: Any, value: Any) -> bool:
     if kind is type(None):
         return value is None
     if kind is float:  # .inf and .nan are YAML floats (Infinity, NaN in JSON); no number here means them
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return (isinstance(value, float) and math.isfinite(value)) or (accepts(int, value))
+    if kind is int:  # within ±2**63: beyond, every consumer (torch, numpy, a C library) overflows or hangs
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= LARGEST_INT
     return isinstance(value, kind)
 
 

@@ -10,7 +10,7 @@ import sys
 import click
 
 from envkit import __version__
-from envkit.exitcodes import raise_terminated
+from envkit.exitcodes import INTERRUPTED, raise_terminated
 
 
 class LazyGroup(click.Group):
@@ -29,6 +29,15 @@ class LazyGroup(click.Group):
             module, _, attribute = self.lazy[name].partition(":")
             return getattr(importlib.import_module(module), attribute)
         return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context):
+        """Ctrl-C exits 130 (128 + SIGINT, the shell's convention) from every command, in one line; click's
+        own answer is "Aborted!" and exit 1, which a script cannot tell from a failure."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo(f"envkit {ctx.invoked_subcommand}: interrupted", err=True)
+            sys.exit(INTERRUPTED)
 
 
 # Every command but doctor: name -> "module:attribute".

@@ -16,6 +16,7 @@ from envkit.report import exit_code, repair_indexes, repair_requirements, to_jso
 from envkit.report.text import markdown_table, render
 from envkit.rules import REGISTRY, Rule, find_rule, run_rules
 from envkit.rules.base import SECTIONS
+from envkit.terminal import echo
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,16 @@ def run_doctor(options: Options) -> int:
     if options.yes and not options.show_fix:
         click.echo("envkit doctor: --yes only goes with --fix", err=True)
         return USAGE
+    if options.yes and options.facts_file:  # pip would install another machine's list here
+        click.echo("envkit doctor: --fix --yes repairs this machine from its own facts, not from --facts FILE: "
+                   "drop --yes to print that machine's command, or drop --facts", err=True)
+        return USAGE
     from envkit.knowledge import UnknownGpu
 
     try:
         facts = gather(options)
     except (FactsError, UnknownGpu) as exc:
-        click.echo(f"envkit doctor: {exc}", err=True)
+        echo(f"envkit doctor: {exc}", err=True)
         return USAGE
     if options.dump_facts:
         from envkit.files import WriteError, write_atomic  # shutil and tempfile: not on a plain run's start-up
@@ -94,7 +99,7 @@ def run_doctor(options: Options) -> int:
         try:
             write_atomic(options.dump_facts, facts.to_json())
         except WriteError as exc:
-            click.echo(f"envkit doctor: {exc}", err=True)
+            echo(f"envkit doctor: {exc}", err=True)  # the --dump-facts path as given
             return USAGE
     findings = [f for f in run_rules(facts) if not options.sections or f.section in options.sections]
     if options.show_fix:

@@ -11,6 +11,7 @@ cost nothing at import and need no dependency.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,8 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from envkit.binding import Binder
-from envkit.masking import mask_env
+from envkit.files import read_regular
+from envkit.masking import mask_env, mask_text
 
 SCHEMA = "envkit.facts/1"
 MAX_BYTES = 16 * 1024 * 1024  # a facts file is ~50 KB; the bound keeps /dev/zero or a wrong file from filling memory
@@ -169,18 +171,17 @@ class Facts:
             first = binder.problems[0]
             raise FactsError(f"{first.path or 'the file'}: {first.message}")
         facts.env = mask_env(facts.env)
+        if facts.host.cache_dir:
+            facts.host.cache_dir = mask_text(facts.host.cache_dir)
         return facts
 
     @classmethod
     def load(cls, path: str | Path) -> Facts:
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read(MAX_BYTES + 1)
+            raw = read_regular(path, MAX_BYTES)  # a FIFO: refused, not waited on
         except OSError as exc:
-            raise FactsError(f"cannot read {path}: {exc.strerror}") from None
-        if len(raw) > MAX_BYTES:
-            raise FactsError(f"{path}: larger than {MAX_BYTES // 2**20} MiB, not a facts file "
-                             "(envkit doctor --dump-facts FILE writes one)")
+            more = " (envkit doctor --dump-facts FILE writes one)" if exc.errno == errno.EFBIG else ""
+            raise FactsError(f"cannot read {path}: {exc.strerror}{more}") from None
         try:
             data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:

@@ -13,16 +13,26 @@ manifest.json) goes through ``write_atomic``, which writes by what the path name
 - a character device or a FIFO (``/dev/stdout`` on a terminal or a pipe, ``/dev/null``, a named pipe):
   opened and written in place; a rename would replace the node with a regular file.
 - anything else (a directory, a socket), or an error while writing: ``WriteError``.
+
+The files envkit names itself inside a folder (a run's manifest.json, run.png and lock, the probe cache) are
+another matter: whoever can write that folder may have planted a link there to one of the user's files.  They
+go through ``write_owned``, ``open_owned`` and ``fresh_dir``, which never follow a link they did not create:
+a new name is created with O_EXCL (a temporary file renamed over the name, which replaces a link rather than
+writing through it), an opened one with O_NOFOLLOW and checked to be a plain file with no other name.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
 import sys
 import tempfile
 from pathlib import Path
+
+
+JSON_BYTES = 64 * 2**20  # a JSON file a folder supplies (a manifest, a config.json, a trainer_state.json)
 
 
 class WriteError(OSError):
@@ -48,6 +58,93 @@ def write_atomic(path: str | Path, text: str) -> None:
         return _in_place(path, data)
     what = "a directory" if stat.S_ISDIR(found.st_mode) else "not a file, a device or a pipe"
     raise WriteError(f"cannot write {path}: it is {what}; name a file")
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path`` (links followed), at most ``limit`` of them; anything a user or
+    a folder supplies is read through here.  A FIFO, a device (/dev/zero), a socket or a folder is refused
+    before a byte is read (opened non-blocking: a FIFO without a writer does not wait), and a larger file
+    after ``limit`` bytes, never read to its end: an OSError whose ``strerror`` says which."""
+    data = read_regular_head(path, limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {_size(limit)}")
+    return data
+
+
+def read_regular_head(path: str | Path, size: int) -> bytes:
+    """The first ``size`` bytes (or fewer) of the regular file at ``path``: read_regular's checks, no size limit."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, a device or a folder)")
+        return handle.read(size)
+
+
+def _size(limit: int) -> str:
+    if limit >= 2**20:
+        return f"{limit // 2**20} MiB"
+    return f"{limit // 2**10} KiB" if limit >= 2**10 else f"{limit} bytes"
+
+
+def write_owned(path: str | Path, data: str | bytes) -> None:
+    """Write a file envkit names itself: a new temporary file in the same folder, renamed over ``path``; a link
+    or another file lying there is replaced, never written through.  A folder there is a WriteError."""
+    data = data.encode() if isinstance(data, str) else data
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        found = None
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror}") from None
+    if found is not None and stat.S_ISDIR(found.st_mode):
+        raise WriteError(f"cannot write {path}: it is a directory, where envkit writes a file; remove it")
+    _replace(path, Path(path), found if found is not None and stat.S_ISREG(found.st_mode) else None, data)
+
+
+def open_owned(path: str | Path) -> int:
+    """A read-write descriptor of the file envkit keeps at ``path`` (a lock file), created when missing: never
+    through a link (O_NOFOLLOW), never a FIFO or device (O_NONBLOCK, then checked), never a file that also
+    has another name (a hard link to a user's file).  Anything else is a WriteError naming the fix."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        why = "it is a symbolic link" if os.path.islink(path) else exc.strerror
+        raise WriteError(f"cannot write {path}: {why}; envkit writes only a file of its own there: remove it") from None
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
+        os.close(fd)
+        why = "not a regular file" if not stat.S_ISREG(found.st_mode) else "a file with another name (a hard link)"
+        raise WriteError(f"cannot write {path}: it is {why}; envkit writes only a file of its own there: remove it")
+    return fd
+
+
+def fresh_dir(path: str | Path) -> None:
+    """An empty folder at ``path`` made by this call: whatever was there (a leftover folder, a link to
+    someone's folder, a file) is removed first, a link as a link, never what it points to."""
+    remove(path)
+    os.mkdir(path)
+
+
+def claim_folder(folder: str | Path, marker: str) -> bool:
+    """Whether envkit may write into ``folder``: it holds envkit's ``marker`` file (written when envkit took
+    it), or it is empty, and then it is marked now.  A folder holding anything else is the user's: False."""
+    path = Path(folder, marker)
+    if os.path.lexists(path):
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    with os.scandir(folder) as entries:
+        if next(entries, None) is not None:
+            return False
+    write_owned(path, "")
+    return True
+
+
+def remove(path: str | Path) -> None:
+    """Remove ``path`` without following it: a link or a file is unlinked, a folder removed with its content."""
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        os.unlink(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _replace(path: str | Path, target: Path, existing: os.stat_result | None, data: bytes) -> None:
@@ -117,5 +214,5 @@ def _umask() -> int:
 def replace_dir(partial: str | Path, target: str | Path) -> None:
     """Put the complete folder ``partial`` at ``target``: the old one goes only once the new one is whole, so a
     kill leaves the old folder, or none (and a ``.partial`` one), never a half-written ``target``."""
-    shutil.rmtree(target, ignore_errors=True)
+    remove(target)
     os.rename(partial, target)

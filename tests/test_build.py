@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from packaging.version import Version
 
-from envkit.build.context import Inputs, write_context
+from envkit.build.context import MARKER, Inputs, write_context
 from envkit.build.dockerfile import render
 from envkit.build.lock import Lock, with_wheelhouse
 from envkit.build.stack import choose, torch_variant
@@ -125,8 +125,11 @@ def test_context_is_deterministic_and_complete(tmp_path):
 
 
 def test_context_replaces_old_one_whole(tmp_path):
+    """A file the old context listed (a dataset the recipe no longer names) goes with it."""
     out = _context(tmp_path, "ctx")
     (out / "stale").write_text("x")
+    listed = json.loads((out / MARKER).read_text())
+    (out / MARKER).write_text(json.dumps(listed + ["stale"]))
     _context(tmp_path, "ctx")
     assert not (out / "stale").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["ctx"]  # no temporary folder left

@@ -155,8 +155,19 @@ def test_fix_yes_runs_the_command(runner, tmp_path, monkeypatch):
 
     monkeypatch.setattr("envkit.doctor.subprocess.run", lambda cmd, check: ran.append(cmd) or Done())
     facts = make_facts("h100", {"trl": "1.16.0", "torch": "2.11.0"})
-    result = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, facts), "--fix", "--yes"])
+    monkeypatch.setattr("envkit.probe.collect", lambda gpus=True: facts)  # this machine's own facts
+    result = runner.invoke(main, ["doctor", "--fix", "--yes"])
     assert result.exit_code == 0 and ran and ran[0][1:4] == ["-m", "pip", "install"] and "vllm==0.26.0" in ran[0]
+
+
+def test_fix_yes_never_acts_on_another_machines_facts(runner, tmp_path, monkeypatch):
+    """Issue #29: pip ran here with the requirement list of the machine a --facts file describes."""
+    ran = []
+    monkeypatch.setattr("envkit.doctor.subprocess.run", lambda cmd, check: ran.append(cmd))
+    facts = make_facts("h100", {"trl": "1.16.0", "torch": "2.11.0"})
+    result = runner.invoke(main, ["doctor", "--facts", saved(tmp_path, facts), "--fix", "--yes"])
+    assert result.exit_code == 2 and ran == [] and "not from --facts FILE" in result.stderr
+    assert runner.invoke(main, ["doctor", "--facts", saved(tmp_path, facts), "--fix"]).exit_code == 0  # printed only
 
 
 def test_yes_without_fix_is_a_usage_error(runner):

@@ -204,11 +204,11 @@ def run_space(tmp_path_factory):
 def cheap_pictures(monkeypatch):
     """The picture without its pixels: matplotlib's layout and rendering of text cost 0.5 s a run; the values
     that reach them are already filtered to finite numbers within ±1e100 (test_report_draws_the_extremes draws
-    those for real).  savefig still writes its file, so the partial-then-rename path runs."""
+    those for real).  savefig still writes its bytes, so the write of run.png runs."""
     from matplotlib.figure import Figure
 
     monkeypatch.setattr(Figure, "tight_layout", lambda self, *a, **k: None)
-    monkeypatch.setattr(Figure, "savefig", lambda self, path, *a, **k: Path(path).write_bytes(b"\x89PNG\r\n"))
+    monkeypatch.setattr(Figure, "savefig", lambda self, out, *a, **k: out.write(b"\x89PNG\r\n"))
 
 
 @SETTINGS

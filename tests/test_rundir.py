@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from envkit.cli import main
 from envkit.recipe.load import RecipeError
-from envkit.train.rundir import LOCK, RunBusy, RunLock, check_writable
+from envkit.train.rundir import LOCK, MARKER, RunBusy, RunLock, check_writable
 
 HAVE_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "trl"))
 HOLD = "import sys, time; from pathlib import Path; from envkit.train.rundir import RunLock; " \
@@ -28,6 +28,7 @@ def holder(tmp_path):
     """Another process holding the lock on tmp_path/run, as a running `envkit train` does."""
     run = tmp_path / "run"
     run.mkdir()
+    (run / MARKER).touch()  # the running train took the folder
     process = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline() == "held\n"
     yield run, process
@@ -35,9 +36,9 @@ def holder(tmp_path):
     process.wait()
 
 
-def test_a_writable_folder_is_created_and_left_empty(tmp_path):
+def test_a_writable_folder_is_created_and_left_empty_but_for_its_marker(tmp_path):
     check_writable(tmp_path / "a" / "run")
-    assert list((tmp_path / "a" / "run").iterdir()) == []
+    assert [p.name for p in (tmp_path / "a" / "run").iterdir()] == [MARKER]
 
 
 def test_a_path_under_a_file_is_one_line(tmp_path):
@@ -124,7 +125,7 @@ def test_a_second_train_into_a_held_folder_is_refused_in_one_line(holder):
     [line] = result.stderr.splitlines()
     assert line.startswith(f"envkit train: {run} is in use by another envkit train (pid {process.pid} on ")
     assert line.endswith("; wait for it to end, or --output another folder")
-    assert sorted(p.name for p in run.iterdir()) == [LOCK, "metrics.jsonl"]
+    assert sorted(p.name for p in run.iterdir()) == [MARKER, LOCK, "metrics.jsonl"]
     assert (run / "metrics.jsonl").read_text() == '{"step": 1}\n'
 
 

@@ -62,7 +62,6 @@ def _recommendation(recipe_name, model, memory, bf16, options):
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import load_recipe
 
-    source = model
     try:
         shape = resolve_model(model) if model else None
         if shape:
@@ -72,12 +71,9 @@ def _recommendation(recipe_name, model, memory, bf16, options):
                 raise _Usage("give a RECIPE (a file or a shipped name like grpo-llama3b) or --model")
             return recommend(BudgetInputs(gpu_bytes=memory, **{"dtype": "bf16" if bf16 else "fp16"} | overrides))
         recipe = load_recipe(find_recipe(recipe_name))
-        source = source or recipe.model.name
         return recommend(budget_inputs(recipe, memory, bf16, **overrides), *pinned(recipe))
     except (RecipeError, UnknownName) as err:
         raise _Usage(err.args[0]) from None
-    except KeyError as err:  # a config.json without a field the shape needs
-        raise _Usage(f"{source}: config.json has no {err.args[0]!r}; give a Llama/Qwen-style decoder config") from None
 
 
 def _gpu(target: str | None) -> tuple[str, int, bool]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envkit.budget.model import GIB, ModelShape
+from envkit.files import JSON_BYTES, read_regular
 from envkit.knowledge import UnknownGpu, catalog_key, gpu_catalog, load
 
 
@@ -36,10 +37,25 @@ def known_shapes() -> dict[str, dict]:
     return load("model_shapes")["models"]
 
 
+# The config.json fields a shape needs, and those it reads when given; each a positive integer.
+SHAPE_FIELDS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
+OPTIONAL_FIELDS = ("num_key_value_heads", "head_dim")
+
+
 def shape_from_config(config: dict, name: str) -> ModelShape:
-    """A ModelShape from the fields of a Hugging Face config.json (multimodal: its text_config)."""
-    vision = "vision_config" in config
-    config = config.get("text_config", config)
+    """A ModelShape from the fields of a Hugging Face config.json (multimodal: its text_config); UnknownName
+    naming the field when one is missing or not a positive integer (a 0 or "32" of heads, a NaN width)."""
+    vision = isinstance(config, dict) and "vision_config" in config
+    config = config.get("text_config", config) if isinstance(config, dict) else config
+    if not isinstance(config, dict):
+        raise UnknownName(f"{name}: config.json (or its text_config) is not a JSON object; give a Llama/Qwen-style "
+                          "decoder config")
+    for key in SHAPE_FIELDS + OPTIONAL_FIELDS:
+        value = config.get(key)
+        if (value is not None or key in SHAPE_FIELDS) and not (type(value) is int and 0 < value <= 2**40):
+            found = repr(value)[:40] if key in config else "missing"
+            raise UnknownName(f"{name}: config.json's {key} is {found}, not a positive integer; give a "
+                              "Llama/Qwen-style decoder config")
     heads = config["num_attention_heads"]
     model_type = config.get("model_type", "")
     return ModelShape(
@@ -69,7 +85,13 @@ def resolve_model(name_or_path: str) -> ModelShape:
     if path.is_dir():
         path = path / "config.json"
     if path.is_file():
-        return shape_from_config(json.loads(path.read_text()), str(name_or_path))
+        try:
+            config = json.loads(read_regular(path, JSON_BYTES))
+        except (OSError, ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deeply, a FIFO
+            why = exc.strerror if isinstance(exc, OSError) else "nested too deeply" if isinstance(exc, RecursionError) \
+                else "not JSON"
+            raise UnknownName(f"{name_or_path}: cannot read {path.name}: {why}") from None
+        return shape_from_config(config, str(name_or_path))
     shapes = known_shapes()
     wanted = name_or_path.rsplit("/", 1)[-1].lower()
     for key in sorted(shapes, key=len, reverse=True):

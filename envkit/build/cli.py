@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -163,18 +164,19 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
     except _errors() as exc:
         _fail("build", exc)
     tags = (tag,) if tag else (f"{IMAGE}:{name}", f"{IMAGE}:latest")
+    buildx = f"docker buildx build --platform {stack.platform} -t {shlex.quote(tags[0])} {shlex.quote(str(context))}"
     click.echo(f"context: {context}  ({len(locked.pins())} packages locked in {locked.seconds:.1f} s; base {base})",
                err=True)
     _say_avoided("build", locked, stack)
     if emit_only:
-        click.echo(f"build it with: docker buildx build --platform {stack.platform} -t {tags[0]} {context}", err=True)
+        click.echo(f"build it with: {buildx}", err=True)
         return
     from envkit.build import builder as builders
 
     found = builders.detect(None if builder_name == "auto" else builder_name)
     if found is None:
         click.echo(f"envkit build: no image builder found (docker with a running engine, podman or buildah); "
-                   f"the context is written: docker buildx build --platform {stack.platform} -t {tags[0]} {context}",
+                   f"the context is written: {buildx}",
                    err=True)
         sys.exit(FAILED)
     code = builders.build(context, tags, stack.platform, push, found)
@@ -186,6 +188,8 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
 
 
 def _fail(command: str, exc: Exception) -> None:
+    from envkit.masking import mask_text  # an --index-url's credentials, echoed by the resolver
+
     message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    click.echo(f"envkit {command}: {message}", err=True)
+    click.echo(f"envkit {command}: {mask_text(message)}", err=True)
     sys.exit(USAGE)

@@ -30,6 +30,9 @@ from envkit.recipe.schema import Recipe
 PACKAGE_DATA = ("knowledge/*.json", "build/templates/*.in")
 DOCKERIGNORE = "**/__pycache__\n**/*.pyc\n**/.pytest_cache\n"
 # pip download takes wheels of exactly the platforms named: the glibc 2.28 image accepts every older manylinux.
+# The list of the files a context holds, written last: a folder without it, or with a file it does not name,
+# holds files of the user's, and is never replaced.
+MARKER = ".envkit-context"
 MANYLINUX = [f"manylinux_2_{minor}" for minor in range(28, 4, -1)] + ["manylinux2014", "manylinux2010", "manylinux1"]
 
 
@@ -79,8 +82,9 @@ def dockerfile(inputs: Inputs) -> str:
 
 def write_context(inputs: Inputs, out: Path) -> Path:
     """Write the context into a sibling temporary folder, then swap it in.  ``out`` must be new, an empty folder
-    or a context written before: anything else (a file, a pipe, a device, a folder of the user's) is a
-    WriteError, never removed.  A write that fails (a full disk) is a WriteError too, and leaves nothing."""
+    or a context written before holding only the files envkit wrote (MARKER lists them): anything else (a
+    file, a pipe, a device, a folder of the user's, a context with a file the user added) is a WriteError,
+    never removed.  A write that fails (a full disk) is a WriteError too, and leaves nothing."""
     given = out
     _check_output(given)
     out = out.resolve()
@@ -101,6 +105,8 @@ def write_context(inputs: Inputs, out: Path) -> Path:
         _copy_recipe(inputs, tmp / "recipes")
         if inputs.wheelhouse is not None:
             fetch_wheels(inputs, tmp / "wheels")
+        written = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if not p.is_dir())
+        (tmp / MARKER).write_text(json.dumps(written, indent=0) + "\n")
         _normalize_modes(tmp)
         if out.exists():
             shutil.rmtree(out)
@@ -123,16 +129,25 @@ def _check_output(out: Path) -> None:
         raise WriteError(f"cannot write {out}: {exc.strerror or exc}") from None
     if not stat.S_ISDIR(found.st_mode):
         raise WriteError(f"cannot write {out}: it is not a folder; name a new folder for the build context")
-    if next(out.iterdir(), None) is not None and not _is_context(out):
-        raise WriteError(f"cannot write {out}: a folder holding other files than a build context; name a new or empty folder")
+    if next(out.iterdir(), None) is None:
+        return
+    theirs = _not_written(out)
+    if theirs:
+        raise WriteError(f"cannot write {out}: it holds files envkit build did not write ({', '.join(theirs[:3])}"
+                         f"{', ...' if len(theirs) > 3 else ''}); move them out, or name a new or empty folder")
 
 
-def _is_context(folder: Path) -> bool:
-    """A folder write_context wrote: its manifest.json names the schema."""
+def _not_written(folder: Path) -> list[str]:
+    """The files in ``folder`` a context written before did not list in its MARKER: all of them when there is
+    none (a look-alike manifest.json proves nothing).  Regenerating replaces the folder whole, so any of
+    them would be lost."""
     try:
-        return json.loads((folder / "manifest.json").read_text()).get("schema") == "envkit.build/1"
-    except (OSError, ValueError, AttributeError):
-        return False
+        listed = json.loads((folder / MARKER).read_text()) if (folder / MARKER).is_file() else []
+    except (OSError, ValueError, RecursionError):
+        listed = []
+    ours = {MARKER, *(name for name in listed if isinstance(name, str))} if isinstance(listed, list) else {MARKER}
+    found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir() or p.is_symlink())
+    return [name for name in found if name not in ours] if (folder / MARKER).is_file() else found
 
 
 def package_files() -> list[str]:
@@ -164,8 +179,9 @@ def recipe_files(recipe: Recipe, folder: Path) -> dict[str, Path]:
     config, and each user reward module (a module or a package found in the recipe's folder).  The image holds
     that folder only (/recipes), so a reward module found elsewhere is an error here, not at run time."""
     found = {}
-    if recipe.dataset.path:
-        found["dataset.path"] = Path(recipe.dataset.path)
+    for key in ("path", "eval_path"):  # the training rows, and the evaluation rows a run reads beside them
+        if getattr(recipe.dataset, key):
+            found[f"dataset.{key}"] = Path(getattr(recipe.dataset, key))
     if recipe.distributed.accelerate_config:
         found["distributed.accelerate_config"] = Path(recipe.distributed.accelerate_config)
     for i, reward in enumerate(recipe.rewards):

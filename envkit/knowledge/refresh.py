@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from email.parser import HeaderParser
@@ -26,17 +27,22 @@ from functools import cache
 from typing import Callable
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from envkit.knowledge.matrix import manylinux_glibc
 from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
+from envkit.masking import mask_text
 
 STACK = set(FLOORS) | {"triton", "torchvision", "torchaudio", "flashinfer-python", "xformers", "deepspeed"}
 STACK_NAMES = {canonicalize_name(name) for name in STACK}
 # Wheel tags preferred when a release has several files: the metadata of a
 # Linux x86_64 wheel is what an image installs.
 PREFERRED = ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64", "none-any", "linux_x86_64")
+
+
+TIMEOUT_S = 30  # one request, all told
+MAX_RESPONSE = 64 * 2**20  # a package's PEP 691 listing (torch's: a few MB) or a wheel's tail
 
 
 class RefreshError(RuntimeError):
@@ -51,15 +57,21 @@ def _context() -> ssl.SSLContext:
 
 
 def _get(url: str, tries: int = 5, **headers: str) -> bytes:
-    """GET with a few retries on network faults (a registry answer such as 404 is final)."""
+    """GET with a few retries on network faults (a registry answer such as 404 is final, and so is silence: an
+    index that accepts and never answers would not answer a retry either).  At most MAX_RESPONSE bytes, read
+    within TIMEOUT_S seconds all told: a server trickling bytes or sending without end is cut off."""
     request = urllib.request.Request(url, headers=headers)
     for attempt in range(tries):
         try:
-            with urllib.request.urlopen(request, context=_context(), timeout=30) as response:
-                return response.read()
+            with urllib.request.urlopen(request, context=_context(), timeout=TIMEOUT_S) as response:
+                return _read_bounded(response, url)
         except urllib.error.HTTPError as exc:
             raise RefreshError(f"{url}: HTTP {exc.code}") from None
+        except TimeoutError:
+            raise RefreshError(f"no answer from {url} within {TIMEOUT_S} s") from None
         except (urllib.error.URLError, OSError) as exc:
+            if isinstance(getattr(exc, "reason", None), TimeoutError):
+                raise RefreshError(f"no answer from {url} within {TIMEOUT_S} s") from None
             if attempt == tries - 1:
                 reason = getattr(exc, "reason", exc)
                 raise RefreshError(f"cannot reach {url}: {reason}") from None
@@ -68,6 +80,18 @@ def _get(url: str, tries: int = 5, **headers: str) -> bytes:
 
 
 TAIL_BYTES = 512 * 1024
+
+
+def _read_bounded(response, url: str) -> bytes:
+    deadline, chunks, size = time.monotonic() + TIMEOUT_S, [], 0
+    while chunk := response.read(2**16):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_RESPONSE:
+            raise RefreshError(f"{url}: an answer larger than {MAX_RESPONSE // 2**20} MiB")
+        if time.monotonic() > deadline:
+            raise RefreshError(f"no whole answer from {url} within {TIMEOUT_S} s")
+    return b"".join(chunks)
 
 
 class _RemoteFile(io.RawIOBase):
@@ -124,21 +148,36 @@ def release_files(index: str, package: str) -> dict[str, list[dict]]:
     raw = _get(f"{index.rstrip('/')}/{canonicalize_name(package)}/", Accept="application/vnd.pypi.simple.v1+json")
     try:
         files = json.loads(raw)["files"]
-    except (ValueError, KeyError):
-        raise RefreshError(f"{index}: no PEP 691 JSON for {package}") from None
+    except (ValueError, KeyError, TypeError, RecursionError):
+        files = None
+    if not isinstance(files, list):
+        raise RefreshError(f"{index}: no PEP 691 JSON for {package}")
     floor = Version(FLOORS.get(package, "0"))
     releases: dict[str, list[dict]] = {}
-    for file in files:
-        if file.get("yanked") or not file["filename"].endswith(".whl"):
+    for file in filter(_usable, files):
+        if file.get("yanked"):
             continue
-        try:
-            version = Version(file["filename"].split("-")[1])
-        except InvalidVersion:
-            continue
+        version = parse_wheel_filename(file["filename"])[1]
         if version.is_prerelease or version.is_devrelease or version.local or version < floor:
             continue
         releases.setdefault(str(version), []).append(file)
     return dict(sorted(releases.items(), key=lambda item: Version(item[0])))
+
+
+def _usable(file) -> bool:
+    """A listing entry of a wheel this refresh can read: a mapping with a valid wheel name, a URL, and a size
+    and upload time of the right types when given; a hostile or broken index's other entries are passed over."""
+    if not isinstance(file, dict) or not isinstance(file.get("url"), str) or not isinstance(file.get("filename"), str):
+        return False
+    if not isinstance(file.get("size", 0), (int, type(None))):
+        return False
+    if not isinstance(file.get("upload-time", ""), (str, type(None))):
+        return False
+    try:
+        parse_wheel_filename(file["filename"])
+    except (InvalidWheelFilename, InvalidVersion):
+        return False
+    return True
 
 
 def _pick(files: list[dict]) -> dict:
@@ -151,7 +190,10 @@ def _pick(files: list[dict]) -> dict:
 
 def release_record(file: dict) -> dict:
     """The matrix entry of one release from its wheel's core metadata."""
-    headers = HeaderParser().parsestr(_core_metadata(file))
+    try:
+        headers = HeaderParser().parsestr(_core_metadata(file))
+    except (zipfile.BadZipFile, StopIteration, KeyError, ValueError, EOFError, zlib.error, NotImplementedError):
+        raise RefreshError(f"{file['filename']}: not a wheel with a METADATA file") from None
     requires: dict[str, set[str]] = {}
     vllm_extra: set[str] = set()
     for line in headers.get_all("Requires-Dist") or []:
@@ -197,7 +239,10 @@ def glibc_by_arch(files: list[dict]) -> dict[str, str]:
 def _cuda_of_torch_requirements(lines: list[str]) -> str | None:
     """torch's default Linux wheel pins its CUDA runtime: cuda-toolkit==13.0.2 or nvidia-cuda-runtime-cu12==12.8.90."""
     for line in lines:
-        req = Requirement(line)
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
         name = canonicalize_name(req.name)
         if name in ("cuda-toolkit", "nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime", "nvidia-cuda-runtime-cu13"):
             for spec in req.specifier:
@@ -231,7 +276,7 @@ def refresh(
                 progress(done, len(jobs), f"{package} {version}")
     return {
         "about": "Generated by `envkit matrix refresh` from the index's core metadata; do not edit by hand.",
-        "source": index,
+        "source": mask_text(index),  # a mirror's URL may carry its credentials: never into the file
         "generated": date.today().isoformat(),
         "refreshed": {package: date.today().isoformat() for package in packages},
         "packages": matrix,

@@ -16,6 +16,8 @@ One training process with colocated vLLM stays what it was: a single in-process 
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,7 +32,26 @@ from envkit.recipe.derived import max_model_length
 
 # accelerate's --mixed_precision -> vLLM's --dtype: the server holds the weights in the trainer's precision.
 SERVER_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "no": "float32"}
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def loopback_address(host: str) -> str | None:
+    """The address to listen on when ``host`` names this machine's loopback, else None.  Decided by the address,
+    not the spelling: ``LOCALHOST``, ``localhost.``, ``127.1``, ``127.0.0.2``, ``0:0:0:0:0:0:0:1`` and
+    ``::ffff:127.0.0.1`` are all loopback (a spelling list sent those to 0.0.0.0, with the dev-mode server
+    taking weights from anyone)."""
+    name = host.strip().lower().rstrip(".")
+    if name == "localhost":
+        return "localhost"
+    try:
+        address = ipaddress.ip_address(name.strip("[]").split("%")[0])
+    except ValueError:
+        try:  # the C library's short IPv4 forms (127.1), which the server's resolver accepts too
+            address = ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    address = mapped or address
+    return str(address) if address.is_loopback else None
 
 
 class LaunchError(ValueError):
@@ -105,7 +126,7 @@ def build_launch_plan(
     ports, train_env = [], {"CUDA_VISIBLE_DEVICES": ",".join(train_gpus)}
     if server and server["group_port_bound_by"] == "trainer" and dist.machine_rank == 0:
         ports.append(recipe.vllm.server.group_port)
-        if recipe.vllm.server.host in LOOPBACK:
+        if loopback_address(recipe.vllm.server.host):
             # The trainer tells the server where to join the weight-sync group: vLLM's get_ip(), which
             # guesses from the default route (0.0.0.0 with a warning on a host without one) unless
             # VLLM_HOST_IP names it.  Server and trainer share this host here: say so.
@@ -192,7 +213,7 @@ def _server_process(recipe: Recipe, entry: dict[str, Any], gpus: list[str], mixe
         raise LaunchError("model: the vLLM server needs a model name or path (model.build models are built at launch)")
     host, port = v.server.host, v.server.port
     # Dev-mode endpoints take weights from anyone who can connect: listen on loopback unless trainers are remote.
-    bind = host if host in LOOPBACK else "0.0.0.0"
+    bind = loopback_address(host) or "0.0.0.0"
     utilization = v.gpu_memory_utilization
     values = {
         "model": model, "bind": bind, "port": port,

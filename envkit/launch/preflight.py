@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from envkit.facts import Facts
+from envkit.files import JSON_BYTES, read_regular
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding
@@ -30,10 +31,10 @@ def local_config(recipe: Recipe) -> dict:
     """The model's config.json when it is on this disk (a local folder); {} for a hub name, whose config vLLM
     reads when it loads the model."""
     try:
-        config = json.loads((Path(recipe.model.name or "") / "config.json").read_text())
-    except (OSError, ValueError):
+        config = json.loads(read_regular(Path(recipe.model.name or "") / "config.json", JSON_BYTES))
+    except (OSError, ValueError, RecursionError):
         return {}
-    return config if isinstance(config, dict) else {}
+    return config if isinstance(config, dict) else {}  # a list, a number: not a config
 
 
 def model_context(recipe: Recipe, config: dict) -> int | None:
@@ -42,8 +43,9 @@ def model_context(recipe: Recipe, config: dict) -> int | None:
         from envkit.budget.shapes import TinyShape
 
         return TinyShape().max_position_embeddings
-    found = config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
-    return found if isinstance(found, int) else None
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    found = config.get("max_position_embeddings") or text.get("max_position_embeddings")
+    return found if type(found) is int else None
 
 
 def quant_method(config: dict) -> str | None:

@@ -10,6 +10,7 @@ import click
 from envkit.knowledge import HERE
 from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
 from envkit.matrix.solve import DEFAULT_PYTHON
+from envkit.terminal import echo, printable
 
 
 @click.group()
@@ -24,14 +25,16 @@ def matrix() -> None:
 def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
     """Regenerate the matrix from the index and show what changed."""
     from envkit.exitcodes import USAGE
-    from envkit.files import WriteError, write_atomic
+    from envkit.files import JSON_BYTES, WriteError, read_regular, write_atomic
     from envkit.knowledge.refresh import RefreshError, diff
     from envkit.knowledge.refresh import refresh as build
+    from envkit.masking import mask_text
 
     try:
-        with open(output) as handle:
-            old = json.load(handle)
-    except (OSError, ValueError):
+        old = json.loads(read_regular(output, JSON_BYTES))  # a FIFO there: refused, not waited on
+    except (OSError, ValueError, RecursionError):
+        old = {"packages": {}}
+    if not isinstance(old, dict) or not isinstance(old.get("packages"), dict):
         old = {"packages": {}}
     wanted = list(packages) or sorted(FLOORS)
     with click.progressbar(length=1, label="reading release metadata", file=sys.stderr) as bar:
@@ -43,7 +46,8 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
         try:
             new = build(wanted, index_url, progress)
         except RefreshError as exc:
-            raise click.ClickException(f"{exc}. Check the network, or pass --index-url for a reachable mirror.") from None
+            raise click.ClickException(f"{mask_text(str(exc))}. Check the network, or pass --index-url for a reachable "
+                                       "mirror.") from None
     if packages:  # a partial refresh keeps the other packages as they were, and their dates
         new["packages"] = {**old.get("packages", {}), **new["packages"]}
         before = {name: old.get("refreshed", {}).get(name, old.get("generated", "unknown")) for name in old.get("packages", {})}
@@ -72,24 +76,26 @@ def show(package: str | None, version: str | None) -> None:
     if package is None:
         for name in sorted(table.doc["packages"]):
             known = table.releases(name)
-            click.echo(f"{name:<14} {len(known):>4} releases, newest {known[0][0] if known else '-'}")
+            echo(f"{name:<14} {len(known):>4} releases, newest {known[0][0] if known else '-'}")
         click.echo("envkit matrix show PACKAGE [VERSION] shows what each release requires", err=True)
         return
     releases = table.releases(package)
     if not releases:
-        raise click.UsageError(f"no package {package!r} in the matrix; known: {', '.join(sorted(table.doc['packages']))}")
+        raise click.UsageError(printable(f"no package {package!r} in the matrix; known: "
+                                         f"{', '.join(sorted(table.doc['packages']))}"))
     if version:
         rec = table.record(package, version)
         if rec is None:
-            raise click.UsageError(f"{package} {version} is not in the matrix; newest known: {releases[0][0]}")
+            raise click.UsageError(printable(f"{package} {version} is not in the matrix; newest known: {releases[0][0]}"))
         releases = [(version, rec)]
     for ver, rec in releases:
         extra = f"  vllm extra: {rec['vllm_extra']}" if rec.get("vllm_extra") else ""
         cuda = f"  CUDA {rec['cuda']}" if rec.get("cuda") else ""
         needs = ", ".join(f"{k}{'' if v == '*' else v}" for k, v in rec["requires"].items())
-        click.echo(f"{package} {ver}  ({rec['uploaded']}, Python {rec['requires_python'] or 'any'}){cuda}{extra}")
+        # the index's METADATA, as refreshed into matrix.json: printed, never obeyed
+        echo(f"{package} {ver}  ({rec['uploaded']}, Python {rec['requires_python'] or 'any'}){cuda}{extra}")
         if needs:
-            click.echo(f"    requires {needs}")
+            echo(f"    requires {needs}")
 
 
 @matrix.command()

@@ -5,7 +5,8 @@ quarter of a doctor run with vLLM 0.26's stack installed (0.07 s of 0.31 s on an
 with the same files: benchmarks/results/2026-12-01-h200-doctor.json). Those facts change only when a package is
 installed, removed or reinstalled, and each of these rewrites the package's dist-info folder. So the result is
 stored with the path and modification time of every stack package's dist-info folder on ``sys.path`` (and of its
-RECORD), and with the probe's own code; a run reuses it only while all of them match, and probes afresh otherwise.
+RECORD and METADATA), and with the probe's own code; a run reuses it only while all of them match, and probes
+afresh otherwise.
 
 The cache holds package facts only (versions, Requires-Dist, linked libraries): no environment variable, no
 path outside the installed packages.  ``ENVKIT_CACHE_DIR`` moves it (default ``$XDG_CACHE_HOME/envkit`` or
@@ -27,9 +28,11 @@ from packaging.utils import canonicalize_name
 from envkit import __version__
 from envkit.binding import Binder
 from envkit.facts import Package
+from envkit.files import read_regular
 from envkit.knowledge import STACK
 
-FORMAT = 1
+FORMAT = 2  # 2: the key holds each METADATA's time
+MAX_BYTES = 16 * 2**20  # the stack's facts are a few KB
 # The code whose output is cached: a changed probe (an envkit upgrade, or an edit in a checkout) re-probes.
 PROBE_CODE = ("packages.py", "elf.py", "cache.py", "../facts.py")
 
@@ -39,8 +42,18 @@ def cache_dir(environ: dict[str, str]) -> Path | None:
         return None
     if environ.get("ENVKIT_CACHE_DIR"):
         return Path(environ["ENVKIT_CACHE_DIR"])
-    base = environ.get("XDG_CACHE_HOME") or (str(Path(environ["HOME"], ".cache")) if environ.get("HOME") else "")
-    return Path(base, "envkit") if base else None
+    base = cache_home(environ)
+    return base / "envkit" if base else None
+
+
+def cache_home(environ: dict[str, str]) -> Path | None:
+    """``$XDG_CACHE_HOME`` when it is an absolute path, else ``$HOME/.cache``; None without either.  A relative or
+    empty XDG_CACHE_HOME is ignored, as the XDG spec says (it made cache folders in the working directory)."""
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg)
+    home = environ.get("HOME", "")
+    return Path(home, ".cache") if os.path.isabs(home) else None
 
 
 def cache_file(environ: dict[str, str]) -> Path | None:
@@ -75,7 +88,8 @@ def _key(folders: dict[str, Path]) -> dict:
         "format": FORMAT,
         "envkit": __version__,
         "code": [_mtime(here / name) for name in PROBE_CODE],
-        "packages": {name: [str(folder), _mtime(folder), _mtime(folder / "RECORD")]
+        # METADATA too: edited in place (a hand fix, a patching tool) it changes neither the folder nor RECORD
+        "packages": {name: [str(folder), _mtime(folder), _mtime(folder / "RECORD"), _mtime(folder / "METADATA")]
                      for name, folder in sorted(folders.items())},
     }
 
@@ -89,7 +103,7 @@ def _mtime(path: Path) -> int:
 
 def _read(path: Path, key: dict) -> dict[str, Package] | None:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_regular(path, MAX_BYTES))  # a FIFO planted there: refused, not waited on
     except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8 or not JSON, nested too deeply
         return None
     if not isinstance(data, dict) or data.get("key") != key:
@@ -100,10 +114,10 @@ def _read(path: Path, key: dict) -> dict[str, Package] | None:
 
 
 def _write(path: Path, key: dict, packages: dict[str, Package]) -> None:
-    from envkit.files import WriteError, write_atomic  # shutil and tempfile: imported only when writing
+    from envkit.files import WriteError, write_owned  # shutil and tempfile: imported only when writing
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps({"key": key, "packages": {n: asdict(p) for n, p in packages.items()}}) + "\n")
+        write_owned(path, json.dumps({"key": key, "packages": {n: asdict(p) for n, p in packages.items()}}) + "\n")
     except (OSError, WriteError):
         pass  # a read-only home or cache folder: the next run probes again

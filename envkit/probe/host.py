@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from envkit.facts import Host
+from envkit.masking import mask_text
 
 
 def probe_host(environ: dict[str, str]) -> Host:
@@ -24,7 +25,7 @@ def probe_host(environ: dict[str, str]) -> Host:
         container=_container(),
         ram_total_mib=memory.get("MemTotal"),
         ram_available_mib=memory.get("MemAvailable"),
-        cache_dir=cache_dir,
+        cache_dir=mask_text(cache_dir),  # HF_HOME=https://user:token@mirror/... is masked in env: here too
         cache_free_mib=_free_mib(cache_dir),
         shm_total_mib=_total_mib("/dev/shm"),
     )

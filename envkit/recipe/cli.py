@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from envkit.terminal import echo
+
 
 @click.group()
 def recipes() -> None:
@@ -25,7 +27,7 @@ def list_() -> None:
             what = f"{r.model.name or 'tiny Llama (built locally)'}  on  {r.dataset.name or Path(r.dataset.path).name}"
         except RecipeError as exc:
             what = f"invalid: {exc}"
-        click.echo(f"{path.stem:16} {what}")
+        echo(f"{path.stem:16} {what}")
 
 
 @recipes.command()
@@ -36,9 +38,9 @@ def show(name: str) -> None:
     from envkit.recipe.load import RecipeError, read_recipe
 
     try:
-        click.echo(read_recipe(find_recipe(name)), nl=False)
+        echo(read_recipe(find_recipe(name)), nl=False)
     except RecipeError as exc:
-        click.echo(f"envkit recipes: {exc}", err=True)
+        echo(f"envkit recipes: {exc}", err=True)
         sys.exit(2)
 
 
@@ -49,7 +51,7 @@ def explain(key: str) -> None:
     from envkit.recipe.reference import KeyUnknown, explain_key
 
     try:
-        click.echo(explain_key(key))
+        echo(explain_key(key))
     except KeyUnknown as exc:
-        click.echo(f"envkit recipes: {exc}", err=True)
+        echo(f"envkit recipes: {exc}", err=True)
         sys.exit(2)

@@ -24,18 +24,25 @@ def list_recipes() -> list[Path]:
 
 
 def find_recipe(name: str) -> Path:
-    """A path as given if it exists, else a shipped recipe by name (``tiny`` or ``tiny.yaml``)."""
-    given = Path(name)
-    if given.is_file():
-        return given
-    shipped = recipes_dir() / (name if name.endswith(".yaml") else f"{name}.yaml")
-    if shipped.is_file():
-        return shipped
+    """A path as given if it exists, else a shipped recipe by name (``tiny`` or ``tiny.yaml``).  A path that cannot
+    be looked at (a folder of another uid, mode 700, mounted into a container; a name too long) is a RecipeError."""
     from envkit.recipe.load import RecipeError
+
+    given = Path(name)
+    try:
+        if given.is_file():
+            return given
+        shipped = recipes_dir() / (name if name.endswith(".yaml") else f"{name}.yaml")
+        if shipped.is_file():
+            return shipped
+    except OSError as exc:
+        denied = isinstance(exc, PermissionError)
+        owner = ' (in a container: docker run --user "$(id -u):$(id -g)" ...)' if denied else ""
+        raise RecipeError(f"{name[:200]}: cannot look at the recipe: {exc.strerror}{owner}") from None
 
     import difflib
 
     shipped = [p.stem for p in list_recipes()]
     close = difflib.get_close_matches(Path(name).stem, shipped, n=1)
     hint = f"did you mean {close[0]}? " if close else ""
-    raise RecipeError(f"{name}: no such recipe file or shipped recipe ({hint}shipped: {', '.join(shipped)})")
+    raise RecipeError(f"{name[:200]}: no such recipe file or shipped recipe ({hint}shipped: {', '.join(shipped)})")

@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import importlib.machinery
 import importlib.util
+import io
 import json
 import re
 import string
@@ -22,7 +23,8 @@ from typing import Any
 import yaml
 
 from envkit.binding import FAILED, Binder, PlainFloat, Problem
-from envkit.recipe.schema import DatasetSpec, Recipe, gpu_count
+from envkit.files import read_regular, read_regular_head
+from envkit.recipe.schema import LINEAR_MODULES, DatasetSpec, Recipe, gpu_count
 
 BUILTIN_REWARDS = ("format", "exact_answer", "length")
 # A local dataset file's suffix -> the datasets builder that reads it.
@@ -56,6 +58,9 @@ class _Where:
         return error
 
 
+MAX_FORMAT_WIDTH = 10_000  # a prompt_template's widths and precisions: a prompt is a few thousand characters
+MAX_VALUES = 100_000  # a recipe holds ~100 values (a long reward list a few hundred)
+FIRST_ROW_BYTES = 2**20  # a dataset's first row (or CSV header), read to check its columns
 MAX_BYTES = 1024 * 1024  # a recipe is ~1 KB; the bound keeps a wrong file (a log, a dataset) from a minute of parsing
 
 
@@ -63,10 +68,7 @@ def read_recipe(path: str | Path) -> str:
     """A recipe file's text, UTF-8 and at most MAX_BYTES, or a one-line RecipeError naming the file."""
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-        if len(data) > MAX_BYTES:
-            raise RecipeError(f"{path}: larger than {MAX_BYTES // 2**20} MiB, not a recipe")
+        data = read_regular(path, MAX_BYTES)  # a FIFO or /dev/zero named as the recipe: refused, not waited on
         return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as read_text()
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{path}: cannot read recipe: not UTF-8 text (byte {exc.start})") from None
@@ -124,11 +126,18 @@ class _Document:
 
     def __init__(self, where: _Where):
         self.where = where
+        self.left = MAX_VALUES  # the alias-expansion budget
         self.nodes: dict[str, yaml.Node] = {}
         self.keys: dict[str, yaml.Node] = {}
         self.errors: list[RecipeError] = []
 
     def plain(self, node: yaml.Node, path: str) -> Any:
+        """The value of ``node``, its aliases expanded: each expansion counts against MAX_VALUES, so nested
+        aliases (a billion values from a kilobyte) stop with one line instead of running out of memory."""
+        self.left -= 1
+        if self.left < 0:
+            raise self.where.error(node, path, f"more than {MAX_VALUES} values once its YAML aliases are expanded: "
+                                               "not a recipe (nested aliases?); write the values out")
         self.nodes[path] = node
         if isinstance(node, yaml.MappingNode):
             values: dict[Any, Any] = {}
@@ -208,6 +217,11 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> list[R
     model, data = recipe.model, recipe.dataset
     if (model.name is None) == (model.build is None):
         fail(("model",), "give exactly one of name or build")
+    if model.build == "tiny":  # envkit's own Llama: its layers are known without loading it (other models: at load)
+        for i, target in enumerate(recipe.lora.target_modules):
+            if target not in (*LINEAR_MODULES, "all-linear"):
+                fail(("lora", "target_modules", i), f"{target!r} is not a linear layer of the tiny Llama "
+                                                    f"({', '.join(LINEAR_MODULES)}, or all-linear)")
     if (data.path is None) == (data.name is None):
         fail(("dataset",), "give exactly one of path (a local file) or name (registry)")
     _check_eval(recipe, fail)
@@ -334,9 +348,23 @@ def template_fields(template: str) -> list[str]:
     """The row fields a ``str.format`` template reads (``{question}``, ``{meta[id]}`` -> meta); ValueError if malformed.
 
     A positional field (``{}``, ``{0}``) is returned as written: the row is passed by name, so it cannot be filled.
+    What would only fail when the first prompt is formatted, at training start, is a ValueError here: an
+    attribute (``{question.nope}``; the row's values are text and numbers), a conversion other than !r !s !a,
+    a width or precision from the row (``{q:{w}}``) or above MAX_FORMAT_WIDTH (``{q:>2000000000}`` asks for
+    gigabytes of padding).
     """
-    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    return list(dict.fromkeys(name.split(".")[0].split("[")[0] or "{}" for name in names))
+    fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+              if name is not None]
+    for name, spec, conversion in fields:
+        if "." in name.split("[")[0]:
+            raise ValueError(f"{{{name}}}: an attribute of a field; name the field (or an item: {{field[key]}})")
+        if conversion not in (None, "r", "s", "a"):
+            raise ValueError(f"{{{name}!{conversion}}}: unknown conversion; use !r, !s or !a")
+        if "{" in (spec or ""):
+            raise ValueError(f"{{{name}:{spec}}}: a format taken from a field; write the width out")
+        if any(int(number) > MAX_FORMAT_WIDTH for number in re.findall(r"\d+", spec or "")):
+            raise ValueError(f"{{{name}:{spec}}}: a width or precision above {MAX_FORMAT_WIDTH}")
+    return list(dict.fromkeys(name.split(".")[0].split("[")[0] or "{}" for name, _, _ in fields))
 
 
 def _prompt_columns(data: DatasetSpec) -> list[tuple[str, str]]:
@@ -378,14 +406,13 @@ def _check_prompt_fields(data: DatasetSpec, fail) -> None:
 def _first_row(path: str):
     """The first row of a JSONL file (its first non-blank line, parsed), or a CSV's header as a mapping of its
     column names; None if it cannot be read or parsed."""
-    try:
-        with open(path, encoding="utf-8", newline="") as lines:
-            if path.lower().endswith(".csv"):
-                header = next(csv.reader(lines), None)
-                return dict.fromkeys(header) if header else None
-            line = next((line for line in lines if line.strip()), "")
-        return json.loads(line)
-    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+    try:  # its head only: a first line of gigabytes, a FIFO or a device is no first row
+        head = read_regular_head(path, FIRST_ROW_BYTES).decode("utf-8")
+        if path.lower().endswith(".csv"):
+            header = next(csv.reader(io.StringIO(head, newline="")), None)
+            return dict.fromkeys(header) if header else None
+        return json.loads(next((line for line in head.splitlines() if line.strip()), ""))
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error, RecursionError):
         return None
 
 
@@ -401,7 +428,7 @@ def _local_file(base: Path, value: str, fail) -> str:
     try:
         resolved = (base / value).resolve()
         found = resolved.is_file()
-    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+    except (OSError, ValueError, RuntimeError) as exc:  # a name too long, a NUL byte, a symbolic link loop
         raise fail(f"unusable path: {str(exc)[:80]}") from None
     if not found:
         raise fail(f"no such file: {resolved}")

@@ -20,6 +20,7 @@ Auto = Literal["auto"]
 
 POSITIVE, AT_LEAST_1 = Bound(0, low_open=True), Bound(1)
 PORT = Bound(1, 65535, why="a port number")
+GPUS = Bound(0, 1024, why="a count of GPUs on this machine")
 
 
 def spec(default: Any, help: str = "", bound: Bound | None = None) -> Any:
@@ -137,8 +138,9 @@ class VllmSpec:
 class ResourcesSpec:
     """GPUs by index among the visible ones (CUDA_VISIBLE_DEVICES order), or a count; unset: one in-process run."""
 
-    generation_gpus: list[int] | int | None = None  # the vLLM server's (vllm.mode: server)
-    training_gpus: list[int] | int | None = None  # one trainer rank each; server mode default: the GPUs left
+    generation_gpus: list[int] | int | None = spec(None, bound=GPUS)  # the vLLM server's (vllm.mode: server)
+    # one trainer rank each; server mode default: the GPUs left
+    training_gpus: list[int] | int | None = spec(None, bound=GPUS)
 
 
 def gpu_count(gpus: list[int] | int | None) -> int:
@@ -180,7 +182,7 @@ class Recipe:
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     distributed: DistributedSpec = field(default_factory=DistributedSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
-    seed: int = 42
+    seed: int = spec(42, bound=Bound(0, 2**32 - 1, why="numpy and torch take seeds from 0 to 2**32 - 1"))
     # The run's guards: stale weights (envkit.train.guard) and learning signal (envkit.train.learning):
     # warn, stop (checkpoint, then exit 3 or 4), or off.
     guard: Literal["warn", "stop", "off"] = "warn"

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from envkit.files import JSON_BYTES, read_regular
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -31,8 +33,10 @@ def last_checkpoint(output_dir: Path, warn: Callable[[str], None] = lambda _: No
     for _, path in numbered:
         wrong = problem(path)
         if wrong is None:
-            state = json.loads((path / "trainer_state.json").read_text())
-            return Checkpoint(path, state["global_step"], state.get("max_steps") or state["global_step"])
+            state = json.loads(read_regular(path / "trainer_state.json", JSON_BYTES))
+            planned = state.get("max_steps")  # a hand-edited "x" or -1: the step itself, as when it is missing
+            planned = planned if type(planned) is int and planned > 0 else state["global_step"]
+            return Checkpoint(path, state["global_step"], planned)
         warn(f"skipping {path.name}: {wrong}")
     return None
 
@@ -49,14 +53,17 @@ def problem(checkpoint: Path) -> str | None:
     if not state.is_file():
         return "no trainer_state.json (its save was interrupted)"
     try:
-        step = json.loads(state.read_text()).get("global_step")
-    except (OSError, ValueError, AttributeError):
+        step = json.loads(read_regular(state, JSON_BYTES)).get("global_step")
+    except (OSError, ValueError, AttributeError, RecursionError):
         return "trainer_state.json is not a JSON object"
     if type(step) is not int or checkpoint.name != f"checkpoint-{step}":
         return f"trainer_state.json names global_step {step!r}, not this folder's step"
     weights = sorted(checkpoint.glob("*.safetensors"))
     if not weights:
         return "no *.safetensors weights"
+    for path in [*weights, *checkpoint.glob("*.pt"), *checkpoint.glob("*.pth")]:
+        if not path.is_file():  # a FIFO would hang the reads below, a device never end them
+            return f"{path.name}: not a regular file"
     for path in weights:
         if wrong := _safetensors_problem(path):
             return f"{path.name}: {wrong}"

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
+from envkit.terminal import echo, printable
 
 
 @click.command()
@@ -62,13 +63,13 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
         sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch,
                         (target, target_count)))
     except UnknownGpu as exc:
-        click.echo(f"envkit train: --target: {exc}", err=True)
+        echo(f"envkit train: --target: {exc}", err=True)
         sys.exit(USAGE)
     except (RecipeError, LaunchError, MetricsError) as exc:
-        click.echo(f"envkit train: {exc}", err=True)
+        echo(f"envkit train: {exc}", err=True)
         sys.exit(USAGE)
-    except (LaunchFailed, RunBusy, WriteError) as exc:  # WriteError: the run's manifest.json (the run itself is saved)
-        click.echo(f"envkit train: {exc}", err=True)
+    except (LaunchFailed, RunBusy, WriteError) as exc:  # WriteError: its lock, or manifest.json (the run is saved)
+        echo(f"envkit train: {exc}", err=True)
         sys.exit(FAILED)
     except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
         click.echo("envkit train: interrupted", err=True)
@@ -114,8 +115,6 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         plan = _lay_out(recipe, str(recipe_path), facts, plan, forward, dry_run)
     launch = plan.launch
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
-        from envkit.report.text import printable  # the doctor's findings carry probed strings (a GPU name)
-
         for warning in plan.warnings:
             click.echo(f"envkit train: warning: {printable(warning)}", err=True)
         for line in effective_lines(plan.grpo_effective):
@@ -190,12 +189,13 @@ def report(run_dir) -> None:
     Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
     in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
     """
+    from envkit.files import WriteError
     from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
     from envkit.train.summary import metrics_table, reward_trend
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
-        click.echo(f"envkit report: {path / 'metrics.jsonl'} not found", err=True)
+        echo(f"envkit report: {path / 'metrics.jsonl'} not found", err=True)
         sys.exit(USAGE)
     from envkit.train.guard import KNOWN_CAUSES, check_rows
 
@@ -204,41 +204,64 @@ def report(run_dir) -> None:
         rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
         picture = plot_run(path, skipped, rows)
     except MetricsError as exc:
-        click.echo(f"envkit report: {exc}", err=True)
+        echo(f"envkit report: {exc}", err=True)
         sys.exit(USAGE)
-    except OSError as exc:
-        click.echo(f"envkit report: cannot write {path / 'run.png'}: {exc.strerror or exc}", err=True)
+    except WriteError as exc:
+        echo(f"envkit report: {exc}", err=True)
         sys.exit(FAILED)
     trend = reward_trend(rows)
     steps = len({row["step"] for row in rows})  # an evaluation's row shares its step's number
-    click.echo(f"{picture}: {steps} step{'s' * (steps != 1)}" + (f", reward {trend}" if trend else ""))
+    # the folder's name and the reward names in metrics.jsonl are anyone's: printed, never obeyed
+    echo(f"{picture}: {steps} step{'s' * (steps != 1)}" + (f", reward {trend}" if trend else ""))
     if rows:
-        click.echo(metrics_table(rows))
+        echo(metrics_table(rows))
     if str(skipped):
-        click.echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
+        echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
     verdict = check_rows(rows)
     if verdict:
-        click.echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
+        echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
     from envkit.train.learning import check_signal_rows, run_masking
 
     signal = check_signal_rows(rows, run_masking(path / "manifest.json"))
     if signal:
-        click.echo(f"envkit report: WARNING: {signal.label}: {signal.message()}; {signal.hint}", err=True)
+        echo(f"envkit report: WARNING: {signal.label}: {signal.message()}; {signal.hint}", err=True)
+
+
+MAX_SAMPLES, MAX_NEW_TOKENS = 1024, 2**20  # bounds of -n and --max-new-tokens (a 2**40 -n allocated without end)
+
+
+def _check_sampling(sampling: dict, run_dir: Path) -> None:
+    """The sampling values, the manifest's included (a hand-edited temperature: "hot"), within what the options
+    accept; else a GenerateError naming the option that overrides it."""
+    from envkit.train.generate import GenerateError
+
+    checks = {"temperature": lambda v: 0 <= v <= 1e6, "top_p": lambda v: 0 < v <= 1,
+              "max_new_tokens": lambda v: type(v) is int and 0 < v <= MAX_NEW_TOKENS}
+    for key, fits in checks.items():
+        value = sampling[key]
+        if type(value) not in (int, float) or value != value or not fits(value):
+            raise GenerateError(f"{key} {str(value)[:40]!r} from {run_dir / 'manifest.json'} is out of range: "
+                                f"pass --{key.replace('_', '-')}")
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("prompts", nargs=-1, required=True, metavar="PROMPT...")
-@click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(1), help="Completions per prompt.")
-@click.option("--max-new-tokens", type=click.IntRange(1), help="Default: the run's grpo.max_completion_length.")
+@click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(1, MAX_SAMPLES),
+              help="Completions per prompt.")
+@click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS),
+              help="Default: the run's grpo.max_completion_length.")
 @click.option("--temperature", type=click.FloatRange(0), help="Default: the run's; 0 is greedy.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Default: the run's.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--merged", is_flag=True, help="Sample from RUN_DIR/merged (output.merge: true) instead of base + adapter.")
 @click.option("--engine", type=click.Choice(["auto", "vllm", "transformers"]), default="auto", show_default=True,
               help="auto: vLLM (the adapter as a LoRA request) with vllm installed and a GPU, else transformers + peft.")
+@click.option("--trust-remote-code", is_flag=True, help="Run the Python code the model folder ships (its config's "
+              "auto_map): only for a run you trust; never taken from the run's manifest.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print [{prompt, completions}] as JSON.")
-def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, seed, merged, engine, as_json) -> None:
+def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, seed, merged, engine, trust_remote_code,
+             as_json) -> None:
     """Sample from a trained run: RUN_DIR's adapter on its base model (or merged/), prompted as in training.
 
     RUN_DIR is an `envkit train` output folder, or an adapter folder (a checkpoint-N).  The chat template and
@@ -252,25 +275,29 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
         click.echo(f"envkit generate: needs {', '.join(missing)}: pip install 'envkit[train]'", err=True)
         sys.exit(USAGE)
     try:
-        trained = find_trained(Path(run_dir), merged)
+        trained = find_trained(Path(run_dir), merged, trust_remote_code)
         given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
         sampling = {**trained.sampling, **{k: v for k, v in given.items() if v is not None}}
+        _check_sampling(sampling, Path(run_dir))
         if sampling["temperature"] == 0 and num_samples > 1:
             raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
         chosen = pick_engine(engine)
-        click.echo(f"envkit generate: {trained.adapter or trained.model}"
+        echo(f"envkit generate: {trained.adapter or trained.model}"
                    + (f" on {trained.model}" if trained.adapter else "") + f" with {chosen}", err=True)
         completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)
     except GenerateError as exc:
-        click.echo(f"envkit generate: {exc}", err=True)
+        echo(f"envkit generate: {exc}", err=True)
+        sys.exit(USAGE)
+    except OSError as exc:  # transformers' and the hub's way to say a model is not there (moved, offline, no access)
+        reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        echo(f"envkit generate: cannot load {trained.model}: {reason[:300]}; copy the run with its base model, "
+             "or reach the hub (HF_HUB_OFFLINE unset)", err=True)
         sys.exit(USAGE)
     if as_json:
         click.echo(json.dumps([{"prompt": p, "completions": c} for p, c in zip(prompts, completions)], indent=2))
         return
-    from envkit.report.text import printable  # a model's text may hold terminal escapes; its newlines stay
-
     for i, (prompt, texts) in enumerate(zip(prompts, completions)):
         for j, text in enumerate(texts):
             if len(prompts) > 1 or len(texts) > 1:
                 click.echo(f"--- prompt {i + 1}" + (f", sample {j + 1}" if len(texts) > 1 else "") + " ---")
-            click.echo("\n".join(printable(line) for line in text.split("\n")))
+            echo(text)  # a model's text may hold terminal escapes; its newlines stay

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
+from envkit.files import JSON_BYTES, read_regular
+
 DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 256}  # a run without a manifest (TRL's own defaults)
 
 
@@ -38,19 +40,27 @@ class Trained:
     sampling: dict  # temperature, top_p, max_new_tokens: the run's
 
 
-def find_trained(run_dir: Path, merged: bool = False) -> Trained:
+def find_trained(run_dir: Path, merged: bool = False, trust_remote_code: bool = False) -> Trained:
     """The model in ``run_dir``: a run folder (its adapter/, or merged/ with ``merged``), or an adapter folder
-    itself (a checkpoint-N, an adapter/ copied elsewhere)."""
+    itself (a checkpoint-N, an adapter/ copied elsewhere).
+
+    ``trust_remote_code`` comes from the command line only: a run folder may come from anyone, and its
+    manifest saying ``trust_remote_code: true`` would run the Python files its model folder ships (an
+    ``auto_map`` in merged/config.json).  Such a manifest without the flag is refused, naming the flag."""
     run_dir = Path(run_dir)
     is_adapter = (run_dir / "adapter_config.json").is_file()
     manifest = _manifest(run_dir.parent if is_adapter else run_dir)
-    record = manifest.get("generate") or {}
-    grpo = manifest.get("grpo_config") or {}
+    record, grpo, plan = (manifest.get(key) if isinstance(manifest.get(key), dict) else {}
+                          for key in ("generate", "grpo_config", "plan"))
+    if record.get("trust_remote_code") is True and not trust_remote_code:
+        raise GenerateError(f"{run_dir} was trained with model.trust_remote_code: true; pass --trust-remote-code "
+                            "to run the Python code its model ships (only for a run and model you trust)")
     sampling = {"temperature": grpo.get("temperature", DEFAULTS["temperature"]), "top_p": grpo.get("top_p", DEFAULTS["top_p"]),
                 "max_new_tokens": grpo.get("max_completion_length", DEFAULTS["max_new_tokens"])}
-    common = {"chat": record.get("chat_template"), "system_prompt": record.get("system_prompt"),
-              "trust_remote_code": bool(record.get("trust_remote_code")),
-              "dtype": (manifest.get("plan") or {}).get("dtype", "fp32"), "sampling": sampling}
+    common = {"chat": record.get("chat_template") if isinstance(record.get("chat_template"), bool) else None,
+              "system_prompt": record.get("system_prompt") if isinstance(record.get("system_prompt"), str) else None,
+              "trust_remote_code": trust_remote_code,
+              "dtype": plan.get("dtype", "fp32"), "sampling": sampling}
     if merged:
         folder = run_dir / "merged"
         if not (folder / "config.json").is_file():
@@ -59,11 +69,11 @@ def find_trained(run_dir: Path, merged: bool = False) -> Trained:
         return Trained(str(folder), None, **common)
     adapter = run_dir if is_adapter else run_dir / "adapter"
     try:
-        config = json.loads((adapter / "adapter_config.json").read_text())
+        config = json.loads(read_regular(adapter / "adapter_config.json", JSON_BYTES))
     except FileNotFoundError:
         raise GenerateError(f"{adapter} not found: the run has not completed (envkit train --resume finishes it), "
                             f"or pass a checkpoint-N folder of {run_dir}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise GenerateError(f"{adapter / 'adapter_config.json'}: not readable JSON ({exc})") from None
     base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
     if not isinstance(base, str) or not base:
@@ -73,8 +83,8 @@ def find_trained(run_dir: Path, merged: bool = False) -> Trained:
 
 def _manifest(run_dir: Path) -> dict:
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
+        manifest = json.loads(read_regular(run_dir / "manifest.json", JSON_BYTES))
+    except (OSError, ValueError, RecursionError):
         return {}
     return manifest if isinstance(manifest, dict) else {}
 

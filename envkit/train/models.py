@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from envkit.files import replace_dir
+from envkit.files import fresh_dir, replace_dir
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.train.config import unsloth_model_kwargs, unsloth_peft_kwargs
@@ -58,9 +58,21 @@ def load_model(recipe: Recipe, plan: Plan, source: str) -> tuple[Any, Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=m.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    _check_targets(recipe, model, source)
     peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                              target_modules=lora.target_modules, task_type="CAUSAL_LM")
     return model, tokenizer, peft_config
+
+
+def _check_targets(recipe: Recipe, model, source: str) -> None:
+    """Each lora.target_modules name matches a module of the loaded model as PEFT matches it (the whole name or
+    its last parts); else one line now, not PEFT's traceback from inside GRPOTrainer."""
+    names = [name for name, _ in model.named_modules()]
+    for target in recipe.lora.target_modules:
+        if target != "all-linear" and not any(n == target or n.endswith(f".{target}") for n in names):
+            leaves = sorted({n.rpartition(".")[2] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+            raise RecipeError(f"{recipe.source}: lora.target_modules: {target!r} names no module of {source} "
+                              f"(its linear layers: {', '.join(leaves[:12]) or 'none found'})")
 
 
 def _load_unsloth(recipe: Recipe, plan: Plan, source: str):
@@ -93,15 +105,13 @@ def merge_adapter(recipe: Recipe, plan: Plan, source: str, adapter: Path, target
     itself stored in 4-bit (``*-bnb-4bit``) loads quantized whatever we ask; its merge is PEFT's lossy one.
     Written to ``target``.partial and renamed, so a ``target`` folder is always complete.
     """
-    import shutil
-
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(plan), trust_remote_code=recipe.model.trust_remote_code)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    fresh_dir(partial)  # a leftover, or a link planted there: never written through
     merged.save_pretrained(str(partial))
     tokenizer.save_pretrained(str(partial))
     replace_dir(partial, target)

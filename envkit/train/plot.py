@@ -9,15 +9,22 @@ not a readable regular file is an error (``MetricsError``: one line, exit 2).
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from envkit.files import read_regular, write_owned
+from envkit.terminal import printable
 
 # Values beyond are left out: matplotlib's axis arithmetic overflows well before float's end (a panel holding
 # 1e308 and -1e308 raises; the symlog panel warns from 1e300), and no metric of a sane step comes near.
 LARGEST = 1e100
+# Reward functions drawn and tabulated: a recipe names a few; a metrics.jsonl may name thousands (one panel
+# line and one table column each took minutes).
+MAX_FUNCTIONS = 12
+METRICS_BYTES = 2**30  # ~1 KB a step: a million steps; beyond, not a run's metrics
 
 
 class MetricsError(ValueError):
@@ -28,13 +35,17 @@ class MetricsError(ValueError):
 class Skipped:
     lines: int = 0  # not a JSON object with an integer step (a torn line, a stray text)
     values: dict[str, int] = field(default_factory=dict)  # per plotted key: not a number, NaN, ±inf, beyond ±LARGEST
+    functions: int = 0  # reward functions beyond the first MAX_FUNCTIONS
 
     def __str__(self) -> str:
         parts = [f"{self.lines} line{'s' * (self.lines != 1)} without a step"] if self.lines else []
         if self.values:
-            count = sum(self.values.values())
+            count, named = sum(self.values.values()), sorted(self.values.items())
+            more = f", and {len(named) - 5} keys more" if len(named) > 5 else ""
             parts.append(f"{count} value{'s' * (count != 1)} not a number, NaN, ±inf or beyond ±{LARGEST:g} ("
-                         + ", ".join(f"{key} {n}" for key, n in sorted(self.values.items())) + ")")
+                         + ", ".join(f"{key} {n}" for key, n in named[:5]) + more + ")")
+        if self.functions:
+            parts.append(f"{self.functions} reward functions beyond the first {MAX_FUNCTIONS}")
         return " and ".join(parts)
 
 
@@ -44,7 +55,7 @@ def metric_rows(path: Path, skipped: Skipped | None = None) -> list[dict]:
     if not path.is_file():  # a folder, a FIFO (reading one would wait forever), a dangling link
         raise MetricsError(f"{path} is not a regular file")
     try:
-        text = path.read_text(errors="replace")
+        text = read_regular(path, METRICS_BYTES).decode(errors="replace")
     except OSError as exc:
         raise MetricsError(f"cannot read {path}: {exc.strerror or exc}") from None
     rows = []
@@ -75,10 +86,19 @@ def points(rows: list[dict], key: str, skipped: Skipped | None = None) -> list[t
     return drawn
 
 
+def reward_functions(rows: list[dict]) -> tuple[list[str], int]:
+    """The reward functions' ``rewards/NAME/mean`` keys shown (the first MAX_FUNCTIONS by name), and how many
+    more there are."""
+    found = sorted({k for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    return found[:MAX_FUNCTIONS], len(found[MAX_FUNCTIONS:])
+
+
 def panels(rows: list[dict], guard_metric: str, skipped: Skipped | None = None) -> tuple[list, dict]:
     """The panels with something to draw, each (title, keys on the left axis, a key on a right axis of its
     own or None), and the points by key.  The reward panel stays when nothing else has a point."""
-    functions = sorted(k for k in {k for r in rows for k in r} if k.startswith("rewards/") and k.endswith("/mean"))
+    functions, beyond = reward_functions(rows)
+    if skipped is not None:
+        skipped.functions = beyond
     every = [
         ("reward (weighted total)", ["reward", "eval_reward"], None),
         ("reward per function (unweighted mean)", functions, None),
@@ -120,7 +140,7 @@ def plot_run(run_dir: Path, skipped: Skipped | None = None, rows: list[dict] | N
         for key in left:
             if drawn[key]:
                 label = key.removeprefix("rewards/").removesuffix("/mean").removeprefix("sampling/")
-                ax.plot(*zip(*drawn[key]), marker=".", label=label)
+                ax.plot(*zip(*drawn[key]), marker=".", label=printable(label))
         if right and drawn[right]:
             twin = ax.twinx()
             twin.plot(*zip(*drawn[right]), marker=".", color="tab:orange")
@@ -130,14 +150,15 @@ def plot_run(run_dir: Path, skipped: Skipped | None = None, rows: list[dict] | N
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         if len(left) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
-    fig.suptitle(run_dir.name)
+    fig.suptitle(printable(run_dir.name))  # a control character would reach stderr in matplotlib's glyph warning
     fig.tight_layout()
     target = run_dir / "run.png"
-    partial = run_dir / ".run.png.partial"
+    picture = io.BytesIO()
     try:
-        fig.savefig(partial, dpi=100, format="png")
-        os.replace(partial, target)
+        fig.savefig(picture, dpi=100, format="png")
     finally:
         plt.close(fig)
-        partial.unlink(missing_ok=True)
+    # a temporary file of its own, renamed: never through a link planted in the folder, and never one
+    # another report drawing the same run at the same time also writes
+    write_owned(target, picture.getvalue())
     return target

@@ -6,9 +6,11 @@ import contextlib
 import errno
 import os
 import socket
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from envkit.files import claim_folder, open_owned
 from envkit.recipe.load import RecipeError
 
 try:
@@ -17,6 +19,7 @@ except ImportError:  # Windows: no flock; the run goes unguarded, with a warning
     fcntl = None
 
 LOCK = ".envkit-train.lock"
+MARKER = ".envkit-run"  # written into the folder a run takes: a folder without it is not a run's (files.claim_folder)
 
 
 class RunBusy(Exception):
@@ -25,14 +28,17 @@ class RunBusy(Exception):
 
 def check_writable(folder: Path) -> None:
     """Create the folder, then write, sync and remove a probe file in it: a read-only folder or a full disk
-    is one line (exit 2) before the model loads, not a traceback minutes later at the first checkpoint."""
+    is one line (exit 2) before the model loads, not a traceback minutes later at the first checkpoint.
+    Then take it for the run (MARKER): a folder holding files but no marker is someone else's, and a run
+    (``--resume`` too) would replace its README.md, manifest.json and adapter/: refused (exit 2)."""
     if folder.exists() and not folder.is_dir():
         raise RecipeError(f"{folder} is not a folder: --output a folder for the run")
-    probe = folder / f".envkit-probe-{os.getpid()}"
+    probe = None
     created = [p for p in (folder, *folder.parents) if not p.exists()]  # the leaf first
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        # a new name (O_EXCL): a link planted at a fixed name would have zero-filled its target
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".envkit-probe-")
         try:
             if os.write(fd, b"\0" * 65536) < 65536:  # a few blocks: a full disk may still take an empty file
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -41,15 +47,21 @@ def check_writable(folder: Path) -> None:
             os.close(fd)
     except OSError as exc:
         with contextlib.suppress(OSError):
-            probe.unlink(missing_ok=True)
+            if probe:
+                os.unlink(probe)
+                probe = None
             for made in created:
                 made.rmdir()  # leave no trace of a run that never started
         raise RecipeError(f"cannot write to {folder}: {exc.strerror or exc}; "
                           + (_not_owner_fix(folder) if exc.errno in (errno.EACCES, errno.EPERM) else "")
                           + "make it writable, free space, or --output another folder") from None
     finally:
-        with contextlib.suppress(OSError):
-            probe.unlink()
+        if probe:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+    if not claim_folder(folder, MARKER):
+        raise RecipeError(f"{folder} holds files envkit train did not write (no {MARKER} in it): --output a new or "
+                          f"empty folder (a run of an older envkit: touch {folder / MARKER})")
 
 
 def _not_owner_fix(folder: Path) -> str:
@@ -80,7 +92,7 @@ class RunLock:
             self.warning = f"no flock on this system; a second run into {folder} would not be refused"
             return
         while self._fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_owned(self.path)  # never through a link planted at the name (WriteError: refused)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -112,7 +124,7 @@ class RunLock:
 
 def _same_file(fd: int, path: Path) -> bool:
     try:
-        on_disk = path.stat()
+        on_disk = path.lstat()
     except FileNotFoundError:
         return False
     held = os.fstat(fd)

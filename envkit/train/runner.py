@@ -16,16 +16,17 @@ from pathlib import Path
 import click
 
 from envkit.exitcodes import INTERRUPTED, TERMINATED
-from envkit.files import replace_dir, write_atomic
+from envkit.files import JSON_BYTES, fresh_dir, read_regular, replace_dir, write_owned
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
+from envkit.terminal import echo
 from envkit.train.checkpoints import Checkpoint, last_checkpoint
 from envkit.train.config import split_supported
 from envkit.train.effective import keep_after, trained_value
 from envkit.train.guard import StaleWeightGuard, guard_record
 from envkit.train.preflight import Plan
 from envkit.train.rewards import resolve_reward
-from envkit.train.rundir import LOCK, RunLock, check_writable
+from envkit.train.rundir import LOCK, MARKER, RunLock, check_writable
 
 STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
 
@@ -58,7 +59,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         check_writable(output_dir)
         lock = RunLock(output_dir)
         if lock.warning:
-            click.echo(f"envkit train: warning: {lock.warning}", err=True)
+            echo(f"envkit train: warning: {lock.warning}", err=True)
     try:
         return _train(recipe, plan, output_dir, resume, main)
     finally:
@@ -67,10 +68,11 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
 
 
 def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool) -> int:
-    if main and not resume and any(p.name != LOCK for p in output_dir.iterdir()):
+    if main and not resume and any(p.name not in (LOCK, MARKER) for p in output_dir.iterdir()):
         raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, "
                           "or --output another folder")
-    say = (lambda text: click.echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
+    # what it says names the output folder and its checkpoints: anyone's names, printed never obeyed
+    say = (lambda text: echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
     checkpoint = last_checkpoint(output_dir, warn=lambda text: say(f"warning: {text}")) if resume else None
     if resume and checkpoint is None:
         say(f"no complete checkpoint in {output_dir}; starting from scratch")
@@ -86,10 +88,9 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
             f"{' and merged/' if recipe.output.merge else ''} from it")
     started, wall = datetime.now(timezone.utc), time.perf_counter()
     if todo == "train":
-        from envkit.report.text import printable  # the GPU's name is probed
         from envkit.train.summary import generation_line
 
-        say(f"{Path(recipe.source).name} on {printable(plan.gpu)} ({plan.dtype}), generation: "
+        say(f"{Path(recipe.source).name} on {plan.gpu} ({plan.dtype}), generation: "
             f"{generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)}")
 
     from envkit.train.models import import_unsloth, load_model, merge_adapter, model_source
@@ -163,7 +164,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         code = _outcome(steps, stop, fired if recipe.guard == "stop" else None)
         if code == 0:
             if main:
-                shutil.rmtree(partial, ignore_errors=True)  # a killed run's leftover
+                fresh_dir(partial)  # a killed run's leftover, or a link planted there: never written through
             trainer.save_model(str(partial))  # every rank: a sharded model is gathered for the save
     if main and code == 0:
         replace_dir(partial, adapter)
@@ -177,7 +178,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     stale, signal = guards.guards if guards else (None, None)
     manifest["guard"] = guard_record(recipe.guard, stale, signal, plan.vllm_off, recipe.backend)
     if main:
-        write_atomic(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+        write_owned(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if main and metrics.exists():
         from envkit.train.plot import metric_rows, plot_run
         from envkit.train.summary import generation_line, guard_lines, run_summary
@@ -186,8 +187,8 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         plot_run(output_dir, rows=rows)
         if code == 0:
             generation = generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)
-            click.echo(run_summary(output_dir, rows, steps, wall_s, generation, recipe.output.merge,
-                                   guard_lines(manifest["guard"])))
+            echo(run_summary(output_dir, rows, steps, wall_s, generation, recipe.output.merge,
+                             guard_lines(manifest["guard"])))
     return code
 
 
@@ -212,8 +213,8 @@ def _left_to_do(recipe: Recipe, output_dir: Path, checkpoint: Checkpoint | None)
     if checkpoint.step < target:
         return "train"
     try:
-        manifest = json.loads((output_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
+        manifest = json.loads(read_regular(output_dir / "manifest.json", JSON_BYTES))
+    except (OSError, ValueError, RecursionError):
         manifest = None
     if isinstance(manifest, dict) and manifest.get("completed") is True and manifest.get("steps") == checkpoint.step:
         return "nothing"
@@ -228,8 +229,7 @@ def _left_to_do(recipe: Recipe, output_dir: Path, checkpoint: Checkpoint | None)
 def _copy_adapter(checkpoint: Path, target: Path) -> None:
     """What trainer.save_model writes (adapter, its config, the tokenizer) from a checkpoint: its files
     less the Trainer's resume state (trainer_state.json and the torch.save'd *.pt / *.pth)."""
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir()
+    fresh_dir(target)
     for path in checkpoint.iterdir():
         if path.is_file() and path.name != "trainer_state.json" and path.suffix not in (".pt", ".pth"):
             shutil.copy2(path, target / path.name)

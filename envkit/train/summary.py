@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 from envkit.train.learning import signal_line
-from envkit.train.plot import points
+from envkit.train.plot import points, reward_functions
 
 TREND = 5  # steps averaged at each end of the reward's trend
 
@@ -84,7 +84,7 @@ def metrics_table(rows: list[dict], limit: int = 12) -> str:
     function's unweighted mean.  A column no shown row has a number for (kl with beta 0, the sampler gap
     without vLLM) is left out; a value that is not a finite number is "-"."""
     shown = rows if len(rows) <= limit else [rows[round(i * (len(rows) - 1) / (limit - 1))] for i in range(limit)]
-    functions = sorted({k for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    functions, beyond = reward_functions(rows)
     keys = [k for k in ["reward", *functions, *list(COLUMNS)[1:]] if any(_number(r.get(k)) for r in shown)]
     headings = ["step"] + [COLUMNS.get(k) or "r:" + k.removeprefix("rewards/").removesuffix("/mean") for k in keys]
     cells = [[str(r["step"])] + [_cell(r.get(k)) for k in keys] for r in shown]
@@ -92,6 +92,8 @@ def metrics_table(rows: list[dict], limit: int = 12) -> str:
     lines = ["  ".join(text.rjust(width) for text, width in zip(row, widths)) for row in [headings, *cells]]
     if len(shown) < len(rows):
         lines.append(f"({len(shown)} of {len(rows)} steps shown)")
+    if beyond:
+        lines.append(f"({beyond} more reward functions not shown)")
     return "\n".join(lines)
 
 

@@ -13,9 +13,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from envkit.budget.shapes import TINY_SPECIAL_TOKENS, TinyShape
+from envkit.probe.cache import cache_home
+
 
 def cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "envkit" / "models"
+    return (cache_home(dict(os.environ)) or Path.home() / ".cache") / "envkit" / "models"
 
 
 def build_tiny(shape: TinyShape = TinyShape(), seed: int = 0, root: Path | None = None) -> Path:
