@@ -9,7 +9,7 @@ import click
 
 from envkit.knowledge import HERE
 from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
-from envkit.matrix.solve import DEFAULT_PYTHON
+from envkit.knowledge.solve import DEFAULT_PYTHON
 
 
 @click.group()
@@ -103,8 +103,8 @@ def show(package: str | None, version: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def solve(trl, vllm, torch, target, python, backend, as_json) -> None:
     """The newest coherent torch/vllm/trl/transformers/peft/bitsandbytes set, or why none exists."""
-    from envkit.matrix.solve import BadConstraint, Constraints, NoSolution
-    from envkit.matrix.solve import solve as find
+    from envkit.knowledge.solve import BadConstraint, Constraints, NoSolution
+    from envkit.knowledge.solve import solve as find
     from envkit.knowledge import UnknownGpu, catalog_key
 
     try:
