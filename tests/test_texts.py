@@ -41,3 +41,19 @@ def test_every_fix_template_renders_with_real_versions(entry, window):
     for text in (finding.title, finding.evidence, finding.fix, *finding.requirements):
         assert not PLACEHOLDER.findall(text), text
     assert all(v in finding.title for v in versions.values())
+
+
+def test_a_gpu_family_suggests_its_members_before_a_look_alike():
+    result = CliRunner().invoke(main, ["doctor", "--target", "a100"])
+    assert result.exit_code == 2
+    assert "did you mean a100-40gb or a100-80gb?" in result.stderr and "v100?" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["matrix", "--help"]])
+def test_help_lists_commands_whole_in_the_users_order(args):
+    result = CliRunner().invoke(main, args, terminal_width=80)
+    commands = result.output.split("Commands:")[1]
+    assert "..." not in commands
+    if args == ["--help"]:
+        listed = [line.split()[0] for line in commands.splitlines() if line.startswith("  ") and line[2] != " "]
+        assert listed[:5] == ["doctor", "train", "generate", "report", "recipes"]

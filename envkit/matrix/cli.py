@@ -61,7 +61,7 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
     click.echo(f"{sum(map(len, new['packages'].values()))} releases of {len(new['packages'])} packages -> {output}")
 
 
-@matrix.command()
+@matrix.command(short_help="What a package's releases declare about the rest of the stack.")
 @click.argument("package", required=False)
 @click.argument("version", required=False)
 def show(package: str | None, version: str | None) -> None:
@@ -92,7 +92,7 @@ def show(package: str | None, version: str | None) -> None:
             click.echo(f"    requires {needs}")
 
 
-@matrix.command()
+@matrix.command(short_help="The newest coherent stack for the constraints, or why none exists.")
 @click.option("--trl", help="A version (1.16.0) or specifier (>=1.14).")
 @click.option("--vllm", help="A version or specifier.")
 @click.option("--torch", help="A version or specifier.")
