@@ -24,7 +24,7 @@ import yaml
 from envkit.binding import FAILED, Binder, PlainFloat, Problem
 from envkit.recipe.schema import DatasetSpec, Recipe, gpu_count
 
-BUILTIN_REWARDS = ("format", "exact_answer", "length")
+BUILTIN_REWARDS = ("format", "exact_answer", "length", "digits")
 # A local dataset file's suffix -> the datasets builder that reads it.
 DATA_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 # YAML 1.2's float syntax (its core schema); PyYAML follows YAML 1.1, which needs a dot: 1.0e-4, not 1e-4.
