@@ -37,8 +37,8 @@ LOSS_TYPES = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo"
 
 @dataclass
 class ModelSpec:
-    name: str | None = spec(None, "the policy model: a hub id (meta-llama/Llama-3.2-1B-Instruct; gated ones need HF_TOKEN) "
-                            "or a local folder, relative to the recipe; one of name and build")
+    name: str | None = spec(None, "the policy model: a hub id (meta-llama/Llama-3.2-1B-Instruct; gated ones need "
+                            "HF_TOKEN) or a local folder, relative to the recipe; one of name and build")
     build: Literal["tiny"] | None = spec(None, "tiny: build a small random-init Llama locally instead of loading one "
                                          "(CPU smoke runs, no hub)")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = spec("auto", "the training dtype; auto: bf16 where the GPU has "
@@ -93,7 +93,8 @@ class RewardSpec:
 
 @dataclass
 class GrpoSpec:
-    num_generations: int = spec(8, "completions sampled per prompt, compared with each other", bound=Bound(2, why="GRPO's advantage compares 2 or more completions of each prompt"))
+    num_generations: int = spec(8, "completions sampled per prompt, compared with each other",
+                                bound=Bound(2, why="GRPO's advantage compares 2 or more completions of each prompt"))
     max_prompt_length: int = spec(256, "the longest prompt, in tokens", bound=AT_LEAST_1)
     max_completion_length: int = spec(256, "the longest completion, in tokens", bound=AT_LEAST_1)
     learning_rate: float = spec(5e-6, "the optimizer's peak learning rate", bound=POSITIVE)
@@ -102,8 +103,9 @@ class GrpoSpec:
     per_device_train_batch_size: int = spec(8, "completions per device per forward pass (a multiple of "
                                             "num_generations over all ranks)", bound=AT_LEAST_1)
     gradient_accumulation_steps: int = spec(1, "forward passes per optimizer step", bound=AT_LEAST_1)
-    beta: float = spec(0.0, "the KL penalty's weight (0: no reference model, KL not logged)", bound=Bound(0, why="the KL penalty's weight: 0 turns it off, a negative one rewards "
-                                            "drifting from the base"))
+    beta: float = spec(0.0, "the KL penalty's weight (0: no reference model, KL not logged)",
+                       bound=Bound(0, why="the KL penalty's weight: 0 turns it off, a negative one rewards "
+                                          "drifting from the base"))
     loss_type: LOSS_TYPES = spec("dapo", "TRL's GRPO loss variant (how token losses are normalized)")
     temperature: float = spec(1.0, "sampling temperature of the completions", bound=POSITIVE)
     top_p: float = spec(1.0, "nucleus sampling: the probability mass sampled from", bound=Bound(0, 1, low_open=True))
@@ -139,8 +141,8 @@ class VllmSpec:
                                 "model.generate, with the cost said")
     mode: Literal["colocate", "server"] = spec("colocate", "colocate: vLLM in each training process; server: a "
                                                "vLLM server on resources.generation_gpus")
-    gpu_memory_utilization: Auto | float = spec("auto", "vLLM's share of the GPU; auto: from envkit budget", bound=Bound(0, 1, low_open=True,
-                                                                    why="vLLM's share of the GPU's memory"))
+    gpu_memory_utilization: Auto | float = spec("auto", "vLLM's share of the GPU; auto: from envkit budget",
+                                                bound=Bound(0, 1, low_open=True, why="vLLM's share of the GPU's memory"))
     sleep: Auto | bool = spec("auto", "vLLM sleeps while the trainer steps (frees its memory); auto: where the "
                               "budget needs it and it works")
     max_lora_rank: int | None = spec(None, "the largest LoRA rank vLLM serves; unset: lora.r")
