@@ -22,7 +22,7 @@ from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 @click.option("--target-count", default=1, show_default=True, type=click.IntRange(1, 64),
               help="How many --target GPUs.")
 @click.option("--resume", is_flag=True, help="Continue from the last complete checkpoint-N in the output folder; "
-              "a finished run is left as it is, unless --max-steps extends it (README: Resuming).")
+              "a finished run is left as it is, unless --max-steps extends it (docs/training.md: Resuming).")
 @click.option("--force", is_flag=True, help="Train even when a doctor check relevant to the run fails.")
 @click.option("--max-steps", type=click.IntRange(1),
               help="Override grpo.max_steps (with --resume: beyond a finished run's steps, extends it).")
@@ -31,7 +31,7 @@ from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
               help="Override distributed.machine_rank (multi-node: one per machine).")
 @click.option("--no-patch", "no_patch", multiple=True, metavar="ID",
               help="Do not apply envkit's TRL patch ID (repeatable; for A/B runs, or once upstream fixed it). "
-              "README: Patches.")
+              "docs/training.md: Patches.")
 @click.option("--worker", is_flag=True, hidden=True,
               help="A trainer rank started by envkit's launch plan: train in this process.")
 def train(recipe, dry_run, target, target_count, resume, force, max_steps, output, machine_rank, no_patch,

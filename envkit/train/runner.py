@@ -35,7 +35,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     The main rank (RANK 0, or no RANK: one process) first makes sure the folder can be written (exit 2 if
     not) and locks it against a second run (envkit.train.rundir; exit 1 while another run holds it).
 
-    Resume semantics (``--resume``; README, envkit train), with N the step of the newest complete checkpoint
+    Resume semantics (``--resume``; docs/training.md, Resuming), with N the step of the newest complete checkpoint
     (envkit.train.checkpoints: a torn one is skipped with a warning) and M the max_steps asked for (the
     recipe's, or --max-steps; an epoch-based recipe: the checkpoint's):
 
