@@ -34,7 +34,8 @@ def finished(tmp_path_factory) -> tuple[Path, Path]:
     text = TINY.read_text()
     constant = next(line for line in text.splitlines(keepends=True) if "lr_scheduler_type: constant" in line)
     for old, new in [("path: data/toy.jsonl", f"path: {TINY.parent / 'data' / 'toy.jsonl'}"), ("max_steps: 20", "max_steps: 2"),
-                     ("save_steps: 10", "save_steps: 1"), (constant, "")]:  # TRL's linear decay: what resuming must keep
+                     ("save_steps: 10", "save_steps: 1"),
+                     (constant, "")]:  # TRL's linear decay: the schedule resuming must keep
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     recipe, run = home / "two.yaml", home / "run"

@@ -142,7 +142,8 @@ class VllmSpec:
     mode: Literal["colocate", "server"] = spec("colocate", "colocate: vLLM in each training process; server: a "
                                                "vLLM server on resources.generation_gpus")
     gpu_memory_utilization: Auto | float = spec("auto", "vLLM's share of the GPU; auto: from envkit budget",
-                                                bound=Bound(0, 1, low_open=True, why="vLLM's share of the GPU's memory"))
+                                                bound=Bound(0, 1, low_open=True,
+                                                            why="vLLM's share of the GPU's memory"))
     sleep: Auto | bool = spec("auto", "vLLM sleeps while the trainer steps (frees its memory); auto: where the "
                               "budget needs it and it works")
     max_lora_rank: int | None = spec(None, "the largest LoRA rank vLLM serves; unset: lora.r")
