@@ -165,7 +165,8 @@ def test_loading_a_recipe_never_runs_the_reward_module(tmp_path, monkeypatch, bo
     from envkit.recipe.load import RecipeError
     from envkit.train.rewards import resolve_reward
 
-    (tmp_path / "hostile_reward_envkit.py").write_text(body)
+    score = "\ndef score(prompts, completions, **_):\n    return []\n"  # it exists: only importing it fails
+    (tmp_path / "hostile_reward_envkit.py").write_text(body + score)
     monkeypatch.syspath_prepend(str(tmp_path))
     _, result = dry_run(tmp_path, tiny_text(("name: length", "name: hostile_reward_envkit:score")))
     assert result.exit_code == 0, result.output
@@ -436,3 +437,16 @@ def test_every_bound_is_field_metadata_with_help_at_any_depth():
     assert isinstance(port, Bound) and port.admits(8000) and not port.admits(70000)
     assert metadata(VllmServerSpec, "group_port")["help"] == "NCCL weight-sync rendezvous"
     assert "max_steps is unset" in metadata(GrpoSpec, "num_epochs")["help"]
+
+
+def test_a_misspelt_reward_function_is_one_line_before_anything_loads(tmp_path):
+    """Issue #24: the name surfaced 24 s in, after the model loaded; the module's source is read, not imported."""
+    (tmp_path / "my_rewards_envkit.py").write_text("raise SystemExit('imported!')\n\n"
+                                                   "def correctness(prompts, completions, **_):\n"
+                                                   "    return [0.0] * len(completions)\n")
+    _, result = dry_run(tmp_path, tiny_text(("name: length", "name: my_rewards_envkit:corectness")))
+    assert result.exit_code == 2 and "imported!" not in result.output
+    expected = "rewards[1].name: my_rewards_envkit.py has no function 'corectness' (did you mean correctness?)"
+    assert expected in result.stderr
+    _, fine = dry_run(tmp_path, tiny_text(("name: length", "name: my_rewards_envkit:correctness")))
+    assert fine.exit_code == 0, fine.output

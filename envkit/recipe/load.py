@@ -7,6 +7,7 @@ line, ``recipe.yaml:12: grpo.learnig_rate: unknown key (did you mean learning_ra
 
 from __future__ import annotations
 
+import ast
 import csv
 import difflib
 import hashlib
@@ -447,4 +448,36 @@ def reward_problem(name: str, folder: Path | None = None) -> str | None:
     if not find_module(top, folder):
         return (f"cannot find module {top!r} beside the recipe or on the Python path "
                 "(put it beside the recipe, or set PYTHONPATH)")
-    return None
+    return _missing_function(module_name, function, folder)
+
+
+def _missing_function(module_name: str, function: str, folder: Path | None) -> str | None:
+    """A top-level module's source read (not imported: no user code runs) for the function a reward names, so a
+    misspelt name is one line with the closest, before the model loads (issue #24: it surfaced 24 s in).  None
+    when found, or when the source cannot say: a package's submodule, a compiled module, a module-level
+    ``__getattr__`` or ``import *`` that may provide it."""
+    if "." in module_name:
+        return None
+    spec = spec_beside(module_name, folder) or importlib.util.find_spec(module_name)
+    origin = Path(spec.origin) if spec and spec.origin else None
+    if origin is None or origin.suffix != ".py":
+        return None
+    try:
+        tree = ast.parse(origin.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None  # importing it says what is wrong, in one line (envkit.train.rewards.resolve_reward)
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name)}
+    if function in names or "__getattr__" in names or "*" in names:
+        return None
+    functions = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    close = difflib.get_close_matches(function, functions, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"it defines {', '.join(functions) or 'no function'}"
+    return f"{origin.name} has no function {function!r} ({hint})"
