@@ -450,3 +450,14 @@ def test_a_misspelt_reward_function_is_one_line_before_anything_loads(tmp_path):
     assert expected in result.stderr
     _, fine = dry_run(tmp_path, tiny_text(("name: length", "name: my_rewards_envkit:correctness")))
     assert fine.exit_code == 0, fine.output
+
+
+def test_a_missing_dataset_file_and_reward_come_with_the_other_errors(tmp_path):
+    """Issue #24: a missing dataset file was reported only once every type error was fixed."""
+    text = tiny_text((f"path: {TOY}", "path: data/nowhere.jsonl"), ("alpha: 16", "alpah: 16"),
+                     ("name: length", "name: no_such_module_envkit:f"))
+    path, result = dry_run(tmp_path, text)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 3, result.stderr
+    assert "lora.alpah: unknown key" in lines[0] and "dataset.path: no such file" in lines[1]
+    assert "rewards[1].name: cannot find module 'no_such_module_envkit'" in lines[2]

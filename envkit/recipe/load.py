@@ -114,6 +114,8 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     if not errors:  # the checks across fields read a typed recipe
         recipe.source = source
         errors = _check(recipe, root, where, Path(source).parent)
+    elif isinstance(data, dict):  # the disk's answers too, in the same report (issue #24: one fix at a time)
+        errors += _check_disk(data, root, where, Path(source).parent)
     if errors:
         errors.sort(key=lambda e: e.line or 0)
         raise RecipeError("\n".join(str(e) for e in errors), escaped=True)  # one line each, each escaped
@@ -201,32 +203,19 @@ def _node(root: yaml.Node, *keys: str | int) -> yaml.Node:
 def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> list[RecipeError]:
     """Checks across fields and against the disk (dataset file, reward modules, exclusive keys); every problem."""
     errors: list[RecipeError] = []
-
-    def fail(keys: tuple[str | int, ...], message: str) -> None:
-        path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
-        errors.append(where.error(_node(root, *keys), path, message))
-
+    fail = _failing(errors, root, where)
     model, data = recipe.model, recipe.dataset
     if (model.name is None) == (model.build is None):
         fail(("model",), "give exactly one of name or build")
     if (data.path is None) == (data.name is None):
         fail(("dataset",), "give exactly one of path (a local file) or name (registry)")
     _check_eval(recipe, fail)
-    for key in ("path", "eval_path"):
-        if getattr(data, key) is None:
-            continue
-        try:
-            setattr(data, key, _data_file(base, getattr(data, key), lambda message, key=key: where.error(
-                _node(root, "dataset", key), f"dataset.{key}", message)))
-        except RecipeError as error:
-            errors.append(error)
-            setattr(data, key, None)  # nothing to read the prompt fields from
+    for key, value in _dataset_files({"path": data.path, "eval_path": data.eval_path}, root, where, base,
+                                     errors).items():
+        setattr(data, key, value)  # None where missing: nothing to read the prompt fields from
     if not recipe.rewards:
         fail(("rewards",), "needs at least one reward")
-    for i, reward in enumerate(recipe.rewards):
-        problem = reward_problem(reward.name, base)
-        if problem:
-            fail(("rewards", i, "name"), problem)
+    _check_rewards([reward.name for reward in recipe.rewards], base, fail)
     problem = generation_batch_problem(recipe)
     if problem:
         fail(("grpo", "num_generations"), problem)
@@ -241,6 +230,53 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> list[R
     _check_launch(recipe, fail, lambda value, keys: _local_file(base, value, lambda message: where.error(
         _node(root, *keys), ".".join(keys), message)), errors)
     return errors
+
+
+def _check_disk(data: dict, root: yaml.Node, where: _Where, base: Path) -> list[RecipeError]:
+    """The dataset files and reward modules of a recipe that did not bind (a wrong type elsewhere): read from its
+    plain data, each one checked whose value is a string."""
+    errors: list[RecipeError] = []
+    dataset, rewards = data.get("dataset"), data.get("rewards")
+    if isinstance(dataset, dict):
+        _dataset_files(dataset, root, where, base, errors)
+    if isinstance(rewards, list):
+        names = [r.get("name") if isinstance(r, dict) else None for r in rewards]
+        _check_rewards(names, base, _failing(errors, root, where))
+    return errors
+
+
+def _failing(errors: list[RecipeError], root: yaml.Node, where: _Where):
+    """fail(keys, message): an error at the line of the value ``keys`` name (("rewards", 0, "name")), into errors."""
+    def fail(keys: tuple[str | int, ...], message: str) -> None:
+        path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
+        errors.append(where.error(_node(root, *keys), path, message))
+
+    return fail
+
+
+def _dataset_files(values: dict, root: yaml.Node, where: _Where, base: Path,
+                   errors: list[RecipeError]) -> dict[str, str | None]:
+    """dataset.path and eval_path (those set as text) as absolute paths of existing files; an error each for one
+    missing or unreadable, and None in its place."""
+    found = {}
+    for key in ("path", "eval_path"):
+        if not isinstance(values.get(key), str):
+            continue
+        try:
+            found[key] = _data_file(base, values[key], lambda message, key=key: where.error(
+                _node(root, "dataset", key), f"dataset.{key}", message))
+        except RecipeError as error:
+            errors.append(error)
+            found[key] = None
+    return found
+
+
+def _check_rewards(names: list, base: Path, fail) -> None:
+    """Each reward name given as text, looked up without importing anything (reward_problem)."""
+    for i, name in enumerate(names):
+        problem = reward_problem(name, base) if isinstance(name, str) else None
+        if problem:
+            fail(("rewards", i, "name"), problem)
 
 
 def _check_eval(recipe: Recipe, fail) -> None:
