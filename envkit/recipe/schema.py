@@ -38,7 +38,7 @@ LOSS_TYPES = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo"
 @dataclass
 class ModelSpec:
     name: str | None = spec(None, "the policy model: a hub id (meta-llama/Llama-3.2-1B-Instruct; gated ones need "
-                            "HF_TOKEN) or a local folder, relative to the recipe; one of name and build")
+                            "HF_TOKEN) or a local folder (relative to the working directory); one of name and build")
     build: Literal["tiny"] | None = spec(None, "tiny: build a small random-init Llama locally instead of loading one "
                                          "(CPU smoke runs, no hub)")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = spec("auto", "the training dtype; auto: bf16 where the GPU has "
