@@ -81,6 +81,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     from envkit.rules import run_rules
     from envkit.train.config import grpo_kwargs, unsloth_model_kwargs, unsloth_peft_kwargs
     from envkit.train.preflight import check_packages, plan_run
+    from envkit.train.readiness import cpu_size_warning, model_problem
 
     recipe_path = find_recipe(name)
     recipe = load_recipe(recipe_path)
@@ -103,8 +104,12 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     forward = ["--output", str(output_dir)] + (["--max-steps", str(max_steps)] if max_steps else []) + \
         (["--resume"] if resume else []) + (["--force"] if force else []) + \
         [a for p in no_patch for a in ("--no-patch", p)]
-    if not worker:  # a rank: the launcher that started it laid the run out
+    unavailable = None
+    if not worker:  # a rank: the launcher that started it laid the run out (and checked the model)
         plan = _lay_out(recipe, str(recipe_path), facts, plan, forward, dry_run)
+        unavailable = model_problem(recipe, facts)
+        too_large = cpu_size_warning(recipe, facts, on_cpu=plan.gpu == "cpu")
+        plan = replace(plan, warnings=plan.warnings + tuple(filter(None, [too_large, dry_run and unavailable])))
     launch = plan.launch
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
         from envkit.report.text import printable  # the doctor's findings carry probed strings (a GPU name)
@@ -129,6 +134,8 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         return FAILED if plan.blocking and not force else 0  # scripts can ask "would this run?"
     if plan.blocking and not force:
         return FAILED
+    if unavailable:  # before anything loads: from_pretrained would retry the hub, then end in a traceback
+        raise RecipeError(f"{recipe.source}: {unavailable}")
     if launch is not None and launch.server and not plan.use_vllm:
         click.echo("envkit train: refused: vllm.mode: server needs vLLM generation, which is off here "
                    "(no GPU visible, or vllm not installed: envkit doctor says which)", err=True)
