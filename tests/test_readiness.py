@@ -40,3 +40,25 @@ def test_a_3b_model_on_the_cpu_is_warned_with_an_estimate(tmp_path):
     assert "3.21B parameters would train on the CPU in fp32: 12 GiB of weights" in warning
     assert cpu_size_warning(LLAMA, _facts(tmp_path), on_cpu=False) is None
     assert cpu_size_warning(TINY, _facts(tmp_path), on_cpu=True) is None
+
+
+def test_prompts_over_max_prompt_length_stop_the_run_before_the_model_loads(tmp_path, monkeypatch):
+    """Issue #24: the prompts' lengths surfaced after 14 s of loading; the tokenizer alone answers them."""
+    import pytest
+
+    pytest.importorskip("trl")
+    from click.testing import CliRunner
+
+    from envkit.cli import main
+    from envkit.train import models
+
+    def no_weights(*_):
+        raise AssertionError("the model loaded before the prompts were checked")
+
+    monkeypatch.setattr(models, "load_model", no_weights)
+    tiny = find_recipe("tiny")
+    text = tiny.read_text().replace("path: data/toy.jsonl", f"path: {tiny.parent / 'data' / 'toy.jsonl'}")
+    (tmp_path / "long.yaml").write_text(text.replace("max_prompt_length: 32", "max_prompt_length: 2"))
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "long.yaml"), "--output", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "grpo.max_prompt_length: every one of the 64 prompts is longer than 2 tokens" in result.stderr

@@ -91,7 +91,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         say(f"{Path(recipe.source).name} on {printable(plan.gpu)} ({plan.dtype}), generation: "
             f"{generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)}")
 
-    from envkit.train.models import import_unsloth, load_model, merge_adapter, model_source
+    from envkit.train.models import import_unsloth, load_model, load_tokenizer, merge_adapter, model_source
 
     if recipe.backend == "unsloth":
         import_unsloth()  # before trl: importing unsloth patches it
@@ -116,17 +116,14 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     source = model_source(recipe)
     adapter, partial = output_dir / "adapter", output_dir / "adapter.partial"
     if todo == "finish":
-        from transformers import AutoTokenizer
-
-        remote = recipe.model.trust_remote_code
-        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path), trust_remote_code=remote)
+        tokenizer = load_tokenizer(recipe, str(checkpoint.path))
         steps, code, verdict = checkpoint.step, 0, None
         chat = recipe.dataset.use_chat_template
         if main:
             _copy_adapter(checkpoint.path, partial)
     else:
+        train_rows, eval_rows = prepare_dataset(recipe, load_tokenizer(recipe, source))  # the prompts, then weights
         model, tokenizer, peft_config = load_model(recipe, plan, source)
-        train_rows, eval_rows = prepare_dataset(recipe, tokenizer)
         chat = isinstance(train_rows[0]["prompt"], list)  # messages: conversational, or use_chat_template
         stop = StopOnSignal()
         callbacks = [MetricsCallback(metrics, run_started=wall)] if main else []
