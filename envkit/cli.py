@@ -22,7 +22,14 @@ class LazyGroup(click.Group):
         self.lazy = lazy
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.lazy})
+        """In the order a user meets them (doctor first, then the lazy ones as COMMANDS lists them), not A-Z."""
+        return list(dict.fromkeys([*super().list_commands(ctx), *self.lazy]))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's first sentence whole, wrapped, where click would cut it at the terminal's width."""
+        rows = [(name, self.get_command(ctx, name).get_short_help_str(limit=200)) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:
@@ -40,11 +47,11 @@ class LazyGroup(click.Group):
             sys.exit(INTERRUPTED)
 
 
-# Every command but doctor: name -> "module:attribute".
-COMMANDS = {"matrix": "envkit.matrix.cli:matrix", "budget": "envkit.budget.cli:budget",
-            "recipes": "envkit.recipe.cli:recipes", "train": "envkit.train.cli:train",
-            "report": "envkit.train.cli:report", "generate": "envkit.train.cli:generate",
-            "lock": "envkit.build.cli:lock_command", "build": "envkit.build.cli:build"}
+# Every command but doctor: name -> "module:attribute", in the order of a user's path (`envkit --help` lists them so).
+COMMANDS = {"train": "envkit.train.cli:train", "generate": "envkit.train.cli:generate",
+            "report": "envkit.train.cli:report", "recipes": "envkit.recipe.cli:recipes",
+            "budget": "envkit.budget.cli:budget", "build": "envkit.build.cli:build",
+            "lock": "envkit.build.cli:lock_command", "matrix": "envkit.matrix.cli:matrix"}
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

@@ -133,7 +133,7 @@ def refuses(rule: Rule) -> str:
 
 
 def checks_markdown() -> str:
-    """The README's check tables, generated from the registries (tests/test_cli.py keeps the README in step)."""
+    """docs/doctor.md's check tables, generated from the registries (tests/test_cli.py keeps the page in step)."""
     def table(rules) -> str:
         return markdown_table(["ID", "name", "section", "checks", "refuses `envkit train`"],
                               [[r.id, r.name, SECTIONS[r.section], r.summary, refuses(r)] for r in rules])
@@ -145,5 +145,5 @@ def checks_markdown() -> str:
             "documents them too):\n\n" + table(train))
 
 
-if __name__ == "__main__":  # python -m envkit.doctor > tables: the README's Checks section
+if __name__ == "__main__":  # python -m envkit.doctor > tables: docs/doctor.md's Checks section
     print(checks_markdown(), end="")

@@ -16,7 +16,7 @@ from envkit.cli import main
 from envkit.knowledge import load
 from envkit.knowledge.matrix import Matrix
 from envkit.knowledge.refresh import RefreshError, diff, refresh
-from envkit.matrix.solve import Constraints, NoSolution, solve
+from envkit.knowledge.solve import Constraints, NoSolution, solve
 from tests.conftest import FIXTURES
 
 RECORDED = Matrix(json.loads((FIXTURES / "matrix-2026-11-23.json").read_text()))

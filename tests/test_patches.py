@@ -15,7 +15,7 @@ from envkit.rules import run_rules
 from envkit.train.patches import all_patches, find_patch, markdown, select_patches
 from envkit.train.preflight import plan_run
 
-README = Path(__file__).parents[1] / "README.md"
+README = Path(__file__).parents[1] / "docs" / "training.md"  # the Patches table
 STACK = {"torch": "2.11.0", "vllm": "0.26.0", "transformers": "5.17.0", "peft": "0.21.0", "accelerate": "1.13.0",
          "datasets": "4.8.0"}
 SERVER = "vllm: {mode: server}\nresources: {generation_gpus: [0]}\n"
@@ -70,7 +70,7 @@ def test_every_patch_has_its_evidence_and_a_date():
 
 
 def test_readme_patch_section_is_the_generated_table():
-    assert markdown() in README.read_text(), "README's Patches table is stale: python -m envkit.train.patches"
+    assert markdown() in README.read_text(), "docs/training.md's Patches table is stale: python -m envkit.train.patches"
 
 
 class FakeModel:

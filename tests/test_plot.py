@@ -83,3 +83,15 @@ def test_a_metrics_jsonl_that_is_not_a_regular_file_is_one_line_exit_2(tmp_path,
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"envkit report: {tmp_path / 'metrics.jsonl'} is not a regular file"]
     assert not (tmp_path / "run.png").exists()
+
+
+def test_a_reward_axis_spans_zero_to_one_or_the_values_padded():
+    """Issue #24: 0.09845-0.09880 autoscaled, and a 0.4 % wobble drew as a crash."""
+    from envkit.train.plot import reward_limits
+
+    low, high = reward_limits([0.09845, 0.0988])
+    assert -0.05 < low <= 0 and 1 <= high < 1.05
+    low, high = reward_limits([0.16, 1.09])  # weights summing above 1
+    assert low <= 0 and 1.09 < high < 1.2
+    low, high = reward_limits([-2.0, -0.5])  # penalties
+    assert low < -2.0 and 0 <= high < 0.2

@@ -64,7 +64,7 @@ def test_the_unmodified_tiny_recipe_passes_the_dry_run(tmp_path):
 
 
 @pytest.mark.parametrize("old, new, marker, expected", [
-    ("learning_rate: 1.0e-3", "learnig_rate: 1.0e-3", "learnig_rate",
+    ("learning_rate: 2.0e-2", "learnig_rate: 1.0e-3", "learnig_rate",
      ("grpo.learnig_rate: unknown key", "did you mean learning_rate?")),
     ("vllm:\n", "vlm:\n", "vlm:", ("vlm: unknown key (did you mean vllm?)",)),
     ("name: length", "name: no_such_module_envkit:score", "no_such_module_envkit",
@@ -80,29 +80,30 @@ def test_a_wrong_name_is_one_line_with_the_closest_or_the_cause(tmp_path, old, n
 
 
 @pytest.mark.parametrize("old, new, field, expected", [
-    ("num_generations: 4", "num_generations: four", "grpo.num_generations", "expected an integer, got str 'four'"),
-    ("learning_rate: 1.0e-3", "learning_rate: fast", "grpo.learning_rate", "expected a finite number"),
-    ("learning_rate: 1.0e-3", "learning_rate: .inf", "grpo.learning_rate", "expected a finite number, got float inf"),
+    ("num_generations: 8", "num_generations: four", "grpo.num_generations", "expected an integer, got str 'four'"),
+    ("learning_rate: 2.0e-2", "learning_rate: fast", "grpo.learning_rate", "expected a finite number"),
+    ("learning_rate: 2.0e-2", "learning_rate: .inf", "grpo.learning_rate", "expected a finite number, got float inf"),
     ("beta: 0.04", "beta: -5", "grpo.beta", "must be at least 0, got -5.0"),
     ("max_seq_length: 256", "max_seq_length: -1", "model.max_seq_length", "must be at least 1, got -1"),
     ("enabled: auto", "enabled: auto\n  gpu_memory_utilization: 1.6", "vllm.gpu_memory_utilization", "must be in (0, 1], got 1.6"),
     ("use_chat_template: false", "use_chat_template: 3", "dataset.use_chat_template", "expected true/false"),
     ("enabled: auto", "enabled: sometimes", "vllm.enabled", "expected 'auto' or true/false"),
-    ("target_modules: [q_proj, k_proj, v_proj, o_proj]", "target_modules: q_proj", "lora.target_modules", "expected a list"),
-    ("max_steps: 4", "max_steps: 0", "grpo.max_steps", "must be at least 1"),
+    ("target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]", "target_modules: q_proj",
+     "lora.target_modules", "expected a list"),
+    ("max_steps: 20", "max_steps: 0", "grpo.max_steps", "must be at least 1"),
     # values TRL or PEFT would reject later, with a traceback
     ("r: 8", "r: 0", "lora.r", "must be at least 1, got 0"),
     ("alpha: 16", "alpha: 0", "lora.alpha", "must be greater than 0, got 0"),
     ("alpha: 16", "alpha: 16\n  dropout: 1.0", "lora.dropout", "must be in [0, 1), got 1.0"),
     ("alpha: 16", "alpha: 16\n  dropout: -0.1", "lora.dropout", "must be in [0, 1), got -0.1"),
-    ("learning_rate: 1.0e-3", "learning_rate: -1.0e-3", "grpo.learning_rate", "must be greater than 0, got -0.001"),
+    ("learning_rate: 2.0e-2", "learning_rate: -1.0e-3", "grpo.learning_rate", "must be greater than 0, got -0.001"),
     ("temperature: 1.0", "temperature: 0", "grpo.temperature", "must be greater than 0, got 0.0"),
     ("temperature: 1.0", "temperature: 1.0\n  top_p: 1.5", "grpo.top_p", "must be in (0, 1], got 1.5"),
     ("temperature: 1.0", "temperature: 1.0\n  top_p: 0", "grpo.top_p", "must be in (0, 1], got 0.0"),
     ("keep: 2", "keep: 0", "output.keep", "must be at least 1, got 0"),
-    ("num_generations: 4", "num_generations: 1", "grpo.num_generations", "must be at least 2, got 1: GRPO's advantage"),
-    ("num_generations: 4", "num_generations: 3", "grpo.num_generations",
-     "per_device_train_batch_size x gradient_accumulation_steps = 4 is not a multiple of grpo.num_generations (3)"),
+    ("num_generations: 8", "num_generations: 1", "grpo.num_generations", "must be at least 2, got 1: GRPO's advantage"),
+    ("num_generations: 8", "num_generations: 3", "grpo.num_generations",
+     "per_device_train_batch_size x gradient_accumulation_steps = 16 is not a multiple of grpo.num_generations (3)"),
 ])
 def test_wrong_type_or_value_names_the_field_and_the_range(tmp_path, old, new, field, expected):
     text = tiny_text((old, new))
@@ -111,10 +112,10 @@ def test_wrong_type_or_value_names_the_field_and_the_range(tmp_path, old, new, f
 
 
 def test_the_generation_batch_counts_every_training_rank():
-    two_ranks = tiny_text(("num_generations: 4", "num_generations: 8"), ("seed: 0", "resources: {training_gpus: [0, 1]}\nseed: 0"))
-    assert parse_recipe(two_ranks).grpo.num_generations == 8  # 4 per device x 2 ranks = 8 completions
-    with pytest.raises(RecipeError, match="x 2 training ranks x gradient_accumulation_steps = 8 is not a multiple"):
-        parse_recipe(two_ranks.replace("num_generations: 8", "num_generations: 16"))
+    two_ranks = tiny_text(("num_generations: 8", "num_generations: 32"), ("seed: 0", "resources: {training_gpus: [0, 1]}\nseed: 0"))
+    assert parse_recipe(two_ranks).grpo.num_generations == 32  # 16 per device x 2 ranks = 32 completions
+    with pytest.raises(RecipeError, match="x 2 training ranks x gradient_accumulation_steps = 32 is not a multiple"):
+        parse_recipe(two_ranks.replace("num_generations: 32", "num_generations: 64"))
 
 
 @pytest.mark.parametrize("old, new, field, expected", [
@@ -164,7 +165,8 @@ def test_loading_a_recipe_never_runs_the_reward_module(tmp_path, monkeypatch, bo
     from envkit.recipe.load import RecipeError
     from envkit.train.rewards import resolve_reward
 
-    (tmp_path / "hostile_reward_envkit.py").write_text(body)
+    score = "\ndef score(prompts, completions, **_):\n    return []\n"  # it exists: only importing it fails
+    (tmp_path / "hostile_reward_envkit.py").write_text(body + score)
     monkeypatch.syspath_prepend(str(tmp_path))
     _, result = dry_run(tmp_path, tiny_text(("name: length", "name: hostile_reward_envkit:score")))
     assert result.exit_code == 0, result.output
@@ -190,7 +192,7 @@ def test_user_reward_function_is_accepted(tmp_path, monkeypatch):
 
 
 def test_invalid_yaml(tmp_path):
-    text = tiny_text(("target_modules: [q_proj, k_proj, v_proj, o_proj]", "target_modules: [q_proj, k_proj"))
+    text = tiny_text(("target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]", "target_modules: [q_proj, k_proj"))
     path, result = dry_run(tmp_path, text)
     opened = line_of(text, "target_modules:")
     assert_one_line_error(result, path, opened + 1, "invalid YAML: expected ',' or ']', but got ':'",
@@ -258,8 +260,8 @@ def test_dry_run_prints_the_grpo_config_and_imports_no_torch_or_trl():
     assert json.loads(last) == {"exit": 0, "heavy": []}, done.stderr
     plan = json.loads("\n".join(printed))
     config = plan["grpo_config"]
-    assert config["num_generations"] == 4 and config["max_steps"] == 4 and config["save_steps"] == 2
-    assert config["use_cpu"] is True and config["use_vllm"] is False and config["reward_weights"] == [1.0, 0.1]
+    assert config["num_generations"] == 8 and config["max_steps"] == 20 and config["save_steps"] == 10
+    assert config["use_cpu"] is True and config["use_vllm"] is False and config["reward_weights"] == [1.0, 0.1, 1.0]
     assert config["output_dir"] == str(Path("runs") / "tiny")
 
 
@@ -349,7 +351,7 @@ documents = st.one_of(recipe_documents().map(dumped), mangled(), retagged(), st.
 @example("[" * 5000)
 @example("version: !!int one")
 @example("version: 1\nmodel: {build: tiny}\nrewards: [{name: length}]\ndataset: {path: \"a\\0b\"}\n")
-@example(tiny_text(("learning_rate: 1.0e-3", '"learning\\nrate": 1.0e-3')))
+@example(tiny_text(("learning_rate: 2.0e-2", '"learning\\nrate": 1.0e-3')))
 @example(tiny_text() + 'distributed: {accelerate_config: "a\\0b"}\n')
 def test_random_documents_give_a_recipe_or_one_line_per_error(text):
     source = str(RECIPES / "fuzz.yaml")  # relative dataset paths resolve in recipes/, where data/toy.jsonl is
@@ -385,12 +387,12 @@ def test_yaml_1_2_floats_are_numbers(tmp_path, written, value):
     """PyYAML reads 1e-4 as a string (YAML 1.1); almost every user writes learning rates that way (issue #14)."""
     from envkit.recipe.load import parse_recipe
 
-    recipe = parse_recipe(tiny_text(("learning_rate: 1.0e-3", f"learning_rate: {written}")), str(tmp_path / "r.yaml"))
+    recipe = parse_recipe(tiny_text(("learning_rate: 2.0e-2", f"learning_rate: {written}")), str(tmp_path / "r.yaml"))
     assert recipe.grpo.learning_rate == value
 
 
 def test_a_quoted_number_stays_a_string(tmp_path):
-    _, result = dry_run(tmp_path, tiny_text(("learning_rate: 1.0e-3", 'learning_rate: "1e-4"')))
+    _, result = dry_run(tmp_path, tiny_text(("learning_rate: 2.0e-2", 'learning_rate: "1e-4"')))
     assert result.exit_code == 2 and "expected a finite number, got str '1e-4'" in result.output
 
 
@@ -402,7 +404,7 @@ def test_a_misspelt_shipped_recipe_gets_the_closest_name():
 def test_every_problem_of_a_recipe_is_reported_at_once(tmp_path):
     """Issue #15: one pass collects them all (types, keys and ranges at any depth), one line each, in line order,
     each naming the file, the line and the field; the first no longer hides the rest."""
-    text = tiny_text(("learning_rate: 1.0e-3", "learning_rate: fast"), ("r: 8", "r: 0"), ("keep: 2", "keeep: 2"),
+    text = tiny_text(("learning_rate: 2.0e-2", "learning_rate: fast"), ("r: 8", "r: 0"), ("keep: 2", "keeep: 2"),
                      ("vllm:\n  enabled", "vllm_:\n  enabled"),
                      ("version: 1", "version: 1\nvllm:\n  server: {port: 0}"))
     path, result = dry_run(tmp_path, text)
@@ -435,3 +437,27 @@ def test_every_bound_is_field_metadata_with_help_at_any_depth():
     assert isinstance(port, Bound) and port.admits(8000) and not port.admits(70000)
     assert metadata(VllmServerSpec, "group_port")["help"] == "NCCL weight-sync rendezvous"
     assert "max_steps is unset" in metadata(GrpoSpec, "num_epochs")["help"]
+
+
+def test_a_misspelt_reward_function_is_one_line_before_anything_loads(tmp_path):
+    """Issue #24: the name surfaced 24 s in, after the model loaded; the module's source is read, not imported."""
+    (tmp_path / "my_rewards_envkit.py").write_text("raise SystemExit('imported!')\n\n"
+                                                   "def correctness(prompts, completions, **_):\n"
+                                                   "    return [0.0] * len(completions)\n")
+    _, result = dry_run(tmp_path, tiny_text(("name: length", "name: my_rewards_envkit:corectness")))
+    assert result.exit_code == 2 and "imported!" not in result.output
+    expected = "rewards[1].name: my_rewards_envkit.py has no function 'corectness' (did you mean correctness?)"
+    assert expected in result.stderr
+    _, fine = dry_run(tmp_path, tiny_text(("name: length", "name: my_rewards_envkit:correctness")))
+    assert fine.exit_code == 0, fine.output
+
+
+def test_a_missing_dataset_file_and_reward_come_with_the_other_errors(tmp_path):
+    """Issue #24: a missing dataset file was reported only once every type error was fixed."""
+    text = tiny_text((f"path: {TOY}", "path: data/nowhere.jsonl"), ("alpha: 16", "alpah: 16"),
+                     ("name: length", "name: no_such_module_envkit:f"))
+    path, result = dry_run(tmp_path, text)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 3, result.stderr
+    assert "lora.alpah: unknown key" in lines[0] and "dataset.path: no such file" in lines[1]
+    assert "rewards[1].name: cannot find module 'no_such_module_envkit'" in lines[2]

@@ -193,3 +193,47 @@ def test_probe_names_distributions_outside_every_prefix_and_site_packages(tmp_pa
                             str(tmp_path / "prefix" / "lib" / "dist-packages")])
     assert outside_site_packages(folders, [str(tmp_path / "prefix")]) == ["pyarrow"]
     assert outside_site_packages(folders, [str(tmp_path)]) == []
+
+
+def _matrix_facts(versions: dict[str, str]):
+    """Facts whose packages declare what the shipped matrix records (every release, not only the fixtures')."""
+    from envkit.knowledge.matrix import Matrix
+
+    facts = make_facts("h100", versions)
+    for name, package in facts.packages.items():
+        rec = Matrix.shipped().record(name, package.version) or {"requires": {}}
+        package.requires = [f"{dep}{'' if s == '*' else s}" for dep, s in rec["requires"].items()]
+        if rec.get("vllm_extra"):
+            package.requires.append(f"vllm{rec['vllm_extra']}; extra == \"vllm\"")
+    return facts
+
+
+VERSION_RULES = ("EK301", "EK302", "EK303")
+
+
+def test_every_version_fix_satisfies_every_window():
+    """Issue #24: EK303's fix `vllm==0.31.0 torch==2.13.0` left transformers 5.25, which vLLM 0.31 excludes.
+    Installing what any finding's fix names must leave none of the version checks failing."""
+    broken = [{"trl": "1.16.0", "torch": "2.14.1", "transformers": "5.25.0", "peft": "0.21.2"},  # the issue's
+              {"trl": "1.16.0", "vllm": "0.26.0", "torch": "2.13.0", "transformers": "5.25.0"},
+              {"trl": "1.16.0", "vllm": "0.22.0", "torch": "2.11.0", "transformers": "5.2.0"},
+              {"trl": "1.16.0", "vllm": "0.12.0", "torch": "2.11.0", "transformers": "5.17.0"}]
+    fixed = 0
+    for versions in broken:
+        for rule_id in VERSION_RULES:
+            finding = check(rule_id, _matrix_facts(versions))
+            if finding.severity in (Severity.OK, Severity.SKIP):
+                continue
+            assert finding.requirements, (rule_id, versions)
+            assert all("==" in r for r in finding.requirements), finding.fix
+            after = versions | dict(r.split("==") for r in finding.requirements)
+            for again in VERSION_RULES:
+                assert check(again, _matrix_facts(after)).severity is Severity.OK, (rule_id, versions, after, again)
+            fixed += 1
+    assert fixed >= 5
+
+
+def test_trl_vllm_fix_changes_the_transformers_vllm_excludes():
+    finding = check("EK303", _matrix_facts({"trl": "1.16.0", "torch": "2.14.1", "transformers": "5.25.0"}))
+    assert finding.requirements[0].startswith("vllm==")
+    assert any(r.startswith("transformers==5.1") for r in finding.requirements), finding.fix

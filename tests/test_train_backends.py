@@ -103,7 +103,8 @@ def test_fast_language_model_arguments():
         "fast_inference": True, "max_lora_rank": 8, "gpu_memory_utilization": TRL_DEFAULT_UTILIZATION,
         "trust_remote_code": False}
     assert unsloth_peft_kwargs(recipe) == {
-        "r": 8, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "lora_alpha": 16, "lora_dropout": 0.0,
+        "r": 8, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "lora_alpha": 16, "lora_dropout": 0.0,
         "use_gradient_checkpointing": "unsloth", "random_state": 0}
     pinned = parse_recipe(tiny(UNSLOTH, with_vllm("gpu_memory_utilization: 0.55", "max_lora_rank: 32")), "recipe.yaml")
     off = Plan(use_vllm=False, sleep=False, gpu="NVIDIA H100", bf16=True)

@@ -60,7 +60,7 @@ def slow_recipe(tmp_path: Path, max_steps: int, save_steps: int) -> Path:
     (tmp_path / "slow_reward.py").write_text(SLOW_REWARD)
     text = (RECIPES / "tiny.yaml").read_text()
     for old, new in [("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}"),
-                     ("max_steps: 4", f"max_steps: {max_steps}"), ("save_steps: 2", f"save_steps: {save_steps}"),
+                     ("max_steps: 20", f"max_steps: {max_steps}"), ("save_steps: 10", f"save_steps: {save_steps}"),
                      ("  - {name: length, weight: 0.1}\n", "  - {name: length, weight: 0.1}\n  - {name: slow_reward:slow, weight: 0.0}\n")]:
         assert text.count(old) == 1, old
         text = text.replace(old, new)
@@ -97,18 +97,20 @@ def test_tiny_recipe_writes_metrics_checkpoints_adapter_manifest_and_picture(tin
     run, code, err = tiny_run
     assert code == 0, err[-3000:]
     rows = metrics(run)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert [r["step"] for r in rows] == list(range(1, 21))
     for row in rows:
         assert {"reward", "rewards/exact_answer/mean", "rewards/length/mean", "completion_length", "kl", "step_time"} <= set(row)
         assert 0 < row["completion_length"] <= 16 and row["step_time"] > 0 and 0.0 <= row["rewards/length/mean"] <= 1.0
-    assert checkpoints(run) == [2, 4]
+    assert checkpoints(run) == [10, 20]
+    digits = [r["rewards/digits/mean"] for r in rows]  # the run a newcomer starts with learns (issue #24)
+    assert sum(digits[-5:]) / 5 > sum(digits[:5]) / 5 + 0.3, digits
     adapter = json.loads((run / "adapter" / "adapter_config.json").read_text())
     assert adapter["r"] == 8 and adapter["lora_alpha"] == 16
-    assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert (run / "adapter" / "adapter_model.safetensors").stat().st_size > 1000
     assert (run / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "envkit train: tiny.yaml on cpu (fp32), generation: model.generate (vLLM off: no GPU visible)" in err
-    assert "envkit train: done: 4 steps in " in err and f"  adapter     {run / 'adapter'}  (merged model: {run / 'merged'})" in err
+    assert "envkit train: done: 20 steps in " in err and f"  adapter     {run / 'adapter'}  (merged model: {run / 'merged'})" in err
     assert f"envkit generate {run} " in err
 
 
@@ -139,7 +141,7 @@ def test_manifest_records_the_run_and_no_environment_values(tiny_run):
     text = (run / "manifest.json").read_text()
     manifest = json.loads(text)
     assert manifest["schema"] == "envkit.run/1"
-    assert manifest["steps"] == 4 and manifest["completed"] is True and manifest["resumed_from"] is None
+    assert manifest["steps"] == 20 and manifest["completed"] is True and manifest["resumed_from"] is None
     assert manifest["recipe"] == str(RECIPES / "tiny.yaml") and len(manifest["recipe_sha256"]) == 64
     assert manifest["gpu"] == "cpu" and manifest["wall_s"] > 0
     assert manifest["effective_config"] is None  # backend trl trains envkit's arguments as they are
@@ -160,7 +162,7 @@ def test_report_redraws_the_picture(tiny_run):
     (run / "run.png").unlink()
     result = CliRunner().invoke(main, ["report", str(run)])
     assert result.exit_code == 0, result.output
-    assert "4 steps" in result.stdout and (run / "run.png").stat().st_size > 1000
+    assert "20 steps" in result.stdout and (run / "run.png").stat().st_size > 1000
 
 
 def test_a_used_output_folder_needs_resume(tiny_run):
@@ -235,7 +237,7 @@ def test_generate_samples_from_the_adapter_and_the_merged_model_alike(tiny_run):
         greedy[bool(way)] = json.loads(result.stdout)
         assert [item["prompt"] for item in greedy[bool(way)]] == prompts
     assert greedy[True] == greedy[False]
-    sampled = CliRunner().invoke(main, ["generate", str(run / "checkpoint-4"), prompts[0], "-n", "3",
+    sampled = CliRunner().invoke(main, ["generate", str(run / "checkpoint-20"), prompts[0], "-n", "3",
                                         "--max-new-tokens", "5"])
     assert sampled.exit_code == 0, sampled.output
     assert [line for line in sampled.stdout.splitlines() if line.startswith("---")] == [
@@ -255,7 +257,8 @@ def test_trl_fields_in_grpo_reach_grpoconfig(tmp_path):
 
     text = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data/toy.jsonl'}")
     fields = "".join(f"  {k}: {json.dumps(v)}\n" for k, v in TRL_ONLY.items())
-    text = text.replace("max_steps: 4", "max_steps: 2\n" + fields)
+    text = re.sub(r"  lr_scheduler_type: .*\n", "", text)  # tiny's own; TRL_ONLY sets another
+    text = text.replace("max_steps: 20", "max_steps: 2\n" + fields)
     (tmp_path / "trl.yaml").write_text(text)
     run, log = tmp_path / "run", tmp_path / "log"
     code, err = finish(envkit(str(tmp_path / "trl.yaml"), "--output", str(run), log=log), log)

@@ -50,7 +50,7 @@ def _plan(recipe_name, target, python, platform, base, wheelhouse, torch=None):
     from envkit.build.lock import with_wheelhouse
     from envkit.build.stack import choose
     from envkit.knowledge import UnknownGpu, catalog_key
-    from envkit.matrix.solve import DEFAULT_PYTHON
+    from envkit.knowledge.solve import DEFAULT_PYTHON
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
 
@@ -74,7 +74,7 @@ def _plan(recipe_name, target, python, platform, base, wheelhouse, torch=None):
 def _errors():
     from envkit.build.lock import LockError
     from envkit.files import WriteError
-    from envkit.matrix.solve import BadConstraint, NoSolution
+    from envkit.knowledge.solve import BadConstraint, NoSolution
     from envkit.recipe.load import RecipeError
 
     return RecipeError, LockError, NoSolution, BadConstraint, KeyError, WriteError

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from envkit.knowledge import (cc_tuple, cuda_table, gpu_catalog, has_bf16, late_vllm_gpu, load, pdl_switch,
                               torch_covers, torch_variants)
 from envkit.knowledge.matrix import Matrix
-from envkit.matrix.solve import DEFAULT_PYTHON, Constraints, solve
+from envkit.knowledge.solve import DEFAULT_PYTHON, Constraints, solve
 from envkit.recipe.schema import Recipe
 
 # envkit's own runtime needs and the training stack every recipe uses.

@@ -72,8 +72,9 @@ def catalog_key(name: str, also: tuple[str, ...] = ()) -> str:
     known = [*gpu_catalog(), *also]
     if key in known:
         return key
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"did you mean {close[0]}? " if close else ""
+    # A family the catalog splits by memory (a100 -> a100-40gb, a100-80gb) before a look-alike name (v100)
+    close = [k for k in known if key and k.startswith(key)] or difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise UnknownGpu(f"unknown GPU {name!r}; {hint}known: {', '.join(known)}")
 
 

@@ -64,16 +64,6 @@ class Matrix:
         rec = self.record(package, version) or {}
         return spec(rec.get("requires", {}).get(dependency))
 
-    def vllm_fitting(self, torch_version: str, window: SpecifierSet | None = None) -> list[Version]:
-        """vLLM releases whose torch pin admits ``torch_version`` and that lie in ``window``, newest first."""
-        torch = Version(torch_version).public
-        return [
-            version
-            for version, rec in self.releases("vllm")
-            if spec(rec["requires"].get("torch")).contains(torch, prereleases=True)
-            and (window is None or window.contains(version, prereleases=True))
-        ]
-
     def torch_pinned_by(self, vllm_version: str) -> str | None:
         """The torch a vLLM release pins (``==2.11.0`` -> ``2.11.0``), None when unknown."""
         pin = (self.record("vllm", vllm_version) or {}).get("requires", {}).get("torch", "")

@@ -9,7 +9,7 @@ import click
 
 from envkit.knowledge import HERE
 from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
-from envkit.matrix.solve import DEFAULT_PYTHON
+from envkit.knowledge.solve import DEFAULT_PYTHON
 from envkit.terminal import echo, printable
 
 
@@ -65,7 +65,7 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
     click.echo(f"{sum(map(len, new['packages'].values()))} releases of {len(new['packages'])} packages -> {output}")
 
 
-@matrix.command()
+@matrix.command(short_help="What a package's releases declare about the rest of the stack.")
 @click.argument("package", required=False)
 @click.argument("version", required=False)
 def show(package: str | None, version: str | None) -> None:
@@ -98,7 +98,7 @@ def show(package: str | None, version: str | None) -> None:
             echo(f"    requires {needs}")
 
 
-@matrix.command()
+@matrix.command(short_help="The newest coherent stack for the constraints, or why none exists.")
 @click.option("--trl", help="A version (1.16.0) or specifier (>=1.14).")
 @click.option("--vllm", help="A version or specifier.")
 @click.option("--torch", help="A version or specifier.")
@@ -109,8 +109,8 @@ def show(package: str | None, version: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def solve(trl, vllm, torch, target, python, backend, as_json) -> None:
     """The newest coherent torch/vllm/trl/transformers/peft/bitsandbytes set, or why none exists."""
-    from envkit.matrix.solve import BadConstraint, Constraints, NoSolution
-    from envkit.matrix.solve import solve as find
+    from envkit.knowledge.solve import BadConstraint, Constraints, NoSolution
+    from envkit.knowledge.solve import solve as find
     from envkit.knowledge import UnknownGpu, catalog_key
 
     try:

@@ -7,6 +7,7 @@ line, ``recipe.yaml:12: grpo.learnig_rate: unknown key (did you mean learning_ra
 
 from __future__ import annotations
 
+import ast
 import csv
 import difflib
 import hashlib
@@ -26,7 +27,7 @@ from envkit.binding import FAILED, Binder, PlainFloat, Problem
 from envkit.files import read_regular, read_regular_head
 from envkit.recipe.schema import LINEAR_MODULES, DatasetSpec, Recipe, gpu_count
 
-BUILTIN_REWARDS = ("format", "exact_answer", "length")
+BUILTIN_REWARDS = ("format", "exact_answer", "length", "digits")
 # A local dataset file's suffix -> the datasets builder that reads it.
 DATA_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 # YAML 1.2's float syntax (its core schema); PyYAML follows YAML 1.1, which needs a dot: 1.0e-4, not 1e-4.
@@ -115,6 +116,8 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     if not errors:  # the checks across fields read a typed recipe
         recipe.source = source
         errors = _check(recipe, root, where, Path(source).parent)
+    elif isinstance(data, dict):  # the disk's answers too, in the same report (issue #24: one fix at a time)
+        errors += _check_disk(data, root, where, Path(source).parent)
     if errors:
         errors.sort(key=lambda e: e.line or 0)
         raise RecipeError("\n".join(str(e) for e in errors), escaped=True)  # one line each, each escaped
@@ -209,11 +212,7 @@ def _node(root: yaml.Node, *keys: str | int) -> yaml.Node:
 def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> list[RecipeError]:
     """Checks across fields and against the disk (dataset file, reward modules, exclusive keys); every problem."""
     errors: list[RecipeError] = []
-
-    def fail(keys: tuple[str | int, ...], message: str) -> None:
-        path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
-        errors.append(where.error(_node(root, *keys), path, message))
-
+    fail = _failing(errors, root, where)
     model, data = recipe.model, recipe.dataset
     if (model.name is None) == (model.build is None):
         fail(("model",), "give exactly one of name or build")
@@ -225,21 +224,12 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> list[R
     if (data.path is None) == (data.name is None):
         fail(("dataset",), "give exactly one of path (a local file) or name (registry)")
     _check_eval(recipe, fail)
-    for key in ("path", "eval_path"):
-        if getattr(data, key) is None:
-            continue
-        try:
-            setattr(data, key, _data_file(base, getattr(data, key), lambda message, key=key: where.error(
-                _node(root, "dataset", key), f"dataset.{key}", message)))
-        except RecipeError as error:
-            errors.append(error)
-            setattr(data, key, None)  # nothing to read the prompt fields from
+    for key, value in _dataset_files({"path": data.path, "eval_path": data.eval_path}, root, where, base,
+                                     errors).items():
+        setattr(data, key, value)  # None where missing: nothing to read the prompt fields from
     if not recipe.rewards:
         fail(("rewards",), "needs at least one reward")
-    for i, reward in enumerate(recipe.rewards):
-        problem = reward_problem(reward.name, base)
-        if problem:
-            fail(("rewards", i, "name"), problem)
+    _check_rewards([reward.name for reward in recipe.rewards], base, fail)
     problem = generation_batch_problem(recipe)
     if problem:
         fail(("grpo", "num_generations"), problem)
@@ -254,6 +244,53 @@ def _check(recipe: Recipe, root: yaml.Node, where: _Where, base: Path) -> list[R
     _check_launch(recipe, fail, lambda value, keys: _local_file(base, value, lambda message: where.error(
         _node(root, *keys), ".".join(keys), message)), errors)
     return errors
+
+
+def _check_disk(data: dict, root: yaml.Node, where: _Where, base: Path) -> list[RecipeError]:
+    """The dataset files and reward modules of a recipe that did not bind (a wrong type elsewhere): read from its
+    plain data, each one checked whose value is a string."""
+    errors: list[RecipeError] = []
+    dataset, rewards = data.get("dataset"), data.get("rewards")
+    if isinstance(dataset, dict):
+        _dataset_files(dataset, root, where, base, errors)
+    if isinstance(rewards, list):
+        names = [r.get("name") if isinstance(r, dict) else None for r in rewards]
+        _check_rewards(names, base, _failing(errors, root, where))
+    return errors
+
+
+def _failing(errors: list[RecipeError], root: yaml.Node, where: _Where):
+    """fail(keys, message): an error at the line of the value ``keys`` name (("rewards", 0, "name")), into errors."""
+    def fail(keys: tuple[str | int, ...], message: str) -> None:
+        path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
+        errors.append(where.error(_node(root, *keys), path, message))
+
+    return fail
+
+
+def _dataset_files(values: dict, root: yaml.Node, where: _Where, base: Path,
+                   errors: list[RecipeError]) -> dict[str, str | None]:
+    """dataset.path and eval_path (those set as text) as absolute paths of existing files; an error each for one
+    missing or unreadable, and None in its place."""
+    found = {}
+    for key in ("path", "eval_path"):
+        if not isinstance(values.get(key), str):
+            continue
+        try:
+            found[key] = _data_file(base, values[key], lambda message, key=key: where.error(
+                _node(root, "dataset", key), f"dataset.{key}", message))
+        except RecipeError as error:
+            errors.append(error)
+            found[key] = None
+    return found
+
+
+def _check_rewards(names: list, base: Path, fail) -> None:
+    """Each reward name given as text, looked up without importing anything (reward_problem)."""
+    for i, name in enumerate(names):
+        problem = reward_problem(name, base) if isinstance(name, str) else None
+        if problem:
+            fail(("rewards", i, "name"), problem)
 
 
 def _check_eval(recipe: Recipe, fail) -> None:
@@ -474,4 +511,36 @@ def reward_problem(name: str, folder: Path | None = None) -> str | None:
     if not find_module(top, folder):
         return (f"cannot find module {top!r} beside the recipe or on the Python path "
                 "(put it beside the recipe, or set PYTHONPATH)")
-    return None
+    return _missing_function(module_name, function, folder)
+
+
+def _missing_function(module_name: str, function: str, folder: Path | None) -> str | None:
+    """A top-level module's source read (not imported: no user code runs) for the function a reward names, so a
+    misspelt name is one line with the closest, before the model loads (issue #24: it surfaced 24 s in).  None
+    when found, or when the source cannot say: a package's submodule, a compiled module, a module-level
+    ``__getattr__`` or ``import *`` that may provide it."""
+    if "." in module_name:
+        return None
+    spec = spec_beside(module_name, folder) or importlib.util.find_spec(module_name)
+    origin = Path(spec.origin) if spec and spec.origin else None
+    if origin is None or origin.suffix != ".py":
+        return None
+    try:
+        tree = ast.parse(origin.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None  # importing it says what is wrong, in one line (envkit.train.rewards.resolve_reward)
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name)}
+    if function in names or "__getattr__" in names or "*" in names:
+        return None
+    functions = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    close = difflib.get_close_matches(function, functions, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"it defines {', '.join(functions) or 'no function'}"
+    return f"{origin.name} has no function {function!r} ({hint})"

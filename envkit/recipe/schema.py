@@ -9,6 +9,7 @@ value is not range-checked.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,20 +24,30 @@ PORT = Bound(1, 65535, why="a port number")
 GPUS = Bound(0, 1024, why="a count of GPUs on this machine")
 
 
-def spec(default: Any, help: str = "", bound: Bound | None = None) -> Any:
-    """A recipe field with its default, help text and range, TRL-style (``field(metadata={"help": ...})``)."""
-    return field(default=default, metadata={"help": help, **({"bound": bound} if bound else {})})
+def spec(default: Any = dataclasses.MISSING, help: str = "", bound: Bound | None = None) -> Any:
+    """A recipe field with its default (none: required; a list: copied for each recipe), help text and range,
+    TRL-style (``field(metadata={"help": ...})``).  Every key has help: docs/recipe.md and `recipes explain` show it."""
+    metadata = {"help": help, **({"bound": bound} if bound else {})}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 LOSS_TYPES = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
 
 
 @dataclass
 class ModelSpec:
-    name: str | None = None  # hub name or local path
-    build: Literal["tiny"] | None = None  # build a tiny random-init Llama locally instead of loading one
-    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    load_in_4bit: bool = False
-    max_seq_length: int = spec(2048, bound=AT_LEAST_1)
-    trust_remote_code: bool = False
+    name: str | None = spec(None, "the policy model: a hub id (meta-llama/Llama-3.2-1B-Instruct; gated ones need "
+                            "HF_TOKEN) or a local folder (relative to the working directory); one of name and build")
+    build: Literal["tiny"] | None = spec(None, "tiny: build a small random-init Llama locally instead of loading one "
+                                         "(CPU smoke runs, no hub)")
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = spec("auto", "the training dtype; auto: bf16 where the GPU has "
+                                                          "it, else fp16; fp32 without a GPU")
+    load_in_4bit: bool = spec(False, "load the base model quantized to 4 bits (bitsandbytes): QLoRA, less memory")
+    max_seq_length: int = spec(2048, "the longest prompt + completion, in tokens (Unsloth's max_seq_length)",
+                               bound=AT_LEAST_1)
+    trust_remote_code: bool = spec(False, "run the model repository's own Python code (models not in transformers)")
 
 
 # The linear layers of a Llama-style decoder layer: lora.target_modules' default and what "all-linear" means to the
@@ -46,18 +57,19 @@ LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 
 @dataclass
 class LoraSpec:
-    r: int = spec(16, bound=AT_LEAST_1)
-    alpha: int = spec(32, bound=POSITIVE)
-    dropout: float = spec(0.0, bound=Bound(0, 1, high_open=True))
-    target_modules: list[str] = field(default_factory=lambda: list(LINEAR_MODULES))
+    r: int = spec(16, "the LoRA rank: the adapter's size and capacity", bound=AT_LEAST_1)
+    alpha: int = spec(32, "the LoRA scale (updates scaled by alpha / r)", bound=POSITIVE)
+    dropout: float = spec(0.0, "dropout on the LoRA path", bound=Bound(0, 1, high_open=True))
+    target_modules: list[str] = spec(list(LINEAR_MODULES), "the layers that get an adapter (names of the model's "
+                                     "linear modules)")
 
 
 @dataclass
 class DatasetSpec:
     path: str | None = spec(None, "a local .jsonl, .json, .parquet or .csv, relative to the recipe")
-    name: str | None = None  # registry name (openai/gsm8k)
-    config: str | None = None
-    split: str = "train"
+    name: str | None = spec(None, "a registry dataset (openai/gsm8k); one of path and name")
+    config: str | None = spec(None, "the registry dataset's configuration (gsm8k: main)")
+    split: str = spec("train", "the registry dataset's split to train on")
     # Evaluation rows: at most one of eval_path, eval_split, test_size.  Evaluated every output.save_steps unless
     # grpo.eval_strategy / eval_steps say otherwise; metrics.jsonl gets eval_* rows.
     eval_path: str | None = spec(None, "evaluation rows from a local file like path")
@@ -66,34 +78,39 @@ class DatasetSpec:
                                    "count", bound=POSITIVE)
     prompt_field: str = spec("question", "the prompt column: text, or chat messages [{role, content}, ...] "
                              "(conversational; trailing assistant turns dropped, system_prompt first)")
-    prompt_template: str | None = None  # str.format over the row, e.g. "Q: {question}\nA:"
-    answer_field: str = "answer"
-    system_prompt: str | None = None
-    use_chat_template: bool = True
+    prompt_template: str | None = spec(None, 'str.format over the row for a text prompt, e.g. '
+                                       '"Question: {question}\\nAnswer:"')
+    answer_field: str = spec("answer", "the reference answer's column: the rewards get it as answer=")
+    system_prompt: str | None = spec(None, "a system message before each prompt (chat), or a first paragraph (text)")
+    use_chat_template: bool = spec(True, "format prompts with the tokenizer's chat template (the model needs one)")
 
 
 @dataclass
 class RewardSpec:
-    name: str  # a builtin (format, exact_answer, length) or "module:function"
-    weight: float = 1.0
+    name: str = spec(help="a builtin (exact_answer, format, length, digits) or module:function, the module beside "
+                          "the recipe (docs/rewards.md)")
+    weight: float = spec(1.0, "its weight in the summed reward")
 
 
 @dataclass
 class GrpoSpec:
-    num_generations: int = spec(8, bound=Bound(2, why="GRPO's advantage compares 2 or more completions of each prompt"))
-    max_prompt_length: int = spec(256, bound=AT_LEAST_1)
-    max_completion_length: int = spec(256, bound=AT_LEAST_1)
-    learning_rate: float = spec(5e-6, bound=POSITIVE)
-    max_steps: int | None = spec(None, bound=AT_LEAST_1)
+    num_generations: int = spec(8, "completions sampled per prompt, compared with each other",
+                                bound=Bound(2, why="GRPO's advantage compares 2 or more completions of each prompt"))
+    max_prompt_length: int = spec(256, "the longest prompt, in tokens", bound=AT_LEAST_1)
+    max_completion_length: int = spec(256, "the longest completion, in tokens", bound=AT_LEAST_1)
+    learning_rate: float = spec(5e-6, "the optimizer's peak learning rate", bound=POSITIVE)
+    max_steps: int | None = spec(None, "optimizer steps to train; unset: num_epochs", bound=AT_LEAST_1)
     num_epochs: float | None = spec(None, 'used when max_steps is unset (default 1 epoch)', bound=POSITIVE)
-    per_device_train_batch_size: int = spec(8, bound=AT_LEAST_1)
-    gradient_accumulation_steps: int = spec(1, bound=AT_LEAST_1)
-    beta: float = spec(0.0, bound=Bound(0, why="the KL penalty's weight: 0 turns it off, a negative one rewards "
-                                            "drifting from the base"))
-    loss_type: LOSS_TYPES = "dapo"
-    temperature: float = spec(1.0, bound=POSITIVE)
-    top_p: float = spec(1.0, bound=Bound(0, 1, low_open=True))
-    top_k: int | None = spec(None, bound=AT_LEAST_1)
+    per_device_train_batch_size: int = spec(8, "completions per device per forward pass (a multiple of "
+                                            "num_generations over all ranks)", bound=AT_LEAST_1)
+    gradient_accumulation_steps: int = spec(1, "forward passes per optimizer step", bound=AT_LEAST_1)
+    beta: float = spec(0.0, "the KL penalty's weight (0: no reference model, KL not logged)",
+                       bound=Bound(0, why="the KL penalty's weight: 0 turns it off, a negative one rewards "
+                                          "drifting from the base"))
+    loss_type: LOSS_TYPES = spec("dapo", "TRL's GRPO loss variant (how token losses are normalized)")
+    temperature: float = spec(1.0, "sampling temperature of the completions", bound=POSITIVE)
+    top_p: float = spec(1.0, "nucleus sampling: the probability mass sampled from", bound=Bound(0, 1, low_open=True))
+    top_k: int | None = spec(None, "sample from the k likeliest tokens only; unset: all", bound=AT_LEAST_1)
     gradient_checkpointing: Auto | bool = field(default="auto", metadata={"help": (
         "auto: off where the memory budget has room for the activations (no recomputed forward: faster), else on "
         "(TRL's default); on without a budget (no GPU, unknown model shape)")})
@@ -109,28 +126,33 @@ class GrpoSpec:
 class VllmServerSpec:
     """Where trainers reach the vLLM server (TRL's vllm_server_host/port, vllm_group_port, vllm_server_timeout)."""
 
-    host: str = "127.0.0.1"  # a non-loopback address makes the server listen on all interfaces (multi-node)
-    port: int = spec(8000, bound=PORT)
+    host: str = spec("127.0.0.1", "the server's address; a non-loopback one makes it listen on all interfaces "
+                     "(multi-node)")
+    port: int = spec(8000, "the server's HTTP port", bound=PORT)
     group_port: int = spec(51216, "NCCL weight-sync rendezvous", bound=PORT)
     # How long to wait for the server's health endpoint (envkit, and TRL's trainers on other machines).
     # A server that dies is seen at once, so this only bounds a hang: a 205M model's first start on a fresh
     # H100 took 152 s (benchmarks/server_smoke.py), TRL's 240 s default leaves larger models little room.
-    timeout_s: float = spec(600.0, bound=POSITIVE)
+    timeout_s: float = spec(600.0, "how long to wait for the server's health endpoint, in seconds", bound=POSITIVE)
 
 
 @dataclass
 class VllmSpec:
-    enabled: Auto | bool = "auto"
-    mode: Literal["colocate", "server"] = "colocate"
-    gpu_memory_utilization: Auto | float = spec("auto", bound=Bound(0, 1, low_open=True,
-                                                                    why="vLLM's share of the GPU's memory"))
-    sleep: Auto | bool = "auto"
-    max_lora_rank: int | None = None  # default: lora.r
-    kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+    enabled: Auto | bool = spec("auto", "generate with vLLM; auto: where it can run (a GPU, vllm installed), else "
+                                "model.generate, with the cost said")
+    mode: Literal["colocate", "server"] = spec("colocate", "colocate: vLLM in each training process; server: a "
+                                               "vLLM server on resources.generation_gpus")
+    gpu_memory_utilization: Auto | float = spec("auto", "vLLM's share of the GPU; auto: from envkit budget",
+                                                bound=Bound(0, 1, low_open=True,
+                                                            why="vLLM's share of the GPU's memory"))
+    sleep: Auto | bool = spec("auto", "vLLM sleeps while the trainer steps (frees its memory); auto: where the "
+                              "budget needs it and it works")
+    max_lora_rank: int | None = spec(None, "the largest LoRA rank vLLM serves; unset: lora.r")
+    kv_cache_dtype: Literal["auto", "fp8"] = spec("auto", "fp8: a KV cache in FP8, half the memory of bf16")
     # Server mode: the server's shape (tensor x data parallel = generation GPUs).  Colocate: each
     # training rank's vLLM is sharded over tensor_parallel_size ranks (TRL's vllm_tensor_parallel_size).
-    tensor_parallel_size: int = spec(1, bound=AT_LEAST_1)
-    data_parallel_size: int = spec(1, bound=AT_LEAST_1)
+    tensor_parallel_size: int = spec(1, "GPUs one vLLM engine is sharded over", bound=AT_LEAST_1)
+    data_parallel_size: int = spec(1, "vLLM engine copies of the server (server mode)", bound=AT_LEAST_1)
     server: VllmServerSpec = field(default_factory=VllmServerSpec)
 
 
@@ -138,9 +160,9 @@ class VllmSpec:
 class ResourcesSpec:
     """GPUs by index among the visible ones (CUDA_VISIBLE_DEVICES order), or a count; unset: one in-process run."""
 
-    generation_gpus: list[int] | int | None = spec(None, bound=GPUS)  # the vLLM server's (vllm.mode: server)
-    # one trainer rank each; server mode default: the GPUs left
-    training_gpus: list[int] | int | None = spec(None, bound=GPUS)
+    generation_gpus: list[int] | int | None = spec(None, "the vLLM server's GPUs (vllm.mode: server)", bound=GPUS)
+    training_gpus: list[int] | int | None = spec(None, "one trainer rank each; server mode default: the GPUs left",
+                                                 bound=GPUS)
 
 
 def gpu_count(gpus: list[int] | int | None) -> int:
@@ -152,40 +174,45 @@ def gpu_count(gpus: list[int] | int | None) -> int:
 class DistributedSpec:
     """How `accelerate launch` runs the trainer ranks; the multi-node fields mirror accelerate's flags."""
 
-    backend: Literal["ddp", "deepspeed-zero2", "deepspeed-zero3", "fsdp"] = "ddp"
-    accelerate_config: str | None = None  # an accelerate config file, relative to the recipe; replaces backend
-    num_machines: int = spec(1, bound=AT_LEAST_1)
-    machine_rank: int = 0
-    main_process_ip: str | None = None  # needed when num_machines > 1
+    backend: Literal["ddp", "deepspeed-zero2", "deepspeed-zero3", "fsdp"] = spec("ddp", "how trainer ranks share "
+                                                                                  "the model (accelerate)")
+    accelerate_config: str | None = spec(None, "an accelerate config file, relative to the recipe; replaces backend")
+    num_machines: int = spec(1, "machines in the run (each runs envkit train with its machine_rank)",
+                             bound=AT_LEAST_1)
+    machine_rank: int = spec(0, "this machine's rank, 0 the main one (--machine-rank overrides)")
+    main_process_ip: str | None = spec(None, "the main machine's address, needed when num_machines > 1")
     main_process_port: int | None = spec(None, "accelerate's default: 29500", bound=PORT)
 
 
 @dataclass
 class OutputSpec:
-    dir: str | None = None  # default: runs/<recipe name>, relative to the working directory
-    save_steps: int = spec(50, bound=AT_LEAST_1)
-    keep: int | None = spec(3, bound=AT_LEAST_1)
-    report_to: list[str] = field(default_factory=list)
-    merge: bool = False  # also save merged/: the base with the adapter folded in (envkit.train.runner.merge_adapter)
+    dir: str | None = spec(None, "the run's folder; default: runs/<recipe name>, relative to the working directory "
+                           "(--output overrides)")
+    save_steps: int = spec(50, "a checkpoint every this many steps (and an evaluation, with eval rows)",
+                           bound=AT_LEAST_1)
+    keep: int | None = spec(3, "checkpoints kept, the newest; unset: all", bound=AT_LEAST_1)
+    report_to: list[str] = spec([], "trackers TRL reports to (wandb, tensorboard, ...); empty: none")
+    merge: bool = spec(False, "also save merged/: the base with the adapter folded in")
 
 
 @dataclass
 class Recipe:
-    version: Literal[1]
-    model: ModelSpec
-    dataset: DatasetSpec
-    rewards: list[RewardSpec]
-    backend: Literal["trl", "unsloth"] = "trl"
+    version: Literal[1] = spec(help="the recipe format's version: 1")
+    model: ModelSpec = spec()
+    dataset: DatasetSpec = spec()
+    rewards: list[RewardSpec] = spec()
+    backend: Literal["trl", "unsloth"] = spec("trl", "trl: TRL's GRPOTrainer on transformers; unsloth: Unsloth's "
+                                              "FastLanguageModel with fast_inference")
     lora: LoraSpec = field(default_factory=LoraSpec)
     grpo: GrpoSpec = field(default_factory=GrpoSpec)
     vllm: VllmSpec = field(default_factory=VllmSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     distributed: DistributedSpec = field(default_factory=DistributedSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
-    seed: int = spec(42, bound=Bound(0, 2**32 - 1, why="numpy and torch take seeds from 0 to 2**32 - 1"))
-    # The run's guards: stale weights (envkit.train.guard) and learning signal (envkit.train.learning):
-    # warn, stop (checkpoint, then exit 3 or 4), or off.
-    guard: Literal["warn", "stop", "off"] = "warn"
+    seed: int = spec(42, "the seed of sampling, initialisation and data order",
+                     bound=Bound(0, 2**32 - 1, why="numpy and torch take seeds from 0 to 2**32 - 1"))
+    guard: Literal["warn", "stop", "off"] = spec("warn", "the run's guards, stale weights and learning signal: warn, "
+                                                 "stop (checkpoint, then exit 3 or 4) or off")
     # Not YAML keys: where the recipe came from (set by the loader).
     source: str = field(default="", metadata={"input": False})
     sha256: str = field(default="", metadata={"input": False})

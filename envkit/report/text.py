@@ -18,7 +18,8 @@ ASCII = {"✓": "+", "✗": "x"}
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table: the README's generated sections (checks, patches) are written by this one function."""
+    """A Markdown table: the generated sections of docs/doctor.md (checks) and docs/training.md (patches) are
+    written by this one function."""
     lines = [header, ["---"] * len(header), *rows]
     return "".join("| " + " | ".join(cells) + " |\n" for cells in lines)
 

@@ -112,7 +112,7 @@ class Rule:
 
     @property
     def summary(self) -> str:
-        """The doc's first line: the README's check tables."""
+        """The doc's first line: docs/doctor.md's check tables."""
         return self.doc.splitlines()[0] if self.doc else self.name
 
     def blocks(self, *, gpu: bool, use_vllm: bool, backend: str) -> bool:

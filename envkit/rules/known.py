@@ -77,7 +77,8 @@ def check_of(entry: dict):
                            entry["fix"].format(**shown), repair)
         return ok(f"{', '.join(f'{n} {v}' for n, v in sorted(shown.items()))}: outside the known-bad windows", evidence)
 
-    run.__doc__ = (f"{entry['summary']}.\n\n{entry['doc']}\n\nFix: {entry['fix']}\n\n"
+    placeholders = {name: f"<{name} version>" for name in names}  # the doc has no installed versions to show
+    run.__doc__ = (f"{entry['summary']}.\n\n{entry['doc']}\n\nFix: {entry['fix'].format(**placeholders)}\n\n"
                    f"Source: {entry['source']} (checked {entry['checked']}).")
     return run
 

@@ -11,6 +11,7 @@ from envkit.knowledge import STACK, curated
 from envkit.knowledge.matrix import Matrix
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.requirements import installed_version, requirement_on, requirements, satisfied
+from envkit.rules.solved import solved_repair
 
 # Pairs that a dedicated rule explains; the generic requirement check leaves them to it.
 EXPLAINED = {
@@ -25,19 +26,6 @@ def trl_vllm_window(facts: Facts) -> SpecifierSet | None:
     trl = facts.package("trl")
     req = trl and requirement_on(trl, "vllm", facts, extra="vllm")
     return req.specifier if req else None
-
-
-def _vllm_choice(facts: Facts) -> tuple[str | None, str]:
-    """The newest vLLM that fits the installed torch and TRL's window, and what it fits."""
-    torch, trl = facts.package("torch"), facts.package("trl")
-    window = trl_vllm_window(facts)
-    if not torch:
-        releases = [v for v, _ in Matrix.shipped().releases("vllm") if window is None or window.contains(v)]
-        return (str(releases[0]) if releases else None), f"trl {trl.version}'s window" if trl else "the latest"
-    fitting = Matrix.shipped().vllm_fitting(torch.version, window)
-    public = Version(torch.version).public  # vLLM pins the release; a +cpu build is EK201's to replace
-    fits = f"torch {public}" + (f" and trl {trl.version}" if trl and window is not None else "")
-    return (str(fitting[0]) if fitting else None), fits
 
 
 TRAINING_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
@@ -79,15 +67,15 @@ def vllm_torch(facts: Facts) -> Outcome:
     evidence = f"vllm {vllm.version} requires {pin}; torch {torch.version} installed"
     if satisfied(req, torch.version):
         return ok(f"torch {torch.version} matches vllm {vllm.version}", evidence)
-    choice, fits = _vllm_choice(facts)
-    if choice:
-        return fail(
-            f"vllm {vllm.version} is built for {pin}, not torch {torch.version}",
-            evidence,
-            f"pip install vllm=={choice}  (fits {fits}); or keep vllm and pip install '{pin}'",
-            (f"vllm=={choice}",),
-        )
-    return fail(f"vllm {vllm.version} is built for {pin}, not torch {torch.version}", evidence, f"pip install '{pin}'", (pin,))
+    title = f"vllm {vllm.version} is built for {pin}, not torch {torch.version}"
+    new_vllm = solved_repair(facts, "vllm", ("trl", "torch"))
+    new_torch = solved_repair(facts, "torch", ("trl", "vllm"))
+    if new_vllm:
+        alternative = f"; or keep vllm: {new_torch.command()}" if new_torch else ""
+        return fail(title, evidence, new_vllm.command() + alternative, new_vllm.requirements)
+    if new_torch:
+        return fail(title, evidence, new_torch.command(), new_torch.requirements)
+    return fail(title, evidence, f"pip install '{pin}'", (pin,))
 
 
 @rule("EK302", "vllm-transformers", "packages", needs_vllm=True)
@@ -96,7 +84,7 @@ def vllm_transformers(facts: Facts) -> Outcome:
 
     vLLM excludes transformers releases it cannot load models with (vllm
     0.22.0: !=5.0.*...!=5.4.*, vllm 0.26.0: >=5.5.3).  Fix: install the newest
-    transformers inside that window.
+    transformers inside that window and TRL's.
     """
     vllm = facts.package("vllm")
     if not vllm:
@@ -108,9 +96,12 @@ def vllm_transformers(facts: Facts) -> Outcome:
     evidence = f"vllm {vllm.version} requires transformers{req.specifier}; transformers {have} installed"
     if satisfied(req, have):
         return ok(f"transformers {have} fits vllm {vllm.version}", evidence)
-    newest = next((str(v) for v, _ in Matrix.shipped().releases("transformers") if req.specifier.contains(v)), None)
-    target = f"transformers=={newest}" if newest else f"transformers{req.specifier}"
-    return fail(f"transformers {have} is outside vllm {vllm.version}'s window", evidence, f"pip install '{target}'", (target,))
+    title = f"transformers {have} is outside vllm {vllm.version}'s window"
+    repair = solved_repair(facts, "transformers", ("vllm", "trl", "torch"), ("trl", "torch"), ("trl",))
+    if repair:
+        return fail(title, evidence, repair.command(), repair.requirements)
+    target = f"transformers{req.specifier}"
+    return fail(title, evidence, f"pip install '{target}'", (target,))
 
 
 @rule("EK303", "trl-vllm", "packages", needs_vllm=True)
@@ -119,7 +110,8 @@ def trl_vllm(facts: Facts) -> Outcome:
 
     TRL declares the vLLM versions it supports in its `vllm` extra (TRL 1.16.0:
     vllm>=0.22.0,<=0.31.0) and re-checks them at import (trl 1.16: a warning).  The fix names the
-    newest vLLM inside that window whose torch pin matches the installed torch.
+    newest vLLM inside that window whose torch pin matches the installed torch
+    (or else the torch it pins), with every other stack package the solver must change to fit it.
 
     A failure, not a warning, although TRL only warns: outside the window real pairs break at
     `from trl import GRPOTrainer`, in both directions.  Below it, trl 1.16.0's grpo_trainer imports
@@ -138,9 +130,9 @@ def trl_vllm(facts: Facts) -> Outcome:
     if window is None:
         return skip(f"trl {trl.version} declares no vllm extra")
     vllm = facts.package("vllm")
-    choice, fits = _vllm_choice(facts)
-    fix = f"pip install vllm=={choice}  (fits {fits})" if choice else _no_fit_fix(facts, window)
-    requirements_ = (f"vllm=={choice}",) if choice else ()
+    repair = solved_repair(facts, "vllm", ("trl", "torch"), ("trl",))
+    fix, requirements_ = (repair.command(), repair.requirements) if repair else (
+        f"no known vllm fits {window}; refresh the matrix (envkit matrix refresh)", ())
     if not vllm:
         if not facts.visible_gpus():
             return skip("vllm not installed, and no GPU to run it: generation uses model.generate")
@@ -149,16 +141,6 @@ def trl_vllm(facts: Facts) -> Outcome:
     if window.contains(Version(vllm.version), prereleases=True):
         return ok(f"vllm {vllm.version} is inside trl {trl.version}'s window", evidence)
     return fail(f"vllm {vllm.version} is outside trl {trl.version}'s window {window}", evidence, fix, requirements_)
-
-
-def _no_fit_fix(facts: Facts, window: SpecifierSet) -> str:
-    torch = facts.package("torch")
-    newest = next((str(v) for v, _ in Matrix.shipped().releases("vllm") if window.contains(v)), None)
-    pin = newest and Matrix.shipped().torch_pinned_by(newest)
-    have = f"torch {torch.version}" if torch else "no torch"
-    if newest and pin:
-        return f"no vllm in {window} is built for {have}: pip install vllm=={newest} torch=={pin}"
-    return f"no known vllm fits {window} and {have}; refresh the matrix (envkit matrix refresh)"
 
 
 @rule("EK304", "requirements", "packages", run_relevance="any")

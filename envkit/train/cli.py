@@ -23,7 +23,7 @@ from envkit.terminal import echo, printable
 @click.option("--target-count", default=1, show_default=True, type=click.IntRange(1, 64),
               help="How many --target GPUs.")
 @click.option("--resume", is_flag=True, help="Continue from the last complete checkpoint-N in the output folder; "
-              "a finished run is left as it is, unless --max-steps extends it (README: Resuming).")
+              "a finished run is left as it is, unless --max-steps extends it (docs/training.md: Resuming).")
 @click.option("--force", is_flag=True, help="Train even when a doctor check relevant to the run fails.")
 @click.option("--max-steps", type=click.IntRange(1),
               help="Override grpo.max_steps (with --resume: beyond a finished run's steps, extends it).")
@@ -32,7 +32,7 @@ from envkit.terminal import echo, printable
               help="Override distributed.machine_rank (multi-node: one per machine).")
 @click.option("--no-patch", "no_patch", multiple=True, metavar="ID",
               help="Do not apply envkit's TRL patch ID (repeatable; for A/B runs, or once upstream fixed it). "
-              "README: Patches.")
+              "docs/training.md: Patches.")
 @click.option("--worker", is_flag=True, hidden=True,
               help="A trainer rank started by envkit's launch plan: train in this process.")
 def train(recipe, dry_run, target, target_count, resume, force, max_steps, output, machine_rank, no_patch,
@@ -85,6 +85,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     from envkit.train.config import grpo_kwargs, unsloth_model_kwargs, unsloth_peft_kwargs
     from envkit.train.effective import check_refused, effective_config, effective_lines
     from envkit.train.preflight import check_packages, plan_run
+    from envkit.train.readiness import cpu_size_warning, model_problem
 
     recipe_path = find_recipe(name)
     recipe = load_recipe(recipe_path)
@@ -111,8 +112,12 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     forward = ["--output", str(output_dir)] + (["--max-steps", str(max_steps)] if max_steps else []) + \
         (["--resume"] if resume else []) + (["--force"] if force else []) + \
         [a for p in no_patch for a in ("--no-patch", p)]
-    if not worker:  # a rank: the launcher that started it laid the run out
+    unavailable = None
+    if not worker:  # a rank: the launcher that started it laid the run out (and checked the model)
         plan = _lay_out(recipe, str(recipe_path), facts, plan, forward, dry_run)
+        unavailable = model_problem(recipe, facts)
+        too_large = cpu_size_warning(recipe, facts, on_cpu=plan.gpu == "cpu")
+        plan = replace(plan, warnings=plan.warnings + tuple(filter(None, [too_large, dry_run and unavailable])))
     launch = plan.launch
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
         for warning in plan.warnings:
@@ -137,6 +142,8 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         return FAILED if plan.blocking and not force else 0  # scripts can ask "would this run?"
     if plan.blocking and not force:
         return FAILED
+    if unavailable:  # before anything loads: from_pretrained would retry the hub, then end in a traceback
+        raise RecipeError(f"{recipe.source}: {unavailable}")
     if launch is not None and launch.server and not plan.use_vllm:
         click.echo("envkit train: refused: vllm.mode: server needs vLLM generation, which is off here "
                    "(no GPU visible, or vllm not installed: envkit doctor says which)", err=True)

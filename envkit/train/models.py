@@ -39,13 +39,21 @@ def import_unsloth():
     return FastLanguageModel
 
 
+def load_tokenizer(recipe: Recipe, source: str):
+    """The tokenizer alone (seconds, no weights): the runner checks the prompts' lengths with it before the model
+    loads (issue #24: a prompt over max_prompt_length surfaced after 14 s of loading)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source, trust_remote_code=recipe.model.trust_remote_code)
+
+
 def load_model(recipe: Recipe, plan: Plan, source: str) -> tuple[Any, Any, Any]:
     """(model, tokenizer, peft_config for GRPOTrainer).  Unsloth wraps the LoRA itself, so its config is None."""
     if recipe.backend == "unsloth":
         model, tokenizer = _load_unsloth(recipe, plan, source)
         return model, tokenizer, None
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     m, lora = recipe.model, recipe.lora
     dtype = torch_dtype(plan)
@@ -55,7 +63,7 @@ def load_model(recipe: Recipe, plan: Plan, source: str) -> tuple[Any, Any, Any]:
 
         extra["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=m.trust_remote_code, **extra)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=m.trust_remote_code)
+    tokenizer = load_tokenizer(recipe, source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     _check_targets(recipe, model, source)

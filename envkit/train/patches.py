@@ -85,11 +85,11 @@ def select_patches(recipe: Recipe, facts: Facts, use_vllm: bool,
 
 
 def markdown() -> str:
-    """The README's patch table, generated from the data (tests/test_patches.py keeps the README in step)."""
+    """docs/training.md's patch table, generated from the data (tests/test_patches.py keeps the page in step)."""
     return markdown_table(["ID", "name", "applies to", "what it fixes", "evidence", "upstream"],
                           [[p.id, p.name, p.window(), p.title, "; ".join(p.evidence),
                             f"{p.upstream} (checked {p.checked})"] for p in all_patches()])
 
 
-if __name__ == "__main__":  # python -m envkit.train.patches > table: the README's Patches section
+if __name__ == "__main__":  # python -m envkit.train.patches > table: docs/training.md's Patches section
     print(markdown(), end="")

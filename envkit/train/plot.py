@@ -93,6 +93,26 @@ def reward_functions(rows: list[dict]) -> tuple[list[str], int]:
     return found[:MAX_FUNCTIONS], len(found[MAX_FUNCTIONS:])
 
 
+REWARD_PANELS = ("reward (weighted total)", "reward per function (unweighted mean)")
+# Each panel's left axis label, and the right axis's, by the key drawn there.
+AXIS_LABELS = {"reward (weighted total)": "reward", "reward per function (unweighted mean)": "mean reward",
+               "completion length (tokens)": "tokens", "KL": "KL to the reference",
+               "sampler vs trainer |logp gap|": "|logp gap| (symlog)",
+               "step time (s), tokens/s (right)": "seconds per step",
+               "tokens_per_s": "tokens/s"}
+COUNTS_FROM_ZERO = ("completion length (tokens)", "step time (s), tokens/s (right)")  # no dip drawn as a fall
+SHORT_NAMES = {"step_time": "step time", "tokens_per_s": "tokens/s", "completion_length": "mean length",
+               "kl": "KL", "eval_reward": "eval reward"}
+
+
+def reward_limits(values: list[float]) -> tuple[float, float]:
+    """A reward axis that a wobble cannot fill (0.0985-0.0988 drew as a crash, issue #24): from 0 (or the lowest
+    value, when negative) to 1 (or the highest value, when above), padded by 4 % of that span."""
+    low, high = min([0.0, *values]), max([1.0 if min(values, default=0) >= 0 else 0.0, *values])
+    pad = 0.04 * (high - low)
+    return low - pad, high + pad
+
+
 def panels(rows: list[dict], guard_metric: str, skipped: Skipped | None = None) -> tuple[list, dict]:
     """The panels with something to draw, each (title, keys on the left axis, a key on a right axis of its
     own or None), and the points by key.  The reward panel stays when nothing else has a point."""
@@ -100,8 +120,8 @@ def panels(rows: list[dict], guard_metric: str, skipped: Skipped | None = None) 
     if skipped is not None:
         skipped.functions = beyond
     every = [
-        ("reward (weighted total)", ["reward", "eval_reward"], None),
-        ("reward per function (unweighted mean)", functions, None),
+        (REWARD_PANELS[0], ["reward", "eval_reward"], None),
+        (REWARD_PANELS[1], functions, None),
         ("completion length (tokens)", ["completion_length"], None),
         ("KL", ["kl"], None),
         ("sampler vs trainer |logp gap|", [guard_metric, guard_metric.replace("/mean", "/max")], None),
@@ -120,7 +140,6 @@ def plot_run(run_dir: Path, skipped: Skipped | None = None, rows: list[dict] | N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     from envkit.train.guard import GuardLimits
 
@@ -134,23 +153,10 @@ def plot_run(run_dir: Path, skipped: Skipped | None = None, rows: list[dict] | N
     for ax in axes[len(shown):]:
         ax.set_visible(False)
     for ax, (title, left, right) in zip(axes, shown):
-        if limits.metric in left:
-            ax.axhline(limits.threshold, color="red", linestyle="--", linewidth=1, label="stale-weight guard")
-            ax.set_yscale("symlog", linthresh=1e-3)  # healthy ~0.001-0.01, stale ~0.1-1: both readable
-        for key in left:
-            if drawn[key]:
-                label = key.removeprefix("rewards/").removesuffix("/mean").removeprefix("sampling/")
-                ax.plot(*zip(*drawn[key]), marker=".", label=printable(label))
-        if right and drawn[right]:
-            twin = ax.twinx()
-            twin.plot(*zip(*drawn[right]), marker=".", color="tab:orange")
-            twin.set_ylabel(right)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
-        if len(left) > 1 and ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
-    fig.suptitle(printable(run_dir.name))  # a control character would reach stderr in matplotlib's glyph warning
+        _draw(ax, title, left, right, drawn, limits)
+    # the output folder, not the recipe ("recipe" for all); a control character would reach stderr in
+    # matplotlib's glyph warning
+    fig.suptitle(printable(run_dir.resolve().name), fontsize="large")
     fig.tight_layout()
     target = run_dir / "run.png"
     picture = io.BytesIO()
@@ -162,3 +168,35 @@ def plot_run(run_dir: Path, skipped: Skipped | None = None, rows: list[dict] | N
     # another report drawing the same run at the same time also writes
     write_owned(target, picture.getvalue())
     return target
+
+
+def _draw(ax, title: str, left: list[str], right: str | None, drawn: dict, limits) -> None:
+    """One panel: its lines with a legend, both axes labelled, ticks without a run of decimals."""
+    from matplotlib.ticker import MaxNLocator
+
+    if limits.metric in left:
+        ax.axhline(limits.threshold, color="red", linestyle="--", linewidth=1, label="stale-weight guard")
+        ax.set_yscale("symlog", linthresh=1e-3)  # healthy ~0.001-0.01, stale ~0.1-1: both readable
+    else:
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 4), useMathText=True)  # KL 0.00019: 1.9 x 1e-4
+    for key in left:
+        if drawn[key]:
+            label = SHORT_NAMES.get(key) or key.removeprefix("rewards/").removesuffix("/mean").removeprefix("sampling/")
+            ax.plot(*zip(*drawn[key]), marker=".", label=printable(label))
+    if title in REWARD_PANELS:
+        ax.set_ylim(*reward_limits([v for key in left for _, v in drawn[key]]))
+    elif title in COUNTS_FROM_ZERO:
+        ax.set_ylim(0, 1.08 * max((v for key in left for _, v in drawn[key]), default=1) or 1)
+    handles, labels = ax.get_legend_handles_labels()
+    if right and drawn[right]:
+        twin = ax.twinx()
+        handles += twin.plot(*zip(*drawn[right]), marker=".", color="tab:orange", label=SHORT_NAMES[right])
+        labels.append(SHORT_NAMES[right])
+        twin.set_ylabel(AXIS_LABELS[right])
+        twin.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.set_ylabel(AXIS_LABELS[title])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+    if handles:
+        ax.legend(handles, labels, fontsize="small", loc="best")

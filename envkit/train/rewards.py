@@ -51,6 +51,12 @@ def length(prompts, completions, **_) -> list[float]:
     return [max(0.0, 1.0 - len(_text(c)) / 1000) for c in completions]
 
 
+def digits(prompts, completions, **_) -> list[float]:
+    """The share of the completion's characters that are digits (0.0 for an empty one): a number-shaped answer,
+    what a model that knows no arithmetic yet can learn first (the tiny recipe's signal)."""
+    return [sum(ch.isdigit() for ch in _text(c)) / len(_text(c)) if _text(c) else 0.0 for c in completions]
+
+
 def resolve_reward(name: str, folder: Path | None = None):
     """The reward function for a builtin name or ``module:function`` (the loader checked its form and that the
     module exists, beside the recipe in ``folder`` or on the path: envkit.recipe.load.reward_problem).  Importing

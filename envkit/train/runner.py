@@ -37,7 +37,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
     The main rank (RANK 0, or no RANK: one process) first makes sure the folder can be written (exit 2 if
     not) and locks it against a second run (envkit.train.rundir; exit 1 while another run holds it).
 
-    Resume semantics (``--resume``; README, envkit train), with N the step of the newest complete checkpoint
+    Resume semantics (``--resume``; docs/training.md, Resuming), with N the step of the newest complete checkpoint
     (envkit.train.checkpoints: a torn one is skipped with a warning) and M the max_steps asked for (the
     recipe's, or --max-steps; an epoch-based recipe: the checkpoint's):
 
@@ -93,7 +93,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         say(f"{Path(recipe.source).name} on {plan.gpu} ({plan.dtype}), generation: "
             f"{generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)}")
 
-    from envkit.train.models import import_unsloth, load_model, merge_adapter, model_source
+    from envkit.train.models import import_unsloth, load_model, load_tokenizer, merge_adapter, model_source
 
     if recipe.backend == "unsloth":
         import_unsloth()  # before trl: importing unsloth patches it
@@ -126,17 +126,14 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     source = model_source(recipe)
     adapter, partial = output_dir / "adapter", output_dir / "adapter.partial"
     if todo == "finish":
-        from transformers import AutoTokenizer
-
-        remote = recipe.model.trust_remote_code
-        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint.path), trust_remote_code=remote)
+        tokenizer = load_tokenizer(recipe, str(checkpoint.path))
         steps, code, guards = checkpoint.step, 0, None
         chat = recipe.dataset.use_chat_template
         if main:
             _copy_adapter(checkpoint.path, partial)
     else:
+        train_rows, eval_rows = prepare_dataset(recipe, load_tokenizer(recipe, source))  # the prompts, then weights
         model, tokenizer, peft_config = load_model(recipe, plan, source)
-        train_rows, eval_rows = prepare_dataset(recipe, tokenizer)
         chat = isinstance(train_rows[0]["prompt"], list)  # messages: conversational, or use_chat_template
         args = GRPOConfig(**kwargs)
         restored = keep_after(args, kwargs, recipe.backend)
