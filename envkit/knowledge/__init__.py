@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 HERE = Path(__file__).parent
@@ -55,6 +56,24 @@ def in_window(version: str | Version, window: str) -> bool:
     would pass as outside the known-bad windows.
     """
     return Version(Version(str(version)).base_version) in SpecifierSet(window)
+
+
+def inside_windows(entry: dict, versions: dict) -> bool:
+    """Whether ``versions`` (every name an incompatibility's windows name) fall inside one of its windows."""
+    return any(all(in_window(versions[name], spec) for name, spec in window.items()) for window in entry["windows"])
+
+
+def inside_checks(pins: dict[str, str]) -> list[dict]:
+    """The incompatibilities (knowledge/incompatibilities.json), failing and warning, that a resolved set
+    (name -> version) falls inside: those whose every named package it holds, inside one of their windows.  What
+    a lock must leave (issue #23: what envkit installs passes its own doctor); the solver and the lock read it."""
+    pinned = {canonicalize_name(name): version for name, version in pins.items()}
+    found = []
+    for entry in load("incompatibilities")["checks"]:
+        names = {name for window in entry["windows"] for name in window}
+        if names <= set(pinned) and inside_windows(entry, {name: pinned[name] for name in names}):
+            found.append(entry)
+    return found
 
 
 def gpu_catalog() -> dict[str, dict]:

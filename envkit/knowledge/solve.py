@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from envkit.knowledge import (cc_tuple, curated, gpu_catalog, late_vllm_gpu, pdl_switch, torch_covers,
+from envkit.knowledge import (cc_tuple, curated, gpu_catalog, inside_checks, late_vllm_gpu, pdl_switch, torch_covers,
                               vllm_cc_floor)
 from envkit.knowledge.matrix import Matrix, spec
-from envkit.rules.known import inside_checks
 
 
 # The Python of envkit's default base images (envkit/knowledge/images.json): what a stack is solved for.

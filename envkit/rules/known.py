@@ -11,7 +11,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envkit.facts import Facts
-from envkit.knowledge import in_window, load
+from envkit.knowledge import inside_checks, inside_windows, load
 from envkit.rules.base import Outcome, Rule, Severity, ok, register, skip
 
 OUTCOME = {"fail": Severity.FAIL, "warn": Severity.WARN}
@@ -29,25 +29,6 @@ def _installed(facts: Facts, names: set[str]) -> dict[str, Version] | None:
             return None
         if found[name] is None:
             return None
-    return found
-
-
-def _inside(entry: dict, versions: dict[str, Version]) -> bool:
-    """Whether ``versions`` (every name the entry's windows name) fall inside one of its windows."""
-    return any(all(in_window(versions[name], spec) for name, spec in window.items())
-               for window in entry["windows"])
-
-
-def inside_checks(pins: dict[str, str]) -> list[dict]:
-    """The checks, failing and warning, that a resolved set (name -> version) falls inside: those whose every
-    named package it holds, inside one of their windows.  What a lock must leave (issue #23: what envkit
-    installs passes its own doctor)."""
-    pinned = {canonicalize_name(name): version for name, version in pins.items()}
-    found = []
-    for entry in CHECKS:
-        names = {name for window in entry["windows"] for name in window}
-        if names <= set(pinned) and _inside(entry, {name: Version(pinned[name]) for name in names}):
-            found.append(entry)
     return found
 
 
@@ -71,7 +52,7 @@ def check_of(entry: dict):
         shown = {name: str(v) for name, v in versions.items()}
         evidence = (", ".join(f"{n} {v}" for n, v in sorted(shown.items()))
                     + f"; {entry['source']} (checked {entry['checked']})")
-        if _inside(entry, versions):
+        if inside_windows(entry, versions):
             repair = tuple(r.format(**shown) for r in entry.get("requirements", ()))  # what --fix installs
             return Outcome(OUTCOME[entry["severity"]], entry["title"].format(**shown), evidence,
                            entry["fix"].format(**shown), repair)
