@@ -15,7 +15,7 @@ from envkit.build.replay import lock_findings
 from envkit.build.stack import Stack, choose
 from envkit.knowledge import gpu_catalog
 from envkit.knowledge.matrix import Matrix
-from envkit.matrix.solve import NoSolution
+from envkit.knowledge.solve import NoSolution
 from envkit.recipe.library import find_recipe
 from envkit.recipe.load import load_recipe
 
