@@ -105,7 +105,7 @@ def test_without_envkits_pins_unsloth_would_mask_truncated_completions():
 
 
 def test_a_recipe_value_is_never_overwritten_by_a_pin():
-    kwargs = kwargs_for(tiny(UNSLOTH, ("  max_steps: 4\n", "  max_steps: 4\n  mask_truncated_completions: true\n"
+    kwargs = kwargs_for(tiny(UNSLOTH, ("  max_steps: 20\n", "  max_steps: 20\n  mask_truncated_completions: true\n"
                                                         "  weight_decay: 0.1\n  epsilon_high: 0.28\n")))
     assert kwargs["mask_truncated_completions"] is True
     assert kwargs["weight_decay"] == 0.1 and kwargs["epsilon_high"] == 0.28
@@ -140,7 +140,7 @@ def test_a_version_not_read_is_said(monkeypatch, tmp_path):
     assert "envkit read its GRPO config rewrites at >=2026.9.12,<=2026.10.9 only" in result.stderr
 
 
-DR_GRPO = ("  max_steps: 4\n", "  max_steps: 4\n  loss_type: dr_grpo\n")
+DR_GRPO = ("  max_steps: 20\n", "  max_steps: 20\n  loss_type: dr_grpo\n")
 
 
 def test_a_rewrite_envkit_cannot_keep_refuses_the_run_in_one_line(monkeypatch, tmp_path):

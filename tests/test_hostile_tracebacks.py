@@ -59,7 +59,7 @@ def recipe_dir(tmp_path):
 
 
 @pytest.mark.parametrize("old, new, words", [
-    ("learning_rate: 1.0e-3", "learning_rate: " + "9" * 400, ["grpo.learning_rate", "(400 digits) is beyond"]),
+    ("learning_rate: 2.0e-2", "learning_rate: " + "9" * 400, ["grpo.learning_rate", "(400 digits) is beyond"]),
     ("seed: 0", "seed: -1", ["seed: must be in"]),
     ("seed: 0", f"seed: {2**64}", ["seed:", "is beyond"]),
     ("Question: {question}", "{question.nope}", ["an attribute of a field"]),
@@ -158,7 +158,7 @@ def test_any_config_json_is_a_shape_or_one_named_problem(config):
 
 
 def test_a_lora_target_the_tiny_model_lacks_is_refused_by_dry_run(recipe_dir):
-    (recipe_dir / "r.yaml").write_text(TINY.replace("[q_proj, k_proj, v_proj, o_proj]", "[nonexistent_proj]"))
+    (recipe_dir / "r.yaml").write_text(TINY.replace("[q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]", "[nonexistent_proj]"))
     one_line(invoke("train", recipe_dir / "r.yaml", "--dry-run"), "lora.target_modules[0]", "'nonexistent_proj'")
 
 

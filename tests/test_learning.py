@@ -87,7 +87,7 @@ CONSTANT = "def constant(prompts, completions, **_):\n    return [1.0] * len(com
 def tiny_run(tmp_path: Path, *changes: tuple[str, str], guard: str = "warn"):
     text = (RECIPES / "tiny.yaml").read_text()
     text = text.replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
-    for old, new in [("max_steps: 4", "max_steps: 3"), ("merge: true", "merge: false"), *changes]:
+    for old, new in [("max_steps: 20", "max_steps: 3"), ("merge: true", "merge: false"), *changes]:
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     (tmp_path / "recipe.yaml").write_text(text + f"guard: {guard}\n")
@@ -103,8 +103,10 @@ needs_train = pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pi
 @pytest.mark.train
 @needs_train
 def test_completions_that_never_end_under_masking_stop_the_run(tmp_path):
+    # min_new_tokens: no completion may end before the cap (the tiny model learns to stop within a step)
     result, run, signal = tiny_run(tmp_path, ("max_completion_length: 16", "max_completion_length: 2\n"
-                                              "  mask_truncated_completions: true"), guard="stop")
+                                              "  mask_truncated_completions: true\n"
+                                              "  generation_kwargs: {min_new_tokens: 2}"), guard="stop")
     assert result.exit_code == 4, result.output
     said = "stopped at step 3 by the learning-signal guard: 3 steps in a row up to step 3 trained on nothing"
     assert said in result.output
@@ -117,7 +119,7 @@ def test_completions_that_never_end_under_masking_stop_the_run(tmp_path):
 @needs_train
 def test_a_reward_that_scores_every_completion_alike_is_named(tmp_path):
     (tmp_path / "const.py").write_text(CONSTANT)
-    rewards = "  - {name: exact_answer, weight: 1.0}\n  - {name: length, weight: 0.1}\n"
+    rewards = "  - {name: exact_answer, weight: 1.0}\n  - {name: length, weight: 0.1}\n  - {name: digits, weight: 1.0}\n"
     result, run, signal = tiny_run(tmp_path, (rewards, "  - {name: const:constant, weight: 1.0}\n"))
     assert result.exit_code == 0, result.output
     assert "WARNING: no learning signal: 3 steps in a row up to step 3" in result.output
@@ -129,7 +131,7 @@ def test_a_reward_that_scores_every_completion_alike_is_named(tmp_path):
 @pytest.mark.train
 @needs_train
 def test_an_adapter_that_does_not_move_is_named(tmp_path):
-    result, run, signal = tiny_run(tmp_path, ("learning_rate: 1.0e-3", "learning_rate: 1.0e-30"))
+    result, run, signal = tiny_run(tmp_path, ("learning_rate: 2.0e-2", "learning_rate: 1.0e-30"))
     assert result.exit_code == 0, result.output
     assert "fix: raise grpo.learning_rate" in result.output
     assert signal["causes"] == {"not_moving": 3} and signal["verdict"]["cause"] == "not_moving"

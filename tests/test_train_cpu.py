@@ -146,7 +146,7 @@ def test_manifest_records_the_run_and_no_environment_values(tiny_run):
     assert manifest["gpu"] == "cpu" and manifest["wall_s"] > 0
     assert manifest["effective_config"] is None  # backend trl trains envkit's arguments as they are
     signal = manifest["guard"]["learning_signal"]  # a run that learns: the guard is silent
-    assert signal["steps"] == 4 and signal["dead_steps"] == 0 and signal["verdict"] is None
+    assert signal["steps"] == 20 and signal["dead_steps"] == 0 and signal["verdict"] is None
     for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets"):
         assert manifest["packages"][name] == metadata.version(name)
     for value in CANARY.values():
