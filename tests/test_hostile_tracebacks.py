@@ -158,7 +158,8 @@ def test_any_config_json_is_a_shape_or_one_named_problem(config):
 
 
 def test_a_lora_target_the_tiny_model_lacks_is_refused_by_dry_run(recipe_dir):
-    (recipe_dir / "r.yaml").write_text(TINY.replace("[q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]", "[nonexistent_proj]"))
+    targets = "[q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]"
+    (recipe_dir / "r.yaml").write_text(TINY.replace(targets, "[nonexistent_proj]"))
     one_line(invoke("train", recipe_dir / "r.yaml", "--dry-run"), "lora.target_modules[0]", "'nonexistent_proj'")
 
 

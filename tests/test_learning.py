@@ -119,7 +119,8 @@ def test_completions_that_never_end_under_masking_stop_the_run(tmp_path):
 @needs_train
 def test_a_reward_that_scores_every_completion_alike_is_named(tmp_path):
     (tmp_path / "const.py").write_text(CONSTANT)
-    rewards = "  - {name: exact_answer, weight: 1.0}\n  - {name: length, weight: 0.1}\n  - {name: digits, weight: 1.0}\n"
+    rewards = ("  - {name: exact_answer, weight: 1.0}\n  - {name: length, weight: 0.1}\n"
+               "  - {name: digits, weight: 1.0}\n")
     result, run, signal = tiny_run(tmp_path, (rewards, "  - {name: const:constant, weight: 1.0}\n"))
     assert result.exit_code == 0, result.output
     assert "WARNING: no learning signal: 3 steps in a row up to step 3" in result.output
