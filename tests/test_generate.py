@@ -66,3 +66,19 @@ def test_engine_vllm_without_vllm_or_a_gpu_is_refused_not_swapped(tmp_path, monk
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(GenerateError, match="--engine vllm: no CUDA GPU visible"):
         module.pick_engine("vllm")
+
+
+def test_the_adapter_rank_is_read_once_with_the_config(tmp_path):
+    """vLLM's max_lora_rank comes from the adapter_config.json find_trained already read (its largest rank)."""
+    folder = run_folder(tmp_path)
+    config = folder / "adapter" / "adapter_config.json"
+    config.write_text(json.dumps({"base_model_name_or_path": "org/base", "r": 8, "rank_pattern": {"q_proj": 32}}))
+    assert find_trained(folder).lora_rank == 32
+
+
+@pytest.mark.parametrize("fields", [{"r": "8"}, {"r": 8, "rank_pattern": {"q_proj": 1.5}}, {"r": -1}])
+def test_an_adapter_rank_that_is_not_a_whole_number_is_one_line(tmp_path, fields):
+    folder = run_folder(tmp_path)
+    (folder / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "b", **fields}))
+    with pytest.raises(GenerateError, match="r and rank_pattern must be whole numbers"):
+        find_trained(folder)

@@ -155,3 +155,30 @@ def test_no_writer_of_an_owned_name_reaches_a_planted_links_target(tmp_path_fact
     assert not (folder / name).is_symlink()
     assert victim_file.read_text() == PRECIOUS and os.listdir(victim_dir) == ["keep.txt"]
     assert not (base / "created-through-a-link").exists()
+
+
+def test_metrics_lines_are_never_appended_through_a_planted_link(tmp_path):
+    """metrics.jsonl is appended to at every step and rewritten on resume: a link planted at its name is refused
+    (an append) or replaced (the trim), its target kept."""
+    pytest.importorskip("transformers")
+    from envkit.train.callbacks import MetricsCallback, trim_metrics
+
+    mine = precious(tmp_path)
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.symlink_to(mine)
+    with pytest.raises(WriteError, match="symbolic link"):
+        MetricsCallback(metrics)._write({"step": 1, "reward": 0.5})
+    assert mine.read_text() == PRECIOUS
+    trim_metrics(metrics, last_step=0)
+    assert mine.read_text() == PRECIOUS and not metrics.is_symlink()
+
+
+def test_metrics_lines_append_to_envkits_own_file(tmp_path):
+    pytest.importorskip("transformers")
+    from envkit.train.callbacks import MetricsCallback
+
+    metrics = tmp_path / "metrics.jsonl"
+    callback = MetricsCallback(metrics)
+    callback._write({"step": 1, "reward": 0.5})
+    callback._write({"step": 2, "reward": 0.7})
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2]

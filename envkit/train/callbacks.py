@@ -4,6 +4,7 @@ SIGTERM (save, then exit)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import click
 import torch
 from transformers import TrainerCallback
 
+from envkit.files import open_owned, write_owned
 from envkit.train import phases
 from envkit.train.guard import StaleWeightGuard
 from envkit.train.plot import metric_rows
@@ -65,8 +67,12 @@ class MetricsCallback(TrainerCallback):
         self._write(row)
 
     def _write(self, row: dict) -> None:
-        with self.path.open("a") as out:
-            out.write(json.dumps(row) + "\n")
+        fd = open_owned(self.path)  # appended to, never through a link planted in the run folder (issue #29)
+        try:
+            os.lseek(fd, 0, os.SEEK_END)
+            os.write(fd, (json.dumps(row) + "\n").encode())
+        finally:
+            os.close(fd)
 
 
 class GuardCallback(TrainerCallback):
@@ -191,4 +197,4 @@ def trim_metrics(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     kept = [row for row in metric_rows(path) if row["step"] <= last_step]
-    path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+    write_owned(path, "".join(json.dumps(row) + "\n" for row in kept))

@@ -38,6 +38,7 @@ class Trained:
     trust_remote_code: bool
     dtype: str  # the run's training dtype: fp32, bf16 or fp16
     sampling: dict  # temperature, top_p, max_new_tokens: the run's
+    lora_rank: int = 0  # the adapter's largest LoRA rank (vLLM's max_lora_rank); 0 for a merged model
 
 
 def find_trained(run_dir: Path, merged: bool = False, trust_remote_code: bool = False) -> Trained:
@@ -78,7 +79,11 @@ def find_trained(run_dir: Path, merged: bool = False, trust_remote_code: bool = 
     base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
     if not isinstance(base, str) or not base:
         raise GenerateError(f"{adapter / 'adapter_config.json'} names no base_model_name_or_path")
-    return Trained(base, adapter, **common)
+    pattern = config.get("rank_pattern")
+    ranks = [config.get("r") or 0, *(pattern.values() if isinstance(pattern, dict) else ())]
+    if not all(type(r) is int and 0 <= r <= 2**16 for r in ranks):
+        raise GenerateError(f"{adapter / 'adapter_config.json'}: r and rank_pattern must be whole numbers")
+    return Trained(base, adapter, **common, lora_rank=max(ranks))
 
 
 def _manifest(run_dir: Path) -> dict:
@@ -172,7 +177,7 @@ def _with_vllm(trained: Trained, prompts: list[str], n: int, sampling: dict, see
     if trained.adapter is not None:
         from vllm.lora.request import LoRARequest
 
-        engine.update(enable_lora=True, max_lora_rank=vllm_lora_rank(_adapter_rank(trained.adapter)))
+        engine.update(enable_lora=True, max_lora_rank=vllm_lora_rank(trained.lora_rank))
         request = LoRARequest("adapter", 1, str(trained.adapter))
     try:
         llm = LLM(**engine)
@@ -192,12 +197,6 @@ def _with_vllm(trained: Trained, prompts: list[str], n: int, sampling: dict, see
     else:
         outputs = llm.generate([text_prompt(trained, p) for p in prompts], params, lora_request=request)
     return [[choice.text for choice in output.outputs] for output in outputs]
-
-
-def _adapter_rank(adapter: Path) -> int:
-    config = json.loads((adapter / "adapter_config.json").read_text())
-    ranks = [config.get("r") or 0, *(config.get("rank_pattern") or {}).values()]
-    return max(int(r) for r in ranks)
 
 
 def vllm_lora_rank(rank: int) -> int:
