@@ -114,6 +114,25 @@ def test_tiny_recipe_writes_metrics_checkpoints_adapter_manifest_and_picture(tin
     assert f"envkit generate {run} " in err
 
 
+def test_training_says_one_envkit_line_per_step_and_the_card_names_the_base(tiny_run):
+    run, code, err = tiny_run
+    assert code == 0, err[-3000:]
+    steps = re.findall(r"^envkit train: step (\d+)/20  reward \d\.\d{3}  .* s/step  .*ETA \d+:\d\d$", err, re.M)
+    assert steps == [str(n) for n in range(1, 21)], err[-3000:]
+    assert "{'loss':" not in err and "FutureWarning" not in err and "it/s]" not in err  # into a file: no bar either
+    assert "[####" not in err
+    card = (run / "README.md").read_text()
+    assert "base_model: envkit tiny model (model.build, seed 0)" in card and "[None]" not in card
+
+
+def test_verbose_shows_the_libraries_output(tmp_path):
+    run, log = tmp_path / "run", tmp_path / "log"
+    code, err = finish(envkit("tiny", "--max-steps", "2", "--output", str(run), "-v", log=log), log)
+    assert code == 0, err[-3000:]
+    assert err.count("{'loss':") == 2 and "FutureWarning" in err
+    assert not re.search(r"^envkit train: step \d", err, re.M)
+
+
 def test_merged_model_is_the_base_plus_the_adapter_where_lora_targets(tiny_run):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -31,8 +31,9 @@ class MetricsCallback(TrainerCallback):
     seconds since the run started (``elapsed_s``: step 1's is the start-up), TRL's timed spans of the step
     (``phase_s``, envkit.train.phases) and on a GPU the peak of torch's allocations (``gpu_peak_gib``)."""
 
-    def __init__(self, path: Path, run_started: float | None = None):
+    def __init__(self, path: Path, run_started: float | None = None, show=None):
         self.path = path
+        self.show = show  # called with each step's row and max_steps: envkit.train.progress.StepLines
         self._run_started = time.perf_counter() if run_started is None else run_started
         self._phases = phases.install()
         self._started = 0.0
@@ -65,6 +66,8 @@ class MetricsCallback(TrainerCallback):
         if torch.cuda.is_available():  # this process's torch allocations so far (a colocated vLLM's included)
             row["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         self._write(row)
+        if self.show:
+            self.show(row, state.max_steps)
 
     def _write(self, row: dict) -> None:
         fd = open_owned(self.path)  # appended to, never through a link planted in the run folder (issue #29)

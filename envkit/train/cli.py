@@ -33,10 +33,12 @@ from envkit.terminal import echo, printable
 @click.option("--no-patch", "no_patch", multiple=True, metavar="ID",
               help="Do not apply envkit's TRL patch ID (repeatable; for A/B runs, or once upstream fixed it). "
               "docs/training.md: Patches.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the libraries' own output too: TRL's per-step log dicts, "
+              "progress bars and deprecation warnings (by default one envkit line per step).")
 @click.option("--worker", is_flag=True, hidden=True,
               help="A trainer rank started by envkit's launch plan: train in this process.")
 def train(recipe, dry_run, target, target_count, resume, force, max_steps, output, machine_rank, no_patch,
-          worker) -> None:
+          verbose, worker) -> None:
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
 
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
@@ -61,7 +63,7 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
         sys.exit(USAGE)
     try:
         sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch,
-                        (target, target_count)))
+                        (target, target_count), verbose))
     except UnknownGpu as exc:
         echo(f"envkit train: --target: {exc}", err=True)
         sys.exit(USAGE)
@@ -77,7 +79,7 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
 
 
 def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=(),
-           target=(None, 1)) -> int:
+           target=(None, 1), verbose=False) -> int:
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
@@ -110,7 +112,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
                                                          backend.version if backend else None))
     check_refused(recipe.source, plan.grpo_effective)
     forward = ["--output", str(output_dir)] + (["--max-steps", str(max_steps)] if max_steps else []) + \
-        (["--resume"] if resume else []) + (["--force"] if force else []) + \
+        (["--resume"] if resume else []) + (["--force"] if force else []) + (["--verbose"] if verbose else []) + \
         [a for p in no_patch for a in ("--no-patch", p)]
     unavailable = None
     if not worker:  # a rank: the launcher that started it laid the run out (and checked the model)
@@ -158,7 +160,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     from envkit.train.runner import train as run
 
     try:
-        return run(recipe, plan, output_dir, resume)
+        return run(recipe, plan, output_dir, resume, verbose)
     except Exception as exc:  # a known GPU-side failure in one line; anything else as it is
         share = plan.grpo_config.get("vllm_gpu_memory_utilization", "the server's") if plan.use_vllm else None
         said = explain(exc, share, name)

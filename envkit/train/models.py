@@ -21,6 +21,31 @@ def model_source(recipe: Recipe) -> str:
     return recipe.model.name
 
 
+def name_base_in_card(trainer, recipe: Recipe) -> None:
+    """TRL's model card (OUTPUT/README.md, written with each checkpoint) with the recipe's base model.
+
+    TRL takes the base from the model's config and writes None for a local folder (the tiny model, a
+    downloaded copy): the card then says "a fine-tuned version of [None]".  Its create_model_card runs with
+    the config naming the recipe's model: a hub name as it is, a folder or model.build as a label TRL keeps.
+    """
+    import os
+
+    name = recipe.model.name
+    base = (f"envkit {recipe.model.build} model (model.build, seed {recipe.seed})" if name is None
+            else f"{name} (a local folder)" if os.path.isdir(name) else name)
+    write = trainer.create_model_card
+
+    def create_model_card(*args, **kwargs):
+        config = trainer.model.config
+        kept, config._name_or_path = config._name_or_path, base
+        try:
+            write(*args, **kwargs)
+        finally:
+            config._name_or_path = kept
+
+    trainer.create_model_card = create_model_card
+
+
 def torch_dtype(plan: Plan):
     """The plan's training dtype (envkit.train.preflight.training_dtype) as a torch dtype."""
     import torch

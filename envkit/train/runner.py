@@ -31,8 +31,9 @@ from envkit.train.rundir import LOCK, MARKER, RunLock, check_writable
 STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
 
 
-def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
-    """Train the recipe into output_dir; the exit code.
+def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, verbose: bool = False) -> int:
+    """Train the recipe into output_dir; the exit code.  ``verbose``: the libraries' bars, warnings and TRL's
+    per-step dicts as they print them (else one envkit line per step: envkit.train.progress).
 
     The main rank (RANK 0, or no RANK: one process) first makes sure the folder can be written (exit 2 if
     not) and locks it against a second run (envkit.train.rundir; exit 1 while another run holds it).
@@ -61,13 +62,13 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool) -> int:
         if lock.warning:
             echo(f"envkit train: warning: {lock.warning}", err=True)
     try:
-        return _train(recipe, plan, output_dir, resume, main)
+        return _train(recipe, plan, output_dir, resume, main, verbose)
     finally:
         if lock:
             lock.release()
 
 
-def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool) -> int:
+def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool, verbose: bool) -> int:
     if main and not resume and any(p.name not in (LOCK, MARKER) for p in output_dir.iterdir()):
         raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, "
                           "or --output another folder")
@@ -93,7 +94,18 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         say(f"{Path(recipe.source).name} on {plan.gpu} ({plan.dtype}), generation: "
             f"{generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)}")
 
-    from envkit.train.models import import_unsloth, load_model, load_tokenizer, merge_adapter, model_source
+    from envkit.train.models import (
+        import_unsloth,
+        load_model,
+        load_tokenizer,
+        merge_adapter,
+        model_source,
+        name_base_in_card,
+    )
+    from envkit.train.progress import StepLines, quiet_libraries, quiet_trainer
+
+    if not verbose:
+        quiet_libraries()
 
     if recipe.backend == "unsloth":
         import_unsloth()  # before trl: importing unsloth patches it
@@ -141,7 +153,8 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
             say(f"backend {recipe.backend} set {r['field']} {r['backend_set']!r} over the recipe's {r['value']!r}: "
                 "set back on its config")
         stop = StopOnSignal()
-        callbacks = [AdapterMotion()] + ([MetricsCallback(metrics, run_started=wall)] if main else [])
+        lines = None if verbose else StepLines()
+        callbacks = [AdapterMotion()] + ([MetricsCallback(metrics, wall, lines)] if main else [])
         masking = trained_value(plan.grpo_config, plan.grpo_effective, "mask_truncated_completions")
         watching = [StaleWeightGuard(), LearningSignalGuard(bool(masking))]
         guards = GuardCallback(recipe.guard == "stop", main, watching) if recipe.guard != "off" else None
@@ -155,6 +168,9 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
             peft_config=peft_config,
             callbacks=callbacks + [c for c in (guards, stop, checkpoint and ScheduleOnResume()) if c],
         )
+        name_base_in_card(trainer, recipe)
+        if not verbose:
+            quiet_trainer(trainer)
         trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
         steps = trainer.state.global_step
         fired = next((g.verdict for g in guards.guards if g.verdict), None) if guards else None
