@@ -452,3 +452,21 @@ def test_excluded_packages_reach_uv_as_an_excludes_file(monkeypatch):
                          ["torch==2.11.0"], ["xformers"])
     assert seen == ["xformers\n"]
 
+
+
+@pytest.mark.parametrize("wheelhouse,hint", [
+    (None, "(the cpu torch comes from PyTorch's index; --wheelhouse DIR offers local wheels)"),
+    ("/wheels", "(the cpu torch comes from PyTorch's index: /wheels holds no torch wheel for the image's Python 3.12 "
+                "on x86_64; add one there)")])
+def test_a_failed_lock_names_the_wheelhouse_way_out_unless_taken(monkeypatch, wheelhouse, hint):
+    import envkit.build.lock as lock_module
+    from envkit.build.lock import LockError
+    from envkit.build.stack import Stack
+
+    monkeypatch.setattr(lock_module.subprocess, "run",
+                        lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", "dns error"))
+    monkeypatch.setattr(lock_module, "uv_command", lambda: ["uv"])
+    stack = Stack("cpu", "x86_64", "3.12", ["torch==2.11.0"], None, torch_backend="cpu")
+    with pytest.raises(LockError) as raised:
+        lock_module._resolve(stack, None, wheelhouse, False, ["torch==2.11.0"])
+    assert str(raised.value).endswith(hint) and str(raised.value).count("--wheelhouse") == (wheelhouse is None)

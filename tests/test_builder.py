@@ -109,7 +109,7 @@ def test_build_streams_output_with_step_counter(bin_dir, tmp_path, capsys):
     fake(bin_dir, "podman", log=log, output="STEP 1/2: FROM base\nhello\nSTEP 2/2: RUN true\n")
     code = build(tmp_path / "ctx", ("envkit/grpo:t",), "linux/amd64", False, detect("podman"))
     out = click.unstyle(capsys.readouterr().out)
-    assert code == 0
+    assert code == (0, False)
     assert "[1/2] FROM base" in out and "    hello" in out and "[2/2] RUN true" in out
     assert log.read_text().splitlines()[-1].startswith("podman build ")
 
@@ -118,7 +118,7 @@ def test_push_follows_a_successful_build(bin_dir, tmp_path):
     log = tmp_path / "calls"
     fake(bin_dir, "buildah", log=log)
     tags = ("registry.example/envkit/grpo:t", "registry.example/envkit/grpo:latest")
-    assert build(tmp_path, tags, "linux/amd64", True, detect("buildah")) == 0
+    assert build(tmp_path, tags, "linux/amd64", True, detect("buildah")) == (0, False)
     built = f"buildah bud --format docker --layers --platform linux/amd64 --file {tmp_path}/Dockerfile " \
             f"--tag {tags[0]} --tag {tags[1]} {tmp_path}"
     assert log.read_text().splitlines()[-3:] == [built, f"buildah push {tags[0]}", f"buildah push {tags[1]}"]
@@ -128,8 +128,45 @@ def test_failed_build_returns_its_code_and_does_not_push(bin_dir, tmp_path):
     log = tmp_path / "calls"
     fake(bin_dir, "buildah", fails=("bud",), log=log)
     chosen = detect("buildah")
-    assert build(tmp_path, ("envkit/grpo:t",), "linux/amd64", True, chosen) == 1
+    assert build(tmp_path, ("envkit/grpo:t",), "linux/amd64", True, chosen) == (1, False)
     assert not any(line.startswith("buildah push") for line in log.read_text().splitlines())
+
+
+# buildah 1.28's words on this machine (no registry reachable) for FROM ubuntu:24.04, and BuildKit's
+UNPULLED = ['Error: creating build container: initializing source docker://ubuntu:24.04: pinging container registry '
+            'registry-1.docker.io: Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: '
+            "no such host",
+            "ERROR: failed to solve: ubuntu:24.04: failed to resolve source metadata for "
+            "docker.io/library/ubuntu:24.04"]
+
+
+@pytest.mark.parametrize("said", UNPULLED)
+def test_a_build_that_cannot_pull_its_base_says_so(bin_dir, tmp_path, said):
+    fake(bin_dir, "buildah", fails=("bud",), output=f"STEP 1/9: FROM ubuntu:24.04\n{said}\n")
+    assert build(tmp_path, ("envkit/grpo:t",), "linux/amd64", False, detect("buildah")) == (1, True)
+
+
+def test_a_failing_step_after_the_base_is_no_pull_failure(bin_dir, tmp_path):
+    fake(bin_dir, "buildah", fails=("bud",), output="STEP 1/9: FROM ubuntu:24.04\nSTEP 2/9: RUN false\nError: exit 1\n")
+    assert build(tmp_path, ("envkit/grpo:t",), "linux/amd64", False, detect("buildah")) == (1, False)
+
+
+def test_envkit_build_says_in_one_line_what_to_do_without_the_base(bin_dir, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from envkit.build.lock import Lock
+    from envkit.cli import main
+
+    fake(bin_dir, "podman", fails=("build",), output=f"STEP 1/9: FROM ubuntu:24.04\n{UNPULLED[0]}\n")
+    monkeypatch.setattr("envkit.build.lock.lock", lambda *args, **kwargs: Lock("click==8.1.8 \\\n    --hash=sha256:"
+                                                                                + "1" * 64 + "\n", 0.1, False))
+    result = CliRunner().invoke(main, ["build", "--recipe", "tiny", "--target", "cpu", "--builder", "podman",
+                                       "--output", str(tmp_path / "ctx")])
+    assert result.exit_code == 1, result.output
+    said = [line for line in result.output.splitlines() if line.startswith("envkit build: ")]
+    assert said == [f"envkit build: podman could not pull the base image python:3.12-slim-bookworm: give it registry "
+                    "access, or --base IMAGE naming a base already in podman's local store (podman images), and "
+                    f"--wheelhouse DIR if PyPI is out of reach too; the context is in {tmp_path / 'ctx'}"]
 
 
 def test_progress_buildkit_headers_once_with_elapsed_time():

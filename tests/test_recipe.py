@@ -461,3 +461,16 @@ def test_a_missing_dataset_file_and_reward_come_with_the_other_errors(tmp_path):
     assert result.exit_code == 2 and len(lines) == 3, result.stderr
     assert "lora.alpah: unknown key" in lines[0] and "dataset.path: no such file" in lines[1]
     assert "rewards[1].name: cannot find module 'no_such_module_envkit'" in lines[2]
+
+
+def test_in_the_image_a_recipe_not_in_the_working_folder_says_how_to_mount_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["train", "recipe.yaml", "--dry-run"])
+    assert result.exit_code == 2 and "-v" not in result.output  # outside the image: the plain message
+    monkeypatch.setenv("ENVKIT_IN_IMAGE", "1")
+    result = CliRunner().invoke(main, ["train", "recipe.yaml", "--dry-run"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"envkit train: recipe.yaml: no such recipe file in {tmp_path}, the image's "
+                                    "working folder, nor a shipped recipe")
+    assert result.output.rstrip().endswith('mount the folder that holds it there: docker run ... -v "$PWD":/work '
+                                           "IMAGE train recipe.yaml (podman alike)") and result.output.count("\n") == 1

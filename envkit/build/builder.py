@@ -96,17 +96,28 @@ def detect(name: str | None = None) -> Builder | None:
     return next((b for b in candidates if works(b)), None)
 
 
+# How a builder says it could not fetch a FROM image (no registry access, a name the registry lacks): podman and
+# buildah "Error: creating build container: initializing source docker://ubuntu:24.04: pinging container registry
+# registry-1.docker.io: ..." (buildah 1.28 without network, tests/test_builder.py keeps the line), or "short-name
+# ... did not resolve"; BuildKit "failed to resolve source metadata for IMAGE"; docker "pull access denied".
+PULL_FAILED = re.compile(r"initializing source |short-name .* did not resolve|failed to resolve source metadata for "
+                         r"|pull access denied")
+
+
 class Progress:
     """Turns the builder's output lines into display lines: a bold ``[3/12]`` header when a step starts
-    (with the time since the build began), every other line indented beneath it."""
+    (with the time since the build began), every other line indented beneath it.  ``unpulled``: a line said
+    the base image could not be fetched."""
 
     def __init__(self, step: re.Pattern, clock: Callable[[], float] = time.monotonic, width: int = 100):
         self.step, self.clock, self.width = step, clock, width
         self.start = clock()
         self.current: tuple[str, str] | None = None
+        self.unpulled = False
 
     def feed(self, line: str) -> str:
         line = line.rstrip("\n")
+        self.unpulled = self.unpulled or PULL_FAILED.search(line) is not None
         match = self.step.match(line)
         if match is None:
             return "    " + line
@@ -119,8 +130,9 @@ class Progress:
         return click.style(f"[{number}/{total}]", bold=True) + f" {instruction}  ({self.clock() - self.start:.0f} s)"
 
 
-def stream(argv: list[str], step: re.Pattern, env: dict[str, str]) -> int:
-    """Run ``argv``, showing its output (stderr merged) through a Progress; its exit code."""
+def stream(argv: list[str], step: re.Pattern, env: dict[str, str]) -> tuple[int, bool]:
+    """Run ``argv``, showing its output (stderr merged) through a Progress; its exit code, and whether it said
+    it could not fetch an image (Progress.unpulled)."""
     click.echo(click.style("$ " + shlex.join(argv), dim=True))
     progress = Progress(step)
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -132,21 +144,21 @@ def stream(argv: list[str], step: re.Pattern, env: dict[str, str]) -> int:
             process.terminate()
             raise
     click.echo(f"({progress.clock() - progress.start:.0f} s)")
-    return process.returncode
+    return process.returncode, progress.unpulled
 
 
-def build(context: Path, tags: tuple[str, ...], platform: str, push: bool, builder: Builder) -> int:
+def build(context: Path, tags: tuple[str, ...], platform: str, push: bool, builder: Builder) -> tuple[int, bool]:
     """Build ``context`` (its Dockerfile) under each of ``tags`` for ``platform``, then push them if asked; the exit
-    code."""
+    code, and whether the build failed fetching its base image."""
     build_argv = builder.argv(builder.build, tags, context=str(context), dockerfile=str(context / "Dockerfile"),
                               platform=platform)
-    code = stream(build_argv, builder.step, builder.env)
+    code, unpulled = stream(build_argv, builder.step, builder.env)
     if code == 0 and push:
         for tag in tags:
-            code = stream(builder.argv(builder.push, tag=tag), builder.step, builder.env)
+            code, _ = stream(builder.argv(builder.push, tag=tag), builder.step, builder.env)
             if code != 0:
                 break
-    return code
+    return code, code != 0 and unpulled
 
 
 # Shell words of the run command that the user's shell must expand, so printed unquoted.

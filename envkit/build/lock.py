@@ -172,5 +172,16 @@ def _resolve(stack: Stack, index_url: str | None, wheelhouse: str | None, refres
             if result.returncode == 0:
                 return Lock(output.read_text(), time.perf_counter() - start, online)
     message = (result.stderr.strip().splitlines() or ["uv failed"])[-3:]
-    hint = f" (the {stack.torch_backend} torch comes from PyTorch's index; --wheelhouse DIR offers local wheels)" if stack.torch_backend else ""
-    raise LockError("cannot lock " + " ".join(pins) + ": " + " ".join(line.strip() for line in message) + hint)
+    raise LockError("cannot lock " + " ".join(pins) + ": " + " ".join(line.strip() for line in message)
+                    + _torch_hint(stack, wheelhouse))
+
+
+def _torch_hint(stack: Stack, wheelhouse: str | None) -> str:
+    """Where the failed lock's torch was to come from, and the way out not yet taken."""
+    if not stack.torch_backend:
+        return ""
+    where = f" (the {stack.torch_backend} torch comes from PyTorch's index"
+    if wheelhouse is None:
+        return where + "; --wheelhouse DIR offers local wheels)"
+    return where + (f": {wheelhouse} holds no torch wheel for the image's Python {stack.python} on {stack.arch}; "
+                    "add one there)")

@@ -8,9 +8,12 @@ or editable install reads ``recipes/`` next to the package and an installed one 
 
 from __future__ import annotations
 
+import os
 import site
 import sys
 from pathlib import Path
+
+IN_IMAGE = "ENVKIT_IN_IMAGE"  # set by envkit's image (envkit/build/templates/Dockerfile.in)
 
 
 def recipes_dir() -> Path:
@@ -45,4 +48,8 @@ def find_recipe(name: str) -> Path:
     shipped = [p.stem for p in list_recipes()]
     close = difflib.get_close_matches(Path(name).stem, shipped, n=1)
     hint = f"did you mean {close[0]}? " if close else ""
+    if os.environ.get(IN_IMAGE):  # the user's folder is not the image's unless mounted there
+        raise RecipeError(f"{name[:200]}: no such recipe file in {Path.cwd()}, the image's working folder, nor a "
+                          f"shipped recipe ({hint}shipped: {', '.join(shipped)}); mount the folder that holds it "
+                          f'there: docker run ... -v "$PWD":/work IMAGE train {name[:200]} (podman alike)')
     raise RecipeError(f"{name[:200]}: no such recipe file or shipped recipe ({hint}shipped: {', '.join(shipped)})")
