@@ -151,7 +151,8 @@ def test_a_failing_step_after_the_base_is_no_pull_failure(bin_dir, tmp_path):
     assert build(tmp_path, ("envkit/grpo:t",), "linux/amd64", False, detect("buildah")) == (1, False)
 
 
-def test_envkit_build_says_in_one_line_what_to_do_without_the_base(bin_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("wheelhouse", [False, True])
+def test_envkit_build_says_in_one_line_what_to_do_without_the_base(bin_dir, tmp_path, monkeypatch, wheelhouse):
     from click.testing import CliRunner
 
     from envkit.build.lock import Lock
@@ -160,13 +161,16 @@ def test_envkit_build_says_in_one_line_what_to_do_without_the_base(bin_dir, tmp_
     fake(bin_dir, "podman", fails=("build",), output=f"STEP 1/9: FROM ubuntu:24.04\n{UNPULLED[0]}\n")
     monkeypatch.setattr("envkit.build.lock.lock", lambda *args, **kwargs: Lock("click==8.1.8 \\\n    --hash=sha256:"
                                                                                 + "1" * 64 + "\n", 0.1, False))
+    monkeypatch.setattr("envkit.build.context.fetch_wheels", lambda inputs, folder: folder.mkdir())
+    given = ["--wheelhouse", str(bin_dir)] if wheelhouse else []  # given: not suggested again
     result = CliRunner().invoke(main, ["build", "--recipe", "tiny", "--target", "cpu", "--builder", "podman",
-                                       "--output", str(tmp_path / "ctx")])
+                                       "--output", str(tmp_path / "ctx"), *given])
     assert result.exit_code == 1, result.output
     said = [line for line in result.output.splitlines() if line.startswith("envkit build: ")]
+    offline = "" if wheelhouse else ", and --wheelhouse DIR if PyPI is out of reach too"
     assert said == [f"envkit build: podman could not pull the base image python:3.12-slim-bookworm: give it registry "
-                    "access, or --base IMAGE naming a base already in podman's local store (podman images), and "
-                    f"--wheelhouse DIR if PyPI is out of reach too; the context is in {tmp_path / 'ctx'}"]
+                    f"access, or --base IMAGE naming a base already in podman's local store (podman images){offline}; "
+                    f"the context is in {tmp_path / 'ctx'}"]
 
 
 def test_progress_buildkit_headers_once_with_elapsed_time():

@@ -181,10 +181,10 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
         sys.exit(FAILED)
     code, unpulled = builders.build(context, tags, stack.platform, push, found)
     if unpulled:
+        offline = "" if wheelhouse else ", and --wheelhouse DIR if PyPI is out of reach too"
         click.echo(f"envkit build: {found.name} could not pull the base image {base}: give it registry access, "
-                   f"or --base IMAGE naming a base already in {found.runner}'s local store ({found.runner} images), "
-                   f"and --wheelhouse DIR if PyPI is out of reach too; "
-                   f"the context is in {context}", err=True)
+                   f"or --base IMAGE naming a base already in {found.runner}'s local store ({found.runner} images)"
+                   f"{offline}; the context is in {context}", err=True)
         sys.exit(FAILED)
     if code != 0:
         click.echo(f"envkit build: {found.name} failed (exit {code}); the context is in {context}", err=True)
