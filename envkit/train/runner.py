@@ -104,12 +104,12 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     )
     from envkit.train.progress import StepLines, quiet_libraries, quiet_trainer
 
-    if not verbose:
-        quiet_libraries()
-
     if recipe.backend == "unsloth":
         import_unsloth()  # before trl: importing unsloth patches it
     from trl import GRPOConfig, GRPOTrainer
+
+    if not verbose:
+        quiet_libraries()  # it imports transformers and datasets: after unsloth, which must come first
 
     from envkit.train.callbacks import (
         AdapterMotion,
