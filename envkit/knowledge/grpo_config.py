@@ -108,7 +108,9 @@ def main() -> None:
 
     from envkit.files import write_atomic
 
-    doc = {"trl": installed_trl(), "recorded": date.today().isoformat(),
+    # GRPOConfig inherits transformers' TrainingArguments, whose help texts move between releases: both versions
+    doc = {"trl": installed_trl(), "transformers": metadata.version("transformers"),
+           "recorded": date.today().isoformat(),
            "source": "trl.GRPOConfig of the installed trl, read by `python -m envkit.knowledge.grpo_config`",
            "fields": record_of(GRPOConfig)}
     target = sys.argv[1] if len(sys.argv) > 1 else str(RECORD)
