@@ -177,7 +177,8 @@ def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path
     from envkit.train.runner import _manifest
 
     handed = []
-    monkeypatch.setattr(runner, "train", lambda recipe, plan, output_dir, resume: handed.append((recipe, plan)) or 0)
+    monkeypatch.setattr(runner, "train",
+                        lambda recipe, plan, output_dir, resume, verbose=False: handed.append((recipe, plan)) or 0)
     args = ["train", "tiny", "--max-steps", "3", "--output", str(tmp_path / "run")]
     assert CliRunner().invoke(main, args).exit_code == 0
     dry = CliRunner().invoke(main, args + ["--dry-run"])
