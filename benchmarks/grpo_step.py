@@ -106,7 +106,7 @@ def recipe_text(shape: dict, model: Path, data: Path, mode: str, steps: int, uti
             "off": "enabled: false"}[mode]
     if utilization is not None and mode != "off":
         vllm += f"\n  gpu_memory_utilization: {utilization}"
-    backend = f"backend: unsloth\n" if unsloth else ""
+    backend = "backend: unsloth\n" if unsloth else ""
     quantized = "\n  load_in_4bit: true" if four_bit else ""
     return f"""version: 1
 {backend}model:

@@ -13,6 +13,7 @@ import click
 
 from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 from envkit.terminal import echo, printable
+from envkit.train import generate as generate_limits  # -n and --max-new-tokens bounds; torch loads lazily
 
 
 @click.command()
@@ -236,29 +237,12 @@ def report(run_dir) -> None:
         echo(f"envkit report: WARNING: {signal.label}: {signal.message()}; {signal.hint}", err=True)
 
 
-MAX_SAMPLES, MAX_NEW_TOKENS = 1024, 2**20  # bounds of -n and --max-new-tokens (a 2**40 -n allocated without end)
-
-
-def _check_sampling(sampling: dict, run_dir: Path) -> None:
-    """The sampling values, the manifest's included (a hand-edited temperature: "hot"), within what the options
-    accept; else a GenerateError naming the option that overrides it."""
-    from envkit.train.generate import GenerateError
-
-    checks = {"temperature": lambda v: 0 <= v <= 1e6, "top_p": lambda v: 0 < v <= 1,
-              "max_new_tokens": lambda v: type(v) is int and 0 < v <= MAX_NEW_TOKENS}
-    for key, fits in checks.items():
-        value = sampling[key]
-        if type(value) not in (int, float) or value != value or not fits(value):
-            raise GenerateError(f"{key} {str(value)[:40]!r} from {run_dir / 'manifest.json'} is out of range: "
-                                f"pass --{key.replace('_', '-')}")
-
-
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("prompts", nargs=-1, required=True, metavar="PROMPT...")
-@click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(1, MAX_SAMPLES),
+@click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(1, generate_limits.MAX_SAMPLES),
               help="Completions per prompt.")
-@click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS),
+@click.option("--max-new-tokens", type=click.IntRange(1, generate_limits.MAX_NEW_TOKENS),
               help="Default: the run's grpo.max_completion_length.")
 @click.option("--temperature", type=click.FloatRange(0), help="Default: the run's; 0 is greedy.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Default: the run's.")
@@ -277,7 +261,7 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
     system prompt the run trained with, and its temperature, top_p and completion length, come from its
     manifest.json.  Exit codes: 0 done, 2 nothing to sample from (no adapter/, no merged/) or a bad option.
     """
-    from envkit.train.generate import GenerateError, find_trained, pick_engine, sample
+    from envkit.train.generate import GenerateError, check_sampling, find_trained, pick_engine, sample
 
     missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
     if missing:
@@ -287,7 +271,7 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
         trained = find_trained(Path(run_dir), merged, trust_remote_code)
         given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
         sampling = {**trained.sampling, **{k: v for k, v in given.items() if v is not None}}
-        _check_sampling(sampling, Path(run_dir))
+        check_sampling(sampling, Path(run_dir))
         if sampling["temperature"] == 0 and num_samples > 1:
             raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
         chosen = pick_engine(engine)

@@ -94,6 +94,21 @@ def _manifest(run_dir: Path) -> dict:
     return manifest if isinstance(manifest, dict) else {}
 
 
+MAX_SAMPLES, MAX_NEW_TOKENS = 1024, 2**20  # bounds of -n and --max-new-tokens (a 2**40 -n allocated without end)
+
+
+def check_sampling(sampling: dict, run_dir: Path) -> None:
+    """The sampling values, the manifest's included (a hand-edited temperature: "hot"), within what the options
+    accept; else a GenerateError naming the option that overrides it."""
+    checks = {"temperature": lambda v: 0 <= v <= 1e6, "top_p": lambda v: 0 < v <= 1,
+              "max_new_tokens": lambda v: type(v) is int and 0 < v <= MAX_NEW_TOKENS}
+    for key, fits in checks.items():
+        value = sampling[key]
+        if type(value) not in (int, float) or value != value or not fits(value):
+            raise GenerateError(f"{key} {str(value)[:40]!r} from {run_dir / 'manifest.json'} is out of range: "
+                                f"pass --{key.replace('_', '-')}")
+
+
 def pick_engine(wanted: str) -> str:
     """"vllm" or "transformers" for ``auto`` or a name; vLLM needs the vllm package and a CUDA GPU.
 
