@@ -300,13 +300,21 @@ def test_the_refresh_runs_daily():
 
 
 def test_the_solver_picks_no_pair_its_own_doctor_warns_about():
-    """Issue #23: with torch 2.11 the newest transformers inside the windows, 5.24.0, wants peft 0.22.0 (unreleased),
-    so its pair with the newest peft, 0.21.2, warned (EK603); the solver now takes the next one down."""
+    """Issue #23: with torch 2.11 the newest transformers inside the windows wants a peft at least 0.22.0.  Before
+    peft 0.22.0 was released (the matrix without it) that pair warned (EK603) and the solver stepped down to
+    5.23.0 + 0.21.2; with it (the shipped matrix since 2026-12-07) the newest transformers and peft go together."""
+    import copy
+
     from envkit.rules.known import inside_checks
 
     shipped = Matrix.shipped()
+    before = copy.deepcopy(shipped.doc)
+    del before["packages"]["peft"]["0.22.0"]
+    stepped = solve(Constraints(trl="1.16.0", torch="2.11.0"), Matrix(before))
+    assert inside_checks(stepped.versions) == []
+    assert stepped.versions["transformers"] == "5.23.0" and stepped.versions["peft"] == "0.21.2"
+    # 5.24.0 fits vllm 0.26.0 and trl 1.16.0: the solver did step down
+    assert shipped.requirement("vllm", stepped.versions["vllm"], "transformers").contains("5.24.0")
     found = solve(Constraints(trl="1.16.0", torch="2.11.0"), shipped)
     assert inside_checks(found.versions) == []
-    assert found.versions["transformers"] == "5.23.0" and found.versions["peft"] == "0.21.2"
-    # 5.24.0 is the newest that fits vllm 0.26.0 and trl 1.16.0: the solver did step down
-    assert shipped.requirement("vllm", found.versions["vllm"], "transformers").contains("5.24.0")
+    assert found.versions["peft"] == "0.22.0" and Version(found.versions["transformers"]) >= Version("5.24.0")
