@@ -51,6 +51,7 @@ OLD_211 = {"torch": "2.11.0", "triton": "3.6.0", "vllm": "0.26.0", "flashinfer-p
            "torchaudio": "2.11.0", "torchvision": "0.26.0", "trl": "1.16.0", "transformers": "5.24.0", "peft": "0.21.2",
            "accelerate": "1.16.0", "datasets": "5.2.0", "xformers": "0.0.35"}
 H100 = Stack("h100", "x86_64", "3.12", [], "13.0")
+AGE_RULE = "EK310"  # envkit's knowledge predates an installed release (rules/age.py)
 
 
 def test_a_replayed_lock_shows_what_the_doctor_would_say_of_it():
@@ -106,4 +107,9 @@ def test_the_train_extras_resolved_afresh_pass_the_doctors_package_checks(extras
         pytest.skip(f"registry unreachable: {result.stderr.strip()[-200:]}")
     pins = Lock((tmp_path / "lock.txt").read_text(), 0, True).pins()
     cuda = (Matrix.shipped().record("torch", pins["torch"]) or {}).get("cuda")
-    assert problems(pins, Stack(target, "x86_64", "3.12", [], cuda)) == []
+    found = problems(pins, Stack(target, "x86_64", "3.12", [], cuda))
+    # A release published after the matrix was refreshed (EK310) is the calendar, not an incompatibility: the daily
+    # matrix-refresh workflow (.github/workflows/matrix-refresh.yml) proposes it; here it is said, not failed.
+    for line in [p for p in found if p.startswith(f"{AGE_RULE} ")]:
+        warnings.warn(f"pip install '.[{','.join(extras)}]' today: {line}", stacklevel=1)
+    assert [p for p in found if not p.startswith(f"{AGE_RULE} ")] == []
