@@ -56,11 +56,14 @@ def _gpus() -> list[str]:
 
 
 GPUS = _gpus()
-MISSING = [name for name in ("vllm", "trl", "torch") if find_spec(name) is None]
+MISSING = [name for name in ("trl", "torch") if find_spec(name) is None]
 SKIP = (None if DRY else "no NVIDIA GPU (nvidia-smi finds none)" if not GPUS
         else f"needs {', '.join(MISSING)}" if MISSING else None)
 # Each test module's pytestmark: marked gpu, skipped with the reason where the suite cannot run.
 MARKS = [pytest.mark.gpu, pytest.mark.skipif(SKIP is not None, reason=SKIP or "")]
+# The arms that generate with vLLM; without it (a machine given only trl and datasets) the rest still run.
+NEEDS_VLLM = pytest.mark.skipif(not DRY and find_spec("vllm") is None,
+                                reason="needs vllm: stage envkit's lock (benchmarks/device_bundle.py)")
 
 
 def _bench():

@@ -17,8 +17,22 @@ import statistics
 from pathlib import Path
 
 import pytest
-from acceptance import (  # noqa: F401 - model and results are fixtures
-    GPUS, MARKS, STEPS, WORK, envkit, gain, installed, metrics, model, plain_trl, results, rewards, write_recipe)
+from acceptance import (  # noqa: F401 - fixtures
+    GPUS,
+    MARKS,
+    NEEDS_VLLM,
+    STEPS,
+    WORK,
+    envkit,
+    gain,
+    installed,
+    metrics,
+    model,
+    plain_trl,
+    results,
+    rewards,
+    write_recipe,
+)
 
 pytestmark = MARKS
 
@@ -67,6 +81,7 @@ def assert_learned(arm: dict) -> None:
     assert any(line.startswith("envkit train: done:") for line in arm["envkit_lines"])
 
 
+@NEEDS_VLLM
 def test_colocate_learns_next_to_plain_trl(colocate, results):
     trl = plain_trl("trl-colocate")
     trl_rewards = rewards(trl.get("metrics") or [])
@@ -102,6 +117,7 @@ def sample_scores(folder: Path, target: str, engine: str, log: str) -> tuple[dic
     return ran.summary(), digit_scores(folder, samples)
 
 
+@NEEDS_VLLM
 def test_generate_samples_the_trained_adapter_on_both_engines(colocate, results):
     folder, run = colocate["folder"], colocate["folder"] / "run"
     base_adapter(run)
@@ -121,6 +137,7 @@ def test_generate_samples_the_trained_adapter_on_both_engines(colocate, results)
     assert min(vllm, hf) - base >= LEARNS, outcome  # and not the base model
 
 
+@NEEDS_VLLM
 def test_a_run_that_cannot_learn_is_named_within_three_steps(model, results):
     """Issue #30 item 6 (backend trl): completions that never end (vLLM's ignore_eos) with truncated ones masked
     out of the loss train on nothing; the learning-signal guard says so by step 3 and the manifest records it."""
@@ -137,6 +154,7 @@ def test_a_run_that_cannot_learn_is_named_within_three_steps(model, results):
     assert all(g == 0 for g in grad_norms), grad_norms
 
 
+@NEEDS_VLLM
 def test_report_redraws_the_run(colocate, results):
     ran = envkit("report", "run", cwd=colocate["folder"], log=colocate["folder"] / "report.log")
     results.add("envkit-report", ran.summary())
@@ -145,6 +163,7 @@ def test_report_redraws_the_run(colocate, results):
     assert f"{STEPS} steps" in ran.text and "reward" in ran.text
 
 
+@NEEDS_VLLM
 def test_budget_predicts_the_measured_run(colocate, results):
     ran = envkit("budget", "recipe.yaml", "--json", cwd=colocate["folder"], log=colocate["folder"] / "budget.log")
     assert ran.code == 0, ran.lines[-3:]
@@ -174,6 +193,7 @@ def test_the_staged_lock_passes_the_doctor(results):
     assert not [f for f in said if f["section"] == "packages" and f["id"] != "EK304"], said
 
 
+@NEEDS_VLLM
 def test_colocate_with_sleep_learns(model, results):
     arm = train_arm("envkit-sleep", model, results, "enabled: true\n  mode: colocate\n  sleep: true")
     assert_learned(arm)
@@ -188,6 +208,7 @@ def test_vllm_off_learns_with_model_generate(model, results):
     assert arm["gain"] >= LEARNS, arm["rewards"]
 
 
+@NEEDS_VLLM
 @pytest.mark.skipif(len(GPUS) < 2, reason="server mode and colocate over two ranks need 2 GPUs; this machine has "
                     f"{len(GPUS)}")
 def test_two_gpu_arms(model, results):
@@ -199,6 +220,7 @@ def test_two_gpu_arms(model, results):
     assert_learned(ranks)
 
 
+@NEEDS_VLLM
 @pytest.mark.skipif(installed("unsloth") is None, reason="backend unsloth needs its own bundle (benchmarks/"
                     "device_bundle.py --recipe with backend: unsloth); not staged on this machine")
 def test_backend_unsloth_learns(model, results):

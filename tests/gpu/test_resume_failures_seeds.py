@@ -14,10 +14,24 @@ import sys
 import time
 
 import pytest
-from acceptance import (  # noqa: F401 - model and results are fixtures
-    GPUS, MARKS, STEPS, WORK, envkit, gain, metrics, model, plain_trl, results, rewards, user_env, write_recipe)
+from acceptance import (  # noqa: F401 - fixtures
+    GPUS,
+    MARKS,
+    NEEDS_VLLM,
+    STEPS,
+    WORK,
+    envkit,
+    gain,
+    metrics,
+    model,
+    plain_trl,
+    results,
+    rewards,
+    user_env,
+    write_recipe,
+)
 
-pytestmark = MARKS
+pytestmark = [*MARKS, NEEDS_VLLM]  # every arm here generates with vLLM
 
 SEEDS = (0, 1, 2)
 
