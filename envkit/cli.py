@@ -51,7 +51,8 @@ class LazyGroup(click.Group):
 COMMANDS = {"train": "envkit.train.cli:train", "generate": "envkit.train.cli:generate",
             "report": "envkit.train.cli:report", "recipes": "envkit.recipe.cli:recipes",
             "budget": "envkit.budget.cli:budget", "build": "envkit.build.cli:build",
-            "lock": "envkit.build.cli:lock_command", "matrix": "envkit.matrix.cli:matrix"}
+            "lock": "envkit.build.cli:lock_command", "matrix": "envkit.matrix.cli:matrix",
+            "slurm": "envkit.train.slurm_cli:slurm"}
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

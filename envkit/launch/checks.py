@@ -53,13 +53,17 @@ def launch_gpus(facts: Facts, inputs: LaunchInputs) -> Outcome:
     resources.generation_gpus and resources.training_gpus are indices among the GPUs visible to
     envkit train (after CUDA_VISIBLE_DEVICES), or counts; server mode without training_gpus trains
     on every GPU the server leaves.  A recipe naming more GPUs than are visible fails here instead
-    of minutes later in CUDA.
+    of minutes later in CUDA.  Without any GPU, trainer ranks run on CPU over gloo (a warning): a
+    multi-rank or multi-node smoke run of the tiny recipe, as the Slurm tests run it.
     """
     plan = inputs.plan
     named = plan.generation_gpus + plan.training_gpus
     if not named:
         return skip("the recipe assigns no GPUs (resources unset)")
     visible = facts.visible_gpus()
+    if not visible and not plan.generation_gpus:  # the ranks' trainer runs on CPU there (use_cpu: gloo)
+        return warn(f"no GPU visible: the {len(plan.training_gpus)} trainer rank(s) run on CPU (gloo)",
+                    f"{_layout(plan)}; 0 visible", "for a CPU smoke run (tests, a Slurm script) only; train on GPUs")
     need = max(named) + 1
     evidence = f"{_layout(plan)}; {len(visible)} visible" + (f": {visible[0].name}" if visible else "")
     if need > len(visible):

@@ -31,6 +31,9 @@ from envkit.train import generate as generate_limits  # -n and --max-new-tokens 
 @click.option("--output", type=click.Path(file_okay=False), help="Override output.dir.")
 @click.option("--machine-rank", type=click.IntRange(0),
               help="Override distributed.machine_rank (multi-node: one per machine).")
+@click.option("--num-machines", type=click.IntRange(1), help="Override distributed.num_machines.")
+@click.option("--main-process-ip", metavar="HOST", help="Override distributed.main_process_ip (envkit slurm's script "
+              "passes the head node's address).")
 @click.option("--no-patch", "no_patch", multiple=True, metavar="ID",
               help="Do not apply envkit's TRL patch ID (repeatable; for A/B runs, or once upstream fixed it). "
               "docs/training.md: Patches.")
@@ -38,8 +41,8 @@ from envkit.train import generate as generate_limits  # -n and --max-new-tokens 
               "progress bars and deprecation warnings (by default one envkit line per step).")
 @click.option("--worker", is_flag=True, hidden=True,
               help="A trainer rank started by envkit's launch plan: train in this process.")
-def train(recipe, dry_run, target, target_count, resume, force, max_steps, output, machine_rank, no_patch,
-          verbose, worker) -> None:
+def train(recipe, dry_run, target, target_count, resume, force, max_steps, output, machine_rank, num_machines,
+          main_process_ip, no_patch, verbose, worker) -> None:
     """GRPO-train a LoRA adapter from RECIPE (a path or a shipped recipe name).
 
     A recipe with a vLLM server or several training GPUs starts those processes (docs/multi-gpu.md).
@@ -63,7 +66,8 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
         click.echo("envkit train: --target plans only (with --dry-run); training needs the GPU itself", err=True)
         sys.exit(USAGE)
     try:
-        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch,
+        machines = {"machine_rank": machine_rank, "num_machines": num_machines, "main_process_ip": main_process_ip}
+        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machines, worker, no_patch,
                         (target, target_count), verbose))
     except UnknownGpu as exc:
         echo(f"envkit train: --target: {exc}", err=True)
@@ -79,7 +83,7 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
         sys.exit(INTERRUPTED)
 
 
-def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=(),
+def _train(name, dry_run, resume, force, max_steps, output, machines=None, worker=False, no_patch=(),
            target=(None, 1), verbose=False) -> int:
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
@@ -94,11 +98,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     recipe = load_recipe(recipe_path)
     if max_steps:
         recipe = replace(recipe, grpo=replace(recipe.grpo, max_steps=max_steps))
-    if machine_rank is not None:
-        if machine_rank >= recipe.distributed.num_machines:
-            raise RecipeError(f"--machine-rank {machine_rank}: the recipe has distributed.num_machines: "
-                              f"{recipe.distributed.num_machines}")
-        recipe = replace(recipe, distributed=replace(recipe.distributed, machine_rank=machine_rank))
+    recipe = _with_machines(recipe, machines or {})
     output_dir = Path(output or recipe.output.dir or Path("runs") / Path(recipe.source).stem)
     facts = collect()
     if target[0]:
@@ -169,6 +169,27 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
             raise
         click.echo(f"envkit train: {said} (traceback: {save_traceback(exc, 'envkit-train')})", err=True)
         return FAILED
+
+
+def _with_machines(recipe, given: dict):
+    """The recipe with the multi-node options given on the command line (--machine-rank, --num-machines,
+    --main-process-ip), checked as the loader checks the recipe's own."""
+    from envkit.recipe.load import RecipeError
+
+    given = {key: value for key, value in given.items() if value is not None}
+    if not given:
+        return recipe
+    dist = replace(recipe.distributed, **given)
+    flags = ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in given.items())
+    if dist.machine_rank >= dist.num_machines:
+        raise RecipeError(f"{flags}: machine rank {dist.machine_rank} needs num_machines above it, "
+                          f"got {dist.num_machines}")
+    if dist.num_machines > 1 and not dist.main_process_ip:
+        raise RecipeError(f"{flags}: {dist.num_machines} machines need the address of machine 0: --main-process-ip")
+    if dist.num_machines > 1 and recipe.resources.training_gpus is None and recipe.vllm.mode != "server":
+        raise RecipeError(f"{flags}: several machines start trainer ranks: name their GPUs in "
+                          "resources.training_gpus (a list, or a count)")
+    return replace(recipe, distributed=dist)
 
 
 def _lay_out(recipe, recipe_path: str, facts, plan, forward: list[str], dry_run: bool):
