@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "ip", "nsenter")
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "sinfo", "ip", "nsenter")
 BRIDGE, BRIDGE_ADDR, PREFIX = "ekslurm0", "10.77.0.1", "10.77.0"
 NODE_IFNAME = "ekslurm"  # the interface every node's namespace has (GLOO_SOCKET_IFNAME names it)
 SLURMD_PORT, SLURMCTLD_PORT = 16818, 16817
@@ -31,6 +31,15 @@ def unavailable() -> str | None:
     missing = [name for name in DAEMONS if shutil.which(name) is None and not Path("/usr/sbin", name).exists()]
     if missing:
         return f"not installed: {', '.join(missing)} (apt-get install slurm-wlm munge; .ci/setup-slurm)"
+    return None
+
+
+def two_nodes_unavailable() -> str | None:
+    """Why the 2-node cluster cannot start here (no network namespaces: an unprivileged container), or None."""
+    probe = "ekslurm-probe"
+    if _run("ip", "netns", "add", probe, check=False).returncode != 0:
+        return "cannot create a network namespace (ip netns add) for the second node"
+    _run("ip", "netns", "del", probe, check=False)
     return None
 
 
@@ -73,6 +82,7 @@ class Cluster:
         return f"{PREFIX}.{11 + index}" if self.netns else "127.0.0.1"
 
     def _start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
         for folder in ("state", "munge", *(f"spool-{name}" for name in self.names)):
             (self.root / folder).mkdir(mode=0o700)
         key = self.root / "munge" / "munge.key"

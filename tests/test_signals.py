@@ -55,3 +55,25 @@ def test_sigterm_ends_envkit_running_as_pid_1(tmp_path):
     finally:
         outer.kill()
         outer.wait()
+
+
+@pytest.mark.train
+def test_a_sigterm_repeated_at_once_is_one_request_and_ctrl_c_then_interrupts():
+    """Slurm signals every process of a job it requeues, and torchrun forwards its own SIGTERM: a rank sees two or
+    three at once.  They ask for one checkpoint-and-stop; only a later, different signal interrupts at once."""
+    pytest.importorskip("transformers")
+    import signal
+
+    from envkit.train.callbacks import StopOnSignal
+
+    stop = StopOnSignal()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert stop.received is signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    finally:
+        stop._restore()

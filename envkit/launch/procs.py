@@ -22,11 +22,13 @@ import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from http.client import HTTPException
 from pathlib import Path
 
 from envkit.exitcodes import INTERRUPTED, TERMINATED, Terminated
 from envkit.launch.plan import LaunchPlan, ProcessSpec
+from envkit.launch.watchdog import Stall, Watchdog
 
 GRACE_S = 15.0  # SIGTERM -> SIGKILL
 SAVE_GRACE_S = 120.0  # Ctrl-C: time for the trainer to finish its step and save a checkpoint
@@ -130,32 +132,40 @@ def wait_healthy(url: str, timeout_s: float, proc: Running | None = None, poll_s
 
 
 def run_plan(plan: LaunchPlan, echo: Echo = echo_stdout, grace_s: float = GRACE_S, save_grace_s: float = SAVE_GRACE_S,
-             poll_s: float = 0.5) -> int:
+             poll_s: float = 0.5, watchdog: Watchdog | None = None) -> int:
     """Start the processes in order (each one with a health URL must answer before the next starts);
     the run ends when the last one exits, with its exit code; 130 on Ctrl-C, 143 on SIGTERM (as the
     `envkit` command raises it: Terminated).  Teardown always: the processes lead sessions of their own,
-    so without it a SIGTERM to envkit alone would leave the server and the ranks running."""
+    so without it a SIGTERM to envkit alone would leave the server and the ranks running.  With a ``watchdog``
+    (envkit.launch.watchdog) a stall past its deadlines ends the run too: LaunchFailed, naming the side."""
     running: list[Running] = []
-    interrupted = False
+    saving = None  # Ctrl-C (SIGINT) or SIGTERM: passed on to the trainer, which saves a checkpoint first
+    echo = watchdog.tap(echo) if watchdog else echo
     try:
         for spec in plan.processes:
-            running.append(Running(spec, echo))
+            running.append(Running(replace(spec, env={**spec.env, **watchdog.env()}) if watchdog else spec, echo))
             if spec.health_url:
                 wait_healthy(spec.health_url, spec.health_timeout_s, running[-1], poll_s)
                 echo(f"[envkit] {spec.name} is up: {spec.health_url}")
-        return _wait_last(running, poll_s)
+                if watchdog:
+                    watchdog.watch_server(spec.health_url)
+        return _wait_last(running, poll_s, watchdog, echo)
     except KeyboardInterrupt:
-        interrupted = True
+        saving = signal.SIGINT
         echo("[envkit] interrupted: stopping (the trainer saves a checkpoint; Ctrl-C again stops at once)")
         return INTERRUPTED
-    except Terminated:
-        echo("[envkit] terminated: stopping every process of the run")
+    except Terminated:  # the same signal on: a rank that got Slurm's own SIGTERM too sees one request, not two
+        saving = signal.SIGTERM
+        echo("[envkit] terminated: stopping every process of the run (the trainer saves a checkpoint)")
         return TERMINATED
     finally:
-        _teardown(running, interrupted, grace_s, save_grace_s)
+        if watchdog:
+            watchdog.stop()
+        _teardown(running, saving, grace_s, save_grace_s)
 
 
-def _wait_last(running: list[Running], poll_s: float) -> int:
+def _wait_last(running: list[Running], poll_s: float, watchdog: Watchdog | None = None,
+               echo: Echo = echo_stdout) -> int:
     main, helpers = running[-1], running[:-1]
     while True:
         for proc in running:
@@ -166,15 +176,30 @@ def _wait_last(running: list[Running], poll_s: float) -> int:
         for proc in helpers:
             if proc.popen.poll() is not None:
                 raise LaunchFailed(f"{proc.spec.name} exited with code {proc.popen.returncode} during the run{proc.last_lines()}")
+        stall = watchdog.check() if watchdog else None
+        if stall:
+            _stalled(stall, running, watchdog, echo)
         time.sleep(poll_s)
 
 
-def _teardown(running: list[Running], interrupted: bool, grace_s: float, save_grace_s: float) -> None:
-    """The trainer first (on Ctrl-C with SIGINT, which envkit's runner answers with a checkpoint), then the rest."""
+def _stalled(stall: Stall, running: list[Running], watchdog: Watchdog, echo: Echo) -> None:
+    """Stacks of the stalled side, a SIGTERM to the trainer (a checkpoint if it reaches its step's end within
+    watchdog.save_s), then LaunchFailed: run_plan's teardown ends every process."""
+    echo(f"[envkit] watchdog: {stall.side} stalled: {stall.what} (deadline {stall.deadline}); dumping stacks")
+    server = next((p.popen.pid for p in running[:-1] if p.spec.health_url), None)
+    stacks = watchdog.dump_stacks(stall, server)
+    echo(f"[envkit] watchdog: asking the trainer to save a checkpoint ({watchdog.settings.save_s:g} s)")
+    running[-1].stop(signal.SIGTERM, watchdog.settings.save_s)
+    raise LaunchFailed(stall.line(stacks))
+
+
+def _teardown(running: list[Running], saving: signal.Signals | None, grace_s: float, save_grace_s: float) -> None:
+    """The trainer first (on Ctrl-C with SIGINT, on SIGTERM with SIGTERM: envkit's runner answers both with a
+    checkpoint, given save_grace_s for it), then the rest."""
     try:
         for proc in reversed(running):
-            saving = interrupted and proc is running[-1]
-            proc.stop(signal.SIGINT if saving else signal.SIGTERM, save_grace_s if saving else grace_s)
+            trainer = saving and proc is running[-1]
+            proc.stop(saving if trainer else signal.SIGTERM, save_grace_s if trainer else grace_s)
     except (KeyboardInterrupt, Terminated):  # a second Ctrl-C or SIGTERM: no more waiting
         for proc in running:
             proc.stop(signal.SIGKILL, 0)

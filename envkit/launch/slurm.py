@@ -107,13 +107,15 @@ def sbatch_script(recipe: Recipe, job: SlurmJob, envkit_version: str) -> str:
         multinode = ' --machine-rank "$SLURM_NODEID" --main-process-ip "$1"'
     srun = ["srun", f"--nodes={layout.nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1", "--label"]
     if job.container_image:
-        mounts = ",".join(sorted({f"{p}:{p}" for p in (job.workdir, job.run_dir.parent, job.recipe_path.parent)}))
+        folders = {job.workdir, job.run_dir.parent, job.recipe_path.parent}
+        outer = sorted(f for f in folders if not any(other in f.parents for other in folders))  # nested: mounted along
+        mounts = ",".join(f"{f}:{f}" for f in outer)
         srun += [f"--container-image={job.container_image}", f"--container-mounts={mounts}",
                  f"--container-workdir={job.workdir}"]
     task = shlex.join(["bash", "-c", f"exec {shlex.join(train)}{multinode}", "envkit-node"])
     lines = [
         "#!/bin/bash",
-        f"# Written by `envkit slurm` (envkit {envkit_version}) for {recipe.source}: submit with sbatch.",
+        f"# Written by `envkit slurm` (envkit {envkit_version}) for {job.recipe_path}: submit with sbatch.",
         f"# {layout.describe(server_mode)}.",
         f"# In each node's task: envkit train lays out that node (machine rank $SLURM_NODEID) as on one machine.",
         *(f"#SBATCH {option}" for option in options),

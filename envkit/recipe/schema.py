@@ -185,6 +185,25 @@ class DistributedSpec:
 
 
 @dataclass
+class WatchdogSpec:
+    """Deadlines of a multi-process run (envkit.launch.watchdog): on expiry envkit names the side that stalled,
+    writes its processes' Python stacks, and ends the run (exit 1) instead of hanging."""
+
+    enabled: bool = spec(True, "watch a launched run (a vLLM server, several ranks); off: wait as long as it hangs")
+    init_s: float = spec(1800.0, "from the launch until every rank has built its trainer (model load, the NCCL "
+                         "groups' init), in seconds", bound=POSITIVE)
+    step_multiple: float = spec(10.0, "a step's (and a weight sync's) deadline: this many times the median one so "
+                                "far", bound=Bound(1))
+    step_floor_s: float = spec(600.0, "a step's deadline is never below this; also the first step's, before there "
+                               "is a median", bound=POSITIVE)
+    sync_floor_s: float = spec(300.0, "a weight sync's deadline is never below this (server mode)", bound=POSITIVE)
+    health_s: float = spec(120.0, "the vLLM server's health endpoint may go unanswered this long during the run",
+                           bound=POSITIVE)
+    save_s: float = spec(120.0, "after a stall, the time the trainer gets to save a checkpoint before every "
+                         "process is ended", bound=Bound(0))
+
+
+@dataclass
 class OutputSpec:
     dir: str | None = spec(None, "the run's folder; default: runs/<recipe name>, relative to the working directory "
                            "(--output overrides)")
@@ -209,6 +228,7 @@ class Recipe:
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     distributed: DistributedSpec = field(default_factory=DistributedSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
+    watchdog: WatchdogSpec = field(default_factory=WatchdogSpec)
     seed: int = spec(42, "the seed of sampling, initialisation and data order",
                      bound=Bound(0, 2**32 - 1, why="numpy and torch take seeds from 0 to 2**32 - 1"))
     guard: Literal["warn", "stop", "off"] = spec("warn", "the run's guards, stale weights and learning signal: warn, "

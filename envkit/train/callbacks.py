@@ -145,12 +145,19 @@ class StopOnSignal(TrainerCallback):
     SIGTERM too because that is how `docker stop` and schedulers ask (`envkit` is the image's entrypoint,
     PID 1, where an unhandled SIGTERM is ignored until the SIGKILL after the grace period), and how
     envkit's own launcher stops a trainer rank.
+
+    A SIGTERM repeated within REPEAT_S of the first is the same request arriving by another path, not a second
+    one: Slurm signals every process of a job it requeues or cancels, and torchrun forwards the SIGTERM it gets
+    too (twice, when envkit's launcher also stops it), so a rank sees two or three at once (it lost its checkpoint
+    to them before).  torchrun kills its ranks 30 s after its own SIGTERM: the window's length.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    REPEAT_S = 30.0
 
     def __init__(self):
         self.received: signal.Signals | None = None
+        self._at = 0.0
         self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
 
     @property
@@ -159,9 +166,12 @@ class StopOnSignal(TrainerCallback):
 
     def _handle(self, signum, frame):
         if self.requested:
+            if signum == self.received == signal.SIGTERM and time.monotonic() - self._at < self.REPEAT_S:
+                return
             self._restore()
             raise KeyboardInterrupt
         self.received = signal.Signals(signum)
+        self._at = time.monotonic()
 
     def _restore(self) -> None:
         for sig, handler in self._previous.items():

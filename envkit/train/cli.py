@@ -156,7 +156,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machines=None, worke
         from envkit.train.rundir import check_writable
 
         check_writable(output_dir)  # before the server and the ranks load anything (rank 0 then locks the folder)
-        return run_plan(launch)
+        return run_plan(launch, watchdog=_watchdog(recipe, launch, output_dir))
     from envkit.train.failures import explain, save_traceback
     from envkit.train.runner import train as run
 
@@ -169,6 +169,17 @@ def _train(name, dry_run, resume, force, max_steps, output, machines=None, worke
             raise
         click.echo(f"envkit train: {said} (traceback: {save_traceback(exc, 'envkit-train')})", err=True)
         return FAILED
+
+
+def _watchdog(recipe, launch, output_dir: Path):
+    """The launched run's watchdog (envkit.launch.watchdog), over the ranks this machine runs; None when off."""
+    from envkit.launch.watchdog import Watchdog
+
+    if not recipe.watchdog.enabled:
+        return None
+    per_machine = max(len(launch.training_gpus), 1)
+    first = recipe.distributed.machine_rank * per_machine
+    return Watchdog(output_dir / "watchdog", recipe.watchdog, range(first, first + per_machine))
 
 
 def _with_machines(recipe, given: dict):

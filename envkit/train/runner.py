@@ -54,6 +54,9 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, verbose: b
       continues it.
     """
     os.environ.update(plan.env)  # before anything imports triton (or unsloth)
+    from envkit.train import heartbeat
+
+    beat = heartbeat.start()  # under envkit's launcher: its watchdog times this rank from here on
     main = os.environ.get("RANK", "0") == "0"  # under accelerate launch one rank writes the run's files
     lock = None
     if main:
@@ -62,13 +65,13 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, verbose: b
         if lock.warning:
             echo(f"envkit train: warning: {lock.warning}", err=True)
     try:
-        return _train(recipe, plan, output_dir, resume, main, verbose)
+        return _train(recipe, plan, output_dir, resume, main, verbose, beat)
     finally:
         if lock:
             lock.release()
 
 
-def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool, verbose: bool) -> int:
+def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool, verbose: bool, beat=None) -> int:
     if main and not resume and any(p.name not in (LOCK, MARKER) for p in output_dir.iterdir()):
         raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, "
                           "or --output another folder")
@@ -166,7 +169,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
             train_dataset=train_rows,
             eval_dataset=eval_rows,
             peft_config=peft_config,
-            callbacks=callbacks + [c for c in (guards, stop, checkpoint and ScheduleOnResume()) if c],
+            callbacks=callbacks + [c for c in (guards, stop, checkpoint and ScheduleOnResume(), beat) if c],
         )
         name_base_in_card(trainer, recipe)
         if not verbose:
