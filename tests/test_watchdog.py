@@ -147,13 +147,14 @@ def trainer(ranks: int, stalls_at: int) -> ProcessSpec:
 
 def run_watched(tmp_path, processes, ranks, settings) -> tuple[str, list[str], Path]:
     lines: list[str] = []
-    watchdog = Watchdog(tmp_path / "watchdog", settings, range(ranks), dump_wait_s=1.0)
+    watchdog = Watchdog(settings, range(ranks), tmp_path / "stacks.txt")
     started = time.monotonic()
     with pytest.raises(LaunchFailed) as failed:
         run_plan(LaunchPlan(False, "test", processes=processes), echo=lines.append, grace_s=1, poll_s=0.1,
                  watchdog=watchdog)
     assert time.monotonic() - started < 30
-    return str(failed.value), lines, tmp_path / "watchdog" / "stacks.txt"
+    assert not watchdog.folder.exists()  # the heartbeats' folder goes with the run
+    return str(failed.value), lines, tmp_path / "stacks.txt"
 
 
 def test_a_rank_that_sleeps_is_named_with_its_stack_and_everything_ends(tmp_path):

@@ -2,7 +2,7 @@
 waits forever (NCCL's own timeouts are 10-30 minutes, where they apply at all) and says nothing of which side
 stalled.
 
-Each trainer rank keeps a heartbeat file in the run's watchdog/ folder (``RankBeats``: its phase, since when, its
+Each trainer rank keeps a heartbeat file in the launcher's temporary folder (``RankBeats``: its phase, since when, its
 step, the durations of its steps and weight syncs so far), and answers SIGUSR1 with its Python stacks
 (faulthandler, on its stderr, which the launcher echoes).  The launcher (envkit.launch.procs.run_plan) asks
 ``Watchdog.check`` on every poll; the deadlines come from what the run measured (recipe ``watchdog:``):
@@ -25,9 +25,11 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
+import tempfile
 import threading
 import time
 import urllib.error
@@ -192,14 +194,14 @@ class HealthPoller:
 
 class Watchdog:
     """The launcher's side for one machine: the environment its processes get, the deadlines checked on each poll,
-    and the stack dump of a stall.  ``ranks``: the global ranks this machine runs (accelerate numbers them machine
-    by machine)."""
+    and the stack dump of a stall (to ``stacks``, in the run's folder).  ``ranks``: the global ranks this machine
+    runs (accelerate numbers them machine by machine).  The heartbeats live in a temporary folder of this machine,
+    removed with ``stop``: each machine watches its own ranks, and the run's folder stays the run's (a fresh run
+    refuses a folder with files in it)."""
 
-    def __init__(self, folder: Path, settings: WatchdogSpec, ranks: range, dump_wait_s: float = 2.0):
-        self.folder, self.settings, self.ranks, self.dump_wait_s = Path(folder), settings, ranks, dump_wait_s
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for rank in ranks:  # a resumed run's old heartbeats are no news of this one
-            (self.folder / f"rank-{rank}.json").unlink(missing_ok=True)
+    def __init__(self, settings: WatchdogSpec, ranks: range, stacks: Path, dump_wait_s: float = 2.0):
+        self.settings, self.ranks, self.stacks, self.dump_wait_s = settings, ranks, Path(stacks), dump_wait_s
+        self.folder = Path(tempfile.mkdtemp(prefix="envkit-watchdog-"))
         self.started = time.time()
         self.health: HealthPoller | None = None
         self.health_url = ""
@@ -230,7 +232,7 @@ class Watchdog:
 
     def dump_stacks(self, stall: Stall, server_pid: int | None) -> Path | None:
         """SIGUSR1 to the stalled ranks of this machine (their faulthandler prints every thread), SIGABRT to the
-        server when it is the stalled side; what they print lands in watchdog/stacks.txt."""
+        server when it is the stalled side; what they print lands in ``stacks``."""
         beats, host = read_beats(self.folder), socket.gethostname()
         targets = [(beats[r]["pid"], STACK_SIGNAL) for r in stall.ranks if r in beats and beats[r]["host"] == host]
         if stall.server and server_pid:
@@ -245,10 +247,10 @@ class Watchdog:
                 pass
         time.sleep(self.dump_wait_s)  # the dumps travel through the launcher's pipes
         lines, self._recording = self._recording, None
-        path = self.folder / "stacks.txt"
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        self.stacks.write_text("\n".join(lines) + "\n")
+        return self.stacks
 
     def stop(self) -> None:
         if self.health:
             self.health.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -179,7 +179,7 @@ def _watchdog(recipe, launch, output_dir: Path):
         return None
     per_machine = max(len(launch.training_gpus), 1)
     first = recipe.distributed.machine_rank * per_machine
-    return Watchdog(output_dir / "watchdog", recipe.watchdog, range(first, first + per_machine))
+    return Watchdog(recipe.watchdog, range(first, first + per_machine), output_dir / "watchdog-stacks.txt")
 
 
 def _with_machines(recipe, given: dict):

@@ -1,5 +1,5 @@
 """A trainer rank's heartbeat for the launcher's watchdog (envkit.launch.watchdog): its phase (init, a step, TRL's
-timed spans inside it such as sync_weights, between steps) written to the run's watchdog/ folder as it changes.
+timed spans inside it such as sync_weights, between steps) written to the launcher's watchdog folder as it changes.
 
 Started at the top of the run (``start``: before the model loads, so init is timed), only where the launcher asked
 for it (ENVKIT_WATCHDOG_DIR in the environment).  TRL's spans come from ``trl.extras.profiling.ProfilingContext``,
