@@ -77,7 +77,7 @@ def test_init_past_its_deadline_names_who_did_not_finish(beats, side, what):
 
 def test_a_silent_server_is_named_first():
     found = stall([beat(0), beat(1)], silent=4.5)
-    assert found.side == "the vLLM server" and found.what == "http://s/health unanswered for 4 s" and found.server
+    assert found.side == "the vLLM server" and found.what == "http://s/health unanswered for 4.5 s" and found.server
 
 
 # --- run_plan on CPU with fake processes -------------------------------------------------------------------------

@@ -123,7 +123,7 @@ def find_stall(beats: dict[int, dict], ranks: range, now: float, started: float,
                server_silent_s: float | None = None, health_url: str = "") -> Stall | None:
     """The stall among this machine's ``ranks`` (their heartbeats) and the server, if a deadline has passed.  Pure."""
     if server_silent_s is not None and server_silent_s > settings.health_s:
-        return Stall("the vLLM server", f"{health_url} unanswered for {server_silent_s:.0f} s",
+        return Stall("the vLLM server", f"{health_url} unanswered for {_s(server_silent_s)} s",
                      f"{settings.health_s:g} s, watchdog.health_s", server=True)
     mine = {rank: beats[rank] for rank in ranks if rank in beats}
     unready = [rank for rank in ranks if mine.get(rank, {}).get("phase", "init") == "init"]
@@ -131,10 +131,10 @@ def find_stall(beats: dict[int, dict], ranks: range, now: float, started: float,
         deadline = f"{settings.init_s:g} s, watchdog.init_s"
         if len(unready) == len(ranks) and len(ranks) > 1 and len(mine) == len(ranks):
             return Stall("the NCCL group", f"no rank of {_names(ranks)} finished init (model load, process group) "
-                         f"in {now - started:.0f} s", deadline, tuple(ranks))
+                         f"in {_s(now - started)} s", deadline, tuple(ranks))
         missing = [r for r in unready if r not in mine]
         what = "never started" if missing == unready else "still in init while the others wait for it"
-        return Stall(_names(unready), f"{what}, {now - started:.0f} s after the launch", deadline, tuple(unready))
+        return Stall(_names(unready), f"{what}, {_s(now - started)} s after the launch", deadline, tuple(unready))
     everyone = [b for b in beats.values()]
     step_limit, step_why = _deadline([s for b in everyone for s in b["step_s"]], settings, settings.step_floor_s,
                                      "step")
@@ -144,7 +144,7 @@ def find_stall(beats: dict[int, dict], ranks: range, now: float, started: float,
     for rank, beat in mine.items():
         if beat["phase"] == SYNC and now - beat["since"] > sync_limit:
             return Stall("the NCCL group", f"rank {rank}'s weight sync to the vLLM server (step {beat['step']}) has "
-                         f"run {now - beat['since']:.0f} s", sync_why, (rank,), server=True)
+                         f"run {_s(now - beat['since'])} s", sync_why, (rank,), server=True)
         if beat["phase"] not in IDLE and beat["step_since"] and now - beat["step_since"] > step_limit:
             late[rank] = beat
     if not late:
@@ -152,12 +152,17 @@ def find_stall(beats: dict[int, dict], ranks: range, now: float, started: float,
     if len({(b["step"], b["phase"]) for b in mine.values()}) == 1 and len(mine) > 1:  # all in one place: a collective
         beat = next(iter(late.values()))
         return Stall("the NCCL group", f"every rank of {_names(ranks)} in step {beat['step']} ({beat['phase']}) "
-                     f"for {now - beat['step_since']:.0f} s: a collective none of them leaves", step_why,
+                     f"for {_s(now - beat['step_since'])} s: a collective none of them leaves", step_why,
                      tuple(mine))
     rank = min(late, key=lambda r: late[r]["since"])  # in its phase the longest: the others moved on, then waited
     beat = late[rank]
-    return Stall(f"rank {rank}", f"in step {beat['step']} for {now - beat['step_since']:.0f} s, in {beat['phase']} "
-                 f"for {now - beat['since']:.0f} s", step_why, (rank,))
+    return Stall(f"rank {rank}", f"in step {beat['step']} for {_s(now - beat['step_since'])} s, in {beat['phase']} "
+                 f"for {_s(now - beat['since'])} s", step_why, (rank,))
+
+
+def _s(seconds: float) -> str:
+    """Seconds as said in a message: whole ones from 10 on, tenths below (a 1.5 s deadline, stalled 2.1 s)."""
+    return f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"
 
 
 def _names(ranks) -> str:
