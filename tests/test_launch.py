@@ -194,6 +194,10 @@ def test_gpu_count_against_the_recipe():
     short = check("EK501", "server-2+6", 8, make_facts(["h100"] * 4))
     assert short.severity is Severity.FAIL and "needs GPU index 7, 4 GPU(s) visible" in short.title
     assert check("EK501", "colocate-1gpu", 1, make_facts("h100")).severity is Severity.SKIP
+    # no GPU at all: the ranks train on CPU over gloo (a smoke run, the Slurm tests), said, not refused
+    cpu = check("EK501", "colocate-2gpu", 2, make_facts(None))
+    assert cpu.severity is Severity.WARN and "the 2 trainer rank(s) run on CPU (gloo)" in cpu.title
+    assert check("EK501", "server-1+1", 2, make_facts(None)).severity is Severity.FAIL  # a server needs its GPU
 
 
 def test_cuda_visible_devices_consistency():

@@ -82,10 +82,37 @@ def test_envkit_slurm_writes_the_script_into_the_run_folder(tmp_path):
     assert bad.exit_code == 2 and "the vLLM server needs GPUs" in bad.output and "Traceback" not in bad.output
 
 
+def test_submit_says_what_sbatch_refused_in_one_line(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: invalid partition specified: gpu' >&2\nexit 1\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    argv = ["slurm", str(LAUNCH / "multinode.yaml"), "--partition", "gpu", "--output", str(tmp_path / "r"), "--submit"]
+    result = CliRunner().invoke(main, argv, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert result.exit_code == 1 and "sbatch refused" in result.stderr
+    assert "invalid partition specified: gpu" in result.stderr and "Traceback" not in result.output
+
+
+def test_train_takes_the_multinode_options_the_script_passes(tmp_path):
+    argv = ["train", str(LAUNCH / "colocate-2gpu.yaml"), "--dry-run", "--force", "--output", str(tmp_path / "o"),
+            "--num-machines", "2", "--machine-rank", "1"]
+    planned = CliRunner().invoke(main, [*argv, "--main-process-ip", "10.0.0.9"])
+    launch = json.loads(planned.stdout)["launch"]
+    trainer = launch["processes"][-1]["argv"]
+    flags = trainer[trainer.index("--num_processes"):trainer.index("-m", 3)]
+    assert flags[:4] == ["--num_processes", "4", "--num_machines", "2"]
+    assert "--machine_rank 1 --main_process_ip 10.0.0.9" in " ".join(flags)
+    unaddressed = CliRunner().invoke(main, argv)
+    assert unaddressed.exit_code == 2 and "2 machines need the address of machine 0: --main-process-ip" in \
+        unaddressed.stderr and "Traceback" not in unaddressed.output
+    beyond = CliRunner().invoke(main, [*argv[:-4], "--machine-rank", "2", "--num-machines", "2"])
+    assert beyond.exit_code == 2 and "machine rank 2 needs num_machines above it, got 2" in beyond.stderr
+
+
 # --- a real Slurm on this machine --------------------------------------------------------------------------------
 
 sys.path.insert(0, str(Path(__file__).parent))
-from slurm_cluster import NODE_IFNAME, Cluster, two_nodes_unavailable, unavailable  # noqa: E402
+from slurm_cluster import NODE_IFNAME, Cluster, two_nodes_unavailable, unavailable
 
 slurm = pytest.mark.skipif(unavailable() is not None, reason=unavailable() or "")
 two_nodes = pytest.mark.skipif(unavailable() is None and two_nodes_unavailable() is not None,
@@ -103,12 +130,13 @@ def _tiny_recipe(folder: Path, training_gpus: int, max_steps: int, save_steps: i
     return path
 
 
-def _write_script(folder: Path, recipe: Path, *options: str) -> Path:
+def _envkit_slurm(folder: Path, recipe: Path, *options: str, env: dict | None = None) -> tuple[Path, str]:
+    """The script `envkit slurm` wrote, and what it said."""
     run = folder / "run"
     done = subprocess.run([sys.executable, "-m", "envkit", "slurm", str(recipe), "--gpus-per-node", "0", "--output",
-                           str(run), *options], capture_output=True, text=True, cwd=folder, check=False)
+                           str(run), *options], capture_output=True, text=True, cwd=folder, env=env, check=False)
     assert done.returncode == 0, done.stderr
-    return run / "slurm" / "job.sbatch"
+    return run / "slurm" / "job.sbatch", done.stdout
 
 
 def _cluster_env(cluster: Cluster) -> None:
@@ -129,10 +157,12 @@ def _steps(run: Path) -> list[int]:
 @pytest.mark.train
 def test_tiny_recipe_runs_to_the_end_on_slurm_with_two_cpu_ranks(tmp_path):
     pytest.importorskip("trl")
-    script = _write_script(tmp_path, _tiny_recipe(tmp_path, training_gpus=2, max_steps=3, save_steps=3))
+    recipe = _tiny_recipe(tmp_path, training_gpus=2, max_steps=3, save_steps=3)
     with Cluster(tmp_path / "slurm", nodes=1) as cluster:
         _cluster_env(cluster)
-        job = cluster.sbatch(script)
+        script, said = _envkit_slurm(tmp_path, recipe, "--submit", env=cluster.env)
+        job = said.split("submitted job ")[1].split(";")[0]
+        assert f"its log: {script.parent / f'{job}.log'}" in said
         state = cluster.wait_job(job, 400)
     log = (script.parent / f"{job}.log").read_text()
     print(log)
@@ -147,8 +177,8 @@ def test_tiny_recipe_runs_to_the_end_on_slurm_with_two_cpu_ranks(tmp_path):
 @pytest.mark.train
 def test_two_nodes_requeued_mid_run_resume_to_the_same_final_step(tmp_path):
     pytest.importorskip("trl")
-    script = _write_script(tmp_path, _tiny_recipe(tmp_path, training_gpus=1, max_steps=6, save_steps=6), "--nodes",
-                           "2", "--requeue")
+    script, _ = _envkit_slurm(tmp_path, _tiny_recipe(tmp_path, training_gpus=1, max_steps=6, save_steps=6),
+                              "--nodes", "2", "--requeue")
     run = script.parent.parent
     with Cluster(tmp_path / "slurm", nodes=2) as cluster:
         _cluster_env(cluster)

@@ -8,17 +8,16 @@ which sleeps in a step.
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_launch import alive, free_port  # the process and port helpers of the launcher's own tests
 
 from envkit.launch.plan import LaunchPlan, ProcessSpec
 from envkit.launch.procs import LaunchFailed, run_plan
-from envkit.launch.watchdog import Watchdog, find_stall
+from envkit.launch.watchdog import RankBeats, Watchdog, find_stall
 from envkit.recipe.schema import WatchdogSpec
 
 SETTINGS = WatchdogSpec(init_s=100, step_multiple=10, step_floor_s=5, sync_floor_s=3, health_s=4, save_s=1)
@@ -126,21 +125,6 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def trainer(ranks: int, stalls_at: int) -> ProcessSpec:
     return ProcessSpec("train", [PY, "-c", LAUNCHER, RANK, str(ranks), str(stalls_at)], {}, [])
 
@@ -179,3 +163,11 @@ def test_a_server_that_stops_answering_is_named_with_its_stack(tmp_path):
     assert "(deadline 2 s, watchdog.health_s)" in message and "every process of the run was ended" in message
     assert "in the_server_hangs" in stacks.read_text()  # SIGABRT with PYTHONFAULTHANDLER=1: where it hung
     assert any("[envkit] watchdog: asking the trainer to save a checkpoint" in line for line in lines)
+
+
+def test_a_heartbeat_that_cannot_be_written_never_fails_the_rank(tmp_path):
+    """The launcher's teardown removes the heartbeats' folder; a rank still saving its checkpoint goes on."""
+    beats = RankBeats(tmp_path / "gone", 0)  # no such folder
+    beats.step_begin(1)
+    beats.step_end()
+    assert beats.beat["step_s"] and not (tmp_path / "gone").exists()

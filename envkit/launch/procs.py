@@ -159,9 +159,11 @@ def run_plan(plan: LaunchPlan, echo: Echo = echo_stdout, grace_s: float = GRACE_
         echo("[envkit] terminated: stopping every process of the run (the trainer saves a checkpoint)")
         return TERMINATED
     finally:
-        if watchdog:
-            watchdog.stop()
-        _teardown(running, saving, grace_s, save_grace_s)
+        try:
+            _teardown(running, saving, grace_s, save_grace_s)
+        finally:
+            if watchdog:  # after the ranks are gone: their heartbeats' folder goes
+                watchdog.stop()
 
 
 def _wait_last(running: list[Running], poll_s: float, watchdog: Watchdog | None = None,

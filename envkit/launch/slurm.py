@@ -117,7 +117,7 @@ def sbatch_script(recipe: Recipe, job: SlurmJob, envkit_version: str) -> str:
         "#!/bin/bash",
         f"# Written by `envkit slurm` (envkit {envkit_version}) for {job.recipe_path}: submit with sbatch.",
         f"# {layout.describe(server_mode)}.",
-        f"# In each node's task: envkit train lays out that node (machine rank $SLURM_NODEID) as on one machine.",
+        "# In each node's task: envkit train lays out that node (machine rank $SLURM_NODEID) as on one machine.",
         *(f"#SBATCH {option}" for option in options),
         "set -uo pipefail",
         'echo "envkit: job $SLURM_JOB_ID start $((${SLURM_RESTART_COUNT:-0} + 1)) on $SLURM_JOB_NODELIST"',
@@ -130,8 +130,8 @@ def sbatch_script(recipe: Recipe, job: SlurmJob, envkit_version: str) -> str:
         lines += [
             "# Near the time limit: requeue.  Slurm then sends SIGTERM to every process of the job, the trainer",
             "# saves a checkpoint after its step, and the next start resumes from it (--resume).",
-            "trap 'echo \"envkit: time limit near: requeueing job $SLURM_JOB_ID\"; "
-            "scontrol requeue \"$SLURM_JOB_ID\"' USR1",
+            ("trap 'echo \"envkit: time limit near: requeueing job $SLURM_JOB_ID\"; "
+             "scontrol requeue \"$SLURM_JOB_ID\"' USR1"),
         ]
     lines += [
         # One task per node with all of the node's CPUs (a task gets one unless it asks).

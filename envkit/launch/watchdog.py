@@ -81,9 +81,14 @@ class RankBeats:
         self.beat[key] = (self.beat[key] + [round(seconds, 3)])[-KEPT:]
 
     def _write(self) -> None:
+        """Never fails the training: a heartbeat that cannot be written (the launcher gone, its folder removed
+        during the teardown) is a missed beat, not a crash of a rank that may be saving its checkpoint."""
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(self.beat))
-        os.replace(temporary, self.path)
+        try:
+            temporary.write_text(json.dumps(self.beat))
+            os.replace(temporary, self.path)
+        except OSError:
+            pass
 
 
 @dataclass(frozen=True)
