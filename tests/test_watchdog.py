@@ -8,6 +8,8 @@ which sleeps in a step.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,8 +26,10 @@ SETTINGS = WatchdogSpec(init_s=100, step_multiple=10, step_floor_s=5, sync_floor
 NOW = 10_000.0
 
 
-def beat(rank, phase="ready", since=NOW - 1, step=3, step_since=None, step_s=(0.5, 0.6, 0.4), sync_s=()):
-    return {"rank": rank, "host": "h", "pid": 1, "phase": phase, "since": since, "step": step,
+def beat(rank, phase="ready", since=NOW - 1, step=3, step_since=None, step_s=(0.5, 0.6, 0.4), sync_s=(), seq=None):
+    """A heartbeat; ``seq``: the phases passed in the step (ready: after all of them)."""
+    seq = seq if seq is not None else 99 if phase == "ready" else 5
+    return {"rank": rank, "host": "h", "pid": 1, "phase": phase, "since": since, "step": step, "seq": seq,
             "step_since": step_since, "step_s": list(step_s), "sync_s": list(sync_s)}
 
 
@@ -45,12 +49,16 @@ def test_a_step_deadline_is_a_multiple_of_the_median_step_with_a_floor():
     assert found.side == "rank 0" and found.deadline == "20 s: 10 x the median step 2.00 s, floor 5 s"
 
 
-def test_the_rank_stuck_longest_in_its_phase_is_named_not_the_ones_waiting_for_it():
-    sleeper = beat(1, "transformers.generate", since=NOW - 40, step=4, step_since=NOW - 41)
-    waiting = beat(0, "compute_loss", since=NOW - 39, step=4, step_since=NOW - 41)
+def test_the_rank_behind_the_others_is_named_not_the_ones_waiting_for_it():
+    """Named by how far each got in the step (the phases it passed), not by time: the rank waiting in a collective
+    may have entered its phase before the stalled one entered its own (a real run named the wrong rank so)."""
+    sleeper = beat(1, "GRPOTrainer.reward", since=NOW - 39, step=4, step_since=NOW - 41, seq=3)
+    waiting = beat(0, "GRPOTrainer._calculate_rewards", since=NOW - 40, step=4, step_since=NOW - 41, seq=4)
     found = stall([waiting, sleeper])
     assert found.side == "rank 1" and found.ranks == (1,)
-    assert "in step 4 for 41 s, in transformers.generate" in found.what
+    assert found.what == "in step 4 for 41 s, in GRPOTrainer.reward for 39 s, behind the other ranks"
+    between = stall([beat(0, "compute_loss", step=5, step_since=NOW - 30, seq=2), beat(1, "ready", since=NOW - 31)])
+    assert between.side == "rank 1" and between.what.startswith("after step 3, in ready for 31 s")
 
 
 def test_every_rank_in_the_same_collective_is_the_nccl_groups_stall():
@@ -171,3 +179,41 @@ def test_a_heartbeat_that_cannot_be_written_never_fails_the_rank(tmp_path):
     beats.step_begin(1)
     beats.step_end()
     assert beats.beat["step_s"] and not (tmp_path / "gone").exists()
+
+
+SLEEPY = """import os
+import time
+
+calls = 0
+
+
+def reward(completions, **_):
+    global calls
+    calls += 1
+    if os.environ.get("RANK") == "1" and calls == 2:
+        time.sleep(600)
+    return [0.0] * len(completions)
+"""
+
+
+@pytest.mark.train
+def test_a_real_rank_stalled_in_a_reward_is_named_with_its_stack(tmp_path):
+    """`envkit train` with 2 CPU ranks whose rank 1 hangs in a reward function in step 2: the heartbeat
+    (envkit.train.heartbeat, TRL's spans) says where, the launcher's watchdog ends the run."""
+    pytest.importorskip("trl")
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "sleepy.py").write_text(SLEEPY)
+    recipe = (root / "recipes" / "tiny.yaml").read_text().replace(
+        "path: data/toy.jsonl", f"path: {root / 'recipes' / 'data' / 'toy.jsonl'}").replace(
+        "  - {name: digits, weight: 1.0}\n", "  - {name: digits, weight: 1.0}\n  - {name: sleepy:reward}\n")
+    (tmp_path / "r.yaml").write_text(recipe + "resources: {training_gpus: 2}\n"
+                                     "watchdog: {step_floor_s: 5, step_multiple: 5, save_s: 5}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "envkit", "train", str(tmp_path / "r.yaml"), "--max-steps", "4",
+                           "--output", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
+    last = done.stderr.strip().splitlines()[-1]
+    print(last)
+    assert done.returncode == 1 and last.startswith("envkit train: watchdog: rank 1 stalled: in step 2 for ")
+    assert "in GRPOTrainer.reward for " in last and "floor 5 s" in last
+    stacks = (tmp_path / "run" / "watchdog-stacks.txt").read_text()
+    assert f'File "{tmp_path / "sleepy.py"}", line 11 in reward' in stacks  # rank 1's time.sleep

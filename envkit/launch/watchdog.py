@@ -14,8 +14,8 @@ step, the durations of its steps and weight syncs so far), and answers SIGUSR1 w
   ``sync_floor_s``;
 * the vLLM server's health endpoint: unanswered for at most ``health_s`` during the run.
 
-On expiry the stalled side is named: the vLLM server, rank N (the rank stuck longest in a phase the others left),
-or the NCCL group (every rank in the same collective phase: none is behind the others).  The run's processes
+On expiry the stalled side is named: the vLLM server, rank N (the rank behind the others within the step),
+or the NCCL group (every rank at the same point of the step: none is behind the others).  The run's processes
 each get a stack dump request, the trainer a SIGTERM (it saves a checkpoint if it reaches the end of its step,
 within ``save_s``), then every process ends and the run fails with one line.
 """
@@ -54,22 +54,22 @@ class RankBeats:
     def __init__(self, folder: Path, rank: int):
         self.path = Path(folder) / f"rank-{rank}.json"
         self.beat = {"rank": rank, "host": socket.gethostname(), "pid": os.getpid(), "phase": "init",
-                     "since": time.time(), "step": 0, "step_since": None, "step_s": [], "sync_s": []}
+                     "since": time.time(), "step": 0, "seq": 0, "step_since": None, "step_s": [], "sync_s": []}
         faulthandler.register(STACK_SIGNAL, all_threads=True)  # stacks on stderr: the launcher echoes them
         self._write()
 
     def phase(self, name: str) -> None:
-        self.beat.update(phase=name, since=time.time())
+        self.beat.update(phase=name, since=time.time(), seq=self.beat["seq"] + 1)
         self._write()
 
     def step_begin(self, step: int) -> None:
         now = time.time()
-        self.beat.update(phase="step", since=now, step=step, step_since=now)
+        self.beat.update(phase="step", since=now, step=step, seq=0, step_since=now)
         self._write()
 
     def step_end(self) -> None:
         self._measured("step_s", time.time() - (self.beat["step_since"] or time.time()))
-        self.beat.update(phase="ready", since=time.time(), step_since=None)
+        self.beat.update(phase="ready", since=time.time(), seq=self.beat["seq"] + 1, step_since=None)
         self._write()
 
     def span_end(self, name: str, seconds: float, back_to: str) -> None:
@@ -154,15 +154,21 @@ def find_stall(beats: dict[int, dict], ranks: range, now: float, started: float,
             late[rank] = beat
     if not late:
         return None
-    if len({(b["step"], b["phase"]) for b in mine.values()}) == 1 and len(mine) > 1:  # all in one place: a collective
-        beat = next(iter(late.values()))
+    # Ranks run the same code: within a step, each passes the same phases (TRL's spans) in the same order.  The
+    # ranks behind the others stalled; the others went on to a collective and wait there for them.  None behind:
+    # they all wait in one collective, the NCCL group's own stall.
+    progress = {rank: (b["step"], b.get("seq", 0)) for rank, b in mine.items()}
+    behind = sorted(r for r in mine if progress[r] == min(progress.values()))
+    beat = mine[behind[0]]
+    if len(behind) == len(mine) > 1:
         return Stall("the NCCL group", f"every rank of {_names(ranks)} in step {beat['step']} ({beat['phase']}) "
                      f"for {_s(now - beat['step_since'])} s: a collective none of them leaves", step_why,
                      tuple(mine))
-    rank = min(late, key=lambda r: late[r]["since"])  # in its phase the longest: the others moved on, then waited
-    beat = late[rank]
-    return Stall(f"rank {rank}", f"in step {beat['step']} for {_s(now - beat['step_since'])} s, in {beat['phase']} "
-                 f"for {_s(now - beat['since'])} s", step_why, (rank,))
+    where = (f"in step {beat['step']} for {_s(now - beat['step_since'])} s" if beat["step_since"]
+             else f"after step {beat['step']}")  # between steps: the others started the next one
+    others = ", behind the other ranks" if len(mine) > 1 else ""
+    return Stall(_names(behind), f"{where}, in {beat['phase']} for {_s(now - beat['since'])} s{others}", step_why,
+                 tuple(behind))
 
 
 def _s(seconds: float) -> str:
