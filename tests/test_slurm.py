@@ -176,29 +176,48 @@ def test_tiny_recipe_runs_to_the_end_on_slurm_with_two_cpu_ranks(tmp_path):
 @pytest.mark.slurm
 @pytest.mark.train
 def test_two_nodes_requeued_mid_run_resume_to_the_same_final_step(tmp_path):
+    """Requeued twice: by the script's own trap (USR1, as --signal sends it before the time limit; the trap runs
+    `scontrol requeue`), then from outside by `scontrol requeue` (an admin, a preemption).  Each time every rank
+    saves a checkpoint on Slurm's SIGTERM and the next start resumes from it."""
     pytest.importorskip("trl")
-    script, _ = _envkit_slurm(tmp_path, _tiny_recipe(tmp_path, training_gpus=1, max_steps=6, save_steps=6),
+    script, _ = _envkit_slurm(tmp_path, _tiny_recipe(tmp_path, training_gpus=1, max_steps=10, save_steps=10),
                               "--nodes", "2", "--requeue")
     run = script.parent.parent
+    log = script.parent / "1.log"
     with Cluster(tmp_path / "slurm", nodes=2) as cluster:
         _cluster_env(cluster)
         job = cluster.sbatch(script)
-        deadline = time.monotonic() + 300
-        while not ((run / "metrics.jsonl").exists() and _steps(run)):  # step 1 done: mid-run
-            assert time.monotonic() < deadline and cluster.job(job)["JobState"] in ("PENDING", "RUNNING"), \
-                (script.parent / f"{job}.log").read_text()[-3000:]
-            time.sleep(0.2)
+        _wait_for_step(cluster, job, run, 1)
+        subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=cluster.env, check=True)
+        _start_requeued(cluster, job)
+        _wait_for_step(cluster, job, run, 5, restarts="1")
         cluster.scontrol("requeue", job)
-        # Slurm holds a requeued batch job back (its BeginTime: about two minutes on); let it start now.
-        cluster.wait_job(job, 120, until=("PENDING",))
-        cluster.scontrol("update", f"JobId={job}", "StartTime=now")
+        _start_requeued(cluster, job)
         state = cluster.wait_job(job, 400)
-    log = (script.parent / f"{job}.log").read_text()
-    print(log)
-    assert state["JobState"] == "COMPLETED" and state["Restarts"] == "1", log[-3000:]
-    assert "DUE TO JOB REQUEUE" in log and f"envkit: job {job} start 2 on n[1-2]" in log
-    # the SIGTERM's checkpoint (save_steps is the last step: no other), and the second start resumes from it
-    stopped = next(line for line in log.splitlines() if "terminated (SIGTERM) at step" in line)
-    step = int(stopped.split("terminated (SIGTERM) at step ")[1].split(";")[0])
-    assert f"resuming from checkpoint-{step} to max_steps 6" in log and step < 6, log[-3000:]
-    assert _steps(run) == [1, 2, 3, 4, 5, 6]  # the same final step; no step lost or logged twice
+    text = log.read_text()
+    print(text)
+    assert state["JobState"] == "COMPLETED" and state["Restarts"] == "2", text[-3000:]
+    assert f"envkit: time limit near: requeueing job {job}" in text and text.count("DUE TO JOB REQUEUE") == 4
+    assert f"envkit: job {job} start 3 on n[1-2]" in text
+    # each SIGTERM's checkpoint (save_steps is the last step: no other), and the next start resumes from it
+    stopped = [int(line.split("terminated (SIGTERM) at step ")[1].split(";")[0]) for line in text.splitlines()
+               if line.startswith("0: [train] envkit train: terminated (SIGTERM) at step ")]
+    assert len(stopped) == 2 and stopped[0] < stopped[1] < 10, text[-3000:]
+    assert all(f"resuming from checkpoint-{step} to max_steps 10" in text for step in stopped)
+    assert _steps(run) == list(range(1, 11))  # the same final step; no step lost or logged twice
+
+
+def _wait_for_step(cluster: Cluster, job: str, run: Path, step: int, restarts: str = "0") -> None:
+    """Until metrics.jsonl has ``step`` and the job runs its start number ``restarts`` + 1."""
+    deadline = time.monotonic() + 300
+    while not ((run / "metrics.jsonl").exists() and _steps(run) and _steps(run)[-1] >= step):
+        state = cluster.job(job)
+        assert time.monotonic() < deadline and state["JobState"] in ("PENDING", "RUNNING", "REQUEUED") \
+            and state.get("Restarts") == restarts, (run / "slurm" / f"{job}.log").read_text()[-3000:]
+        time.sleep(0.1)
+
+
+def _start_requeued(cluster: Cluster, job: str) -> None:
+    """Slurm holds a requeued batch job back (its BeginTime: about two minutes on); let it start now."""
+    cluster.wait_job(job, 120, until=("PENDING",))
+    cluster.scontrol("update", f"JobId={job}", "StartTime=now")
