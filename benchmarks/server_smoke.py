@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from budget_measure import WORK, build
 from grpo_bench import make_prompts
 
+from envkit.launch.machine import port_in_use
 from envkit.launch.plan import ProcessSpec, build_launch_plan
-from envkit.launch.preflight import port_in_use
 from envkit.launch.procs import run_plan
 from envkit.recipe.load import load_recipe
+from envkit.train.decisions import vllm_utilization
 
 PORT = 8000
 RECIPE = """version: 1
@@ -112,7 +113,9 @@ def main() -> None:
     data.write_text("".join(json.dumps({"question": p, "answer": "0"}) + "\n" for p in make_prompts(64, 64)))
     recipe_path = folder / "recipe.yaml"
     recipe_path.write_text(RECIPE.format(model=model, data=data, port=PORT))
-    plan = build_launch_plan(load_recipe(recipe_path), str(recipe_path), 2, trl.__version__)
+    recipe = load_recipe(recipe_path)
+    share = vllm_utilization(recipe, None)  # server mode: TRL's vllm-serve default, as envkit train resolves it
+    plan = build_launch_plan(recipe, str(recipe_path), 2, trl.__version__, vllm_utilization=share)
     server = replace(plan.processes[0], env={**plan.processes[0].env, "CUDA_VISIBLE_DEVICES": "0"}, gpus=["0"])
     result = folder / "client.json"
     result.unlink(missing_ok=True)

@@ -24,9 +24,7 @@ from envkit.budget.shapes import UnknownName, known_shapes, resolve_gpu, resolve
 from envkit.cli import main
 from envkit.recipe.library import find_recipe
 from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
-from envkit.rules import run_rules
-from envkit.train.config import TRL_DEFAULT_UTILIZATION, grpo_kwargs
-from envkit.train.preflight import plan_run
+from envkit.train.plan import build_plan
 from tests.conftest import make_facts
 
 # grpo-llama3b: Llama-3.2-3B-Instruct, bf16, LoRA r=64 on every linear, 4 prompts x 8 generations, 512+256 tokens.
@@ -268,8 +266,8 @@ def test_a_pinned_utilization_is_kept_and_auto_is_the_first_fix(tmp_path):
 def run_plan(recipe, gpu="h100", vllm_version="0.26.0"):
     facts = make_facts(gpu, {"torch": "2.11.0+cu130", "vllm": vllm_version, "trl": "1.16.0"},
                        vllm_cudart=["libcudart.so.13"])
-    plan = plan_run(recipe, facts, run_rules(facts))
-    return plan, grpo_kwargs(recipe, plan, "/tmp/out")
+    plan = build_plan(recipe, facts)
+    return plan, plan.grpo_config
 
 
 def test_runner_auto_utilization_and_sleep_are_the_budgets():
@@ -282,7 +280,7 @@ def test_runner_auto_utilization_and_sleep_are_the_budgets():
     assert not any("memory budget" in w for w in plan.warnings)
 
 
-def test_preflight_warns_when_the_budget_does_not_fit():
+def test_the_plan_warns_when_the_budget_does_not_fit():
     plan, _ = run_plan(shipped("grpo-llama3b"), "t4")
     assert plan.sleep  # sleep: auto, and only sleeping comes close
     assert any(w.startswith("memory budget: about") and "envkit budget" in w for w in plan.warnings)
@@ -290,7 +288,7 @@ def test_preflight_warns_when_the_budget_does_not_fit():
 
 def test_unknown_model_falls_back_to_trls_default_with_a_warning():
     plan, kwargs = run_plan(parse_recipe(recipe_with(model="{name: some-org/unknown-model, dtype: bf16}")))
-    assert kwargs["vllm_gpu_memory_utilization"] == TRL_DEFAULT_UTILIZATION
+    assert kwargs["vllm_gpu_memory_utilization"] == plan.vllm_utilization == 0.3  # TRL's GRPOConfig default
     assert any("no memory budget" in w for w in plan.warnings)
 
 
@@ -319,7 +317,7 @@ def test_an_impossible_recipe_says_so_instead_of_an_absurd_share(tmp_path):
 
 
 def test_the_budget_is_computed_once_from_yaml_to_grpo_config(monkeypatch):
-    """Issue #15: plan_run computed it (twice) and grpo_kwargs again; now the plan carries the share."""
+    """Issue #15: plan_run computed it (twice) and grpo_kwargs again; now the plan resolves the share once."""
     import envkit.budget.recipe as budget_recipe
 
     calls = []
@@ -334,7 +332,7 @@ def test_the_budget_is_computed_once_from_yaml_to_grpo_config(monkeypatch):
         plan, kwargs = run_plan(recipe, "h100")
         assert len(calls) == 1, sleep
         expected = real(recipe, plan.gpu_memory, True, plan.sleep).plan.vllm.utilization
-        assert kwargs["vllm_gpu_memory_utilization"] == plan.budget_share == expected
+        assert kwargs["vllm_gpu_memory_utilization"] == plan.budget_share == plan.vllm_utilization == expected
 
 
 def test_every_fix_names_a_real_recipe_key_and_saves_something():

@@ -19,12 +19,13 @@ import pytest
 
 from envkit.exitcodes import raise_terminated
 from envkit.launch.plan import LaunchError, LaunchPlan, ProcessSpec, build_launch_plan
-from envkit.launch.preflight import launch_findings, port_in_use
+from envkit.launch.machine import port_in_use, probe_launch
 from envkit.launch.procs import LaunchFailed, Running, run_plan, wait_healthy
 from envkit.recipe.derived import vllm_launch_kwargs
 from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
-from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
+from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs, LaunchProbe, run_launch_rules
 from envkit.rules import Severity, find_rule
+from envkit.train.decisions import vllm_utilization
 from tests.conftest import make_facts
 
 GOLDEN = Path(__file__).parent / "fixtures" / "launch"
@@ -48,11 +49,16 @@ CASES = {
 }
 
 
+def launch_plan(recipe, recipe_path: str, visible: int, trl: str | None, **extra) -> LaunchPlan:
+    """build_launch_plan with vLLM's share resolved as envkit train resolves it (no memory budget here)."""
+    return build_launch_plan(recipe, recipe_path, visible, trl, vllm_utilization=vllm_utilization(recipe, None), **extra)
+
+
 def plan_for(recipe_name: str, visible: int, trl: str | None = TRL, cvd: str | None = None, machine_rank: int = 0,
              **extra) -> LaunchPlan:
     recipe = load_recipe(GOLDEN / f"{recipe_name}.yaml")
     recipe.distributed.machine_rank = machine_rank  # as envkit train --machine-rank
-    return build_launch_plan(recipe, f"tests/fixtures/launch/{recipe_name}.yaml", visible, trl, cuda_visible_devices=cvd,
+    return launch_plan(recipe, f"tests/fixtures/launch/{recipe_name}.yaml", visible, trl, cuda_visible_devices=cvd,
                              forward=["--output", "runs/golden"], python="python", **extra)
 
 
@@ -106,22 +112,22 @@ def test_server_mode_needs_a_gpu_left_for_training():
 
 def test_one_named_training_gpu_stays_in_process():
     recipe = parse_recipe(_fixture("colocate-1gpu") + "resources: {training_gpus: [3]}\n", str(GOLDEN / "x.yaml"))
-    plan = build_launch_plan(recipe, "x.yaml", 4, TRL)
+    plan = launch_plan(recipe, "x.yaml", 4, TRL)
     assert plan.in_process and plan.processes == [] and plan.env == {"CUDA_VISIBLE_DEVICES": "3"}
 
 
 def test_the_server_listens_beyond_loopback_only_when_trainers_use_another_address():
     text = _fixture("server-1+1").replace("  mode: server\n", "  mode: server\n  server: {host: 10.0.0.1}\n")
-    server = build_launch_plan(parse_recipe(text, str(GOLDEN / "x.yaml")), "x.yaml", 2, TRL).processes[0]
+    server = launch_plan(parse_recipe(text, str(GOLDEN / "x.yaml")), "x.yaml", 2, TRL).processes[0]
     assert server.argv[server.argv.index("--host") + 1] == "0.0.0.0" and server.health_url == "http://10.0.0.1:8000/health"
 
 
 def test_trust_remote_code_needs_a_server_that_offers_it():
     text = _fixture("server-1+1").replace("  dtype: bf16\n", "  dtype: bf16\n  trust_remote_code: true\n")
     recipe = parse_recipe(text, str(GOLDEN / "x.yaml"))
-    assert "--trust-remote-code" in build_launch_plan(recipe, "x.yaml", 2, TRL).processes[0].argv
+    assert "--trust-remote-code" in launch_plan(recipe, "x.yaml", 2, TRL).processes[0].argv
     with pytest.raises(LaunchError, match="model.trust_remote_code"):
-        build_launch_plan(recipe, "x.yaml", 2, "1.10.0")
+        launch_plan(recipe, "x.yaml", 2, "1.10.0")
 
 
 def test_accelerate_accepts_every_backends_flags():
@@ -172,7 +178,7 @@ def test_an_accelerate_config_replaces_the_backend_flags(tmp_path):
     text = _fixture("colocate-1gpu").replace("../../../recipes", str(GOLDEN.parents[2] / "recipes"))
     recipe = parse_recipe(text + "resources: {training_gpus: 2}\ndistributed: {accelerate_config: accelerate.yaml}\n",
                           str(tmp_path / "r.yaml"))
-    argv = build_launch_plan(recipe, "r.yaml", 2, TRL).processes[0].argv
+    argv = launch_plan(recipe, "r.yaml", 2, TRL).processes[0].argv
     assert argv[3:5] == ["--config_file", str(config)] and "--multi_gpu" not in argv and "--mixed_precision" not in argv
 
 
@@ -180,7 +186,8 @@ def test_an_accelerate_config_replaces_the_backend_flags(tmp_path):
 
 def check(rule_id, recipe_name, visible, facts, busy=(), context=None, use_vllm=True):
     plan = plan_for(recipe_name, visible)
-    return LAUNCH_REGISTRY[rule_id].run(facts, LaunchInputs(load_recipe(GOLDEN / f"{recipe_name}.yaml"), plan, use_vllm, busy, context))
+    inputs = LaunchInputs(load_recipe(GOLDEN / f"{recipe_name}.yaml"), plan, use_vllm, LaunchProbe(busy, context))
+    return LAUNCH_REGISTRY[rule_id].run(facts, inputs)
 
 
 def test_every_launch_rule_is_documented_and_explained():
@@ -245,12 +252,13 @@ def test_max_model_length_against_the_model():
     assert check("EK505", "colocate-1gpu", 1, facts, use_vllm=False).severity is Severity.SKIP
 
 
-def test_launch_findings_probe_ports_and_the_local_model(tmp_path):
+def test_the_launch_probe_reads_ports_and_the_local_model(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text('{"max_position_embeddings": 512}')
     recipe = parse_recipe(_fixture("colocate-1gpu").replace("Qwen/Qwen3-0.6B", str(model)), str(GOLDEN / "x.yaml"))
-    findings = {f.id: f for f in launch_findings(recipe, build_launch_plan(recipe, "x.yaml", 1, TRL), make_facts("h100"), True)}
+    inputs = LaunchInputs(recipe, launch_plan(recipe, "x.yaml", 1, TRL), True, probe_launch(recipe))
+    findings = {f.id: f for f in run_launch_rules(make_facts("h100"), inputs)}
     assert findings["EK505"].severity is Severity.FAIL
 
 

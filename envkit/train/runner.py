@@ -24,15 +24,15 @@ from envkit.train.checkpoints import Checkpoint, last_checkpoint
 from envkit.train.config import split_supported
 from envkit.train.effective import keep_after, trained_value
 from envkit.train.guard import StaleWeightGuard, guard_record
-from envkit.train.preflight import Plan
+from envkit.train.plan import Plan
 from envkit.train.rewards import resolve_reward
 from envkit.train.rundir import LOCK, MARKER, RunLock, check_writable
 
 STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
 
 
-def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, verbose: bool = False) -> int:
-    """Train the recipe into output_dir; the exit code.  ``verbose``: the libraries' bars, warnings and TRL's
+def train(plan: Plan, resume: bool, verbose: bool = False) -> int:
+    """Train the plan's recipe into its output_dir; the exit code.  ``verbose``: the libraries' bars, warnings and TRL's
     per-step dicts as they print them (else one envkit line per step: envkit.train.progress).
 
     The main rank (RANK 0, or no RANK: one process) first makes sure the folder can be written (exit 2 if
@@ -53,6 +53,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, verbose: b
     - N > M otherwise (an extension cut short): refused (exit 2), naming the --max-steps that ends or
       continues it.
     """
+    recipe, output_dir = plan.recipe, plan.output_dir
     os.environ.update(plan.env)  # before anything imports triton (or unsloth)
     main = os.environ.get("RANK", "0") == "0"  # under accelerate launch one rank writes the run's files
     lock = None
