@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from packaging.utils import canonicalize_name
 
-from envkit.budget.recipe import recommend_micro_batch, recommend_recipe
+from envkit.budget.recipe import gpu_dtype, recommend_micro_batch, recommend_recipe
 from envkit.budget.recommend import Recommendation
 from envkit.budget.shapes import UnknownName
 from envkit.facts import Facts
@@ -94,18 +94,15 @@ def pdl_env(facts: Facts, findings: list[Finding], use_vllm: bool) -> tuple[dict
 
 
 def training_dtype(recipe: Recipe, facts: Facts, findings: list[Finding]) -> tuple[str, str | None]:
-    """(dtype, warning or None): fp32 without a GPU; model.dtype, where auto means bf16 if the GPU has it
-    (the doctor's EK105), and bf16 on a GPU without it becomes fp16, so weights and mixed precision agree."""
+    """(dtype, warning or None): fp32 without a GPU; on one, model.dtype as envkit.budget.recipe.gpu_dtype reads it
+    (whether the GPU has bf16: the doctor's EK105), with a warning where a written bf16 becomes fp16."""
     if not facts.visible_gpus():
         return "fp32", None
-    wanted = recipe.model.dtype
     check = informing(findings, "dtype")
-    has_bf16 = check is None or check.severity is Severity.OK
-    if wanted == "auto":
-        return ("bf16" if has_bf16 else "fp16"), None
-    if wanted == "bf16" and not has_bf16:
-        return "fp16", f"model.dtype: bf16 trains in fp16 here: {check.title} (set model.dtype: fp16 to silence this)"
-    return wanted, None
+    dtype = gpu_dtype(recipe.model.dtype, has_bf16=check is None or check.severity is Severity.OK)
+    if recipe.model.dtype == "bf16" and dtype == "fp16":
+        return dtype, f"model.dtype: bf16 trains in fp16 here: {check.title} (set model.dtype: fp16 to silence this)"
+    return dtype, None
 
 
 @dataclass(frozen=True)
