@@ -12,7 +12,7 @@ import click
 
 from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 from envkit.terminal import echo, printable
-from envkit.train import generate as generate_limits  # -n and --max-new-tokens bounds; torch loads lazily
+from envkit.runs import generate as generate_limits  # -n and --max-new-tokens bounds; torch loads lazily
 
 
 @click.command()
@@ -55,7 +55,7 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
     from envkit.launch.procs import LaunchFailed
     from envkit.knowledge import UnknownGpu
     from envkit.recipe.load import RecipeError
-    from envkit.train.plot import MetricsError
+    from envkit.runs.plot import MetricsError
     from envkit.train.rundir import RunBusy
 
     if target and not dry_run:
@@ -181,19 +181,19 @@ def report(run_dir) -> None:
     in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
     """
     from envkit.files import WriteError
-    from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
-    from envkit.train.summary import metrics_table, reward_trend
+    from envkit.runs.plot import MetricsError, Skipped, metric_rows, plot_run
+    from envkit.runs.summary import metrics_table, reward_trend
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
         echo(f"envkit report: {path / 'metrics.jsonl'} not found", err=True)
         sys.exit(USAGE)
-    from envkit.train.guard import KNOWN_CAUSES, check_rows
+    from envkit.train.guard import KNOWN_CAUSES, GuardLimits, check_rows
 
     skipped = Skipped()
     try:
         rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
-        picture = plot_run(path, skipped, rows)
+        picture = plot_run(path, GuardLimits.shipped(), skipped, rows)
     except MetricsError as exc:
         echo(f"envkit report: {exc}", err=True)
         sys.exit(USAGE)
@@ -242,7 +242,7 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
     system prompt the run trained with, and its temperature, top_p and completion length, come from its
     manifest.json.  Exit codes: 0 done, 2 nothing to sample from (no adapter/, no merged/) or a bad option.
     """
-    from envkit.train.generate import GenerateError, check_sampling, find_trained, pick_engine, sample
+    from envkit.runs.generate import EngineFailed, GenerateError, check_sampling, find_trained, pick_engine, sample
 
     missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
     if missing:
@@ -261,6 +261,15 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
         completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)
     except GenerateError as exc:
         echo(f"envkit generate: {exc}", err=True)
+        sys.exit(USAGE)
+    except EngineFailed as exc:
+        from envkit.train.failures import explain, save_traceback
+
+        failure = explain(exc.__cause__, "vLLM's default", "")
+        if failure is None:
+            raise  # with the engine's own exception as its cause
+        echo(f"envkit generate: {failure.title}; --engine transformers samples without vLLM "
+             f"(traceback: {save_traceback(exc.__cause__, 'envkit-generate')})", err=True)
         sys.exit(USAGE)
     except OSError as exc:  # transformers' and the hub's way to say a model is not there (moved, offline, no access)
         reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
