@@ -1,6 +1,6 @@
 """vLLM server mode on one GPU: the server `envkit train` starts for the installed TRL, driven by TRL's own client.
 
-Builds the launch plan of a 1 + 1 GPU server-mode recipe (envkit.launch.plan), keeps its server process but
+Builds the launch plan of a 1 + 1 GPU server-mode recipe (envkit.launch.layout), keeps its server process but
 puts it on GPU 0, and runs it with envkit.launch.procs.run_plan followed by a client process that does what
 GRPOTrainer's server mode does before its first step, with trl's VLLMClient: health, the development
 endpoints (VLLM_SERVER_DEV_MODE), a configured weight-transfer engine, the world size, then a generation batch
@@ -28,8 +28,8 @@ from budget_measure import WORK, build
 from grpo_bench import make_prompts
 
 from envkit.launch.machine import port_in_use
-from envkit.launch.plan import ProcessSpec, build_launch_plan
-from envkit.launch.procs import run_plan
+from envkit.launch.layout import ProcessSpec, launch_layout
+from envkit.launch.procs import run_processes
 from envkit.recipe.load import load_recipe
 from envkit.train.decisions import vllm_utilization
 
@@ -115,7 +115,7 @@ def main() -> None:
     recipe_path.write_text(RECIPE.format(model=model, data=data, port=PORT))
     recipe = load_recipe(recipe_path)
     share = vllm_utilization(recipe, None)  # server mode: TRL's vllm-serve default, as envkit train resolves it
-    plan = build_launch_plan(recipe, str(recipe_path), 2, trl.__version__, vllm_utilization=share)
+    plan = launch_layout(recipe, str(recipe_path), 2, trl.__version__, vllm_utilization=share)
     server = replace(plan.processes[0], env={**plan.processes[0].env, "CUDA_VISIBLE_DEVICES": "0"}, gpus=["0"])
     result = folder / "client.json"
     result.unlink(missing_ok=True)
@@ -131,7 +131,7 @@ def main() -> None:
 
     port_busy_before = port_in_use(PORT)
     started = time.time()
-    code = run_plan(plan, echo=echo)
+    code = run_processes(plan, echo=echo)
     ended = time.time()
     log.close()
     report = {"trl": trl.__version__, "server": plan.server, "server_argv": server.argv, "server_env": server.env,

@@ -156,19 +156,19 @@ def test_the_launch_layout_and_its_checks_are_part_of_the_one_plan():
     """build_plan lays the run out before it freezes the plan: the launch checks' warnings and failures join the
     plan's, and an in-process run's one training GPU joins its environment; a rank (no layout) has none."""
     from envkit.launch.checks import LaunchProbe
-    from envkit.train.plan import Layout, PlanOptions
+    from envkit.train.plan import LaunchOptions, PlanOptions
 
     facts = make_facts(["h100", "h100"], COHERENT)
     recipe = recipe_with_dtype("auto")
     rank = build_plan(recipe, facts)
-    laid = build_plan(recipe, facts, PlanOptions(layout=Layout("tiny.yaml")))
+    laid = build_plan(recipe, facts, PlanOptions(launch=LaunchOptions("tiny.yaml")))
     assert rank.launch is None and "CUDA_VISIBLE_DEVICES" not in rank.env
     assert laid.launch.in_process and laid.env == {**rank.env, "CUDA_VISIBLE_DEVICES": "0"}
     assert laid.warnings == rank.warnings and laid.blocking == rank.blocking  # EK5xx all pass here
     server = parse_recipe(TINY.replace("enabled: auto", "enabled: auto\n  mode: server")
                           + "resources: {generation_gpus: 1}\n", "tiny.yaml")
     busy = LaunchProbe(busy_ports=(server.vllm.server.port,))
-    served = build_plan(server, facts, PlanOptions(layout=Layout("tiny.yaml", machine=busy, dry_run=True)))
+    served = build_plan(server, facts, PlanOptions(launch=LaunchOptions("tiny.yaml", machine=busy, dry_run=True)))
     assert not served.launch.in_process and "CUDA_VISIBLE_DEVICES" not in served.env  # the processes get theirs
     assert [f.id for f in served.blocking] == ["EK503"] and "is in use" in served.blocking[0].title
     assert served.launch.processes[0].argv[served.launch.processes[0].argv.index("--gpu-memory-utilization") + 1] \

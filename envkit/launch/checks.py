@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from envkit.facts import Facts, device_index
 from envkit.knowledge import curated, in_window, load
-from envkit.launch.plan import LaunchPlan
+from envkit.launch.layout import LaunchLayout
 from envkit.recipe.derived import max_model_length
 from envkit.recipe.schema import Recipe
 from envkit.rules.base import Finding, Outcome, Rule, fail, ok, rule, skip, warn
@@ -35,8 +35,8 @@ class LaunchInputs:
     """What the launch checks read besides Facts."""
 
     recipe: Recipe
-    plan: LaunchPlan
-    use_vllm: bool  # the run generates with vLLM (the plan's decision)
+    layout: LaunchLayout
+    use_vllm: bool  # the run generates with vLLM (the run plan's decision)
     machine: LaunchProbe = LaunchProbe()
 
 
@@ -49,9 +49,9 @@ def run_launch_rules(facts: Facts, inputs: LaunchInputs) -> list[Finding]:
     return [r.run(facts, inputs) for r in sorted(LAUNCH_REGISTRY.values(), key=lambda r: r.id)]
 
 
-def _layout(plan: LaunchPlan) -> str:
-    parts = [f"generation GPUs {plan.generation_gpus}"] if plan.generation_gpus else []
-    return ", ".join(parts + [f"training GPUs {plan.training_gpus}"])
+def _gpus(layout: LaunchLayout) -> str:
+    parts = [f"generation GPUs {layout.generation_gpus}"] if layout.generation_gpus else []
+    return ", ".join(parts + [f"training GPUs {layout.training_gpus}"])
 
 
 @launch_rule("EK501", "launch-gpus")
@@ -63,13 +63,13 @@ def launch_gpus(facts: Facts, inputs: LaunchInputs) -> Outcome:
     on every GPU the server leaves.  A recipe naming more GPUs than are visible fails here instead
     of minutes later in CUDA.
     """
-    plan = inputs.plan
-    named = plan.generation_gpus + plan.training_gpus
+    layout = inputs.layout
+    named = layout.generation_gpus + layout.training_gpus
     if not named:
         return skip("the recipe assigns no GPUs (resources unset)")
     visible = facts.visible_gpus()
     need = max(named) + 1
-    evidence = f"{_layout(plan)}; {len(visible)} visible" + (f": {visible[0].name}" if visible else "")
+    evidence = f"{_gpus(layout)}; {len(visible)} visible" + (f": {visible[0].name}" if visible else "")
     if need > len(visible):
         return fail(f"the recipe needs GPU index {need - 1}, {len(visible)} GPU(s) visible", evidence,
                     "lower resources.generation_gpus/training_gpus, or run where more GPUs are visible")
@@ -84,14 +84,14 @@ def cuda_visible_devices(facts: Facts, inputs: LaunchInputs) -> Outcome:
     index i is the i-th entry.  A duplicate entry makes CUDA fail at start, an index beyond the
     machine's GPUs (or -1) hides that GPU and every one after it, and an empty value hides them all.
     """
-    plan = inputs.plan
-    if not (plan.generation_gpus or plan.training_gpus):
+    layout = inputs.layout
+    if not (layout.generation_gpus or layout.training_gpus):
         return skip("the recipe assigns no GPUs (resources unset)")
     value = facts.cuda_visible_devices
     if value is None:
-        return ok("CUDA_VISIBLE_DEVICES unset: recipe indices are the machine's GPU indices", _layout(plan))
+        return ok("CUDA_VISIBLE_DEVICES unset: recipe indices are the machine's GPU indices", _gpus(layout))
     entries = [e.strip() for e in value.split(",") if e.strip()]
-    evidence = f"CUDA_VISIBLE_DEVICES={value}; {_layout(plan)}"
+    evidence = f"CUDA_VISIBLE_DEVICES={value}; {_gpus(layout)}"
     if not entries:
         return fail("CUDA_VISIBLE_DEVICES hides every GPU", evidence,
                     "unset CUDA_VISIBLE_DEVICES or list the GPUs to use")
@@ -117,7 +117,7 @@ def launch_ports(facts: Facts, inputs: LaunchInputs) -> Outcome:
     accelerate's ranks meet on distributed.main_process_port (29500).  A port still held, often by
     a previous run's server, fails the run after the model has loaded.
     """
-    ports = sorted({p for proc in inputs.plan.processes for p in proc.ports})
+    ports = sorted({p for proc in inputs.layout.processes for p in proc.ports})
     if not ports:
         return skip("no process of this run binds a port")
     roles = port_roles(inputs.recipe)
@@ -149,8 +149,8 @@ def nccl_env(facts: Facts, inputs: LaunchInputs) -> Outcome:
     broken: some consumer GPUs and VMs); NCCL_IB_DISABLE=1 makes machines talk over TCP sockets;
     NCCL_SOCKET_IFNAME picks the network interface (across machines it must not be the loopback).
     """
-    plan = inputs.plan
-    if plan.in_process:
+    layout = inputs.layout
+    if layout.in_process:
         return skip("a single process: no NCCL traffic")
     env = {name: facts.env.get(name) for name in NCCL_VARIABLES}
     evidence = ", ".join(f"{k}={v if v is not None else '<unset>'}" for k, v in env.items())

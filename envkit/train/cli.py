@@ -51,7 +51,7 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
     exit code.
     """
     from envkit.files import WriteError
-    from envkit.launch.plan import LaunchError
+    from envkit.launch.layout import LaunchError
     from envkit.launch.procs import LaunchFailed
     from envkit.knowledge import UnknownGpu
     from envkit.recipe.load import RecipeError
@@ -83,7 +83,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
-    from envkit.train.plan import Layout, PlanOptions, build_plan
+    from envkit.train.plan import LaunchOptions, PlanOptions, build_plan
     from envkit.train.readiness import model_problem
 
     recipe_path = find_recipe(name)
@@ -93,15 +93,15 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         from envkit.probe.target import with_target
 
         facts = with_target(facts, *target)
-    layout = None
+    launch_options = None
     if not worker:  # a rank: the launcher that started it laid the run out (and checked the model)
         from envkit.launch.machine import probe_launch
 
         forward = (["--max-steps", str(max_steps)] if max_steps else []) + (["--resume"] if resume else []) + \
             (["--force"] if force else []) + (["--verbose"] if verbose else []) + \
             [a for p in no_patch for a in ("--no-patch", p)]
-        layout = Layout(str(recipe_path), tuple(forward), probe_launch(recipe), dry_run)
-    plan = build_plan(recipe, facts, PlanOptions(output, max_steps, machine_rank, tuple(no_patch), layout))
+        launch_options = LaunchOptions(str(recipe_path), tuple(forward), probe_launch(recipe), dry_run)
+    plan = build_plan(recipe, facts, PlanOptions(output, max_steps, machine_rank, tuple(no_patch), launch_options))
     unavailable = None if worker else model_problem(plan.recipe, facts)  # asks the hub: not part of the plan
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
         _say(plan, force, [unavailable] if dry_run and unavailable else [])
@@ -118,7 +118,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
                    "(no GPU visible, or vllm not installed: envkit doctor says which)", err=True)
         return FAILED
     if launch is not None and not launch.in_process:
-        from envkit.launch.procs import run_plan
+        from envkit.launch.procs import run_processes
         from envkit.train.rundir import check_writable
 
         check_writable(plan.output_dir)  # before the server and the ranks load anything (rank 0 then locks it)
@@ -126,7 +126,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
             from envkit.train.tiny import build_tiny
 
             build_tiny(seed=plan.recipe.seed)
-        return run_plan(launch)
+        return run_processes(launch)
     from envkit.train.failures import explain, save_traceback
     from envkit.train.runner import train as run
 

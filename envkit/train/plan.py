@@ -19,7 +19,7 @@ from envkit.budget.model import MIB
 from envkit.facts import Facts
 from envkit.knowledge import curated
 from envkit.launch.checks import LaunchInputs, LaunchProbe, run_launch_rules
-from envkit.launch.plan import LaunchPlan, build_launch_plan
+from envkit.launch.layout import LaunchLayout, launch_layout
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding, Severity, run_rules
@@ -32,7 +32,7 @@ from envkit.train.tiny import tiny_folder
 
 
 @dataclass(frozen=True)
-class Layout:
+class LaunchOptions:
     """What laying the run out on this machine needs beyond the recipe (a rank started by a launcher has none)."""
 
     recipe_path: str  # what each launched rank re-reads
@@ -49,7 +49,7 @@ class PlanOptions:
     max_steps: int | None = None  # --max-steps: replaces grpo.max_steps
     machine_rank: int | None = None  # --machine-rank: replaces distributed.machine_rank
     no_patch: tuple[str, ...] = ()  # --no-patch IDs
-    layout: Layout | None = None  # None: no launch layout (a rank: the launcher that started it laid the run out)
+    launch: LaunchOptions | None = None  # None: no launch layout (a rank: the launcher that started it laid it out)
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Plan:
     vllm_utilization: float | None = None  # vllm.gpu_memory_utilization resolved (train.decisions.vllm_utilization)
     grpo_config: Mapping[str, Any] = field(default_factory=dict)  # GRPOConfig's arguments (train.config.grpo_kwargs)
     grpo_effective: dict[str, Any] | None = None  # what the backend changes in them (train.effective; None: trl)
-    launch: LaunchPlan | None = None  # the processes this machine starts (None: a rank started by one)
+    launch: LaunchLayout | None = None  # the processes this machine starts (None: a rank started by one)
 
     def __post_init__(self) -> None:
         for name in ("warnings", "blocking", "patches", "patches_off"):
@@ -143,9 +143,9 @@ def build_plan(recipe: Recipe, facts: Facts, options: PlanOptions = PlanOptions(
     effective = effective_config(recipe.backend, config, backend.version if backend else None)
     check_refused(recipe.source, effective)
     launch = None
-    if options.layout is not None:
-        launch = lay_out(recipe, facts, options.layout, output_dir, dtype, utilization)
-        findings = run_launch_rules(facts, LaunchInputs(recipe, launch, use_vllm, options.layout.machine))
+    if options.launch is not None:
+        launch = lay_out_launch(recipe, facts, options.launch, output_dir, dtype, utilization)
+        findings = run_launch_rules(facts, LaunchInputs(recipe, launch, use_vllm, options.launch.machine))
         warnings += [f"{f.id} {f.title}" + (f" ({f.fix})" if f.fix else "")
                      for f in findings if f.severity is Severity.WARN]
         blocking += [f for f in findings if f.severity is Severity.FAIL]
@@ -163,15 +163,15 @@ def build_plan(recipe: Recipe, facts: Facts, options: PlanOptions = PlanOptions(
 MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
 
 
-def lay_out(recipe: Recipe, facts: Facts, layout: Layout, output_dir: Path, dtype: str,
-            utilization: float) -> LaunchPlan:
-    """The processes this machine starts for the run (envkit.launch.plan)."""
+def lay_out_launch(recipe: Recipe, facts: Facts, options: LaunchOptions, output_dir: Path, dtype: str,
+            utilization: float) -> LaunchLayout:
+    """The processes this machine starts for the run (envkit.launch.layout)."""
     model = recipe.model.name
     if model is None and recipe.vllm.mode == "server":  # model.build: the server loads what the ranks build
-        model = (f"<model.build: {recipe.model.build}, built at launch>" if layout.dry_run
+        model = (f"<model.build: {recipe.model.build}, built at launch>" if options.dry_run
                  else str(tiny_folder(seed=recipe.seed)))
     trl = facts.package("trl")
-    return build_launch_plan(recipe, layout.recipe_path, len(facts.visible_gpus()), trl.version if trl else None,
+    return launch_layout(recipe, options.recipe_path, len(facts.visible_gpus()), trl.version if trl else None,
                              vllm_utilization=utilization, cuda_visible_devices=facts.cuda_visible_devices,
-                             model=model, forward=("--output", str(output_dir), *layout.forward),
+                             model=model, forward=("--output", str(output_dir), *options.forward),
                              mixed_precision=MIXED_PRECISION[dtype])

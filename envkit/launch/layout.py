@@ -1,4 +1,5 @@
-"""The launch plan: the processes `envkit train` starts for a recipe, as data.
+"""The launch layout: the processes `envkit train` starts for a recipe on this machine, as data (the run's
+Plan, envkit.train.plan, holds it).
 
 Pure (no torch/trl/vllm import, nothing started), so ``envkit train --dry-run`` prints exactly what a
 run starts and the tests golden-test it.  Two existing engines do the work, no protocol of ours:
@@ -70,7 +71,7 @@ class ProcessSpec:
 
 
 @dataclass(frozen=True)
-class LaunchPlan:
+class LaunchLayout:
     in_process: bool  # True: the run stays in the envkit process (env applies to it)
     why: str
     generation_gpus: list[int] = field(default_factory=list)  # recipe indices (among the visible GPUs)
@@ -83,7 +84,7 @@ class LaunchPlan:
         return asdict(self)
 
 
-def build_launch_plan(
+def launch_layout(
     recipe: Recipe,
     recipe_path: str,
     visible_gpus: int,
@@ -95,7 +96,7 @@ def build_launch_plan(
     model: str | None = None,
     forward: Sequence[str] = (),
     python: str = sys.executable,
-) -> LaunchPlan:
+) -> LaunchLayout:
     """The processes for ``recipe`` on a machine with ``visible_gpus`` GPUs.
 
     ``cuda_visible_devices`` is the launcher's own setting: recipe GPU indices count among its entries.
@@ -116,7 +117,7 @@ def build_launch_plan(
             training = [0]
         env = {"CUDA_VISIBLE_DEVICES": ",".join(_map(training, devices, "training_gpus"))} if training else {}
         where = f" on GPU {env['CUDA_VISIBLE_DEVICES']} of {visible_gpus}" if visible_gpus > 1 else ""
-        return LaunchPlan(True, f"one training process, generation in it: a single in-process run{where}", [],
+        return LaunchLayout(True, f"one training process, generation in it: a single in-process run{where}", [],
                           training, env=env)
     processes = []
     server = _server_entry(trl_version) if server_mode else None
@@ -147,7 +148,7 @@ def build_launch_plan(
         generates += " of machine 0"
     machines = f" over {dist.num_machines} machines" if dist.num_machines > 1 else ""
     why = f"{ranks} training rank(s){machines}, {generates}"
-    return LaunchPlan(False, why, generation, training, processes,
+    return LaunchLayout(False, why, generation, training, processes,
                       server=server["name"] if server else None)
 
 
