@@ -376,11 +376,11 @@ def test_the_budget_tries_awake_before_asleep_and_no_checkpointing_before_checkp
 
     tried = []
     monkeypatch.setattr(recommend_module, "fits", lambda b: tried.append((b.sleep, b.inputs.grad_checkpointing)) or False)
-    chosen = recommend_module.plan(on("h100"), 0.3)
+    chosen = recommend_module.cheapest_budget(on("h100"), 0.3)
     assert tried == [(False, False), (False, True), (True, False), (True, True)]
     assert (chosen.sleep, chosen.inputs.grad_checkpointing) == (True, True)  # nothing fits: the last
     tried.clear()
-    recommend_module.plan(on("h100", grad_checkpointing=True), 0.3, sleep=False)
+    recommend_module.cheapest_budget(on("h100", grad_checkpointing=True), 0.3, sleep=False)
     assert tried == [(False, True)]
 
 
