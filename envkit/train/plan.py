@@ -145,10 +145,10 @@ def build_plan(recipe: Recipe, facts: Facts, options: PlanOptions = PlanOptions(
     launch = None
     if options.launch is not None:
         launch = lay_out_launch(recipe, facts, options.launch, output_dir, dtype, utilization)
-        findings = run_launch_rules(facts, LaunchInputs(recipe, launch, use_vllm, options.launch.machine))
+        launch_checks = run_launch_rules(facts, LaunchInputs(recipe, launch, use_vllm, options.launch.machine))
         warnings += [f"{f.id} {f.title}" + (f" ({f.fix})" if f.fix else "")
-                     for f in findings if f.severity is Severity.WARN]
-        blocking += [f for f in findings if f.severity is Severity.FAIL]
+                     for f in launch_checks if f.severity is Severity.WARN]
+        blocking += [f for f in launch_checks if f.severity is Severity.FAIL]
         env.update(launch.env if launch.in_process else {})  # the one training GPU an in-process run uses
         warnings.append(cpu_size_warning(recipe, facts, on_cpu=not gpus))
     return Plan(recipe, output_dir, use_vllm, sleep, gpus[0].name if gpus else "cpu", dtype == "bf16", env=env,
@@ -164,7 +164,7 @@ MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
 
 
 def lay_out_launch(recipe: Recipe, facts: Facts, options: LaunchOptions, output_dir: Path, dtype: str,
-            utilization: float) -> LaunchLayout:
+                   utilization: float) -> LaunchLayout:
     """The processes this machine starts for the run (envkit.launch.layout)."""
     model = recipe.model.name
     if model is None and recipe.vllm.mode == "server":  # model.build: the server loads what the ranks build
@@ -172,6 +172,6 @@ def lay_out_launch(recipe: Recipe, facts: Facts, options: LaunchOptions, output_
                  else str(tiny_folder(seed=recipe.seed)))
     trl = facts.package("trl")
     return launch_layout(recipe, options.recipe_path, len(facts.visible_gpus()), trl.version if trl else None,
-                             vllm_utilization=utilization, cuda_visible_devices=facts.cuda_visible_devices,
-                             model=model, forward=("--output", str(output_dir), *options.forward),
-                             mixed_precision=MIXED_PRECISION[dtype])
+                         vllm_utilization=utilization, cuda_visible_devices=facts.cuda_visible_devices,
+                         model=model, forward=("--output", str(output_dir), *options.forward),
+                         mixed_precision=MIXED_PRECISION[dtype])
