@@ -13,7 +13,6 @@ from types import SimpleNamespace
 import pytest
 
 from envkit.knowledge import load
-from envkit.recipe.load import parse_recipe
 from envkit.train.effective import backend_rules, effective_config, keep_after, replay, trl_defaults
 from tests.conftest import COHERENT, make_facts
 from tests.test_train_backends import UNSLOTH, dry_run_on, plan_for, tiny, with_vllm
