@@ -3,8 +3,9 @@
 One pure function from the recipe, the machine's facts and the command line's options to a frozen :class:`Plan`:
 the decisions (envkit.train.decisions), GRPOConfig's arguments, what the backend changes in them and the launch
 layout with its checks, all before the plan is frozen.  What probes the machine (envkit.probe, the launch
-probe of envkit.launch.machine) runs before it; ``--dry-run`` prints the plan, the runner follows it and
-manifest.json records it.
+probe of envkit.launch.machine, the hub check of envkit.train.readiness) runs outside it; inside, only a local
+model folder's config.json is read (the model's shape, as `envkit budget` reads it).  ``--dry-run`` prints the
+plan, the runner follows it and manifest.json records it.
 """
 
 from __future__ import annotations
