@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.launch.plan import LaunchError
+from envkit.launch.layout import LaunchError
 from envkit.launch.slurm import SlurmJob, node_layout, sbatch_script
 from envkit.recipe.load import load_recipe, parse_recipe
 

@@ -1,7 +1,7 @@
 """The launched run's watchdog (envkit.launch.watchdog): deadlines from what the run measured, the stalled side
 named (the vLLM server, rank N, the NCCL group), its Python stacks written, every process ended, one line.
 
-The deadline logic is pure (find_stall); run_plan is exercised on CPU with a fake server that stops answering
+The deadline logic is pure (find_stall); run_processes is exercised on CPU with a fake server that stops answering
 and fake ranks (stdlib processes keeping envkit's heartbeat, as envkit.train.heartbeat does in a trainer), one of
 which sleeps in a step.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from test_launch import alive, free_port  # the process and port helpers of the launcher's own tests
 
-from envkit.launch.plan import LaunchPlan, ProcessSpec
-from envkit.launch.procs import LaunchFailed, run_plan
+from envkit.launch.layout import LaunchLayout, ProcessSpec
+from envkit.launch.procs import LaunchFailed, run_processes
 from envkit.launch.watchdog import RankBeats, Watchdog, find_stall
 from envkit.recipe.schema import WatchdogSpec
 
@@ -87,7 +87,7 @@ def test_a_silent_server_is_named_first():
     assert found.side == "the vLLM server" and found.what == "http://s/health unanswered for 4.5 s" and found.server
 
 
-# --- run_plan on CPU with fake processes -------------------------------------------------------------------------
+# --- run_processes on CPU, fake processes -----------------------------------------------------------------------
 
 PY = sys.executable
 RANK = """
@@ -142,7 +142,7 @@ def run_watched(tmp_path, processes, ranks, settings) -> tuple[str, list[str], P
     watchdog = Watchdog(settings, range(ranks), tmp_path / "stacks.txt")
     started = time.monotonic()
     with pytest.raises(LaunchFailed) as failed:
-        run_plan(LaunchPlan(False, "test", processes=processes), echo=lines.append, grace_s=1, poll_s=0.1,
+        run_processes(LaunchLayout(False, "test", processes=processes), echo=lines.append, grace_s=1, poll_s=0.1,
                  watchdog=watchdog)
     assert time.monotonic() - started < 30
     assert not watchdog.folder.exists()  # the heartbeats' folder goes with the run

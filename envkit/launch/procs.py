@@ -1,4 +1,4 @@
-"""Run a launch plan: start its processes, wait for the server, stream their output, always tear down.
+"""Run a launch layout: start its processes, wait for the server, stream their output, always tear down.
 
 Each process leads a session of its own (``start_new_session``), so the terminal's Ctrl-C reaches only
 envkit, which then stops the processes itself.  Stopping is polite first: one signal to the process's
@@ -27,7 +27,7 @@ from http.client import HTTPException
 from pathlib import Path
 
 from envkit.exitcodes import INTERRUPTED, TERMINATED, Terminated
-from envkit.launch.plan import LaunchPlan, ProcessSpec
+from envkit.launch.layout import LaunchLayout, ProcessSpec
 from envkit.launch.watchdog import Stall, Watchdog
 
 GRACE_S = 15.0  # SIGTERM -> SIGKILL
@@ -131,8 +131,8 @@ def wait_healthy(url: str, timeout_s: float, proc: Running | None = None, poll_s
         time.sleep(poll_s)
 
 
-def run_plan(plan: LaunchPlan, echo: Echo = echo_stdout, grace_s: float = GRACE_S, save_grace_s: float = SAVE_GRACE_S,
-             poll_s: float = 0.5, watchdog: Watchdog | None = None) -> int:
+def run_processes(layout: LaunchLayout, echo: Echo = echo_stdout, grace_s: float = GRACE_S,
+                  save_grace_s: float = SAVE_GRACE_S, poll_s: float = 0.5, watchdog: Watchdog | None = None) -> int:
     """Start the processes in order (each one with a health URL must answer before the next starts);
     the run ends when the last one exits, with its exit code; 130 on Ctrl-C, 143 on SIGTERM (as the
     `envkit` command raises it: Terminated).  Teardown always: the processes lead sessions of their own,
@@ -142,7 +142,7 @@ def run_plan(plan: LaunchPlan, echo: Echo = echo_stdout, grace_s: float = GRACE_
     saving = None  # Ctrl-C (SIGINT) or SIGTERM: passed on to the trainer, which saves a checkpoint first
     echo = watchdog.tap(echo) if watchdog else echo
     try:
-        for spec in plan.processes:
+        for spec in layout.processes:
             running.append(Running(replace(spec, env={**spec.env, **watchdog.env()}) if watchdog else spec, echo))
             if spec.health_url:
                 wait_healthy(spec.health_url, spec.health_timeout_s, running[-1], poll_s)
@@ -186,7 +186,7 @@ def _wait_last(running: list[Running], poll_s: float, watchdog: Watchdog | None 
 
 def _stalled(stall: Stall, running: list[Running], watchdog: Watchdog, echo: Echo) -> None:
     """Stacks of the stalled side, a SIGTERM to the trainer (a checkpoint if it reaches its step's end within
-    watchdog.save_s), then LaunchFailed: run_plan's teardown ends every process."""
+    watchdog.save_s), then LaunchFailed: run_processes' teardown ends every process."""
     echo(f"[envkit] watchdog: {stall.side} stalled: {stall.what} (deadline {stall.deadline}); dumping stacks")
     server = next((p.popen.pid for p in running[:-1] if p.spec.health_url), None)
     stacks = watchdog.dump_stacks(stall, server)

@@ -2,7 +2,7 @@
 
 One task per node (``srun --ntasks-per-node=1``), and in each task envkit's own launcher: ``envkit train RECIPE
 --machine-rank $SLURM_NODEID --num-machines N --main-process-ip HEAD``.  So each node starts what ``envkit train``
-plans for that machine (envkit.launch.plan: the vLLM server on machine 0's generation GPUs in server mode, the
+plans for that machine (envkit.launch.layout: the vLLM server on machine 0's generation GPUs in server mode, the
 trainer ranks under ``accelerate launch`` on every node), supervised and torn down as on one machine
 (envkit.launch.procs).  The head node is the first of the job's node list (``scontrol show hostnames``), reached at
 its NodeAddr (``scontrol show node``): the address Slurm itself uses, also where a node's name does not resolve.
@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envkit.launch.plan import LaunchError, assign_gpus
+from envkit.launch.layout import LaunchError, assign_gpus
 from envkit.recipe.schema import Recipe
 
 SCRIPT = "job.sbatch"  # in RUN/slurm/, next to the job's log
@@ -61,7 +61,7 @@ class NodeLayout:
 
 
 def node_layout(recipe: Recipe, nodes: int | None, gpus_per_node: int | None) -> NodeLayout:
-    """The nodes and GPUs per node the job asks for, from the recipe's layout (envkit.launch.plan.assign_gpus:
+    """The nodes and GPUs per node the job asks for, from the recipe's layout (envkit.launch.layout.assign_gpus:
     with training_gpus given, the GPUs a node has do not change it)."""
     server_mode = recipe.vllm.mode == "server" and recipe.vllm.enabled is not False
     nodes = nodes or recipe.distributed.num_machines

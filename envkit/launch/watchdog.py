@@ -4,7 +4,7 @@ stalled.
 
 Each trainer rank keeps a heartbeat file in the launcher's temporary folder (``RankBeats``: its phase, since when, its
 step, the durations of its steps and weight syncs so far), and answers SIGUSR1 with its Python stacks
-(faulthandler, on its stderr, which the launcher echoes).  The launcher (envkit.launch.procs.run_plan) asks
+(faulthandler, on its stderr, which the launcher echoes).  The launcher (envkit.launch.procs.run_processes) asks
 ``Watchdog.check`` on every poll; the deadlines come from what the run measured (recipe ``watchdog:``):
 
 * init: every rank of this machine has built its trainer (model load, init_process_group, the weight-sync group)

@@ -46,7 +46,7 @@ def slurm(recipe, output, nodes, gpus_per_node, partition, account, time_limit, 
     """
     from envkit import __version__
     from envkit.files import WriteError, write_owned
-    from envkit.launch.plan import LaunchError
+    from envkit.launch.layout import LaunchError
     from envkit.launch.slurm import PYXIS_PYTHON, SCRIPT, SlurmJob, sbatch_script
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
