@@ -74,12 +74,17 @@ def test_a_weight_sync_past_its_deadline_names_the_sync_group():
 
 @pytest.mark.parametrize("beats, side, what", [
     ([beat(0), beat(1, "init")], "rank 1", "still in init while the others wait for it"),
-    ([beat(0)], "rank 1", "never started"),
+    ([beat(0)], "rank 1", "never started (no heartbeat)"),
     ([beat(0, "init"), beat(1, "init")], "the NCCL group", "no rank of ranks 0, 1 finished init"),
 ])
 def test_init_past_its_deadline_names_who_did_not_finish(beats, side, what):
     found = stall(beats, started=NOW - 101)
     assert found.side == side and what in found.what and found.deadline == "100 s, watchdog.init_s"
+
+
+def test_a_single_rank_in_init_is_not_said_to_keep_others_waiting():
+    found = stall([beat(0, "init")], ranks=range(1), started=NOW - 101)
+    assert found.side == "rank 0" and found.what == "still in init (model load, process groups), 101 s after the launch"
 
 
 def test_a_silent_server_is_named_first():

@@ -138,13 +138,13 @@ def find_stall(beats: dict[int, dict], ranks: range, now: float, started: float,
             return Stall("the NCCL group", f"no rank of {_names(ranks)} finished init (model load, process group) "
                          f"in {_s(now - started)} s", deadline, tuple(ranks))
         missing = [r for r in unready if r not in mine]
-        what = "never started" if missing == unready else "still in init while the others wait for it"
+        what = ("never started (no heartbeat)" if missing == unready else "still in init (model load, process "
+                "groups)" if len(ranks) == 1 else "still in init while the others wait for it")
         return Stall(_names(unready), f"{what}, {_s(now - started)} s after the launch", deadline, tuple(unready))
-    everyone = [b for b in beats.values()]
-    step_limit, step_why = _deadline([s for b in everyone for s in b["step_s"]], settings, settings.step_floor_s,
-                                     "step")
-    sync_limit, sync_why = _deadline([s for b in everyone for s in b["sync_s"]], settings, settings.sync_floor_s,
-                                     "weight sync")
+    step_limit, step_why = _deadline([s for b in mine.values() for s in b["step_s"]], settings,
+                                     settings.step_floor_s, "step")
+    sync_limit, sync_why = _deadline([s for b in mine.values() for s in b["sync_s"]], settings,
+                                     settings.sync_floor_s, "weight sync")
     late = {}
     for rank, beat in mine.items():
         if beat["phase"] == SYNC and now - beat["since"] > sync_limit:
