@@ -7,6 +7,9 @@ for another NodeName on the same address and port), so each node's slurmd runs i
 own (``ip netns``), on a bridge with the controller: node n1 at 10.77.0.11, n2 at 10.77.0.12, slurmctld on the
 bridge's 10.77.0.1.  Their processes see the same files (one filesystem, as a cluster's shared one), but each node
 has its own addresses and ports, so the two nodes' trainer ranks rendezvous over the bridge as over a network.
+
+One cluster at a time per machine: the ports (16817, 16818) and the bridge's name are fixed.  A test killed
+outright leaves its daemons running (their pids are in its folder); the next cluster removes only the network.
 """
 
 from __future__ import annotations
