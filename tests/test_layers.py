@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "envkit"
 LAYERS = [
-    {"__init__", "exitcodes", "files", "masking", "terminal", "binding", "knowledge", "facts", "recipe"},
+    {"__init__", "exitcodes", "errors", "files", "masking", "terminal", "binding", "knowledge", "facts", "recipe"},
     {"probe", "rules"},
     {"budget", "launch", "build", "matrix", "report"},
     {"train"},

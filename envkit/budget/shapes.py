@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envkit.budget.model import GIB, ModelShape
+from envkit.errors import UsageError
 from envkit.files import JSON_BYTES, read_regular
 from envkit.knowledge import UnknownGpu, catalog_key, gpu_catalog, load
 
@@ -33,7 +34,7 @@ class TinyShape:
     initializer_range: float = 0.3
 
 
-class UnknownName(ValueError):
+class UnknownName(UsageError, ValueError):
     """A model or GPU the tables do not know; the message names the closest."""
 
 

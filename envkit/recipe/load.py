@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from envkit.binding import FAILED, Binder, PlainFloat, Problem
+from envkit.errors import RecipeError
 from envkit.files import read_regular, read_regular_head
 from envkit.recipe.schema import LINEAR_MODULES, DatasetSpec, Recipe, gpu_count
 
@@ -32,20 +33,6 @@ BUILTIN_REWARDS = ("format", "exact_answer", "length", "digits")
 DATA_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 # YAML 1.2's float syntax (its core schema); PyYAML follows YAML 1.1, which needs a dot: 1.0e-4, not 1e-4.
 YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
-
-
-class RecipeError(ValueError):
-    """A recipe problem, printed as one line by the CLI (exit 2).
-
-    Keys, values and paths come from the user's YAML: line breaks and other unprintable characters
-    in them are escaped (``learning\\nrate``) so the message stays one line.
-    """
-
-    line: int | None = None  # the recipe line it names (for ordering several)
-
-    def __init__(self, message: str, *, escaped: bool = False):
-        super().__init__(message if escaped else
-                         "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message))
 
 
 class _Where:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
+from envkit.errors import OptionError, RecipeError
+from envkit.exitcodes import FAILED
 from envkit.terminal import echo, printable
 from envkit.train import generate as generate_limits  # -n and --max-new-tokens bounds; torch loads lazily
 
@@ -51,39 +52,18 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
     docker stop); all four save a checkpoint first and stop every launched process; otherwise the trainer's own
     exit code.
     """
-    from envkit.files import WriteError
-    from envkit.launch.plan import LaunchError
-    from envkit.launch.procs import LaunchFailed
-    from envkit.knowledge import UnknownGpu
-    from envkit.recipe.load import RecipeError
-    from envkit.train.plot import MetricsError
-    from envkit.train.rundir import RunBusy
-
     if target and not dry_run:
-        click.echo("envkit train: --target plans only (with --dry-run); training needs the GPU itself", err=True)
-        sys.exit(USAGE)
-    try:
-        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch,
-                        (target, target_count), verbose))
-    except UnknownGpu as exc:
-        echo(f"envkit train: --target: {exc}", err=True)
-        sys.exit(USAGE)
-    except (RecipeError, LaunchError, MetricsError) as exc:
-        echo(f"envkit train: {exc}", err=True)
-        sys.exit(USAGE)
-    except (LaunchFailed, RunBusy, WriteError) as exc:  # WriteError: its lock, or manifest.json (the run is saved)
-        echo(f"envkit train: {exc}", err=True)
-        sys.exit(FAILED)
-    except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
-        click.echo("envkit train: interrupted", err=True)
-        sys.exit(INTERRUPTED)
+        raise OptionError("--target plans only (with --dry-run); training needs the GPU itself")
+    # envkit.cli maps what it raises to one line and an exit code (envkit.errors), Ctrl-C to 130
+    sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch,
+                    (target, target_count), verbose))
 
 
 def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=(),
            target=(None, 1), verbose=False) -> int:
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
-    from envkit.recipe.load import RecipeError, load_recipe
+    from envkit.recipe.load import load_recipe
     from envkit.rules import run_rules
     from envkit.train.config import grpo_kwargs, unsloth_model_kwargs, unsloth_peft_kwargs
     from envkit.train.effective import check_refused, effective_config, effective_lines
@@ -96,7 +76,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         recipe = replace(recipe, grpo=replace(recipe.grpo, max_steps=max_steps))
     if machine_rank is not None:
         if machine_rank >= recipe.distributed.num_machines:
-            raise RecipeError(f"--machine-rank {machine_rank}: the recipe has distributed.num_machines: "
+            raise OptionError(f"--machine-rank {machine_rank}: the recipe has distributed.num_machines: "
                               f"{recipe.distributed.num_machines}")
         recipe = replace(recipe, distributed=replace(recipe.distributed, machine_rank=machine_rank))
     output_dir = Path(output or recipe.output.dir or Path("runs") / Path(recipe.source).stem)
@@ -199,26 +179,17 @@ def report(run_dir) -> None:
     Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
     in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
     """
-    from envkit.files import WriteError
     from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
     from envkit.train.summary import metrics_table, reward_trend
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
-        echo(f"envkit report: {path / 'metrics.jsonl'} not found", err=True)
-        sys.exit(USAGE)
+        raise MetricsError(f"{path / 'metrics.jsonl'} not found")
     from envkit.train.guard import KNOWN_CAUSES, check_rows
 
     skipped = Skipped()
-    try:
-        rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
-        picture = plot_run(path, skipped, rows)
-    except MetricsError as exc:
-        echo(f"envkit report: {exc}", err=True)
-        sys.exit(USAGE)
-    except WriteError as exc:
-        echo(f"envkit report: {exc}", err=True)
-        sys.exit(FAILED)
+    rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
+    picture = plot_run(path, skipped, rows)  # run.png that cannot be written: OwnFileError, exit 1
     trend = reward_trend(rows)
     steps = len({row["step"] for row in rows})  # an evaluation's row shares its step's number
     # the folder's name and the reward names in metrics.jsonl are anyone's: printed, never obeyed
@@ -265,27 +236,17 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
 
     missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
     if missing:
-        click.echo(f"envkit generate: needs {', '.join(missing)}: pip install 'envkit[train]'", err=True)
-        sys.exit(USAGE)
-    try:
-        trained = find_trained(Path(run_dir), merged, trust_remote_code)
-        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
-        sampling = {**trained.sampling, **{k: v for k, v in given.items() if v is not None}}
-        check_sampling(sampling, Path(run_dir))
-        if sampling["temperature"] == 0 and num_samples > 1:
-            raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
-        chosen = pick_engine(engine)
-        echo(f"envkit generate: {trained.adapter or trained.model}"
-                   + (f" on {trained.model}" if trained.adapter else "") + f" with {chosen}", err=True)
-        completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)
-    except GenerateError as exc:
-        echo(f"envkit generate: {exc}", err=True)
-        sys.exit(USAGE)
-    except OSError as exc:  # transformers' and the hub's way to say a model is not there (moved, offline, no access)
-        reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        echo(f"envkit generate: cannot load {trained.model}: {reason[:300]}; copy the run with its base model, "
-             "or reach the hub (HF_HUB_OFFLINE unset)", err=True)
-        sys.exit(USAGE)
+        raise GenerateError(f"needs {', '.join(missing)}: pip install 'envkit[train]'")
+    trained = find_trained(Path(run_dir), merged, trust_remote_code)
+    given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+    sampling = {**trained.sampling, **{k: v for k, v in given.items() if v is not None}}
+    check_sampling(sampling, Path(run_dir))
+    if sampling["temperature"] == 0 and num_samples > 1:
+        raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
+    chosen = pick_engine(engine)
+    echo(f"envkit generate: {trained.adapter or trained.model}"
+         + (f" on {trained.model}" if trained.adapter else "") + f" with {chosen}", err=True)
+    completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)
     if as_json:
         click.echo(json.dumps([{"prompt": p, "completions": c} for p, c in zip(prompts, completions)], indent=2))
         return

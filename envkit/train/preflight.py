@@ -18,7 +18,7 @@ from envkit.budget.shapes import UnknownName
 from envkit.facts import Facts
 from envkit.knowledge import curated, late_vllm_gpu
 from envkit.launch.plan import LaunchPlan
-from envkit.recipe.load import RecipeError
+from envkit.errors import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.rules import REGISTRY, Finding, Severity
 from envkit.rules.rl import pdl_setting

@@ -65,8 +65,9 @@ def resolve_reward(name: str, folder: Path | None = None):
     import importlib
     import sys
 
+    from envkit.errors import RecipeError
     from envkit.exitcodes import Terminated
-    from envkit.recipe.load import BUILTIN_REWARDS, RecipeError, reward_module, spec_beside
+    from envkit.recipe.load import BUILTIN_REWARDS, reward_module, spec_beside
 
     if name in BUILTIN_REWARDS:
         return globals()[name]
