@@ -8,7 +8,8 @@
 Every exception envkit defines derives from one of the two (tests/test_errors.py walks the package), so a
 command raises and never maps: ``envkit.cli`` turns either into one line on stderr, ``envkit COMMAND: message``,
 and exits with the error's ``exit_code``.  Anything else that escapes a command is a bug and keeps its traceback.
-Imports nothing of envkit but exitcodes: every layer may raise these.
+Each class keeps the builtin base it had before (ValueError, RuntimeError, OSError), so an ``except ValueError``
+written earlier still catches what it did.  Imports nothing of envkit but exitcodes: every layer may raise these.
 """
 
 from __future__ import annotations
