@@ -50,7 +50,7 @@ def exception_classes() -> dict[str, type]:
             if isinstance(node, ast.ClassDef):
                 names = [ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases]
                 bases[f"{_module(path)}.{node.name}"] = (node.name, names)
-    short: dict[str, list[str]] = {}  # a name may be two classes (errors.Failure, train.failures.Failure): either
+    short: dict[str, list[str]] = {}  # a name may be two classes of different modules: either may be the base
     for full, (name, _) in bases.items():
         short.setdefault(name, []).append(full)
 
