@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.train.generate import GenerateError, find_trained
+from envkit.train.generate import GenerateError, find_trained, sample
 
 
 def run_folder(tmp_path, manifest: dict | None = None, base: str = "org/base"):
@@ -96,3 +96,14 @@ def test_a_base_model_left_in_an_image_points_to_the_merged_model(tmp_path):
     with pytest.raises(GenerateError, match=f"merged model: envkit generate {folder} --merged"):
         find_trained(folder)
     assert find_trained(folder, merged=True).model == str(folder / "merged")
+
+
+def test_a_model_the_loader_cannot_find_is_a_generate_error_naming_it(tmp_path, monkeypatch):
+    """transformers and the hub say "not there" with an OSError (moved, offline, no access): one line, exit 2."""
+    def offline(*args):
+        raise OSError("\nWe couldn't connect to 'https://huggingface.co' to load the files\nmore detail")
+
+    monkeypatch.setattr("envkit.train.generate._with_transformers", offline)
+    trained = find_trained(run_folder(tmp_path))
+    with pytest.raises(GenerateError, match=r"^cannot load org/base: We couldn't connect to .* reach the hub"):
+        sample(trained, ["hi"], 1, trained.sampling, 0, "transformers")
