@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import click
 
+from envkit.doctor_output import exit_code, repair_indexes, repair_requirements, to_json
+from envkit.doctor_output.text import markdown_table, render
 from envkit.errors import OptionError
 from envkit.facts import Facts
-from envkit.report import exit_code, repair_indexes, repair_requirements, to_json
-from envkit.report.text import markdown_table, render
 from envkit.rules import REGISTRY, Rule, find_rule, run_rules
 from envkit.rules.base import SECTIONS
 

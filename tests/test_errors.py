@@ -24,11 +24,12 @@ EXIT_CODES = {
     "envkit.knowledge.solve.BadConstraint": USAGE,
     "envkit.knowledge.solve.NoSolution": USAGE,  # build and lock; `matrix solve` prints it as its answer, exit 1
     "envkit.recipe.reference.KeyUnknown": USAGE, "envkit.budget.shapes.UnknownName": USAGE,
-    "envkit.launch.plan.LaunchError": USAGE, "envkit.build.lock.LockError": USAGE,
-    "envkit.train.plot.MetricsError": USAGE, "envkit.train.generate.GenerateError": USAGE,
+    "envkit.launch.layout.LaunchError": USAGE, "envkit.build.lock.LockError": USAGE,
+    "envkit.runs.plot.MetricsError": USAGE, "envkit.runs.generate.GenerateError": USAGE,
     "envkit.train.trl_patches.PatchUnavailable": USAGE, "envkit.files.OutputError": USAGE,
     "envkit.files.OwnFileError": FAILED, "envkit.train.rundir.RunBusy": FAILED,
     "envkit.launch.procs.LaunchFailed": FAILED, "envkit.knowledge.refresh.RefreshError": FAILED,
+    "envkit.runs.generate.EngineFailed": FAILED,  # generate says a known one as a GenerateError, re-raises the rest
 }
 BASES = {"envkit.errors.EnvkitError", "envkit.errors.UsageError", "envkit.errors.Failure", "envkit.errors.OneLineError",
          "envkit.files.WriteError"}  # raised only as their subclasses

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.train.generate import GenerateError, find_trained, sample
+from envkit.runs.generate import GenerateError, find_trained, sample
 
 
 def run_folder(tmp_path, manifest: dict | None = None, base: str = "org/base"):
@@ -56,7 +56,7 @@ def test_greedy_gives_one_completion(tmp_path):
 
 def test_engine_vllm_without_vllm_or_a_gpu_is_refused_not_swapped(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
-    from envkit.train import generate as module
+    from envkit.runs import generate as module
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(module.importlib.util, "find_spec", lambda name: None)
@@ -103,7 +103,7 @@ def test_a_model_the_loader_cannot_find_is_a_generate_error_naming_it(tmp_path, 
     def offline(*args):
         raise OSError("\nWe couldn't connect to 'https://huggingface.co' to load the files\nmore detail")
 
-    monkeypatch.setattr("envkit.train.generate._with_transformers", offline)
+    monkeypatch.setattr("envkit.runs.generate._with_transformers", offline)
     trained = find_trained(run_folder(tmp_path))
     with pytest.raises(GenerateError, match=r"^cannot load org/base: We couldn't connect to .* reach the hub"):
         sample(trained, ["hi"], 1, trained.sampling, 0, "transformers")
