@@ -107,3 +107,24 @@ def test_a_model_the_loader_cannot_find_is_a_generate_error_naming_it(tmp_path, 
     trained = find_trained(run_folder(tmp_path))
     with pytest.raises(GenerateError, match=r"^cannot load org/base: We couldn't connect to .* reach the hub"):
         sample(trained, ["hi"], 1, trained.sampling, 0, "transformers")
+
+
+@pytest.mark.parametrize("cause, code", [(ValueError("No available memory for the cache blocks"), 2),
+                                         (ZeroDivisionError("not a GPU-side failure envkit knows"), None)])
+def test_a_vllm_engine_that_does_not_start_is_one_line_when_known(tmp_path, monkeypatch, cause, code):
+    pytest.importorskip("peft")
+    from envkit.runs.generate import EngineFailed
+
+    def engine_failed(*args):
+        raise EngineFailed("vLLM's engine did not start") from cause
+
+    monkeypatch.setattr("envkit.runs.generate.sample", engine_failed)
+    monkeypatch.setattr("envkit.runs.generate.pick_engine", lambda wanted: "vllm")
+    result = CliRunner().invoke(main, ["generate", str(run_folder(tmp_path)), "hi", "--engine", "vllm"])
+    if code is None:  # not ours to explain: the engine's own exception, as it is
+        assert result.exception is cause
+        return
+    assert result.exit_code == code
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("envkit generate: vLLM's share of the GPU (vLLM's default) leaves no room for its KV cache")
+    assert "--engine transformers samples without vLLM (traceback: " in last
