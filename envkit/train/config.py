@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
+from envkit.recipe.derived import max_lora_rank, max_model_length, vllm_launch_kwargs
 from envkit.recipe.schema import Recipe
 from envkit.train.effective import pins
 from envkit.train.preflight import Plan
@@ -84,12 +84,6 @@ def vllm_utilization(recipe: Recipe, plan: Plan) -> float:
     if share != "auto":
         return share
     return plan.budget_share if plan.budget_share is not None else TRL_DEFAULT_UTILIZATION
-
-
-def max_lora_rank(recipe: Recipe) -> int:
-    """The largest LoRA rank vLLM reserves room for: vllm.max_lora_rank, default lora.r (the loader
-    rejects a value below lora.r)."""
-    return recipe.lora.r if recipe.vllm.max_lora_rank is None else recipe.vllm.max_lora_rank
 
 
 def unsloth_model_kwargs(recipe: Recipe, plan: Plan, model_name: str) -> dict[str, Any]:
