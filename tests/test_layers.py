@@ -108,5 +108,6 @@ def test_no_module_imports_another_modules_private_names():
 
 def test_the_private_import_walker_sees_one(tmp_path):
     module = tmp_path / "sample.py"
-    module.write_text("def f():\n    from envkit.recipe.load import _node, parse_recipe\nfrom envkit import __version__\n")
+    module.write_text("def f():\n    from envkit.recipe.load import _node, parse_recipe\n"
+                      "from envkit import __version__\n")
     assert private_imports(module) == ["envkit.recipe.load._node"]

@@ -15,7 +15,7 @@ from envkit.recipe.batch import generation_batch_problem
 from envkit.recipe.compose import node_at
 from envkit.recipe.dataset import data_file, first_row, missing_columns, template_fields
 from envkit.recipe.paths import FileProblem
-from envkit.recipe.rewards import reward_problem
+from envkit.recipe.reward_lookup import reward_problem
 from envkit.recipe.schema import LINEAR_MODULES, DatasetSpec, Recipe
 from envkit.recipe.topology import check_topology
 
