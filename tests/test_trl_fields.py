@@ -18,7 +18,6 @@ from envkit.recipe.load import RecipeError, parse_recipe
 from envkit.recipe.schema import GrpoSpec
 from envkit.recipe.trl_fields import OWNED
 from envkit.train.config import grpo_kwargs
-from envkit.train.preflight import Plan
 
 TOY = Path(__file__).resolve().parents[1] / "recipes" / "data" / "toy.jsonl"
 BASE = f"""version: 1
@@ -92,8 +91,9 @@ def test_owned_is_what_grpo_kwargs_sets_beyond_envkits_own_grpo_keys():
                             "tensor_parallel_size: 2}\nresources: {training_gpus: 2}\n", "r.yaml")
     server = parse_recipe(head + "grpo: {num_generations: 4, max_steps: 3}\nvllm: {mode: server}\n"
                           "resources: {generation_gpus: [0], training_gpus: [1]}\n", "r.yaml")
-    plan = Plan(use_vllm=True, sleep=True, gpu="NVIDIA H100 80GB HBM3", bf16=True)
-    passed = {key for r in (colocate, server) for key in grpo_kwargs(r, plan, "out")}
+    decided = {"dtype": "bf16", "on_cpu": False, "use_vllm": True, "sleep": True, "vllm_utilization": 0.5,
+               "gradient_checkpointing": True, "micro_batch": None}
+    passed = {key for r in (colocate, server) for key in grpo_kwargs(r, "out", **decided)}
     own = {f.name for f in dataclass_fields(GrpoSpec)} - {"trl"}
     assert passed - own - RECIPE_MAY_SET == set(OWNED) - NEVER_PASSED
     assert NEVER_PASSED <= set(OWNED) and not RECIPE_MAY_SET & set(OWNED)
