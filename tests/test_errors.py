@@ -24,6 +24,7 @@ EXIT_CODES = {
     "envkit.knowledge.solve.BadConstraint": USAGE,
     "envkit.knowledge.solve.NoSolution": USAGE,  # build and lock; `matrix solve` prints it as its answer, exit 1
     "envkit.recipe.reference.KeyUnknown": USAGE, "envkit.budget.shapes.UnknownName": USAGE,
+    "envkit.recipe.paths.FileProblem": USAGE,
     "envkit.launch.layout.LaunchError": USAGE, "envkit.build.lock.LockError": USAGE,
     "envkit.runs.plot.MetricsError": USAGE, "envkit.runs.generate.GenerateError": USAGE,
     "envkit.train.trl_patches.PatchUnavailable": USAGE, "envkit.files.OutputError": USAGE,

@@ -13,7 +13,7 @@ from envkit.budget.model import BudgetInputs, ModelShape
 from envkit.budget.recommend import Recommendation, recommend
 from envkit.budget.shapes import TinyShape, resolve_model, shape_from_config
 from envkit.errors import RecipeError
-from envkit.recipe.load import generation_batch_problem
+from envkit.recipe.batch import generation_batch_problem
 from envkit.recipe.schema import LINEAR_MODULES, Recipe
 
 

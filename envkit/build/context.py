@@ -24,7 +24,7 @@ from envkit.build.lock import Lock, LockError
 from envkit.build.stack import Stack
 from envkit.errors import RecipeError
 from envkit.files import OutputError
-from envkit.recipe.load import reward_module, spec_beside
+from envkit.recipe.reward_lookup import reward_module, spec_beside
 from envkit.recipe.schema import Recipe
 
 # envkit's package data (pyproject.toml [tool.setuptools.package-data]); its modules are found by name.

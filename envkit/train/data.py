@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from envkit.errors import RecipeError
-from envkit.recipe.load import DATA_FORMATS, missing_columns
+from envkit.recipe.dataset import DATA_FORMATS, missing_columns
 from envkit.recipe.schema import DatasetSpec, Recipe
 
 
