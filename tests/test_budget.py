@@ -24,7 +24,7 @@ from envkit.budget.shapes import UnknownName, known_shapes, resolve_gpu, resolve
 from envkit.cli import main
 from envkit.recipe.library import find_recipe
 from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
-from envkit.rules import run_rules
+from envkit.rules import DOCTOR_CHECKS
 from envkit.train.config import TRL_DEFAULT_UTILIZATION, grpo_kwargs
 from envkit.train.preflight import plan_run
 from tests.conftest import make_facts
@@ -268,7 +268,7 @@ def test_a_pinned_utilization_is_kept_and_auto_is_the_first_fix(tmp_path):
 def run_plan(recipe, gpu="h100", vllm_version="0.26.0"):
     facts = make_facts(gpu, {"torch": "2.11.0+cu130", "vllm": vllm_version, "trl": "1.16.0"},
                        vllm_cudart=["libcudart.so.13"])
-    plan = plan_run(recipe, facts, run_rules(facts))
+    plan = plan_run(recipe, facts, DOCTOR_CHECKS.run(facts))
     return plan, grpo_kwargs(recipe, plan, "/tmp/out")
 
 

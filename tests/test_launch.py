@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 
 from envkit.exitcodes import raise_terminated
+from envkit.launch.checks import LAUNCH_CHECKS, LaunchInputs
 from envkit.launch.plan import LaunchError, LaunchPlan, ProcessSpec, build_launch_plan
 from envkit.launch.preflight import launch_findings, port_in_use
 from envkit.launch.procs import LaunchFailed, Running, run_plan, wait_healthy
 from envkit.recipe.derived import vllm_launch_kwargs
 from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
-from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
-from envkit.rules import Severity, find_rule
+from envkit.rules import Severity
 from tests.conftest import make_facts
 
 GOLDEN = Path(__file__).parent / "fixtures" / "launch"
@@ -180,13 +180,13 @@ def test_an_accelerate_config_replaces_the_backend_flags(tmp_path):
 
 def check(rule_id, recipe_name, visible, facts, busy=(), context=None, use_vllm=True):
     plan = plan_for(recipe_name, visible)
-    return LAUNCH_REGISTRY[rule_id].run(facts, LaunchInputs(load_recipe(GOLDEN / f"{recipe_name}.yaml"), plan, use_vllm, busy, context))
+    return LAUNCH_CHECKS[rule_id].finding(facts, LaunchInputs(load_recipe(GOLDEN / f"{recipe_name}.yaml"), plan, use_vllm, busy, context))
 
 
 def test_every_launch_rule_is_documented_and_explained():
-    assert sorted(LAUNCH_REGISTRY) == ["EK501", "EK502", "EK503", "EK504", "EK505", "EK506", "EK507"]
-    for rule_id, rule in LAUNCH_REGISTRY.items():
-        assert len(rule.doc.splitlines()) >= 2 and find_rule(rule_id, LAUNCH_REGISTRY) is rule and find_rule(rule.name, LAUNCH_REGISTRY) is rule
+    assert sorted(LAUNCH_CHECKS) == ["EK501", "EK502", "EK503", "EK504", "EK505", "EK506", "EK507"]
+    for rule_id, rule in LAUNCH_CHECKS.items():
+        assert len(rule.doc.splitlines()) >= 2 and LAUNCH_CHECKS.find(rule_id) is rule and LAUNCH_CHECKS.find(rule.name) is rule
 
 
 def test_gpu_count_against_the_recipe():

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import make_facts
 from envkit.recipe.load import RecipeError, parse_recipe
-from envkit.rules import run_rules
-from envkit.train.patches import all_patches, find_patch, markdown, select_patches
+from envkit.rules import DOCTOR_CHECKS
+from envkit.train.patches import PATCHES, markdown, select_patches
 from envkit.train.preflight import plan_run
 
 README = Path(__file__).parents[1] / "docs" / "training.md"  # the Patches table
@@ -44,7 +44,7 @@ CASES = [
 @pytest.mark.parametrize("trl, section, gpus, expected", CASES)
 def test_selection_follows_installed_versions_and_shape(tmp_path, trl, section, gpus, expected):
     facts = make_facts(gpus, STACK | {"trl": trl})
-    plan = plan_run(recipe(tmp_path, section), facts, run_rules(facts))
+    plan = plan_run(recipe(tmp_path, section), facts, DOCTOR_CHECKS.run(facts))
     assert list(plan.patches) == expected
 
 
@@ -63,10 +63,10 @@ def test_no_patch_turns_one_off_by_id_or_name_and_rejects_unknown_ids(tmp_path):
 
 
 def test_every_patch_has_its_evidence_and_a_date():
-    for patch in all_patches():
+    for patch in PATCHES.values():
         assert re.fullmatch(r"EKP\d{3}", patch.id)
         assert patch.evidence and patch.upstream and re.fullmatch(r"\d{4}-\d{2}-\d{2}", patch.checked)
-        assert find_patch(patch.name) is patch or find_patch(patch.name) == patch
+        assert PATCHES.find(patch.name) is patch and PATCHES.find(patch.id.lower()) is patch
 
 
 def test_readme_patch_section_is_the_generated_table():
@@ -153,7 +153,7 @@ def test_the_manifest_records_applied_and_turned_off_patches(tmp_path):
     facts = make_facts(["h200", "h200"], STACK | {"trl": "1.16.0"})
     r = recipe(tmp_path, SERVER)
     for no_patch, applied, off in [((), ["EKP001"], []), (("EKP001",), [], ["EKP001"])]:
-        plan = plan_run(r, facts, run_rules(facts), no_patch)
+        plan = plan_run(r, facts, DOCTOR_CHECKS.run(facts), no_patch)
         manifest = _manifest(r, plan, {}, [], 1, datetime.now(timezone.utc), 1.0, None, completed=True, chat=False)
         assert (manifest["plan"]["patches"], manifest["plan"]["patches_off"]) == (applied, off)
         json.dumps(manifest)  # written as JSON
@@ -199,7 +199,7 @@ def test_ekp001_unmerges_even_when_the_send_fails(monkeypatch):
 
 
 def test_every_patch_in_the_data_has_code_and_an_unknown_one_is_reported():
-    from envkit.train.trl_patches import PATCHES, apply_patches
+    from envkit.train.trl_patches import PATCH_CODE, apply_patches
 
-    assert {p.id for p in all_patches()} == set(PATCHES)
+    assert set(PATCHES) == set(PATCH_CODE)
     assert apply_patches(["EKP999"]) == [("EKP999", "envkit has no code for it (knowledge/patches.json names it)")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
+from envkit.launch.checks import LAUNCH_CHECKS, LaunchInputs
 from envkit.launch.plan import build_launch_plan
 from envkit.launch.preflight import fsdp_version, launch_findings
 from envkit.recipe.load import load_recipe
@@ -50,7 +50,7 @@ def test_the_fsdp_version_is_read_from_the_recipes_accelerate_config(tmp_path, k
 def test_fsdp1_with_server_mode_warns_inside_trls_window(trl, version, expected):
     recipe = load_recipe(GOLDEN / "server-1+3-zero3.yaml")
     inputs = LaunchInputs(recipe, plan_for("server-1+3-zero3", 4), True, fsdp_version=version)
-    finding = LAUNCH_REGISTRY["EK506"].run(make_facts(["h100"] * 4, {"trl": trl}), inputs)
+    finding = LAUNCH_CHECKS["EK506"].finding(make_facts(["h100"] * 4, {"trl": trl}), inputs)
     assert finding.severity is expected
     if expected is Severity.WARN:
         assert "#6765" in finding.evidence and "fsdp_version: 2" in finding.fix
@@ -59,7 +59,7 @@ def test_fsdp1_with_server_mode_warns_inside_trls_window(trl, version, expected)
 def test_colocate_and_no_vllm_are_not_its_business():
     recipe = load_recipe(GOLDEN / "colocate-2gpu.yaml")
     inputs = LaunchInputs(recipe, plan_for("colocate-2gpu", 2), True, fsdp_version=1)
-    assert LAUNCH_REGISTRY["EK506"].run(make_facts(["h100"] * 2, {"trl": "1.16.0"}), inputs).severity is Severity.SKIP
+    assert LAUNCH_CHECKS["EK506"].finding(make_facts(["h100"] * 2, {"trl": "1.16.0"}), inputs).severity is Severity.SKIP
 
 
 def test_the_warning_reaches_the_launch_findings(tmp_path):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
+from envkit.launch.checks import LAUNCH_CHECKS, LaunchInputs
 from envkit.launch.plan import build_launch_plan
 from envkit.launch.preflight import launch_findings, local_config, quant_method
 from envkit.recipe.load import parse_recipe
@@ -46,7 +46,7 @@ def test_the_checkpoints_quantization_is_read_from_its_config(tmp_path, config, 
 def test_sleep_with_fp8_or_nvfp4_checkpoint_weights_warns(tmp_path, vllm, method, expected):
     recipe = recipe_with(tmp_path, {}, vllm)
     inputs = LaunchInputs(recipe, plan_for("colocate-1gpu", 1), True, quant_method=method)
-    finding = LAUNCH_REGISTRY["EK507"].run(make_facts("h100"), inputs)
+    finding = LAUNCH_CHECKS["EK507"].finding(make_facts("h100"), inputs)
     assert finding.severity is expected
     if expected is Severity.WARN:
         assert "#48680" in finding.evidence and "vllm.sleep: false" in finding.fix
@@ -57,4 +57,5 @@ def test_the_warning_reaches_the_launch_findings(tmp_path):
     plan = build_launch_plan(recipe, str(tmp_path / "r.yaml"), 1, "1.16.0")
     found = {f.id: f for f in launch_findings(recipe, plan, make_facts("h100"), True)}
     assert found["EK507"].severity is Severity.WARN and found["EK505"].severity is not Severity.SKIP
-    assert LAUNCH_REGISTRY["EK507"].run(make_facts("h100"), LaunchInputs(recipe, plan, False)).severity is Severity.SKIP
+    finding = LAUNCH_CHECKS["EK507"].finding(make_facts("h100"), LaunchInputs(recipe, plan, False))
+    assert finding.severity is Severity.SKIP

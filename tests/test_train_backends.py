@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from envkit.cli import main
 from envkit.knowledge import curated
 from envkit.recipe.load import RecipeError, parse_recipe
-from envkit.rules import run_rules
+from envkit.rules import DOCTOR_CHECKS
 from envkit.train.config import TRL_DEFAULT_UTILIZATION, unsloth_model_kwargs, unsloth_peft_kwargs
 from envkit.train.preflight import Plan, check_packages, plan_run
 from tests.conftest import COHERENT, make_facts
@@ -42,7 +42,7 @@ def with_vllm(*lines: str) -> tuple[str, str]:
 
 
 def plan_for(text: str, facts) -> Plan:
-    return plan_run(parse_recipe(text, "recipe.yaml"), facts, run_rules(facts))
+    return plan_run(parse_recipe(text, "recipe.yaml"), facts, DOCTOR_CHECKS.run(facts))
 
 
 def dry_run_on(monkeypatch, tmp_path: Path, text: str, facts):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from envkit.cli import main
 from envkit.recipe.load import RecipeError, parse_recipe
-from envkit.rules import run_rules
+from envkit.rules import DOCTOR_CHECKS
 from envkit.train.config import grpo_kwargs
 from envkit.train.preflight import plan_run, training_dtype
 from tests.conftest import make_facts
@@ -31,7 +31,7 @@ def recipe_with_dtype(dtype: str):
 ])
 def test_one_training_dtype_from_the_recipe_and_the_gpu(gpu, dtype, expected, warns):
     facts = make_facts(gpu)
-    chosen, warning = training_dtype(recipe_with_dtype(dtype), facts, run_rules(facts))
+    chosen, warning = training_dtype(recipe_with_dtype(dtype), facts, DOCTOR_CHECKS.run(facts))
     assert chosen == expected
     assert (warning is not None) == warns
     if warns:
@@ -41,7 +41,7 @@ def test_one_training_dtype_from_the_recipe_and_the_gpu(gpu, dtype, expected, wa
 def test_bf16_on_a_t4_gives_fp16_weights_and_fp16_mixed_precision():
     facts = make_facts("t4")
     recipe = recipe_with_dtype("bf16")
-    plan = plan_run(recipe, facts, run_rules(facts))
+    plan = plan_run(recipe, facts, DOCTOR_CHECKS.run(facts))
     kwargs = grpo_kwargs(recipe, plan, "/tmp/out")
     assert plan.dtype == "fp16" and not plan.bf16 and kwargs["fp16"] and not kwargs["bf16"]
     assert any(w.startswith("model.dtype: bf16 trains in fp16") for w in plan.warnings)
@@ -126,7 +126,7 @@ STACK = {"torch": "2.11.0", "vllm": "0.26.0", "transformers": "5.17.0", "peft": 
 def test_sleep_mode_where_trl_trains_on_stale_weights_is_refused(trl, sleep, refused, sleeps):
     facts = make_facts("h100", STACK | {"trl": trl})
     recipe = parse_recipe(TINY.replace("enabled: auto", f"enabled: auto\n  sleep: {sleep}"), "tiny.yaml")
-    plan = plan_run(recipe, facts, run_rules(facts))
+    plan = plan_run(recipe, facts, DOCTOR_CHECKS.run(facts))
     assert [f.id for f in plan.blocking] == (["EK406"] if refused else [])
     assert plan.sleep is sleeps
     if refused:
@@ -141,7 +141,7 @@ def test_the_plan_cannot_be_changed_after_it_is_resolved():
     import dataclasses
 
     facts = make_facts("h100")
-    plan = plan_run(recipe_with_dtype("auto"), facts, run_rules(facts))
+    plan = plan_run(recipe_with_dtype("auto"), facts, DOCTOR_CHECKS.run(facts))
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.sleep = True
     with pytest.raises(TypeError):
@@ -158,7 +158,7 @@ def test_laying_the_plan_out_makes_a_new_plan():
     from envkit.rules import Finding, Severity
 
     facts = make_facts(["h100", "h100"])
-    plan = plan_run(recipe_with_dtype("auto"), facts, run_rules(facts))
+    plan = plan_run(recipe_with_dtype("auto"), facts, DOCTOR_CHECKS.run(facts))
     launch = LaunchPlan(True, "one process", training_gpus=[0], env={"CUDA_VISIBLE_DEVICES": "0"})
     checks = [Finding("EK599", "x", "launch", Severity.WARN, "a warning", fix="the fix"),
               Finding("EK598", "y", "launch", Severity.FAIL, "a failure")]
@@ -201,28 +201,34 @@ def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path
 @pytest.mark.parametrize("change", [("", ""), ("enabled: auto", "enabled: false"),
                                     ("build: tiny", "build: tiny\n  load_in_4bit: true")])
 def test_every_finding_the_preflight_reports_comes_from_a_registered_rule(gpus, change):
-    from envkit.doctor import all_rules
+    from envkit.catalog import find
 
     facts = make_facts(gpus, {"vllm": "0.28.0", "trl": "1.16.0", "torch": "2.10.0", "transformers": "5.2.0"})
     text = TINY.replace(*change)
-    plan = plan_run(parse_recipe(text, "tiny.yaml"), facts, run_rules(facts))
+    plan = plan_run(parse_recipe(text, "tiny.yaml"), facts, DOCTOR_CHECKS.run(facts))
     for finding in plan.blocking:
-        assert finding.id in all_rules(), finding  # so `envkit doctor --explain ID` documents it
+        assert find(finding.id) is not None, finding  # so `envkit doctor --explain ID` documents it
 
 
-def test_the_preflight_reads_rules_by_their_metadata_not_by_id():
-    """A rule's relevance to a run is declared where the rule is (envkit.rules.base.Rule), not listed by callers."""
+def test_the_preflight_reads_rules_by_their_impact_not_by_id():
+    """What a check means to a run is declared once, on the train side (envkit.train.check_impact), not listed by
+    the preflight's callers."""
     source = (Path(__file__).parents[1] / "envkit" / "train" / "preflight.py").read_text()
     code = "\n".join(line.split("#")[0] for line in source.splitlines())
     assert not re.findall(r"[\"']EK\d{3}[\"']", code)
 
 
-def test_rule_metadata_decides_what_refuses_a_run():
-    from envkit.rules import REGISTRY
+def test_check_impact_decides_what_refuses_a_run():
+    from envkit.launch.checks import LAUNCH_CHECKS
+    from envkit.rules import DOCTOR_CHECKS
+    from envkit.train.check_impact import blocks
 
-    shape = {"gpu": True, "use_vllm": True, "backend": "trl"}
-    assert REGISTRY["EK300"].blocks(gpu=False, use_vllm=False, backend="trl")  # the Python stack: any run
-    assert not REGISTRY["EK101"].blocks(**{**shape, "gpu": False})  # Linux: only where a GPU is used
-    assert REGISTRY["EK301"].blocks(**shape) and not REGISTRY["EK301"].blocks(**{**shape, "use_vllm": False})
-    assert not REGISTRY["EK402"].blocks(**shape)  # planned: the preflight sets the variable or refuses itself
-    assert not REGISTRY["EK403"].blocks(**shape) and REGISTRY["EK403"].blocks(**{**shape, "backend": "unsloth"})
+    def refused(check_id: str, **changes) -> bool:
+        return blocks(DOCTOR_CHECKS[check_id], **{"gpu": True, "use_vllm": True, "backend": "trl", **changes})
+
+    assert refused("EK300", gpu=False, use_vllm=False)  # the Python stack: any run
+    assert not refused("EK101", gpu=False) and refused("EK101")  # Linux: only where a GPU is used
+    assert refused("EK301") and not refused("EK301", use_vllm=False)
+    assert not refused("EK402")  # planned: the preflight sets the variable or refuses itself
+    assert not refused("EK403") and refused("EK403", backend="unsloth")
+    assert blocks(LAUNCH_CHECKS["EK501"], gpu=False, use_vllm=False, backend="unsloth")  # a layout: any run

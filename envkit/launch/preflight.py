@@ -10,10 +10,10 @@ import yaml
 
 from envkit.facts import Facts
 from envkit.files import JSON_BYTES, read_regular
+from envkit.launch.checks import LAUNCH_CHECKS, LaunchInputs
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding
-from envkit.launch.checks import LaunchInputs, run_launch_rules
 
 
 def port_in_use(port: int) -> bool:
@@ -74,5 +74,5 @@ def launch_findings(recipe: Recipe, plan: LaunchPlan, facts: Facts, use_vllm: bo
     ports = sorted({p for proc in plan.processes for p in proc.ports})
     busy = tuple(p for p in ports if port_in_use(p))
     config = local_config(recipe)
-    return run_launch_rules(facts, LaunchInputs(recipe, plan, use_vllm, busy, model_context(recipe, config),
+    return LAUNCH_CHECKS.run(facts, LaunchInputs(recipe, plan, use_vllm, busy, model_context(recipe, config),
                                                 fsdp_version(recipe), quant_method(config)))

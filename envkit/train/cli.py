@@ -84,7 +84,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
-    from envkit.rules import run_rules
+    from envkit.rules import DOCTOR_CHECKS
     from envkit.train.config import grpo_kwargs, unsloth_model_kwargs, unsloth_peft_kwargs
     from envkit.train.effective import check_refused, effective_config, effective_lines
     from envkit.train.preflight import check_packages, plan_run
@@ -106,7 +106,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
 
         facts = with_target(facts, *target)
     check_packages(recipe, facts)
-    plan = plan_run(recipe, facts, run_rules(facts), tuple(no_patch))
+    plan = plan_run(recipe, facts, DOCTOR_CHECKS.run(facts), tuple(no_patch))
     plan = replace(plan, grpo_config=grpo_kwargs(recipe, plan, str(output_dir)))
     backend = facts.package(recipe.backend)  # trl's rewrites nothing; unsloth's config does (envkit.train.effective)
     plan = replace(plan, grpo_effective=effective_config(recipe.backend, plan.grpo_config,

@@ -20,9 +20,10 @@ from envkit.knowledge import curated, late_vllm_gpu
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
-from envkit.rules import REGISTRY, Finding, Severity
+from envkit.rules import DOCTOR_CHECKS, Finding, Severity
+from envkit.rules.recipe_checks import GENERATE_COST, RECIPE_CHECKS, RecipeInputs
 from envkit.rules.rl import pdl_setting
-from envkit.rules.run import GENERATE_COST, RUN_REGISTRY, RunInputs, run_run_rules
+from envkit.train.check_impact import blocks, informing
 from envkit.train.patches import select_patches
 
 @dataclass(frozen=True)
@@ -110,11 +111,6 @@ def check_packages(recipe: Recipe, facts: Facts) -> None:
                               f"pip install {' '.join(choices[0].split('+'))} (or remove {name} from output.report_to)")
 
 
-def informing(findings: list[Finding], decision: str) -> Finding | None:
-    """The finding of the doctor's check that informs ``decision`` (envkit.rules.base.DECISIONS), if it ran."""
-    return next((f for f in findings if f.id in REGISTRY and REGISTRY[f.id].decides == decision), None)
-
-
 def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tuple[str, ...] = ()) -> Plan:
     """The run's decisions, once: vLLM or not, sleep, dtype, environment, patches, what blocks it."""
     gpus = facts.visible_gpus()
@@ -137,8 +133,8 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
                 warnings.append(f"vllm off: {reason}; {GENERATE_COST}")
     else:
         reason = "vllm.enabled: false"
-    recipe_checks = [f for f in run_run_rules(facts, RunInputs(recipe, use_vllm)) if f.severity is Severity.FAIL]
-    vllm_refusal = next((f for f in recipe_checks if RUN_REGISTRY[f.id].needs_vllm), None)
+    recipe_checks = [f for f in RECIPE_CHECKS.run(facts, RecipeInputs(recipe, use_vllm)) if f.severity is Severity.FAIL]
+    vllm_refusal = next((f for f in recipe_checks if RECIPE_CHECKS[f.id].needs_vllm), None)
     if vllm_refusal is not None:  # --force runs without vLLM
         use_vllm, reason = False, f"{vllm_refusal.title} (--force)"
     env = {}
@@ -180,13 +176,13 @@ def plan_run(recipe: Recipe, facts: Facts, findings: list[Finding], no_patch: tu
                         f"on this {gpu_memory / GIB:.0f} GiB GPU; "
                         f"`envkit budget {recipe.source}` lists what fits")
     share = budget.plan.vllm.utilization if budget and budget.plan.vllm else None
-    # Which failures refuse the run: each check's metadata says (envkit.rules.base.Rule.blocks).  The PDL check is
+    # Which failures refuse the run: each check's impact says (envkit.train.check_impact.blocks).  The PDL check is
     # planned here: the run sets the variable, or Unsloth patches it itself, or nothing can: refused.
     shape = {"gpu": bool(gpus), "use_vllm": use_vllm, "backend": recipe.backend}
     no_pdl_switch = (use_vllm and pdl and pdl.severity in (Severity.FAIL, Severity.WARN) and not setting
                      and recipe.backend != "unsloth")
     pdl_refusal = replace(pdl, severity=Severity.FAIL) if no_pdl_switch else None
-    blocking = [f for f in findings if f.severity is Severity.FAIL and REGISTRY[f.id].blocks(**shape)]
+    blocking = [f for f in findings if f.severity is Severity.FAIL and blocks(DOCTOR_CHECKS[f.id], **shape)]
     blocking += recipe_checks + [f for f in (stale, pdl_refusal) if f]
     patches, patches_off = select_patches(recipe, facts, use_vllm, no_patch)
     checkpointing = recipe.grpo.gradient_checkpointing
