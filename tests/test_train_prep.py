@@ -195,7 +195,7 @@ def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path
     assert manifest["plan"] == plan.to_dict() and json.loads(json.dumps(manifest))["plan"] == plan.to_dict()
 
 
-# --- rules carry their meaning for a run (issue #15) -----------------------------------------------------------------
+# --- what a check means to a run (issue #15; said on the train side, envkit.train.check_impact, issue #27) ------
 
 @pytest.mark.parametrize("gpus", [None, "t4", "h100", "b200", "gb10", ["h100", "h100"]])
 @pytest.mark.parametrize("change", [("", ""), ("enabled: auto", "enabled: false"),
