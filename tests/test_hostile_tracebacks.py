@@ -123,9 +123,9 @@ def test_generate_whose_base_model_is_gone_is_one_line(tmp_path):
     gone_base(tmp_path)
     result = invoke("generate", tmp_path, "hi", "--engine", "transformers")
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.stderr.splitlines() == [f"envkit generate: the base model {tmp_path / 'gone'} that "
-                                          f"{tmp_path / 'adapter'} was trained on is not on this machine (a run from an "
-                                          "image keeps it in the image's /cache); copy it to that path"]
+    said = (f"envkit generate: the base model {tmp_path / 'gone'} that {tmp_path / 'adapter'} was trained on is not "
+            "on this machine (a run from an image keeps it in the image's /cache); copy it to that path")
+    assert result.stderr.splitlines() == [said]
 
 
 def test_a_trainer_state_with_a_text_max_steps_resumes_from_its_step(tmp_path):

@@ -14,7 +14,7 @@ LAYERS = [
     {"probe", "rules"},
     {"budget", "launch", "build", "matrix", "doctor_output", "runs"},
     {"train"},
-    {"cli", "doctor", "__main__"},
+    {"cli", "doctor", "catalog", "__main__"},
 ]
 LAYER = {unit: level for level, units in enumerate(LAYERS) for unit in units}
 

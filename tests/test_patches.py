@@ -12,7 +12,7 @@ import pytest
 from conftest import make_facts
 from envkit.errors import OptionError
 from envkit.recipe.load import parse_recipe
-from envkit.train.patches import all_patches, find_patch, markdown, select_patches
+from envkit.train.patches import PATCHES, markdown, select_patches
 from envkit.train.plan import PlanOptions, build_plan
 
 README = Path(__file__).parents[1] / "docs" / "training.md"  # the Patches table
@@ -63,10 +63,10 @@ def test_no_patch_turns_one_off_by_id_or_name_and_rejects_unknown_ids(tmp_path):
 
 
 def test_every_patch_has_its_evidence_and_a_date():
-    for patch in all_patches():
+    for patch in PATCHES.values():
         assert re.fullmatch(r"EKP\d{3}", patch.id)
         assert patch.evidence and patch.upstream and re.fullmatch(r"\d{4}-\d{2}-\d{2}", patch.checked)
-        assert find_patch(patch.name) is patch or find_patch(patch.name) == patch
+        assert PATCHES.find(patch.name) is patch and PATCHES.find(patch.id.lower()) is patch
 
 
 def test_readme_patch_section_is_the_generated_table():
@@ -199,7 +199,7 @@ def test_ekp001_unmerges_even_when_the_send_fails(monkeypatch):
 
 
 def test_every_patch_in_the_data_has_code_and_an_unknown_one_is_reported():
-    from envkit.train.trl_patches import PATCHES, apply_patches
+    from envkit.train.trl_patches import PATCH_CODE, apply_patches
 
-    assert {p.id for p in all_patches()} == set(PATCHES)
+    assert set(PATCHES) == set(PATCH_CODE)
     assert apply_patches(["EKP999"]) == [("EKP999", "envkit has no code for it (knowledge/patches.json names it)")]

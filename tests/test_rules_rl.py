@@ -1,11 +1,11 @@
 import pytest
 
-from envkit.rules import REGISTRY, Severity
+from envkit.rules import DOCTOR_CHECKS, Severity
 from tests.conftest import make_facts
 
 
 def check(rule_id, facts):
-    return REGISTRY[rule_id].run(facts)
+    return DOCTOR_CHECKS[rule_id].finding(facts)
 
 
 @pytest.mark.parametrize("installed, expected, words", [

@@ -15,7 +15,7 @@ from envkit.facts import Driver, Facts, Host, Package
 from envkit.knowledge import STACK, curated
 from envkit.knowledge.matrix import Matrix
 from envkit.probe.target import with_target
-from envkit.rules import REGISTRY, Finding, Severity, run_rules
+from envkit.rules import DOCTOR_CHECKS, Finding, Severity
 
 
 def lock_facts(pins: dict[str, str], stack: Stack, matrix: Matrix) -> Facts:
@@ -44,5 +44,5 @@ def lock_findings(pins: dict[str, str], stack: Stack, matrix: Matrix) -> list[Fi
     EK303 would say "TRL will generate with model.generate", which is the plan)."""
     facts = lock_facts(pins, stack, matrix)
     use_vllm = "vllm" in facts.installed
-    return [f for f in run_rules(facts) if f.section == "packages" and f.severity in (Severity.WARN, Severity.FAIL)
-            and (use_vllm or not REGISTRY[f.id].needs_vllm)]
+    return [f for f in DOCTOR_CHECKS.run(facts) if f.section == "packages"
+            and f.severity in (Severity.WARN, Severity.FAIL) and (use_vllm or not DOCTOR_CHECKS[f.id].needs_vllm)]

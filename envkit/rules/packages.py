@@ -31,7 +31,7 @@ def trl_vllm_window(facts: Facts) -> SpecifierSet | None:
 TRAINING_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
 
 
-@rule("EK300", "train-stack", "packages", run_relevance="any")
+@rule("EK300", "train-stack", "packages")
 def train_stack(facts: Facts) -> Outcome:
     """The training stack (torch, transformers, trl, peft, accelerate, datasets) is installed.
 
@@ -143,7 +143,7 @@ def trl_vllm(facts: Facts) -> Outcome:
     return fail(f"vllm {vllm.version} is outside trl {trl.version}'s window {window}", evidence, fix, requirements_)
 
 
-@rule("EK304", "requirements", "packages", run_relevance="any")
+@rule("EK304", "requirements", "packages")
 def stack_requirements(facts: Facts) -> Outcome:
     """Every stack package's own requirements are installed and satisfied (pip check).
 

@@ -20,10 +20,10 @@ from envkit.budget.model import MIB
 from envkit.errors import OptionError
 from envkit.facts import Facts
 from envkit.knowledge import curated
-from envkit.launch.checks import LaunchInputs, LaunchProbe, run_launch_rules
+from envkit.launch.checks import LAUNCH_CHECKS, LaunchInputs, LaunchProbe
 from envkit.launch.layout import LaunchLayout, launch_layout
 from envkit.recipe.schema import Recipe
-from envkit.rules import Finding, Severity, run_rules
+from envkit.rules import DOCTOR_CHECKS, Finding, Severity
 from envkit.train import decisions as decide
 from envkit.train.config import grpo_kwargs
 from envkit.train.effective import check_refused, effective_config
@@ -113,7 +113,7 @@ def build_plan(recipe: Recipe, facts: Facts, options: PlanOptions = PlanOptions(
     --machine-rank or --no-patch it cannot take, and LaunchError for a layout this machine cannot hold."""
     recipe = with_overrides(recipe, options)
     decide.check_packages(recipe, facts)
-    findings = run_rules(facts)
+    findings = DOCTOR_CHECKS.run(facts)
     gpus = facts.visible_gpus()
     reason = decide.vllm_off_reason(recipe, facts, findings)
     warnings = [decide.vllm_off_warning(recipe, facts, reason)]
@@ -146,7 +146,7 @@ def build_plan(recipe: Recipe, facts: Facts, options: PlanOptions = PlanOptions(
     launch = None
     if options.launch is not None:
         launch = lay_out_launch(recipe, facts, options.launch, output_dir, dtype, utilization)
-        launch_checks = run_launch_rules(facts, LaunchInputs(recipe, launch, use_vllm, options.launch.machine))
+        launch_checks = LAUNCH_CHECKS.run(facts, LaunchInputs(recipe, launch, use_vllm, options.launch.machine))
         warnings += [f"{f.id} {f.title}" + (f" ({f.fix})" if f.fix else "")
                      for f in launch_checks if f.severity is Severity.WARN]
         blocking += [f for f in launch_checks if f.severity is Severity.FAIL]

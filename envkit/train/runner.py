@@ -252,12 +252,12 @@ def _copy_adapter(checkpoint: Path, target: Path) -> None:
 def _apply(plan: Plan, main: bool) -> None:
     """The plan's TRL patches, said in the log; one that cannot be applied stops the run (it exists because
     the run would silently train wrong without it)."""
-    from envkit.train.patches import find_patch
+    from envkit.train.patches import PATCHES
     from envkit.train.trl_patches import PatchUnavailable, apply_patches
 
     failed = dict(apply_patches(plan.patches))
     for patch_id in plan.patches + plan.patches_off:
-        patch = find_patch(patch_id)
+        patch = PATCHES[patch_id]
         if main and patch_id in failed:
             click.echo(f"envkit train: patch {patch_id} could not be applied ({failed[patch_id]})", err=True)
         elif main:
