@@ -20,7 +20,14 @@ from envkit.budget.model import (
 )
 from envkit.budget.recipe import budget_inputs, recommend_recipe
 from envkit.budget.recommend import recommend
-from envkit.budget.shapes import UnknownName, known_shapes, resolve_gpu, resolve_model
+from envkit.budget.shapes import (
+    UnknownName,
+    config_fields,
+    known_shapes,
+    resolve_gpu,
+    resolve_model,
+    shape_from_config,
+)
 from envkit.cli import main
 from envkit.recipe.library import find_recipe
 from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
@@ -79,6 +86,14 @@ def test_config_json_matches_shipped_shape(tmp_path):
               "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert replace(resolve_model(str(tmp_path)), name="Qwen2.5-0.5B") == resolve_model("Qwen/Qwen2.5-0.5B-Instruct")
+
+
+@pytest.mark.parametrize("name", ["Llama-3.2-1B", "Llama-3.2-3B", "Llama-3.1-8B"])
+def test_a_shapes_config_fields_give_the_shape_back(name):
+    """The benchmarks build random-init models of the shipped shapes from these fields (grpo_bench.SHAPES)."""
+    shape = resolve_model(name)
+    config = config_fields(shape) | {"tie_word_embeddings": shape.tied_embeddings}
+    assert shape_from_config(config, name) == shape
 
 
 def test_unknown_names_name_the_closest():

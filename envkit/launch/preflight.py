@@ -12,6 +12,7 @@ from envkit.facts import Facts
 from envkit.files import JSON_BYTES, read_regular
 from envkit.launch.plan import LaunchPlan
 from envkit.recipe.schema import Recipe
+from envkit.recipe.tiny_model import TinyLlamaConfig
 from envkit.rules import Finding
 from envkit.launch.checks import LaunchInputs, run_launch_rules
 
@@ -40,9 +41,7 @@ def local_config(recipe: Recipe) -> dict:
 def model_context(recipe: Recipe, config: dict) -> int | None:
     """The model's max_position_embeddings when its config is known here (tiny, or a local folder)."""
     if recipe.model.build == "tiny":
-        from envkit.budget.shapes import TinyShape
-
-        return TinyShape().max_position_embeddings
+        return TinyLlamaConfig().max_position_embeddings
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
     found = config.get("max_position_embeddings") or text.get("max_position_embeddings")
     return found if type(found) is int else None

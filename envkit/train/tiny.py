@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from envkit.budget.shapes import TINY_SPECIAL_TOKENS, TinyShape
+from envkit.recipe.tiny_model import TINY_SPECIAL_TOKENS, TinyLlamaConfig
 from envkit.probe.cache import cache_home
 
 
@@ -20,7 +20,7 @@ def cache_root() -> Path:
     return (cache_home(dict(os.environ)) or Path.home() / ".cache") / "envkit" / "models"
 
 
-def build_tiny(shape: TinyShape = TinyShape(), seed: int = 0, root: Path | None = None) -> Path:
+def build_tiny(shape: TinyLlamaConfig = TinyLlamaConfig(), seed: int = 0, root: Path | None = None) -> Path:
     """The folder of a saved tiny model + tokenizer of this shape and seed (built once)."""
     key = hashlib.sha256(json.dumps([asdict(shape), seed]).encode()).hexdigest()[:12]
     target = (root or cache_root()) / f"tiny-llama-{key}"
