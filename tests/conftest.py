@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from email.parser import HeaderParser
 from pathlib import Path
 
@@ -14,6 +15,20 @@ from envkit.facts import Driver, Facts, Gpu, Host, Package
 from envkit.knowledge import gpu_catalog
 
 FIXTURES = Path(__file__).parent / "fixtures"
+TRAIN_MISSING = [name for name in ("torch", "trl") if importlib.util.find_spec(name) is None]
+# `envkit report` draws run.png with matplotlib, which comes with the train extra.
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                                      reason="matplotlib not installed: pip install -e '.[train]'")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test marked `train` is skipped where torch or trl is missing (a `.[test]`-only install), as the marker
+    promises (pyproject.toml): it needs the train extra, which also brings transformers, peft, datasets."""
+    if TRAIN_MISSING:
+        skip = pytest.mark.skip(reason=f"{' and '.join(TRAIN_MISSING)} not installed: pip install -e '.[train]'")
+        for item in items:
+            if item.get_closest_marker("train"):
+                item.add_marker(skip)
 
 
 def real_requires(name: str, version: str) -> list[str]:

@@ -425,6 +425,7 @@ def test_the_recipes_own_generation_kwargs_join_the_detokenize_setting_and_win()
     assert run_plan(recipe, "h100")[1]["generation_kwargs"] == '{"min_tokens": 4}'
 
 
+@pytest.mark.train
 def test_trls_timed_spans_are_summed_per_step_for_metrics():
     from trl.extras.profiling import ProfilingContext
 

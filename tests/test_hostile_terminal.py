@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from envkit.cli import main
 from envkit.terminal import STEERING, echo
+from tests.conftest import needs_matplotlib
 
 EVIL = "\x1b]0;pwned\x07\x1b[2J\u202eevil\x9b"
 HAVE_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "trl"))
@@ -30,6 +31,7 @@ def invoke(args) -> str:
     return shown(CliRunner().invoke(main, [str(a) for a in args]))
 
 
+@needs_matplotlib
 def test_report_prints_a_hostile_folder_and_reward_names_escaped(tmp_path):
     run = tmp_path / f"run{EVIL}"
     run.mkdir()

@@ -14,7 +14,7 @@ from envkit.recipe.load import RecipeError, parse_recipe
 from envkit.rules import run_rules
 from envkit.train.config import grpo_kwargs
 from envkit.train.preflight import plan_run, training_dtype
-from tests.conftest import make_facts
+from tests.conftest import make_facts, needs_matplotlib
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
@@ -49,11 +49,12 @@ def test_bf16_on_a_t4_gives_fp16_weights_and_fp16_mixed_precision():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from transformers import AutoTokenizer
-
+    """The tiny model's tokenizer; building the model needs torch and transformers (the train extra)."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
     from envkit.train.tiny import build_tiny
 
-    return AutoTokenizer.from_pretrained(str(build_tiny(seed=0)))
+    return transformers.AutoTokenizer.from_pretrained(str(build_tiny(seed=0)))
 
 
 def test_prompts_longer_than_max_prompt_length_are_dropped_with_one_warning(tokenizer, capsys):
@@ -99,6 +100,7 @@ def test_chat_prompts_are_measured_through_the_chat_template(tokenizer):
     assert lengths == [len(tokenizer("<user>hi<a>")["input_ids"])]
 
 
+@needs_matplotlib
 def test_report_skips_a_torn_last_line_and_non_object_lines(tmp_path):
     rows = [{"step": 1, "reward": 0.5}, {"step": 2, "reward": 0.7}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '[1, 2]\n"x"\n{"step": 3, "rew')
