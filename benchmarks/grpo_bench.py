@@ -23,13 +23,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from envkit.budget.shapes import config_fields, resolve_model
+from envkit.recipe.schema import LINEAR_MODULES
+from envkit.recipe.tiny_model import TinyLlamaConfig
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from envkit.budget.shapes import config_fields, resolve_model  # noqa: E402
-from envkit.recipe.schema import LINEAR_MODULES  # noqa: E402
-from envkit.recipe.tiny_model import TinyLlamaConfig  # noqa: E402
-
 LINEARS = list(LINEAR_MODULES)
 
 # LlamaConfig fields.  The 1B/3B shapes are the product's (envkit/knowledge/model_shapes.json, from the published
