@@ -1,7 +1,7 @@
 import pytest
 
 from envkit.rules import REGISTRY, Severity
-from tests.conftest import make_facts
+from tests.conftest import VLLM026_VERSIONS, make_facts
 
 
 def check(rule_id, facts):
@@ -160,9 +160,9 @@ def test_the_run_on_gb10_generates_with_vllm_where_the_backend_and_version_do(tm
     """envkit train keeps vLLM on GB10 for backend trl on a vLLM since 0.13.0; Unsloth turns it off itself."""
     from envkit.rules import run_rules
     from envkit.train.preflight import plan_run
-    from tests.test_patches import STACK, recipe
+    from tests.test_patches import recipe
 
-    facts = make_facts("gb10", STACK | {"trl": "1.16.0", "vllm": vllm} | ({"unsloth": "2026.10.9"} if backend == "unsloth" else {}))
+    facts = make_facts("gb10", VLLM026_VERSIONS | {"trl": "1.16.0", "vllm": vllm} | ({"unsloth": "2026.10.9"} if backend == "unsloth" else {}))
     plan = plan_run(recipe(tmp_path, backend=backend), facts, run_rules(facts))
     assert plan.use_vllm is uses
     assert uses or any("EK401" in w or "predates" in w for w in plan.warnings)

@@ -14,7 +14,7 @@ from envkit.recipe.load import RecipeError, parse_recipe
 from envkit.rules import run_rules
 from envkit.train.config import grpo_kwargs
 from envkit.train.preflight import plan_run, training_dtype
-from tests.conftest import make_facts, needs_matplotlib
+from tests.conftest import VLLM026_VERSIONS, make_facts, needs_matplotlib
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
@@ -116,17 +116,13 @@ def test_report_without_metrics_is_a_usage_error(tmp_path):
     assert result.exit_code == 2 and "metrics.jsonl not found" in result.output
 
 
-STACK = {"torch": "2.11.0", "vllm": "0.26.0", "transformers": "5.17.0", "peft": "0.21.0", "accelerate": "1.13.0",
-         "datasets": "4.8.0"}
-
-
 @pytest.mark.parametrize("trl, sleep, refused, sleeps", [
     ("1.9.2", "true", True, False),  # asked for, trains on stale weights: refused (EK406); --force runs without sleep
     ("1.9.2", "auto", False, False),  # auto never picks it there
     ("1.16.0", "true", False, True),
 ])
 def test_sleep_mode_where_trl_trains_on_stale_weights_is_refused(trl, sleep, refused, sleeps):
-    facts = make_facts("h100", STACK | {"trl": trl})
+    facts = make_facts("h100", VLLM026_VERSIONS | {"trl": trl})
     recipe = parse_recipe(TINY.replace("enabled: auto", f"enabled: auto\n  sleep: {sleep}"), "tiny.yaml")
     plan = plan_run(recipe, facts, run_rules(facts))
     assert [f.id for f in plan.blocking] == (["EK406"] if refused else [])
