@@ -19,19 +19,21 @@ FIXTURES = Path(__file__).parent / "fixtures"
 VLLM026_VERSIONS = {"torch": "2.11.0", "vllm": "0.26.0", "transformers": "5.17.0", "peft": "0.21.0",
                     "accelerate": "1.13.0", "datasets": "4.8.0"}
 TRAIN_MISSING = [name for name in ("torch", "trl") if importlib.util.find_spec(name) is None]
-# `envkit report` draws run.png with matplotlib, which comes with the train extra.
+# A test that needs the train extra (torch and trl, and what comes with them: transformers, peft, datasets) skips
+# without it, as does every test marked `train` (pytest_collection_modifyitems); `envkit report` draws run.png
+# with matplotlib, which comes with the extra too.
+needs_train = pytest.mark.skipif(bool(TRAIN_MISSING),
+                                 reason=f"{' and '.join(TRAIN_MISSING)} not installed: pip install -e '.[train]'")
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
                                       reason="matplotlib not installed: pip install -e '.[train]'")
 
 
 def pytest_collection_modifyitems(config, items):
-    """A test marked `train` is skipped where torch or trl is missing (a `.[test]`-only install), as the marker
-    promises (pyproject.toml): it needs the train extra, which also brings transformers, peft, datasets."""
-    if TRAIN_MISSING:
-        skip = pytest.mark.skip(reason=f"{' and '.join(TRAIN_MISSING)} not installed: pip install -e '.[train]'")
-        for item in items:
-            if item.get_closest_marker("train"):
-                item.add_marker(skip)
+    """A test marked `train` skips where torch or trl is missing (a `.[test]`-only install), as the marker promises
+    (pyproject.toml)."""
+    for item in items:
+        if item.get_closest_marker("train"):
+            item.add_marker(needs_train)
 
 
 def real_requires(name: str, version: str) -> list[str]:

@@ -34,7 +34,7 @@ from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
 from envkit.rules import run_rules
 from envkit.train.config import TRL_DEFAULT_UTILIZATION, grpo_kwargs
 from envkit.train.preflight import plan_run
-from tests.conftest import make_facts
+from tests.conftest import make_facts, needs_train
 
 # grpo-llama3b: Llama-3.2-3B-Instruct, bf16, LoRA r=64 on every linear, 4 prompts x 8 generations, 512+256 tokens.
 LLAMA3B = resolve_model("meta-llama/Llama-3.2-3B-Instruct")
@@ -425,7 +425,7 @@ def test_the_recipes_own_generation_kwargs_join_the_detokenize_setting_and_win()
     assert run_plan(recipe, "h100")[1]["generation_kwargs"] == '{"min_tokens": 4}'
 
 
-@pytest.mark.train
+@needs_train
 def test_trls_timed_spans_are_summed_per_step_for_metrics():
     from trl.extras.profiling import ProfilingContext
 
