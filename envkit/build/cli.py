@@ -189,7 +189,7 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
     if code != 0:
         click.echo(f"envkit build: {found.name} failed (exit {code}); the context is in {context}", err=True)
         sys.exit(FAILED)
-    command = builders.run_command(tags[0], f"/recipes/{path.stem}.yaml", found)
+    command = builders.run_command(tags[0], f"/recipes/{path.stem}.yaml", found, gpus=stack.target != "cpu")
     click.echo(f"built {' and '.join(tags)}. Run it with:\n  {command}")
 
 

@@ -253,8 +253,10 @@ def report(run_dir) -> None:
 @click.option("--trust-remote-code", is_flag=True, help="Run the Python code the model folder ships (its config's "
               "auto_map): only for a run you trust; never taken from the run's manifest.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print [{prompt, completions}] as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the libraries' own output too: loading bars, deprecation "
+              "warnings.")
 def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, seed, merged, engine, trust_remote_code,
-             as_json) -> None:
+             as_json, verbose) -> None:
     """Sample from a trained run: RUN_DIR's adapter on its base model (or merged/), prompted as in training.
 
     RUN_DIR is an `envkit train` output folder, or an adapter folder (a checkpoint-N).  The chat template and
@@ -275,6 +277,10 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
         if sampling["temperature"] == 0 and num_samples > 1:
             raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
         chosen = pick_engine(engine)
+        if not verbose:
+            from envkit.train.progress import quiet_libraries
+
+            quiet_libraries()
         echo(f"envkit generate: {trained.adapter or trained.model}"
                    + (f" on {trained.model}" if trained.adapter else "") + f" with {chosen}", err=True)
         completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)

@@ -79,6 +79,11 @@ def find_trained(run_dir: Path, merged: bool = False, trust_remote_code: bool = 
     base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
     if not isinstance(base, str) or not base:
         raise GenerateError(f"{adapter / 'adapter_config.json'} names no base_model_name_or_path")
+    if Path(base).is_absolute() and not Path(base).exists():  # trained elsewhere: in an image, on another machine
+        merged_here = (run_dir / "merged" / "config.json").is_file() and not is_adapter
+        raise GenerateError(f"the base model {base} that {adapter} was trained on is not on this machine (a run from "
+                            "an image keeps it in the image's /cache)" + ("; sample from the run's merged model: "
+                            f"envkit generate {run_dir} --merged" if merged_here else "; copy it to that path"))
     pattern = config.get("rank_pattern")
     ranks = [config.get("r") or 0, *(pattern.values() if isinstance(pattern, dict) else ())]
     if not all(type(r) is int and 0 <= r <= 2**16 for r in ranks):
