@@ -15,9 +15,6 @@ from envkit.facts import Driver, Facts, Gpu, Host, Package
 from envkit.knowledge import gpu_catalog
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# The vLLM 0.26.0 stack of the 2xH200 machine that issue #11 ran on (dev/README.md), less trl, which tests vary.
-VLLM026_VERSIONS = {"torch": "2.11.0", "vllm": "0.26.0", "transformers": "5.17.0", "peft": "0.21.0",
-                    "accelerate": "1.13.0", "datasets": "4.8.0"}
 TRAIN_MISSING = [name for name in ("torch", "trl") if importlib.util.find_spec(name) is None]
 # A test that needs the train extra (torch and trl, and what comes with them: transformers, peft, datasets) skips
 # without it, as does every test marked `train` (pytest_collection_modifyitems); `envkit report` draws run.png

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.train.generate import GenerateError, find_trained
+from envkit.runs.generate import GenerateError, find_trained
 
 
 def run_folder(tmp_path, manifest: dict | None = None, base: str = "org/base"):
@@ -56,7 +56,7 @@ def test_greedy_gives_one_completion(tmp_path):
 
 def test_engine_vllm_without_vllm_or_a_gpu_is_refused_not_swapped(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
-    from envkit.train import generate as module
+    from envkit.runs import generate as module
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(module.importlib.util, "find_spec", lambda name: None)

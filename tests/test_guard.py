@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
+from envkit.runs.plot import metric_rows
 from envkit.train.guard import GuardLimits, StaleWeightGuard, check_rows
-from envkit.train.plot import metric_rows
 from tests.conftest import needs_matplotlib, needs_train
 
 CURVES = Path(__file__).parent / "fixtures" / "guard"

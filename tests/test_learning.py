@@ -11,9 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.train.guard import StaleWeightGuard, guard_record
+from envkit.train.guard import StaleWeightGuard, guard_lines, guard_record
 from envkit.train.learning import LearningSignalGuard, SignalLimits, signal_line, step_cause
-from envkit.train.summary import guard_lines
 from tests.conftest import needs_matplotlib, needs_train
 
 LIMITS = SignalLimits(consecutive=3, still=1e-7)

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from envkit.recipe.load import RecipeError, parse_recipe
-from envkit.rules import run_rules
 from envkit.train.patches import all_patches, find_patch, markdown, select_patches
-from envkit.train.preflight import plan_run
-from tests.conftest import VLLM026_VERSIONS, make_facts
+from envkit.train.plan import PlanOptions, build_plan
+from tests.conftest import COHERENT, make_facts
 
 README = Path(__file__).parents[1] / "docs" / "training.md"  # the Patches table
 SERVER = "vllm: {mode: server}\nresources: {generation_gpus: [0]}\n"
@@ -41,18 +40,18 @@ CASES = [
 
 @pytest.mark.parametrize("trl, section, gpus, expected", CASES)
 def test_selection_follows_installed_versions_and_shape(tmp_path, trl, section, gpus, expected):
-    facts = make_facts(gpus, VLLM026_VERSIONS | {"trl": trl})
-    plan = plan_run(recipe(tmp_path, section), facts, run_rules(facts))
+    facts = make_facts(gpus, COHERENT | {"trl": trl})
+    plan = build_plan(recipe(tmp_path, section), facts)
     assert list(plan.patches) == expected
 
 
 def test_a_newer_trl_than_the_window_gets_no_patch_blind(tmp_path):
-    facts = make_facts(["h200", "h200"], VLLM026_VERSIONS | {"trl": "1.17.0"})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": "1.17.0"})
     assert select_patches(recipe(tmp_path, SERVER), facts, use_vllm=True) == ([], [])
 
 
 def test_no_patch_turns_one_off_by_id_or_name_and_rejects_unknown_ids(tmp_path):
-    facts = make_facts(["h200", "h200"], VLLM026_VERSIONS | {"trl": "1.16.0"})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": "1.16.0"})
     r = recipe(tmp_path, SERVER)
     assert select_patches(r, facts, True, ("ekp001",)) == ([], ["EKP001"])
     assert select_patches(r, facts, True, ("server-lora-sync",)) == ([], ["EKP001"])
@@ -148,10 +147,10 @@ def test_the_manifest_records_applied_and_turned_off_patches(tmp_path):
 
     from envkit.train.runner import _manifest
 
-    facts = make_facts(["h200", "h200"], VLLM026_VERSIONS | {"trl": "1.16.0"})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": "1.16.0"})
     r = recipe(tmp_path, SERVER)
     for no_patch, applied, off in [((), ["EKP001"], []), (("EKP001",), [], ["EKP001"])]:
-        plan = plan_run(r, facts, run_rules(facts), no_patch)
+        plan = build_plan(r, facts, PlanOptions(no_patch=no_patch))
         manifest = _manifest(r, plan, {}, [], 1, datetime.now(timezone.utc), 1.0, None, completed=True, chat=False)
         assert (manifest["plan"]["patches"], manifest["plan"]["patches_off"]) == (applied, off)
         json.dumps(manifest)  # written as JSON

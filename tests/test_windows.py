@@ -13,7 +13,7 @@ import pytest
 from envkit.knowledge import in_window
 from envkit.rules import REGISTRY, Severity
 from envkit.train.patches import select_patches
-from tests.conftest import VLLM026_VERSIONS, make_facts
+from tests.conftest import COHERENT, make_facts
 from tests.test_patches import SERVER, recipe
 
 
@@ -65,7 +65,7 @@ def test_trl_sleep_sync_window_holds_prereleases(trl, expected):
     ("1.14.1.dev0", ["EKP001"]), ("1.17.0.dev0", []), ("1.10.1.dev0", []),
 ])
 def test_patch_selection_holds_prereleases(tmp_path, trl, expected):
-    facts = make_facts(["h200", "h200"], VLLM026_VERSIONS | {"trl": trl})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": trl})
     assert select_patches(recipe(tmp_path, SERVER), facts, use_vllm=True)[0] == expected
 
 
