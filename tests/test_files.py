@@ -156,7 +156,7 @@ def _lock(monkeypatch, out):
         def pins(self):
             return ["x"]
 
-    monkeypatch.setattr("envkit.build.cli._plan", lambda *a: (None, None, type("S", (), {"platform": "p", "python": "3"}), None))
+    monkeypatch.setattr("envkit.build.cli._recipe_stack", lambda *a: (None, None, type("S", (), {"platform": "p", "python": "3"}), None))
     monkeypatch.setattr("envkit.build.lock.lock", lambda *a: Locked())
     return ["lock", "--recipe", "tiny", "--target", "cpu", "-o", out]
 
