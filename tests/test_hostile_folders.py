@@ -5,7 +5,6 @@ user added."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -21,8 +20,8 @@ from envkit.cli import main
 from envkit.errors import OutputFolderError
 from envkit.files import claim_folder
 from envkit.train.rundir import MARKER, check_writable
+from tests.conftest import needs_train
 
-HAVE_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "trl"))
 FAKE_LOCK = Lock("click==8.1.8 \\\n    --hash=sha256:" + "1" * 64 + "\n", seconds=0.1, online=False)
 
 
@@ -51,7 +50,7 @@ def test_a_run_never_takes_a_folder_without_its_marker(tmp_path):
     check_writable(folder)
 
 
-@pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pip install -e '.[train]')")
+@needs_train
 def test_train_resume_into_a_users_folder_is_one_line_exit_2(tmp_path):
     folder, files = users_folder(tmp_path)
     result = CliRunner().invoke(main, ["train", "tiny", "--output", str(folder), "--resume"])

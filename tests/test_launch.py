@@ -262,6 +262,7 @@ def test_the_launch_probe_reads_ports_and_the_local_model(tmp_path):
     assert findings["EK505"].severity is Severity.FAIL
 
 
+@pytest.mark.train  # the server command is the installed trl's
 def test_dry_run_prints_the_launch_layout(tmp_path):
     from click.testing import CliRunner
 
@@ -274,6 +275,7 @@ def test_dry_run_prints_the_launch_layout(tmp_path):
     assert launch["processes"][1]["argv"][-4:] == ["--worker", "--output", str(tmp_path / "o"), "--force"]
 
 
+@pytest.mark.train  # the server command is the installed trl's
 def test_dry_run_plans_for_a_target_gpu_instead_of_this_machine(tmp_path):
     """--target: the catalog's GPUs replace the probed ones (an image built for a GPU, checked where there is none)."""
     from click.testing import CliRunner

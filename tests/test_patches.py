@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_facts
 from envkit.errors import OptionError
 from envkit.recipe.load import parse_recipe
 from envkit.train.patches import PATCHES, markdown, select_patches
 from envkit.train.plan import PlanOptions, build_plan
+from tests.conftest import COHERENT, make_facts
 
 README = Path(__file__).parents[1] / "docs" / "training.md"  # the Patches table
-STACK = {"torch": "2.11.0", "vllm": "0.26.0", "transformers": "5.17.0", "peft": "0.21.0", "accelerate": "1.13.0",
-         "datasets": "4.8.0"}
 SERVER = "vllm: {mode: server}\nresources: {generation_gpus: [0]}\n"
 
 
@@ -43,18 +41,18 @@ CASES = [
 
 @pytest.mark.parametrize("trl, section, gpus, expected", CASES)
 def test_selection_follows_installed_versions_and_shape(tmp_path, trl, section, gpus, expected):
-    facts = make_facts(gpus, STACK | {"trl": trl})
+    facts = make_facts(gpus, COHERENT | {"trl": trl})
     plan = build_plan(recipe(tmp_path, section), facts)
     assert list(plan.patches) == expected
 
 
 def test_a_newer_trl_than_the_window_gets_no_patch_blind(tmp_path):
-    facts = make_facts(["h200", "h200"], STACK | {"trl": "1.17.0"})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": "1.17.0"})
     assert select_patches(recipe(tmp_path, SERVER), facts, use_vllm=True) == ([], [])
 
 
 def test_no_patch_turns_one_off_by_id_or_name_and_rejects_unknown_ids(tmp_path):
-    facts = make_facts(["h200", "h200"], STACK | {"trl": "1.16.0"})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": "1.16.0"})
     r = recipe(tmp_path, SERVER)
     assert select_patches(r, facts, True, ("ekp001",)) == ([], ["EKP001"])
     assert select_patches(r, facts, True, ("server-lora-sync",)) == ([], ["EKP001"])
@@ -150,7 +148,7 @@ def test_the_manifest_records_applied_and_turned_off_patches(tmp_path):
 
     from envkit.train.runner import _manifest
 
-    facts = make_facts(["h200", "h200"], STACK | {"trl": "1.16.0"})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": "1.16.0"})
     r = recipe(tmp_path, SERVER)
     for no_patch, applied, off in [((), ["EKP001"], []), (("EKP001",), [], ["EKP001"])]:
         plan = build_plan(r, facts, PlanOptions(no_patch=no_patch))

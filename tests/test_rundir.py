@@ -4,7 +4,6 @@ the kernel drops when its holder dies, however it dies)."""
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import signal
 import subprocess
@@ -16,8 +15,8 @@ from click.testing import CliRunner
 from envkit.cli import main
 from envkit.errors import OutputFolderError
 from envkit.train.rundir import LOCK, MARKER, RunBusy, RunLock, check_writable
+from tests.conftest import needs_train
 
-HAVE_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "trl"))
 HOLD = "import sys, time; from pathlib import Path; from envkit.train.rundir import RunLock; " \
        "RunLock(Path(sys.argv[1])); print('held', flush=True); time.sleep(300)"
 
@@ -115,7 +114,7 @@ def test_a_dead_holders_lock_is_stale_and_taken_over(holder):
     lock.release()
 
 
-@pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pip install -e '.[train]')")
+@needs_train
 def test_a_second_train_into_a_held_folder_is_refused_in_one_line(holder):
     run, process = holder
     (run / "metrics.jsonl").write_text('{"step": 1}\n')
@@ -128,7 +127,7 @@ def test_a_second_train_into_a_held_folder_is_refused_in_one_line(holder):
     assert (run / "metrics.jsonl").read_text() == '{"step": 1}\n'
 
 
-@pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pip install -e '.[train]')")
+@needs_train
 def test_an_unwritable_output_is_refused_before_anything_loads(tmp_path):
     """In a fresh process: refused with torch not even imported (the model loads seconds after that)."""
     (tmp_path / "file").write_text("")

@@ -14,7 +14,7 @@ from envkit.recipe.load import RecipeError, parse_recipe
 from envkit.rules import DOCTOR_CHECKS
 from envkit.train.decisions import training_dtype
 from envkit.train.plan import build_plan
-from tests.conftest import COHERENT, make_facts
+from tests.conftest import COHERENT, make_facts, needs_matplotlib
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
@@ -49,11 +49,12 @@ def test_bf16_on_a_t4_gives_fp16_weights_and_fp16_mixed_precision():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from transformers import AutoTokenizer
-
+    """The tiny model's tokenizer; building the model needs torch and transformers (the train extra)."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
     from envkit.train.tiny import build_tiny
 
-    return AutoTokenizer.from_pretrained(str(build_tiny(seed=0)))
+    return transformers.AutoTokenizer.from_pretrained(str(build_tiny(seed=0)))
 
 
 def test_prompts_longer_than_max_prompt_length_are_dropped_with_one_warning(tokenizer, capsys):
@@ -99,6 +100,7 @@ def test_chat_prompts_are_measured_through_the_chat_template(tokenizer):
     assert lengths == [len(tokenizer("<user>hi<a>")["input_ids"])]
 
 
+@needs_matplotlib
 def test_report_skips_a_torn_last_line_and_non_object_lines(tmp_path):
     rows = [{"step": 1, "reward": 0.5}, {"step": 2, "reward": 0.7}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '[1, 2]\n"x"\n{"step": 3, "rew')
@@ -114,17 +116,13 @@ def test_report_without_metrics_is_a_usage_error(tmp_path):
     assert result.exit_code == 2 and "metrics.jsonl not found" in result.output
 
 
-STACK = {"torch": "2.11.0", "vllm": "0.26.0", "transformers": "5.17.0", "peft": "0.21.0", "accelerate": "1.13.0",
-         "datasets": "4.8.0"}
-
-
 @pytest.mark.parametrize("trl, sleep, refused, sleeps", [
     ("1.9.2", "true", True, False),  # asked for, trains on stale weights: refused (EK406); --force runs without sleep
     ("1.9.2", "auto", False, False),  # auto never picks it there
     ("1.16.0", "true", False, True),
 ])
 def test_sleep_mode_where_trl_trains_on_stale_weights_is_refused(trl, sleep, refused, sleeps):
-    facts = make_facts("h100", STACK | {"trl": trl})
+    facts = make_facts("h100", COHERENT | {"trl": trl})
     recipe = parse_recipe(TINY.replace("enabled: auto", f"enabled: auto\n  sleep: {sleep}"), "tiny.yaml")
     plan = build_plan(recipe, facts)
     assert [f.id for f in plan.blocking] == (["EK406"] if refused else [])

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import make_facts
 from envkit.knowledge import in_window
 from envkit.rules import DOCTOR_CHECKS, Severity
 from envkit.train.patches import select_patches
-from tests.test_patches import SERVER, STACK, recipe
+from tests.conftest import COHERENT, make_facts
+from tests.test_patches import SERVER, recipe
 
 
 @pytest.mark.parametrize("version, window, inside", [
@@ -65,7 +65,7 @@ def test_trl_sleep_sync_window_holds_prereleases(trl, expected):
     ("1.14.1.dev0", ["EKP001"]), ("1.17.0.dev0", []), ("1.10.1.dev0", []),
 ])
 def test_patch_selection_holds_prereleases(tmp_path, trl, expected):
-    facts = make_facts(["h200", "h200"], STACK | {"trl": trl})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": trl})
     assert select_patches(recipe(tmp_path, SERVER), facts, use_vllm=True)[0] == expected
 
 

@@ -35,7 +35,7 @@ def budget(recipe, target, model, as_json, **options) -> None:
     RECIPE is a recipe file or a shipped recipe name (grpo-llama3b); the options override its values.
     Exit codes: 0 it fits, 1 it does not (the fixes are listed), 2 usage error.
     """
-    from envkit.budget.report import render, to_json
+    from envkit.budget.render import render, to_json
 
     gpu, memory, bf16 = _gpu(target)
     rec = _recommendation(recipe, model, memory, bf16, options)

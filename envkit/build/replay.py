@@ -12,7 +12,7 @@ from packaging.utils import canonicalize_name
 
 from envkit.build.stack import Stack
 from envkit.facts import Driver, Facts, Host, Package
-from envkit.knowledge import STACK, curated
+from envkit.knowledge import PROBED_PACKAGES, curated
 from envkit.knowledge.matrix import Matrix
 from envkit.probe.target import with_target
 from envkit.rules import DOCTOR_CHECKS, Finding, Severity
@@ -23,7 +23,7 @@ def lock_facts(pins: dict[str, str], stack: Stack, matrix: Matrix) -> Facts:
     installed = {canonicalize_name(name): version for name, version in pins.items()}
     builds = curated("xformers_torch_build")["builds"]
     packages = {}
-    for name in STACK:
+    for name in PROBED_PACKAGES:
         version = installed.get(canonicalize_name(name))
         if version is None:
             continue

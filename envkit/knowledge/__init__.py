@@ -22,7 +22,7 @@ HERE = Path(__file__).parent
 
 # The packages of the RL training stack: probed with their metadata, and the
 # ones whose mutual version conflicts break imports.
-STACK = (
+PROBED_PACKAGES = (
     "torch",
     "vllm",
     "trl",

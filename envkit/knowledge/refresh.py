@@ -35,8 +35,9 @@ from envkit.knowledge.matrix import manylinux_glibc
 from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
 from envkit.masking import mask_text
 
-STACK = set(FLOORS) | {"triton", "torchvision", "torchaudio", "flashinfer-python", "xformers", "deepspeed"}
-STACK_NAMES = {canonicalize_name(name) for name in STACK}
+# The packages whose requirements on one another a release's record keeps (its Requires-Dist, less the rest).
+RECORDED_DEPENDENCIES = {canonicalize_name(name) for name in set(FLOORS) | {
+    "triton", "torchvision", "torchaudio", "flashinfer-python", "xformers", "deepspeed"}}
 # Wheel tags preferred when a release has several files: the metadata of a
 # Linux x86_64 wheel is what an image installs.
 PREFERRED = ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64", "none-any", "linux_x86_64")
@@ -206,7 +207,7 @@ def release_record(file: dict) -> dict:
         except InvalidRequirement:
             continue
         name = canonicalize_name(req.name)
-        if name not in STACK_NAMES:
+        if name not in RECORDED_DEPENDENCIES:
             continue
         marker = str(req.marker) if req.marker else ""
         spec = str(req.specifier) or "*"

@@ -28,7 +28,8 @@ from envkit.train.plan import Plan
 from envkit.train.rewards import resolve_reward
 from envkit.train.rundir import LOCK, MARKER, RunLock, check_writable
 
-STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
+# The packages whose installed versions a run's manifest.json records.
+MANIFEST_PACKAGES = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
 
 
 def train(plan: Plan, resume: bool, verbose: bool = False) -> int:
@@ -273,7 +274,7 @@ def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_fro
     """What ran, on what: versions, recipe hash, GPU, time, the plan.  Of the environment only the variables
     envkit itself sets (plan.env: VLLM_LORA_DISABLE_PDL, the Unsloth standby, CUDA_VISIBLE_DEVICES), never a secret."""
     versions = {}
-    for name in STACK:
+    for name in MANIFEST_PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
