@@ -26,6 +26,7 @@ from dataclasses import replace
 from http.client import HTTPException
 from pathlib import Path
 
+from envkit.errors import Failure
 from envkit.exitcodes import INTERRUPTED, TERMINATED, Terminated
 from envkit.launch.layout import LaunchLayout, ProcessSpec
 from envkit.launch.watchdog import Stall, Watchdog
@@ -39,7 +40,7 @@ Echo = Callable[[str], None]
 _echo_lock = threading.Lock()
 
 
-class LaunchFailed(RuntimeError):
+class LaunchFailed(Failure, RuntimeError):
     """A process of the run failed to come up or died; the message ends with its last output lines."""
 
 
