@@ -8,6 +8,7 @@ EK501` documents them like every other check.  Each is a pure function of Facts 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from envkit.facts import Facts, device_index
 from envkit.knowledge import curated, in_window, load
@@ -15,6 +16,9 @@ from envkit.launch.plan import LaunchPlan
 from envkit.recipe.derived import max_model_length
 from envkit.recipe.schema import Recipe
 from envkit.rules.base import Finding, Outcome, Rule, fail, ok, rule, skip, warn
+
+if TYPE_CHECKING:
+    from envkit.launch.tracking import TrackerFacts
 
 LAUNCH_REGISTRY: dict[str, Rule] = {}
 
@@ -30,6 +34,7 @@ class LaunchInputs:
     model_context: int | None = None  # the model's max_position_embeddings, when readable locally
     fsdp_version: int | None = None  # the FSDP version of the recipe's own accelerate config (None: no FSDP there)
     quant_method: str | None = None  # the local model's config.json quantization_config.quant_method
+    trackers: TrackerFacts | None = None  # what output.report_to's trackers need here (EK701, envkit.launch.tracking)
 
 
 def launch_rule(rule_id: str, name: str):
@@ -236,3 +241,6 @@ def sleep_quantized_load(facts: Facts, inputs: LaunchInputs) -> Outcome:
                     "loading may need about one more copy of them", f"{evidence}; {row['source']}",
                     "vllm.sleep: false, or a bf16 checkpoint of the model")
     return ok("the weights vLLM loads are not FP8/NVFP4 checkpoint weights", evidence)
+
+
+from envkit.launch import tracking  # noqa: F401  registers EK701, which reads LaunchInputs (above)

@@ -14,6 +14,7 @@ from envkit.launch.plan import LaunchPlan
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding
 from envkit.launch.checks import LaunchInputs, run_launch_rules
+from envkit.launch.tracking import TrackerFacts
 
 
 def port_in_use(port: int) -> bool:
@@ -70,9 +71,10 @@ def fsdp_version(recipe: Recipe) -> int | None:
     return version if isinstance(version, int) else None
 
 
-def launch_findings(recipe: Recipe, plan: LaunchPlan, facts: Facts, use_vllm: bool) -> list[Finding]:
+def launch_findings(recipe: Recipe, plan: LaunchPlan, facts: Facts, use_vllm: bool,
+                    trackers: TrackerFacts | None = None) -> list[Finding]:
     ports = sorted({p for proc in plan.processes for p in proc.ports})
     busy = tuple(p for p in ports if port_in_use(p))
     config = local_config(recipe)
     return run_launch_rules(facts, LaunchInputs(recipe, plan, use_vllm, busy, model_context(recipe, config),
-                                                fsdp_version(recipe), quant_method(config)))
+                                                fsdp_version(recipe), quant_method(config), trackers))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -81,6 +82,7 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
 
 def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=(),
            target=(None, 1), verbose=False) -> int:
+    from envkit.launch.tracking import tracker_env, tracker_facts
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
@@ -116,8 +118,10 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         (["--resume"] if resume else []) + (["--force"] if force else []) + (["--verbose"] if verbose else []) + \
         [a for p in no_patch for a in ("--no-patch", p)]
     unavailable = None
+    trackers = tracker_facts(recipe.output.report_to, os.environ)  # where they write: into the run unless told
+    plan = replace(plan, env={**plan.env, **tracker_env(recipe.output.report_to, trackers, output_dir)})
     if not worker:  # a rank: the launcher that started it laid the run out (and checked the model)
-        plan = _lay_out(recipe, str(recipe_path), facts, plan, forward, dry_run)
+        plan = _lay_out(recipe, str(recipe_path), facts, plan, forward, dry_run, trackers)
         unavailable = model_problem(recipe, facts)
         too_large = cpu_size_warning(recipe, facts, on_cpu=plan.gpu == "cpu")
         plan = replace(plan, warnings=plan.warnings + tuple(filter(None, [too_large, dry_run and unavailable])))
@@ -171,8 +175,9 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         return FAILED
 
 
-def _lay_out(recipe, recipe_path: str, facts, plan, forward: list[str], dry_run: bool):
-    """The plan with this machine's launch layout; the EK5xx checks' warnings and failures join the preflight's."""
+def _lay_out(recipe, recipe_path: str, facts, plan, forward: list[str], dry_run: bool, trackers=None):
+    """The plan with this machine's launch layout; the EK5xx and EK701 (trackers) checks' warnings and failures
+    join the preflight's."""
     from envkit.launch.plan import build_launch_plan
     from envkit.launch.preflight import launch_findings
 
@@ -188,53 +193,92 @@ def _lay_out(recipe, recipe_path: str, facts, plan, forward: list[str], dry_run:
     launch = build_launch_plan(recipe, recipe_path, len(facts.visible_gpus()), trl.version if trl else None,
                                cuda_visible_devices=facts.cuda_visible_devices, model=model, forward=forward,
                                mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(plan.dtype, "no"))
-    return plan.laid_out(launch, launch_findings(recipe, launch, facts, plan.use_vllm))
+    return plan.laid_out(launch, launch_findings(recipe, launch, facts, plan.use_vllm, trackers))
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-def report(run_dir) -> None:
-    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the steps as a table.
+@click.option("--samples", "samples", is_flag=False, flag_value="last", metavar="[STEP]",
+              help="Print the sample completions of STEP (default: the last logged) from samples.jsonl: per prompt the "
+              "answer and the best and worst completion side by side; nothing is redrawn.")
+@click.option("--follow", is_flag=True, help="Redraw the table, run.png and report.html as metrics arrive, until "
+              "the run ends (no envkit train holds the folder).")
+def report(run_dir, samples, follow) -> None:
+    """Redraw RUN_DIR/run.png and report.html (charts and samples, one file that opens offline) from its
+    metrics.jsonl and print the steps as a table.
 
     Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
-    in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
+    in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl (or no
+    samples of that step).
     """
-    from envkit.files import WriteError
-    from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
-    from envkit.train.summary import metrics_table, reward_trend
-
     path = Path(run_dir)
+    if samples is not None:
+        sys.exit(_print_samples(path, samples))
+    if follow:
+        from envkit.train.live import follow as follow_run
+
+        try:
+            follow_run(path, lambda: _draw_report(path) if (path / "metrics.jsonl").exists() else None, echo=echo)
+        except KeyboardInterrupt:
+            pass  # the run goes on; only the view stops
+        return
     if not (path / "metrics.jsonl").exists():
         echo(f"envkit report: {path / 'metrics.jsonl'} not found", err=True)
         sys.exit(USAGE)
+    echo(_draw_report(path))
+
+
+def _draw_report(path: Path) -> str:
+    """Draw run.png and report.html; the summary line and the table (warnings go to stderr)."""
+    from envkit.files import WriteError
     from envkit.train.guard import KNOWN_CAUSES, check_rows
+    from envkit.train.html_report import write_report
+    from envkit.train.learning import check_signal_rows, run_masking
+    from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
+    from envkit.train.summary import metrics_table, reward_trend
 
     skipped = Skipped()
     try:
         rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
         picture = plot_run(path, skipped, rows)
+        trend = reward_trend(rows)
+        steps = len({row["step"] for row in rows})  # an evaluation's row shares its step's number
+        said = f"{steps} step{'s' * (steps != 1)}" + (f", reward {trend}" if trend else "")
+        page = write_report(path, rows, said)
     except MetricsError as exc:
         echo(f"envkit report: {exc}", err=True)
         sys.exit(USAGE)
     except WriteError as exc:
         echo(f"envkit report: {exc}", err=True)
         sys.exit(FAILED)
-    trend = reward_trend(rows)
-    steps = len({row["step"] for row in rows})  # an evaluation's row shares its step's number
     # the folder's name and the reward names in metrics.jsonl are anyone's: printed, never obeyed
-    echo(f"{picture}: {steps} step{'s' * (steps != 1)}" + (f", reward {trend}" if trend else ""))
-    if rows:
-        echo(metrics_table(rows))
+    text = f"{picture} and {page.name}: {said}" + (f"\n{metrics_table(rows)}" if rows else "")
     if str(skipped):
         echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
     verdict = check_rows(rows)
     if verdict:
         echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
-    from envkit.train.learning import check_signal_rows, run_masking
-
     signal = check_signal_rows(rows, run_masking(path / "manifest.json"))
     if signal:
         echo(f"envkit report: WARNING: {signal.label}: {signal.message()}; {signal.hint}", err=True)
+    return text
+
+
+def _print_samples(path: Path, step: str) -> int:
+    """`envkit report RUN --samples [STEP]`: the exit code."""
+    from envkit.train.samples import SAMPLES, pick_step, read_samples, render_step
+
+    if step != "last" and not step.isdigit():
+        echo(f"envkit report: --samples {step}: a step number, or nothing for the last logged step", err=True)
+        return USAGE
+    rows = read_samples(path)
+    row = pick_step(rows, None if step == "last" else int(step))
+    if row is None:
+        logged = ", ".join(str(r["step"]) for r in rows[-20:]) or "none (output.samples_every)"
+        echo(f"envkit report: no samples of step {step} in {path / SAMPLES}; logged steps: {logged}", err=True)
+        return USAGE
+    echo(render_step(row, shutil.get_terminal_size((100, 24)).columns))
+    return 0
 
 
 @click.command()

@@ -120,6 +120,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         trim_metrics,
     )
     from envkit.train.data import prepare_dataset
+    from envkit.train.samples_log import samples_callback
     from envkit.train.learning import LearningSignalGuard
 
     if todo == "train":
@@ -169,6 +170,8 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
             callbacks=callbacks + [c for c in (guards, stop, checkpoint and ScheduleOnResume()) if c],
         )
         name_base_in_card(trainer, recipe)
+        if main and recipe.output.samples_every:
+            trainer.add_callback(samples_callback(recipe, output_dir, train_rows, trainer))
         if not verbose:
             quiet_trainer(trainer)
         trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
