@@ -4,6 +4,7 @@ real headless browser where one is installed."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from envkit.train.live import follow, run_active
 from envkit.train.rundir import LOCK, RunLock
 from envkit.train.samples import pick_step, read_samples, render_step
 
-HAVE_MATPLOTLIB = shutil.which("python") is not None and __import__("importlib").util.find_spec("matplotlib") is not None
+HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 BROWSER = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "chrome"))), None)
 
 
@@ -46,7 +47,8 @@ def test_samples_show_the_best_and_worst_side_by_side(tmp_path):
     assert text.splitlines()[0] == "step 3: 1 prompt"
     assert "answer: 18" in text and "3 completions, reward 0.000 .. 2.000, mean 0.833" in text
     side = next(line for line in text.splitlines() if line.startswith("best:"))
-    assert " | worst: reward 0.000 (exact_answer 0, digits 0)" in side and "reward 2.000 (exact_answer 1, digits 1)" in side
+    assert " | worst: reward 0.000 (exact_answer 0, digits 0)" in side
+    assert side.startswith("best: reward 2.000 (exact_answer 1, digits 1)")
     assert any(" 18 (step 3)" in line and "| eighteen, I think" in line for line in text.splitlines())
 
 
@@ -57,7 +59,8 @@ def test_samples_of_a_step_through_the_cli(tmp_path):
     assert result.stdout.startswith("step 1: 1 prompt") and "18 (step 1)" in result.stdout
     assert not (tmp_path / "run.png").exists()  # printing samples redraws nothing
     missing = CliRunner().invoke(main, ["report", str(tmp_path), "--samples", "2"])
-    assert missing.exit_code == 2 and "no samples of step 2" in missing.stderr and "logged steps: 1, 3" in missing.stderr
+    assert missing.exit_code == 2 and "no samples of step 2" in missing.stderr
+    assert "logged steps: 1, 3" in missing.stderr
     assert CliRunner().invoke(main, ["report", str(tmp_path), "--samples", "x"]).exit_code == 2
 
 
@@ -105,8 +108,8 @@ def test_follow_of_an_ended_run_draws_once(tmp_path):
 @pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib")
 def test_report_html_is_one_file_that_escapes_the_runs_text(tmp_path):
     write_run(tmp_path)
-    (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 1, "groups": [{"prompt": "</script><b>x", "answer": 1,
-                                                                              "completions": [completion("<i>", 1, 0)]}]}))
+    group = {"prompt": "</script><b>x", "answer": 1, "completions": [completion("<i>", 1, 0)]}
+    (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 1, "groups": [group]}))
     assert CliRunner().invoke(main, ["report", str(tmp_path)]).exit_code == 0
     page = (tmp_path / "report.html").read_text()
     assert "</script><b>x" not in page and "&lt;/script&gt;&lt;b&gt;x" in page and "&lt;i&gt;" in page

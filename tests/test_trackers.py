@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
 from envkit.launch.tracking import TrackerFacts, tracker_env, tracker_facts
 from envkit.recipe.load import parse_recipe
 from envkit.rules.base import Severity
+from envkit.train.rundir import LOCK
 from tests.conftest import make_facts
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -135,10 +137,20 @@ def tracked_run(tmp_path_factory):
     (root / "recipe.yaml").write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "MLFLOW_", "TRACKIO_", "TENSORBOARD_"))}
     env.update(SECRETS, WANDB_MODE="offline", HOME=str(root), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    done = subprocess.run([sys.executable, "-m", "envkit", "train", "recipe.yaml", "--output", "run"], cwd=root,
-                          capture_output=True, text=True, env=env, timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return root / "run", done.stdout + done.stderr
+    log = root / "log"
+    with log.open("w") as out:
+        train = subprocess.Popen([sys.executable, "-m", "envkit", "train", "recipe.yaml", "--output", "run"], cwd=root,
+                                 env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not (root / "run" / LOCK).exists() and train.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # the live view, started while the run holds its folder: it returns when the run has ended
+    follow = subprocess.run([sys.executable, "-m", "envkit", "report", "run", "--follow"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=600, check=False)
+    ended_first = (root / "run" / "manifest.json").exists()  # written before the run lets go of its folder
+    train.wait(timeout=600)
+    assert train.returncode == 0, log.read_text()[-3000:]
+    return root / "run", log.read_text(), (follow, ended_first)
 
 
 KEYS = ("reward", "rewards/exact_answer/mean", "rewards/length/mean", "rewards/digits/mean", "step_time")
@@ -195,7 +207,7 @@ def test_wandb_offline_run_holds_the_rewards_and_the_samples_table(tracked_run):
 
 
 def test_no_secret_reaches_the_run_folder_or_the_log(tracked_run):
-    run, log = tracked_run
+    run, log, _ = tracked_run
     found = [str(p) for p in run.rglob("*")
              if p.is_file() and any(secret.encode() in p.read_bytes() for secret in SECRETS.values())]
     assert found == []
@@ -210,3 +222,11 @@ def test_samples_of_every_step_with_answers_and_rewards_per_function(tracked_run
     group = rows[-1]["groups"][0]
     assert group["prompt"].startswith("Question: ") and group["answer"].isdigit() and len(group["completions"]) == 8
     assert set(group["completions"][0]["rewards"]) == {"exact_answer", "length", "digits"}
+
+
+def test_follow_watched_the_run_live_and_ended_with_it(tracked_run):
+    follow, ended_first = tracked_run[2]
+    assert follow.returncode == 0 and ended_first, follow.stderr[-2000:]
+    views = follow.stdout.split("run.png and report.html: ")
+    assert "(following run: Ctrl-C stops)" in follow.stdout  # at least one view while the run went on
+    assert views[-1].startswith("2 steps") and "following" not in views[-1]  # the last one, as it ended

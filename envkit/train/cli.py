@@ -235,15 +235,13 @@ def _draw_report(path: Path) -> str:
     from envkit.train.html_report import write_report
     from envkit.train.learning import check_signal_rows, run_masking
     from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
-    from envkit.train.summary import metrics_table, reward_trend
+    from envkit.train.summary import metrics_table, steps_line
 
     skipped = Skipped()
     try:
         rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
         picture = plot_run(path, skipped, rows)
-        trend = reward_trend(rows)
-        steps = len({row["step"] for row in rows})  # an evaluation's row shares its step's number
-        said = f"{steps} step{'s' * (steps != 1)}" + (f", reward {trend}" if trend else "")
+        said = steps_line(rows)
         page = write_report(path, rows, said)
     except MetricsError as exc:
         echo(f"envkit report: {exc}", err=True)

@@ -196,11 +196,13 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     if main:
         write_owned(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if main and metrics.exists():
+        from envkit.train.html_report import write_report
         from envkit.train.plot import metric_rows, plot_run
-        from envkit.train.summary import generation_line, guard_lines, run_summary
+        from envkit.train.summary import generation_line, guard_lines, run_summary, steps_line
 
         rows = metric_rows(metrics)
         plot_run(output_dir, rows=rows)
+        write_report(output_dir, rows, steps_line(rows))
         if code == 0:
             generation = generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)
             echo(run_summary(output_dir, rows, steps, wall_s, generation, recipe.output.merge,
