@@ -15,7 +15,7 @@ from pathlib import Path
 from envkit.files import write_owned
 from envkit.train.guard import GuardLimits
 from envkit.train.plot import AXIS_LABELS, panels, series_label
-from envkit.train.samples import read_samples
+from envkit.train.samples import ranked, read_samples, score_line
 
 REPORT = "report.html"
 SAMPLE_STEPS = 20  # the last logged steps of samples.jsonl shown (the file keeps them all)
@@ -84,12 +84,8 @@ def chart_data(rows: list[dict]) -> list[dict]:
 
 
 def _completion_cell(completion: dict) -> str:
-    rewards = completion.get("rewards") if isinstance(completion.get("rewards"), dict) else {}
-    scores = ", ".join(f"{html.escape(str(k))} {v:.3g}" if isinstance(v, (int, float)) else f"{html.escape(str(k))} -"
-                       for k, v in rewards.items())
-    total = completion.get("reward")
-    head = f"reward {total:.3f}" if isinstance(total, (int, float)) else "reward -"
-    return f'<div class="meta">{head} ({scores})</div><pre>{html.escape(str(completion.get("completion", "")))}</pre>'
+    text = html.escape(str(completion.get("completion", "")))
+    return f'<div class="meta">{html.escape(score_line(completion))}</div><pre>{text}</pre>'
 
 
 def samples_html(steps: list[dict]) -> str:
@@ -98,16 +94,14 @@ def samples_html(steps: list[dict]) -> str:
     for row in steps[-SAMPLE_STEPS:]:
         groups = []
         for group in row["groups"]:
-            completions = [c for c in group.get("completions", []) if isinstance(c, dict)]
+            completions = ranked(group)
             if not completions:
                 continue
-            ranked = sorted(completions, key=lambda c: c.get("reward") if isinstance(c.get("reward"), (int, float))
-                            else float("-inf"), reverse=True)
             groups.append(f'<div><b>prompt</b><pre>{html.escape(str(group.get("prompt", "")))}</pre>'
                           f'<span class="meta">answer: {html.escape(str(group.get("answer")))}; '
                           f'{len(completions)} completions</span></div>'
                           f'<table class="pair"><tr><th>best</th><th>worst</th></tr><tr>'
-                          f'<td>{_completion_cell(ranked[0])}</td><td>{_completion_cell(ranked[-1])}</td></tr></table>')
+                          f'<td>{_completion_cell(completions[0])}</td><td>{_completion_cell(completions[-1])}</td></tr></table>')
         is_last = " open" if row is steps[-1] else ""
         parts.append(f'<details{is_last}><summary>step {row["step"]}</summary>{"".join(groups)}</details>')
     return "".join(parts) or "<p>No samples logged (output.samples_every).</p>"

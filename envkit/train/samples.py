@@ -58,7 +58,12 @@ def _reward(completion: dict) -> float:
     return value if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
 
 
-def _score_line(completion: dict) -> str:
+def ranked(group: dict) -> list[dict]:
+    """A group's completions, the best (highest weighted reward) first; one without a reward last."""
+    return sorted((c for c in group.get("completions", []) if isinstance(c, dict)), key=_reward, reverse=True)
+
+
+def score_line(completion: dict) -> str:
     """"reward 1.100 (exact_answer 1, length 0.1, digits 1)"."""
     rewards = completion.get("rewards") if isinstance(completion.get("rewards"), dict) else {}
     parts = ", ".join(f"{name} {value:.3g}" if isinstance(value, (int, float)) else f"{name} -"
@@ -77,7 +82,7 @@ def _column(title: str, completion: dict, width: int) -> list[str]:
     paragraphs = _shown(completion.get("completion", "")) or ["(empty)"]
     lines = [line for para in paragraphs for line in textwrap.wrap(para, width) or [""]]
     more = [f"... ({len(lines) - COMPLETION_LINES} more lines)"] if len(lines) > COMPLETION_LINES else []
-    head = textwrap.wrap(f"{title}: {printable(_score_line(completion))}", width)
+    head = textwrap.wrap(f"{title}: {printable(score_line(completion))}", width)
     return head + ["-" * min(width, 20)] + lines[:COMPLETION_LINES] + more
 
 
@@ -86,21 +91,20 @@ def render_step(row: dict, width: int = 100) -> str:
     side by side (one under the other when the terminal is narrow)."""
     out = [f"step {row['step']}: {len(row['groups'])} prompt{'s' * (len(row['groups']) != 1)}"]
     for n, group in enumerate(row["groups"], 1):
-        completions = [c for c in group.get("completions", []) if isinstance(c, dict)]
+        completions = ranked(group)
         if not completions:
             continue
         prompt = "\n    ".join(_shown(group.get("prompt", "")))
         prompt = prompt if len(prompt) <= PROMPT_CHARS else prompt[:PROMPT_CHARS] + " ..."
-        ranked = sorted(completions, key=_reward, reverse=True)
-        rewards = [_reward(c) for c in ranked if _reward(c) > -math.inf]
+        rewards = [_reward(c) for c in completions if _reward(c) > -math.inf]
         spread = (f"{len(completions)} completions, reward {min(rewards):.3f} .. {max(rewards):.3f}, "
                   f"mean {sum(rewards) / len(rewards):.3f}" if rewards else f"{len(completions)} completions")
         out += ["", f"[{n}] prompt: {prompt}",
                 f"    answer: {printable(str(group.get('answer')))}", f"    {spread}"]
         half = max(20, (width - 3) // 2)
-        best, worst = _column("best", ranked[0], half), _column("worst", ranked[-1], half)
-        if width < 60 or len(ranked) == 1:
-            out += [""] + best + ([""] + worst if len(ranked) > 1 else [])
+        best, worst = _column("best", completions[0], half), _column("worst", completions[-1], half)
+        if width < 60 or len(completions) == 1:
+            out += [""] + best + ([""] + worst if len(completions) > 1 else [])
             continue
         out.append("")
         for i in range(max(len(best), len(worst))):
