@@ -90,8 +90,8 @@ def test_follow_redraws_as_metrics_grow_and_ends_with_the_run(tmp_path):
                 out.write('{"step": 2}\n')
             os.utime(tmp_path / "metrics.jsonl", ns=(0, 10**18))
 
-    follow(tmp_path, lambda: f"steps: {(tmp_path / 'metrics.jsonl').read_text().count('step')}", echo=said.append,
-           active=lambda _: next(polls), sleep=sleep)
+    assert follow(tmp_path, lambda: f"steps: {(tmp_path / 'metrics.jsonl').read_text().count('step')}",
+                  echo=said.append, active=lambda _: next(polls), sleep=sleep)
     assert [s.split("\n")[0] for s in said] == ["steps: 1", "steps: 2", "steps: 2"]  # the last one as the run ended
     assert "following" in said[0] and "following" not in said[-1]
 
@@ -103,6 +103,9 @@ def test_follow_of_an_ended_run_draws_once(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"{tmp_path / 'run.png'} and report.html: 3 steps")
     assert (tmp_path / "report.html").is_file() and (tmp_path / "run.png").is_file()
+    (tmp_path / "metrics.jsonl").unlink()  # no run and no metrics: said, not waited for
+    nothing = CliRunner().invoke(main, ["report", str(tmp_path), "--follow"])
+    assert nothing.exit_code == 2 and "no envkit train is running in" in nothing.stderr
 
 
 @pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib")

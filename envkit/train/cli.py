@@ -218,9 +218,14 @@ def report(run_dir, samples, follow) -> None:
         from envkit.train.live import follow as follow_run
 
         try:
-            follow_run(path, lambda: _draw_report(path) if (path / "metrics.jsonl").exists() else None, echo=echo)
+            shown = follow_run(path, lambda: _draw_report(path) if (path / "metrics.jsonl").exists() else None,
+                               echo=echo)
         except KeyboardInterrupt:
-            pass  # the run goes on; only the view stops
+            return  # the run goes on; only the view stops
+        if not shown:
+            echo(f"envkit report: no envkit train is running in {path}, and {path / 'metrics.jsonl'} is not there",
+                 err=True)
+            sys.exit(USAGE)
         return
     if not (path / "metrics.jsonl").exists():
         echo(f"envkit report: {path / 'metrics.jsonl'} not found", err=True)

@@ -45,12 +45,13 @@ def run_active(run_dir: Path) -> bool:
 
 
 def follow(run_dir: Path, draw: Callable[[], str | None], interval: float = 2.0, echo=print,
-           active: Callable[[Path], bool] = run_active, sleep=time.sleep) -> None:
+           active: Callable[[Path], bool] = run_active, sleep=time.sleep) -> bool:
     """Call ``draw`` (which redraws the picture and the page and returns the text to show, None while there is
-    nothing) whenever metrics.jsonl changes, until the run is no longer active; then once more."""
+    nothing) whenever metrics.jsonl changes, until the run is no longer active; then once more.  Whether anything
+    was shown (nothing: no run, and no metrics.jsonl)."""
     metrics = run_dir / "metrics.jsonl"
     tty = sys.stdout.isatty()
-    seen = None
+    seen, shown = None, False
     while True:
         running = active(run_dir)
         try:
@@ -62,7 +63,8 @@ def follow(run_dir: Path, draw: Callable[[], str | None], interval: float = 2.0,
             seen = state
             text = draw() if state is not None else None
             if text is not None:
+                shown = True
                 echo((CLEAR if tty else "") + text + ("" if not running else f"\n(following {run_dir}: Ctrl-C stops)"))
         if not running:
-            return
+            return shown
         sleep(interval)
