@@ -127,10 +127,9 @@ def tracker_ready(facts: Facts, inputs: LaunchInputs) -> Outcome:
     MLFLOW_TRACKING_USERNAME/PASSWORD); such a folder must be writable.  W&B without a key (WANDB_API_KEY, or
     `wandb login` in ~/.netrc) logs offline (envkit sets WANDB_MODE=offline; `wandb sync RUN/wandb/offline-run-*`
     uploads it later) unless WANDB_MODE asks for online, which is refused: wandb.init would stop the run after
-    the model has loaded.  A Trackio Space
-    (grpo.trackio_space_id or TRACKIO_SPACE_ID) needs a hub token (HF_TOKEN or `hf auth login`).  The installed
-    library itself is checked before, with the recipe (output.report_to: NAME needs ...).  Secrets are read
-    as set or unset only, never printed or stored.
+    the model has loaded.  A Trackio Space (grpo.trackio_space_id or TRACKIO_SPACE_ID) needs a hub token (HF_TOKEN
+    or `hf auth login`).  The installed library itself is checked before, with the recipe (output.report_to: NAME
+    needs ...).  Secrets are read as set or unset only, never printed or stored.
     """
     recipe = inputs.recipe
     chosen = [name for name in recipe.output.report_to if name in TRACKERS]
