@@ -14,7 +14,7 @@ from pathlib import Path
 
 from envkit.files import write_owned
 from envkit.train.guard import GuardLimits
-from envkit.train.plot import AXIS_LABELS, panels, series_label
+from envkit.train.plot import AXIS_LABELS, COUNTS_FROM_ZERO, REWARD_PANELS, panels, reward_limits, series_label
 from envkit.train.samples import ranked, read_samples, score_line
 
 REPORT = "report.html"
@@ -37,13 +37,14 @@ function el(name, attrs, text) {
   if (text !== undefined) node.textContent = text;
   return node;
 }
-const fmt = v => Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-2) ? v.toExponential(1) : +v.toFixed(3);
+const fmt = v => Math.abs(v) >= 1e5 || (v !== 0 && Math.abs(v) < 1e-2) ? v.toExponential(1) : +v.toPrecision(3);
 let drawn = 0;
 for (const panel of data.panels) {
   const all = panel.series.flatMap(s => s.points);
   if (!all.length) continue;
   const xs = all.map(p => p[0]), ys = all.map(p => p[1]);
   let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  if (panel.y) [y0, y1] = [Math.min(y0, panel.y[0]), Math.max(y1, panel.y[1])];
   if (x0 === x1) { x0 -= 1; x1 += 1; }
   if (y0 === y1) { y0 -= 1; y1 += 1; }
   const sx = x => L + (x - x0) / (x1 - x0) * (W - L - R), sy = y => H - B - (y - y0) / (y1 - y0) * (H - T - B);
@@ -51,8 +52,10 @@ for (const panel of data.panels) {
   svg.appendChild(el('text', {x: W / 2, y: 16, 'text-anchor': 'middle', 'font-weight': 'bold'}, panel.title));
   for (const [a, b, c, d] of [[L, H - B, W - R, H - B], [L, T, L, H - B]])
     svg.appendChild(el('line', {x1: a, y1: b, x2: c, y2: d, stroke: '#888'}));
-  for (const [v, y] of [[y0, H - B], [y1, T]])
-    svg.appendChild(el('text', {x: L - 4, y: y + 4, 'text-anchor': 'end'}, fmt(v)));
+  for (const v of [y0, (y0 + y1) / 2, y1]) {
+    svg.appendChild(el('line', {x1: L, y1: sy(v), x2: W - R, y2: sy(v), stroke: '#e4e4e4'}));
+    svg.appendChild(el('text', {x: L - 4, y: sy(v) + 4, 'text-anchor': 'end'}, fmt(v)));
+  }
   for (const [v, x] of [[x0, L], [x1, W - R]])
     svg.appendChild(el('text', {x: x, y: H - B + 14, 'text-anchor': 'middle'}, v));
   svg.appendChild(el('text', {x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle'}, 'step'));
@@ -72,14 +75,20 @@ document.getElementById('status').textContent = `${drawn} charts drawn`;
 
 
 def chart_data(rows: list[dict]) -> list[dict]:
-    """run.png's panels (envkit.train.plot.panels) as JSON: each a title and its series of [step, value] points;
-    a panel's right-axis series (tokens/s beside step time) is a chart of its own here, named by its axis."""
+    """run.png's panels (envkit.train.plot.panels) as JSON: each a title, its series of [step, value] points and
+    the y range run.png gives it (rewards from 0 to at least 1, counts and rates from 0: a wobble is not drawn as a
+    crash; null: the points' own range).  A panel's right-axis series (tokens/s beside step time) is a chart of its
+    own here, named by its axis."""
     shown, drawn = panels(rows, GuardLimits.shipped().metric)
     charts = []
     for title, left, right in shown:
         parts = [(AXIS_LABELS[title] if right else title, left)] + ([(AXIS_LABELS[right], [right])] if right else [])
-        charts += [{"title": name, "series": [{"label": series_label(key), "points": drawn[key]}
-                                              for key in keys if drawn[key]]} for name, keys in parts]
+        for name, keys in parts:
+            values = [v for key in keys for _, v in drawn[key]]
+            y = (reward_limits(values) if title in REWARD_PANELS else
+                 (0.0, 1.08 * max(values, default=1) or 1) if title in COUNTS_FROM_ZERO else None)
+            charts.append({"title": name, "y": y, "series": [{"label": series_label(key), "points": drawn[key]}
+                                                             for key in keys if drawn[key]]})
     return charts
 
 
