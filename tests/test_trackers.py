@@ -25,6 +25,7 @@ from tests.conftest import make_facts
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
+INSTALLED_PACKAGES = {"wandb": "0.31.0", "tensorboard": "2.21.0"}  # what "all" finds in the unit tests
 MODULES = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb", "mlflow": "mlflow"}
 INSTALLED = [name for name, module in MODULES.items() if importlib.util.find_spec(module) is not None]
 SECRETS = {"WANDB_API_KEY": "canary-wandb-key-28", "HF_TOKEN": "canary-hf-token-28",
@@ -38,7 +39,7 @@ def recipe_with(report_to: list[str], extra: str = ""):
 
 def check(report_to: list[str], environ: dict, home: Path, extra: str = ""):
     recipe = recipe_with(report_to, extra)
-    trackers = tracker_facts(report_to, environ, home)
+    trackers = tracker_facts(report_to, environ, INSTALLED_PACKAGES, home)
     inputs = LaunchInputs(recipe, None, False, trackers=trackers)
     return LAUNCH_REGISTRY["EK701"].run(make_facts(gpus=None), inputs), trackers
 
@@ -46,7 +47,7 @@ def check(report_to: list[str], environ: dict, home: Path, extra: str = ""):
 def test_wandb_without_a_key_logs_offline_into_the_run(tmp_path):
     finding, trackers = check(["wandb"], {}, tmp_path)
     assert finding.severity is Severity.WARN and "wandb logs offline" in finding.title
-    env = tracker_env(["wandb"], trackers, tmp_path / "run")
+    env = tracker_env(trackers, tmp_path / "run")
     assert env == {"WANDB_DIR": str((tmp_path / "run").resolve()), "WANDB_MODE": "offline"}
 
 
@@ -58,7 +59,7 @@ def test_wandb_with_a_key_or_a_login_is_online_and_says_no_secret(tmp_path, envi
         (tmp_path / ".netrc").chmod(0o600)
     finding, trackers = check(["wandb"], environ, tmp_path)
     assert finding.severity is Severity.OK
-    assert "WANDB_MODE" not in tracker_env(["wandb"], trackers, tmp_path)
+    assert "WANDB_MODE" not in tracker_env(trackers, tmp_path)
     assert "sekrit-28" not in json.dumps(finding.to_dict()) + repr(trackers)
     assert ("WANDB_API_KEY=<set>" in finding.evidence) is not bool(netrc)
 
@@ -79,7 +80,7 @@ def test_a_folder_of_the_users_that_cannot_be_written_is_refused(tmp_path, track
     value = (blocked / "sub").as_uri() if tracker == "mlflow" else str(blocked / "sub")
     finding, trackers = check([tracker], {variable: value, "WANDB_API_KEY": "k"}, tmp_path)
     assert finding.severity is Severity.FAIL and f"cannot write to {variable}=" in finding.title
-    assert variable not in tracker_env([tracker], trackers, tmp_path)  # the user's place is kept, never replaced
+    assert variable not in tracker_env(trackers, tmp_path)  # the user's place is kept, never replaced
 
 
 def test_a_folder_of_another_tracker_is_not_the_runs_business(tmp_path):
@@ -96,15 +97,22 @@ def test_a_trackio_space_needs_a_hub_token(tmp_path):
 
 
 def test_mlflow_defaults_to_a_file_store_in_the_run_and_a_server_is_left_alone(tmp_path):
-    env = tracker_env(["mlflow"], TrackerFacts(), tmp_path)
+    env = tracker_env(TrackerFacts(chosen=("mlflow",)), tmp_path)
     assert env["MLFLOW_TRACKING_URI"] == (tmp_path.resolve() / "mlruns").as_uri()
     finding, trackers = check(["mlflow"], {"MLFLOW_TRACKING_URI": "https://u:p@mlflow.example"}, tmp_path)
     assert finding.severity is Severity.OK and "u:p" not in finding.evidence
-    assert tracker_env(["mlflow"], trackers, tmp_path) == {}
+    assert tracker_env(trackers, tmp_path) == {}
 
 
 def test_no_tracker_no_check(tmp_path):
     assert check([], {}, tmp_path)[0].severity is Severity.SKIP
+
+
+def test_all_means_the_installed_trackers(tmp_path):
+    """report_to: [all] is every installed integration to transformers: W&B among them, offline here."""
+    finding, trackers = check(["all"], {}, tmp_path)
+    assert trackers.chosen == ("tensorboard", "wandb") and finding.severity is Severity.WARN
+    assert tracker_env(trackers, tmp_path)["WANDB_MODE"] == "offline"
 
 
 def test_the_dry_run_names_the_check_and_where_the_trackers_write(tmp_path):

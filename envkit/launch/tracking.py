@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from packaging.utils import canonicalize_name
+
 from envkit.facts import Facts
+from envkit.knowledge import curated
 from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
 from envkit.masking import masked
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
@@ -40,19 +43,32 @@ WANDB_HOST = "api.wandb.ai"
 class TrackerFacts:
     """What the tracker check reads of this machine (gathered by ``tracker_facts``)."""
 
+    chosen: tuple[str, ...] = ()  # the TRACKERS the run reports to (report_to's; with "all", the installed ones)
     env: Mapping[str, str] = field(default_factory=dict)  # VARIABLES that are set, secrets masked
     wandb_login: bool = False  # ~/.netrc holds a W&B key (`wandb login`)
     hf_login: bool = False  # HF_TOKEN or the hub's token file
     unwritable: Mapping[str, str] = field(default_factory=dict)  # a variable naming a folder -> why it can't be written
 
 
-def tracker_facts(report_to: list[str], environ: Mapping[str, str], home: Path | None = None) -> TrackerFacts:
-    """Read the trackers' variables, the logins and whether the folder each tracker of ``report_to`` is pointed at
-    by the environment can be written (created if missing, as the tracker would)."""
+def chosen_trackers(report_to: list[str], installed: Mapping[str, str]) -> tuple[str, ...]:
+    """The TRACKERS a run reports to: those report_to names, or with "all" (transformers: every integration
+    installed) those whose package is installed (curated.json report_to_packages)."""
+    if "all" not in report_to:
+        return tuple(name for name in TRACKERS if name in report_to)
+    packages = curated("report_to_packages")["integrations"]
+    return tuple(name for name in TRACKERS if any(all(canonicalize_name(p) in installed for p in choice.split("+"))
+                                                  for choice in packages[name]))
+
+
+def tracker_facts(report_to: list[str], environ: Mapping[str, str], installed: Mapping[str, str],
+                  home: Path | None = None) -> TrackerFacts:
+    """Read the trackers' variables, the logins and whether the folder each tracker the run reports to is pointed
+    at by the environment can be written (created if missing, as the tracker would)."""
     home = Path.home() if home is None else home
+    chosen = chosen_trackers(report_to, installed)
     env = {name: masked(name, environ[name]) for name in VARIABLES if environ.get(name)}
     unwritable = {}
-    for tracker in set(report_to) & set(FOLDERS):
+    for tracker in set(chosen) & set(FOLDERS):
         variable = FOLDERS[tracker]
         folder = mlflow_folder(environ) if tracker == "mlflow" else environ.get(variable)
         why = folder and _not_writable(Path(folder).expanduser())
@@ -60,7 +76,7 @@ def tracker_facts(report_to: list[str], environ: Mapping[str, str], home: Path |
             unwritable[variable] = why
     hf_home = Path(environ.get("HF_HOME") or home / ".cache" / "huggingface")
     hf_login = bool(environ.get("HF_TOKEN")) or (hf_home / "token").is_file()
-    return TrackerFacts(env, _wandb_netrc(environ, home), hf_login, unwritable)
+    return TrackerFacts(chosen, env, _wandb_netrc(environ, home), hf_login, unwritable)
 
 
 def mlflow_folder(environ: Mapping[str, str]) -> str | None:
@@ -94,10 +110,10 @@ def _wandb_netrc(environ: Mapping[str, str], home: Path) -> bool:
     return False
 
 
-def tracker_env(report_to: list[str], facts: TrackerFacts, output_dir: Path) -> dict[str, str]:
+def tracker_env(facts: TrackerFacts, output_dir: Path) -> dict[str, str]:
     """The variables envkit sets for the run (plan.env, manifest.json): each tracker into the run folder where
     the user named no place, and W&B offline where it has no key.  Never a secret."""
-    run = output_dir.resolve()
+    run, report_to = output_dir.resolve(), facts.chosen
     env = {}
     if "wandb" in report_to:
         if "WANDB_DIR" not in facts.env:
@@ -121,20 +137,19 @@ def _wandb_key(facts: TrackerFacts) -> bool:
 def tracker_ready(facts: Facts, inputs: LaunchInputs) -> Outcome:
     """Each tracker in output.report_to can write its run: its folder is writable, its login or offline mode is set.
 
-    TensorBoard, Trackio, W&B and MLflow write into the run folder unless a variable of the user's points them
-    elsewhere (TENSORBOARD_LOGGING_DIR, TRACKIO_DIR, WANDB_DIR, MLFLOW_TRACKING_URI: a path or file: URI;
-    an http(s) URI is a tracking server, whose credentials MLflow reads from MLFLOW_TRACKING_TOKEN or
-    MLFLOW_TRACKING_USERNAME/PASSWORD); such a folder must be writable.  W&B without a key (WANDB_API_KEY, or
-    `wandb login` in ~/.netrc) logs offline (envkit sets WANDB_MODE=offline; `wandb sync RUN/wandb/offline-run-*`
-    uploads it later) unless WANDB_MODE asks for online, which is refused: wandb.init would stop the run after
-    the model has loaded.  A Trackio Space (grpo.trackio_space_id or TRACKIO_SPACE_ID) needs a hub token (HF_TOKEN
-    or `hf auth login`).  The installed library itself is checked before, with the recipe (output.report_to: NAME
-    needs ...).  Secrets are read as set or unset only, never printed or stored.
+    ``all`` means the installed ones, as for transformers.  TensorBoard, Trackio, W&B and MLflow write into the run
+    folder unless a variable of the user's points them elsewhere (TENSORBOARD_LOGGING_DIR, TRACKIO_DIR, WANDB_DIR,
+    MLFLOW_TRACKING_URI: a path or file: URI; an http(s) URI is a tracking server, whose credentials MLflow reads
+    from MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD); such a folder must be writable.  W&B without a
+    key (WANDB_API_KEY, or `wandb login` in ~/.netrc) logs offline (envkit sets WANDB_MODE=offline; `wandb sync
+    RUN/wandb/offline-run-*` uploads it later) unless WANDB_MODE asks for online, which is refused: wandb.init would
+    stop the run after the model has loaded.  A Trackio Space (grpo.trackio_space_id or TRACKIO_SPACE_ID) needs a
+    hub token (HF_TOKEN or `hf auth login`).  The installed library itself is checked before, with the recipe
+    (output.report_to: NAME needs ...).  Secrets are read as set or unset only, never printed or stored.
     """
-    recipe = inputs.recipe
-    chosen = [name for name in recipe.output.report_to if name in TRACKERS]
-    tracking = inputs.trackers
-    if not chosen or tracking is None:
+    recipe, tracking = inputs.recipe, inputs.trackers
+    chosen = tracking.chosen if tracking is not None else ()
+    if not chosen:
         return skip("no tensorboard, trackio, wandb or mlflow in output.report_to")
     problems, notes = [], []
     for variable, why in tracking.unwritable.items():

@@ -118,8 +118,8 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         (["--resume"] if resume else []) + (["--force"] if force else []) + (["--verbose"] if verbose else []) + \
         [a for p in no_patch for a in ("--no-patch", p)]
     unavailable = None
-    trackers = tracker_facts(recipe.output.report_to, os.environ)  # where they write: into the run unless told
-    plan = replace(plan, env={**plan.env, **tracker_env(recipe.output.report_to, trackers, output_dir)})
+    trackers = tracker_facts(recipe.output.report_to, os.environ, facts.installed)  # they write into the run
+    plan = replace(plan, env={**plan.env, **tracker_env(trackers, output_dir)})
     if not worker:  # a rank: the launcher that started it laid the run out (and checked the model)
         plan = _lay_out(recipe, str(recipe_path), facts, plan, forward, dry_run, trackers)
         unavailable = model_problem(recipe, facts)
