@@ -40,12 +40,11 @@ class SamplesCallback(TrainerCallback):
     """Writes a step's completions grouped by prompt to samples.jsonl (rank 0: the one that gets it); ``trainer``
     is set once the GRPOTrainer exists (a callback is given none)."""
 
-    def __init__(self, run_dir, every: int, answers: dict[str, str], weights: dict[str, float], report_to=()):
+    def __init__(self, run_dir, every: int, answers: dict[str, str], weights: dict[str, float]):
         self.path = run_dir / SAMPLES
         self.every = every
         self.answers = answers
         self.weights = weights  # reward function name -> weight: the weighted reward of each completion
-        self.report_to = set(report_to)
         self.trainer = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -63,7 +62,7 @@ class SamplesCallback(TrainerCallback):
             os.write(fd, (json.dumps(row) + "\n").encode())
         finally:
             os.close(fd)
-        self._to_trackers(step, flat)
+        self._to_trackers(step, flat, set(args.report_to or ()))  # TrainingArguments resolved "all" already
 
     def _completions(self, logged) -> list[dict]:
         """One dict per completion: prompt, answer, text, each function's reward, the weighted one, the advantage."""
@@ -78,21 +77,21 @@ class SamplesCallback(TrainerCallback):
                          "advantage": _number(advantages[i]) if i < len(advantages) else None})
         return flat
 
-    def _to_trackers(self, step: int, flat: list[dict]) -> None:
+    def _to_trackers(self, step: int, flat: list[dict], report_to: set[str]) -> None:
         """The same rows as a table in W&B and Trackio, and an MLflow table artifact, for the trackers in use."""
         columns = ["step", "prompt", "answer", "completion", "reward", *flat[0]["rewards"], "advantage"]
         data = [[step, c["prompt"], c["answer"], c["completion"], c["reward"], *c["rewards"].values(), c["advantage"]]
                 for c in flat]
-        if "wandb" in self.report_to:
+        if "wandb" in report_to:
             import wandb
 
             if wandb.run is not None:
                 wandb.log({"samples": wandb.Table(columns=columns, data=data), "train/global_step": step})
-        if "trackio" in self.report_to:
+        if "trackio" in report_to:
             import trackio
 
             trackio.log({"samples": trackio.Table(columns=columns, data=data)}, step=step)
-        if "mlflow" in self.report_to:
+        if "mlflow" in report_to:
             import mlflow
 
             if mlflow.active_run() is not None:
@@ -105,6 +104,6 @@ def samples_callback(recipe, run_dir, train_rows, trainer) -> SamplesCallback:
     answers by prompt; the weights by the reward names TRL logs (each function's __name__)."""
     answers = dict(zip(map(prompt_key, train_rows["prompt"]), train_rows["answer"]))
     weights = dict(zip(trainer.reward_func_names, (r.weight for r in recipe.rewards)))
-    callback = SamplesCallback(run_dir, recipe.output.samples_every, answers, weights, recipe.output.report_to)
+    callback = SamplesCallback(run_dir, recipe.output.samples_every, answers, weights)
     callback.trainer = trainer
     return callback
