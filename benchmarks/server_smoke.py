@@ -1,6 +1,6 @@
 """vLLM server mode on one GPU: the server `envkit train` starts for the installed TRL, driven by TRL's own client.
 
-Builds the launch plan of a 1 + 1 GPU server-mode recipe (envkit.launch.plan), keeps its server process but
+Builds the launch plan of a 1 + 1 GPU server-mode recipe (envkit.launch.layout), keeps its server process but
 puts it on GPU 0, and runs it with envkit.launch.procs.run_plan followed by a client process that does what
 GRPOTrainer's server mode does before its first step, with trl's VLLMClient: health, the development
 endpoints (VLLM_SERVER_DEV_MODE), a configured weight-transfer engine, the world size, then a generation batch
@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from budget_measure import WORK, build
 from grpo_bench import make_prompts
 
-from envkit.launch.plan import ProcessSpec, build_launch_plan
-from envkit.launch.preflight import port_in_use
-from envkit.launch.procs import run_plan
+from envkit.launch.machine import port_in_use
+from envkit.launch.layout import ProcessSpec, launch_layout
+from envkit.launch.procs import run_processes
 from envkit.recipe.load import load_recipe
+from envkit.train.decisions import vllm_utilization
 
 PORT = 8000
 RECIPE = """version: 1
@@ -112,7 +113,9 @@ def main() -> None:
     data.write_text("".join(json.dumps({"question": p, "answer": "0"}) + "\n" for p in make_prompts(64, 64)))
     recipe_path = folder / "recipe.yaml"
     recipe_path.write_text(RECIPE.format(model=model, data=data, port=PORT))
-    plan = build_launch_plan(load_recipe(recipe_path), str(recipe_path), 2, trl.__version__)
+    recipe = load_recipe(recipe_path)
+    share = vllm_utilization(recipe, None)  # server mode: TRL's vllm-serve default, as envkit train resolves it
+    plan = launch_layout(recipe, str(recipe_path), 2, trl.__version__, vllm_utilization=share)
     server = replace(plan.processes[0], env={**plan.processes[0].env, "CUDA_VISIBLE_DEVICES": "0"}, gpus=["0"])
     result = folder / "client.json"
     result.unlink(missing_ok=True)
@@ -128,7 +131,7 @@ def main() -> None:
 
     port_busy_before = port_in_use(PORT)
     started = time.time()
-    code = run_plan(plan, echo=echo)
+    code = run_processes(plan, echo=echo)
     ended = time.time()
     log.close()
     report = {"trl": trl.__version__, "server": plan.server, "server_argv": server.argv, "server_env": server.env,

@@ -12,8 +12,8 @@ import click
 
 from envkit.exitcodes import USAGE
 from envkit.facts import Facts, FactsError
-from envkit.report import exit_code, repair_indexes, repair_requirements, to_json
-from envkit.report.text import markdown_table, render
+from envkit.doctor_output import exit_code, repair_indexes, repair_requirements, to_json
+from envkit.doctor_output.text import markdown_table, render
 from envkit.rules import REGISTRY, Rule, find_rule, run_rules
 from envkit.rules.base import SECTIONS
 from envkit.terminal import echo

@@ -24,9 +24,7 @@ from envkit.budget.shapes import UnknownName, known_shapes, resolve_gpu, resolve
 from envkit.cli import main
 from envkit.recipe.library import find_recipe
 from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
-from envkit.rules import run_rules
-from envkit.train.config import TRL_DEFAULT_UTILIZATION, grpo_kwargs
-from envkit.train.preflight import plan_run
+from envkit.train.plan import build_plan
 from tests.conftest import make_facts
 
 # grpo-llama3b: Llama-3.2-3B-Instruct, bf16, LoRA r=64 on every linear, 4 prompts x 8 generations, 512+256 tokens.
@@ -265,16 +263,16 @@ def test_a_pinned_utilization_is_kept_and_auto_is_the_first_fix(tmp_path):
     assert rec.fixes[0].setting == "vllm.gpu_memory_utilization: auto, vllm.sleep: auto" and rec.fixes[0].fits
 
 
-def run_plan(recipe, gpu="h100", vllm_version="0.26.0"):
+def plan_on(recipe, gpu="h100", vllm_version="0.26.0"):
     facts = make_facts(gpu, {"torch": "2.11.0+cu130", "vllm": vllm_version, "trl": "1.16.0"},
                        vllm_cudart=["libcudart.so.13"])
-    plan = plan_run(recipe, facts, run_rules(facts))
-    return plan, grpo_kwargs(recipe, plan, "/tmp/out")
+    plan = build_plan(recipe, facts)
+    return plan, plan.grpo_config
 
 
 def test_runner_auto_utilization_and_sleep_are_the_budgets():
     recipe = shipped("grpo-llama3b")
-    plan, kwargs = run_plan(recipe, "h100")
+    plan, kwargs = plan_on(recipe, "h100")
     assert plan.use_vllm and plan.gpu_memory == 80 * 1024 * MIB
     expected = recommend_recipe(recipe, plan.gpu_memory).plan
     assert kwargs["vllm_gpu_memory_utilization"] == expected.vllm.utilization
@@ -282,15 +280,15 @@ def test_runner_auto_utilization_and_sleep_are_the_budgets():
     assert not any("memory budget" in w for w in plan.warnings)
 
 
-def test_preflight_warns_when_the_budget_does_not_fit():
-    plan, _ = run_plan(shipped("grpo-llama3b"), "t4")
+def test_the_plan_warns_when_the_budget_does_not_fit():
+    plan, _ = plan_on(shipped("grpo-llama3b"), "t4")
     assert plan.sleep  # sleep: auto, and only sleeping comes close
     assert any(w.startswith("memory budget: about") and "envkit budget" in w for w in plan.warnings)
 
 
 def test_unknown_model_falls_back_to_trls_default_with_a_warning():
-    plan, kwargs = run_plan(parse_recipe(recipe_with(model="{name: some-org/unknown-model, dtype: bf16}")))
-    assert kwargs["vllm_gpu_memory_utilization"] == TRL_DEFAULT_UTILIZATION
+    plan, kwargs = plan_on(parse_recipe(recipe_with(model="{name: some-org/unknown-model, dtype: bf16}")))
+    assert kwargs["vllm_gpu_memory_utilization"] == plan.vllm_utilization == 0.3  # TRL's GRPOConfig default
     assert any("no memory budget" in w for w in plan.warnings)
 
 
@@ -319,7 +317,7 @@ def test_an_impossible_recipe_says_so_instead_of_an_absurd_share(tmp_path):
 
 
 def test_the_budget_is_computed_once_from_yaml_to_grpo_config(monkeypatch):
-    """Issue #15: plan_run computed it (twice) and grpo_kwargs again; now the plan carries the share."""
+    """Issue #15: plan_run computed it (twice) and grpo_kwargs again; now the plan resolves the share once."""
     import envkit.budget.recipe as budget_recipe
 
     calls = []
@@ -331,10 +329,10 @@ def test_the_budget_is_computed_once_from_yaml_to_grpo_config(monkeypatch):
         recipe = shipped("grpo-llama3b")
         recipe.grpo.micro_batch = None  # as written: micro_batch auto searches (one budget per split it tries)
         recipe.vllm.sleep = {"auto": "auto", "true": True, "false": False}[sleep]
-        plan, kwargs = run_plan(recipe, "h100")
+        plan, kwargs = plan_on(recipe, "h100")
         assert len(calls) == 1, sleep
         expected = real(recipe, plan.gpu_memory, True, plan.sleep).plan.vllm.utilization
-        assert kwargs["vllm_gpu_memory_utilization"] == plan.budget_share == expected
+        assert kwargs["vllm_gpu_memory_utilization"] == plan.budget_share == plan.vllm_utilization == expected
 
 
 def test_every_fix_names_a_real_recipe_key_and_saves_something():
@@ -356,18 +354,18 @@ def test_every_fix_names_a_real_recipe_key_and_saves_something():
 
 def test_gradient_checkpointing_auto_is_off_where_the_activations_fit_and_on_where_they_do_not():
     """Issue #16: recomputing every layer's forward costs each step; the budget turns it on only when needed."""
-    roomy, _ = run_plan(shipped("grpo-llama3b"), "h200")
+    roomy, _ = plan_on(shipped("grpo-llama3b"), "h200")
     assert roomy.gradient_checkpointing is False
-    tight_plan, tight_kwargs = run_plan(shipped("grpo-llama3b"), "a10g")  # 24 GiB: 19 GiB of activations do not fit
+    tight_plan, tight_kwargs = plan_on(shipped("grpo-llama3b"), "a10g")  # 24 GiB: 19 GiB of activations do not fit
     assert tight_plan.gradient_checkpointing is True and tight_kwargs["gradient_checkpointing"] is True
-    unknown, _ = run_plan(parse_recipe(recipe_with(model="{name: some-org/unknown-model, dtype: bf16}")), "h200")
+    unknown, _ = plan_on(parse_recipe(recipe_with(model="{name: some-org/unknown-model, dtype: bf16}")), "h200")
     assert unknown.gradient_checkpointing is True  # no budget: TRL's default
 
 
 def test_a_pinned_gradient_checkpointing_is_kept_and_budgeted_as_pinned():
     recipe = shipped("grpo-llama3b")
     recipe.grpo.gradient_checkpointing = True
-    plan, kwargs = run_plan(recipe, "h200")
+    plan, kwargs = plan_on(recipe, "h200")
     assert plan.gradient_checkpointing is True and kwargs["gradient_checkpointing"] is True
     assert recommend_recipe(recipe, 141 * 1024 * MIB).plan.inputs.grad_checkpointing is True
 
@@ -378,24 +376,24 @@ def test_the_budget_tries_awake_before_asleep_and_no_checkpointing_before_checkp
 
     tried = []
     monkeypatch.setattr(recommend_module, "fits", lambda b: tried.append((b.sleep, b.inputs.grad_checkpointing)) or False)
-    chosen = recommend_module.plan(on("h100"), 0.3)
+    chosen = recommend_module.cheapest_budget(on("h100"), 0.3)
     assert tried == [(False, False), (False, True), (True, False), (True, True)]
     assert (chosen.sleep, chosen.inputs.grad_checkpointing) == (True, True)  # nothing fits: the last
     tried.clear()
-    recommend_module.plan(on("h100", grad_checkpointing=True), 0.3, sleep=False)
+    recommend_module.cheapest_budget(on("h100", grad_checkpointing=True), 0.3, sleep=False)
     assert tried == [(False, True)]
 
 
 def test_colocated_trl_generation_skips_vllms_detokenizing_and_nothing_else_does():
     """Issue #16: TRL reads token ids back and decodes them itself; server mode and Unsloth keep vLLM's default."""
-    _, colocate = run_plan(shipped("grpo-llama3b"), "h100")
+    _, colocate = plan_on(shipped("grpo-llama3b"), "h100")
     assert colocate["generation_kwargs"] == {"detokenize": False}
     server = shipped("grpo-llama3b")
     server.vllm.mode = "server"
-    assert "generation_kwargs" not in run_plan(server, "h100")[1]
+    assert "generation_kwargs" not in plan_on(server, "h100")[1]
     off = shipped("grpo-llama3b")
     off.vllm.enabled = False
-    assert "generation_kwargs" not in run_plan(off, "h100")[1]
+    assert "generation_kwargs" not in plan_on(off, "h100")[1]
 
 
 
@@ -403,11 +401,11 @@ def test_the_recipes_own_generation_kwargs_join_the_detokenize_setting_and_win()
     """grpo.generation_kwargs (a TRL field, passed through, #14) keeps its keys next to envkit's detokenize: false."""
     recipe = shipped("grpo-llama3b")
     recipe.grpo.trl = {"generation_kwargs": {"min_tokens": 4, "detokenize": True}}
-    assert run_plan(recipe, "h100")[1]["generation_kwargs"] == {"detokenize": True, "min_tokens": 4}
+    assert plan_on(recipe, "h100")[1]["generation_kwargs"] == {"detokenize": True, "min_tokens": 4}
     recipe.grpo.trl = {"generation_kwargs": {"min_tokens": 4}}
-    assert run_plan(recipe, "h100")[1]["generation_kwargs"] == {"detokenize": False, "min_tokens": 4}
+    assert plan_on(recipe, "h100")[1]["generation_kwargs"] == {"detokenize": False, "min_tokens": 4}
     recipe.grpo.trl = {"generation_kwargs": '{"min_tokens": 4}'}  # TRL's JSON-string form: passed as written
-    assert run_plan(recipe, "h100")[1]["generation_kwargs"] == '{"min_tokens": 4}'
+    assert plan_on(recipe, "h100")[1]["generation_kwargs"] == '{"min_tokens": 4}'
 
 
 def test_trls_timed_spans_are_summed_per_step_for_metrics():
@@ -430,16 +428,16 @@ def test_micro_batch_auto_runs_the_steps_completions_in_the_largest_pass_that_co
     GPU the larger passes would need checkpointing or sleep the written split avoids, so the split stays."""
     recipe = shipped("grpo-llama3b")
     assert recipe.grpo.micro_batch == "auto"  # the shipped recipe opts in
-    plan, kwargs = run_plan(recipe, "h200")
+    plan, kwargs = plan_on(recipe, "h200")
     assert plan.micro_batch == 32
     assert (kwargs["per_device_train_batch_size"], kwargs["gradient_accumulation_steps"]) == (32, 1)
     written = recommend_recipe(shipped("grpo-llama3b"), plan.gpu_memory)
     assert not written.plan.sleep and written.plan.inputs.grad_checkpointing is False  # as cheap as the written split
-    small, small_kwargs = run_plan(recipe, "a10g")
+    small, small_kwargs = plan_on(recipe, "a10g")
     assert small.micro_batch == 8 and small_kwargs["gradient_accumulation_steps"] == 4
     as_written = shipped("grpo-llama3b")
     as_written.grpo.micro_batch = None  # the shipped recipe sets auto; unset, the split is the recipe's
-    plain, plain_kwargs = run_plan(as_written, "h200")
+    plain, plain_kwargs = plan_on(as_written, "h200")
     assert plain.micro_batch is None and plain_kwargs["per_device_train_batch_size"] == 8
 
 

@@ -204,6 +204,16 @@ def test_run_command_expands_in_a_shell(tmp_path):
     assert f"{tmp_path}:/work" in words
 
 
+@pytest.mark.parametrize("name", ["docker", "podman"])
+def test_run_command_of_a_cpu_image_asks_for_no_gpu(name):
+    """A CPU image's command runs on a machine without NVIDIA's toolkit: podman refuses an unresolvable CDI device
+    (exit 126), docker an unknown --gpus runtime, before the image starts."""
+    chosen = next(b for b in BUILDERS if b.name == name)
+    command = run_command("envkit/grpo:tiny-cpu", "/recipes/tiny.yaml", chosen, gpus=False)
+    assert shlex.split(command)[:4] == [name, "run", "--user", "$(id -u):$(id -g)"]
+    assert "#" not in command and "gpu" not in command.replace("grpo", "") and "--ulimit" not in command
+
+
 @pytest.mark.parametrize("name", ["podman", "buildah"])
 def test_run_command_podman_uses_cdi(name):
     chosen = next(b for b in BUILDERS if b.name == name)

@@ -13,8 +13,6 @@ from types import SimpleNamespace
 import pytest
 
 from envkit.knowledge import load
-from envkit.recipe.load import parse_recipe
-from envkit.train.config import grpo_kwargs
 from envkit.train.effective import backend_rules, effective_config, keep_after, replay, trl_defaults
 from tests.conftest import COHERENT, make_facts
 from tests.test_train_backends import UNSLOTH, dry_run_on, plan_for, tiny, with_vllm
@@ -68,8 +66,7 @@ def test_replaying_the_knowledge_gives_what_unsloths_code_gives(loss_type):
 
 
 def kwargs_for(text: str, facts=UNSLOTH_NOW) -> dict:
-    recipe = parse_recipe(text, "recipe.yaml")
-    return grpo_kwargs(recipe, plan_for(text, facts), "out")
+    return dict(plan_for(text, facts).grpo_config)
 
 
 LEARNING = ("loss_type", "beta", "epsilon", "epsilon_high", "mask_truncated_completions", "scale_rewards",

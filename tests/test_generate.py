@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.train.generate import GenerateError, find_trained
+from envkit.runs.generate import GenerateError, find_trained
 
 
 def run_folder(tmp_path, manifest: dict | None = None, base: str = "org/base"):
@@ -56,7 +56,7 @@ def test_greedy_gives_one_completion(tmp_path):
 
 def test_engine_vllm_without_vllm_or_a_gpu_is_refused_not_swapped(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
-    from envkit.train import generate as module
+    from envkit.runs import generate as module
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(module.importlib.util, "find_spec", lambda name: None)
@@ -82,3 +82,17 @@ def test_an_adapter_rank_that_is_not_a_whole_number_is_one_line(tmp_path, fields
     (folder / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "b", **fields}))
     with pytest.raises(GenerateError, match="r and rank_pattern must be whole numbers"):
         find_trained(folder)
+
+
+def test_a_base_model_left_in_an_image_points_to_the_merged_model(tmp_path):
+    """A run trained in the image names its base at the image's /cache path; on the host that path is not there:
+    one line before anything loads, pointing to merged/ when the run has it."""
+    (tmp_path / "run").mkdir()
+    folder = run_folder(tmp_path / "run", base=str(tmp_path / "cache" / "tiny-llama"))
+    with pytest.raises(GenerateError, match="is not on this machine .*; copy it to that path"):
+        find_trained(folder)
+    (folder / "merged").mkdir()
+    (folder / "merged" / "config.json").write_text("{}")
+    with pytest.raises(GenerateError, match=f"merged model: envkit generate {folder} --merged"):
+        find_trained(folder)
+    assert find_trained(folder, merged=True).model == str(folder / "merged")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from envkit.cli import main
 from envkit.train.guard import GuardLimits, StaleWeightGuard, check_rows
-from envkit.train.plot import metric_rows
+from envkit.runs.plot import metric_rows
 
 CURVES = Path(__file__).parent / "fixtures" / "guard"
 HEALTHY = sorted(CURVES.glob("healthy-*.jsonl"))

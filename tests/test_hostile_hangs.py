@@ -147,7 +147,7 @@ def test_a_fifo_as_the_probe_cache_is_probed_over(fake_site, tmp_path, monkeypat
 
 def test_fifos_in_a_run_folder_are_refused(tmp_path, fifo):
     from envkit.train.checkpoints import problem
-    from envkit.train.generate import GenerateError, find_trained
+    from envkit.runs.generate import GenerateError, find_trained
 
     run = tmp_path / "run"
     fifo(run / "manifest.json")

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from envkit.launch.plan import build_launch_plan, loopback_address
+from envkit.launch.layout import loopback_address
 from envkit.recipe.load import parse_recipe
+from tests.test_launch import resolved_layout
 
 GOLDEN = Path(__file__).parent / "fixtures" / "launch"
 TRL = "1.16.0"
@@ -20,7 +21,7 @@ TRL = "1.16.0"
 def server_bind(host: str) -> str:
     server = f"  mode: server\n  server: {{host: '{host}'}}\n"
     text = (GOLDEN / "server-1+1.yaml").read_text().replace("  mode: server\n", server)
-    server = build_launch_plan(parse_recipe(text, str(GOLDEN / "x.yaml")), "x.yaml", 2, TRL).processes[0]
+    server = resolved_layout(parse_recipe(text, str(GOLDEN / "x.yaml")), "x.yaml", 2, TRL).processes[0]
     return server.argv[server.argv.index("--host") + 1]
 
 

@@ -67,7 +67,7 @@ def test_train_prints_a_hostile_output_folder_escaped(tmp_path):
 
 
 def test_the_run_summary_goes_through_the_sanitising_print(tmp_path, capsys):
-    from envkit.train.summary import run_summary
+    from envkit.runs.summary import run_summary
 
     echo(run_summary(tmp_path / EVIL, [{"step": 1, "reward": 0.5, f"rewards/{EVIL}/mean": 0.5}], 1, 1.0, "vLLM", False))
     out = capsys.readouterr().out

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envkit.cli import main
-from envkit.train.generate import GenerateError, find_trained
+from envkit.runs.generate import GenerateError, find_trained
 
 
 def planted_run(tmp_path, trust) -> tuple:

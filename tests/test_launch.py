@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 
 from envkit.exitcodes import raise_terminated
-from envkit.launch.plan import LaunchError, LaunchPlan, ProcessSpec, build_launch_plan
-from envkit.launch.preflight import launch_findings, port_in_use
-from envkit.launch.procs import LaunchFailed, Running, run_plan, wait_healthy
+from envkit.launch.layout import LaunchError, LaunchLayout, ProcessSpec, launch_layout
+from envkit.launch.machine import port_in_use, probe_launch
+from envkit.launch.procs import LaunchFailed, Running, run_processes, wait_healthy
 from envkit.recipe.derived import vllm_launch_kwargs
 from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
-from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
+from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs, LaunchProbe, run_launch_rules
 from envkit.rules import Severity, find_rule
+from envkit.train.decisions import vllm_utilization
 from tests.conftest import make_facts
 
 GOLDEN = Path(__file__).parent / "fixtures" / "launch"
@@ -48,29 +49,34 @@ CASES = {
 }
 
 
-def plan_for(recipe_name: str, visible: int, trl: str | None = TRL, cvd: str | None = None, machine_rank: int = 0,
-             **extra) -> LaunchPlan:
+def resolved_layout(recipe, recipe_path: str, visible: int, trl: str | None, **extra) -> LaunchLayout:
+    """launch_layout with vLLM's share resolved as envkit train resolves it (no memory budget here)."""
+    return launch_layout(recipe, recipe_path, visible, trl, vllm_utilization=vllm_utilization(recipe, None), **extra)
+
+
+def layout_for(recipe_name: str, visible: int, trl: str | None = TRL, cvd: str | None = None, machine_rank: int = 0,
+             **extra) -> LaunchLayout:
     recipe = load_recipe(GOLDEN / f"{recipe_name}.yaml")
     recipe.distributed.machine_rank = machine_rank  # as envkit train --machine-rank
-    return build_launch_plan(recipe, f"tests/fixtures/launch/{recipe_name}.yaml", visible, trl, cuda_visible_devices=cvd,
+    return resolved_layout(recipe, f"tests/fixtures/launch/{recipe_name}.yaml", visible, trl, cuda_visible_devices=cvd,
                              forward=["--output", "runs/golden"], python="python", **extra)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_launch_plan_matches_golden(case):
+def test_launch_layout_matches_golden(case):
     recipe_name, visible, trl, cvd, rank = CASES[case]
     got = {"inputs": {"recipe": recipe_name, "visible_gpus": visible, "trl": trl, "cuda_visible_devices": cvd,
                       "machine_rank": rank},
-           "plan": plan_for(recipe_name, visible, trl, cvd, rank).to_dict()}
+           "plan": layout_for(recipe_name, visible, trl, cvd, rank).to_dict()}
     golden = GOLDEN / f"{case}.json"
     if REGENERATE:
         golden.write_text(json.dumps(got, indent=2) + "\n")
-    assert got == json.loads(golden.read_text()), f"{case}: plan changed (ENVKIT_REGEN_GOLDEN=1 rewrites the goldens)"
+    assert got == json.loads(golden.read_text()), f"{case}: layout changed (ENVKIT_REGEN_GOLDEN=1 rewrites the goldens)"
 
 
 def test_server_mode_plan_essentials():
     """The goldens' key facts, stated once: separate GPUs, TRL's server settings, the trainer's overrides."""
-    plan = plan_for("server-1+1", 2)
+    plan = layout_for("server-1+1", 2)
     server, trainer = plan.processes
     assert (server.gpus, trainer.gpus) == (["0"], ["1"])
     assert server.env["VLLM_SERVER_DEV_MODE"] == "1" and server.health_url == "http://127.0.0.1:8000/health"
@@ -78,50 +84,50 @@ def test_server_mode_plan_essentials():
     assert trainer.argv[1:] == ["-m", "envkit", "train", "tests/fixtures/launch/server-1+1.yaml", "--worker", "--output", "runs/golden"]
     assert vllm_launch_kwargs(load_recipe(GOLDEN / "server-1+1.yaml")) == {"vllm_mode": "server", "vllm_server_host": "127.0.0.1", "vllm_server_port": 8000,
                                    "vllm_group_port": 51216, "vllm_server_timeout": 600.0}
-    old = plan_for("server-1+1", 2, "1.10.0").processes[0]
+    old = layout_for("server-1+1", 2, "1.10.0").processes[0]
     assert old.argv[1:3] == ["-m", "trl.scripts.vllm_serve"] and old.health_url.endswith("/health/")
 
 
 @pytest.mark.parametrize("trl", [None, "0.17.0", "not-a-version"])
 def test_server_mode_without_a_known_trl_server_is_refused(trl):
     with pytest.raises(LaunchError, match="no known vLLM server command"):
-        plan_for("server-1+1", 2, trl)
+        layout_for("server-1+1", 2, trl)
 
 
 def test_prerelease_trl_gets_the_newer_server():
-    assert plan_for("server-1+1", 2, "1.17.0.dev0").server == "vllm serve"
+    assert layout_for("server-1+1", 2, "1.17.0.dev0").server == "vllm serve"
 
 
 def test_gpu_indices_count_within_the_launchers_cuda_visible_devices():
-    plan = plan_for("server-1+1", 2, cvd="GPU-aaaa,5")
+    plan = layout_for("server-1+1", 2, cvd="GPU-aaaa,5")
     assert [p.env["CUDA_VISIBLE_DEVICES"] for p in plan.processes] == ["GPU-aaaa", "5"]
     with pytest.raises(LaunchError, match=r"training_gpus: GPU 1 is not among the 1 visible \(CUDA_VISIBLE_DEVICES=4\)"):
-        plan_for("server-1+1", 2, cvd="4")
+        layout_for("server-1+1", 2, cvd="4")
 
 
 def test_server_mode_needs_a_gpu_left_for_training():
     with pytest.raises(LaunchError, match="no GPU left for training"):
-        plan_for("server-1+3-zero3", 1)
+        layout_for("server-1+3-zero3", 1)
 
 
 def test_one_named_training_gpu_stays_in_process():
     recipe = parse_recipe(_fixture("colocate-1gpu") + "resources: {training_gpus: [3]}\n", str(GOLDEN / "x.yaml"))
-    plan = build_launch_plan(recipe, "x.yaml", 4, TRL)
+    plan = resolved_layout(recipe, "x.yaml", 4, TRL)
     assert plan.in_process and plan.processes == [] and plan.env == {"CUDA_VISIBLE_DEVICES": "3"}
 
 
 def test_the_server_listens_beyond_loopback_only_when_trainers_use_another_address():
     text = _fixture("server-1+1").replace("  mode: server\n", "  mode: server\n  server: {host: 10.0.0.1}\n")
-    server = build_launch_plan(parse_recipe(text, str(GOLDEN / "x.yaml")), "x.yaml", 2, TRL).processes[0]
+    server = resolved_layout(parse_recipe(text, str(GOLDEN / "x.yaml")), "x.yaml", 2, TRL).processes[0]
     assert server.argv[server.argv.index("--host") + 1] == "0.0.0.0" and server.health_url == "http://10.0.0.1:8000/health"
 
 
 def test_trust_remote_code_needs_a_server_that_offers_it():
     text = _fixture("server-1+1").replace("  dtype: bf16\n", "  dtype: bf16\n  trust_remote_code: true\n")
     recipe = parse_recipe(text, str(GOLDEN / "x.yaml"))
-    assert "--trust-remote-code" in build_launch_plan(recipe, "x.yaml", 2, TRL).processes[0].argv
+    assert "--trust-remote-code" in resolved_layout(recipe, "x.yaml", 2, TRL).processes[0].argv
     with pytest.raises(LaunchError, match="model.trust_remote_code"):
-        build_launch_plan(recipe, "x.yaml", 2, "1.10.0")
+        resolved_layout(recipe, "x.yaml", 2, "1.10.0")
 
 
 def test_accelerate_accepts_every_backends_flags():
@@ -129,7 +135,7 @@ def test_accelerate_accepts_every_backends_flags():
     launch = pytest.importorskip("accelerate.commands.launch")
     parser = launch.launch_command_parser()
     for case in ("colocate-2gpu", "server-1+3-zero3", "server-4+4-tp2", "colocate-8gpu-tp2", "multinode-rank1"):
-        argv = plan_for(*CASES[case]).processes[-1].argv
+        argv = layout_for(*CASES[case]).processes[-1].argv
         args = parser.parse_args(argv[3:])
         assert args.module and args.training_script == "envkit" and args.training_script_args[:1] == ["train"], case
         assert args.num_processes == int(argv[argv.index("--num_processes") + 1])
@@ -172,15 +178,16 @@ def test_an_accelerate_config_replaces_the_backend_flags(tmp_path):
     text = _fixture("colocate-1gpu").replace("../../../recipes", str(GOLDEN.parents[2] / "recipes"))
     recipe = parse_recipe(text + "resources: {training_gpus: 2}\ndistributed: {accelerate_config: accelerate.yaml}\n",
                           str(tmp_path / "r.yaml"))
-    argv = build_launch_plan(recipe, "r.yaml", 2, TRL).processes[0].argv
+    argv = resolved_layout(recipe, "r.yaml", 2, TRL).processes[0].argv
     assert argv[3:5] == ["--config_file", str(config)] and "--multi_gpu" not in argv and "--mixed_precision" not in argv
 
 
 # --- EK5xx ---------------------------------------------------------------------------------------------------------
 
 def check(rule_id, recipe_name, visible, facts, busy=(), context=None, use_vllm=True):
-    plan = plan_for(recipe_name, visible)
-    return LAUNCH_REGISTRY[rule_id].run(facts, LaunchInputs(load_recipe(GOLDEN / f"{recipe_name}.yaml"), plan, use_vllm, busy, context))
+    plan = layout_for(recipe_name, visible)
+    inputs = LaunchInputs(load_recipe(GOLDEN / f"{recipe_name}.yaml"), plan, use_vllm, LaunchProbe(busy, context))
+    return LAUNCH_REGISTRY[rule_id].run(facts, inputs)
 
 
 def test_every_launch_rule_is_documented_and_explained():
@@ -245,16 +252,17 @@ def test_max_model_length_against_the_model():
     assert check("EK505", "colocate-1gpu", 1, facts, use_vllm=False).severity is Severity.SKIP
 
 
-def test_launch_findings_probe_ports_and_the_local_model(tmp_path):
+def test_the_launch_probe_reads_ports_and_the_local_model(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text('{"max_position_embeddings": 512}')
     recipe = parse_recipe(_fixture("colocate-1gpu").replace("Qwen/Qwen3-0.6B", str(model)), str(GOLDEN / "x.yaml"))
-    findings = {f.id: f for f in launch_findings(recipe, build_launch_plan(recipe, "x.yaml", 1, TRL), make_facts("h100"), True)}
+    inputs = LaunchInputs(recipe, resolved_layout(recipe, "x.yaml", 1, TRL), True, probe_launch(recipe))
+    findings = {f.id: f for f in run_launch_rules(make_facts("h100"), inputs)}
     assert findings["EK505"].severity is Severity.FAIL
 
 
-def test_dry_run_prints_the_launch_plan(tmp_path):
+def test_dry_run_prints_the_launch_layout(tmp_path):
     from click.testing import CliRunner
 
     from envkit.cli import main
@@ -376,7 +384,7 @@ def test_run_plan_streams_prefixed_output_and_tears_down_the_server():
     port, lines = free_port(), []
     server = spec("vllm", SERVER, 0.3, port, health=f"http://127.0.0.1:{port}/health", timeout=10)
     trainer = spec("train", "import sys; print('step 1'); sys.stdout.write('10%\\r20%\\n'); print('oops', file=sys.stderr); sys.exit(3)")
-    code = run_plan(LaunchPlan(False, "test", processes=[server, trainer]), echo=lines.append, grace_s=2, poll_s=0.05)
+    code = run_processes(LaunchLayout(False, "test", processes=[server, trainer]), echo=lines.append, grace_s=2, poll_s=0.05)
     assert code == 3
     assert "[vllm] loading weights" in lines and "[train] oops" in lines
     assert lines[lines.index("[train] step 1"):][:3] == ["[train] step 1", "[train] 10%", "[train] 20%"]  # \r ends a line
@@ -386,7 +394,7 @@ def test_run_plan_streams_prefixed_output_and_tears_down_the_server():
 
 def test_run_plan_kills_what_a_finished_trainer_left_behind():
     lines = []
-    code = run_plan(LaunchPlan(False, "test", processes=[spec("train", TREE, 0.5)]), echo=lines.append, grace_s=0.3, poll_s=0.05)
+    code = run_processes(LaunchLayout(False, "test", processes=[spec("train", TREE, 0.5)]), echo=lines.append, grace_s=0.3, poll_s=0.05)
     grandchild = int(next(line for line in lines if "grandchild" in line).split()[-1])
     assert code == 0 and not alive(grandchild)
 
@@ -399,7 +407,7 @@ def test_ctrl_c_asks_the_trainer_to_save_then_stops_everything():
     timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
-        code = run_plan(LaunchPlan(False, "test", processes=[trainer]), echo=lines.append, grace_s=1, poll_s=0.05)
+        code = run_processes(LaunchLayout(False, "test", processes=[trainer]), echo=lines.append, grace_s=1, poll_s=0.05)
     finally:
         timer.cancel()
     assert code == 130 and "[train] saving checkpoint" in lines
@@ -414,7 +422,7 @@ def test_sigterm_to_envkit_stops_the_server_and_the_trainer():
     timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     try:
-        code = run_plan(LaunchPlan(False, "test", processes=started), echo=lines.append, grace_s=1, poll_s=0.05)
+        code = run_processes(LaunchLayout(False, "test", processes=started), echo=lines.append, grace_s=1, poll_s=0.05)
     finally:
         timer.cancel()
         signal.signal(signal.SIGTERM, previous)

@@ -1,6 +1,7 @@
-"""envkit's imports go one way (issue #15): knowledge, facts (with secret masking) and recipe at the ground; probe and rules; budget, launch,
-build, matrix and report; train; the commands on top.  Read from the source with ast (every import, also the
-ones inside functions; `if TYPE_CHECKING:` blocks are annotations only), so a lazy import is no way around it."""
+"""envkit's imports go one way (issue #15): knowledge, facts (with secret masking) and recipe at the ground; probe
+and rules; budget, launch, build, matrix, the doctor's output and runs (a run folder read back); train; the commands on top.
+Read from the source with ast (every import, also the ones inside functions; `if TYPE_CHECKING:` blocks are
+annotations only), so a lazy import is no way around it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "envkit"
 LAYERS = [
     {"__init__", "exitcodes", "files", "masking", "terminal", "binding", "knowledge", "facts", "recipe"},
     {"probe", "rules"},
-    {"budget", "launch", "build", "matrix", "report"},
+    {"budget", "launch", "build", "matrix", "doctor_output", "runs"},
     {"train"},
     {"cli", "doctor", "__main__"},
 ]

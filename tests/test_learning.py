@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from envkit.cli import main
 from envkit.train.guard import StaleWeightGuard, guard_record
 from envkit.train.learning import LearningSignalGuard, SignalLimits, signal_line, step_cause
-from envkit.train.summary import guard_lines
+from envkit.train.guard import guard_lines
 
 HAVE_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "trl"))
 LIMITS = SignalLimits(consecutive=3, still=1e-7)

@@ -11,9 +11,8 @@ import pytest
 
 from conftest import make_facts
 from envkit.recipe.load import RecipeError, parse_recipe
-from envkit.rules import run_rules
 from envkit.train.patches import all_patches, find_patch, markdown, select_patches
-from envkit.train.preflight import plan_run
+from envkit.train.plan import PlanOptions, build_plan
 
 README = Path(__file__).parents[1] / "docs" / "training.md"  # the Patches table
 STACK = {"torch": "2.11.0", "vllm": "0.26.0", "transformers": "5.17.0", "peft": "0.21.0", "accelerate": "1.13.0",
@@ -44,7 +43,7 @@ CASES = [
 @pytest.mark.parametrize("trl, section, gpus, expected", CASES)
 def test_selection_follows_installed_versions_and_shape(tmp_path, trl, section, gpus, expected):
     facts = make_facts(gpus, STACK | {"trl": trl})
-    plan = plan_run(recipe(tmp_path, section), facts, run_rules(facts))
+    plan = build_plan(recipe(tmp_path, section), facts)
     assert list(plan.patches) == expected
 
 
@@ -153,7 +152,7 @@ def test_the_manifest_records_applied_and_turned_off_patches(tmp_path):
     facts = make_facts(["h200", "h200"], STACK | {"trl": "1.16.0"})
     r = recipe(tmp_path, SERVER)
     for no_patch, applied, off in [((), ["EKP001"], []), (("EKP001",), [], ["EKP001"])]:
-        plan = plan_run(r, facts, run_rules(facts), no_patch)
+        plan = build_plan(r, facts, PlanOptions(no_patch=no_patch))
         manifest = _manifest(r, plan, {}, [], 1, datetime.now(timezone.utc), 1.0, None, completed=True, chat=False)
         assert (manifest["plan"]["patches"], manifest["plan"]["patches_off"]) == (applied, off)
         json.dumps(manifest)  # written as JSON

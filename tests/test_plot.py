@@ -1,4 +1,4 @@
-"""`envkit report` and envkit.train.plot on a metrics.jsonl as found: torn lines, strings, NaN, ±inf, ±1e308,
+"""`envkit report` and envkit.runs.plot on a metrics.jsonl as found: torn lines, strings, NaN, ±inf, ±1e308,
 and a metrics.jsonl that is not a file."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.train.plot import MetricsError, Skipped, metric_rows, points
+from envkit.runs.plot import MetricsError, Skipped, metric_rows, points
 
 # What json.dumps writes for a diverged run (allow_nan), next to hand edits and a torn last line.
 BAD = """{"step": 1, "reward": 0.5, "kl": 0.01}
@@ -87,7 +87,7 @@ def test_a_metrics_jsonl_that_is_not_a_regular_file_is_one_line_exit_2(tmp_path,
 
 def test_a_reward_axis_spans_zero_to_one_or_the_values_padded():
     """Issue #24: 0.09845-0.09880 autoscaled, and a 0.4 % wobble drew as a crash."""
-    from envkit.train.plot import reward_limits
+    from envkit.runs.plot import reward_limits
 
     low, high = reward_limits([0.09845, 0.0988])
     assert -0.05 < low <= 0 and 1 <= high < 1.05

@@ -42,18 +42,17 @@ def test_sm100_pdl():
 
 def test_the_run_sets_the_pdl_switch_only_where_it_works(tmp_path):
     from envkit.recipe.load import parse_recipe
-    from envkit.rules import run_rules
-    from envkit.train.preflight import plan_run
+    from envkit.train.plan import build_plan
 
     data = tmp_path / "d.jsonl"
     data.write_text('{"question": "q", "answer": "a"}\n')
     recipe = parse_recipe(f"version: 1\nmodel: {{name: m}}\ndataset: {{path: {data}}}\nrewards: [{{name: format}}]\n", "r.yaml")
     stack = {"torch": "2.11.0", "trl": "1.16.0", "transformers": "5.17.0", "peft": "0.21.0"}
     facts = make_facts("b200", stack | {"vllm": "0.26.0"})
-    plan = plan_run(recipe, facts, run_rules(facts))
+    plan = build_plan(recipe, facts)
     assert plan.env.get("VLLM_LORA_DISABLE_PDL") == "1" and "EK402" not in {f.id for f in plan.blocking}
     facts = make_facts("b200", stack | {"vllm": "0.14.1", "torch": "2.9.1"})
-    plan = plan_run(recipe, facts, run_rules(facts))
+    plan = build_plan(recipe, facts)
     assert "VLLM_LORA_DISABLE_PDL" not in plan.env and "TRITON_DISABLE_PDL" not in plan.env
     assert "EK402" in {f.id for f in plan.blocking}
 
@@ -128,42 +127,39 @@ def test_unsloth_vllm_pair_is_verified_or_an_untested_warning():
 def test_pdl_without_a_switch_refuses_backend_trl_even_with_unsloth_installed(tmp_path):
     """EK402 only warns where unsloth is installed (Unsloth patches it itself), but a backend: trl run has no patch."""
     from envkit.recipe.load import parse_recipe
-    from envkit.rules import run_rules
-    from envkit.train.preflight import plan_run
+    from envkit.train.plan import build_plan
 
     data = tmp_path / "d.jsonl"
     data.write_text('{"question": "q", "answer": "a"}\n')
     text = f"version: 1\nmodel: {{name: m}}\ndataset: {{path: {data}}}\nrewards: [{{name: format}}]\n"
     facts = make_facts("b200", {"torch": "2.9.1", "trl": "1.16.0", "vllm": "0.14.1", "unsloth": "2026.10.9"})
-    blocking = {f.id: f for f in plan_run(parse_recipe(text, "r.yaml"), facts, run_rules(facts)).blocking}
+    blocking = {f.id: f for f in build_plan(parse_recipe(text, "r.yaml"), facts).blocking}
     assert blocking["EK402"].severity is Severity.FAIL
-    unsloth = plan_run(parse_recipe("backend: unsloth\n" + text, "r.yaml"), facts, run_rules(facts))
+    unsloth = build_plan(parse_recipe("backend: unsloth\n" + text, "r.yaml"), facts)
     assert "EK402" not in {f.id for f in unsloth.blocking}
 
 
 def test_ek403_blocks_only_backend_unsloth(tmp_path):
     from envkit.recipe.load import parse_recipe
-    from envkit.rules import run_rules
-    from envkit.train.preflight import plan_run
+    from envkit.train.plan import build_plan
 
     data = tmp_path / "d.jsonl"
     data.write_text('{"question": "q", "answer": "a"}\n')
     text = f"version: 1\nmodel: {{name: m}}\ndataset: {{path: {data}}}\nrewards: [{{name: format}}]\n"
     facts = make_facts("b200", {"torch": "2.8.0", "trl": "1.16.0", "vllm": "0.10.2", "unsloth": "2026.10.9"})
-    trl = plan_run(parse_recipe(text, "r.yaml"), facts, run_rules(facts))
-    unsloth = plan_run(parse_recipe("backend: unsloth\n" + text, "r.yaml"), facts, run_rules(facts))
+    trl = build_plan(parse_recipe(text, "r.yaml"), facts)
+    unsloth = build_plan(parse_recipe("backend: unsloth\n" + text, "r.yaml"), facts)
     assert "EK403" not in {f.id for f in trl.blocking} and "EK403" in {f.id for f in unsloth.blocking}
 
 
 @pytest.mark.parametrize("backend, vllm, uses", [("trl", "0.26.0", True), ("unsloth", "0.26.0", False), ("trl", "0.12.0", False)])
 def test_the_run_on_gb10_generates_with_vllm_where_the_backend_and_version_do(tmp_path, backend, vllm, uses):
     """envkit train keeps vLLM on GB10 for backend trl on a vLLM since 0.13.0; Unsloth turns it off itself."""
-    from envkit.rules import run_rules
-    from envkit.train.preflight import plan_run
+    from envkit.train.plan import build_plan
     from tests.test_patches import STACK, recipe
 
     facts = make_facts("gb10", STACK | {"trl": "1.16.0", "vllm": vllm} | ({"unsloth": "2026.10.9"} if backend == "unsloth" else {}))
-    plan = plan_run(recipe(tmp_path, backend=backend), facts, run_rules(facts))
+    plan = build_plan(recipe(tmp_path, backend=backend), facts)
     assert plan.use_vllm is uses
     assert uses or any("EK401" in w or "predates" in w for w in plan.warnings)
 
@@ -174,8 +170,7 @@ def test_a_sleep_true_unsloth_run_on_vllm_0_14_is_warned_before_loading(tmp_path
     """unsloth_zoo's patch_vllm raises on vLLM 0.14.x with standby on, which sleep: true turns on; auto never sleeps
     there (EK404 warns, so the plan keeps sleep off)."""
     from envkit.recipe.load import parse_recipe
-    from envkit.rules import run_rules
-    from envkit.train.preflight import plan_run
+    from envkit.train.plan import build_plan
 
     data = tmp_path / "d.jsonl"
     data.write_text('{"question": "q", "answer": "a"}\n')
@@ -183,6 +178,6 @@ def test_a_sleep_true_unsloth_run_on_vllm_0_14_is_warned_before_loading(tmp_path
             f"rewards: [{{name: format}}]\nvllm: {{sleep: {sleep}}}\n")
     facts = make_facts("h100", {"torch": "2.9.1", "trl": "1.16.0", "vllm": vllm, "unsloth": "2026.10.9"},
                        installed={"unsloth-zoo": "2026.10.9"})
-    plan = plan_run(parse_recipe(text, "r.yaml"), facts, run_rules(facts))
+    plan = build_plan(parse_recipe(text, "r.yaml"), facts)
     assert any("unsloth_zoo raises" in w for w in plan.warnings) is warned, plan.warnings
     assert plan.sleep is (sleep == "true")

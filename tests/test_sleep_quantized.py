@@ -7,13 +7,12 @@ import json
 
 import pytest
 
-from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
-from envkit.launch.plan import build_launch_plan
-from envkit.launch.preflight import launch_findings, local_config, quant_method
+from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs, LaunchProbe, run_launch_rules
+from envkit.launch.machine import local_config, quant_method, probe_launch
 from envkit.recipe.load import parse_recipe
 from envkit.rules import Severity
 from tests.conftest import make_facts
-from tests.test_launch import GOLDEN, plan_for
+from tests.test_launch import GOLDEN, layout_for, resolved_layout
 
 FP8 = {"max_position_embeddings": 4096, "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}
 
@@ -45,7 +44,7 @@ def test_the_checkpoints_quantization_is_read_from_its_config(tmp_path, config, 
 ])
 def test_sleep_with_fp8_or_nvfp4_checkpoint_weights_warns(tmp_path, vllm, method, expected):
     recipe = recipe_with(tmp_path, {}, vllm)
-    inputs = LaunchInputs(recipe, plan_for("colocate-1gpu", 1), True, quant_method=method)
+    inputs = LaunchInputs(recipe, layout_for("colocate-1gpu", 1), True, LaunchProbe(quant_method=method))
     finding = LAUNCH_REGISTRY["EK507"].run(make_facts("h100"), inputs)
     assert finding.severity is expected
     if expected is Severity.WARN:
@@ -54,7 +53,8 @@ def test_sleep_with_fp8_or_nvfp4_checkpoint_weights_warns(tmp_path, vllm, method
 
 def test_the_warning_reaches_the_launch_findings(tmp_path):
     recipe = recipe_with(tmp_path, FP8)
-    plan = build_launch_plan(recipe, str(tmp_path / "r.yaml"), 1, "1.16.0")
-    found = {f.id: f for f in launch_findings(recipe, plan, make_facts("h100"), True)}
+    plan = resolved_layout(recipe, str(tmp_path / "r.yaml"), 1, "1.16.0")
+    inputs = LaunchInputs(recipe, plan, True, probe_launch(recipe))
+    found = {f.id: f for f in run_launch_rules(make_facts("h100"), inputs)}
     assert found["EK507"].severity is Severity.WARN and found["EK505"].severity is not Severity.SKIP
     assert LAUNCH_REGISTRY["EK507"].run(make_facts("h100"), LaunchInputs(recipe, plan, False)).severity is Severity.SKIP

@@ -1,11 +1,11 @@
-"""What a run says in words (envkit.train.summary) and which panels run.png draws (envkit.train.plot.panels)."""
+"""What a run says in words (envkit.runs.summary) and which panels run.png draws (envkit.runs.plot.panels)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from envkit.train.plot import panels
-from envkit.train.summary import generation_line, metrics_table, reward_trend, run_summary
+from envkit.runs.plot import panels
+from envkit.runs.summary import generation_line, metrics_table, reward_trend, run_summary
 
 GAP = "sampling/sampling_logp_difference/mean"
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from envkit.cli import main
 from envkit.knowledge import curated
 from envkit.recipe.load import RecipeError, parse_recipe
-from envkit.rules import run_rules
-from envkit.train.config import TRL_DEFAULT_UTILIZATION, unsloth_model_kwargs, unsloth_peft_kwargs
-from envkit.train.preflight import Plan, check_packages, plan_run
+from envkit.train.config import unsloth_model_kwargs, unsloth_peft_kwargs
+from envkit.train.decisions import check_packages, vllm_utilization
+from envkit.train.plan import Plan, build_plan
 from tests.conftest import COHERENT, make_facts
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -42,7 +42,7 @@ def with_vllm(*lines: str) -> tuple[str, str]:
 
 
 def plan_for(text: str, facts) -> Plan:
-    return plan_run(parse_recipe(text, "recipe.yaml"), facts, run_rules(facts))
+    return build_plan(parse_recipe(text, "recipe.yaml"), facts)
 
 
 def dry_run_on(monkeypatch, tmp_path: Path, text: str, facts):
@@ -97,17 +97,19 @@ def test_trl_backend_gets_no_unsloth_standby(monkeypatch, tmp_path):
 
 def test_fast_language_model_arguments():
     recipe = parse_recipe(tiny(UNSLOTH, FOUR_BIT), "recipe.yaml")
-    plan = Plan(use_vllm=True, sleep=False, gpu="NVIDIA H100", bf16=True)  # no GPU memory known: TRL's default share
+    plan = Plan(recipe, Path("out"), use_vllm=True, sleep=False, gpu="NVIDIA H100", bf16=True,
+                vllm_utilization=vllm_utilization(recipe, None))  # no budget (no GPU memory known): TRL's default
     assert unsloth_model_kwargs(recipe, plan, "meta-llama/Llama-3.2-1B-Instruct") == {
         "model_name": "meta-llama/Llama-3.2-1B-Instruct", "max_seq_length": 256, "load_in_4bit": True,
-        "fast_inference": True, "max_lora_rank": 8, "gpu_memory_utilization": TRL_DEFAULT_UTILIZATION,
+        "fast_inference": True, "max_lora_rank": 8, "gpu_memory_utilization": 0.3,
         "trust_remote_code": False}
     assert unsloth_peft_kwargs(recipe) == {
         "r": 8, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         "lora_alpha": 16, "lora_dropout": 0.0,
         "use_gradient_checkpointing": "unsloth", "random_state": 0}
     pinned = parse_recipe(tiny(UNSLOTH, with_vllm("gpu_memory_utilization: 0.55", "max_lora_rank: 32")), "recipe.yaml")
-    off = Plan(use_vllm=False, sleep=False, gpu="NVIDIA H100", bf16=True)
+    off = Plan(pinned, Path("out"), use_vllm=False, sleep=False, gpu="NVIDIA H100", bf16=True,
+               vllm_utilization=vllm_utilization(pinned, None))
     loaded = unsloth_model_kwargs(pinned, off, "m")
     assert (loaded["fast_inference"], loaded["max_lora_rank"], loaded["gpu_memory_utilization"]) == (False, 32, 0.55)
 
@@ -149,7 +151,7 @@ def test_4bit_on_a_vllm_without_bitsandbytes_refuses_and_turns_vllm_off():
     (tiny(), NEW_VLLM, {}),  # not 4-bit
 ], ids=["plugin-installed", "vllm-0.27", "not-4bit"])
 def test_no_refusal_where_vllm_can_load_the_model(recipe, packages, installed):
-    plan = plan_for(recipe, make_facts("h100", packages, installed=installed))
+    plan = plan_for(recipe, make_facts("h100", {**packages, "unsloth": "2026.9.1"}, installed=installed))
     assert plan.use_vllm is True and not [f for f in plan.blocking if f.id == "EK407"]
     assert plan.vllm_off is None
 
@@ -186,7 +188,7 @@ def test_4bit_on_backend_trl_with_vllm_is_refused_and_runs_without_vllm_when_for
                                     tiny(FOUR_BIT, ("vllm:\n  enabled: auto\n", "vllm:\n  enabled: false\n"))],
                          ids=["bf16", "unsloth-4bit", "4bit-without-vllm"])
 def test_no_4bit_sync_refusal_where_trls_vllm_sync_does_not_merge_into_nf4(recipe):
-    plan = plan_for(recipe, make_facts("h100", COHERENT))
+    plan = plan_for(recipe, make_facts("h100", {**COHERENT, "unsloth": "2026.9.1"}))
     assert not [f for f in plan.blocking if f.id == "EK408"]
 
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from envkit.cli import main
 from envkit.recipe.load import RecipeError, parse_recipe
 from envkit.rules import run_rules
-from envkit.train.config import grpo_kwargs
-from envkit.train.preflight import plan_run, training_dtype
-from tests.conftest import make_facts
+from envkit.train.decisions import training_dtype
+from envkit.train.plan import build_plan
+from tests.conftest import COHERENT, make_facts
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = (RECIPES / "tiny.yaml").read_text().replace("path: data/toy.jsonl", f"path: {RECIPES / 'data' / 'toy.jsonl'}")
@@ -41,8 +41,8 @@ def test_one_training_dtype_from_the_recipe_and_the_gpu(gpu, dtype, expected, wa
 def test_bf16_on_a_t4_gives_fp16_weights_and_fp16_mixed_precision():
     facts = make_facts("t4")
     recipe = recipe_with_dtype("bf16")
-    plan = plan_run(recipe, facts, run_rules(facts))
-    kwargs = grpo_kwargs(recipe, plan, "/tmp/out")
+    plan = build_plan(recipe, facts)
+    kwargs = plan.grpo_config
     assert plan.dtype == "fp16" and not plan.bf16 and kwargs["fp16"] and not kwargs["bf16"]
     assert any(w.startswith("model.dtype: bf16 trains in fp16") for w in plan.warnings)
 
@@ -126,7 +126,7 @@ STACK = {"torch": "2.11.0", "vllm": "0.26.0", "transformers": "5.17.0", "peft": 
 def test_sleep_mode_where_trl_trains_on_stale_weights_is_refused(trl, sleep, refused, sleeps):
     facts = make_facts("h100", STACK | {"trl": trl})
     recipe = parse_recipe(TINY.replace("enabled: auto", f"enabled: auto\n  sleep: {sleep}"), "tiny.yaml")
-    plan = plan_run(recipe, facts, run_rules(facts))
+    plan = build_plan(recipe, facts)
     assert [f.id for f in plan.blocking] == (["EK406"] if refused else [])
     assert plan.sleep is sleeps
     if refused:
@@ -136,12 +136,11 @@ def test_sleep_mode_where_trl_trains_on_stale_weights_is_refused(trl, sleep, ref
 # --- the plan: resolved once, immutable (issue #15) ------------------------------------------------------------------
 
 def test_the_plan_cannot_be_changed_after_it_is_resolved():
-    """A later stage makes a new plan; one that changed the preflight's in place would make --dry-run, the run and
-    manifest.json disagree."""
+    """One that a later stage changed in place would make --dry-run, the run and manifest.json disagree."""
     import dataclasses
 
     facts = make_facts("h100")
-    plan = plan_run(recipe_with_dtype("auto"), facts, run_rules(facts))
+    plan = build_plan(recipe_with_dtype("auto"), facts)
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.sleep = True
     with pytest.raises(TypeError):
@@ -153,22 +152,27 @@ def test_the_plan_cannot_be_changed_after_it_is_resolved():
         dataclasses.replace(plan, grpo_config={"seed": 1}).grpo_config["seed"] = 2
 
 
-def test_laying_the_plan_out_makes_a_new_plan():
-    from envkit.launch.plan import LaunchPlan
-    from envkit.rules import Finding, Severity
+def test_the_launch_layout_and_its_checks_are_part_of_the_one_plan():
+    """build_plan lays the run out before it freezes the plan: the launch checks' warnings and failures join the
+    plan's, and an in-process run's one training GPU joins its environment; a rank (no layout) has none."""
+    from envkit.launch.checks import LaunchProbe
+    from envkit.train.plan import LaunchOptions, PlanOptions
 
-    facts = make_facts(["h100", "h100"])
-    plan = plan_run(recipe_with_dtype("auto"), facts, run_rules(facts))
-    launch = LaunchPlan(True, "one process", training_gpus=[0], env={"CUDA_VISIBLE_DEVICES": "0"})
-    checks = [Finding("EK599", "x", "launch", Severity.WARN, "a warning", fix="the fix"),
-              Finding("EK598", "y", "launch", Severity.FAIL, "a failure")]
-    laid = plan.laid_out(launch, checks)
-    assert laid.launch is launch and laid.env == {**plan.env, "CUDA_VISIBLE_DEVICES": "0"}
-    assert laid.warnings == plan.warnings + ("EK599 a warning (the fix)",)
-    assert [f.id for f in laid.blocking] == [f.id for f in plan.blocking] + ["EK598"]
-    assert plan.launch is None and "CUDA_VISIBLE_DEVICES" not in plan.env  # the preflight's plan is as it was
-    server = LaunchPlan(False, "a server and ranks", env={"CUDA_VISIBLE_DEVICES": "1"})
-    assert "CUDA_VISIBLE_DEVICES" not in plan.laid_out(server).env  # the processes get theirs, not this one
+    facts = make_facts(["h100", "h100"], COHERENT)
+    recipe = recipe_with_dtype("auto")
+    rank = build_plan(recipe, facts)
+    laid = build_plan(recipe, facts, PlanOptions(launch=LaunchOptions("tiny.yaml")))
+    assert rank.launch is None and "CUDA_VISIBLE_DEVICES" not in rank.env
+    assert laid.launch.in_process and laid.env == {**rank.env, "CUDA_VISIBLE_DEVICES": "0"}
+    assert laid.warnings == rank.warnings and laid.blocking == rank.blocking  # EK5xx all pass here
+    server = parse_recipe(TINY.replace("enabled: auto", "enabled: auto\n  mode: server")
+                          + "resources: {generation_gpus: 1}\n", "tiny.yaml")
+    busy = LaunchProbe(busy_ports=(server.vllm.server.port,))
+    served = build_plan(server, facts, PlanOptions(launch=LaunchOptions("tiny.yaml", machine=busy, dry_run=True)))
+    assert not served.launch.in_process and "CUDA_VISIBLE_DEVICES" not in served.env  # the processes get theirs
+    assert [f.id for f in served.blocking] == ["EK503"] and "is in use" in served.blocking[0].title
+    assert served.launch.processes[0].argv[served.launch.processes[0].argv.index("--gpu-memory-utilization") + 1] \
+        == "0.9" == str(served.vllm_utilization)  # a server's auto share: TRL's vllm-serve default, resolved once
 
 
 def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path):
@@ -177,8 +181,7 @@ def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path
     from envkit.train.runner import _manifest
 
     handed = []
-    monkeypatch.setattr(runner, "train",
-                        lambda recipe, plan, output_dir, resume, verbose=False: handed.append((recipe, plan)) or 0)
+    monkeypatch.setattr(runner, "train", lambda plan, resume, verbose=False: handed.append((plan.recipe, plan)) or 0)
     args = ["train", "tiny", "--max-steps", "3", "--output", str(tmp_path / "run")]
     assert CliRunner().invoke(main, args).exit_code == 0
     dry = CliRunner().invoke(main, args + ["--dry-run"])
@@ -200,19 +203,20 @@ def test_dry_run_the_runner_and_the_manifest_read_one_plan(monkeypatch, tmp_path
 @pytest.mark.parametrize("gpus", [None, "t4", "h100", "b200", "gb10", ["h100", "h100"]])
 @pytest.mark.parametrize("change", [("", ""), ("enabled: auto", "enabled: false"),
                                     ("build: tiny", "build: tiny\n  load_in_4bit: true")])
-def test_every_finding_the_preflight_reports_comes_from_a_registered_rule(gpus, change):
+def test_every_finding_the_plan_reports_comes_from_a_registered_rule(gpus, change):
     from envkit.doctor import all_rules
 
     facts = make_facts(gpus, {"vllm": "0.28.0", "trl": "1.16.0", "torch": "2.10.0", "transformers": "5.2.0"})
     text = TINY.replace(*change)
-    plan = plan_run(parse_recipe(text, "tiny.yaml"), facts, run_rules(facts))
+    plan = build_plan(parse_recipe(text, "tiny.yaml"), facts)
     for finding in plan.blocking:
         assert finding.id in all_rules(), finding  # so `envkit doctor --explain ID` documents it
 
 
-def test_the_preflight_reads_rules_by_their_metadata_not_by_id():
+@pytest.mark.parametrize("module", ["plan.py", "decisions.py"])
+def test_the_plan_reads_rules_by_their_metadata_not_by_id(module):
     """A rule's relevance to a run is declared where the rule is (envkit.rules.base.Rule), not listed by callers."""
-    source = (Path(__file__).parents[1] / "envkit" / "train" / "preflight.py").read_text()
+    source = (Path(__file__).parents[1] / "envkit" / "train" / module).read_text()
     code = "\n".join(line.split("#")[0] for line in source.splitlines())
     assert not re.findall(r"[\"']EK\d{3}[\"']", code)
 
@@ -224,5 +228,5 @@ def test_rule_metadata_decides_what_refuses_a_run():
     assert REGISTRY["EK300"].blocks(gpu=False, use_vllm=False, backend="trl")  # the Python stack: any run
     assert not REGISTRY["EK101"].blocks(**{**shape, "gpu": False})  # Linux: only where a GPU is used
     assert REGISTRY["EK301"].blocks(**shape) and not REGISTRY["EK301"].blocks(**{**shape, "use_vllm": False})
-    assert not REGISTRY["EK402"].blocks(**shape)  # planned: the preflight sets the variable or refuses itself
+    assert not REGISTRY["EK402"].blocks(**shape)  # planned: the plan sets the variable or refuses itself
     assert not REGISTRY["EK403"].blocks(**shape) and REGISTRY["EK403"].blocks(**{**shape, "backend": "unsloth"})

@@ -129,7 +129,7 @@ class BudgetInputs:
     max_prompt_length: int = 512
     max_completion_length: int = 256
     micro_batch: int = 4
-    grad_checkpointing: bool | None = None  # None: the budget chooses (envkit.budget.recommend.plan); on if not
+    grad_checkpointing: bool | None = None  # None: the budget chooses (budget.recommend.cheapest_budget); on if not
     kv_cache_dtype: str = "auto"  # "auto" (the model dtype) or "fp8"
     server_mode: bool = False  # vLLM on another GPU (vllm_mode="server")
     use_vllm: bool = True  # False: TRL generates with model.generate, its KV cache in the training process

@@ -1,7 +1,7 @@
 """A recipe on a GPU -> BudgetInputs, and the vLLM settings `auto` resolves to.
 
-Pure (no torch): `envkit budget RECIPE`, the runner's `vllm.gpu_memory_utilization: auto` /
-`sleep: auto` and the preflight warning all go through here, so they agree.
+Pure (no torch): `envkit budget RECIPE`, the run plan's `vllm.gpu_memory_utilization: auto` /
+`sleep: auto` and its memory warning all go through here, so they agree.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ def budget_inputs(recipe: Recipe, gpu_bytes: int, bf16: bool = True, **overrides
     if problem:
         raise RecipeError(f"{recipe.source}: {problem}")
     completions = g.per_device_train_batch_size * g.gradient_accumulation_steps
-    # As the trainer does (envkit.train.preflight.training_dtype): bf16 or auto on a GPU without bf16 trains in fp16.
-    dtype = ("bf16" if bf16 else "fp16") if m.dtype in ("auto", "bf16") else m.dtype
+    dtype = gpu_dtype(m.dtype, bf16)
     targets = tuple(t for t in LINEAR_MODULES if t in lora_targets(recipe))
     inputs = BudgetInputs(
         shape=recipe_shape(recipe), gpu_bytes=gpu_bytes, dtype=dtype, load_in_4bit=m.load_in_4bit,
@@ -53,6 +52,13 @@ def budget_inputs(recipe: Recipe, gpu_bytes: int, bf16: bool = True, **overrides
         vllm_tensor_parallel=v.tensor_parallel_size if v.mode == "colocate" else 1,
         shared_weights=recipe.backend == "unsloth" and v.enabled is not False)  # fast_inference
     return replace(inputs, **overrides)
+
+
+def gpu_dtype(wanted: str, has_bf16: bool) -> str:
+    """model.dtype on a GPU, for the budget and the run plan alike (envkit.train.decisions.training_dtype): auto
+    means bf16 where the GPU has it, and bf16 on a GPU without it trains in fp16, so weights and mixed precision
+    agree; fp16 and fp32 as written."""
+    return ("bf16" if has_bf16 else "fp16") if wanted in ("auto", "bf16") else wanted
 
 
 def checkpointing(recipe: Recipe) -> bool | None:

@@ -14,12 +14,12 @@ FIT_MARGIN = 0.05
 MAX_UTILIZATION = 0.95
 
 
-def fits(plan: Budget) -> bool:
-    in_range = plan.vllm is None or plan.vllm.utilization <= MAX_UTILIZATION
-    return in_range and plan.headroom >= FIT_MARGIN * plan.inputs.gpu_bytes
+def fits(candidate: Budget) -> bool:
+    in_range = candidate.vllm is None or candidate.vllm.utilization <= MAX_UTILIZATION
+    return in_range and candidate.headroom >= FIT_MARGIN * candidate.inputs.gpu_bytes
 
 
-def plan(inputs: BudgetInputs, utilization: float | None = None, sleep: bool | None = None) -> Budget:
+def cheapest_budget(inputs: BudgetInputs, utilization: float | None = None, sleep: bool | None = None) -> Budget:
     """The smallest utilization; sleep mode and gradient checkpointing only when the GPU needs them.
 
     Both cost time every step (waking vLLM; recomputing each layer's forward in backward), sleep the more:
@@ -78,17 +78,18 @@ class Recommendation:
 
 
 def recommend(inputs: BudgetInputs, utilization: float | None = None, sleep: bool | None = None) -> Recommendation:
-    """The plan (pinned settings kept) and, when it does not fit, the fixes; each fix is re-planned from scratch."""
-    base = plan(inputs, utilization, sleep)
+    """The cheapest budget (pinned settings kept) and, when it does not fit, the fixes; each fix is budgeted
+    from scratch."""
+    base = cheapest_budget(inputs, utilization, sleep)
     if fits(base):
         return Recommendation(base, True)
     fixes = []
-    if (utilization, sleep) != (None, None) and fits(chosen := plan(inputs)):
+    if (utilization, sleep) != (None, None) and fits(chosen := cheapest_budget(inputs)):
         fixes.append(Fix("envkit's vLLM settings", "vllm.gpu_memory_utilization: auto, vllm.sleep: auto",
                          base.peak - chosen.peak, True))
     for name, applies, change, setting in FIXES:
         if applies(inputs):
-            fixed = plan(change(inputs))
+            fixed = cheapest_budget(change(inputs))
             if base.peak - fixed.peak >= MIN_SAVING or fits(fixed):
                 fixes.append(Fix(name, setting(inputs), base.peak - fixed.peak, fits(fixed)))
     if any(f.fits for f in fixes):
@@ -98,6 +99,6 @@ def recommend(inputs: BudgetInputs, utilization: float | None = None, sleep: boo
         if applies(current):
             combined.append(setting(current))
             current = change(current)
-            if fits(plan(current)):
+            if fits(cheapest_budget(current)):
                 return Recommendation(base, False, tuple(fixes), tuple(combined), True)
     return Recommendation(base, False, tuple(fixes), tuple(combined), False)

@@ -73,6 +73,9 @@ BUILDERS = (
 
 # How each engine hands the container every GPU.
 GPU_ARGS = {"docker": ("--gpus", "all"), "podman": ("--device", "nvidia.com/gpu=all")}
+# NVIDIA's limits for PyTorch in a container (pinned memory, NCCL; its container release notes): a CPU image needs
+# neither, and memlock=-1 fails where the engine may not raise the host's hard limit (rootless, no CAP_SYS_RESOURCE).
+GPU_LIMITS = ("--ulimit", "memlock=-1", "--ulimit", "stack=67108864")
 RUN_NOTES = {"podman": "GPUs through CDI: once, nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml (NVIDIA Container Toolkit)"}
 
 
@@ -166,10 +169,12 @@ AS_CALLER = '"$(id -u):$(id -g)"'
 HERE_AT_WORK = '"$PWD":/work'
 
 
-def run_command(image: str, recipe: str, builder: Builder | None = None, cache: str = "envkit-cache") -> str:
+def run_command(image: str, recipe: str, builder: Builder | None = None, cache: str = "envkit-cache",
+                gpus: bool = True) -> str:
     """The command that trains ``recipe`` (a path inside the image, or one in the current folder) in ``image`` on
-    every GPU of the host, from the current folder: mounted at the image's /work, where the run's output lands
-    (runs/NAME), and written as the caller's uid (``--user``), whoever owns it.
+    every GPU of the host (``gpus``; a CPU image asks for none, nor for the GPU limits: the engine refuses GPU
+    flags on a machine without NVIDIA's toolkit), from the current folder: mounted at the image's /work, where the
+    run's output lands (runs/NAME), and written as the caller's uid (``--user``), whoever owns it.
 
     ``cache`` is best a named volume: the engine fills a new one from the image's /cache, writable by every uid;
     a host folder must be writable by the caller.  A note the user needs (podman's GPUs through CDI) follows as a
@@ -178,10 +183,10 @@ def run_command(image: str, recipe: str, builder: Builder | None = None, cache: 
     runner = builder.runner if builder else "docker"
     # `docker stop` sends SIGTERM, then SIGKILL after --stop-timeout (10 s by default): envkit train finishes
     # the step and saves a checkpoint on SIGTERM; give it the time its own launcher gives a trainer.
-    argv = [runner, "run", *GPU_ARGS[runner], "--user", AS_CALLER, "--stop-timeout", str(int(SAVE_GRACE_S)),
-            "--ipc=host", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
+    argv = [runner, "run", *(GPU_ARGS[runner] if gpus else ()), "--user", AS_CALLER,
+            "--stop-timeout", str(int(SAVE_GRACE_S)), "--ipc=host", *(GPU_LIMITS if gpus else ()),
             "-v", f"{cache}:/cache", "-v", HERE_AT_WORK, "-e", "HF_TOKEN", "-e", "WANDB_API_KEY",
             image, "train", recipe]
-    note = RUN_NOTES.get(runner)
+    note = RUN_NOTES.get(runner) if gpus else None
     line = " ".join(arg if arg in (AS_CALLER, HERE_AT_WORK) else shlex.quote(arg) for arg in argv)
     return line + (f"  # {note}" if note else "")

@@ -44,7 +44,7 @@ def this_machines_target(command: str) -> str:
     raise RecipeError(f"--target: {found}; pass --target one of: {', '.join([*gpu_catalog(), 'cpu'])}")
 
 
-def _plan(recipe_name, target, python, platform, base, wheelhouse, torch=None):
+def _recipe_stack(recipe_name, target, python, platform, base, wheelhouse, torch=None):
     """(recipe path, recipe, stack, base image) or a one-line error (click.UsageError-like, exit 2)."""
     from envkit.build.dockerfile import image_reference
     from envkit.build.lock import with_wheelhouse
@@ -99,7 +99,7 @@ def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse,
 
     try:
         target = target or this_machines_target("lock")
-        _, _, stack, _ = _plan(recipe, target, python, platform, None, wheelhouse, torch)
+        _, _, stack, _ = _recipe_stack(recipe, target, python, platform, None, wheelhouse, torch)
         locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
     except _errors() as exc:
         _fail("lock", exc)
@@ -156,7 +156,7 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
         found = find_recipe(recipe)
         recipe_slug(found.stem, str(found))  # before the lock: the name reaches the Dockerfile, the tag and the folder
         target = target or this_machines_target("build")
-        path, parsed, stack, base = _plan(str(found), target, python, platform, base, wheelhouse, torch)
+        path, parsed, stack, base = _recipe_stack(str(found), target, python, platform, base, wheelhouse, torch)
         locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
         name = f"{path.stem}-{target}"
         context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url),
@@ -189,7 +189,7 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
     if code != 0:
         click.echo(f"envkit build: {found.name} failed (exit {code}); the context is in {context}", err=True)
         sys.exit(FAILED)
-    command = builders.run_command(tags[0], f"/recipes/{path.stem}.yaml", found)
+    command = builders.run_command(tags[0], f"/recipes/{path.stem}.yaml", found, gpus=stack.target != "cpu")
     click.echo(f"built {' and '.join(tags)}. Run it with:\n  {command}")
 
 

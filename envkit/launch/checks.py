@@ -1,7 +1,8 @@
 """Multi-GPU launch: checks of a recipe's process layout against this machine (EK5xx).
 
 They need a recipe, which `envkit doctor` does not take, so they live in their own registry and
-`envkit train` runs them (envkit.launch.preflight) after planning the launch; `envkit doctor --explain
+`envkit train` runs them (envkit.train.plan, with envkit.launch.machine's probe) after laying out the launch;
+`envkit doctor --explain
 EK501` documents them like every other check.  Each is a pure function of Facts and LaunchInputs.
 """
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from envkit.facts import Facts, device_index
 from envkit.knowledge import curated, in_window, load
-from envkit.launch.plan import LaunchPlan
+from envkit.launch.layout import LaunchLayout
 from envkit.recipe.derived import max_model_length
 from envkit.recipe.schema import Recipe
 from envkit.rules.base import Finding, Outcome, Rule, fail, ok, rule, skip, warn
@@ -24,21 +25,28 @@ LAUNCH_REGISTRY: dict[str, Rule] = {}
 
 
 @dataclass(frozen=True)
-class LaunchInputs:
-    """What the launch checks read besides Facts; gathered by envkit.launch.preflight."""
+class LaunchProbe:
+    """This machine's answers to the launch checks' questions: probed by envkit.launch.machine before planning."""
 
-    recipe: Recipe
-    plan: LaunchPlan
-    use_vllm: bool  # the run generates with vLLM (preflight's decision)
-    busy_ports: tuple[int, ...] = ()  # the plan's ports found in use on this machine
+    busy_ports: tuple[int, ...] = ()  # the recipe's ports found in use (the checks look at the ones the run binds)
     model_context: int | None = None  # the model's max_position_embeddings, when readable locally
     fsdp_version: int | None = None  # the FSDP version of the recipe's own accelerate config (None: no FSDP there)
     quant_method: str | None = None  # the local model's config.json quantization_config.quant_method
+
+
+@dataclass(frozen=True)
+class LaunchInputs:
+    """What the launch checks read besides Facts."""
+
+    recipe: Recipe
+    layout: LaunchLayout
+    use_vllm: bool  # the run generates with vLLM (the run plan's decision)
+    machine: LaunchProbe = LaunchProbe()
     trackers: TrackerFacts | None = None  # what output.report_to's trackers need here (EK701, envkit.launch.tracking)
 
 
 def launch_rule(rule_id: str, name: str):
-    """A launch check: every failure refuses the run it lays out (envkit.train.preflight.Plan.laid_out)."""
+    """A launch check: every failure refuses the run it lays out (envkit.train.plan.build_plan)."""
     return rule(rule_id, name, "launch", LAUNCH_REGISTRY, run_relevance="any")
 
 
@@ -46,9 +54,9 @@ def run_launch_rules(facts: Facts, inputs: LaunchInputs) -> list[Finding]:
     return [r.run(facts, inputs) for r in sorted(LAUNCH_REGISTRY.values(), key=lambda r: r.id)]
 
 
-def _layout(plan: LaunchPlan) -> str:
-    parts = [f"generation GPUs {plan.generation_gpus}"] if plan.generation_gpus else []
-    return ", ".join(parts + [f"training GPUs {plan.training_gpus}"])
+def _gpus(layout: LaunchLayout) -> str:
+    parts = [f"generation GPUs {layout.generation_gpus}"] if layout.generation_gpus else []
+    return ", ".join(parts + [f"training GPUs {layout.training_gpus}"])
 
 
 @launch_rule("EK501", "launch-gpus")
@@ -60,13 +68,13 @@ def launch_gpus(facts: Facts, inputs: LaunchInputs) -> Outcome:
     on every GPU the server leaves.  A recipe naming more GPUs than are visible fails here instead
     of minutes later in CUDA.
     """
-    plan = inputs.plan
-    named = plan.generation_gpus + plan.training_gpus
+    layout = inputs.layout
+    named = layout.generation_gpus + layout.training_gpus
     if not named:
         return skip("the recipe assigns no GPUs (resources unset)")
     visible = facts.visible_gpus()
     need = max(named) + 1
-    evidence = f"{_layout(plan)}; {len(visible)} visible" + (f": {visible[0].name}" if visible else "")
+    evidence = f"{_gpus(layout)}; {len(visible)} visible" + (f": {visible[0].name}" if visible else "")
     if need > len(visible):
         return fail(f"the recipe needs GPU index {need - 1}, {len(visible)} GPU(s) visible", evidence,
                     "lower resources.generation_gpus/training_gpus, or run where more GPUs are visible")
@@ -81,14 +89,14 @@ def cuda_visible_devices(facts: Facts, inputs: LaunchInputs) -> Outcome:
     index i is the i-th entry.  A duplicate entry makes CUDA fail at start, an index beyond the
     machine's GPUs (or -1) hides that GPU and every one after it, and an empty value hides them all.
     """
-    plan = inputs.plan
-    if not (plan.generation_gpus or plan.training_gpus):
+    layout = inputs.layout
+    if not (layout.generation_gpus or layout.training_gpus):
         return skip("the recipe assigns no GPUs (resources unset)")
     value = facts.cuda_visible_devices
     if value is None:
-        return ok("CUDA_VISIBLE_DEVICES unset: recipe indices are the machine's GPU indices", _layout(plan))
+        return ok("CUDA_VISIBLE_DEVICES unset: recipe indices are the machine's GPU indices", _gpus(layout))
     entries = [e.strip() for e in value.split(",") if e.strip()]
-    evidence = f"CUDA_VISIBLE_DEVICES={value}; {_layout(plan)}"
+    evidence = f"CUDA_VISIBLE_DEVICES={value}; {_gpus(layout)}"
     if not entries:
         return fail("CUDA_VISIBLE_DEVICES hides every GPU", evidence,
                     "unset CUDA_VISIBLE_DEVICES or list the GPUs to use")
@@ -114,19 +122,20 @@ def launch_ports(facts: Facts, inputs: LaunchInputs) -> Outcome:
     accelerate's ranks meet on distributed.main_process_port (29500).  A port still held, often by
     a previous run's server, fails the run after the model has loaded.
     """
-    ports = sorted({p for proc in inputs.plan.processes for p in proc.ports})
+    ports = sorted({p for proc in inputs.layout.processes for p in proc.ports})
     if not ports:
         return skip("no process of this run binds a port")
-    roles = _port_roles(inputs.recipe)
+    roles = port_roles(inputs.recipe)
     evidence = ", ".join(f"{p} ({roles.get(p, 'port')})" for p in ports)
-    busy = [p for p in ports if p in inputs.busy_ports]
+    busy = [p for p in ports if p in inputs.machine.busy_ports]
     if busy:
         return fail(f"port {busy[0]} ({roles.get(busy[0], 'port')}) is in use", evidence,
                     f"stop what holds it (ss -ltnp 'sport = :{busy[0]}'), or choose another port in the recipe")
     return ok(f"ports {', '.join(map(str, ports))} free", evidence)
 
 
-def _port_roles(recipe: Recipe) -> dict[int, str]:
+def port_roles(recipe: Recipe) -> dict[int, str]:
+    """The ports a recipe may have its processes bind, with the field that sets each."""
     server, dist = recipe.vllm.server, recipe.distributed
     accelerate_port = dist.main_process_port or load("launch")["accelerate_default_port"]["value"]
     return {accelerate_port: "distributed.main_process_port", server.group_port: "vllm.server.group_port",
@@ -145,8 +154,8 @@ def nccl_env(facts: Facts, inputs: LaunchInputs) -> Outcome:
     broken: some consumer GPUs and VMs); NCCL_IB_DISABLE=1 makes machines talk over TCP sockets;
     NCCL_SOCKET_IFNAME picks the network interface (across machines it must not be the loopback).
     """
-    plan = inputs.plan
-    if plan.in_process:
+    layout = inputs.layout
+    if layout.in_process:
         return skip("a single process: no NCCL traffic")
     env = {name: facts.env.get(name) for name in NCCL_VARIABLES}
     evidence = ", ".join(f"{k}={v if v is not None else '<unset>'}" for k, v in env.items())
@@ -180,7 +189,7 @@ def max_model_length_check(facts: Facts, inputs: LaunchInputs) -> Outcome:
         return skip("generation without vLLM")
     g, declared = inputs.recipe.grpo, inputs.recipe.model.max_seq_length
     need = max_model_length(inputs.recipe)
-    context = inputs.model_context
+    context = inputs.machine.model_context
     evidence = (f"max_prompt_length {g.max_prompt_length} + max_completion_length {g.max_completion_length} = {need}; "
                 f"model.max_seq_length {declared}; "
                 f"model positions {context if context is not None else 'unknown here'}")
@@ -210,10 +219,11 @@ def server_sharded_sync(facts: Facts, inputs: LaunchInputs) -> Outcome:
     if recipe.vllm.mode != "server" or not inputs.use_vllm or trl is None:
         return skip("no vLLM server with trl")
     row = curated("trl_server_sharded_sync")
-    evidence = (f"trl {trl.version}, FSDP version {inputs.fsdp_version or '-'} "
+    version = inputs.machine.fsdp_version
+    evidence = (f"trl {trl.version}, FSDP version {version or '-'} "
                 f"({recipe.distributed.accelerate_config or 'backend ' + recipe.distributed.backend})")
-    if inputs.fsdp_version in row["fsdp_versions"] and in_window(trl.version, row["trl"]):
-        return warn(f"FSDP{inputs.fsdp_version} with vllm.mode: server on trl {trl.version}: the weights sent to "
+    if version in row["fsdp_versions"] and in_window(trl.version, row["trl"]):
+        return warn(f"FSDP{version} with vllm.mode: server on trl {trl.version}: the weights sent to "
                     "vLLM may be read after they are re-sharded", f"{evidence}; {row['source']}",
                     "fsdp_version: 2 in the accelerate config (or distributed.backend: fsdp), or vllm.mode: colocate")
     return ok("server mode's weight sync copies each weight while it is gathered", evidence)
@@ -235,9 +245,10 @@ def sleep_quantized_load(facts: Facts, inputs: LaunchInputs) -> Outcome:
     if not inputs.use_vllm or recipe.vllm.mode != "colocate" or recipe.vllm.sleep is False:
         return skip("no colocated vLLM that may sleep")
     row = curated("sleep_mode_quantized_load")
-    evidence = f"model {recipe.model.name}: quant_method {inputs.quant_method or '-'}, vllm.sleep: {recipe.vllm.sleep}"
-    if inputs.quant_method in row["quant_methods"]:
-        return warn(f"vLLM sleep mode loads the model's {inputs.quant_method} weights inside its pool: "
+    method = inputs.machine.quant_method
+    evidence = f"model {recipe.model.name}: quant_method {method or '-'}, vllm.sleep: {recipe.vllm.sleep}"
+    if method in row["quant_methods"]:
+        return warn(f"vLLM sleep mode loads the model's {method} weights inside its pool: "
                     "loading may need about one more copy of them", f"{evidence}; {row['source']}",
                     "vllm.sleep: false, or a bf16 checkpoint of the model")
     return ok("the weights vLLM loads are not FP8/NVFP4 checkpoint weights", evidence)

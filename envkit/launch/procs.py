@@ -1,4 +1,4 @@
-"""Run a launch plan: start its processes, wait for the server, stream their output, always tear down.
+"""Run a launch layout: start its processes, wait for the server, stream their output, always tear down.
 
 Each process leads a session of its own (``start_new_session``), so the terminal's Ctrl-C reaches only
 envkit, which then stops the processes itself.  Stopping is polite first: one signal to the process's
@@ -26,7 +26,7 @@ from http.client import HTTPException
 from pathlib import Path
 
 from envkit.exitcodes import INTERRUPTED, TERMINATED, Terminated
-from envkit.launch.plan import LaunchPlan, ProcessSpec
+from envkit.launch.layout import LaunchLayout, ProcessSpec
 
 GRACE_S = 15.0  # SIGTERM -> SIGKILL
 SAVE_GRACE_S = 120.0  # Ctrl-C: time for the trainer to finish its step and save a checkpoint
@@ -129,8 +129,8 @@ def wait_healthy(url: str, timeout_s: float, proc: Running | None = None, poll_s
         time.sleep(poll_s)
 
 
-def run_plan(plan: LaunchPlan, echo: Echo = echo_stdout, grace_s: float = GRACE_S, save_grace_s: float = SAVE_GRACE_S,
-             poll_s: float = 0.5) -> int:
+def run_processes(layout: LaunchLayout, echo: Echo = echo_stdout, grace_s: float = GRACE_S,
+                  save_grace_s: float = SAVE_GRACE_S, poll_s: float = 0.5) -> int:
     """Start the processes in order (each one with a health URL must answer before the next starts);
     the run ends when the last one exits, with its exit code; 130 on Ctrl-C, 143 on SIGTERM (as the
     `envkit` command raises it: Terminated).  Teardown always: the processes lead sessions of their own,
@@ -138,7 +138,7 @@ def run_plan(plan: LaunchPlan, echo: Echo = echo_stdout, grace_s: float = GRACE_
     running: list[Running] = []
     interrupted = False
     try:
-        for spec in plan.processes:
+        for spec in layout.processes:
             running.append(Running(spec, echo))
             if spec.health_url:
                 wait_healthy(spec.health_url, spec.health_timeout_s, running[-1], poll_s)

@@ -15,7 +15,7 @@ def cpu_torch_fix(version: str) -> tuple[str, tuple[str, ...]]:
     """(command, requirements for --fix) that swap a +cpu torch for the CUDA build of the same release.  The
     index names the CUDA variant: ``torch==2.13.0`` alone is also satisfied by ``2.13.0+cpu`` (PEP 440 local
     versions), so a pip set up with the CPU index would install the CPU build again; --fix pins the local
-    version (``torch==2.13.0+cu130``), which only PyTorch's index has (envkit.report.repair_indexes)."""
+    version (``torch==2.13.0+cu130``), which only PyTorch's index has (envkit.doctor_output.repair_indexes)."""
     public = Version(version).public
     cuda = (Matrix.shipped().record("torch", public) or {}).get("cuda")
     if not cuda:

@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 from envkit.files import open_owned, write_owned
 from envkit.train import phases
 from envkit.train.guard import StaleWeightGuard
-from envkit.train.plot import metric_rows
+from envkit.runs.plot import metric_rows
 
 # TRL's log keys -> ours; rewards/<function>/mean and the sampler-vs-trainer gap (sampling/*: what the
 # stale-weight guard reads) keep their names, and so do the ones the learning-signal guard reads

@@ -7,14 +7,13 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
 from envkit.terminal import echo, printable
-from envkit.train import generate as generate_limits  # -n and --max-new-tokens bounds; torch loads lazily
+from envkit.runs import generate as generate_limits  # -n and --max-new-tokens bounds; torch loads lazily
 
 
 @click.command()
@@ -53,11 +52,11 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
     exit code.
     """
     from envkit.files import WriteError
-    from envkit.launch.plan import LaunchError
+    from envkit.launch.layout import LaunchError
     from envkit.launch.procs import LaunchFailed
     from envkit.knowledge import UnknownGpu
     from envkit.recipe.load import RecipeError
-    from envkit.train.plot import MetricsError
+    from envkit.runs.plot import MetricsError
     from envkit.train.rundir import RunBusy
 
     if target and not dry_run:
@@ -82,90 +81,61 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
 
 def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=(),
            target=(None, 1), verbose=False) -> int:
-    from envkit.launch.tracking import tracker_env, tracker_facts
+    from envkit.launch.tracking import tracker_facts
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import RecipeError, load_recipe
-    from envkit.rules import run_rules
-    from envkit.train.config import grpo_kwargs, unsloth_model_kwargs, unsloth_peft_kwargs
-    from envkit.train.effective import check_refused, effective_config, effective_lines
-    from envkit.train.preflight import check_packages, plan_run
-    from envkit.train.readiness import cpu_size_warning, model_problem
+    from envkit.train.plan import LaunchOptions, PlanOptions, build_plan
+    from envkit.train.readiness import model_problem
 
     recipe_path = find_recipe(name)
     recipe = load_recipe(recipe_path)
-    if max_steps:
-        recipe = replace(recipe, grpo=replace(recipe.grpo, max_steps=max_steps))
-    if machine_rank is not None:
-        if machine_rank >= recipe.distributed.num_machines:
-            raise RecipeError(f"--machine-rank {machine_rank}: the recipe has distributed.num_machines: "
-                              f"{recipe.distributed.num_machines}")
-        recipe = replace(recipe, distributed=replace(recipe.distributed, machine_rank=machine_rank))
-    output_dir = Path(output or recipe.output.dir or Path("runs") / Path(recipe.source).stem)
     facts = collect()
     if target[0]:
         from envkit.probe.target import with_target
 
         facts = with_target(facts, *target)
-    check_packages(recipe, facts)
-    plan = plan_run(recipe, facts, run_rules(facts), tuple(no_patch))
-    plan = replace(plan, grpo_config=grpo_kwargs(recipe, plan, str(output_dir)))
-    backend = facts.package(recipe.backend)  # trl's rewrites nothing; unsloth's config does (envkit.train.effective)
-    plan = replace(plan, grpo_effective=effective_config(recipe.backend, plan.grpo_config,
-                                                         backend.version if backend else None))
-    check_refused(recipe.source, plan.grpo_effective)
-    forward = ["--output", str(output_dir)] + (["--max-steps", str(max_steps)] if max_steps else []) + \
-        (["--resume"] if resume else []) + (["--force"] if force else []) + (["--verbose"] if verbose else []) + \
-        [a for p in no_patch for a in ("--no-patch", p)]
-    unavailable = None
-    trackers = tracker_facts(recipe.output.report_to, os.environ, facts.installed)  # they write into the run
-    plan = replace(plan, env={**plan.env, **tracker_env(trackers, output_dir)})
+    launch_options = None
+    trackers = tracker_facts(recipe.output.report_to, os.environ, facts.installed)  # each rank: they write in the run
     if not worker:  # a rank: the launcher that started it laid the run out (and checked the model)
-        plan = _lay_out(recipe, str(recipe_path), facts, plan, forward, dry_run, trackers)
-        unavailable = model_problem(recipe, facts)
-        too_large = cpu_size_warning(recipe, facts, on_cpu=plan.gpu == "cpu")
-        plan = replace(plan, warnings=plan.warnings + tuple(filter(None, [too_large, dry_run and unavailable])))
-    launch = plan.launch
+        from envkit.launch.machine import probe_launch
+
+        forward = (["--max-steps", str(max_steps)] if max_steps else []) + (["--resume"] if resume else []) + \
+            (["--force"] if force else []) + (["--verbose"] if verbose else []) + \
+            [a for p in no_patch for a in ("--no-patch", p)]
+        launch_options = LaunchOptions(str(recipe_path), tuple(forward), probe_launch(recipe), dry_run)
+    plan = build_plan(recipe, facts, PlanOptions(output, max_steps, machine_rank, tuple(no_patch), launch_options,
+                                                 trackers))
+    unavailable = None if worker else model_problem(plan.recipe, facts)  # asks the hub: not part of the plan
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
-        for warning in plan.warnings:
-            click.echo(f"envkit train: warning: {printable(warning)}", err=True)
-        for line in effective_lines(plan.grpo_effective):
-            click.echo(f"envkit train: {line}", err=True)
-        for finding in plan.blocking:
-            verdict = "ignored (--force)" if force else "refused"
-            click.echo(f"envkit train: {verdict}: {finding.id} {printable(finding.title)}"
-                       + (f"\n    fix: {printable(finding.fix)}" if finding.fix else ""), err=True)
+        _say(plan, force, [unavailable] if dry_run and unavailable else [])
     if dry_run:
-        shown = {"backend": recipe.backend, "use_vllm": plan.use_vllm, "vllm_off": plan.vllm_off, "sleep": plan.sleep,
-                 "gpu": plan.gpu, "env": dict(plan.env), "patches": list(plan.patches),
-                 "patches_off": list(plan.patches_off), "guard": recipe.guard}
-        resolved = {"recipe": recipe.source, "plan": shown, "grpo_config": dict(plan.grpo_config),
-                    "effective_config": plan.grpo_effective, "launch": launch.to_dict() if launch else None}
-        if recipe.backend == "unsloth":
-            model = recipe.model.name or f"<model.build: {recipe.model.build}, built at start>"
-            resolved["unsloth"] = {"from_pretrained": unsloth_model_kwargs(recipe, plan, model),
-                                   "get_peft_model": unsloth_peft_kwargs(recipe)}
-        click.echo(json.dumps(resolved, indent=2))
+        click.echo(json.dumps(_dry_run(plan), indent=2))
         return FAILED if plan.blocking and not force else 0  # scripts can ask "would this run?"
     if plan.blocking and not force:
         return FAILED
     if unavailable:  # before anything loads: from_pretrained would retry the hub, then end in a traceback
-        raise RecipeError(f"{recipe.source}: {unavailable}")
+        raise RecipeError(f"{plan.recipe.source}: {unavailable}")
+    launch = plan.launch
     if launch is not None and launch.server and not plan.use_vllm:
         click.echo("envkit train: refused: vllm.mode: server needs vLLM generation, which is off here "
                    "(no GPU visible, or vllm not installed: envkit doctor says which)", err=True)
         return FAILED
     if launch is not None and not launch.in_process:
-        from envkit.launch.procs import run_plan
+        from envkit.launch.procs import run_processes
         from envkit.train.rundir import check_writable
 
-        check_writable(output_dir)  # before the server and the ranks load anything (rank 0 then locks the folder)
-        return run_plan(launch)
+        check_writable(plan.output_dir)  # before the server and the ranks load anything (rank 0 then locks it)
+        if launch.server and plan.recipe.model.name is None:  # model.build: the server loads what the ranks build
+            from envkit.train.tiny import build_tiny
+
+            build_tiny(seed=plan.recipe.seed)
+        return run_processes(launch)
     from envkit.train.failures import explain, save_traceback
     from envkit.train.runner import train as run
 
     try:
-        return run(recipe, plan, output_dir, resume, verbose)
+        return run(plan, resume, verbose)
     except Exception as exc:  # a known GPU-side failure in one line; anything else as it is
         share = plan.grpo_config.get("vllm_gpu_memory_utilization", "the server's") if plan.use_vllm else None
         said = explain(exc, share, name)
@@ -175,25 +145,35 @@ def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, w
         return FAILED
 
 
-def _lay_out(recipe, recipe_path: str, facts, plan, forward: list[str], dry_run: bool, trackers=None):
-    """The plan with this machine's launch layout; the EK5xx and EK701 (trackers) checks' warnings and failures
-    join the preflight's."""
-    from envkit.launch.plan import build_launch_plan
-    from envkit.launch.preflight import launch_findings
+def _say(plan, force: bool, warnings: list[str]) -> None:
+    """The plan's warnings, what the backend changes, and what refuses the run (or is ignored with --force)."""
+    from envkit.train.effective import effective_lines
 
-    model = recipe.model.name
-    if model is None and recipe.vllm.mode == "server":  # model.build: the server loads what the ranks build
-        if dry_run:
-            model = f"<model.build: {recipe.model.build}, built at launch>"
-        else:
-            from envkit.train.tiny import build_tiny
+    for warning in list(plan.warnings) + warnings:
+        click.echo(f"envkit train: warning: {printable(warning)}", err=True)
+    for line in effective_lines(plan.grpo_effective):
+        click.echo(f"envkit train: {line}", err=True)
+    for finding in plan.blocking:
+        verdict = "ignored (--force)" if force else "refused"
+        click.echo(f"envkit train: {verdict}: {finding.id} {printable(finding.title)}"
+                   + (f"\n    fix: {printable(finding.fix)}" if finding.fix else ""), err=True)
 
-            model = str(build_tiny(seed=recipe.seed))
-    trl = facts.package("trl")
-    launch = build_launch_plan(recipe, recipe_path, len(facts.visible_gpus()), trl.version if trl else None,
-                               cuda_visible_devices=facts.cuda_visible_devices, model=model, forward=forward,
-                               mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(plan.dtype, "no"))
-    return plan.laid_out(launch, launch_findings(recipe, launch, facts, plan.use_vllm, trackers))
+
+def _dry_run(plan) -> dict:
+    """What --dry-run prints: the decisions, GRPOConfig's arguments, the backend's changes, the launch layout."""
+    from envkit.train.config import unsloth_model_kwargs, unsloth_peft_kwargs
+
+    recipe = plan.recipe
+    shown = {"backend": recipe.backend, "use_vllm": plan.use_vllm, "vllm_off": plan.vllm_off, "sleep": plan.sleep,
+             "gpu": plan.gpu, "env": dict(plan.env), "patches": list(plan.patches),
+             "patches_off": list(plan.patches_off), "guard": recipe.guard}
+    resolved = {"recipe": recipe.source, "plan": shown, "grpo_config": dict(plan.grpo_config),
+                "effective_config": plan.grpo_effective, "launch": plan.launch.to_dict() if plan.launch else None}
+    if recipe.backend == "unsloth":
+        model = recipe.model.name or f"<model.build: {recipe.model.build}, built at start>"
+        resolved["unsloth"] = {"from_pretrained": unsloth_model_kwargs(recipe, plan, model),
+                               "get_peft_model": unsloth_peft_kwargs(recipe)}
+    return resolved
 
 
 @click.command()
@@ -236,18 +216,18 @@ def report(run_dir, samples, follow) -> None:
 def _draw_report(path: Path) -> str:
     """Draw run.png and report.html; the summary line and the table (warnings go to stderr)."""
     from envkit.files import WriteError
-    from envkit.train.guard import KNOWN_CAUSES, check_rows
-    from envkit.train.html_report import write_report
+    from envkit.runs.html_report import write_report
+    from envkit.runs.plot import MetricsError, Skipped, metric_rows, plot_run
+    from envkit.runs.summary import metrics_table, steps_line
+    from envkit.train.guard import KNOWN_CAUSES, GuardLimits, check_rows
     from envkit.train.learning import check_signal_rows, run_masking
-    from envkit.train.plot import MetricsError, Skipped, metric_rows, plot_run
-    from envkit.train.summary import metrics_table, steps_line
 
-    skipped = Skipped()
+    skipped, limits = Skipped(), GuardLimits.shipped()
     try:
         rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
-        picture = plot_run(path, skipped, rows)
+        picture = plot_run(path, limits, skipped, rows)
         said = steps_line(rows)
-        page = write_report(path, rows, said)
+        page = write_report(path, rows, said, limits.metric)
     except MetricsError as exc:
         echo(f"envkit report: {exc}", err=True)
         sys.exit(USAGE)
@@ -269,7 +249,7 @@ def _draw_report(path: Path) -> str:
 
 def _print_samples(path: Path, step: str) -> int:
     """`envkit report RUN --samples [STEP]`: the exit code."""
-    from envkit.train.samples import SAMPLES, pick_step, read_samples, render_step
+    from envkit.runs.samples import SAMPLES, pick_step, read_samples, render_step
 
     if step != "last" and not step.isdigit():
         echo(f"envkit report: --samples {step}: a step number, or nothing for the last logged step", err=True)
@@ -300,15 +280,17 @@ def _print_samples(path: Path, step: str) -> int:
 @click.option("--trust-remote-code", is_flag=True, help="Run the Python code the model folder ships (its config's "
               "auto_map): only for a run you trust; never taken from the run's manifest.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print [{prompt, completions}] as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the libraries' own output too: loading bars, deprecation "
+              "warnings.")
 def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, seed, merged, engine, trust_remote_code,
-             as_json) -> None:
+             as_json, verbose) -> None:
     """Sample from a trained run: RUN_DIR's adapter on its base model (or merged/), prompted as in training.
 
     RUN_DIR is an `envkit train` output folder, or an adapter folder (a checkpoint-N).  The chat template and
     system prompt the run trained with, and its temperature, top_p and completion length, come from its
     manifest.json.  Exit codes: 0 done, 2 nothing to sample from (no adapter/, no merged/) or a bad option.
     """
-    from envkit.train.generate import GenerateError, check_sampling, find_trained, pick_engine, sample
+    from envkit.runs.generate import EngineFailed, GenerateError, check_sampling, find_trained, pick_engine, sample
 
     missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
     if missing:
@@ -322,11 +304,24 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
         if sampling["temperature"] == 0 and num_samples > 1:
             raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
         chosen = pick_engine(engine)
+        if not verbose:
+            from envkit.train.progress import quiet_libraries
+
+            quiet_libraries()
         echo(f"envkit generate: {trained.adapter or trained.model}"
                    + (f" on {trained.model}" if trained.adapter else "") + f" with {chosen}", err=True)
         completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)
     except GenerateError as exc:
         echo(f"envkit generate: {exc}", err=True)
+        sys.exit(USAGE)
+    except EngineFailed as exc:
+        from envkit.train.failures import explain, save_traceback
+
+        failure = explain(exc.__cause__, "vLLM's default", "")
+        if failure is None:
+            raise  # with the engine's own exception as its cause
+        echo(f"envkit generate: {failure.title}; --engine transformers samples without vLLM "
+             f"(traceback: {save_traceback(exc.__cause__, 'envkit-generate')})", err=True)
         sys.exit(USAGE)
     except OSError as exc:  # transformers' and the hub's way to say a model is not there (moved, offline, no access)
         reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)

@@ -1,22 +1,26 @@
-"""Recipe + Plan -> GRPOConfig keyword arguments.  Pure: no torch, no trl (``--dry-run`` prints this)."""
+"""Recipe + the plan's decisions -> GRPOConfig (and Unsloth's) keyword arguments.  Pure: no torch, no trl
+(``--dry-run`` prints these)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
 from envkit.recipe.schema import Recipe
 from envkit.train.effective import pins
-from envkit.train.preflight import Plan
 
-# vllm.gpu_memory_utilization: auto without a memory budget (no GPU memory known, no model shape): TRL's default.
-TRL_DEFAULT_UTILIZATION = 0.3
+if TYPE_CHECKING:
+    from envkit.train.plan import Plan
 
 
-def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
+def grpo_kwargs(recipe: Recipe, output_dir: str, *, dtype: str, on_cpu: bool, use_vllm: bool, sleep: bool,
+                vllm_utilization: float | None, gradient_checkpointing: bool,
+                micro_batch: int | None) -> dict[str, Any]:
+    """GRPOConfig's arguments: the recipe's, with what the plan decided (envkit.train.plan.build_plan calls this
+    before it freezes the plan)."""
     g, v = recipe.grpo, recipe.vllm
-    micro_batch = plan.micro_batch or g.per_device_train_batch_size  # the same completions a step either way
+    micro_batch = micro_batch or g.per_device_train_batch_size  # the same completions a step either way
     kwargs: dict[str, Any] = {
         "output_dir": output_dir,
         "seed": recipe.seed,
@@ -36,11 +40,11 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
         "save_steps": recipe.output.save_steps,
         "save_total_limit": recipe.output.keep,
         "report_to": list(recipe.output.report_to) or "none",
-        "bf16": plan.bf16,
-        "fp16": plan.dtype == "fp16",
-        "use_cpu": plan.gpu == "cpu",
-        "use_vllm": plan.use_vllm,
-        "gradient_checkpointing": plan.gradient_checkpointing,
+        "bf16": dtype == "bf16",
+        "fp16": dtype == "fp16",
+        "use_cpu": on_cpu,
+        "use_vllm": use_vllm,
+        "gradient_checkpointing": gradient_checkpointing,
         **g.trl,  # TRL's other fields, as the recipe wrote them; none of the above (the loader refuses those)
     }
     if g.top_k is not None:
@@ -53,16 +57,16 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
         kwargs["max_steps"] = g.max_steps
     else:
         kwargs["num_train_epochs"] = g.num_epochs if g.num_epochs is not None else 1.0
-    if plan.use_vllm:
+    if use_vllm:
         kwargs.update({
             "vllm_mode": v.mode,
-            "vllm_enable_sleep_mode": plan.sleep,
+            "vllm_enable_sleep_mode": sleep,
             "vllm_max_model_length": max_model_length(recipe),
         })
         kwargs.update(vllm_launch_kwargs(recipe))
-        # auto for a server: set where the server starts (trl vllm-serve)
+        # auto for a server: set where the server starts (trl vllm-serve), not here
         if v.gpu_memory_utilization != "auto" or v.mode == "colocate":
-            kwargs["vllm_gpu_memory_utilization"] = vllm_utilization(recipe, plan)
+            kwargs["vllm_gpu_memory_utilization"] = vllm_utilization
         if v.max_lora_rank is not None:
             kwargs["vllm_max_lora_rank"] = v.max_lora_rank
         if v.kv_cache_dtype != "auto":
@@ -77,15 +81,6 @@ def grpo_kwargs(recipe: Recipe, plan: Plan, output_dir: str) -> dict[str, Any]:
     return kwargs
 
 
-def vllm_utilization(recipe: Recipe, plan: Plan) -> float:
-    """vLLM's share of the GPU: the recipe's number, or for auto the one the preflight's budget chose (TRL's
-    default where there was no budget: no GPU memory known, or no model shape)."""
-    share = recipe.vllm.gpu_memory_utilization
-    if share != "auto":
-        return share
-    return plan.budget_share if plan.budget_share is not None else TRL_DEFAULT_UTILIZATION
-
-
 def max_lora_rank(recipe: Recipe) -> int:
     """The largest LoRA rank vLLM reserves room for: vllm.max_lora_rank, default lora.r (the loader
     rejects a value below lora.r)."""
@@ -97,12 +92,12 @@ def unsloth_model_kwargs(recipe: Recipe, plan: Plan, model_name: str) -> dict[st
 
     As in Unsloth's GRPO notebooks (unslothai/notebooks nb/*GRPO*.ipynb): ``fast_inference`` starts Unsloth's
     own vLLM engine in the training process, sized by ``max_lora_rank`` and ``gpu_memory_utilization``; here
-    it follows the plan (no vLLM where the preflight turned it off) and the same share the TRL path uses.
+    it follows the plan (no vLLM where the plan turned it off) and the same share the TRL path uses.
     """
     m = recipe.model
     return {"model_name": model_name, "max_seq_length": m.max_seq_length, "load_in_4bit": m.load_in_4bit,
             "fast_inference": plan.use_vllm, "max_lora_rank": max_lora_rank(recipe),
-            "gpu_memory_utilization": vllm_utilization(recipe, plan), "trust_remote_code": m.trust_remote_code}
+            "gpu_memory_utilization": plan.vllm_utilization, "trust_remote_code": m.trust_remote_code}
 
 
 def unsloth_peft_kwargs(recipe: Recipe) -> dict[str, Any]:

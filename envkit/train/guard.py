@@ -15,6 +15,7 @@ from typing import Iterable
 
 from envkit.exitcodes import STALE_WEIGHTS
 from envkit.knowledge import load
+from envkit.train.learning import signal_line
 
 
 # What the guard's warnings point to: the silent stale-sampler failures envkit knows, each with its doc.
@@ -110,3 +111,15 @@ def guard_record(mode: str, stale: StaleWeightGuard | None, signal, vllm_off: st
             "stale_weights_measured_steps": stale.measured if stale else 0,
             "stale_weights_not_measured": not_measured(stale, vllm_off, backend) if stale else None,
             "learning_signal": signal.report() if signal else None}
+
+
+def guard_lines(record: dict) -> list[str]:
+    """The summary's lines from manifest.json's "guard" (guard_record): the learning signal,
+    and the sampler gap where it was not measured."""
+    lines = []
+    learning = signal_line(record.get("learning_signal"))
+    if learning:
+        lines.append(f"  learning    {learning}")
+    if record.get("stale_weights_not_measured") and record["mode"] != "off":
+        lines.append(f"  sampler gap {record['stale_weights_not_measured']}")
+    return lines

@@ -9,7 +9,7 @@ from envkit.files import fresh_dir, replace_dir
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.train.config import unsloth_model_kwargs, unsloth_peft_kwargs
-from envkit.train.preflight import Plan
+from envkit.train.plan import Plan
 
 
 def model_source(recipe: Recipe) -> str:
@@ -47,7 +47,7 @@ def name_base_in_card(trainer, recipe: Recipe) -> None:
 
 
 def torch_dtype(plan: Plan):
-    """The plan's training dtype (envkit.train.preflight.training_dtype) as a torch dtype."""
+    """The plan's training dtype (envkit.train.decisions.training_dtype) as a torch dtype."""
     import torch
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[plan.dtype]
@@ -118,7 +118,7 @@ def _load_unsloth(recipe: Recipe, plan: Plan, source: str):
     "Set use_vllm if not set"): a model with a ``vllm_engine`` (fast_inference) forces ``use_vllm=True`` and
     ``vllm_mode="colocate"`` and generates with that engine instead of starting TRL's own, so passing
     ``use_vllm`` is not required; envkit passes the plan's value, equal to ``fast_inference``, so the two
-    never disagree.  Sleep mode is Unsloth's "standby": the variable the preflight puts in plan.env
+    never disagree.  Sleep mode is Unsloth's "standby": the variable the plan puts in plan.env
     (curated.json ``unsloth_vllm_standby``) before unsloth is imported, after which Unsloth sets
     ``vllm_enable_sleep_mode=True`` itself, matching the plan's; the same entry keeps our
     gpu_memory_utilization, which Unsloth replaces in standby by its own 0.88 otherwise.  TRL's other vllm_*

@@ -13,7 +13,7 @@ from envkit.facts import Facts
 from envkit.knowledge import in_window, load
 from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
-from envkit.report.text import markdown_table
+from envkit.doctor_output.text import markdown_table
 
 
 @dataclass(frozen=True)

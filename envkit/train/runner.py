@@ -23,16 +23,16 @@ from envkit.terminal import echo
 from envkit.train.checkpoints import Checkpoint, last_checkpoint
 from envkit.train.config import split_supported
 from envkit.train.effective import keep_after, trained_value
-from envkit.train.guard import StaleWeightGuard, guard_record
-from envkit.train.preflight import Plan
+from envkit.train.guard import GuardLimits, StaleWeightGuard, guard_lines, guard_record
+from envkit.train.plan import Plan
 from envkit.train.rewards import resolve_reward
 from envkit.train.rundir import LOCK, MARKER, RunLock, check_writable
 
 STACK = ("envkit", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "bitsandbytes")
 
 
-def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, verbose: bool = False) -> int:
-    """Train the recipe into output_dir; the exit code.  ``verbose``: the libraries' bars, warnings and TRL's
+def train(plan: Plan, resume: bool, verbose: bool = False) -> int:
+    """Train the plan's recipe into its output_dir; the exit code.  ``verbose``: the libraries' bars, warnings and TRL's
     per-step dicts as they print them (else one envkit line per step: envkit.train.progress).
 
     The main rank (RANK 0, or no RANK: one process) first makes sure the folder can be written (exit 2 if
@@ -53,6 +53,7 @@ def train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, verbose: b
     - N > M otherwise (an extension cut short): refused (exit 2), naming the --max-steps that ends or
       continues it.
     """
+    recipe, output_dir = plan.recipe, plan.output_dir
     os.environ.update(plan.env)  # before anything imports triton (or unsloth)
     main = os.environ.get("RANK", "0") == "0"  # under accelerate launch one rank writes the run's files
     lock = None
@@ -89,7 +90,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
             f"{' and merged/' if recipe.output.merge else ''} from it")
     started, wall = datetime.now(timezone.utc), time.perf_counter()
     if todo == "train":
-        from envkit.train.summary import generation_line
+        from envkit.runs.summary import generation_line
 
         say(f"{Path(recipe.source).name} on {plan.gpu} ({plan.dtype}), generation: "
             f"{generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)}")
@@ -196,13 +197,14 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     if main:
         write_owned(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if main and metrics.exists():
-        from envkit.train.html_report import write_report
-        from envkit.train.plot import metric_rows, plot_run
-        from envkit.train.summary import generation_line, guard_lines, run_summary, steps_line
+        from envkit.runs.html_report import write_report
+        from envkit.runs.plot import metric_rows, plot_run
+        from envkit.runs.summary import generation_line, run_summary, steps_line
 
         rows = metric_rows(metrics)
-        plot_run(output_dir, rows=rows)
-        write_report(output_dir, rows, steps_line(rows))
+        limits = GuardLimits.shipped()
+        plot_run(output_dir, limits, rows=rows)
+        write_report(output_dir, rows, steps_line(rows), limits.metric)
         if code == 0:
             generation = generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)
             echo(run_summary(output_dir, rows, steps, wall_s, generation, recipe.output.merge,
@@ -298,7 +300,7 @@ def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_fro
         "grpo_config": kwargs,
         "effective_config": plan.grpo_effective,  # what the backend changed in it (envkit.train.effective)
         "not_applied": dropped,
-        # how prompts reached the model in training, for envkit generate (envkit.train.generate)
+        # how prompts reached the model in training, for envkit generate (envkit.runs.generate)
         "generate": {"chat_template": chat, "system_prompt": recipe.dataset.system_prompt,
                      "trust_remote_code": recipe.model.trust_remote_code},
     }

@@ -1,6 +1,6 @@
 """Sample completions while a run trains: every ``output.samples_every`` steps (and step 1) the step's prompts, their
 completions, each reward function's score and the answer column go to RUN/samples.jsonl (read by `envkit report
---samples`, envkit.train.samples) and to the tracker's table where it has one (W&B, Trackio; MLflow as a table
+--samples`, envkit.runs.samples) and to the tracker's table where it has one (W&B, Trackio; MLflow as a table
 artifact).  GRPO is debugged by reading what the model writes: a format reward stuck at 0 is plain in the text.
 
 TRL keeps the last generation batch's prompts, completions, rewards per function and advantages on the trainer
@@ -16,7 +16,7 @@ import os
 from transformers import TrainerCallback
 
 from envkit.files import open_owned
-from envkit.train.samples import SAMPLES, group_rows
+from envkit.runs.samples import SAMPLES, group_rows
 
 
 def prompt_key(prompt) -> str:

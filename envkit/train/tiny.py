@@ -20,10 +20,15 @@ def cache_root() -> Path:
     return (cache_home(dict(os.environ)) or Path.home() / ".cache") / "envkit" / "models"
 
 
+def tiny_folder(shape: TinyShape = TinyShape(), seed: int = 0, root: Path | None = None) -> Path:
+    """Where the tiny model of this shape and seed is saved (built or not): a plan names it before it is built."""
+    key = hashlib.sha256(json.dumps([asdict(shape), seed]).encode()).hexdigest()[:12]
+    return (root or cache_root()) / f"tiny-llama-{key}"
+
+
 def build_tiny(shape: TinyShape = TinyShape(), seed: int = 0, root: Path | None = None) -> Path:
     """The folder of a saved tiny model + tokenizer of this shape and seed (built once)."""
-    key = hashlib.sha256(json.dumps([asdict(shape), seed]).encode()).hexdigest()[:12]
-    target = (root or cache_root()) / f"tiny-llama-{key}"
+    target = tiny_folder(shape, seed, root)
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():
         return target
     import torch

@@ -46,6 +46,7 @@ def why_not_here() -> str | None:
 
 pytestmark = [pytest.mark.image, pytest.mark.skipif(why_not_here() is not None, reason=str(why_not_here()))]
 TIMES: dict[str, float] = {}
+PRINTED: list[str] = []  # the run command `envkit build` printed
 
 
 def timed(name: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -69,9 +70,10 @@ def image(tmp_path_factory) -> str:
                                    "--python", "3.11", "--base", BASE, "--wheelhouse", WHEELHOUSE],
                   cwd=tmp_path_factory.mktemp("build"))
     assert built.returncode == 0, tail(built, 60)
-    # the run command for what built it: as the caller, in the current folder
-    assert 'podman run --device nvidia.com/gpu=all --user "$(id -u):$(id -g)"' in built.stdout
+    # the run command for what built it: as the caller, in the current folder, no GPU flags for a CPU image
+    assert 'podman run --user "$(id -u):$(id -g)"' in built.stdout
     assert '-v "$PWD":/work' in built.stdout
+    PRINTED.append(built.stdout.split("Run it with:\n", 1)[1].strip())
     # `docker run envkit/grpo ...` runs the image just built (the runs below name TAG: another build moves latest)
     ids = {subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", name], capture_output=True, text=True,
                           check=True).stdout for name in (TAG, "envkit/grpo:latest", "envkit/grpo")}
@@ -131,3 +133,13 @@ def test_the_image_trains_in_a_users_folder_as_the_users_uid(image, users_folder
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     assert steps[-1] == 2
     assert {p.stat().st_uid for p in [run, *run.rglob("*")]} == {USER_UID}  # the user's files, not uid 1000's or root's
+
+
+def test_the_printed_run_command_trains_as_printed(image, users_folder):
+    """The line `envkit build` printed, through a shell in the user's folder as their uid (here the shell's
+    `$(id -u)` is root's, so uid 2000 stands in for it), two steps of the baked recipe."""
+    line = PRINTED[0].replace('"$(id -u):$(id -g)"', f"{USER_UID}:{USER_UID}") + " --max-steps 2 --output runs/printed"
+    result = timed("the printed podman run", ["sh", "-c", line], cwd=users_folder)
+    assert result.returncode == 0, tail(result)
+    rows = (users_folder / "runs" / "printed" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(rows[-1])["step"] == 2

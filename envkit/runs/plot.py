@@ -131,20 +131,18 @@ def panels(rows: list[dict], guard_metric: str, skipped: Skipped | None = None) 
     return [p for p in every if any(drawn[k] for k in p[1] + [p[2]] if k)] or every[:1], drawn
 
 
-def plot_run(run_dir: Path, skipped: Skipped | None = None, rows: list[dict] | None = None) -> Path:
+def plot_run(run_dir: Path, limits, skipped: Skipped | None = None, rows: list[dict] | None = None) -> Path:
     """Draw run_dir/run.png (written whole: a temporary file renamed) from ``rows`` (default: read from its
-    metrics.jsonl); what was left out goes to ``skipped``.  A panel with nothing to draw is left out (KL with
-    beta 0, the sampler's gap without vLLM); the weighted total reward and the functions' unweighted means
-    have a panel each, their scales differ by the weights."""
+    metrics.jsonl); what was left out goes to ``skipped``.  ``limits``: the stale-weight guard's metric and
+    threshold (envkit.train.guard.GuardLimits), drawn on the sampler's gap.  A panel with nothing to draw is
+    left out (KL with beta 0, the sampler's gap without vLLM); the weighted total reward and the functions'
+    unweighted means have a panel each, their scales differ by the weights."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from envkit.train.guard import GuardLimits
-
     rows = metric_rows(run_dir / "metrics.jsonl", skipped) if rows is None else rows
-    limits = GuardLimits.shipped()
     shown, drawn = panels(rows, limits.metric, skipped)
     columns = min(3, len(shown))
     fig, grid = plt.subplots(-(-len(shown) // columns), columns, figsize=(6 * columns, 4 * -(-len(shown) // columns)),

@@ -23,6 +23,11 @@ from envkit.files import JSON_BYTES, read_regular
 DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 256}  # a run without a manifest (TRL's own defaults)
 
 
+class EngineFailed(RuntimeError):
+    """vLLM's engine failed to start (the exception is its ``__cause__``): `envkit generate` says a known GPU-side
+    failure in one line (envkit.train.failures) and re-raises any other."""
+
+
 class GenerateError(ValueError):
     """The run folder cannot be sampled from: one line, naming what is missing and what to do."""
 
@@ -56,7 +61,8 @@ def find_trained(run_dir: Path, merged: bool = False, trust_remote_code: bool = 
     if record.get("trust_remote_code") is True and not trust_remote_code:
         raise GenerateError(f"{run_dir} was trained with model.trust_remote_code: true; pass --trust-remote-code "
                             "to run the Python code its model ships (only for a run and model you trust)")
-    sampling = {"temperature": grpo.get("temperature", DEFAULTS["temperature"]), "top_p": grpo.get("top_p", DEFAULTS["top_p"]),
+    sampling = {"temperature": grpo.get("temperature", DEFAULTS["temperature"]),
+                "top_p": grpo.get("top_p", DEFAULTS["top_p"]),
                 "max_new_tokens": grpo.get("max_completion_length", DEFAULTS["max_new_tokens"])}
     common = {"chat": record.get("chat_template") if isinstance(record.get("chat_template"), bool) else None,
               "system_prompt": record.get("system_prompt") if isinstance(record.get("system_prompt"), str) else None,
@@ -79,6 +85,11 @@ def find_trained(run_dir: Path, merged: bool = False, trust_remote_code: bool = 
     base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
     if not isinstance(base, str) or not base:
         raise GenerateError(f"{adapter / 'adapter_config.json'} names no base_model_name_or_path")
+    if Path(base).is_absolute() and not Path(base).exists():  # trained elsewhere: in an image, on another machine
+        merged_here = (run_dir / "merged" / "config.json").is_file() and not is_adapter
+        raise GenerateError(f"the base model {base} that {adapter} was trained on is not on this machine (a run from "
+                            "an image keeps it in the image's /cache)" + ("; sample from the run's merged model: "
+                            f"envkit generate {run_dir} --merged" if merged_here else "; copy it to that path"))
     pattern = config.get("rank_pattern")
     ranks = [config.get("r") or 0, *(pattern.values() if isinstance(pattern, dict) else ())]
     if not all(type(r) is int and 0 <= r <= 2**16 for r in ranks):
@@ -150,7 +161,9 @@ def _with_transformers(trained: Trained, prompts: list[str], n: int, sampling: d
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(trained.dtype, torch.float32) if device == "cuda" else torch.float32
+    dtype = torch.float32
+    if device == "cuda":
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(trained.dtype, torch.float32)
     remote = trained.trust_remote_code
     model = AutoModelForCausalLM.from_pretrained(trained.model, dtype=dtype, trust_remote_code=remote)
     if trained.adapter is not None:
@@ -196,14 +209,8 @@ def _with_vllm(trained: Trained, prompts: list[str], n: int, sampling: dict, see
         request = LoRARequest("adapter", 1, str(trained.adapter))
     try:
         llm = LLM(**engine)
-    except Exception as exc:  # a known start-up failure in one line (envkit.train.failures); any other as it is
-        from envkit.train.failures import explain, save_traceback
-
-        failure = explain(exc, "vLLM's default", "")
-        if failure is None:
-            raise
-        raise GenerateError(f"{failure.title}; --engine transformers samples without vLLM "
-                            f"(traceback: {save_traceback(exc, 'envkit-generate')})") from None
+    except Exception as exc:  # the command says a known start-up failure in one line; any other as it is
+        raise EngineFailed("vLLM's engine did not start") from exc
     params = SamplingParams(n=n, temperature=sampling["temperature"], top_p=sampling["top_p"],
                             max_tokens=sampling["max_new_tokens"], seed=seed)
     chat = trained.chat if trained.chat is not None else bool(llm.get_tokenizer().chat_template)

@@ -1,6 +1,6 @@
 """What a run says about itself in words: the end-of-run summary of `envkit train` and the table of `envkit report`.
 
-Pure over metrics.jsonl's rows (envkit.train.plot.metric_rows) and what the runner knows; nothing imported.
+Pure over metrics.jsonl's rows (envkit.runs.plot.metric_rows) and what the runner knows; nothing imported.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import math
 import shlex
 from pathlib import Path
 
-from envkit.train.learning import signal_line
-from envkit.train.plot import points, reward_functions
+from envkit.runs.plot import points, reward_functions
 
 TREND = 5  # steps averaged at each end of the reward's trend
 
@@ -59,18 +58,6 @@ def run_summary(output_dir: Path, rows: list[dict], steps: int, wall_s: float, g
     lines.append(f"  next        envkit generate {quoted} \"your prompt\"   # sample from the trained adapter")
     lines.append(f"              envkit report {quoted}   # the table and the picture again (--samples: completions)")
     return "\n".join(lines)
-
-
-def guard_lines(record: dict) -> list[str]:
-    """The summary's lines from manifest.json's "guard" (envkit.train.guard.guard_record): the learning signal,
-    and the sampler gap where it was not measured."""
-    lines = []
-    learning = signal_line(record.get("learning_signal"))
-    if learning:
-        lines.append(f"  learning    {learning}")
-    if record.get("stale_weights_not_measured") and record["mode"] != "off":
-        lines.append(f"  sampler gap {record['stale_weights_not_measured']}")
-    return lines
 
 
 def _duration(seconds: float) -> str:

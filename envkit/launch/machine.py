@@ -1,4 +1,6 @@
-"""What the launch checks (EK5xx, envkit.launch.checks) need from this machine, and running them."""
+"""What the launch checks (EK5xx, envkit.launch.checks) need from this machine, probed before the run is planned:
+the recipe's ports found in use, and what the local model folder and accelerate config say.  Planning itself
+(envkit.train.plan) then stays pure."""
 
 from __future__ import annotations
 
@@ -8,13 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from envkit.facts import Facts
 from envkit.files import JSON_BYTES, read_regular
-from envkit.launch.plan import LaunchPlan
+from envkit.launch.checks import LaunchProbe, port_roles
 from envkit.recipe.schema import Recipe
-from envkit.rules import Finding
-from envkit.launch.checks import LaunchInputs, run_launch_rules
-from envkit.launch.tracking import TrackerFacts
 
 
 def port_in_use(port: int) -> bool:
@@ -71,10 +69,7 @@ def fsdp_version(recipe: Recipe) -> int | None:
     return version if isinstance(version, int) else None
 
 
-def launch_findings(recipe: Recipe, plan: LaunchPlan, facts: Facts, use_vllm: bool,
-                    trackers: TrackerFacts | None = None) -> list[Finding]:
-    ports = sorted({p for proc in plan.processes for p in proc.ports})
-    busy = tuple(p for p in ports if port_in_use(p))
+def probe_launch(recipe: Recipe) -> LaunchProbe:
     config = local_config(recipe)
-    return run_launch_rules(facts, LaunchInputs(recipe, plan, use_vllm, busy, model_context(recipe, config),
-                                                fsdp_version(recipe), quant_method(config), trackers))
+    return LaunchProbe(tuple(p for p in sorted(port_roles(recipe)) if port_in_use(p)), model_context(recipe, config),
+                       fsdp_version(recipe), quant_method(config))

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 from envkit.files import write_owned
-from envkit.train.guard import GuardLimits
-from envkit.train.plot import AXIS_LABELS, COUNTS_FROM_ZERO, REWARD_PANELS, panels, reward_limits, series_label
-from envkit.train.samples import ranked, read_samples, score_line
+from envkit.runs.plot import (AXIS_LABELS, COUNTS_FROM_ZERO, REWARD_PANELS, panels, reward_limits,
+                              series_label)
+from envkit.runs.samples import ranked, read_samples, score_line
 
 REPORT = "report.html"
 SAMPLE_STEPS = 20  # the last logged steps of samples.jsonl shown (the file keeps them all)
@@ -74,12 +74,12 @@ document.getElementById('status').textContent = `${drawn} charts drawn`;
 """
 
 
-def chart_data(rows: list[dict]) -> list[dict]:
-    """run.png's panels (envkit.train.plot.panels) as JSON: each a title, its series of [step, value] points and
+def chart_data(rows: list[dict], guard_metric: str) -> list[dict]:
+    """run.png's panels (envkit.runs.plot.panels) as JSON: each a title, its series of [step, value] points and
     the y range run.png gives it (rewards from 0 to at least 1, counts and rates from 0: a wobble is not drawn as a
     crash; null: the points' own range).  A panel's right-axis series (tokens/s beside step time) is a chart of its
     own here, named by its axis."""
-    shown, drawn = panels(rows, GuardLimits.shipped().metric)
+    shown, drawn = panels(rows, guard_metric)
     charts = []
     for title, left, right in shown:
         parts = [(AXIS_LABELS[title] if right else title, left)] + ([(AXIS_LABELS[right], [right])] if right else [])
@@ -116,10 +116,11 @@ def samples_html(steps: list[dict]) -> str:
     return "".join(parts) or "<p>No samples logged (output.samples_every).</p>"
 
 
-def write_report(run_dir: Path, rows: list[dict], summary: str) -> Path:
-    """Write RUN/report.html (whole, through a temporary file) from the metrics rows and samples.jsonl."""
+def write_report(run_dir: Path, rows: list[dict], summary: str, guard_metric: str) -> Path:
+    """Write RUN/report.html (whole, through a temporary file) from the metrics rows and samples.jsonl;
+    ``guard_metric``: the sampler gap's key (envkit.train.guard.GuardLimits.metric)."""
     name = html.escape(run_dir.resolve().name)
-    data = json.dumps({"panels": chart_data(rows)}).replace("</", "<\\/").replace("<!--", "<\\!--")
+    data = json.dumps({"panels": chart_data(rows, guard_metric)}).replace("</", "<\\/").replace("<!--", "<\\!--")
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>envkit run: {name}</title>'
             f"<style>{STYLE}</style></head><body><h1>envkit run: {name}</h1>"
             f'<p class="meta">{html.escape(summary)}</p><p class="meta" id="status">charts need JavaScript</p>'

@@ -1,4 +1,5 @@
-"""The launch plan: the processes `envkit train` starts for a recipe, as data.
+"""The launch layout: the processes `envkit train` starts for a recipe on this machine, as data (the run's
+Plan, envkit.train.plan, holds it).
 
 Pure (no torch/trl/vllm import, nothing started), so ``envkit train --dry-run`` prints exactly what a
 run starts and the tests golden-test it.  Two existing engines do the work, no protocol of ours:
@@ -70,7 +71,7 @@ class ProcessSpec:
 
 
 @dataclass(frozen=True)
-class LaunchPlan:
+class LaunchLayout:
     in_process: bool  # True: the run stays in the envkit process (env applies to it)
     why: str
     generation_gpus: list[int] = field(default_factory=list)  # recipe indices (among the visible GPUs)
@@ -83,21 +84,23 @@ class LaunchPlan:
         return asdict(self)
 
 
-def build_launch_plan(
+def launch_layout(
     recipe: Recipe,
     recipe_path: str,
     visible_gpus: int,
     trl_version: str | None,
     *,
+    vllm_utilization: float | None,
     cuda_visible_devices: str | None = None,
     mixed_precision: str = "bf16",
     model: str | None = None,
     forward: Sequence[str] = (),
     python: str = sys.executable,
-) -> LaunchPlan:
+) -> LaunchLayout:
     """The processes for ``recipe`` on a machine with ``visible_gpus`` GPUs.
 
     ``cuda_visible_devices`` is the launcher's own setting: recipe GPU indices count among its entries.
+    ``vllm_utilization`` is the server's share of its GPUs, resolved (envkit.train.decisions.vllm_utilization).
     ``model`` is what the server loads (default model.name).  ``forward`` are ``envkit train`` options
     every rank gets (``--output DIR`` ...).
     """
@@ -114,13 +117,13 @@ def build_launch_plan(
             training = [0]
         env = {"CUDA_VISIBLE_DEVICES": ",".join(_map(training, devices, "training_gpus"))} if training else {}
         where = f" on GPU {env['CUDA_VISIBLE_DEVICES']} of {visible_gpus}" if visible_gpus > 1 else ""
-        return LaunchPlan(True, f"one training process, generation in it: a single in-process run{where}", [],
+        return LaunchLayout(True, f"one training process, generation in it: a single in-process run{where}", [],
                           training, env=env)
     processes = []
     server = _server_entry(trl_version) if server_mode else None
     if server and dist.machine_rank == 0:
         processes.append(_server_process(recipe, server, _map(generation, devices, "generation_gpus"), mixed_precision,
-                                         model or recipe.model.name, python))
+                                         model or recipe.model.name, python, vllm_utilization))
     train_gpus = _map(training, devices, "training_gpus")
     worker = ["-m", "envkit", "train", recipe_path, "--worker", *forward]
     ports, train_env = [], {"CUDA_VISIBLE_DEVICES": ",".join(train_gpus)}
@@ -145,7 +148,7 @@ def build_launch_plan(
         generates += " of machine 0"
     machines = f" over {dist.num_machines} machines" if dist.num_machines > 1 else ""
     why = f"{ranks} training rank(s){machines}, {generates}"
-    return LaunchPlan(False, why, generation, training, processes,
+    return LaunchLayout(False, why, generation, training, processes,
                       server=server["name"] if server else None)
 
 
@@ -207,19 +210,17 @@ def _server_entry(trl_version: str | None) -> dict[str, Any]:
 
 
 def _server_process(recipe: Recipe, entry: dict[str, Any], gpus: list[str], mixed_precision: str, model: str | None,
-                    python: str) -> ProcessSpec:
+                    python: str, utilization: float | None) -> ProcessSpec:
     v = recipe.vllm
     if model is None:
         raise LaunchError("model: the vLLM server needs a model name or path (model.build models are built at launch)")
     host, port = v.server.host, v.server.port
     # Dev-mode endpoints take weights from anyone who can connect: listen on loopback unless trainers are remote.
     bind = loopback_address(host) or "0.0.0.0"
-    utilization = v.gpu_memory_utilization
     values = {
         "model": model, "bind": bind, "port": port,
         "tensor_parallel_size": v.tensor_parallel_size, "data_parallel_size": v.data_parallel_size,
-        "gpu_memory_utilization": (load("launch")["server_gpu_memory_utilization"]["value"] if utilization == "auto"
-                                   else utilization),
+        "gpu_memory_utilization": utilization,
         "dtype": SERVER_DTYPE[mixed_precision], "kv_cache_dtype": v.kv_cache_dtype,
         "max_model_len": max_model_length(recipe),
     }

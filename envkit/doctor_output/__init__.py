@@ -1,4 +1,6 @@
-"""Report: turn findings into text for people, JSON for machines, and one repair command."""
+"""The doctor's output: its findings as text for people, JSON for machines, and one repair command.
+
+(Not `envkit report`, which reads a finished training run: envkit.runs.)"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The human report: sections, one marker per check, a fix line per problem, a closing count."""
+"""The doctor's human output: sections, one marker per check, a fix line per problem, a closing count."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import replace
 import click
 
 from envkit.facts import Facts
-from envkit.report import summarize
+from envkit.doctor_output import summarize
 from envkit.rules.base import SECTIONS, Finding, Severity
 from envkit.terminal import printable
 
