@@ -138,3 +138,13 @@ def test_report_html_renders_its_charts_in_a_real_browser(tmp_path):
     assert shot.stat().st_size > 10_000
     if os.environ.get("ENVKIT_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["ENVKIT_KEEP_SCREENSHOT"])
+
+
+def test_resume_drops_the_samples_of_steps_that_run_again(tmp_path):
+    pytest.importorskip("transformers")
+    from envkit.train.samples_log import trim_samples
+
+    write_run(tmp_path, steps=3)  # samples of steps 1 and 3, and a torn line
+    trim_samples(tmp_path, 2)
+    assert [r["step"] for r in read_samples(tmp_path)] == [1]
+    assert (tmp_path / "samples.jsonl").read_text().count("\n") == 1  # the torn line gone too

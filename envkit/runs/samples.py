@@ -46,6 +46,11 @@ def read_samples(run_dir: Path) -> list[dict]:
     return rows
 
 
+def samples_text(rows: list[dict]) -> str:
+    """samples.jsonl's text of ``rows``."""
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
 def pick_step(rows: list[dict], step: int | None) -> dict | None:
     """The row of ``step``, or the last row when None."""
     if step is None:

@@ -121,7 +121,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         trim_metrics,
     )
     from envkit.train.data import prepare_dataset
-    from envkit.train.samples_log import samples_callback
+    from envkit.train.samples_log import samples_callback, trim_samples
     from envkit.train.learning import LearningSignalGuard
 
     if todo == "train":
@@ -135,6 +135,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     metrics = output_dir / "metrics.jsonl"
     if main and checkpoint is not None:
         trim_metrics(metrics, checkpoint.step)
+        trim_samples(output_dir, checkpoint.step)
     elif main and metrics.exists():
         metrics.unlink()
     source = model_source(recipe)

@@ -15,8 +15,8 @@ import os
 
 from transformers import TrainerCallback
 
-from envkit.files import open_owned
-from envkit.runs.samples import SAMPLES, group_rows
+from envkit.files import open_owned, write_owned
+from envkit.runs.samples import SAMPLES, group_rows, read_samples, samples_text
 
 
 def prompt_key(prompt) -> str:
@@ -59,7 +59,7 @@ class SamplesCallback(TrainerCallback):
         fd = open_owned(self.path)  # appended to, never through a link planted in the run folder
         try:
             os.lseek(fd, 0, os.SEEK_END)
-            os.write(fd, (json.dumps(row) + "\n").encode())
+            os.write(fd, samples_text([row]).encode())
         finally:
             os.close(fd)
         self._to_trackers(step, flat, set(args.report_to or ()))  # TrainingArguments resolved "all" already
@@ -107,3 +107,9 @@ def samples_callback(recipe, run_dir, train_rows, trainer) -> SamplesCallback:
     callback = SamplesCallback(run_dir, recipe.output.samples_every, answers, weights)
     callback.trainer = trainer
     return callback
+
+
+def trim_samples(run_dir, last_step: int) -> None:
+    """On resume: the steps after the checkpoint run again, and log their samples again (as metrics.jsonl's)."""
+    if (run_dir / SAMPLES).exists():
+        write_owned(run_dir / SAMPLES, samples_text([r for r in read_samples(run_dir) if r["step"] <= last_step]))
