@@ -64,6 +64,17 @@ def test_samples_of_a_step_through_the_cli(tmp_path):
     assert CliRunner().invoke(main, ["report", str(tmp_path), "--samples", "x"]).exit_code == 2
 
 
+def test_samples_that_are_not_groups_or_completions_are_left_out(tmp_path):
+    (tmp_path / "samples.jsonl").write_text(
+        '{"step": 1, "groups": [5, {"completions": [1, "x", {"reward": "NaN", "completion": 7}]}, {"prompt": 1}]}\n'
+        '{"step": 2, "groups": "x"}\n[]\n')
+    result = CliRunner().invoke(main, ["report", str(tmp_path), "--samples"])
+    assert result.exit_code == 0 and result.stdout.startswith("step 1: 1 prompt")
+    assert "best: reward -" in result.stdout and "    1 completion\n" in result.stdout
+    empty = CliRunner().invoke(main, ["report", str(tmp_path / "none"), "--samples"])
+    assert empty.exit_code == 2  # click: no such folder
+
+
 def test_samples_text_cannot_steer_the_terminal(tmp_path):
     row = {"step": 1, "groups": [{"prompt": "p\x1b]0;title\x07", "answer": "\x1b[2J", "completions": [
         completion("\x1b[31mred", 1.0, 0.0), completion("x", 0.0, 0.0)]}]}

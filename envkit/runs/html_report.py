@@ -15,7 +15,7 @@ from pathlib import Path
 from envkit.files import write_owned
 from envkit.runs.plot import (AXIS_LABELS, COUNTS_FROM_ZERO, REWARD_PANELS, panels, reward_limits,
                               series_label)
-from envkit.runs.samples import ranked, read_samples, score_line
+from envkit.runs.samples import count, ranked, read_samples, score_line
 
 REPORT = "report.html"
 SAMPLE_STEPS = 20  # the last logged steps of samples.jsonl shown (the file keeps them all)
@@ -108,7 +108,7 @@ def samples_html(steps: list[dict]) -> str:
                 continue
             groups.append(f'<div><b>prompt</b><pre>{html.escape(str(group.get("prompt", "")))}</pre>'
                           f'<span class="meta">answer: {html.escape(str(group.get("answer")))}; '
-                          f'{len(completions)} completions</span></div>'
+                          f'{count(completions)}</span></div>'
                           f'<table class="pair"><tr><th>best</th><th>worst</th></tr><tr>'
                           f'<td>{_completion_cell(completions[0])}</td><td>{_completion_cell(completions[-1])}</td></tr></table>')
         is_last = " open" if row is steps[-1] else ""

@@ -31,7 +31,8 @@ def group_rows(flat: list[dict]) -> list[dict]:
 
 
 def read_samples(run_dir: Path) -> list[dict]:
-    """samples.jsonl's step rows (a torn or foreign line is skipped); [] when the run has none."""
+    """samples.jsonl's step rows (a torn or foreign line is skipped, and what is not a group or a completion in
+    a row); [] when the run has none."""
     path = run_dir / SAMPLES
     if not path.is_file():
         return []
@@ -42,7 +43,10 @@ def read_samples(run_dir: Path) -> list[dict]:
         except (ValueError, RecursionError):
             continue
         if isinstance(row, dict) and type(row.get("step")) is int and isinstance(row.get("groups"), list):
-            rows.append(row)
+            groups = [g for g in row["groups"] if isinstance(g, dict) and isinstance(g.get("completions"), list)]
+            for group in groups:
+                group["completions"] = [c for c in group["completions"] if isinstance(c, dict)]
+            rows.append({**row, "groups": groups})
     return rows
 
 
@@ -63,9 +67,14 @@ def _reward(completion: dict) -> float:
     return value if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
 
 
+def count(completions: list) -> str:
+    """"8 completions", "1 completion"."""
+    return f"{len(completions)} completion{'s' * (len(completions) != 1)}"
+
+
 def ranked(group: dict) -> list[dict]:
     """A group's completions, the best (highest weighted reward) first; one without a reward last."""
-    return sorted((c for c in group.get("completions", []) if isinstance(c, dict)), key=_reward, reverse=True)
+    return sorted(group["completions"], key=_reward, reverse=True)
 
 
 def score_line(completion: dict) -> str:
@@ -102,8 +111,8 @@ def render_step(row: dict, width: int = 100) -> str:
         prompt = "\n    ".join(_shown(group.get("prompt", "")))
         prompt = prompt if len(prompt) <= PROMPT_CHARS else prompt[:PROMPT_CHARS] + " ..."
         rewards = [_reward(c) for c in completions if _reward(c) > -math.inf]
-        spread = (f"{len(completions)} completions, reward {min(rewards):.3f} .. {max(rewards):.3f}, "
-                  f"mean {sum(rewards) / len(rewards):.3f}" if rewards else f"{len(completions)} completions")
+        spread = count(completions) + (f", reward {min(rewards):.3f} .. {max(rewards):.3f}, "
+                                       f"mean {sum(rewards) / len(rewards):.3f}" if rewards else "")
         out += ["", f"[{n}] prompt: {prompt}",
                 f"    answer: {printable(str(group.get('answer')))}", f"    {spread}"]
         half = max(20, (width - 3) // 2)

@@ -258,7 +258,8 @@ def _print_samples(path: Path, step: str) -> int:
     row = pick_step(rows, None if step == "last" else int(step))
     if row is None:
         logged = ", ".join(str(r["step"]) for r in rows[-20:]) or "none (output.samples_every)"
-        echo(f"envkit report: no samples of step {step} in {path / SAMPLES}; logged steps: {logged}", err=True)
+        which = "logged" if step == "last" else f"of step {step}"
+        echo(f"envkit report: no samples {which} in {path / SAMPLES}; logged steps: {logged}", err=True)
         return USAGE
     echo(render_step(row, shutil.get_terminal_size((100, 24)).columns))
     return 0
