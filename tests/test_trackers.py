@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
-from envkit.launch.tracking import TrackerFacts, tracker_env, tracker_facts
+from envkit.launch.tracking import TrackerFacts, mlflow_folder, tracker_env, tracker_facts
 from envkit.recipe.load import parse_recipe
 from envkit.rules.base import Severity
 from envkit.train.rundir import LOCK
@@ -77,10 +77,17 @@ def test_wandb_online_without_a_key_is_refused_in_one_line_naming_the_field(tmp_
 def test_a_folder_of_the_users_that_cannot_be_written_is_refused(tmp_path, tracker, variable):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    value = (blocked / "sub").as_uri() if tracker == "mlflow" else str(blocked / "sub")
+    value = f"sqlite:///{blocked / 'sub' / 'mlflow.db'}" if tracker == "mlflow" else str(blocked / "sub")
     finding, trackers = check([tracker], {variable: value, "WANDB_API_KEY": "k"}, tmp_path)
     assert finding.severity is Severity.FAIL and f"cannot write to {variable}=" in finding.title
     assert variable not in tracker_env(trackers, tmp_path)  # the user's place is kept, never replaced
+
+
+@pytest.mark.parametrize("uri, folder", [("sqlite:///mlflow.db", "."), ("sqlite:////srv/m/runs.db", "/srv/m"),
+                                         ("file:///srv/mlruns", "/srv/mlruns"), ("/srv/mlruns", "/srv/mlruns"),
+                                         ("https://user:pw@mlflow.example", None), ("databricks", None)])
+def test_the_local_folder_an_mlflow_uri_names(uri, folder):
+    assert mlflow_folder({"MLFLOW_TRACKING_URI": uri}) == folder
 
 
 def test_a_folder_of_another_tracker_is_not_the_runs_business(tmp_path):

@@ -68,7 +68,7 @@ def tracker_facts(report_to: list[str], environ: Mapping[str, str], installed: M
     chosen = chosen_trackers(report_to, installed)
     env = {name: masked(name, environ[name]) for name in VARIABLES if environ.get(name)}
     unwritable = {}
-    for tracker in set(chosen) & set(FOLDERS):
+    for tracker in (name for name in chosen if name in FOLDERS):
         variable = FOLDERS[tracker]
         folder = mlflow_folder(environ) if tracker == "mlflow" else environ.get(variable)
         why = folder and _not_writable(Path(folder).expanduser())
@@ -80,14 +80,17 @@ def tracker_facts(report_to: list[str], environ: Mapping[str, str], installed: M
 
 
 def mlflow_folder(environ: Mapping[str, str]) -> str | None:
-    """The local folder of an MLflow file store named by MLFLOW_TRACKING_URI (a path or file:), None for a server."""
+    """The local folder MLFLOW_TRACKING_URI names: a file store's (a path or file:), a sqlite database's; None for
+    a tracking server."""
     uri = environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         return None
     parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":  # sqlite:///relative.db, sqlite:////absolute.db
+        return str(Path(uri.removeprefix("sqlite:///")).parent)
     if parsed.scheme == "file":
         return parsed.path
-    return uri if parsed.scheme == "" else None
+    return uri if parsed.scheme == "" and uri != "databricks" else None  # "databricks": the workspace's server
 
 
 def _not_writable(folder: Path) -> str | None:
