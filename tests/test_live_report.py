@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
+from envkit.runs.samples import pick_step, read_samples, render_step
 from envkit.train.live import follow, run_active
 from envkit.train.rundir import LOCK, RunLock
-from envkit.runs.samples import pick_step, read_samples, render_step
 
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 BROWSER = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "chrome"))), None)

@@ -13,8 +13,7 @@ import json
 from pathlib import Path
 
 from envkit.files import write_owned
-from envkit.runs.plot import (AXIS_LABELS, COUNTS_FROM_ZERO, REWARD_PANELS, panels, reward_limits,
-                              series_label)
+from envkit.runs.plot import AXIS_LABELS, COUNTS_FROM_ZERO, REWARD_PANELS, panels, reward_limits, series_label
 from envkit.runs.samples import count, ranked, read_samples, score_line
 
 REPORT = "report.html"
