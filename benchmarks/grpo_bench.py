@@ -20,23 +20,26 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+from envkit.budget.shapes import config_fields, resolve_model
+from envkit.recipe.schema import LINEAR_MODULES
+from envkit.recipe.tiny_model import TinyLlamaConfig
 
-# LlamaConfig fields.  The 1B/3B shapes are the published Llama-3.2 config.json values (vocabulary
-# included: the byte tokenizer decodes ids past its 259 to nothing).  "llama-205m" is 205.2M
-# parameters on the byte vocabulary, so every sampled token is text the toy reward can see.
+REPO = Path(__file__).resolve().parents[1]
+LINEARS = list(LINEAR_MODULES)
+
+# LlamaConfig fields.  The 1B/3B shapes are the product's (envkit/knowledge/model_shapes.json, from the published
+# Llama-3.2 config.json, vocabulary included: the byte tokenizer decodes ids past its 259 to nothing).
+# "llama-205m" is 205.2M parameters on the tiny model's byte vocabulary, so every sampled token is text the toy
+# reward can see; "test-tiny" is `model.build: tiny` itself, for CPU dry runs of the scripts.
 SHAPES = {
     "llama-205m": dict(hidden_size=1024, num_hidden_layers=12, num_attention_heads=16, num_key_value_heads=16,
-                       intermediate_size=4192, vocab_size=259),
-    "llama-3.2-1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                         head_dim=64, intermediate_size=8192, vocab_size=128256),
-    "llama-3.2-3b": dict(hidden_size=3072, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8,
-                         head_dim=128, intermediate_size=8192, vocab_size=128256),
-    "test-tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      intermediate_size=128, vocab_size=259),  # CPU dry runs of the scripts
+                       intermediate_size=4192, vocab_size=TinyLlamaConfig.vocab_size),
+    "llama-3.2-1b": config_fields(resolve_model("Llama-3.2-1B")),
+    "llama-3.2-3b": config_fields(resolve_model("Llama-3.2-3B")),
+    "test-tiny": asdict(TinyLlamaConfig()),
 }
 
 
@@ -77,7 +80,7 @@ def build_model(shape: str, target: Path, seed: int = 0) -> Path:
     from envkit.train.tiny import byte_tokenizer
 
     tokenizer = byte_tokenizer()
-    config = LlamaConfig(**SHAPES[shape], max_position_embeddings=2048, tie_word_embeddings=True,
+    config = LlamaConfig(**{"max_position_embeddings": 2048} | SHAPES[shape], tie_word_embeddings=True,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)

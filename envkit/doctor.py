@@ -10,13 +10,12 @@ from dataclasses import dataclass
 
 import click
 
-from envkit.exitcodes import USAGE
-from envkit.facts import Facts, FactsError
 from envkit.doctor_output import exit_code, repair_indexes, repair_requirements, to_json
 from envkit.doctor_output.text import markdown_table, render
-from envkit.rules import REGISTRY, Rule, find_rule, run_rules
+from envkit.errors import OptionError
+from envkit.facts import Facts
+from envkit.rules import DOCTOR_CHECKS
 from envkit.rules.base import SECTIONS
-from envkit.terminal import echo
 
 
 @dataclass(frozen=True)
@@ -35,29 +34,18 @@ class Options:
     sections: tuple[str, ...] = ()
 
 
-def all_rules() -> dict[str, Rule]:
-    """Every check envkit has: the doctor's, and the ones `envkit train` runs against a recipe (documented here
-    too).  Imported on demand: the recipe and launch checks pull in the recipe schema, which a doctor run that
-    explains nothing does not need (issue #16: the doctor's start-up)."""
-    from envkit.launch.checks import LAUNCH_REGISTRY
-    from envkit.rules.run import RUN_REGISTRY
-
-    return dict(sorted({**REGISTRY, **RUN_REGISTRY, **LAUNCH_REGISTRY}.items()))
-
-
 def explain(key: str) -> int:
-    """A check's documentation, or a patch's (envkit train's TRL patches share the ID space: EKP001)."""
-    from envkit.train.patches import all_patches, find_patch
+    """A check's documentation, or a patch's: any entry of the check catalog (envkit.catalog).  Imported on demand:
+    the recipe and launch checks pull in the recipe schema, which a doctor run that explains nothing does not need
+    (issue #16: the doctor's start-up)."""
+    from envkit.catalog import PATCHES, Patch, all_checks, find
 
-    rules = all_rules()
-    found = find_rule(key, rules)
-    patch = find_patch(key) if found is None else None
-    if found is None and patch is None:
-        known = ", ".join(f"{r.id} {r.name}" for r in rules.values())
-        patches = ", ".join(f"{p.id} {p.name}" for p in all_patches())
-        click.echo(f"envkit doctor: no check or patch {key!r}. Known checks: {known}. Patches: {patches}", err=True)
-        return USAGE
-    click.echo(patch.doc() if patch else f"{found.id} {found.name} ({found.section})\n\n{found.doc}")
+    found = find(key)
+    if found is None:
+        known = ", ".join(f"{r.id} {r.name}" for r in all_checks())
+        patches = ", ".join(f"{p.id} {p.name}" for p in PATCHES.values())
+        raise OptionError(f"no check or patch {key!r}. Known checks: {known}. Patches: {patches}")
+    click.echo(found.doc() if isinstance(found, Patch) else f"{found.id} {found.name} ({found.section})\n\n{found.doc}")
     return 0
 
 
@@ -80,28 +68,16 @@ def run_doctor(options: Options) -> int:
     if options.explain:
         return explain(options.explain)
     if options.yes and not options.show_fix:
-        click.echo("envkit doctor: --yes only goes with --fix", err=True)
-        return USAGE
+        raise OptionError("--yes only goes with --fix")
     if options.yes and options.facts_file:  # pip would install another machine's list here
-        click.echo("envkit doctor: --fix --yes repairs this machine from its own facts, not from --facts FILE: "
-                   "drop --yes to print that machine's command, or drop --facts", err=True)
-        return USAGE
-    from envkit.knowledge import UnknownGpu
-
-    try:
-        facts = gather(options)
-    except (FactsError, UnknownGpu) as exc:
-        echo(f"envkit doctor: {exc}", err=True)
-        return USAGE
+        raise OptionError("--fix --yes repairs this machine from its own facts, not from --facts FILE: "
+                          "drop --yes to print that machine's command, or drop --facts")
+    facts = gather(options)  # FactsError, UnknownGpu: exit 2 (envkit.cli)
     if options.dump_facts:
-        from envkit.files import WriteError, write_atomic  # shutil and tempfile: not on a plain run's start-up
+        from envkit.files import write_atomic  # shutil and tempfile: not on a plain run's start-up
 
-        try:
-            write_atomic(options.dump_facts, facts.to_json())
-        except WriteError as exc:
-            echo(f"envkit doctor: {exc}", err=True)  # the --dump-facts path as given
-            return USAGE
-    findings = [f for f in run_rules(facts) if not options.sections or f.section in options.sections]
+        write_atomic(options.dump_facts, facts.to_json())  # OutputError: the --dump-facts path as given, exit 2
+    findings = [f for f in DOCTOR_CHECKS.run(facts) if not options.sections or f.section in options.sections]
     if options.show_fix:
         return _repair(findings, options.yes)
     if options.as_json:
@@ -123,24 +99,17 @@ def _repair(findings, run: bool) -> int:
     return subprocess.run(command, check=False).returncode
 
 
-def refuses(rule: Rule) -> str:
-    """Which `envkit train` runs the rule's failure refuses, from its metadata (Rule.blocks)."""
-    if rule.run_relevance == "planned":
-        return "none: the run acts on it (a setting, or a refusal of its own)"
-    runs = "every run" if rule.run_relevance == "any" else "GPU runs"
-    return " ".join([runs] + (["generating with vLLM"] if rule.needs_vllm else [])
-                    + ([f"on backend {' or '.join(rule.backends)}"] if rule.backends else []))
-
-
 def checks_markdown() -> str:
-    """docs/doctor.md's check tables, generated from the registries (tests/test_cli.py keeps the page in step)."""
+    """docs/doctor.md's check tables, generated from the check catalog (tests/test_cli.py keeps the page in step)."""
+    from envkit.catalog import all_checks
+    from envkit.train.check_impact import refuses
+
     def table(rules) -> str:
         return markdown_table(["ID", "name", "section", "checks", "refuses `envkit train`"],
                               [[r.id, r.name, SECTIONS[r.section], r.summary, refuses(r)] for r in rules])
 
-    rules = all_rules()
-    doctor = [r for r in rules.values() if r.id in REGISTRY]
-    train = [r for r in rules.values() if r.id not in REGISTRY]
+    doctor = [r for r in all_checks() if r.id in DOCTOR_CHECKS]
+    train = [r for r in all_checks() if r.id not in DOCTOR_CHECKS]
     return (table(doctor) + "\nChecked by `envkit train` against the recipe and its layout (`envkit doctor --explain` "
             "documents them too):\n\n" + table(train))
 

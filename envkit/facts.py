@@ -21,14 +21,16 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from envkit.binding import Binder
+from envkit.errors import UsageError
 from envkit.files import read_regular
+from envkit.knowledge import cc_tuple
 from envkit.masking import mask_env, mask_text
 
 SCHEMA = "envkit.facts/1"
 MAX_BYTES = 16 * 1024 * 1024  # a facts file is ~50 KB; the bound keeps /dev/zero or a wrong file from filling memory
 
 
-class FactsError(ValueError):
+class FactsError(UsageError, ValueError):
     """A facts file that cannot be read or does not follow the schema."""
 
 
@@ -67,10 +69,7 @@ class Gpu:
 
     @property
     def cc(self) -> tuple[int, int] | None:
-        if not self.compute_capability:
-            return None
-        major, _, minor = self.compute_capability.partition(".")
-        return int(major), int(minor or 0)
+        return cc_tuple(self.compute_capability) if self.compute_capability else None
 
 
 @dataclass

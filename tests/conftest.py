@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from email.parser import HeaderParser
 from pathlib import Path
 
@@ -14,6 +15,22 @@ from envkit.facts import Driver, Facts, Gpu, Host, Package
 from envkit.knowledge import gpu_catalog
 
 FIXTURES = Path(__file__).parent / "fixtures"
+TRAIN_MISSING = [name for name in ("torch", "trl") if importlib.util.find_spec(name) is None]
+# A test that needs the train extra (torch and trl, and what comes with them: transformers, peft, datasets) skips
+# without it, as does every test marked `train` (pytest_collection_modifyitems); `envkit report` draws run.png
+# with matplotlib, which comes with the extra too.
+needs_train = pytest.mark.skipif(bool(TRAIN_MISSING),
+                                 reason=f"{' and '.join(TRAIN_MISSING)} not installed: pip install -e '.[train]'")
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                                      reason="matplotlib not installed: pip install -e '.[train]'")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test marked `train` skips where torch or trl is missing (a `.[test]`-only install), as the marker promises
+    (pyproject.toml)."""
+    for item in items:
+        if item.get_closest_marker("train"):
+            item.add_marker(needs_train)
 
 
 def real_requires(name: str, version: str) -> list[str]:

@@ -20,12 +20,19 @@ from envkit.budget.model import (
 )
 from envkit.budget.recipe import budget_inputs, recommend_recipe
 from envkit.budget.recommend import recommend
-from envkit.budget.shapes import UnknownName, known_shapes, resolve_gpu, resolve_model
+from envkit.budget.shapes import (
+    UnknownName,
+    config_fields,
+    known_shapes,
+    resolve_gpu,
+    resolve_model,
+    shape_from_config,
+)
 from envkit.cli import main
 from envkit.recipe.library import find_recipe
 from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
 from envkit.train.plan import build_plan
-from tests.conftest import make_facts
+from tests.conftest import make_facts, needs_train
 
 # grpo-llama3b: Llama-3.2-3B-Instruct, bf16, LoRA r=64 on every linear, 4 prompts x 8 generations, 512+256 tokens.
 LLAMA3B = resolve_model("meta-llama/Llama-3.2-3B-Instruct")
@@ -77,6 +84,14 @@ def test_config_json_matches_shipped_shape(tmp_path):
               "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert replace(resolve_model(str(tmp_path)), name="Qwen2.5-0.5B") == resolve_model("Qwen/Qwen2.5-0.5B-Instruct")
+
+
+@pytest.mark.parametrize("name", ["Llama-3.2-1B", "Llama-3.2-3B", "Llama-3.1-8B"])
+def test_a_shapes_config_fields_give_the_shape_back(name):
+    """The benchmarks build random-init models of the shipped shapes from these fields (grpo_bench.SHAPES)."""
+    shape = resolve_model(name)
+    config = config_fields(shape) | {"tie_word_embeddings": shape.tied_embeddings}
+    assert shape_from_config(config, name) == shape
 
 
 def test_unknown_names_name_the_closest():
@@ -408,6 +423,7 @@ def test_the_recipes_own_generation_kwargs_join_the_detokenize_setting_and_win()
     assert plan_on(recipe, "h100")[1]["generation_kwargs"] == '{"min_tokens": 4}'
 
 
+@needs_train
 def test_trls_timed_spans_are_summed_per_step_for_metrics():
     from trl.extras.profiling import ProfilingContext
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -12,14 +11,14 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.train.guard import GuardLimits, StaleWeightGuard, check_rows
 from envkit.runs.plot import metric_rows
+from envkit.train.guard import GuardLimits, StaleWeightGuard, check_rows
+from tests.conftest import needs_matplotlib, needs_train
 
 CURVES = Path(__file__).parent / "fixtures" / "guard"
 HEALTHY = sorted(CURVES.glob("healthy-*.jsonl"))
 STALE = sorted(CURVES.glob("stale-*.jsonl"))
 METRIC = "sampling/sampling_logp_difference/mean"
-HAVE_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "trl"))
 
 
 def test_the_fixtures_are_there():
@@ -50,7 +49,7 @@ def test_one_noisy_step_does_not_fire_and_a_verdict_is_given_once():
     assert guard.observe(6, {METRIC: 0.9}) is None and guard.verdict is verdict
 
 
-@pytest.mark.skipif(not HAVE_TRAIN, reason="needs transformers (pip install -e '.[train]')")
+@needs_train
 @pytest.mark.parametrize("stop", [False, True])
 def test_callback_warns_and_with_stop_saves_and_ends_training(stop, capsys):
     from transformers import TrainerControl
@@ -66,7 +65,7 @@ def test_callback_warns_and_with_stop_saves_and_ends_training(stop, capsys):
     assert "WARNING: stale weights" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not HAVE_TRAIN, reason="needs transformers (pip install -e '.[train]')")
+@needs_train
 def test_metrics_keep_the_sampling_gap(tmp_path):
     from envkit.train.callbacks import MetricsCallback
 
@@ -78,7 +77,7 @@ def test_metrics_keep_the_sampling_gap(tmp_path):
     assert row[METRIC] == 0.007 and row["sampling/importance_sampling_ratio/min"] == 0.9 and "entropy" not in row
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+@needs_matplotlib
 @pytest.mark.parametrize("curve, warned", [(STALE[0], True), (HEALTHY[0], False)], ids=["stale", "healthy"])
 def test_report_warns_on_a_stale_run(tmp_path, curve, warned):
     shutil.copy(curve, tmp_path / "metrics.jsonl")
@@ -88,7 +87,6 @@ def test_report_warns_on_a_stale_run(tmp_path, curve, warned):
 
 
 @pytest.mark.train
-@pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pip install -e '.[train]')")
 def test_guard_stop_saves_a_checkpoint_and_exits_3(tmp_path, monkeypatch):
     """The tiny CPU run generates without vLLM, so no sampling gap is logged: the guard is pointed at a metric
     every step has (reward above -1) to take the stop path for real: TRL's trainer, the checkpoint, the exit."""

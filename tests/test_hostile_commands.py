@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from envkit.build.lock import Lock
 from envkit.cli import main
+from tests.conftest import needs_matplotlib
 from tests.mutation import mutate
 
 RECIPES = Path(__file__).parents[1] / "recipes"
@@ -205,7 +206,7 @@ def cheap_pictures(monkeypatch):
     """The picture without its pixels: matplotlib's layout and rendering of text cost 0.5 s a run; the values
     that reach them are already filtered to finite numbers within ±1e100 (test_report_draws_the_extremes draws
     those for real).  savefig still writes its bytes, so the write of run.png runs."""
-    from matplotlib.figure import Figure
+    Figure = pytest.importorskip("matplotlib.figure", reason="matplotlib not installed: pip install -e '.[train]'").Figure
 
     monkeypatch.setattr(Figure, "tight_layout", lambda self, *a, **k: None)
     monkeypatch.setattr(Figure, "savefig", lambda self, out, *a, **k: out.write(b"\x89PNG\r\n"))
@@ -229,6 +230,7 @@ def test_mangled_metrics_through_report(run_space, cheap_pictures, content):
 @pytest.mark.parametrize("values", [
     [1e100, -1e100], [1e100, 1e100], [-1e100, 5e-324], [0.0], [2**53, -(2**53)], [1e-320, -1e-320], [1e100, 0.1, -1e100, 1e-300],
 ])
+@needs_matplotlib
 def test_report_draws_the_extremes(tmp_path, values):
     """The values the filter lets through, extremes together in every panel (symlog included), drawn for real."""
     keys = ["reward", "rewards/length/mean", "kl", "completion_length", "sampling/sampling_logp_difference/mean",
@@ -337,7 +339,8 @@ def test_odd_output_paths(tmp_path, monkeypatch, kind):
     assert not [p for p in root.iterdir() if ".tmp" in p.name], list(root.iterdir())  # no temporary context left behind
 
 
-@pytest.mark.parametrize("kind", ["directory", "fifo", "devnull", "dangling-link", "link-loop", "unreadable", "not-utf8", "20mb"])
+@pytest.mark.parametrize("kind", ["directory", "fifo", "devnull", "dangling-link", "link-loop", "unreadable",
+                                  *(pytest.param(k, marks=needs_matplotlib) for k in ("not-utf8", "20mb"))])
 def test_odd_metrics_files(tmp_path, kind):
     run = tmp_path / "run"
     run.mkdir()
@@ -357,6 +360,7 @@ def test_odd_run_folders(tmp_path, kind):
     checked(invoke(["report", run]), [run], tmp_path, before)
 
 
+@needs_matplotlib
 def test_run_png_that_is_a_folder_or_a_link(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

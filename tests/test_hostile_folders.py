@@ -5,7 +5,6 @@ user added."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -18,11 +17,11 @@ from hypothesis import strategies as st
 from envkit.build.context import MARKER as CONTEXT_MARKER
 from envkit.build.lock import Lock
 from envkit.cli import main
+from envkit.errors import OutputFolderError
 from envkit.files import claim_folder
-from envkit.recipe.load import RecipeError
 from envkit.train.rundir import MARKER, check_writable
+from tests.conftest import needs_train
 
-HAVE_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "trl"))
 FAKE_LOCK = Lock("click==8.1.8 \\\n    --hash=sha256:" + "1" * 64 + "\n", seconds=0.1, online=False)
 
 
@@ -44,14 +43,14 @@ def unchanged(folder: Path, files: dict) -> bool:
 
 def test_a_run_never_takes_a_folder_without_its_marker(tmp_path):
     folder, files = users_folder(tmp_path)
-    with pytest.raises(RecipeError, match=f"holds files envkit train did not write \\(no {MARKER} in it\\)"):
+    with pytest.raises(OutputFolderError, match=f"holds files envkit train did not write \\(no {MARKER} in it\\)"):
         check_writable(folder)
     assert unchanged(folder, files)
     (folder / MARKER).touch()  # the fix the message names, for a run of an older envkit
     check_writable(folder)
 
 
-@pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pip install -e '.[train]')")
+@needs_train
 def test_train_resume_into_a_users_folder_is_one_line_exit_2(tmp_path):
     folder, files = users_folder(tmp_path)
     result = CliRunner().invoke(main, ["train", "tiny", "--output", str(folder), "--resume"])

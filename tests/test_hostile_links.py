@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from envkit.cli import main
 from envkit.files import WriteError, replace_dir
 from envkit.train.rundir import LOCK, RunLock, check_writable
+from tests.conftest import needs_matplotlib
 
 PRECIOUS = "the user's thesis\n"
 
@@ -47,6 +48,7 @@ def test_the_writable_probe_never_writes_through_a_planted_name(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == [f".envkit-probe-{os.getpid()}", ".envkit-run"]  # its probe is gone
 
 
+@needs_matplotlib
 def test_report_never_writes_the_picture_through_a_planted_partial(tmp_path):
     mine, run = precious(tmp_path), tmp_path / "run"
     run.mkdir()

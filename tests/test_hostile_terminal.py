@@ -3,7 +3,6 @@ sanitising print (envkit.terminal.echo): no ESC, no other C0/C1 control, no bidi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -13,9 +12,9 @@ from hypothesis import strategies as st
 
 from envkit.cli import main
 from envkit.terminal import STEERING, echo
+from tests.conftest import needs_matplotlib, needs_train
 
 EVIL = "\x1b]0;pwned\x07\x1b[2J\u202eevil\x9b"
-HAVE_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "trl"))
 
 
 def shown(result) -> str:
@@ -30,6 +29,7 @@ def invoke(args) -> str:
     return shown(CliRunner().invoke(main, [str(a) for a in args]))
 
 
+@needs_matplotlib
 def test_report_prints_a_hostile_folder_and_reward_names_escaped(tmp_path):
     run = tmp_path / f"run{EVIL}"
     run.mkdir()
@@ -57,7 +57,7 @@ def test_generate_prints_a_hostile_run_folder_escaped(tmp_path):
     assert steering(invoke(["generate", run, "hi", "--merged"])) == set()
 
 
-@pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pip install -e '.[train]')")
+@needs_train
 def test_train_prints_a_hostile_output_folder_escaped(tmp_path):
     out = tmp_path / f"run{EVIL}"
     out.mkdir()

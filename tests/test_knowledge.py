@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from envkit.knowledge import load
 
@@ -43,3 +44,27 @@ def test_ek605_names_where_it_was_seen_and_how_it_was_reproduced():
     assert "/tmp/site" in fact["seen"] and "PYTHONPATH" in fact["seen"]
     assert "clean" in fact["reproduced"] and "site-packages" in fact["reproduced"]
     assert "EK605" not in {row["id"] for row in load("incompatibilities")["checks"]}  # no version window any more
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# A path in this repository: it starts with one of its top-level folders that upstream repositories lack (vLLM's
+# evidence cites its own docs/ and docker/; trl/..., vllm/... name upstream files), or leaves the checkout.
+REPO_PATH = re.compile(r"(?<![\w./-])(?:\.\./)*(?:benchmarks|dev|envkit|recipes|tests|shared)/[\w./-]*\w")
+
+
+def cited_paths(text: str) -> set[str]:
+    return set(REPO_PATH.findall(text))
+
+
+def test_a_repository_path_is_found_in_text_and_an_upstream_one_is_not():
+    text = "trl/generation/vllm_generation.py; benchmarks/results/a.md: x (issue #11, ../shared/gpu-bundle/README.md)."
+    assert cited_paths(text) == {"benchmarks/results/a.md", "../shared/gpu-bundle/README.md"}
+
+
+def test_shipped_knowledge_cites_only_files_of_this_repository():
+    """The data ships in the wheel: its evidence is a public source or a file here, never a folder beside the
+    checkout (issue #27: ../shared/gpu-bundle, the development machine's notes, now dev/README.md)."""
+    cited = {path for data in (ROOT / "envkit" / "knowledge").glob("*.json") for path in cited_paths(data.read_text())}
+    assert cited, "no repository path found: the pattern no longer matches the citations"
+    missing = {path for path in cited if path.startswith(("../", "shared/")) or not (ROOT / path.rstrip(".")).exists()}
+    assert not missing, f"cited in envkit/knowledge but not a file of this repository: {sorted(missing)}"

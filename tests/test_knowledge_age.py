@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from envkit.cli import main
 from envkit.knowledge.matrix import Matrix
-from envkit.rules import REGISTRY, Severity
+from envkit.rules import DOCTOR_CHECKS, Severity
 from tests.conftest import FIXTURES, make_facts
 
 NEWER = FIXTURES / "facts" / "h100-newer-than-matrix.json"  # the H100 snapshot with vllm 0.35.0, trl 1.17.0,
@@ -43,13 +43,13 @@ def test_the_real_snapshot_is_known_to_the_matrix():
     ({"numpy": "9.0.0"}, Severity.SKIP),  # nothing the matrix tracks
 ])
 def test_newer_than_known_is_compared_on_the_release(installed, expected):
-    finding = REGISTRY["EK310"].run(make_facts("h100", installed=installed))
+    finding = DOCTOR_CHECKS["EK310"].finding(make_facts("h100", installed=installed))
     assert finding.severity is expected
 
 
 def test_facts_probed_before_the_refresh_state_no_age():
     """make_facts' probe date (2026-11-23) precedes the matrix: the line names the date without a negative age."""
-    finding = REGISTRY["EK310"].run(make_facts("h100", installed={"trl": "9.0.0"}))
+    finding = DOCTOR_CHECKS["EK310"].finding(make_facts("h100", installed={"trl": "9.0.0"}))
     assert finding.title.endswith(f"refreshed {Matrix.shipped().refreshed('trl')}")
     assert "trl 9.0.0" in finding.title and "newest known: trl 1.16.0" in finding.evidence
 

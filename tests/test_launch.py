@@ -23,8 +23,8 @@ from envkit.launch.machine import port_in_use, probe_launch
 from envkit.launch.procs import LaunchFailed, Running, run_processes, wait_healthy
 from envkit.recipe.derived import vllm_launch_kwargs
 from envkit.recipe.load import RecipeError, load_recipe, parse_recipe
-from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs, LaunchProbe, run_launch_rules
-from envkit.rules import Severity, find_rule
+from envkit.launch.checks import LAUNCH_CHECKS, LaunchInputs, LaunchProbe
+from envkit.rules import Severity
 from envkit.train.decisions import vllm_utilization
 from tests.conftest import make_facts
 
@@ -187,13 +187,13 @@ def test_an_accelerate_config_replaces_the_backend_flags(tmp_path):
 def check(rule_id, recipe_name, visible, facts, busy=(), context=None, use_vllm=True):
     plan = layout_for(recipe_name, visible)
     inputs = LaunchInputs(load_recipe(GOLDEN / f"{recipe_name}.yaml"), plan, use_vllm, LaunchProbe(busy, context))
-    return LAUNCH_REGISTRY[rule_id].run(facts, inputs)
+    return LAUNCH_CHECKS[rule_id].finding(facts, inputs)
 
 
 def test_every_launch_rule_is_documented_and_explained():
-    assert sorted(LAUNCH_REGISTRY) == ["EK501", "EK502", "EK503", "EK504", "EK505", "EK506", "EK507", "EK701"]
-    for rule_id, rule in LAUNCH_REGISTRY.items():
-        assert len(rule.doc.splitlines()) >= 2 and find_rule(rule_id, LAUNCH_REGISTRY) is rule and find_rule(rule.name, LAUNCH_REGISTRY) is rule
+    assert sorted(LAUNCH_CHECKS) == ["EK501", "EK502", "EK503", "EK504", "EK505", "EK506", "EK507", "EK701"]
+    for rule_id, rule in LAUNCH_CHECKS.items():
+        assert len(rule.doc.splitlines()) >= 2 and LAUNCH_CHECKS.find(rule_id) is rule and LAUNCH_CHECKS.find(rule.name) is rule
 
 
 def test_gpu_count_against_the_recipe():
@@ -258,10 +258,11 @@ def test_the_launch_probe_reads_ports_and_the_local_model(tmp_path):
     (model / "config.json").write_text('{"max_position_embeddings": 512}')
     recipe = parse_recipe(_fixture("colocate-1gpu").replace("Qwen/Qwen3-0.6B", str(model)), str(GOLDEN / "x.yaml"))
     inputs = LaunchInputs(recipe, resolved_layout(recipe, "x.yaml", 1, TRL), True, probe_launch(recipe))
-    findings = {f.id: f for f in run_launch_rules(make_facts("h100"), inputs)}
+    findings = {f.id: f for f in LAUNCH_CHECKS.run(make_facts("h100"), inputs)}
     assert findings["EK505"].severity is Severity.FAIL
 
 
+@pytest.mark.train  # the server command is the installed trl's
 def test_dry_run_prints_the_launch_layout(tmp_path):
     from click.testing import CliRunner
 
@@ -274,6 +275,7 @@ def test_dry_run_prints_the_launch_layout(tmp_path):
     assert launch["processes"][1]["argv"][-4:] == ["--worker", "--output", str(tmp_path / "o"), "--force"]
 
 
+@pytest.mark.train  # the server command is the installed trl's
 def test_dry_run_plans_for_a_target_gpu_instead_of_this_machine(tmp_path):
     """--target: the catalog's GPUs replace the probed ones (an image built for a GPU, checked where there is none)."""
     from click.testing import CliRunner

@@ -4,7 +4,6 @@ without the guard); and what the summary and manifest.json say."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,11 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.train.guard import StaleWeightGuard, guard_record
+from envkit.train.guard import StaleWeightGuard, guard_lines, guard_record
 from envkit.train.learning import LearningSignalGuard, SignalLimits, signal_line, step_cause
-from envkit.train.guard import guard_lines
+from tests.conftest import needs_matplotlib, needs_train
 
-HAVE_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "trl"))
 LIMITS = SignalLimits(consecutive=3, still=1e-7)
 HEALTHY = {"reward": 0.1, "grad_norm": 0.2, "completions/clipped_ratio": 0.75, "frac_reward_zero_std": 0.0,
            "adapter_update": 0.012}  # step 1 of the tiny recipe (lr 1e-3) on the CPU
@@ -64,7 +62,7 @@ def test_the_summary_says_the_sampler_gap_was_not_measured_on_unsloth():
     assert guard_record("warn", measured, None, None, "unsloth")["stale_weights_not_measured"] is None
 
 
-@pytest.mark.skipif(not HAVE_TRAIN, reason="needs transformers (pip install -e '.[train]')")
+@needs_train
 def test_the_callback_stops_on_a_learning_verdict(capsys):
     from transformers import TrainerControl
 
@@ -97,11 +95,9 @@ def tiny_run(tmp_path: Path, *changes: tuple[str, str], guard: str = "warn"):
     return result, run, manifest["guard"]["learning_signal"]
 
 
-needs_train = pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pip install -e '.[train]')")
 
 
 @pytest.mark.train
-@needs_train
 def test_completions_that_never_end_under_masking_stop_the_run(tmp_path):
     # min_new_tokens: no completion may end before the cap (the tiny model learns to stop within a step)
     result, run, signal = tiny_run(tmp_path, ("max_completion_length: 16", "max_completion_length: 2\n"
@@ -116,7 +112,6 @@ def test_completions_that_never_end_under_masking_stop_the_run(tmp_path):
 
 
 @pytest.mark.train
-@needs_train
 def test_a_reward_that_scores_every_completion_alike_is_named(tmp_path):
     (tmp_path / "const.py").write_text(CONSTANT)
     rewards = ("  - {name: exact_answer, weight: 1.0}\n  - {name: length, weight: 0.1}\n"
@@ -130,7 +125,6 @@ def test_a_reward_that_scores_every_completion_alike_is_named(tmp_path):
 
 
 @pytest.mark.train
-@needs_train
 def test_an_adapter_that_does_not_move_is_named(tmp_path):
     result, run, signal = tiny_run(tmp_path, ("learning_rate: 2.0e-2", "learning_rate: 1.0e-30"))
     assert result.exit_code == 0, result.output
@@ -140,7 +134,7 @@ def test_an_adapter_that_does_not_move_is_named(tmp_path):
     assert all(row["adapter_update"] < 1e-20 and row["grad_norm"] > 0 for row in rows)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+@needs_matplotlib
 @pytest.mark.parametrize("masking, warned", [(True, True), (False, False)], ids=["masked", "unmasked"])
 def test_report_names_a_run_that_trained_on_nothing(tmp_path, masking, warned):
     rows = [{"step": s, **HEALTHY, "completions/clipped_ratio": 1.0} for s in (1, 2, 3)]

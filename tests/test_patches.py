@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_facts
-from envkit.recipe.load import RecipeError, parse_recipe
-from envkit.train.patches import all_patches, find_patch, markdown, select_patches
+from envkit.errors import OptionError
+from envkit.recipe.load import parse_recipe
+from envkit.train.patches import PATCHES, markdown, select_patches
 from envkit.train.plan import PlanOptions, build_plan
+from tests.conftest import COHERENT, make_facts
 
 README = Path(__file__).parents[1] / "docs" / "training.md"  # the Patches table
-STACK = {"torch": "2.11.0", "vllm": "0.26.0", "transformers": "5.17.0", "peft": "0.21.0", "accelerate": "1.13.0",
-         "datasets": "4.8.0"}
 SERVER = "vllm: {mode: server}\nresources: {generation_gpus: [0]}\n"
 
 
@@ -42,30 +41,30 @@ CASES = [
 
 @pytest.mark.parametrize("trl, section, gpus, expected", CASES)
 def test_selection_follows_installed_versions_and_shape(tmp_path, trl, section, gpus, expected):
-    facts = make_facts(gpus, STACK | {"trl": trl})
+    facts = make_facts(gpus, COHERENT | {"trl": trl})
     plan = build_plan(recipe(tmp_path, section), facts)
     assert list(plan.patches) == expected
 
 
 def test_a_newer_trl_than_the_window_gets_no_patch_blind(tmp_path):
-    facts = make_facts(["h200", "h200"], STACK | {"trl": "1.17.0"})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": "1.17.0"})
     assert select_patches(recipe(tmp_path, SERVER), facts, use_vllm=True) == ([], [])
 
 
 def test_no_patch_turns_one_off_by_id_or_name_and_rejects_unknown_ids(tmp_path):
-    facts = make_facts(["h200", "h200"], STACK | {"trl": "1.16.0"})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": "1.16.0"})
     r = recipe(tmp_path, SERVER)
     assert select_patches(r, facts, True, ("ekp001",)) == ([], ["EKP001"])
     assert select_patches(r, facts, True, ("server-lora-sync",)) == ([], ["EKP001"])
-    with pytest.raises(RecipeError, match=r"--no-patch EKP999: no such patch \(known: EKP001 server-lora-sync\)"):
+    with pytest.raises(OptionError, match=r"--no-patch EKP999: no such patch \(known: EKP001 server-lora-sync\)"):
         select_patches(r, facts, True, ("EKP999",))
 
 
 def test_every_patch_has_its_evidence_and_a_date():
-    for patch in all_patches():
+    for patch in PATCHES.values():
         assert re.fullmatch(r"EKP\d{3}", patch.id)
         assert patch.evidence and patch.upstream and re.fullmatch(r"\d{4}-\d{2}-\d{2}", patch.checked)
-        assert find_patch(patch.name) is patch or find_patch(patch.name) == patch
+        assert PATCHES.find(patch.name) is patch and PATCHES.find(patch.id.lower()) is patch
 
 
 def test_readme_patch_section_is_the_generated_table():
@@ -149,7 +148,7 @@ def test_the_manifest_records_applied_and_turned_off_patches(tmp_path):
 
     from envkit.train.runner import _manifest
 
-    facts = make_facts(["h200", "h200"], STACK | {"trl": "1.16.0"})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": "1.16.0"})
     r = recipe(tmp_path, SERVER)
     for no_patch, applied, off in [((), ["EKP001"], []), (("EKP001",), [], ["EKP001"])]:
         plan = build_plan(r, facts, PlanOptions(no_patch=no_patch))
@@ -198,7 +197,7 @@ def test_ekp001_unmerges_even_when_the_send_fails(monkeypatch):
 
 
 def test_every_patch_in_the_data_has_code_and_an_unknown_one_is_reported():
-    from envkit.train.trl_patches import PATCHES, apply_patches
+    from envkit.train.trl_patches import PATCH_CODE, apply_patches
 
-    assert {p.id for p in all_patches()} == set(PATCHES)
+    assert set(PATCHES) == set(PATCH_CODE)
     assert apply_patches(["EKP999"]) == [("EKP999", "envkit has no code for it (knowledge/patches.json names it)")]

@@ -16,10 +16,17 @@ from envkit.knowledge.matrix import Matrix, manylinux_glibc
 from envkit.knowledge.refresh import glibc_by_arch
 from envkit.probe.elf import dynamic_symbols, glibc_needed
 from envkit.probe.packages import _extensions, _glibc_needed, _missing_torch_symbols, _wheel_glibc
-from envkit.rules import REGISTRY, Severity
+from envkit.rules import DOCTOR_CHECKS, Severity
 from tests.conftest import make_facts
 
-TORCH = metadata.distribution("torch")
+
+@pytest.fixture(scope="module")
+def torch_dist() -> metadata.Distribution:
+    """The installed torch, whose wheel tag, libraries and exported symbols are the real fixtures here."""
+    try:
+        return metadata.distribution("torch")
+    except metadata.PackageNotFoundError:
+        pytest.skip("needs torch installed (pip install -e '.[train]')")
 
 
 def facts_with(glibc: str, **needs: str):
@@ -37,7 +44,7 @@ def facts_with(glibc: str, **needs: str):
     ("2.31", {"vllm": ("0.22.0", "2.28"), "torch": ("2.11.0", "2.28")}, Severity.OK),  # manylinux_2_28 from 0.22.0
 ])
 def test_glibc_against_what_compiled_packages_ask(host, needs, expected):
-    finding = REGISTRY["EK308"].run(facts_with(host, **needs))
+    finding = DOCTOR_CHECKS["EK308"].finding(facts_with(host, **needs))
     assert finding.severity is expected
     if expected is Severity.FAIL:
         assert f"this system has {host}" in finding.title and "glibc >=" in finding.fix
@@ -47,7 +54,7 @@ def test_glibc_against_what_compiled_packages_ask(host, needs, expected):
 
 
 def test_glibc_skips_without_a_compiled_package_or_glibc():
-    assert REGISTRY["EK308"].run(make_facts("h100", {"trl": "1.16.0"})).severity is Severity.SKIP
+    assert DOCTOR_CHECKS["EK308"].finding(make_facts("h100", {"trl": "1.16.0"})).severity is Severity.SKIP
 
 
 def test_manylinux_tags_and_the_matrix_records_of_real_releases():
@@ -62,11 +69,11 @@ def test_manylinux_tags_and_the_matrix_records_of_real_releases():
     assert "glibc" not in shipped.record("trl", "1.16.0")  # pure Python
 
 
-def test_the_probe_reads_torchs_tag_and_symbol_versions():
-    tag = _wheel_glibc(TORCH)
-    assert tag is not None and _glibc_needed(TORCH) >= tag
+def test_the_probe_reads_torchs_tag_and_symbol_versions(torch_dist):
+    tag = _wheel_glibc(torch_dist)
+    assert tag is not None and _glibc_needed(torch_dist) >= tag
     objdump = shutil.which("objdump")
-    library = next(p for p in _extensions(TORCH) if p.endswith("libtorch_cpu.so"))
+    library = next(p for p in _extensions(torch_dist) if p.endswith("libtorch_cpu.so"))
     if objdump:  # the loader's view, by binutils
         listed = subprocess.run([objdump, "-T", library], capture_output=True, text=True).stdout
         versions = {word.partition("GLIBC_")[2].rstrip(")") for word in listed.split() if "GLIBC_" in word}
@@ -98,16 +105,16 @@ def fake_flash_attn(tmp_path: Path, symbols: list[str]) -> metadata.Distribution
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build a stand-in extension")
-def test_flash_attn_symbols_missing_from_the_installed_torch(tmp_path):
-    assert _missing_torch_symbols(fake_flash_attn(tmp_path, [PRESENT, GONE, "memcpy"]), TORCH) == [GONE]
+def test_flash_attn_symbols_missing_from_the_installed_torch(tmp_path, torch_dist):
+    assert _missing_torch_symbols(fake_flash_attn(tmp_path, [PRESENT, GONE, "memcpy"]), torch_dist) == [GONE]
     (tmp_path / "again").mkdir()
-    assert _missing_torch_symbols(fake_flash_attn(tmp_path / "again", [PRESENT]), TORCH) == []
+    assert _missing_torch_symbols(fake_flash_attn(tmp_path / "again", [PRESENT]), torch_dist) == []
 
 
 def test_flash_attn_check_on_both_sides():
     facts = make_facts("h100", {"torch": "2.13.0", "flash-attn": "2.8.3"})
-    assert REGISTRY["EK309"].run(facts).severity is Severity.OK
+    assert DOCTOR_CHECKS["EK309"].finding(facts).severity is Severity.OK
     facts.packages["flash-attn"] = Package("2.8.3", missing_torch_symbols=[GONE])
-    broken = REGISTRY["EK309"].run(facts)
+    broken = DOCTOR_CHECKS["EK309"].finding(facts)
     assert broken.severity is Severity.FAIL and GONE in broken.evidence and "--force-reinstall flash-attn" in broken.fix
-    assert REGISTRY["EK309"].run(make_facts("h100", {"torch": "2.13.0"})).severity is Severity.SKIP
+    assert DOCTOR_CHECKS["EK309"].finding(make_facts("h100", {"torch": "2.13.0"})).severity is Severity.SKIP

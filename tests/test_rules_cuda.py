@@ -1,11 +1,11 @@
 import pytest
 
-from envkit.rules import REGISTRY, Severity
+from envkit.rules import DOCTOR_CHECKS, Severity
 from tests.conftest import make_facts
 
 
 def check(rule_id, facts):
-    return REGISTRY[rule_id].run(facts)
+    return DOCTOR_CHECKS[rule_id].finding(facts)
 
 
 def test_driver_new_enough_for_torch_cuda():
@@ -86,20 +86,22 @@ def test_vllm_and_torch_cuda_major():
 def test_cpu_torch_fix_is_a_command_that_works_when_pasted():
     """No <version> placeholder (issue #12); the index names the CUDA build, since torch==2.13.0 alone is also
     satisfied by 2.13.0+cpu."""
-    from envkit.rules import REGISTRY
+    from envkit.rules import DOCTOR_CHECKS
 
-    finding = REGISTRY["EK201"].run(make_facts("h100", {"torch": "2.13.0+cpu"}, torch_cuda=None))
+    finding = DOCTOR_CHECKS["EK201"].finding(make_facts("h100", {"torch": "2.13.0+cpu"}, torch_cuda=None))
     assert finding.fix.startswith("pip install --force-reinstall 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cu13")
     assert "<" not in finding.fix.split("(")[0]
 
 
 def test_torch_2_15_cuda_13_2_needs_driver_595():
     """torch 2.15.0's default Linux wheel is CUDA 13.2 (issue #12): its driver floor is 595.45.04."""
-    from envkit.rules import REGISTRY, Severity
+    from envkit.rules import DOCTOR_CHECKS, Severity
 
     torch = {"torch": "2.15.0"}
-    old = REGISTRY["EK201"].run(make_facts("h100", torch, torch_cuda="13.2", driver="590.48.01", driver_cuda="13.1"))
+    old = DOCTOR_CHECKS["EK201"].finding(make_facts("h100", torch, torch_cuda="13.2", driver="590.48.01",
+                                                    driver_cuda="13.1"))
     assert old.severity is not Severity.OK and "595.45.04" in old.title + old.evidence + old.fix
-    new = REGISTRY["EK201"].run(make_facts("h100", torch, torch_cuda="13.2", driver="595.58.03", driver_cuda="13.2"))
+    new = DOCTOR_CHECKS["EK201"].finding(make_facts("h100", torch, torch_cuda="13.2", driver="595.58.03",
+                                                    driver_cuda="13.2"))
     assert new.severity is Severity.OK
-    assert REGISTRY["EK202"].run(make_facts("b200", torch, torch_cuda="13.2")).severity is Severity.OK
+    assert DOCTOR_CHECKS["EK202"].finding(make_facts("b200", torch, torch_cuda="13.2")).severity is Severity.OK

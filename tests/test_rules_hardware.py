@@ -1,10 +1,10 @@
 from envkit.facts import Driver
-from envkit.rules import REGISTRY, Severity
+from envkit.rules import DOCTOR_CHECKS, Severity
 from tests.conftest import make_facts
 
 
 def check(rule_id, facts):
-    return REGISTRY[rule_id].run(facts)
+    return DOCTOR_CHECKS[rule_id].finding(facts)
 
 
 def test_linux_ok_wsl_warn_other_fail():
@@ -79,6 +79,6 @@ def test_unsloth_fp8():
 
 
 def test_every_rule_is_documented_with_a_stable_id():
-    for rule_id, rule in REGISTRY.items():
+    for rule_id, rule in DOCTOR_CHECKS.items():
         assert rule_id.startswith("EK") and len(rule_id) == 5
         assert len(rule.doc.splitlines()) >= 2, rule_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from envkit.knowledge import load
-from envkit.rules import REGISTRY, Severity
+from envkit.rules import DOCTOR_CHECKS, Severity
 from tests.conftest import make_facts
 
 # (check, installed distributions, expected): a row per side of each window.
@@ -45,7 +45,7 @@ CASES = [
 
 @pytest.mark.parametrize("check, installed, expected", CASES)
 def test_each_check_on_both_sides_of_its_window(check, installed, expected):
-    finding = REGISTRY[check].run(make_facts("h100", installed=installed))
+    finding = DOCTOR_CHECKS[check].finding(make_facts("h100", installed=installed))
     assert finding.severity is expected
     if expected in (Severity.FAIL, Severity.WARN):
         assert all(version in finding.title or version in finding.fix for version in installed.values())
@@ -57,7 +57,7 @@ def test_every_check_has_cases_on_both_sides_and_its_source():
     for entry in entries:
         outcomes = {expected for check, _, expected in CASES if check == entry["id"]}
         assert Severity.OK in outcomes and outcomes & {Severity.FAIL, Severity.WARN}, entry["id"]
-        assert entry["source"] and entry["checked"] and entry["summary"] and REGISTRY[entry["id"]].doc.startswith(entry["summary"])
+        assert entry["source"] and entry["checked"] and entry["summary"] and DOCTOR_CHECKS[entry["id"]].doc.startswith(entry["summary"])
 
 
 def test_a_lock_inside_a_window_gets_the_checks_repair_and_nothing_else_does():

@@ -2,12 +2,12 @@
 
 import pytest
 
-from envkit.rules import REGISTRY, Severity
+from envkit.rules import DOCTOR_CHECKS, Severity
 from tests.conftest import COHERENT, make_facts
 
 
 def check(rule_id, facts):
-    return REGISTRY[rule_id].run(facts)
+    return DOCTOR_CHECKS[rule_id].finding(facts)
 
 
 def test_coherent_set_has_no_failure(coherent):
@@ -138,17 +138,17 @@ def test_unsloth_cannot_sit_beside_trl_116():
 def test_xformers_built_for_another_torch_warns():
     """Seen on the H200 (benchmarks/results/2026-11-30-h200-unsloth.md): xformers 0.0.35 declares torch>=2.10 but is
     built for 2.10.0+cu128 (xformers/cpp_lib.json) and does not load with torch 2.11.0+cu130."""
-    from envkit.rules import REGISTRY, Severity
+    from envkit.rules import DOCTOR_CHECKS, Severity
 
     facts = make_facts("h200", {"torch": "2.11.0", "xformers": "0.0.35"})
     facts.packages["xformers"].built_for_torch = "2.10.0+cu128"
-    finding = REGISTRY["EK307"].run(facts)
+    finding = DOCTOR_CHECKS["EK307"].finding(facts)
     assert finding.severity is Severity.WARN and "built for torch 2.10.0, not 2.11.0" in finding.title
     assert "pip uninstall xformers" in finding.fix
     facts.packages["torch"].version = "2.10.0"
-    assert REGISTRY["EK307"].run(facts).severity is Severity.OK
+    assert DOCTOR_CHECKS["EK307"].finding(facts).severity is Severity.OK
     facts.packages["xformers"].built_for_torch = None
-    assert REGISTRY["EK307"].run(facts).severity is Severity.SKIP
+    assert DOCTOR_CHECKS["EK307"].finding(facts).severity is Severity.SKIP
 
 
 def test_probe_reads_xformers_build_record(tmp_path, monkeypatch):
@@ -175,12 +175,12 @@ def test_pyarrow_outside_site_packages_warns_that_datasets_cannot_build_in_memor
     install --target /tmp/site on PYTHONPATH), not from its version: dill pickles such a module by value."""
     facts = make_facts("h200", installed={"datasets": "5.2.0", "pyarrow": "26.0.1"})
     facts.outside_site_packages = outside
-    finding = REGISTRY["EK605"].run(facts)
+    finding = DOCTOR_CHECKS["EK605"].finding(facts)
     assert finding.severity.value == expected
     if expected == "warn":
         assert "outside site-packages" in finding.title and "virtualenv" in finding.fix
     del facts.installed["pyarrow"]
-    assert REGISTRY["EK605"].run(facts).severity.value == "skip"
+    assert DOCTOR_CHECKS["EK605"].finding(facts).severity.value == "skip"
 
 
 def test_probe_names_distributions_outside_every_prefix_and_site_packages(tmp_path):

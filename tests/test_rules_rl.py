@@ -1,11 +1,11 @@
 import pytest
 
-from envkit.rules import REGISTRY, Severity
-from tests.conftest import make_facts
+from envkit.rules import DOCTOR_CHECKS, Severity
+from tests.conftest import COHERENT, make_facts
 
 
 def check(rule_id, facts):
-    return REGISTRY[rule_id].run(facts)
+    return DOCTOR_CHECKS[rule_id].finding(facts)
 
 
 @pytest.mark.parametrize("installed, expected, words", [
@@ -156,9 +156,9 @@ def test_ek403_blocks_only_backend_unsloth(tmp_path):
 def test_the_run_on_gb10_generates_with_vllm_where_the_backend_and_version_do(tmp_path, backend, vllm, uses):
     """envkit train keeps vLLM on GB10 for backend trl on a vLLM since 0.13.0; Unsloth turns it off itself."""
     from envkit.train.plan import build_plan
-    from tests.test_patches import STACK, recipe
+    from tests.test_patches import recipe
 
-    facts = make_facts("gb10", STACK | {"trl": "1.16.0", "vllm": vllm} | ({"unsloth": "2026.10.9"} if backend == "unsloth" else {}))
+    facts = make_facts("gb10", COHERENT | {"trl": "1.16.0", "vllm": vllm} | ({"unsloth": "2026.10.9"} if backend == "unsloth" else {}))
     plan = build_plan(recipe(tmp_path, backend=backend), facts)
     assert plan.use_vllm is uses
     assert uses or any("EK401" in w or "predates" in w for w in plan.warnings)

@@ -4,7 +4,6 @@ the kernel drops when its holder dies, however it dies)."""
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import signal
 import subprocess
@@ -14,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.recipe.load import RecipeError
+from envkit.errors import OutputFolderError
 from envkit.train.rundir import LOCK, MARKER, RunBusy, RunLock, check_writable
+from tests.conftest import needs_train
 
-HAVE_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "trl"))
 HOLD = "import sys, time; from pathlib import Path; from envkit.train.rundir import RunLock; " \
        "RunLock(Path(sys.argv[1])); print('held', flush=True); time.sleep(300)"
 
@@ -42,16 +41,16 @@ def test_a_writable_folder_is_created_and_left_empty_but_for_its_marker(tmp_path
 
 def test_a_path_under_a_file_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(RecipeError, match=r"^cannot write to .*file/run: Not a directory; make it writable, free space"):
+    with pytest.raises(OutputFolderError, match=r"^cannot write to .*file/run: Not a directory; make it writable, free space"):
         check_writable(tmp_path / "file" / "run")
-    with pytest.raises(RecipeError, match=r"file is not a folder"):
+    with pytest.raises(OutputFolderError, match=r"file is not a folder"):
         check_writable(tmp_path / "file")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
 def test_a_read_only_folder_is_one_line(tmp_path):
     (tmp_path / "run").mkdir(mode=0o500)
-    with pytest.raises(RecipeError, match="Permission denied"):
+    with pytest.raises(OutputFolderError, match="Permission denied"):
         check_writable(tmp_path / "run")
 
 
@@ -62,7 +61,7 @@ def test_a_folder_of_another_uid_names_both_uids_and_the_fix(tmp_path, monkeypat
 
     monkeypatch.setattr(os, "open", denied)
     monkeypatch.setattr(os, "geteuid", lambda: tmp_path.stat().st_uid + 1000)
-    with pytest.raises(RecipeError) as caught:
+    with pytest.raises(OutputFolderError) as caught:
         check_writable(tmp_path / "runs" / "x")
     message = str(caught.value)
     owner = tmp_path.stat().st_uid
@@ -77,7 +76,7 @@ def test_a_denied_folder_of_ones_own_gets_no_uid_hint(tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
     monkeypatch.setattr(os, "open", denied)
-    with pytest.raises(RecipeError) as caught:
+    with pytest.raises(OutputFolderError) as caught:
         check_writable(tmp_path / "run")
     assert "uid" not in str(caught.value)
 
@@ -87,7 +86,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(RecipeError, match="No space left on device; make it writable, free space, or --output another folder"):
+    with pytest.raises(OutputFolderError, match="No space left on device; make it writable, free space, or --output another folder"):
         check_writable(tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -115,7 +114,7 @@ def test_a_dead_holders_lock_is_stale_and_taken_over(holder):
     lock.release()
 
 
-@pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pip install -e '.[train]')")
+@needs_train
 def test_a_second_train_into_a_held_folder_is_refused_in_one_line(holder):
     run, process = holder
     (run / "metrics.jsonl").write_text('{"step": 1}\n')
@@ -128,7 +127,7 @@ def test_a_second_train_into_a_held_folder_is_refused_in_one_line(holder):
     assert (run / "metrics.jsonl").read_text() == '{"step": 1}\n'
 
 
-@pytest.mark.skipif(not HAVE_TRAIN, reason="needs torch and trl (pip install -e '.[train]')")
+@needs_train
 def test_an_unwritable_output_is_refused_before_anything_loads(tmp_path):
     """In a fresh process: refused with torch not even imported (the model loads seconds after that)."""
     (tmp_path / "file").write_text("")

@@ -29,6 +29,7 @@ def _pid_namespaces_work() -> bool:
     return subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True).returncode == 0
 
 
+@pytest.mark.train
 @pytest.mark.skipif(not _pid_namespaces_work(), reason="needs root and unshare (a PID namespace of its own)")
 def test_sigterm_ends_envkit_running_as_pid_1(tmp_path):
     """Before training starts (here: a recipe's reward module still importing, before the model loads),

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs, LaunchProbe, run_launch_rules
+from envkit.launch.checks import LAUNCH_CHECKS, LaunchInputs, LaunchProbe
 from envkit.launch.machine import local_config, quant_method, probe_launch
 from envkit.recipe.load import parse_recipe
 from envkit.rules import Severity
@@ -45,7 +45,7 @@ def test_the_checkpoints_quantization_is_read_from_its_config(tmp_path, config, 
 def test_sleep_with_fp8_or_nvfp4_checkpoint_weights_warns(tmp_path, vllm, method, expected):
     recipe = recipe_with(tmp_path, {}, vllm)
     inputs = LaunchInputs(recipe, layout_for("colocate-1gpu", 1), True, LaunchProbe(quant_method=method))
-    finding = LAUNCH_REGISTRY["EK507"].run(make_facts("h100"), inputs)
+    finding = LAUNCH_CHECKS["EK507"].finding(make_facts("h100"), inputs)
     assert finding.severity is expected
     if expected is Severity.WARN:
         assert "#48680" in finding.evidence and "vllm.sleep: false" in finding.fix
@@ -55,6 +55,7 @@ def test_the_warning_reaches_the_launch_findings(tmp_path):
     recipe = recipe_with(tmp_path, FP8)
     plan = resolved_layout(recipe, str(tmp_path / "r.yaml"), 1, "1.16.0")
     inputs = LaunchInputs(recipe, plan, True, probe_launch(recipe))
-    found = {f.id: f for f in run_launch_rules(make_facts("h100"), inputs)}
+    found = {f.id: f for f in LAUNCH_CHECKS.run(make_facts("h100"), inputs)}
     assert found["EK507"].severity is Severity.WARN and found["EK505"].severity is not Severity.SKIP
-    assert LAUNCH_REGISTRY["EK507"].run(make_facts("h100"), LaunchInputs(recipe, plan, False)).severity is Severity.SKIP
+    finding = LAUNCH_CHECKS["EK507"].finding(make_facts("h100"), LaunchInputs(recipe, plan, False))
+    assert finding.severity is Severity.SKIP

@@ -8,17 +8,16 @@ import pytest
 from click.testing import CliRunner
 from packaging.specifiers import SpecifierSet
 
+from envkit.catalog import PATCHES, all_checks
 from envkit.cli import main
-from envkit.doctor import all_rules
-from envkit.rules import REGISTRY, Severity
+from envkit.rules import DOCTOR_CHECKS, Severity
 from envkit.rules.known import CHECKS
-from envkit.train.patches import all_patches
 from tests.conftest import make_facts
 
 PLACEHOLDER = re.compile(r"\{[A-Za-z_][\w-]*\}")
 
 
-@pytest.mark.parametrize("key", sorted(all_rules()) + [p.id for p in all_patches()])
+@pytest.mark.parametrize("key", [check.id for check in all_checks()] + list(PATCHES))
 def test_explain_prints_no_placeholder(key):
     result = CliRunner().invoke(main, ["doctor", "--explain", key])
     assert result.exit_code == 0 and key in result.output
@@ -36,7 +35,7 @@ def _inside(spec: str) -> str:
                          ids=lambda value: value["id"] if "id" in value else ",".join(value))
 def test_every_fix_template_renders_with_real_versions(entry, window):
     versions = {name: _inside(spec) for name, spec in window.items()}
-    finding = REGISTRY[entry["id"]].run(make_facts("h100", versions))
+    finding = DOCTOR_CHECKS[entry["id"]].finding(make_facts("h100", versions))
     assert finding.severity in (Severity.FAIL, Severity.WARN), (versions, finding.title)
     for text in (finding.title, finding.evidence, finding.fix, *finding.requirements):
         assert not PLACEHOLDER.findall(text), text

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
+from envkit.launch.checks import LAUNCH_CHECKS, LaunchInputs
 from envkit.launch.tracking import TrackerFacts, mlflow_folder, tracker_env, tracker_facts
 from envkit.recipe.load import parse_recipe
 from envkit.rules.base import Severity
@@ -41,7 +41,7 @@ def check(report_to: list[str], environ: dict, home: Path, extra: str = ""):
     recipe = recipe_with(report_to, extra)
     trackers = tracker_facts(report_to, environ, INSTALLED_PACKAGES, home)
     inputs = LaunchInputs(recipe, None, False, trackers=trackers)
-    return LAUNCH_REGISTRY["EK701"].run(make_facts(gpus=None), inputs), trackers
+    return LAUNCH_CHECKS["EK701"].finding(make_facts(gpus=None), inputs), trackers
 
 
 def test_wandb_without_a_key_logs_offline_into_the_run(tmp_path):

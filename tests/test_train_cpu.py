@@ -6,7 +6,6 @@ step down with a user reward that sleeps, so the run is still going when it is s
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -22,11 +21,7 @@ from click.testing import CliRunner
 
 from envkit.cli import main
 
-MISSING = [name for name in ("torch", "trl") if importlib.util.find_spec(name) is None]
-pytestmark = [
-    pytest.mark.train,
-    pytest.mark.skipif(bool(MISSING), reason=f"{' and '.join(MISSING)} not installed: pip install -e '.[train]'"),
-]
+pytestmark = pytest.mark.train  # tests/conftest.py: skipped without torch and trl
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 CANARY = {"HF_TOKEN": "canary-hf-run", "WANDB_API_KEY": "canary-wandb-run"}

@@ -4,7 +4,6 @@ max_steps without writing its adapter gets it from the checkpoint.  Semantics: e
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -18,11 +17,7 @@ from envkit.cli import main
 from envkit.train.checkpoints import problem
 from envkit.train.rundir import LOCK
 
-MISSING = [name for name in ("torch", "trl") if importlib.util.find_spec(name) is None]
-pytestmark = [
-    pytest.mark.train,
-    pytest.mark.skipif(bool(MISSING), reason=f"{' and '.join(MISSING)} not installed: pip install -e '.[train]'"),
-]
+pytestmark = pytest.mark.train  # tests/conftest.py: skipped without torch and trl
 TINY = Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"
 
 

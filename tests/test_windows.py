@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import make_facts
 from envkit.knowledge import in_window
-from envkit.rules import REGISTRY, Severity
+from envkit.rules import DOCTOR_CHECKS, Severity
 from envkit.train.patches import select_patches
-from tests.test_patches import SERVER, STACK, recipe
+from tests.conftest import COHERENT, make_facts
+from tests.test_patches import SERVER, recipe
 
 
 @pytest.mark.parametrize("version, window, inside", [
@@ -40,7 +40,7 @@ def test_a_window_holds_the_builds_of_its_releases(version, window, inside):
     ({"unsloth-zoo": "2026.6.5", "vllm": "0.18.2.dev1"}, Severity.OK),
 ])
 def test_the_data_checks_see_nightlies_and_local_builds(installed, expected):
-    assert REGISTRY["EK607"].run(make_facts("h100", installed=installed)).severity is expected
+    assert DOCTOR_CHECKS["EK607"].finding(make_facts("h100", installed=installed)).severity is expected
 
 
 @pytest.mark.parametrize("vllm, expected", [
@@ -48,7 +48,7 @@ def test_the_data_checks_see_nightlies_and_local_builds(installed, expected):
     ("0.17.0rc1", Severity.OK), ("0.13.0+cu128", Severity.OK),
 ])
 def test_sleep_mode_window_holds_prereleases(vllm, expected):
-    assert REGISTRY["EK404"].run(make_facts("h100", {"vllm": vllm})).severity is expected
+    assert DOCTOR_CHECKS["EK404"].finding(make_facts("h100", {"vllm": vllm})).severity is expected
 
 
 @pytest.mark.parametrize("trl, expected", [
@@ -57,7 +57,7 @@ def test_sleep_mode_window_holds_prereleases(vllm, expected):
 ])
 def test_trl_sleep_sync_window_holds_prereleases(trl, expected):
     facts = make_facts("h100", {"vllm": "0.26.0", "trl": trl})
-    assert REGISTRY["EK406"].run(facts).severity is expected
+    assert DOCTOR_CHECKS["EK406"].finding(facts).severity is expected
 
 
 @pytest.mark.parametrize("trl, expected", [
@@ -65,7 +65,7 @@ def test_trl_sleep_sync_window_holds_prereleases(trl, expected):
     ("1.14.1.dev0", ["EKP001"]), ("1.17.0.dev0", []), ("1.10.1.dev0", []),
 ])
 def test_patch_selection_holds_prereleases(tmp_path, trl, expected):
-    facts = make_facts(["h200", "h200"], STACK | {"trl": trl})
+    facts = make_facts(["h200", "h200"], COHERENT | {"trl": trl})
     assert select_patches(recipe(tmp_path, SERVER), facts, use_vllm=True)[0] == expected
 
 

@@ -11,9 +11,11 @@ from typing import Any
 
 from envkit.budget.model import BudgetInputs, ModelShape
 from envkit.budget.recommend import Recommendation, recommend
-from envkit.budget.shapes import TinyShape, resolve_model, shape_from_config
-from envkit.recipe.load import RecipeError, generation_batch_problem
+from envkit.budget.shapes import resolve_model, shape_from_config
+from envkit.errors import RecipeError
+from envkit.recipe.batch import generation_batch_problem
 from envkit.recipe.schema import LINEAR_MODULES, Recipe
+from envkit.recipe.tiny_model import TinyLlamaConfig
 
 
 def recipe_shape(recipe: Recipe) -> ModelShape:
@@ -22,7 +24,8 @@ def recipe_shape(recipe: Recipe) -> ModelShape:
     Raises UnknownName for a hub name envkit has no shape for.
     """
     if recipe.model.build == "tiny":
-        return shape_from_config(asdict(TinyShape()) | {"tie_word_embeddings": True, "model_type": "llama"}, "tiny")
+        tiny = asdict(TinyLlamaConfig()) | {"tie_word_embeddings": True, "model_type": "llama"}
+        return shape_from_config(tiny, "tiny")
     return resolve_model(recipe.model.name)
 
 

@@ -4,36 +4,15 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from envkit.budget.model import GIB, ModelShape
+from envkit.errors import UsageError
 from envkit.files import JSON_BYTES, read_regular
 from envkit.knowledge import UnknownGpu, catalog_key, gpu_catalog, load
 
 
-# `model.build: tiny` (envkit.train.tiny builds it): a byte-level tokenizer's vocabulary plus these specials.
-TINY_SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>"]
-
-
-@dataclass(frozen=True)
-class TinyShape:
-    """The LlamaConfig fields of the tiny model; the budget and the launch checks read them without building it."""
-
-    hidden_size: int = 64
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    intermediate_size: int = 128
-    vocab_size: int = 256 + len(TINY_SPECIAL_TOKENS)  # bytes + specials; larger pads the embedding
-    max_position_embeddings: int = 2048
-    # Weights 15x larger than Llama's 0.02: at 0.02 the tied embeddings give near-uniform logits that a LoRA
-    # cannot move, and the tiny run learnt nothing (issue #24: a reward GRPO raised from 0.08 to 0.9 at 0.3
-    # stayed flat at 0.02)
-    initializer_range: float = 0.3
-
-
-class UnknownName(ValueError):
+class UnknownName(UsageError, ValueError):
     """A model or GPU the tables do not know; the message names the closest."""
 
 
@@ -77,6 +56,14 @@ def shape_from_config(config: dict, name: str) -> ModelShape:
         qk_norm=model_type.startswith("qwen3"),
         vision=vision,
     )
+
+
+def config_fields(shape: ModelShape) -> dict[str, int]:
+    """The config.json sizes of a shape (SHAPE_FIELDS and OPTIONAL_FIELDS): a LlamaConfig of them has its shape,
+    so a benchmark builds a random-init model of a known model's shape without the hub."""
+    return dict(num_hidden_layers=shape.layers, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
+                num_attention_heads=shape.heads, vocab_size=shape.vocab, num_key_value_heads=shape.kv_heads,
+                head_dim=shape.head_dim)
 
 
 def resolve_model(name_or_path: str) -> ModelShape:

@@ -12,10 +12,10 @@ from packaging.utils import canonicalize_name
 
 from envkit.build.stack import Stack
 from envkit.facts import Driver, Facts, Host, Package
-from envkit.knowledge import STACK, curated
+from envkit.knowledge import PROBED_PACKAGES, curated
 from envkit.knowledge.matrix import Matrix
 from envkit.probe.target import with_target
-from envkit.rules import REGISTRY, Finding, Severity, run_rules
+from envkit.rules import DOCTOR_CHECKS, Finding, Severity
 
 
 def lock_facts(pins: dict[str, str], stack: Stack, matrix: Matrix) -> Facts:
@@ -23,7 +23,7 @@ def lock_facts(pins: dict[str, str], stack: Stack, matrix: Matrix) -> Facts:
     installed = {canonicalize_name(name): version for name, version in pins.items()}
     builds = curated("xformers_torch_build")["builds"]
     packages = {}
-    for name in STACK:
+    for name in PROBED_PACKAGES:
         version = installed.get(canonicalize_name(name))
         if version is None:
             continue
@@ -44,5 +44,5 @@ def lock_findings(pins: dict[str, str], stack: Stack, matrix: Matrix) -> list[Fi
     EK303 would say "TRL will generate with model.generate", which is the plan)."""
     facts = lock_facts(pins, stack, matrix)
     use_vllm = "vllm" in facts.installed
-    return [f for f in run_rules(facts) if f.section == "packages" and f.severity in (Severity.WARN, Severity.FAIL)
-            and (use_vllm or not REGISTRY[f.id].needs_vllm)]
+    return [f for f in DOCTOR_CHECKS.run(facts) if f.section == "packages"
+            and f.severity in (Severity.WARN, Severity.FAIL) and (use_vllm or not DOCTOR_CHECKS[f.id].needs_vllm)]

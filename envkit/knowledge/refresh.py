@@ -30,12 +30,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from envkit.errors import Failure
 from envkit.knowledge.matrix import manylinux_glibc
 from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
 from envkit.masking import mask_text
 
-STACK = set(FLOORS) | {"triton", "torchvision", "torchaudio", "flashinfer-python", "xformers", "deepspeed"}
-STACK_NAMES = {canonicalize_name(name) for name in STACK}
+# The packages whose requirements on one another a release's record keeps (its Requires-Dist, less the rest).
+RECORDED_DEPENDENCIES = {canonicalize_name(name) for name in set(FLOORS) | {
+    "triton", "torchvision", "torchaudio", "flashinfer-python", "xformers", "deepspeed"}}
 # Wheel tags preferred when a release has several files: the metadata of a
 # Linux x86_64 wheel is what an image installs.
 PREFERRED = ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64", "none-any", "linux_x86_64")
@@ -45,8 +47,11 @@ TIMEOUT_S = 30  # one request, all told
 MAX_RESPONSE = 64 * 2**20  # a package's PEP 691 listing (torch's: a few MB) or a wheel's tail
 
 
-class RefreshError(RuntimeError):
-    """The index could not be reached or answered something unusable."""
+class RefreshError(Failure, RuntimeError):
+    """The index could not be reached or answered something unusable; the message ends with what to try."""
+
+    def __init__(self, message: str):
+        super().__init__(f"{message}. Check the network, or pass --index-url for a reachable mirror.")
 
 
 @cache
@@ -202,7 +207,7 @@ def release_record(file: dict) -> dict:
         except InvalidRequirement:
             continue
         name = canonicalize_name(req.name)
-        if name not in STACK_NAMES:
+        if name not in RECORDED_DEPENDENCIES:
             continue
         marker = str(req.marker) if req.marker else ""
         spec = str(req.specifier) or "*"

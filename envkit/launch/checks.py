@@ -1,6 +1,6 @@
 """Multi-GPU launch: checks of a recipe's process layout against this machine (EK5xx).
 
-They need a recipe, which `envkit doctor` does not take, so they live in their own registry and
+They need a recipe, which `envkit doctor` does not take, so they live in their own registry (LAUNCH_CHECKS) and
 `envkit train` runs them (envkit.train.plan, with envkit.launch.machine's probe) after laying out the launch;
 `envkit doctor --explain
 EK501` documents them like every other check.  Each is a pure function of Facts and LaunchInputs.
@@ -16,12 +16,13 @@ from envkit.knowledge import curated, in_window, load
 from envkit.launch.layout import LaunchLayout
 from envkit.recipe.derived import max_model_length
 from envkit.recipe.schema import Recipe
-from envkit.rules.base import Finding, Outcome, Rule, fail, ok, rule, skip, warn
+from envkit.rules.base import Outcome, Rule, fail, ok, rule, skip, warn
+from envkit.rules.registry import Registry
 
 if TYPE_CHECKING:
     from envkit.launch.tracking import TrackerFacts
 
-LAUNCH_REGISTRY: dict[str, Rule] = {}
+LAUNCH_CHECKS: Registry[Rule] = Registry("launch checks")
 
 
 @dataclass(frozen=True)
@@ -45,21 +46,12 @@ class LaunchInputs:
     trackers: TrackerFacts | None = None  # what output.report_to's trackers need here (EK701, envkit.launch.tracking)
 
 
-def launch_rule(rule_id: str, name: str):
-    """A launch check: every failure refuses the run it lays out (envkit.train.plan.build_plan)."""
-    return rule(rule_id, name, "launch", LAUNCH_REGISTRY, run_relevance="any")
-
-
-def run_launch_rules(facts: Facts, inputs: LaunchInputs) -> list[Finding]:
-    return [r.run(facts, inputs) for r in sorted(LAUNCH_REGISTRY.values(), key=lambda r: r.id)]
-
-
 def _gpus(layout: LaunchLayout) -> str:
     parts = [f"generation GPUs {layout.generation_gpus}"] if layout.generation_gpus else []
     return ", ".join(parts + [f"training GPUs {layout.training_gpus}"])
 
 
-@launch_rule("EK501", "launch-gpus")
+@rule("EK501", "launch-gpus", "launch", LAUNCH_CHECKS)
 def launch_gpus(facts: Facts, inputs: LaunchInputs) -> Outcome:
     """The GPUs the recipe assigns exist on this machine.
 
@@ -81,7 +73,7 @@ def launch_gpus(facts: Facts, inputs: LaunchInputs) -> Outcome:
     return ok(f"{len(set(named))} of {len(visible)} visible GPUs assigned", evidence)
 
 
-@launch_rule("EK502", "cuda-visible-devices")
+@rule("EK502", "cuda-visible-devices", "launch", LAUNCH_CHECKS)
 def cuda_visible_devices(facts: Facts, inputs: LaunchInputs) -> Outcome:
     """CUDA_VISIBLE_DEVICES names existing GPUs, each once.
 
@@ -113,7 +105,7 @@ def cuda_visible_devices(facts: Facts, inputs: LaunchInputs) -> Outcome:
     return ok(f"CUDA_VISIBLE_DEVICES={value}: recipe indices count within it", evidence)
 
 
-@launch_rule("EK503", "launch-ports")
+@rule("EK503", "launch-ports", "launch", LAUNCH_CHECKS)
 def launch_ports(facts: Facts, inputs: LaunchInputs) -> Outcome:
     """The ports the run binds are free.
 
@@ -145,7 +137,7 @@ def port_roles(recipe: Recipe) -> dict[int, str]:
 NCCL_VARIABLES = ("NCCL_P2P_DISABLE", "NCCL_IB_DISABLE", "NCCL_SOCKET_IFNAME")
 
 
-@launch_rule("EK504", "nccl-env")
+@rule("EK504", "nccl-env", "launch", LAUNCH_CHECKS)
 def nccl_env(facts: Facts, inputs: LaunchInputs) -> Outcome:
     """NCCL settings suit a run of several processes.
 
@@ -175,7 +167,7 @@ def nccl_env(facts: Facts, inputs: LaunchInputs) -> Outcome:
     return ok(f"NCCL environment fits {machines} machine(s){note}", evidence)
 
 
-@launch_rule("EK505", "max-model-length")
+@rule("EK505", "max-model-length", "launch", LAUNCH_CHECKS)
 def max_model_length_check(facts: Facts, inputs: LaunchInputs) -> Outcome:
     """vLLM's context (vllm_max_model_length) holds prompt plus completion.
 
@@ -203,7 +195,7 @@ def max_model_length_check(facts: Facts, inputs: LaunchInputs) -> Outcome:
               evidence)
 
 
-@launch_rule("EK506", "server-sharded-sync")
+@rule("EK506", "server-sharded-sync", "launch", LAUNCH_CHECKS)
 def server_sharded_sync(facts: Facts, inputs: LaunchInputs) -> Outcome:
     """Server mode's weight sync copies each weight while it is still gathered (no FSDP1 on trl 1.11-1.16).
 
@@ -229,7 +221,7 @@ def server_sharded_sync(facts: Facts, inputs: LaunchInputs) -> Outcome:
     return ok("server mode's weight sync copies each weight while it is gathered", evidence)
 
 
-@launch_rule("EK507", "sleep-quantized-load")
+@rule("EK507", "sleep-quantized-load", "launch", LAUNCH_CHECKS)
 def sleep_quantized_load(facts: Facts, inputs: LaunchInputs) -> Outcome:
     """A colocated vLLM that may sleep does not load FP8/NVFP4 checkpoint weights (vllm#48680).
 

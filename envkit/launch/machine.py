@@ -13,6 +13,7 @@ import yaml
 from envkit.files import JSON_BYTES, read_regular
 from envkit.launch.checks import LaunchProbe, port_roles
 from envkit.recipe.schema import Recipe
+from envkit.recipe.tiny_model import TinyLlamaConfig
 
 
 def port_in_use(port: int) -> bool:
@@ -39,9 +40,7 @@ def local_config(recipe: Recipe) -> dict:
 def model_context(recipe: Recipe, config: dict) -> int | None:
     """The model's max_position_embeddings when its config is known here (tiny, or a local folder)."""
     if recipe.model.build == "tiny":
-        from envkit.budget.shapes import TinyShape
-
-        return TinyShape().max_position_embeddings
+        return TinyLlamaConfig().max_position_embeddings
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
     found = config.get("max_position_embeddings") or text.get("max_position_embeddings")
     return found if type(found) is int else None

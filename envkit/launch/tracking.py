@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 
 from envkit.facts import Facts
 from envkit.knowledge import curated
-from envkit.launch.checks import LAUNCH_REGISTRY, LaunchInputs
+from envkit.launch.checks import LAUNCH_CHECKS, LaunchInputs
 from envkit.masking import masked
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 
@@ -136,7 +136,7 @@ def _wandb_key(facts: TrackerFacts) -> bool:
     return "WANDB_API_KEY" in facts.env or facts.wandb_login
 
 
-@rule("EK701", "tracker-ready", "tracking", LAUNCH_REGISTRY, run_relevance="any")
+@rule("EK701", "tracker-ready", "tracking", LAUNCH_CHECKS)
 def tracker_ready(facts: Facts, inputs: LaunchInputs) -> Outcome:
     """Each tracker in output.report_to can write its run: its folder is writable, its login or offline mode is set.
 

@@ -29,7 +29,7 @@ from envkit import __version__
 from envkit.binding import Binder
 from envkit.facts import Package
 from envkit.files import read_regular
-from envkit.knowledge import STACK
+from envkit.knowledge import PROBED_PACKAGES
 
 FORMAT = 2  # 2: the key holds each METADATA's time
 MAX_BYTES = 16 * 2**20  # the stack's facts are a few KB
@@ -65,7 +65,7 @@ def cache_file(environ: dict[str, str]) -> Path | None:
 def cached_packages(environ: dict[str, str], installed: dict[str, Path]) -> dict[str, Package]:
     """The stack packages' facts: from the cache when nothing they derive from has changed, probed otherwise.
     ``installed``: the dist-info folders on sys.path (envkit.probe.installed.dist_folders)."""
-    stack = {canonicalize_name(name) for name in STACK}
+    stack = {canonicalize_name(name) for name in PROBED_PACKAGES}
     folders = {name: folder for name, folder in installed.items() if name in stack}
     key = _key(folders)
     path = cache_file(environ)

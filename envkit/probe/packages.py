@@ -10,12 +10,12 @@ from pathlib import Path
 from packaging.version import Version
 
 from envkit.facts import Package
-from envkit.knowledge import STACK
+from envkit.knowledge import PROBED_PACKAGES
 from envkit.knowledge.matrix import manylinux_glibc
 from envkit.probe.elf import dynamic_symbols, glibc_needed, needed_libraries
 
 
-def probe_packages(names: tuple[str, ...] = STACK) -> dict[str, Package]:
+def probe_packages(names: tuple[str, ...] = PROBED_PACKAGES) -> dict[str, Package]:
     found = {}
     for name in names:
         try:

@@ -38,7 +38,7 @@ def _days_between(earlier: str | None, later: str | None) -> int | None:
         return None
 
 
-@rule("EK310", "knowledge-age", "packages", run_relevance="any")
+@rule("EK310", "knowledge-age", "packages")
 def knowledge_age(facts: Facts) -> Outcome:
     """envkit's knowledge has seen the installed releases of the stack (its matrix is not older than them).
 

@@ -1,8 +1,8 @@
 """The rule framework: a rule is a pure function from Facts to an Outcome.
 
-Rules register themselves with a stable ID (``EK301``), a short name
-(``vllm-torch``) and a report section.  The function's docstring is the rule's
-documentation, printed by ``envkit doctor --explain ID``.
+Rules register themselves in a Registry (envkit.rules.registry) with a stable ID (``EK301``), a short name
+(``vllm-torch``) and a report section.  The function's docstring is the rule's documentation, printed by
+``envkit doctor --explain ID``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Callable
 
 from envkit.facts import Facts
+from envkit.rules.registry import Registry
 
 
 class Severity(str, Enum):
@@ -83,29 +84,20 @@ class Finding:
         }
 
 
-# What a check means to `envkit train` (Rule.run_relevance): "any" run, CPU-only too (the Python stack); a "gpu" run;
-# "planned": the preflight acts on it itself (sets a variable, or refuses with its own finding), never blocking as is.
-RUN_RELEVANCE = ("any", "gpu", "planned")
-# The plan decisions a check informs (Rule.decides): envkit.train.preflight reads a check by what it decides, not by ID.
-DECISIONS = ("dtype", "vllm", "pdl", "sleep", "sleep-sync")
-
-
 @dataclass(frozen=True)
 class Rule:
     id: str
     name: str
     section: str
     check: Callable[..., Outcome]  # Facts (and, for recipe and launch rules, their inputs) -> Outcome
-    needs_vllm: bool = False  # matters only to a run generating with vLLM
-    run_relevance: str = "gpu"  # RUN_RELEVANCE
-    backends: tuple[str, ...] = ()  # the recipe backends it matters to (empty: all)
-    decides: str | None = None  # the plan decision it informs (DECISIONS)
+    # It concerns vLLM: matters only to a run (or an image) generating with vLLM.  What else a finding means to
+    # `envkit train` (refuse or not, on which runs, which plan decision it informs) is the trainer's to say:
+    # envkit.train.check_impact.
+    needs_vllm: bool = False
 
     def __post_init__(self) -> None:
         if self.section not in SECTIONS:
             raise ValueError(f"{self.id}: unknown section {self.section!r}")
-        if self.run_relevance not in RUN_RELEVANCE or self.decides not in (None, *DECISIONS):
-            raise ValueError(f"{self.id}: unknown run relevance {self.run_relevance!r} or decision {self.decides!r}")
 
     @property
     def doc(self) -> str:
@@ -116,35 +108,23 @@ class Rule:
         """The doc's first line: docs/doctor.md's check tables."""
         return self.doc.splitlines()[0] if self.doc else self.name
 
-    def blocks(self, *, gpu: bool, use_vllm: bool, backend: str) -> bool:
-        """Whether this check, failing, refuses an `envkit train` run of this shape."""
-        runs_here = self.run_relevance == "any" or (gpu and self.run_relevance == "gpu")
-        return runs_here and (use_vllm or not self.needs_vllm) and (not self.backends or backend in self.backends)
-
-    def run(self, facts: Facts, *inputs) -> Finding:
+    def finding(self, facts: Facts, *inputs) -> Finding:
+        """What the check says about ``facts`` (and its registry's inputs), stamped with the rule's identity."""
         out = self.check(facts, *inputs)
         return Finding(self.id, self.name, self.section, out.severity, out.title, out.evidence, out.fix,
                        out.requirements)
 
 
-REGISTRY: dict[str, Rule] = {}
+# The doctor's checks (the rule modules of this package); envkit.catalog lists every registry.
+DOCTOR_CHECKS: Registry[Rule] = Registry("doctor checks")
 
 
-def register(found: Rule, registry: dict[str, Rule] | None = None) -> Rule:
-    """Add a rule to ``registry`` (default: the doctor's REGISTRY); an ID is registered once, in any registry."""
-    target = REGISTRY if registry is None else registry
-    if found.id in target or found.id in REGISTRY:
-        raise ValueError(f"duplicate rule id {found.id}")
-    target[found.id] = found
-    return found
-
-
-def rule(rule_id: str, name: str, section: str, registry: dict[str, Rule] | None = None,
-         **metadata) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
-    """Register a check in ``registry`` (default: the doctor's REGISTRY); ``metadata``: Rule's fields after check."""
+def rule(rule_id: str, name: str, section: str, registry: Registry[Rule] = DOCTOR_CHECKS, *,
+         needs_vllm: bool = False) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
+    """Register a check in ``registry`` (default: the doctor's)."""
 
     def add(check: Callable[..., Outcome]) -> Callable[..., Outcome]:
-        register(Rule(rule_id, name, section, check, **metadata), registry)
+        registry.register(Rule(rule_id, name, section, check, needs_vllm))
         return check
 
     return add

@@ -111,7 +111,7 @@ def vllm_compute_capability(facts: Facts) -> Outcome:
     return ok(f"compute capability {gpu.compute_capability} runs vLLM", describe(gpu))
 
 
-@rule("EK105", "bf16", "hardware", decides="dtype")
+@rule("EK105", "bf16", "hardware")
 def bf16(facts: Facts) -> Outcome:
     """bf16 needs compute capability 8.0 (Ampere) or newer.
 

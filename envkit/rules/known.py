@@ -1,4 +1,4 @@
-"""Incompatibilities no metadata declares, as data (knowledge/incompatibilities.json): one rule per check.
+"""Incompatibilities no metadata declares, as data (knowledge/incompatibilities.json): one doctor check each.
 
 A check fails or warns when the installed distributions fall inside one of its windows; it is OK when every
 package it names is installed outside them, and not applicable when one is missing.  Its title and fix name
@@ -12,24 +12,18 @@ from packaging.version import InvalidVersion, Version
 
 from envkit.facts import Facts
 from envkit.knowledge import inside_checks, inside_windows, load
-from envkit.rules.base import Outcome, Rule, Severity, ok, register, skip
+from envkit.rules.base import DOCTOR_CHECKS, Outcome, Rule, Severity, ok, skip
+from envkit.rules.requirements import installed_version
 
 OUTCOME = {"fail": Severity.FAIL, "warn": Severity.WARN}
 
 
 def _installed(facts: Facts, names: set[str]) -> dict[str, Version] | None:
-    """The installed versions of ``names`` (canonical), or None when one is missing or unreadable."""
-    found = {}
-    for name in names:
-        probed = facts.package(name)
-        text = facts.installed.get(canonicalize_name(name)) or (probed.version if probed else None)
-        try:
-            found[name] = Version(text) if text else None
-        except InvalidVersion:
-            return None
-        if found[name] is None:
-            return None
-    return found
+    """The installed versions of ``names``, or None when one is missing or unreadable."""
+    try:
+        return {name: Version(installed_version(facts, name) or "") for name in names}
+    except InvalidVersion:  # missing ("") or not a version
+        return None
 
 
 def lock_repairs(pins: dict[str, str]) -> list[str]:
@@ -66,4 +60,4 @@ def check_of(entry: dict):
 
 CHECKS: list[dict] = load("incompatibilities")["checks"]
 for _entry in CHECKS:
-    register(Rule(_entry["id"], _entry["name"], _entry["section"], check_of(_entry)))
+    DOCTOR_CHECKS.register(Rule(_entry["id"], _entry["name"], _entry["section"], check_of(_entry)))

@@ -7,7 +7,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envkit.facts import Facts
-from envkit.knowledge import STACK, curated
+from envkit.knowledge import PROBED_PACKAGES, curated
 from envkit.knowledge.matrix import Matrix
 from envkit.rules.base import Outcome, fail, ok, rule, skip, warn
 from envkit.rules.requirements import installed_version, requirement_on, requirements, satisfied
@@ -28,10 +28,11 @@ def trl_vllm_window(facts: Facts) -> SpecifierSet | None:
     return req.specifier if req else None
 
 
-TRAINING_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
+# What `envkit train` imports (the train extra); EK300 warns while one is missing.
+TRAIN_REQUIRED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
 
 
-@rule("EK300", "train-stack", "packages", run_relevance="any")
+@rule("EK300", "train-stack", "packages")
 def train_stack(facts: Facts) -> Outcome:
     """The training stack (torch, transformers, trl, peft, accelerate, datasets) is installed.
 
@@ -39,10 +40,10 @@ def train_stack(facts: Facts) -> Outcome:
     generation also the `vllm` extra, Linux).  Fix: pip install 'envkit[train]',
     or use the envkit image.
     """
-    missing = [name for name in TRAINING_STACK if not facts.package(name)]
+    missing = [name for name in TRAIN_REQUIRED_PACKAGES if not facts.package(name)]
     if missing:
         return warn(f"training stack incomplete: {', '.join(missing)} missing", "", "pip install 'envkit[train]'  (or use the envkit image)")
-    versions = ", ".join(f"{n} {facts.package(n).version}" for n in TRAINING_STACK)
+    versions = ", ".join(f"{n} {facts.package(n).version}" for n in TRAIN_REQUIRED_PACKAGES)
     return ok("training stack installed", versions)
 
 
@@ -143,7 +144,7 @@ def trl_vllm(facts: Facts) -> Outcome:
     return fail(f"vllm {vllm.version} is outside trl {trl.version}'s window {window}", evidence, fix, requirements_)
 
 
-@rule("EK304", "requirements", "packages", run_relevance="any")
+@rule("EK304", "requirements", "packages")
 def stack_requirements(facts: Facts) -> Outcome:
     """Every stack package's own requirements are installed and satisfied (pip check).
 
@@ -171,7 +172,7 @@ def stack_requirements(facts: Facts) -> Outcome:
     checked = len(facts.packages)
     if not checked:
         return skip("no stack package installed")
-    stack = {canonicalize_name(n) for n in STACK} | {"torchvision", "torchaudio"}
+    stack = {canonicalize_name(n) for n in PROBED_PACKAGES} | {"torchvision", "torchaudio"}
     breaking = [item for item in conflicts if canonicalize_name(item[1].name) in stack]
     problems = conflicts + missing
     repair = _merged(r for _, r in (breaking or problems))

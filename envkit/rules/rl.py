@@ -15,7 +15,7 @@ def _vllm_version(facts: Facts) -> Version | None:
     return Version(vllm.version) if vllm else None
 
 
-@rule("EK401", "gb10-vllm", "rl", needs_vllm=True, decides="vllm")
+@rule("EK401", "gb10-vllm", "rl", needs_vllm=True)
 def gb10_vllm(facts: Facts) -> Outcome:
     """vLLM generates on DGX Spark (GB10) for the backend in use: bf16 from vLLM 0.13.0, FP8 from 0.22.0.
 
@@ -63,7 +63,7 @@ def pdl_setting(facts: Facts) -> tuple[str, str] | None:
     return next((s for s in switches if s), None)
 
 
-@rule("EK402", "sm100-pdl", "rl", needs_vllm=True, run_relevance="planned", decides="pdl")
+@rule("EK402", "sm100-pdl", "rl", needs_vllm=True)
 def sm100_pdl(facts: Facts) -> Outcome:
     """vLLM's LoRA kernels run without programmatic dependent launch on SM100/SM103.
 
@@ -93,7 +93,7 @@ def sm100_pdl(facts: Facts) -> Outcome:
     return fail(f"vllm {vllm} on SM100 needs {setting}", evidence, f"export {setting}  (envkit train sets it)")
 
 
-@rule("EK403", "sm100-torch", "rl", needs_vllm=True, backends=("unsloth",))
+@rule("EK403", "sm100-torch", "rl", needs_vllm=True)
 def sm100_torch(facts: Facts) -> Outcome:
     """Unsloth accepts the torch under vLLM on SM100 (torch 2.9 or newer).
 
@@ -116,7 +116,7 @@ def sm100_torch(facts: Facts) -> Outcome:
     return ok(f"torch {torch.version} is one Unsloth accepts on SM100", evidence)
 
 
-@rule("EK404", "sleep-mode", "rl", needs_vllm=True, decides="sleep")
+@rule("EK404", "sleep-mode", "rl", needs_vllm=True)
 def sleep_mode(facts: Facts) -> Outcome:
     """vLLM sleep mode (vllm_enable_sleep_mode) can be used.
 
@@ -175,7 +175,7 @@ def shm(facts: Facts) -> Outcome:
     return ok(f"/dev/shm {size} MiB", evidence)
 
 
-@rule("EK406", "trl-sleep-sync", "rl", needs_vllm=True, decides="sleep-sync")
+@rule("EK406", "trl-sleep-sync", "rl", needs_vllm=True)
 def trl_sleep_sync(facts: Facts) -> Outcome:
     """TRL's weight sync reaches a sleeping colocated vLLM.
 

@@ -14,19 +14,15 @@ from packaging.utils import canonicalize_name
 from envkit.budget.recipe import gpu_dtype, recommend_micro_batch, recommend_recipe
 from envkit.budget.recommend import Recommendation
 from envkit.budget.shapes import UnknownName
+from envkit.errors import RecipeError
 from envkit.facts import Facts
 from envkit.knowledge import curated, late_vllm_gpu, load
-from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
-from envkit.rules import REGISTRY, Finding, Severity
+from envkit.rules import DOCTOR_CHECKS, Finding, Severity
+from envkit.rules.recipe_checks import GENERATE_COST, RECIPE_CHECKS, RecipeInputs
 from envkit.rules.rl import pdl_setting
-from envkit.rules.run import GENERATE_COST, RUN_REGISTRY, RunInputs, run_run_rules
+from envkit.train.check_impact import blocks, informing
 from envkit.train.effective import trl_defaults
-
-
-def informing(findings: list[Finding], decision: str) -> Finding | None:
-    """The finding of the doctor's check that informs ``decision`` (envkit.rules.base.DECISIONS), if it ran."""
-    return next((f for f in findings if f.id in REGISTRY and REGISTRY[f.id].decides == decision), None)
 
 
 def check_packages(recipe: Recipe, facts: Facts) -> None:
@@ -75,13 +71,13 @@ def vllm_off_warning(recipe: Recipe, facts: Facts, reason: str | None) -> str | 
 
 
 def recipe_refusals(recipe: Recipe, facts: Facts, use_vllm: bool) -> list[Finding]:
-    """The failures of the recipe's own checks (envkit.rules.run) for a run with or without vLLM."""
-    return [f for f in run_run_rules(facts, RunInputs(recipe, use_vllm)) if f.severity is Severity.FAIL]
+    """The failures of the recipe's own checks (envkit.rules.recipe_checks) for a run with or without vLLM."""
+    return [f for f in RECIPE_CHECKS.run(facts, RecipeInputs(recipe, use_vllm)) if f.severity is Severity.FAIL]
 
 
 def forced_off(refusals: list[Finding]) -> str | None:
     """Why vLLM goes off under ``--force``: a refusal that needs vLLM to matter (the run then goes without it)."""
-    refusal = next((f for f in refusals if RUN_REGISTRY[f.id].needs_vllm), None)
+    refusal = next((f for f in refusals if RECIPE_CHECKS[f.id].needs_vllm), None)
     return None if refusal is None else f"{refusal.title} (--force)"
 
 
@@ -205,9 +201,9 @@ def micro_batch(recipe: Recipe, budget: Recommendation | None) -> int | None:
 
 
 def doctor_refusals(recipe: Recipe, facts: Facts, findings: list[Finding], use_vllm: bool) -> list[Finding]:
-    """The doctor's failures that refuse this run: each check's metadata says (envkit.rules.base.Rule.blocks)."""
+    """The doctor's failures that refuse this run: each check's impact says (envkit.train.check_impact.blocks)."""
     shape = {"gpu": bool(facts.visible_gpus()), "use_vllm": use_vllm, "backend": recipe.backend}
-    return [f for f in findings if f.severity is Severity.FAIL and REGISTRY[f.id].blocks(**shape)]
+    return [f for f in findings if f.severity is Severity.FAIL and blocks(DOCTOR_CHECKS[f.id], **shape)]
 
 
 def pdl_refusal(recipe: Recipe, facts: Facts, findings: list[Finding], use_vllm: bool) -> Finding | None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from envkit.errors import OptionError
 from envkit.facts import Facts
 from envkit.knowledge import in_window, load
-from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.doctor_output.text import markdown_table
+from envkit.rules.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -46,17 +47,13 @@ class Patch:
                 f"Turn it off: envkit train RECIPE --no-patch {self.id}")
 
 
-def all_patches() -> list[Patch]:
-    return [Patch(p["id"], p["name"], p["title"], dict(p["when"].get("packages", {})), p["when"].get("vllm_mode"),
-                  p["when"].get("backend"), p["problem"], p["change"], p["cost"], tuple(p["evidence"]), p["upstream"],
-                  p["checked"])
-            for p in load("patches")["patches"]]
-
-
-def find_patch(key: str) -> Patch | None:
-    """A patch by ID (``EKP001``, any case) or name (``server-lora-sync``)."""
-    key = key.strip()
-    return next((p for p in all_patches() if p.id == key.upper() or p.name == key.lower()), None)
+# The patches of knowledge/patches.json, found by ID (``EKP001``) or name (``server-lora-sync``): a registry of the
+# check catalog (envkit.catalog), its IDs in the checks' ID space.
+PATCHES: Registry[Patch] = Registry("patches")
+for _p in load("patches")["patches"]:
+    PATCHES.register(Patch(_p["id"], _p["name"], _p["title"], dict(_p["when"].get("packages", {})),
+                           _p["when"].get("vllm_mode"), _p["when"].get("backend"), _p["problem"], _p["change"],
+                           _p["cost"], tuple(_p["evidence"]), _p["upstream"], _p["checked"]))
 
 
 def applies(patch: Patch, recipe: Recipe, facts: Facts, use_vllm: bool) -> bool:
@@ -75,12 +72,12 @@ def select_patches(recipe: Recipe, facts: Facts, use_vllm: bool,
     """(IDs to apply, IDs that apply but ``--no-patch`` turned off).  An unknown ID is a usage error."""
     off = set()
     for key in disabled:
-        patch = find_patch(key)
+        patch = PATCHES.find(key)
         if patch is None:
-            known = ", ".join(f"{p.id} {p.name}" for p in all_patches())
-            raise RecipeError(f"--no-patch {key}: no such patch (known: {known})")
+            known = ", ".join(f"{p.id} {p.name}" for p in PATCHES.values())
+            raise OptionError(f"--no-patch {key}: no such patch (known: {known})")
         off.add(patch.id)
-    matching = [p.id for p in all_patches() if applies(p, recipe, facts, use_vllm)]
+    matching = [p.id for p in PATCHES.values() if applies(p, recipe, facts, use_vllm)]
     return [i for i in matching if i not in off], [i for i in matching if i in off]
 
 
@@ -88,7 +85,7 @@ def markdown() -> str:
     """docs/training.md's patch table, generated from the data (tests/test_patches.py keeps the page in step)."""
     return markdown_table(["ID", "name", "applies to", "what it fixes", "evidence", "upstream"],
                           [[p.id, p.name, p.window(), p.title, "; ".join(p.evidence),
-                            f"{p.upstream} (checked {p.checked})"] for p in all_patches()])
+                            f"{p.upstream} (checked {p.checked})"] for p in PATCHES.values()])
 
 
 if __name__ == "__main__":  # python -m envkit.train.patches > table: docs/training.md's Patches section

@@ -17,14 +17,14 @@ from types import MappingProxyType
 from typing import Any
 
 from envkit.budget.model import MIB
+from envkit.errors import OptionError
 from envkit.facts import Facts
 from envkit.knowledge import curated
-from envkit.launch.checks import LaunchInputs, LaunchProbe, run_launch_rules
+from envkit.launch.checks import LAUNCH_CHECKS, LaunchInputs, LaunchProbe
 from envkit.launch.layout import LaunchLayout, launch_layout
 from envkit.launch.tracking import TrackerFacts, tracker_env
-from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
-from envkit.rules import Finding, Severity, run_rules
+from envkit.rules import DOCTOR_CHECKS, Finding, Severity
 from envkit.train import decisions as decide
 from envkit.train.config import grpo_kwargs
 from envkit.train.effective import check_refused, effective_config
@@ -105,7 +105,7 @@ def with_overrides(recipe: Recipe, options: PlanOptions) -> Recipe:
     rank = options.machine_rank
     if rank is not None:
         if rank >= recipe.distributed.num_machines:
-            raise RecipeError(f"--machine-rank {rank}: the recipe has distributed.num_machines: "
+            raise OptionError(f"--machine-rank {rank}: the recipe has distributed.num_machines: "
                               f"{recipe.distributed.num_machines}")
         recipe = replace(recipe, distributed=replace(recipe.distributed, machine_rank=rank))
     return recipe
@@ -113,11 +113,11 @@ def with_overrides(recipe: Recipe, options: PlanOptions) -> Recipe:
 
 def build_plan(recipe: Recipe, facts: Facts, options: PlanOptions = PlanOptions()) -> Plan:
     """The frozen plan of ``recipe`` on the machine ``facts`` describe.  Raises RecipeError for what refuses the
-    recipe outright (a package it names is missing, a setting the backend would overwrite) and LaunchError for a
-    layout this machine cannot hold."""
+    recipe outright (a package it names is missing, a setting the backend would overwrite), OptionError for a
+    --machine-rank or --no-patch it cannot take, and LaunchError for a layout this machine cannot hold."""
     recipe = with_overrides(recipe, options)
     decide.check_packages(recipe, facts)
-    findings = run_rules(facts)
+    findings = DOCTOR_CHECKS.run(facts)
     gpus = facts.visible_gpus()
     reason = decide.vllm_off_reason(recipe, facts, findings)
     warnings = [decide.vllm_off_warning(recipe, facts, reason)]
@@ -151,8 +151,8 @@ def build_plan(recipe: Recipe, facts: Facts, options: PlanOptions = PlanOptions(
     launch = None
     if options.launch is not None:
         launch = lay_out_launch(recipe, facts, options.launch, output_dir, dtype, utilization)
-        launch_checks = run_launch_rules(facts, LaunchInputs(recipe, launch, use_vllm, options.launch.machine,
-                                                             options.trackers))
+        launch_checks = LAUNCH_CHECKS.run(facts, LaunchInputs(recipe, launch, use_vllm, options.launch.machine,
+                                                              options.trackers))
         warnings += [f"{f.id} {f.title}" + (f" ({f.fix})" if f.fix else "")
                      for f in launch_checks if f.severity is Severity.WARN]
         blocking += [f for f in launch_checks if f.severity is Severity.FAIL]

@@ -12,21 +12,21 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from envkit.budget.shapes import TINY_SPECIAL_TOKENS, TinyShape
 from envkit.probe.cache import cache_home
+from envkit.recipe.tiny_model import TINY_SPECIAL_TOKENS, TinyLlamaConfig
 
 
 def cache_root() -> Path:
     return (cache_home(dict(os.environ)) or Path.home() / ".cache") / "envkit" / "models"
 
 
-def tiny_folder(shape: TinyShape = TinyShape(), seed: int = 0, root: Path | None = None) -> Path:
+def tiny_folder(shape: TinyLlamaConfig = TinyLlamaConfig(), seed: int = 0, root: Path | None = None) -> Path:
     """Where the tiny model of this shape and seed is saved (built or not): a plan names it before it is built."""
     key = hashlib.sha256(json.dumps([asdict(shape), seed]).encode()).hexdigest()[:12]
     return (root or cache_root()) / f"tiny-llama-{key}"
 
 
-def build_tiny(shape: TinyShape = TinyShape(), seed: int = 0, root: Path | None = None) -> Path:
+def build_tiny(shape: TinyLlamaConfig = TinyLlamaConfig(), seed: int = 0, root: Path | None = None) -> Path:
     """The folder of a saved tiny model + tokenizer of this shape and seed (built once)."""
     target = tiny_folder(shape, seed, root)
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():

@@ -12,9 +12,12 @@ import inspect
 import itertools
 from typing import Callable
 
+from envkit.errors import UsageError
 
-class PatchUnavailable(RuntimeError):
-    """The installed trl lacks what a patch wraps (its window in patches.json is wrong for this build)."""
+
+class PatchUnavailable(UsageError, RuntimeError):
+    """The installed trl lacks what a patch wraps (its window in patches.json is wrong for this build).  A run
+    that needs the patch stops before training (exit 2): --no-patch ID runs without it."""
 
 
 def server_lora_sync() -> None:
@@ -50,18 +53,18 @@ def server_lora_sync() -> None:
     VLLMClient.update_named_params = update_named_params
 
 
-PATCHES: dict[str, Callable[[], None]] = {"EKP001": server_lora_sync}
+PATCH_CODE: dict[str, Callable[[], None]] = {"EKP001": server_lora_sync}  # by ID: envkit.train.patches.PATCHES
 
 
 def apply_patches(ids: list[str]) -> list[tuple[str, str]]:
     """Apply the patches by ID; (ID, why) for each one that could not be applied."""
     failed = []
     for patch_id in ids:
-        if patch_id not in PATCHES:
+        if patch_id not in PATCH_CODE:
             failed.append((patch_id, "envkit has no code for it (knowledge/patches.json names it)"))
             continue
         try:
-            PATCHES[patch_id]()
+            PATCH_CODE[patch_id]()
         except (PatchUnavailable, ImportError, AttributeError) as exc:
             failed.append((patch_id, f"{type(exc).__name__}: {exc}"))
     return failed

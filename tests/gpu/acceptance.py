@@ -2,7 +2,7 @@
 plain-TRL arm beside it, and one results file every test adds its arm to.
 
 Everything here is skipped without an NVIDIA GPU or without vllm and trl installed (CI, a laptop).  On the GPU
-machine, after staging envkit's own lock (benchmarks/device_bundle.py), two commands run the whole suite
+machine, after staging envkit's own lock (dev/device_bundle.py), two commands run the whole suite
 (README, "GPU acceptance"); the results land in $ENVKIT_ACCEPTANCE_OUT/acceptance.json (default: the work folder).
 """
 
@@ -63,7 +63,7 @@ SKIP = (None if DRY else "no NVIDIA GPU (nvidia-smi finds none)" if not GPUS
 MARKS = [pytest.mark.gpu, pytest.mark.skipif(SKIP is not None, reason=SKIP or "")]
 # The arms that generate with vLLM; without it (a machine given only trl and datasets) the rest still run.
 NEEDS_VLLM = pytest.mark.skipif(not DRY and find_spec("vllm") is None,
-                                reason="needs vllm: stage envkit's lock (benchmarks/device_bundle.py)")
+                                reason="needs vllm: stage envkit's lock (dev/device_bundle.py)")
 
 
 def _bench():

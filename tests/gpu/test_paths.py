@@ -183,7 +183,7 @@ def test_budget_predicts_the_measured_run(colocate, results):
 
 def test_the_staged_lock_passes_the_doctor(results):
     """Issue #23 item 4 on the machine itself: envkit's own lock, installed, has no FAIL and no package WARN but
-    EK304 (the device bundle leaves vLLM's optional kernels out: benchmarks/device_bundle.py OPTIONAL_HEAVY)."""
+    EK304 (the device bundle leaves vLLM's optional kernels out: dev/device_bundle.py OPTIONAL_HEAVY)."""
     ran = envkit("doctor", "--json", cwd=WORK, log=WORK / "doctor.log", timeout=60)
     report = json.loads(ran.text[ran.text.index("{"):ran.text.rindex("}") + 1])
     keys = ("id", "section", "severity", "title")
@@ -221,7 +221,7 @@ def test_two_gpu_arms(model, results):
 
 
 @NEEDS_VLLM
-@pytest.mark.skipif(installed("unsloth") is None, reason="backend unsloth needs its own bundle (benchmarks/"
+@pytest.mark.skipif(installed("unsloth") is None, reason="backend unsloth needs its own bundle (dev/"
                     "device_bundle.py --recipe with backend: unsloth); not staged on this machine")
 def test_backend_unsloth_learns(model, results):
     arm = train_arm("envkit-unsloth", model, results, "enabled: true\n  mode: colocate\n  sleep: false",

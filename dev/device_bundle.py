@@ -3,10 +3,10 @@
 The lock is `envkit lock` for the recipe and target, keeping the machine's torch; every locked package the
 machine does not already have at that version (``--present``: its `pip list --format=freeze`) is downloaded
 for its platform with pip's hash check against the lock, packed and cut into chunks of at most 57 MiB that
-travel with `run`'s carry, one a call, and install into /tmp/site/site-packages there (benchmarks/bundle_stage.sh):
+travel with `run`'s carry, one a call, and install into /tmp/site/site-packages there (dev/bundle_stage.sh):
 
-    python benchmarks/device_bundle.py --recipe R.yaml --target h200 --torch 2.11.0 \\
-        --present benchmarks/devices/nvidia-h200-2026-11-30.txt --out .devbundle
+    python dev/device_bundle.py --recipe R.yaml --target h200 --torch 2.11.0 \\
+        --present dev/devices/nvidia-h200-2026-11-30.txt --out .devbundle
     # then on the machine, chunk N at a time:  bash .devbundle/cN/stage   (the last says "stage: ready")
 
 Issue #18: the Unsloth set (unsloth + unsloth_zoo + trl 1.15.0 + vLLM 0.26.0 on the machine's torch 2.11.0).
@@ -41,7 +41,7 @@ PLATFORMS = ["manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_24_x8
 
 
 # Left out unless asked for (--keep): optional kernels and compilers vLLM 0.26 + TRL ran without in the known-good
-# vLLM + TRL bundle (../shared/gpu-bundle, "heavy optional kernels left out"; ~800 MiB), and numba/llvmlite,
+# vLLM + TRL bundle (dev/bundles/vllm0.26-trl1.16.txt, see dev/README.md; ~800 MiB), and numba/llvmlite,
 # which the machine has at other versions.
 OPTIONAL_HEAVY = {"nvidia-cutlass-dsl", "nvidia-cutlass-dsl-libs-base", "nvidia-cutlass-dsl-libs-core",
                   "nvidia-cutlass-dsl-libs-cu12", "nvidia-cutlass-dsl-libs-cu13", "tilelang", "tokenspeed-triton",

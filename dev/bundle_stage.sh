@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run on the GPU machine from the repo root, once per chunk (benchmarks/device_bundle.py wrote .devbundle/cN):
+# Run on the GPU machine from the repo root, once per chunk (dev/device_bundle.py wrote .devbundle/cN):
 # collects the chunks that have arrived in /tmp/devbundle (kept while the machine stays warm); once their
 # SHA-256 matches the bundle's, installs the wheels into /tmp/site/site-packages.  Afterwards:
 #   export PYTHONPATH=/tmp/site/site-packages

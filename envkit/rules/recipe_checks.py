@@ -11,32 +11,25 @@ from packaging.version import Version
 from envkit.facts import Facts
 from envkit.knowledge import curated
 from envkit.recipe.schema import Recipe
-from envkit.rules.base import Finding, Outcome, Rule, fail, ok, rule, skip
+from envkit.rules.base import Outcome, Rule, fail, ok, rule, skip
+from envkit.rules.registry import Registry
 
-RUN_REGISTRY: dict[str, Rule] = {}
+RECIPE_CHECKS: Registry[Rule] = Registry("recipe checks")
 # What a run falls back to without vLLM: said in the fix of every check that turns vLLM off.
 GENERATE_COST = ("generation falls back to model.generate, several times slower per step "
                  "(about 6x on a 205M model, 32x256 tokens)")
 
 
 @dataclass(frozen=True)
-class RunInputs:
+class RecipeInputs:
     """What the recipe checks read besides Facts."""
 
     recipe: Recipe
     use_vllm: bool  # the run would generate with vLLM (before these checks)
 
 
-def run_rule(rule_id: str, name: str, section: str, **metadata):
-    return rule(rule_id, name, section, RUN_REGISTRY, **metadata)
-
-
-def run_run_rules(facts: Facts, inputs: RunInputs) -> list[Finding]:
-    return [r.run(facts, inputs) for r in sorted(RUN_REGISTRY.values(), key=lambda r: r.id)]
-
-
-@run_rule("EK407", "vllm-bnb-plugin", "rl", needs_vllm=True)
-def vllm_bnb_plugin(facts: Facts, inputs: RunInputs) -> Outcome:
+@rule("EK407", "vllm-bnb-plugin", "rl", RECIPE_CHECKS, needs_vllm=True)
+def vllm_bnb_plugin(facts: Facts, inputs: RecipeInputs) -> Outcome:
     """A 4-bit model generating with vLLM 0.28+ has vllm-bnb-plugin installed.
 
     vLLM 0.28 moved bitsandbytes out of tree into a plugin package (curated.json ``vllm_bnb_plugin``);
@@ -62,8 +55,8 @@ def vllm_bnb_plugin(facts: Facts, inputs: RunInputs) -> Outcome:
                 f"pip install {plugin}  (with --force: no vLLM, {GENERATE_COST})", (plugin,))
 
 
-@run_rule("EK408", "trl-4bit-merge-sync", "rl", needs_vllm=True, backends=("trl",))
-def trl_4bit_merge_sync(facts: Facts, inputs: RunInputs) -> Outcome:
+@rule("EK408", "trl-4bit-merge-sync", "rl", RECIPE_CHECKS, needs_vllm=True)
+def trl_4bit_merge_sync(facts: Facts, inputs: RecipeInputs) -> Outcome:
     """A 4-bit (bitsandbytes) policy does not generate with vLLM on backend trl: TRL's weight sync drifts it.
 
     TRL sends vLLM the LoRA merged into the base weights and unmerges it after (curated.json

@@ -3,15 +3,15 @@
 # datasets travel as wheels (~3 MiB) and run on the machine's own torch, transformers and pyarrow.  vLLM is not
 # there, so the acceptance suite runs its arms that generate without it (tests/gpu: NEEDS_VLLM skips the rest).
 #
-#   here:   bash benchmarks/device_quick.sh fetch          # the wheels into .whl/ (git-ignored), hash-checked
-#   there:  bash benchmarks/device_quick.sh run            # results under $OUT (or ./quick-out)
+#   here:   bash dev/device_quick.sh fetch          # the wheels into .whl/ (git-ignored), hash-checked
+#   there:  bash dev/device_quick.sh run            # results under $OUT (or ./quick-out)
 #
 # What it measures: nvidia-smi and `envkit doctor --json` on the machine, tests/test_gpu.py (the doctor's facts
 # against nvidia-smi, torch's arch list against knowledge/cuda.json), and `envkit train` with vLLM off on the
 # suite's 205M shape (reward must rise by 0.3 in 8 steps) into acceptance.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-# The versions envkit's grpo-llama3b lock picks for torch 2.11.0 (benchmarks/device_bundle.py); datasets' two
+# The versions envkit's grpo-llama3b lock picks for torch 2.11.0 (dev/device_bundle.py); datasets' two
 # dependencies the machine lacks (dill, multiprocess).
 WHEELS=(trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 peft==0.22.0 accelerate==1.16.0)
 
