@@ -221,7 +221,7 @@ def test_mangled_metrics_through_report(run_space, cheap_pictures, content):
     """1000 metrics.jsonl files: about 40 s."""
     run = run_space / "run"
     (run / "metrics.jsonl").write_bytes(content)
-    picture = [run / "run.png", run / ".run.png.partial"]
+    picture = [run / "run.png", run / ".run.png.partial", run / "report.html", run / ".report.html.partial"]
     before = snapshot(run_space, picture)
     code = checked(invoke(["report", run]), [run], run_space, before, picture)
     event(f"exit {code}")
@@ -347,7 +347,7 @@ def test_odd_metrics_files(tmp_path, kind):
     made = _odd(run, kind, "metrics.jsonl")
     if kind == "devnull":
         (run / "metrics.jsonl").symlink_to(made)
-    picture = [run / "run.png", run / ".run.png.partial"]
+    picture = [run / "run.png", run / ".run.png.partial", run / "report.html", run / ".report.html.partial"]
     before = snapshot(tmp_path, picture)
     result = invoke(["report", run])
     checked(result, [run], tmp_path, before, picture)
@@ -367,8 +367,8 @@ def test_run_png_that_is_a_folder_or_a_link(tmp_path):
     (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward": 0.5}) + "\n")
     (tmp_path / "mine.png").write_text("the user's picture\n")
     (run / "run.png").symlink_to(tmp_path / "mine.png")
-    before = snapshot(tmp_path, [run / "run.png"])
-    assert checked(invoke(["report", run]), [run], tmp_path, before, [run / "run.png"]) == 0
+    before = snapshot(tmp_path, [run / "run.png", run / "report.html"])
+    assert checked(invoke(["report", run]), [run], tmp_path, before, [run / "run.png", run / "report.html"]) == 0
     (run / "run.png").unlink()
     (run / "run.png").mkdir()
     before = snapshot(tmp_path)

@@ -191,7 +191,7 @@ def check(rule_id, recipe_name, visible, facts, busy=(), context=None, use_vllm=
 
 
 def test_every_launch_rule_is_documented_and_explained():
-    assert sorted(LAUNCH_CHECKS) == ["EK501", "EK502", "EK503", "EK504", "EK505", "EK506", "EK507"]
+    assert sorted(LAUNCH_CHECKS) == ["EK501", "EK502", "EK503", "EK504", "EK505", "EK506", "EK507", "EK701"]
     for rule_id, rule in LAUNCH_CHECKS.items():
         assert len(rule.doc.splitlines()) >= 2 and LAUNCH_CHECKS.find(rule_id) is rule and LAUNCH_CHECKS.find(rule.name) is rule
 

@@ -54,14 +54,14 @@ def test_report_draws_what_it_can_and_says_what_it_left_out(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = result.stdout.splitlines()
-    assert lines[0] == f"{tmp_path / 'run.png'}: 6 steps, reward 0.500 -> 0.900 (mean of the first step -> the last step)"
+    assert lines[0] == f"{tmp_path / 'run.png'} and report.html: 6 steps, reward 0.500 -> 0.900 (mean of the first step -> the last step)"
     assert lines[1].split() == ["step", "reward", "kl"]  # completion_length has no number: no column
     assert [line.split() for line in lines[2:]] == [["1", "0.5", "0.01"], ["2", "-", "-"], ["3", "-", "1.00e+308"],
                                                     ["4", "-", "-1.00e+308"], ["5", "-", "-"], ["7", "0.9", "0.03"]]
     assert result.stderr.splitlines() == [
         "envkit report: warning: left out of the picture: 3 lines without a step and 9 values not a number, NaN, "
         "±inf or beyond ±1e+100 (completion_length 1, kl 4, reward 4)"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl", "run.png"]  # no partial picture left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl", "report.html", "run.png"]  # no partial left
 
 
 @pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib")

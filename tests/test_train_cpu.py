@@ -179,6 +179,19 @@ def test_report_redraws_the_picture(tiny_run):
     assert "20 steps" in result.stdout and (run / "run.png").stat().st_size > 1000
 
 
+def test_samples_every_10_steps_and_step_1_read_back_by_report(tiny_run):
+    """Issue #28: samples.jsonl (output.samples_every: 10 by default) and report.html, written by the run itself."""
+    run, code, _ = tiny_run
+    assert code == 0
+    rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 10, 20]
+    assert all(len(g["completions"]) == 8 and g["answer"] for r in rows for g in r["groups"])
+    result = CliRunner().invoke(main, ["report", str(run), "--samples"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("step 20: 2 prompts") and "| worst: reward " in result.stdout
+    assert "<th>best</th><th>worst</th>" in (run / "report.html").read_text()
+
+
 def test_a_used_output_folder_needs_resume(tiny_run):
     run, code, _ = tiny_run
     assert code == 0

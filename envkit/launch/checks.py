@@ -9,6 +9,7 @@ EK501` documents them like every other check.  Each is a pure function of Facts 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from envkit.facts import Facts, device_index
 from envkit.knowledge import curated, in_window, load
@@ -17,6 +18,9 @@ from envkit.recipe.derived import max_model_length
 from envkit.recipe.schema import Recipe
 from envkit.rules.base import Outcome, Rule, fail, ok, rule, skip, warn
 from envkit.rules.registry import Registry
+
+if TYPE_CHECKING:
+    from envkit.launch.tracking import TrackerFacts
 
 LAUNCH_CHECKS: Registry[Rule] = Registry("launch checks")
 
@@ -39,6 +43,7 @@ class LaunchInputs:
     layout: LaunchLayout
     use_vllm: bool  # the run generates with vLLM (the run plan's decision)
     machine: LaunchProbe = LaunchProbe()
+    trackers: TrackerFacts | None = None  # what output.report_to's trackers need here (EK701, envkit.launch.tracking)
 
 
 def _gpus(layout: LaunchLayout) -> str:
@@ -243,3 +248,6 @@ def sleep_quantized_load(facts: Facts, inputs: LaunchInputs) -> Outcome:
                     "loading may need about one more copy of them", f"{evidence}; {row['source']}",
                     "vllm.sleep: false, or a bf16 checkpoint of the model")
     return ok("the weights vLLM loads are not FP8/NVFP4 checkpoint weights", evidence)
+
+
+from envkit.launch import tracking  # noqa: F401  registers EK701, which reads LaunchInputs (above)

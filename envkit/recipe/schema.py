@@ -210,7 +210,12 @@ class OutputSpec:
     save_steps: int = spec(50, "a checkpoint every this many steps (and an evaluation, with eval rows)",
                            bound=AT_LEAST_1)
     keep: int | None = spec(3, "checkpoints kept, the newest; unset: all", bound=AT_LEAST_1)
-    report_to: list[str] = spec([], "trackers TRL reports to (wandb, tensorboard, ...); empty: none")
+    report_to: list[str] = spec([], "trackers TRL reports to: tensorboard, trackio, wandb (offline without a key), "
+                                "mlflow, ...; each writes into the run folder unless its variable says otherwise "
+                                "(envkit doctor --explain EK701); empty: none")
+    samples_every: int | None = spec(10, "every this many steps (and step 1) the step's prompts, completions, their "
+                                     "rewards per function and the answer go to samples.jsonl (and the tracker's "
+                                     "table); envkit report RUN --samples prints them; null: none", bound=AT_LEAST_1)
     merge: bool = spec(False, "also save merged/: the base with the adapter folded in")
 
 

@@ -29,6 +29,7 @@ SECTIONS = {
     "packages": "Packages",
     "rl": "vLLM / RL readiness",
     "launch": "Multi-GPU launch",  # envkit train's checks of a recipe's layout (envkit/launch/checks.py)
+    "tracking": "Trackers",  # envkit train's checks of output.report_to (envkit/launch/tracking.py)
 }
 
 

@@ -169,6 +169,11 @@ def plot_run(run_dir: Path, limits, skipped: Skipped | None = None, rows: list[d
     return target
 
 
+def series_label(key: str) -> str:
+    """A line's name in a panel's legend (run.png's and report.html's): "step time", a reward function's name."""
+    return SHORT_NAMES.get(key) or key.removeprefix("rewards/").removesuffix("/mean").removeprefix("sampling/")
+
+
 def _draw(ax, title: str, left: list[str], right: str | None, drawn: dict, limits) -> None:
     """One panel: its lines with a legend, both axes labelled, ticks without a run of decimals."""
     from matplotlib.ticker import MaxNLocator
@@ -180,8 +185,7 @@ def _draw(ax, title: str, left: list[str], right: str | None, drawn: dict, limit
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 4), useMathText=True)  # KL 0.00019: 1.9 x 1e-4
     for key in left:
         if drawn[key]:
-            label = SHORT_NAMES.get(key) or key.removeprefix("rewards/").removesuffix("/mean").removeprefix("sampling/")
-            ax.plot(*zip(*drawn[key]), marker=".", label=printable(label))
+            ax.plot(*zip(*drawn[key]), marker=".", label=printable(series_label(key)))
     if title in REWARD_PANELS:
         ax.set_ylim(*reward_limits([v for key in left for _, v in drawn[key]]))
     elif title in COUNTS_FROM_ZERO:

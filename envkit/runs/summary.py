@@ -26,6 +26,13 @@ def reward_trend(rows: list[dict]) -> str | None:
     return f"{first:.3f} -> {last:.3f} (mean of the first {span} -> the last {span})"
 
 
+def steps_line(rows: list[dict]) -> str:
+    """"20 steps, reward 0.120 -> 0.310 (...)": what `envkit report` and report.html say first about a run."""
+    steps = len({row["step"] for row in rows})  # an evaluation's row shares its step's number
+    trend = reward_trend(rows)
+    return f"{steps} step{'s' * (steps != 1)}" + (f", reward {trend}" if trend else "")
+
+
 def generation_line(vllm_off: str | None, mode: str, sleep: bool) -> str:
     """How the run generates completions, and why not with vLLM when it doesn't."""
     if vllm_off:
@@ -45,10 +52,11 @@ def run_summary(output_dir: Path, rows: list[dict], steps: int, wall_s: float, g
     lines += list(guards)
     merged_text = f"  (merged model: {output_dir / 'merged'})" if merged else ""
     lines.append(f"  adapter     {output_dir / 'adapter'}{merged_text}")
-    lines.append(f"  metrics     {output_dir / 'metrics.jsonl'}, picture {output_dir / 'run.png'}")
+    lines.append(f"  metrics     {output_dir / 'metrics.jsonl'}, picture {output_dir / 'run.png'}, "
+                 f"page {output_dir / 'report.html'}")
     quoted = shlex.quote(out)
     lines.append(f"  next        envkit generate {quoted} \"your prompt\"   # sample from the trained adapter")
-    lines.append(f"              envkit report {quoted}   # the table and the picture again")
+    lines.append(f"              envkit report {quoted}   # the table and the picture again (--samples: completions)")
     return "\n".join(lines)
 
 

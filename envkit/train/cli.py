@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
 
 def _train(name, dry_run, resume, force, max_steps, output, machines=(None, None, None), worker=False, no_patch=(),
            target=(None, 1), verbose=False) -> int:
+    from envkit.launch.tracking import tracker_facts
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import load_recipe
@@ -78,6 +80,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machines=(None, None
 
         facts = with_target(facts, *target)
     launch_options = None
+    trackers = tracker_facts(recipe.output.report_to, os.environ, facts.installed)  # each rank: they write in the run
     if not worker:  # a rank: the launcher that started it laid the run out (and checked the model)
         from envkit.launch.machine import probe_launch
 
@@ -85,7 +88,8 @@ def _train(name, dry_run, resume, force, max_steps, output, machines=(None, None
             (["--force"] if force else []) + (["--verbose"] if verbose else []) + \
             [a for p in no_patch for a in ("--no-patch", p)]
         launch_options = LaunchOptions(str(recipe_path), tuple(forward), probe_launch(recipe), dry_run)
-    plan = build_plan(recipe, facts, PlanOptions(output, max_steps, *machines, tuple(no_patch), launch_options))
+    plan = build_plan(recipe, facts, PlanOptions(output, max_steps, *machines, tuple(no_patch), launch_options,
+                                                 trackers))
     unavailable = None if worker else model_problem(plan.recipe, facts)  # asks the hub: not part of the plan
     if not worker or os.environ.get("RANK", "0") == "0":  # one rank speaks for all
         _say(plan, force, [unavailable] if dry_run and unavailable else [])
@@ -170,39 +174,80 @@ def _dry_run(plan) -> dict:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-def report(run_dir) -> None:
-    """Redraw RUN_DIR/run.png from its metrics.jsonl and print the steps as a table.
+@click.option("--samples", "samples", is_flag=False, flag_value="last", metavar="[STEP]",
+              help="Print the sample completions of STEP (default: the last logged) from samples.jsonl: per prompt the "
+              "answer and the best and worst completion side by side; nothing is redrawn.")
+@click.option("--follow", is_flag=True, help="Redraw the table, run.png and report.html as metrics arrive, until "
+              "the run ends (no envkit train holds the folder).")
+def report(run_dir, samples, follow) -> None:
+    """Redraw RUN_DIR/run.png and report.html (charts and samples, one file that opens offline) from its
+    metrics.jsonl and print the steps as a table.
 
     Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
-    in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
+    in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl (or no
+    samples of that step).
     """
-    from envkit.runs.plot import MetricsError, Skipped, metric_rows, plot_run
-    from envkit.runs.summary import metrics_table, reward_trend
+    from envkit.runs.plot import MetricsError
 
     path = Path(run_dir)
+    if samples is not None:
+        _print_samples(path, samples)
+        return
+    if follow:
+        from envkit.train.live import follow as follow_run
+
+        try:
+            shown = follow_run(path, lambda: _draw_report(path) if (path / "metrics.jsonl").exists() else None,
+                               echo=echo)
+        except KeyboardInterrupt:
+            return  # the run goes on; only the view stops
+        if not shown:
+            raise MetricsError(f"no envkit train is running in {path}, and {path / 'metrics.jsonl'} is not there")
+        return
     if not (path / "metrics.jsonl").exists():
         raise MetricsError(f"{path / 'metrics.jsonl'} not found")
-    from envkit.train.guard import KNOWN_CAUSES, GuardLimits, check_rows
+    echo(_draw_report(path))
 
-    skipped = Skipped()
+
+def _draw_report(path: Path) -> str:
+    """Draw run.png and report.html; the summary line and the table (warnings go to stderr)."""
+    from envkit.runs.html_report import write_report
+    from envkit.runs.plot import Skipped, metric_rows, plot_run
+    from envkit.runs.summary import metrics_table, steps_line
+    from envkit.train.guard import KNOWN_CAUSES, GuardLimits, check_rows
+    from envkit.train.learning import check_signal_rows, run_masking
+
+    skipped, limits = Skipped(), GuardLimits.shipped()
     rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
-    picture = plot_run(path, GuardLimits.shipped(), skipped, rows)  # run.png not written: OwnFileError, exit 1
-    trend = reward_trend(rows)
-    steps = len({row["step"] for row in rows})  # an evaluation's row shares its step's number
+    picture = plot_run(path, limits, skipped, rows)  # run.png not written: OwnFileError, exit 1
+    said = steps_line(rows)
+    page = write_report(path, rows, said, limits.metric)
     # the folder's name and the reward names in metrics.jsonl are anyone's: printed, never obeyed
-    echo(f"{picture}: {steps} step{'s' * (steps != 1)}" + (f", reward {trend}" if trend else ""))
-    if rows:
-        echo(metrics_table(rows))
+    text = f"{picture} and {page.name}: {said}" + (f"\n{metrics_table(rows)}" if rows else "")
     if str(skipped):
         echo(f"envkit report: warning: left out of the picture: {skipped}", err=True)
     verdict = check_rows(rows)
     if verdict:
         echo(f"envkit report: WARNING: stale weights: {verdict.message()}; {KNOWN_CAUSES}", err=True)
-    from envkit.train.learning import check_signal_rows, run_masking
-
     signal = check_signal_rows(rows, run_masking(path / "manifest.json"))
     if signal:
         echo(f"envkit report: WARNING: {signal.label}: {signal.message()}; {signal.hint}", err=True)
+    return text
+
+
+def _print_samples(path: Path, step: str) -> None:
+    """`envkit report RUN --samples [STEP]`; a step that is not a number, or has no samples: OptionError (exit 2)."""
+    from envkit.runs.samples import SAMPLES, pick_step, read_samples, render_step
+
+    if step != "last" and not step.isdigit():
+        raise OptionError(f"--samples {step}: a step number, or nothing for the last logged step")
+    rows = read_samples(path)
+    row = pick_step(rows, None if step == "last" else int(step))
+    if row is None:
+        logged = ", ".join(str(r["step"]) for r in rows[-20:]) or "none (output.samples_every)"
+        which = "logged" if step == "last" else f"of step {step}"
+        raise OptionError(f"--samples: no samples {which} in {path / SAMPLES}; logged steps: {logged}")
+    echo(render_step(row, shutil.get_terminal_size((100, 24)).columns))
 
 
 @click.command()

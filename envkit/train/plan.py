@@ -22,6 +22,7 @@ from envkit.facts import Facts
 from envkit.knowledge import curated
 from envkit.launch.checks import LAUNCH_CHECKS, LaunchInputs, LaunchProbe
 from envkit.launch.layout import LaunchLayout, launch_layout
+from envkit.launch.tracking import TrackerFacts, tracker_env
 from envkit.recipe.schema import Recipe
 from envkit.rules import DOCTOR_CHECKS, Finding, Severity
 from envkit.train import decisions as decide
@@ -53,6 +54,9 @@ class PlanOptions:
     main_process_ip: str | None = None  # --main-process-ip (envkit slurm's script: the head node's address)
     no_patch: tuple[str, ...] = ()  # --no-patch IDs
     launch: LaunchOptions | None = None  # None: no launch layout (a rank: the launcher that started it laid it out)
+    # output.report_to's trackers as found here (envkit.launch.tracking.tracker_facts): every rank sets the variables
+    # that put them in the run folder; the launcher checks them (EK701)
+    trackers: TrackerFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,7 @@ def build_plan(recipe: Recipe, facts: Facts, options: PlanOptions = PlanOptions(
     patches, patches_off = select_patches(recipe, facts, use_vllm, options.no_patch)
     utilization = decide.vllm_utilization(recipe, budget)
     output_dir = Path(options.output or recipe.output.dir or Path("runs") / Path(recipe.source).stem)
+    env.update(tracker_env(options.trackers, output_dir) if options.trackers else {})  # into the run folder
     checkpointing, micro_batch = decide.checkpointing(recipe, budget), decide.micro_batch(recipe, budget)
     config = grpo_kwargs(recipe, str(output_dir), dtype=dtype, on_cpu=not gpus, use_vllm=use_vllm, sleep=sleep,
                          vllm_utilization=utilization, gradient_checkpointing=checkpointing, micro_batch=micro_batch)
@@ -157,7 +162,8 @@ def build_plan(recipe: Recipe, facts: Facts, options: PlanOptions = PlanOptions(
     launch = None
     if options.launch is not None:
         launch = lay_out_launch(recipe, facts, options.launch, output_dir, dtype, utilization)
-        launch_checks = LAUNCH_CHECKS.run(facts, LaunchInputs(recipe, launch, use_vllm, options.launch.machine))
+        launch_checks = LAUNCH_CHECKS.run(facts, LaunchInputs(recipe, launch, use_vllm, options.launch.machine,
+                                                              options.trackers))
         warnings += [f"{f.id} {f.title}" + (f" ({f.fix})" if f.fix else "")
                      for f in launch_checks if f.severity is Severity.WARN]
         blocking += [f for f in launch_checks if f.severity is Severity.FAIL]

@@ -125,6 +125,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
         trim_metrics,
     )
     from envkit.train.data import prepare_dataset
+    from envkit.train.samples_log import samples_callback, trim_samples
     from envkit.train.learning import LearningSignalGuard
 
     if todo == "train":
@@ -138,6 +139,7 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     metrics = output_dir / "metrics.jsonl"
     if main and checkpoint is not None:
         trim_metrics(metrics, checkpoint.step)
+        trim_samples(output_dir, checkpoint.step)
     elif main and metrics.exists():
         metrics.unlink()
     source = model_source(recipe)
@@ -174,6 +176,8 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
             callbacks=callbacks + [c for c in (guards, stop, checkpoint and ScheduleOnResume(), beat) if c],
         )
         name_base_in_card(trainer, recipe)
+        if main and recipe.output.samples_every:
+            trainer.add_callback(samples_callback(recipe, output_dir, train_rows, trainer))
         if not verbose:
             quiet_trainer(trainer)
         trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
@@ -198,11 +202,14 @@ def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: boo
     if main:
         write_owned(output_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if main and metrics.exists():
+        from envkit.runs.html_report import write_report
         from envkit.runs.plot import metric_rows, plot_run
-        from envkit.runs.summary import generation_line, run_summary
+        from envkit.runs.summary import generation_line, run_summary, steps_line
 
         rows = metric_rows(metrics)
-        plot_run(output_dir, GuardLimits.shipped(), rows=rows)
+        limits = GuardLimits.shipped()
+        plot_run(output_dir, limits, rows=rows)
+        write_report(output_dir, rows, steps_line(rows), limits.metric)
         if code == 0:
             generation = generation_line(plan.vllm_off, recipe.vllm.mode, plan.sleep)
             echo(run_summary(output_dir, rows, steps, wall_s, generation, recipe.output.merge,
