@@ -10,7 +10,10 @@ import sys
 import click
 
 from envkit import __version__
+from envkit.errors import SUBCOMMAND, EnvkitError
 from envkit.exitcodes import INTERRUPTED, raise_terminated
+from envkit.masking import mask_text
+from envkit.terminal import echo
 
 
 class LazyGroup(click.Group):
@@ -38,10 +41,16 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
-        """Ctrl-C exits 130 (128 + SIGINT, the shell's convention) from every command, in one line; click's
-        own answer is "Aborted!" and exit 1, which a script cannot tell from a failure."""
+        """The one place a command's error becomes its exit: a UsageError or Failure (envkit.errors) is one line,
+        ``envkit COMMAND: message``, and its exit code.  Ctrl-C exits 130 (128 + SIGINT, the shell's convention)
+        in one line; click's own answer is "Aborted!" and exit 1, which a script cannot tell from a failure."""
         try:
             return super().invoke(ctx)
+        except EnvkitError as exc:
+            command = " ".join(filter(None, [ctx.invoked_subcommand, ctx.meta.get(SUBCOMMAND)]))
+            # masked: an --index-url's credentials, echoed by a resolver; printable: a path or name is anyone's
+            echo(f"envkit {command}: {mask_text(str(exc))}", err=True)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo(f"envkit {ctx.invoked_subcommand}: interrupted", err=True)
             sys.exit(INTERRUPTED)

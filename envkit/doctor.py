@@ -10,13 +10,12 @@ from dataclasses import dataclass
 
 import click
 
-from envkit.exitcodes import USAGE
-from envkit.facts import Facts, FactsError
 from envkit.doctor_output import exit_code, repair_indexes, repair_requirements, to_json
 from envkit.doctor_output.text import markdown_table, render
+from envkit.errors import OptionError
+from envkit.facts import Facts
 from envkit.rules import REGISTRY, Rule, find_rule, run_rules
 from envkit.rules.base import SECTIONS
-from envkit.terminal import echo
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,7 @@ def explain(key: str) -> int:
     if found is None and patch is None:
         known = ", ".join(f"{r.id} {r.name}" for r in rules.values())
         patches = ", ".join(f"{p.id} {p.name}" for p in all_patches())
-        click.echo(f"envkit doctor: no check or patch {key!r}. Known checks: {known}. Patches: {patches}", err=True)
-        return USAGE
+        raise OptionError(f"no check or patch {key!r}. Known checks: {known}. Patches: {patches}")
     click.echo(patch.doc() if patch else f"{found.id} {found.name} ({found.section})\n\n{found.doc}")
     return 0
 
@@ -80,27 +78,15 @@ def run_doctor(options: Options) -> int:
     if options.explain:
         return explain(options.explain)
     if options.yes and not options.show_fix:
-        click.echo("envkit doctor: --yes only goes with --fix", err=True)
-        return USAGE
+        raise OptionError("--yes only goes with --fix")
     if options.yes and options.facts_file:  # pip would install another machine's list here
-        click.echo("envkit doctor: --fix --yes repairs this machine from its own facts, not from --facts FILE: "
-                   "drop --yes to print that machine's command, or drop --facts", err=True)
-        return USAGE
-    from envkit.knowledge import UnknownGpu
-
-    try:
-        facts = gather(options)
-    except (FactsError, UnknownGpu) as exc:
-        echo(f"envkit doctor: {exc}", err=True)
-        return USAGE
+        raise OptionError("--fix --yes repairs this machine from its own facts, not from --facts FILE: "
+                          "drop --yes to print that machine's command, or drop --facts")
+    facts = gather(options)  # FactsError, UnknownGpu: exit 2 (envkit.cli)
     if options.dump_facts:
-        from envkit.files import WriteError, write_atomic  # shutil and tempfile: not on a plain run's start-up
+        from envkit.files import write_atomic  # shutil and tempfile: not on a plain run's start-up
 
-        try:
-            write_atomic(options.dump_facts, facts.to_json())
-        except WriteError as exc:
-            echo(f"envkit doctor: {exc}", err=True)  # the --dump-facts path as given
-            return USAGE
+        write_atomic(options.dump_facts, facts.to_json())  # OutputError: the --dump-facts path as given, exit 2
     findings = [f for f in run_rules(facts) if not options.sections or f.section in options.sections]
     if options.show_fix:
         return _repair(findings, options.yes)

@@ -21,6 +21,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from envkit.binding import Binder
+from envkit.errors import UsageError
 from envkit.files import read_regular
 from envkit.knowledge import cc_tuple
 from envkit.masking import mask_env, mask_text
@@ -29,7 +30,7 @@ SCHEMA = "envkit.facts/1"
 MAX_BYTES = 16 * 1024 * 1024  # a facts file is ~50 KB; the bound keeps /dev/zero or a wrong file from filling memory
 
 
-class FactsError(ValueError):
+class FactsError(UsageError, ValueError):
     """A facts file that cannot be read or does not follow the schema."""
 
 

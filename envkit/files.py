@@ -12,13 +12,14 @@ manifest.json) goes through ``write_atomic``, which writes by what the path name
 - a symbolic link: written through to its target by these same rules (the link stays a link).
 - a character device or a FIFO (``/dev/stdout`` on a terminal or a pipe, ``/dev/null``, a named pipe):
   opened and written in place; a rename would replace the node with a regular file.
-- anything else (a directory, a socket), or an error while writing: ``WriteError``.
+- anything else (a directory, a socket), or an error while writing: ``OutputError`` (a ``WriteError``).
 
 The files envkit names itself inside a folder (a run's manifest.json, run.png and lock, the probe cache) are
 another matter: whoever can write that folder may have planted a link there to one of the user's files.  They
 go through ``write_owned``, ``open_owned`` and ``fresh_dir``, which never follow a link they did not create:
 a new name is created with O_EXCL (a temporary file renamed over the name, which replaces a link rather than
-writing through it), an opened one with O_NOFOLLOW and checked to be a plain file with no other name.
+writing through it), an opened one with O_NOFOLLOW and checked to be a plain file with no other name; what they
+cannot write is an ``OwnFileError``.
 """
 
 from __future__ import annotations
@@ -31,12 +32,24 @@ import sys
 import tempfile
 from pathlib import Path
 
+from envkit.errors import Failure, UsageError
+
 
 JSON_BYTES = 64 * 2**20  # a JSON file a folder supplies (a manifest, a config.json, a trainer_state.json)
 
 
 class WriteError(OSError):
-    """An output that could not be written; ``str()`` is the one line to show ("cannot write PATH: why")."""
+    """An output that could not be written; ``str()`` is the one line to show ("cannot write PATH: why").
+    Raised as one of its two kinds, which differ in whose path it was and so in the exit code."""
+
+
+class OutputError(WriteError, UsageError):
+    """A path the user named (``-o``, ``--dump-facts``, ``--output``): exit 2, as any bad input."""
+
+
+class OwnFileError(WriteError, Failure):
+    """A file envkit names itself in a folder (a run's lock, manifest.json, metrics.jsonl, run.png): exit 1,
+    the input was fine (and a run that got that far is saved)."""
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -48,16 +61,16 @@ def write_atomic(path: str | Path, text: str) -> None:
     except FileNotFoundError:
         found = None  # a new file (or a dangling link: its target is created)
     except OSError as exc:
-        raise WriteError(f"cannot write {path}: {exc.strerror}") from None
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
     stream = _own_stream(found)
     if stream is not None:
         return _to_stream(stream, str(path), data)
     if found is None or stat.S_ISREG(found.st_mode):
-        return _replace(path, Path(os.path.realpath(path)), found, data)
+        return _replace(path, Path(os.path.realpath(path)), found, data, OutputError)
     if stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode):
         return _in_place(path, data)
     what = "a directory" if stat.S_ISDIR(found.st_mode) else "not a file, a device or a pipe"
-    raise WriteError(f"cannot write {path}: it is {what}; name a file")
+    raise OutputError(f"cannot write {path}: it is {what}; name a file")
 
 
 def read_regular(path: str | Path, limit: int) -> bytes:
@@ -95,10 +108,10 @@ def write_owned(path: str | Path, data: str | bytes) -> None:
     except FileNotFoundError:
         found = None
     except OSError as exc:
-        raise WriteError(f"cannot write {path}: {exc.strerror}") from None
+        raise OwnFileError(f"cannot write {path}: {exc.strerror}") from None
     if found is not None and stat.S_ISDIR(found.st_mode):
-        raise WriteError(f"cannot write {path}: it is a directory, where envkit writes a file; remove it")
-    _replace(path, Path(path), found if found is not None and stat.S_ISREG(found.st_mode) else None, data)
+        raise OwnFileError(f"cannot write {path}: it is a directory, where envkit writes a file; remove it")
+    _replace(path, Path(path), found if found is not None and stat.S_ISREG(found.st_mode) else None, data, OwnFileError)
 
 
 def open_owned(path: str | Path) -> int:
@@ -110,12 +123,13 @@ def open_owned(path: str | Path) -> int:
         fd = os.open(path, flags, 0o644)
     except OSError as exc:
         why = "it is a symbolic link" if os.path.islink(path) else exc.strerror
-        raise WriteError(f"cannot write {path}: {why}; envkit writes only a file of its own there: remove it") from None
+        raise OwnFileError(f"cannot write {path}: {why}; envkit writes only a file of its own there: "
+                           "remove it") from None
     found = os.fstat(fd)
     if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
         os.close(fd)
         why = "not a regular file" if not stat.S_ISREG(found.st_mode) else "a file with another name (a hard link)"
-        raise WriteError(f"cannot write {path}: it is {why}; envkit writes only a file of its own there: remove it")
+        raise OwnFileError(f"cannot write {path}: it is {why}; envkit writes only a file of its own there: remove it")
     return fd
 
 
@@ -147,10 +161,12 @@ def remove(path: str | Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _replace(path: str | Path, target: Path, existing: os.stat_result | None, data: bytes) -> None:
-    """A temporary file beside ``target``, renamed over it; an existing file keeps its mode."""
+def _replace(path: str | Path, target: Path, existing: os.stat_result | None, data: bytes,
+             error: type[WriteError]) -> None:
+    """A temporary file beside ``target``, renamed over it; an existing file keeps its mode.  ``error``: the kind
+    of WriteError a failure is (whose path it was)."""
     if existing is not None and not os.access(target, os.W_OK):
-        raise WriteError(f"cannot write {path}: permission denied")
+        raise error(f"cannot write {path}: permission denied")
     tmp = None
     try:
         handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -162,7 +178,7 @@ def _replace(path: str | Path, target: Path, existing: os.stat_result | None, da
     except OSError as exc:
         if tmp:
             Path(tmp).unlink(missing_ok=True)
-        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise error(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         if tmp:
             Path(tmp).unlink(missing_ok=True)
@@ -175,7 +191,7 @@ def _in_place(path: str | Path, data: bytes) -> None:
         with open(os.open(path, os.O_WRONLY | os.O_NOCTTY), "wb") as out:
             out.write(data)
     except OSError as exc:
-        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _own_stream(found: os.stat_result | None):
@@ -202,7 +218,7 @@ def _to_stream(stream, name: str, data: bytes) -> None:
             stream.write(data.decode())
         stream.flush()
     except OSError as exc:
-        raise WriteError(f"cannot write {name}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {name}: {exc.strerror or exc}") from None
 
 
 def _umask() -> int:

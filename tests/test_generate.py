@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.runs.generate import GenerateError, find_trained
+from envkit.runs.generate import GenerateError, find_trained, sample
 
 
 def run_folder(tmp_path, manifest: dict | None = None, base: str = "org/base"):
@@ -96,3 +96,35 @@ def test_a_base_model_left_in_an_image_points_to_the_merged_model(tmp_path):
     with pytest.raises(GenerateError, match=f"merged model: envkit generate {folder} --merged"):
         find_trained(folder)
     assert find_trained(folder, merged=True).model == str(folder / "merged")
+
+
+def test_a_model_the_loader_cannot_find_is_a_generate_error_naming_it(tmp_path, monkeypatch):
+    """transformers and the hub say "not there" with an OSError (moved, offline, no access): one line, exit 2."""
+    def offline(*args):
+        raise OSError("\nWe couldn't connect to 'https://huggingface.co' to load the files\nmore detail")
+
+    monkeypatch.setattr("envkit.runs.generate._with_transformers", offline)
+    trained = find_trained(run_folder(tmp_path))
+    with pytest.raises(GenerateError, match=r"^cannot load org/base: We couldn't connect to .* reach the hub"):
+        sample(trained, ["hi"], 1, trained.sampling, 0, "transformers")
+
+
+@pytest.mark.parametrize("cause, code", [(ValueError("No available memory for the cache blocks"), 2),
+                                         (ZeroDivisionError("not a GPU-side failure envkit knows"), None)])
+def test_a_vllm_engine_that_does_not_start_is_one_line_when_known(tmp_path, monkeypatch, cause, code):
+    pytest.importorskip("peft")
+    from envkit.runs.generate import EngineFailed
+
+    def engine_failed(*args):
+        raise EngineFailed("vLLM's engine did not start") from cause
+
+    monkeypatch.setattr("envkit.runs.generate.sample", engine_failed)
+    monkeypatch.setattr("envkit.runs.generate.pick_engine", lambda wanted: "vllm")
+    result = CliRunner().invoke(main, ["generate", str(run_folder(tmp_path)), "hi", "--engine", "vllm"])
+    if code is None:  # not ours to explain: the engine's own exception, as it is
+        assert result.exception is cause
+        return
+    assert result.exit_code == code
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("envkit generate: vLLM's share of the GPU (vLLM's default) leaves no room for its KV cache")
+    assert "--engine transformers samples without vLLM (traceback: " in last

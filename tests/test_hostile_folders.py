@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from envkit.build.context import MARKER as CONTEXT_MARKER
 from envkit.build.lock import Lock
 from envkit.cli import main
+from envkit.errors import OutputFolderError
 from envkit.files import claim_folder
-from envkit.recipe.load import RecipeError
 from envkit.train.rundir import MARKER, check_writable
 from tests.conftest import needs_train
 
@@ -43,7 +43,7 @@ def unchanged(folder: Path, files: dict) -> bool:
 
 def test_a_run_never_takes_a_folder_without_its_marker(tmp_path):
     folder, files = users_folder(tmp_path)
-    with pytest.raises(RecipeError, match=f"holds files envkit train did not write \\(no {MARKER} in it\\)"):
+    with pytest.raises(OutputFolderError, match=f"holds files envkit train did not write \\(no {MARKER} in it\\)"):
         check_writable(folder)
     assert unchanged(folder, files)
     (folder / MARKER).touch()  # the fix the message names, for a run of an older envkit

@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "envkit"
 LAYERS = [
-    {"__init__", "exitcodes", "files", "masking", "terminal", "binding", "knowledge", "facts", "recipe"},
+    {"__init__", "exitcodes", "errors", "files", "masking", "terminal", "binding", "knowledge", "facts", "recipe"},
     {"probe", "rules"},
     {"budget", "launch", "build", "matrix", "doctor_output", "runs"},
     {"train"},
@@ -91,3 +91,24 @@ def test_the_walker_sees_lazy_imports_and_skips_type_checking(tmp_path, monkeypa
     module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from envkit.train import x\n"
                       "def f():\n    from envkit.cli import run\n    import envkit.probe.gpu\n")
     assert imported_units(module) == {"cli", "probe"}
+
+
+def private_imports(path: Path) -> list[str]:
+    """The ``_private`` names a module imports from another envkit module (``from envkit.x import _helper``)."""
+    return [f"{node.module}.{alias.name}" for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("envkit")
+            for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A module's API is its public names (issue #27: recipe/load's internals were imported by four packages)."""
+    found = {path.relative_to(PACKAGE).as_posix(): names for path in PACKAGE.rglob("*.py")
+             if (names := private_imports(path))}
+    assert found == {}
+
+
+def test_the_private_import_walker_sees_one(tmp_path):
+    module = tmp_path / "sample.py"
+    module.write_text("def f():\n    from envkit.recipe.load import _node, parse_recipe\n"
+                      "from envkit import __version__\n")
+    assert private_imports(module) == ["envkit.recipe.load._node"]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from envkit.recipe.load import RecipeError, parse_recipe
+from envkit.errors import OptionError
+from envkit.recipe.load import parse_recipe
 from envkit.train.patches import all_patches, find_patch, markdown, select_patches
 from envkit.train.plan import PlanOptions, build_plan
 from tests.conftest import COHERENT, make_facts
@@ -55,7 +56,7 @@ def test_no_patch_turns_one_off_by_id_or_name_and_rejects_unknown_ids(tmp_path):
     r = recipe(tmp_path, SERVER)
     assert select_patches(r, facts, True, ("ekp001",)) == ([], ["EKP001"])
     assert select_patches(r, facts, True, ("server-lora-sync",)) == ([], ["EKP001"])
-    with pytest.raises(RecipeError, match=r"--no-patch EKP999: no such patch \(known: EKP001 server-lora-sync\)"):
+    with pytest.raises(OptionError, match=r"--no-patch EKP999: no such patch \(known: EKP001 server-lora-sync\)"):
         select_patches(r, facts, True, ("EKP999",))
 
 

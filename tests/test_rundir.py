@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from envkit.cli import main
-from envkit.recipe.load import RecipeError
+from envkit.errors import OutputFolderError
 from envkit.train.rundir import LOCK, MARKER, RunBusy, RunLock, check_writable
 from tests.conftest import needs_train
 
@@ -41,16 +41,16 @@ def test_a_writable_folder_is_created_and_left_empty_but_for_its_marker(tmp_path
 
 def test_a_path_under_a_file_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(RecipeError, match=r"^cannot write to .*file/run: Not a directory; make it writable, free space"):
+    with pytest.raises(OutputFolderError, match=r"^cannot write to .*file/run: Not a directory; make it writable, free space"):
         check_writable(tmp_path / "file" / "run")
-    with pytest.raises(RecipeError, match=r"file is not a folder"):
+    with pytest.raises(OutputFolderError, match=r"file is not a folder"):
         check_writable(tmp_path / "file")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
 def test_a_read_only_folder_is_one_line(tmp_path):
     (tmp_path / "run").mkdir(mode=0o500)
-    with pytest.raises(RecipeError, match="Permission denied"):
+    with pytest.raises(OutputFolderError, match="Permission denied"):
         check_writable(tmp_path / "run")
 
 
@@ -61,7 +61,7 @@ def test_a_folder_of_another_uid_names_both_uids_and_the_fix(tmp_path, monkeypat
 
     monkeypatch.setattr(os, "open", denied)
     monkeypatch.setattr(os, "geteuid", lambda: tmp_path.stat().st_uid + 1000)
-    with pytest.raises(RecipeError) as caught:
+    with pytest.raises(OutputFolderError) as caught:
         check_writable(tmp_path / "runs" / "x")
     message = str(caught.value)
     owner = tmp_path.stat().st_uid
@@ -76,7 +76,7 @@ def test_a_denied_folder_of_ones_own_gets_no_uid_hint(tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
     monkeypatch.setattr(os, "open", denied)
-    with pytest.raises(RecipeError) as caught:
+    with pytest.raises(OutputFolderError) as caught:
         check_writable(tmp_path / "run")
     assert "uid" not in str(caught.value)
 
@@ -86,7 +86,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(RecipeError, match="No space left on device; make it writable, free space, or --output another folder"):
+    with pytest.raises(OutputFolderError, match="No space left on device; make it writable, free space, or --output another folder"):
         check_writable(tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

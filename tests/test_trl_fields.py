@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from click.testing import CliRunner
 from envkit.cli import main
 from envkit.knowledge.grpo_config import RECORD, grpo_fields, installed_trl, record_of
 from envkit.recipe.load import RecipeError, parse_recipe
+from envkit.recipe.schema import GrpoSpec
 from envkit.recipe.trl_fields import OWNED
+from envkit.train.config import grpo_kwargs
 
 TOY = Path(__file__).resolve().parents[1] / "recipes" / "data" / "toy.jsonl"
 BASE = f"""version: 1
@@ -67,6 +70,33 @@ def test_unknown_key_hint_names_the_closest_trl_field():
 def test_every_owned_field_is_a_field_of_the_recorded_trl_or_a_vllm_one_it_lacks():
     _, fields = grpo_fields()
     assert {k for k in OWNED if k not in fields} <= {"vllm_max_lora_rank", "vllm_kv_cache_dtype"}
+
+
+# GRPOConfig arguments grpo_kwargs only defaults: a grpo: key may set them (the recipe's value wins).
+RECIPE_MAY_SET = {"eval_strategy", "eval_steps", "generation_kwargs"}
+# Refused under grpo: though grpo_kwargs never passes them: a secret, trainer.train's argument (--resume), and
+# the server's URL (envkit passes its host and port).
+NEVER_PASSED = {"hub_token", "resume_from_checkpoint", "vllm_server_base_url"}
+
+
+def test_owned_is_what_grpo_kwargs_sets_beyond_envkits_own_grpo_keys():
+    """OWNED (refused under grpo:, each with where a recipe sets it) lists exactly the GRPOConfig arguments
+    envkit.train.config.grpo_kwargs sets that are not the recipe's own grpo: keys: a new argument there
+    without an OWNED entry would be silently overridden by a grpo: key of that name, a stale entry refuses one
+    for nothing.  The two recipes take every branch of grpo_kwargs (colocate and server, epochs and steps)."""
+    head = (f"version: 1\nmodel: {{build: tiny}}\ndataset: {{path: {TOY}, test_size: 0.25}}\n"
+            "rewards: [{name: length}]\n")
+    colocate = parse_recipe(head + "grpo: {num_generations: 4, top_k: 5, num_epochs: 2}\n"
+                            "vllm: {gpu_memory_utilization: 0.5, max_lora_rank: 16, kv_cache_dtype: fp8, "
+                            "tensor_parallel_size: 2}\nresources: {training_gpus: 2}\n", "r.yaml")
+    server = parse_recipe(head + "grpo: {num_generations: 4, max_steps: 3}\nvllm: {mode: server}\n"
+                          "resources: {generation_gpus: [0], training_gpus: [1]}\n", "r.yaml")
+    decided = {"dtype": "bf16", "on_cpu": False, "use_vllm": True, "sleep": True, "vllm_utilization": 0.5,
+               "gradient_checkpointing": True, "micro_batch": None}
+    passed = {key for r in (colocate, server) for key in grpo_kwargs(r, "out", **decided)}
+    own = {f.name for f in dataclass_fields(GrpoSpec)} - {"trl"}
+    assert passed - own - RECIPE_MAY_SET == set(OWNED) - NEVER_PASSED
+    assert NEVER_PASSED <= set(OWNED) and not RECIPE_MAY_SET & set(OWNED)
 
 
 def test_explain_prints_trl_help():

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from envkit.exitcodes import USAGE
+from envkit.errors import OptionError
 
 
 @click.command()
@@ -37,64 +37,48 @@ def budget(recipe, target, model, as_json, **options) -> None:
     """
     from envkit.budget.render import render, to_json
 
-    try:
-        gpu, memory, bf16 = _gpu(target)
-        rec = _recommendation(recipe, model, memory, bf16, options)
-    except _Usage as err:
-        click.echo(f"envkit budget: {err}", err=True)
-        sys.exit(USAGE)
+    gpu, memory, bf16 = _gpu(target)
+    rec = _recommendation(recipe, model, memory, bf16, options)
     click.echo(json.dumps(to_json(rec, gpu), indent=2) if as_json else render(rec, gpu))
     sys.exit(0 if rec.fits else 1)
-
-
-class _Usage(Exception):
-    """A one-line usage error (exit 2)."""
 
 
 def _recommendation(recipe_name, model, memory, bf16, options):
     from envkit.budget.model import BudgetInputs
     from envkit.budget.recipe import budget_inputs, pinned
     from envkit.budget.recommend import recommend
-    from envkit.budget.shapes import UnknownName, resolve_model
-    from envkit.recipe.load import RecipeError
-
-    overrides = {k: v for k, v in options.items() if v is not None}  # option names are BudgetInputs fields
+    from envkit.budget.shapes import resolve_model
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import load_recipe
 
-    try:
-        shape = resolve_model(model) if model else None
-        if shape:
-            overrides["shape"] = shape
-        if recipe_name is None:
-            if shape is None:
-                raise _Usage("give a RECIPE (a file or a shipped name like grpo-llama3b) or --model")
-            return recommend(BudgetInputs(gpu_bytes=memory, **{"dtype": "bf16" if bf16 else "fp16"} | overrides))
-        recipe = load_recipe(find_recipe(recipe_name))
-        return recommend(budget_inputs(recipe, memory, bf16, **overrides), *pinned(recipe))
-    except (RecipeError, UnknownName) as err:
-        raise _Usage(err.args[0]) from None
+    overrides = {k: v for k, v in options.items() if v is not None}  # option names are BudgetInputs fields
+    shape = resolve_model(model) if model else None
+    if shape:
+        overrides["shape"] = shape
+    if recipe_name is None:
+        if shape is None:
+            raise OptionError("give a RECIPE (a file or a shipped name like grpo-llama3b) or --model")
+        return recommend(BudgetInputs(gpu_bytes=memory, **{"dtype": "bf16" if bf16 else "fp16"} | overrides))
+    recipe = load_recipe(find_recipe(recipe_name))
+    return recommend(budget_inputs(recipe, memory, bf16, **overrides), *pinned(recipe))
 
 
 def _gpu(target: str | None) -> tuple[str, int, bool]:
     """(name, memory in bytes, has bf16) of the --target catalog GPU, else of this machine's first visible GPU."""
     from envkit.budget.model import MIB
-    from envkit.budget.shapes import UnknownName, resolve_gpu
+    from envkit.budget.shapes import resolve_gpu
     from envkit.knowledge import has_bf16
 
     if target:
         from envkit.knowledge import catalog_key, gpu_catalog
 
-        try:
-            name, memory = resolve_gpu(target)
-        except UnknownName as err:
-            raise _Usage(err.args[0]) from None
+        name, memory = resolve_gpu(target)
         return name, memory, has_bf16(gpu_catalog()[catalog_key(target)]["compute_capability"])
     from envkit.probe import collect
 
     gpus = [g for g in collect().visible_gpus() if g.memory_total_mib]
     if not gpus:
-        raise _Usage("no NVIDIA GPU found on this machine: pass --target GPU (t4, l4, a10g, a100-80gb, h100, ...)")
+        raise OptionError("no NVIDIA GPU found on this machine: pass --target GPU (t4, l4, a10g, a100-80gb, h100, ...)")
     return gpus[0].name, gpus[0].memory_total_mib * MIB, has_bf16(gpus[0].compute_capability)
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from envkit.budget.model import BudgetInputs, ModelShape
 from envkit.budget.recommend import Recommendation, recommend
 from envkit.budget.shapes import resolve_model, shape_from_config
-from envkit.recipe.load import RecipeError, generation_batch_problem
+from envkit.errors import RecipeError
+from envkit.recipe.batch import generation_batch_problem
 from envkit.recipe.schema import LINEAR_MODULES, Recipe
 from envkit.recipe.tiny_model import TinyLlamaConfig
 

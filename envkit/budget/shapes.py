@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 from envkit.budget.model import GIB, ModelShape
+from envkit.errors import UsageError
 from envkit.files import JSON_BYTES, read_regular
 from envkit.knowledge import UnknownGpu, catalog_key, gpu_catalog, load
 
 
-class UnknownName(ValueError):
+class UnknownName(UsageError, ValueError):
     """A model or GPU the tables do not know; the message names the closest."""
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from envkit.exitcodes import FAILED, USAGE
+from envkit.errors import OptionError
+from envkit.exitcodes import FAILED
 
 PLATFORM_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 
@@ -31,33 +32,32 @@ wheelhouse_option = click.option("--wheelhouse", type=click.Path(exists=True, fi
 
 
 def this_machines_target(command: str) -> str:
-    """The catalog key of this machine's GPU 0 (said on stderr), or a RecipeError listing the targets."""
+    """The catalog key of this machine's GPU 0 (said on stderr), or an OptionError listing the targets."""
     from envkit.knowledge import gpu_catalog
     from envkit.probe.gpu import probe_gpus
-    from envkit.recipe.load import RecipeError
 
     _, gpus = probe_gpus()
     if gpus and gpus[0].catalog_id:
         click.echo(f"envkit {command}: --target {gpus[0].catalog_id} (this machine's GPU: {gpus[0].name})", err=True)
         return gpus[0].catalog_id
     found = f"this machine's GPU {gpus[0].name!r} is not in the catalog" if gpus else "no GPU on this machine"
-    raise RecipeError(f"--target: {found}; pass --target one of: {', '.join([*gpu_catalog(), 'cpu'])}")
+    raise OptionError(f"--target: {found}; pass --target one of: {', '.join([*gpu_catalog(), 'cpu'])}")
 
 
 def _recipe_stack(recipe_name, target, python, platform, base, wheelhouse, torch=None):
-    """(recipe path, recipe, stack, base image) or a one-line error (click.UsageError-like, exit 2)."""
+    """(recipe path, recipe, stack, base image), or a UsageError naming the recipe or the option."""
     from envkit.build.dockerfile import image_reference
     from envkit.build.lock import with_wheelhouse
     from envkit.build.stack import choose
     from envkit.knowledge import UnknownGpu, catalog_key
     from envkit.knowledge.solve import DEFAULT_PYTHON
     from envkit.recipe.library import find_recipe
-    from envkit.recipe.load import RecipeError, load_recipe
+    from envkit.recipe.load import load_recipe
 
     try:
         target = catalog_key(target, also=("cpu",))
     except UnknownGpu as err:
-        raise RecipeError(f"--target {target}: {err}") from None
+        raise OptionError(f"--target {target}: {err}") from None
     path = find_recipe(recipe_name)
     recipe = load_recipe(path)
     arch = PLATFORM_ARCH[platform] if platform else None
@@ -65,19 +65,10 @@ def _recipe_stack(recipe_name, target, python, platform, base, wheelhouse, torch
     if base is None:
         default = stack.base
         if python and python != default["python"]:
-            raise RecipeError(f"--python {python}: the default base {default['image']} has Python {default['python']}; "
+            raise OptionError(f"--python {python}: the default base {default['image']} has Python {default['python']}; "
                               "pass --base IMAGE with that Python, or drop --python")
         base = default["image"]
     return path, recipe, with_wheelhouse(stack, str(wheelhouse) if wheelhouse else None), image_reference(base)
-
-
-def _errors():
-    from envkit.build.lock import LockError
-    from envkit.files import WriteError
-    from envkit.knowledge.solve import BadConstraint, NoSolution
-    from envkit.recipe.load import RecipeError
-
-    return RecipeError, LockError, NoSolution, BadConstraint, KeyError, WriteError
 
 
 def stack_options(command):
@@ -95,19 +86,13 @@ def stack_options(command):
 def lock_command(recipe, target, python, platform, torch, index_url, wheelhouse, refresh, output) -> None:
     """Resolve a recipe's packages for TARGET's image platform into a hash-locked requirements file."""
     from envkit.build.lock import lock
-    from envkit.files import WriteError, write_atomic
+    from envkit.files import write_atomic
 
-    try:
-        target = target or this_machines_target("lock")
-        _, _, stack, _ = _recipe_stack(recipe, target, python, platform, None, wheelhouse, torch)
-        locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
-    except _errors() as exc:
-        _fail("lock", exc)
+    target = target or this_machines_target("lock")
+    _, _, stack, _ = _recipe_stack(recipe, target, python, platform, None, wheelhouse, torch)
+    locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
     if output:
-        try:
-            write_atomic(output, locked.text)
-        except WriteError as exc:
-            _fail("lock", exc)
+        write_atomic(output, locked.text)
     else:
         click.echo(locked.text, nl=False)
     click.echo(f"locked {len(locked.pins())} packages for {stack.platform} Python {stack.python} "
@@ -152,17 +137,14 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
     from envkit.build.lock import lock
     from envkit.recipe.library import find_recipe
 
-    try:
-        found = find_recipe(recipe)
-        recipe_slug(found.stem, str(found))  # before the lock: the name reaches the Dockerfile, the tag and the folder
-        target = target or this_machines_target("build")
-        path, parsed, stack, base = _recipe_stack(str(found), target, python, platform, base, wheelhouse, torch)
-        locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
-        name = f"{path.stem}-{target}"
-        context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url),
-                                output or Path("build") / name)
-    except _errors() as exc:
-        _fail("build", exc)
+    found = find_recipe(recipe)
+    recipe_slug(found.stem, str(found))  # before the lock: the name reaches the Dockerfile, the tag and the folder
+    target = target or this_machines_target("build")
+    path, parsed, stack, base = _recipe_stack(str(found), target, python, platform, base, wheelhouse, torch)
+    locked = lock(stack, index_url, str(wheelhouse) if wheelhouse else None, refresh)
+    name = f"{path.stem}-{target}"
+    context = write_context(Inputs(parsed, path, stack, locked, base, wheelhouse, index_url),
+                            output or Path("build") / name)
     tags = (tag,) if tag else (f"{IMAGE}:{name}", f"{IMAGE}:latest")
     buildx = f"docker buildx build --platform {stack.platform} -t {shlex.quote(tags[0])} {shlex.quote(str(context))}"
     click.echo(f"context: {context}  ({len(locked.pins())} packages locked in {locked.seconds:.1f} s; base {base})",
@@ -192,10 +174,3 @@ def build(recipe, target, python, platform, torch, index_url, wheelhouse, refres
     command = builders.run_command(tags[0], f"/recipes/{path.stem}.yaml", found, gpus=stack.target != "cpu")
     click.echo(f"built {' and '.join(tags)}. Run it with:\n  {command}")
 
-
-def _fail(command: str, exc: Exception) -> None:
-    from envkit.masking import mask_text  # an --index-url's credentials, echoed by the resolver
-
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    click.echo(f"envkit {command}: {mask_text(message)}", err=True)
-    sys.exit(USAGE)

@@ -22,8 +22,9 @@ import envkit
 from envkit.build.dockerfile import render
 from envkit.build.lock import Lock, LockError
 from envkit.build.stack import Stack
-from envkit.files import WriteError
-from envkit.recipe.load import RecipeError, reward_module, spec_beside
+from envkit.errors import RecipeError
+from envkit.files import OutputError
+from envkit.recipe.reward_lookup import reward_module, spec_beside
 from envkit.recipe.schema import Recipe
 
 # envkit's package data (pyproject.toml [tool.setuptools.package-data]); its modules are found by name.
@@ -83,8 +84,8 @@ def dockerfile(inputs: Inputs) -> str:
 def write_context(inputs: Inputs, out: Path) -> Path:
     """Write the context into a sibling temporary folder, then swap it in.  ``out`` must be new, an empty folder
     or a context written before holding only the files envkit wrote (MARKER lists them): anything else (a
-    file, a pipe, a device, a folder of the user's, a context with a file the user added) is a WriteError,
-    never removed.  A write that fails (a full disk) is a WriteError too, and leaves nothing."""
+    file, a pipe, a device, a folder of the user's, a context with a file the user added) is an OutputError,
+    never removed.  A write that fails (a full disk) is one too, and leaves nothing."""
     given = out
     _check_output(given)
     out = out.resolve()
@@ -113,7 +114,7 @@ def write_context(inputs: Inputs, out: Path) -> Path:
         tmp.rename(out)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise WriteError(f"cannot write {given}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {given}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -126,14 +127,14 @@ def _check_output(out: Path) -> None:
     except FileNotFoundError:
         return  # new (a dangling link: made at its target)
     except OSError as exc:  # a symbolic link loop, a path through a file
-        raise WriteError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     if not stat.S_ISDIR(found.st_mode):
-        raise WriteError(f"cannot write {out}: it is not a folder; name a new folder for the build context")
+        raise OutputError(f"cannot write {out}: it is not a folder; name a new folder for the build context")
     if next(out.iterdir(), None) is None:
         return
     theirs = _not_written(out)
     if theirs:
-        raise WriteError(f"cannot write {out}: it holds files envkit build did not write ({', '.join(theirs[:3])}"
+        raise OutputError(f"cannot write {out}: it holds files envkit build did not write ({', '.join(theirs[:3])}"
                          f"{', ...' if len(theirs) > 3 else ''}); move them out, or name a new or empty folder")
 
 

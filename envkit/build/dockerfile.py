@@ -11,8 +11,8 @@ from pathlib import Path
 
 from envkit import __version__
 from envkit.build.stack import Stack
+from envkit.errors import OptionError, RecipeError
 from envkit.knowledge import curated, gpu_catalog, load
-from envkit.recipe.load import RecipeError
 
 TEMPLATE = Path(__file__).parent / "templates" / "Dockerfile.in"
 # What may fill each user-given slot: a recipe's name lands in a LABEL, a comment, the image tag and /recipes/NAME.yaml;
@@ -31,7 +31,7 @@ def recipe_slug(name: str, source: str) -> str:
 
 def image_reference(base: str) -> str:
     if not IMAGE.fullmatch(base):
-        raise RecipeError(f"--base {base!r}: not an image reference (registry/name:tag or name@sha256:...)")
+        raise OptionError(f"--base {base!r}: not an image reference (registry/name:tag or name@sha256:...)")
     return base
 
 

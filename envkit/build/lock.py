@@ -21,6 +21,7 @@ from packaging.requirements import Requirement
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from envkit.build.stack import Stack
+from envkit.errors import UsageError
 from envkit.rules.known import lock_repairs
 from envkit.rules.packages import xformers_lock_repair
 
@@ -33,7 +34,7 @@ NOT_HEAVY = ("nvidia-ml-py",)  # envkit's own NVML binding, not a CUDA library
 REPAIR_ROUNDS = 4
 
 
-class LockError(RuntimeError):
+class LockError(UsageError, RuntimeError):
     """The resolver is missing or found no solution; the message says what to do."""
 
 

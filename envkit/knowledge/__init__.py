@@ -16,6 +16,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from envkit.errors import UsageError
+
 HERE = Path(__file__).parent
 
 # The packages of the RL training stack: probed with their metadata, and the
@@ -80,7 +82,7 @@ def gpu_catalog() -> dict[str, dict]:
     return load("gpus")["gpus"]
 
 
-class UnknownGpu(ValueError):
+class UnknownGpu(UsageError, ValueError):
     """A GPU name the catalog lacks; the message names the closest one and every known name."""
 
 

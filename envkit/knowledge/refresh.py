@@ -30,6 +30,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from envkit.errors import Failure
 from envkit.knowledge.matrix import manylinux_glibc
 from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
 from envkit.masking import mask_text
@@ -46,8 +47,11 @@ TIMEOUT_S = 30  # one request, all told
 MAX_RESPONSE = 64 * 2**20  # a package's PEP 691 listing (torch's: a few MB) or a wheel's tail
 
 
-class RefreshError(RuntimeError):
-    """The index could not be reached or answered something unusable."""
+class RefreshError(Failure, RuntimeError):
+    """The index could not be reached or answered something unusable; the message ends with what to try."""
+
+    def __init__(self, message: str):
+        super().__init__(f"{message}. Check the network, or pass --index-url for a reachable mirror.")
 
 
 @cache

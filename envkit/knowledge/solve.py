@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
+from envkit.errors import UsageError
 from envkit.knowledge import (cc_tuple, curated, gpu_catalog, inside_checks, late_vllm_gpu, pdl_switch, torch_covers,
                               vllm_cc_floor)
 from envkit.knowledge.matrix import Matrix, spec
@@ -60,11 +61,13 @@ class Solution:
         return [f"{name}=={version}" for name, version in self.versions.items()]
 
 
-class BadConstraint(ValueError):
+class BadConstraint(UsageError, ValueError):
     """A constraint given by the user that is not a version, specifier or Python version."""
 
 
-class NoSolution(Exception):
+class NoSolution(UsageError):
+    """No stack meets the constraints (a target, --torch, --python, a backend); ``reasons`` says why, one each."""
+
     def __init__(self, reasons: list[str]):
         super().__init__("; ".join(reasons))
         self.reasons = reasons

@@ -27,6 +27,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from envkit.errors import UsageError
 from envkit.knowledge import in_window, load
 from envkit.recipe.schema import Recipe, gpu_count
 from envkit.recipe.derived import max_model_length
@@ -55,7 +56,7 @@ def loopback_address(host: str) -> str | None:
     return str(address) if address.is_loopback else None
 
 
-class LaunchError(ValueError):
+class LaunchError(UsageError, ValueError):
     """A recipe that cannot be laid out on this machine; one line naming the field and the fix."""
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from http.client import HTTPException
 from pathlib import Path
 
+from envkit.errors import Failure
 from envkit.exitcodes import INTERRUPTED, TERMINATED, Terminated
 from envkit.launch.layout import LaunchLayout, ProcessSpec
 
@@ -37,7 +38,7 @@ Echo = Callable[[str], None]
 _echo_lock = threading.Lock()
 
 
-class LaunchFailed(RuntimeError):
+class LaunchFailed(Failure, RuntimeError):
     """A process of the run failed to come up or died; the message ends with its last output lines."""
 
 

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from envkit.errors import SUBCOMMAND
+from envkit.exitcodes import FAILED
 from envkit.knowledge import HERE
 from envkit.knowledge.sources import DEFAULT_INDEX, FLOORS
 from envkit.knowledge.solve import DEFAULT_PYTHON
@@ -14,8 +16,10 @@ from envkit.terminal import echo, printable
 
 
 @click.group()
-def matrix() -> None:
+@click.pass_context
+def matrix(ctx: click.Context) -> None:
     """Version knowledge from the packages' own metadata."""
+    ctx.meta[SUBCOMMAND] = ctx.invoked_subcommand  # each says its name in an error: envkit matrix solve: ...
 
 
 @matrix.command()
@@ -24,11 +28,9 @@ def matrix() -> None:
 @click.option("--output", metavar="FILE", default=str(HERE / "matrix.json"), show_default=True)
 def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
     """Regenerate the matrix from the index and show what changed."""
-    from envkit.exitcodes import USAGE
-    from envkit.files import JSON_BYTES, WriteError, read_regular, write_atomic
-    from envkit.knowledge.refresh import RefreshError, diff
+    from envkit.files import JSON_BYTES, read_regular, write_atomic
+    from envkit.knowledge.refresh import diff
     from envkit.knowledge.refresh import refresh as build
-    from envkit.masking import mask_text
 
     try:
         old = json.loads(read_regular(output, JSON_BYTES))  # a FIFO there: refused, not waited on
@@ -43,11 +45,7 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
             bar.length = total
             bar.update(1, what)
 
-        try:
-            new = build(wanted, index_url, progress)
-        except RefreshError as exc:
-            raise click.ClickException(f"{mask_text(str(exc))}. Check the network, or pass --index-url for a reachable "
-                                       "mirror.") from None
+        new = build(wanted, index_url, progress)
     if packages:  # a partial refresh keeps the other packages as they were, and their dates
         new["packages"] = {**old.get("packages", {}), **new["packages"]}
         before = {name: old.get("refreshed", {}).get(name, old.get("generated", "unknown")) for name in old.get("packages", {})}
@@ -56,11 +54,7 @@ def refresh(index_url: str, packages: tuple[str, ...], output: str) -> None:
         # with the day's date (issue #12: "generated 2026-11-23" lacked transformers 5.24.0 of 2026-11-21)
         new["generated"] = min(new["refreshed"].values(), default=new.get("generated"))
     changes = diff(old, new)
-    try:
-        write_atomic(output, json.dumps(new, indent=1, sort_keys=True) + "\n")
-    except WriteError as exc:
-        click.echo(f"envkit matrix refresh: {exc}", err=True)
-        sys.exit(USAGE)
+    write_atomic(output, json.dumps(new, indent=1, sort_keys=True) + "\n")
     click.echo("\n".join(changes) if changes else "no changes")
     click.echo(f"{sum(map(len, new['packages'].values()))} releases of {len(new['packages'])} packages -> {output}")
 
@@ -109,23 +103,20 @@ def show(package: str | None, version: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def solve(trl, vllm, torch, target, python, backend, as_json) -> None:
     """The newest coherent torch/vllm/trl/transformers/peft/bitsandbytes set, or why none exists."""
-    from envkit.knowledge.solve import BadConstraint, Constraints, NoSolution
+    from envkit.knowledge import catalog_key
+    from envkit.knowledge.solve import Constraints, NoSolution
     from envkit.knowledge.solve import solve as find
-    from envkit.knowledge import UnknownGpu, catalog_key
 
+    constraints = Constraints(trl, vllm, torch, catalog_key(target) if target else None, python, backend)
     try:
-        constraints = Constraints(trl, vllm, torch, catalog_key(target) if target else None, python, backend)
         solution = find(constraints)
-    except (UnknownGpu, BadConstraint) as exc:
-        click.echo(f"envkit matrix solve: {exc}", err=True)
-        sys.exit(2)
-    except NoSolution as exc:
+    except NoSolution as exc:  # the answer "none", with the reasons (--json too): exit 1, where build's lock says 2
         shown = exc.reasons[:5] + ([f"... and {len(exc.reasons) - 5} more"] if len(exc.reasons) > 5 else [])
         if as_json:
             click.echo(json.dumps({"solution": None, "reasons": exc.reasons}, indent=2))
         else:
             click.echo("no coherent set:\n  " + "\n  ".join(shown), err=True)
-        sys.exit(1)
+        sys.exit(FAILED)
     if as_json:
         click.echo(json.dumps({"solution": solution.versions, "cuda": solution.cuda, "notes": solution.notes}, indent=2))
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -18,8 +17,9 @@ def recipes() -> None:
 @recipes.command("list")
 def list_() -> None:
     """Name, model and dataset of each shipped recipe."""
+    from envkit.errors import RecipeError
     from envkit.recipe.library import list_recipes
-    from envkit.recipe.load import RecipeError, load_recipe
+    from envkit.recipe.load import load_recipe
 
     for path in list_recipes():
         try:
@@ -35,23 +35,15 @@ def list_() -> None:
 def show(name: str) -> None:
     """Print a recipe (shipped NAME or a path)."""
     from envkit.recipe.library import find_recipe
-    from envkit.recipe.load import RecipeError, read_recipe
+    from envkit.recipe.load import read_recipe
 
-    try:
-        echo(read_recipe(find_recipe(name)), nl=False)
-    except RecipeError as exc:
-        echo(f"envkit recipes: {exc}", err=True)
-        sys.exit(2)
+    echo(read_recipe(find_recipe(name)), nl=False)
 
 
 @recipes.command()
 @click.argument("key")
 def explain(key: str) -> None:
     """What a recipe key means: its type, default, bounds and help (grpo.FIELD: any of TRL's GRPOConfig)."""
-    from envkit.recipe.reference import KeyUnknown, explain_key
+    from envkit.recipe.reference import explain_key
 
-    try:
-        echo(explain_key(key))
-    except KeyUnknown as exc:
-        echo(f"envkit recipes: {exc}", err=True)
-        sys.exit(2)
+    echo(explain_key(key))

@@ -13,6 +13,12 @@ def max_model_length(recipe: Recipe) -> int:
     return recipe.grpo.max_prompt_length + recipe.grpo.max_completion_length
 
 
+def max_lora_rank(recipe: Recipe) -> int:
+    """The largest LoRA rank vLLM reserves room for: vllm.max_lora_rank, default lora.r (the loader
+    rejects a value below lora.r)."""
+    return recipe.lora.r if recipe.vllm.max_lora_rank is None else recipe.vllm.max_lora_rank
+
+
 def vllm_launch_kwargs(recipe: Recipe) -> dict[str, Any]:
     """What several processes need (trl/trainer/grpo_config.py): server mode, where the trainer finds the
     server and its weight-sync port; colocate, the tensor-parallel group of each rank's vLLM."""

@@ -29,7 +29,7 @@ def list_recipes() -> list[Path]:
 def find_recipe(name: str) -> Path:
     """A path as given if it exists, else a shipped recipe by name (``tiny`` or ``tiny.yaml``).  A path that cannot
     be looked at (a folder of another uid, mode 700, mounted into a container; a name too long) is a RecipeError."""
-    from envkit.recipe.load import RecipeError
+    from envkit.errors import RecipeError
 
     given = Path(name)
     try:

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from envkit.errors import UsageError
 from envkit.recipe.schema import GrpoSpec, Recipe
 from envkit.recipe.trl_fields import OWNED
 from envkit.recipe.trl_fields import explain as explain_trl
 
 
-class KeyUnknown(ValueError):
+class KeyUnknown(UsageError, ValueError):
     """Not a recipe key."""
 
 

@@ -18,17 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
+from envkit.errors import Failure, UsageError
 from envkit.files import JSON_BYTES, read_regular
 
 DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 256}  # a run without a manifest (TRL's own defaults)
 
 
-class EngineFailed(RuntimeError):
+class EngineFailed(Failure, RuntimeError):
     """vLLM's engine failed to start (the exception is its ``__cause__``): `envkit generate` says a known GPU-side
     failure in one line (envkit.train.failures) and re-raises any other."""
 
 
-class GenerateError(ValueError):
+class GenerateError(UsageError, ValueError):
     """The run folder cannot be sampled from: one line, naming what is missing and what to do."""
 
 
@@ -153,7 +154,12 @@ def text_prompt(trained: Trained, prompt: str) -> str:
 def sample(trained: Trained, prompts: list[str], n: int, sampling: dict, seed: int, engine: str) -> list[list[str]]:
     """``n`` completions of each prompt, with ``sampling`` (temperature 0: greedy)."""
     run = _with_vllm if engine == "vllm" else _with_transformers
-    return run(trained, prompts, n, sampling, seed)
+    try:
+        return run(trained, prompts, n, sampling, seed)
+    except OSError as exc:  # transformers' and the hub's way to say a model is not there (moved, offline, no access)
+        reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise GenerateError(f"cannot load {trained.model}: {reason[:300]}; copy the run with its base model, "
+                            "or reach the hub (HF_HUB_OFFLINE unset)") from None
 
 
 def _with_transformers(trained: Trained, prompts: list[str], n: int, sampling: dict, seed: int) -> list[list[str]]:

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envkit.errors import UsageError
 from envkit.files import read_regular, write_owned
 from envkit.terminal import printable
 
@@ -27,7 +28,7 @@ MAX_FUNCTIONS = 12
 METRICS_BYTES = 2**30  # ~1 KB a step: a million steps; beyond, not a run's metrics
 
 
-class MetricsError(ValueError):
+class MetricsError(UsageError, ValueError):
     """metrics.jsonl is not a readable regular file."""
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from envkit.exitcodes import FAILED, INTERRUPTED, USAGE
+from envkit.errors import OptionError, RecipeError
+from envkit.exitcodes import FAILED
 from envkit.terminal import echo, printable
 from envkit.runs import generate as generate_limits  # -n and --max-new-tokens bounds; torch loads lazily
 
@@ -50,39 +51,18 @@ def train(recipe, dry_run, target, target_count, resume, force, max_steps, outpu
     docker stop); all four save a checkpoint first and stop every launched process; otherwise the trainer's own
     exit code.
     """
-    from envkit.files import WriteError
-    from envkit.launch.layout import LaunchError
-    from envkit.launch.procs import LaunchFailed
-    from envkit.knowledge import UnknownGpu
-    from envkit.recipe.load import RecipeError
-    from envkit.runs.plot import MetricsError
-    from envkit.train.rundir import RunBusy
-
     if target and not dry_run:
-        click.echo("envkit train: --target plans only (with --dry-run); training needs the GPU itself", err=True)
-        sys.exit(USAGE)
-    try:
-        sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch,
-                        (target, target_count), verbose))
-    except UnknownGpu as exc:
-        echo(f"envkit train: --target: {exc}", err=True)
-        sys.exit(USAGE)
-    except (RecipeError, LaunchError, MetricsError) as exc:
-        echo(f"envkit train: {exc}", err=True)
-        sys.exit(USAGE)
-    except (LaunchFailed, RunBusy, WriteError) as exc:  # WriteError: its lock, or manifest.json (the run is saved)
-        echo(f"envkit train: {exc}", err=True)
-        sys.exit(FAILED)
-    except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during it: no checkpoint written
-        click.echo("envkit train: interrupted", err=True)
-        sys.exit(INTERRUPTED)
+        raise OptionError("--target plans only (with --dry-run); training needs the GPU itself")
+    # envkit.cli maps what it raises to one line and an exit code (envkit.errors), Ctrl-C to 130
+    sys.exit(_train(recipe, dry_run, resume, force, max_steps, output, machine_rank, worker, no_patch,
+                    (target, target_count), verbose))
 
 
 def _train(name, dry_run, resume, force, max_steps, output, machine_rank=None, worker=False, no_patch=(),
            target=(None, 1), verbose=False) -> int:
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
-    from envkit.recipe.load import RecipeError, load_recipe
+    from envkit.recipe.load import load_recipe
     from envkit.train.plan import LaunchOptions, PlanOptions, build_plan
     from envkit.train.readiness import model_problem
 
@@ -180,26 +160,17 @@ def report(run_dir) -> None:
     Values that cannot be drawn (not numbers, NaN, ±inf) and lines without a step are left out, and counted
     in a warning.  Exit codes: 0 drawn, 1 run.png could not be written, 2 no readable metrics.jsonl.
     """
-    from envkit.files import WriteError
     from envkit.runs.plot import MetricsError, Skipped, metric_rows, plot_run
     from envkit.runs.summary import metrics_table, reward_trend
 
     path = Path(run_dir)
     if not (path / "metrics.jsonl").exists():
-        echo(f"envkit report: {path / 'metrics.jsonl'} not found", err=True)
-        sys.exit(USAGE)
+        raise MetricsError(f"{path / 'metrics.jsonl'} not found")
     from envkit.train.guard import KNOWN_CAUSES, GuardLimits, check_rows
 
     skipped = Skipped()
-    try:
-        rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
-        picture = plot_run(path, GuardLimits.shipped(), skipped, rows)
-    except MetricsError as exc:
-        echo(f"envkit report: {exc}", err=True)
-        sys.exit(USAGE)
-    except WriteError as exc:
-        echo(f"envkit report: {exc}", err=True)
-        sys.exit(FAILED)
+    rows = metric_rows(path / "metrics.jsonl", skipped)  # read once: the picture, the summary, the guard
+    picture = plot_run(path, GuardLimits.shipped(), skipped, rows)  # run.png not written: OwnFileError, exit 1
     trend = reward_trend(rows)
     steps = len({row["step"] for row in rows})  # an evaluation's row shares its step's number
     # the folder's name and the reward names in metrics.jsonl are anyone's: printed, never obeyed
@@ -248,40 +219,30 @@ def generate(run_dir, prompts, num_samples, max_new_tokens, temperature, top_p, 
 
     missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
     if missing:
-        click.echo(f"envkit generate: needs {', '.join(missing)}: pip install 'envkit[train]'", err=True)
-        sys.exit(USAGE)
-    try:
-        trained = find_trained(Path(run_dir), merged, trust_remote_code)
-        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
-        sampling = {**trained.sampling, **{k: v for k, v in given.items() if v is not None}}
-        check_sampling(sampling, Path(run_dir))
-        if sampling["temperature"] == 0 and num_samples > 1:
-            raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
-        chosen = pick_engine(engine)
-        if not verbose:
-            from envkit.train.progress import quiet_libraries
+        raise GenerateError(f"needs {', '.join(missing)}: pip install 'envkit[train]'")
+    trained = find_trained(Path(run_dir), merged, trust_remote_code)
+    given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+    sampling = {**trained.sampling, **{k: v for k, v in given.items() if v is not None}}
+    check_sampling(sampling, Path(run_dir))
+    if sampling["temperature"] == 0 and num_samples > 1:
+        raise GenerateError("-n above 1 needs sampling: --temperature 0 (greedy) gives one completion")
+    chosen = pick_engine(engine)
+    if not verbose:
+        from envkit.train.progress import quiet_libraries
 
-            quiet_libraries()
-        echo(f"envkit generate: {trained.adapter or trained.model}"
-                   + (f" on {trained.model}" if trained.adapter else "") + f" with {chosen}", err=True)
+        quiet_libraries()
+    echo(f"envkit generate: {trained.adapter or trained.model}"
+         + (f" on {trained.model}" if trained.adapter else "") + f" with {chosen}", err=True)
+    try:
         completions = sample(trained, list(prompts), num_samples, sampling, seed, chosen)
-    except GenerateError as exc:
-        echo(f"envkit generate: {exc}", err=True)
-        sys.exit(USAGE)
-    except EngineFailed as exc:
+    except EngineFailed as exc:  # a known GPU-side failure in one line (envkit.train.failures); any other as it is
         from envkit.train.failures import explain, save_traceback
 
         failure = explain(exc.__cause__, "vLLM's default", "")
         if failure is None:
-            raise  # with the engine's own exception as its cause
-        echo(f"envkit generate: {failure.title}; --engine transformers samples without vLLM "
-             f"(traceback: {save_traceback(exc.__cause__, 'envkit-generate')})", err=True)
-        sys.exit(USAGE)
-    except OSError as exc:  # transformers' and the hub's way to say a model is not there (moved, offline, no access)
-        reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        echo(f"envkit generate: cannot load {trained.model}: {reason[:300]}; copy the run with its base model, "
-             "or reach the hub (HF_HUB_OFFLINE unset)", err=True)
-        sys.exit(USAGE)
+            raise exc.__cause__ from None  # the engine's own exception and traceback
+        raise GenerateError(f"{failure.title}; --engine transformers samples without vLLM "
+                            f"(traceback: {save_traceback(exc.__cause__, 'envkit-generate')})") from None
     if as_json:
         click.echo(json.dumps([{"prompt": p, "completions": c} for p, c in zip(prompts, completions)], indent=2))
         return

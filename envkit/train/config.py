@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from envkit.recipe.derived import max_model_length, vllm_launch_kwargs
+from envkit.recipe.derived import max_lora_rank, max_model_length, vllm_launch_kwargs
 from envkit.recipe.schema import Recipe
 from envkit.train.effective import pins
 
@@ -79,12 +79,6 @@ def grpo_kwargs(recipe: Recipe, output_dir: str, *, dtype: str, on_cpu: bool, us
             kwargs["generation_kwargs"] = {"detokenize": False} | written
     kwargs.update(pins(recipe.backend, kwargs))  # the backend keeps TRL's values (envkit.train.effective)
     return kwargs
-
-
-def max_lora_rank(recipe: Recipe) -> int:
-    """The largest LoRA rank vLLM reserves room for: vllm.max_lora_rank, default lora.r (the loader
-    rejects a value below lora.r)."""
-    return recipe.lora.r if recipe.vllm.max_lora_rank is None else recipe.vllm.max_lora_rank
 
 
 def unsloth_model_kwargs(recipe: Recipe, plan: Plan, model_name: str) -> dict[str, Any]:

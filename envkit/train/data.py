@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from envkit.recipe.load import DATA_FORMATS, RecipeError, missing_columns
+from envkit.errors import RecipeError
+from envkit.recipe.dataset import DATA_FORMATS, missing_columns
 from envkit.recipe.schema import DatasetSpec, Recipe
 
 

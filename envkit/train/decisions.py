@@ -14,9 +14,9 @@ from packaging.utils import canonicalize_name
 from envkit.budget.recipe import gpu_dtype, recommend_micro_batch, recommend_recipe
 from envkit.budget.recommend import Recommendation
 from envkit.budget.shapes import UnknownName
+from envkit.errors import RecipeError
 from envkit.facts import Facts
 from envkit.knowledge import curated, late_vllm_gpu, load
-from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.rules import REGISTRY, Finding, Severity
 from envkit.rules.rl import pdl_setting

@@ -22,9 +22,9 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from envkit.errors import RecipeError
 from envkit.knowledge import load
 from envkit.knowledge.grpo_config import grpo_fields
-from envkit.recipe.load import RecipeError
 
 SPLIT_GROUPS = "@split_groups"
 

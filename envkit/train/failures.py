@@ -19,7 +19,7 @@ VLLM_PATH = f"{os.sep}vllm{os.sep}"
 
 
 @dataclass(frozen=True)
-class Failure:
+class KnownFailure:
     """A known GPU-side failure: what failed and why (``title``), and what to change (``fix``)."""
 
     title: str
@@ -29,7 +29,7 @@ class Failure:
         return f"{self.title}: {self.fix}"
 
 
-def explain(exc: BaseException, share: float | str | None, recipe: str) -> Failure | None:
+def explain(exc: BaseException, share: float | str | None, recipe: str) -> KnownFailure | None:
     """A known GPU-side failure (``share``: vLLM's gpu_memory_utilization, None when vLLM is off); None for any
     other exception."""
     chain = _chain(exc)
@@ -41,7 +41,7 @@ def explain(exc: BaseException, share: float | str | None, recipe: str) -> Failu
             values = {"share": "no share: vLLM is off" if share is None else share, "recipe": recipe,
                       "detail": (lines[0] if lines else type(exc).__name__)[:200]}
             title, fix = (row[key].get(where) or row[key]["any"] for key in ("title", "fix"))
-            return Failure(title.format(**values), fix.format(**values))
+            return KnownFailure(title.format(**values), fix.format(**values))
     return None
 
 

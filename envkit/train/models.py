@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from envkit.errors import RecipeError
 from envkit.files import fresh_dir, replace_dir
-from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.train.config import unsloth_model_kwargs, unsloth_peft_kwargs
 from envkit.train.plan import Plan

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from envkit.errors import OptionError
 from envkit.facts import Facts
 from envkit.knowledge import in_window, load
-from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.doctor_output.text import markdown_table
 
@@ -78,7 +78,7 @@ def select_patches(recipe: Recipe, facts: Facts, use_vllm: bool,
         patch = find_patch(key)
         if patch is None:
             known = ", ".join(f"{p.id} {p.name}" for p in all_patches())
-            raise RecipeError(f"--no-patch {key}: no such patch (known: {known})")
+            raise OptionError(f"--no-patch {key}: no such patch (known: {known})")
         off.add(patch.id)
     matching = [p.id for p in all_patches() if applies(p, recipe, facts, use_vllm)]
     return [i for i in matching if i not in off], [i for i in matching if i in off]

@@ -17,11 +17,11 @@ from types import MappingProxyType
 from typing import Any
 
 from envkit.budget.model import MIB
+from envkit.errors import OptionError
 from envkit.facts import Facts
 from envkit.knowledge import curated
 from envkit.launch.checks import LaunchInputs, LaunchProbe, run_launch_rules
 from envkit.launch.layout import LaunchLayout, launch_layout
-from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.rules import Finding, Severity, run_rules
 from envkit.train import decisions as decide
@@ -101,7 +101,7 @@ def with_overrides(recipe: Recipe, options: PlanOptions) -> Recipe:
     rank = options.machine_rank
     if rank is not None:
         if rank >= recipe.distributed.num_machines:
-            raise RecipeError(f"--machine-rank {rank}: the recipe has distributed.num_machines: "
+            raise OptionError(f"--machine-rank {rank}: the recipe has distributed.num_machines: "
                               f"{recipe.distributed.num_machines}")
         recipe = replace(recipe, distributed=replace(recipe.distributed, machine_rank=rank))
     return recipe
@@ -109,8 +109,8 @@ def with_overrides(recipe: Recipe, options: PlanOptions) -> Recipe:
 
 def build_plan(recipe: Recipe, facts: Facts, options: PlanOptions = PlanOptions()) -> Plan:
     """The frozen plan of ``recipe`` on the machine ``facts`` describe.  Raises RecipeError for what refuses the
-    recipe outright (a package it names is missing, a setting the backend would overwrite) and LaunchError for a
-    layout this machine cannot hold."""
+    recipe outright (a package it names is missing, a setting the backend would overwrite), OptionError for a
+    --machine-rank or --no-patch it cannot take, and LaunchError for a layout this machine cannot hold."""
     recipe = with_overrides(recipe, options)
     decide.check_packages(recipe, facts)
     findings = run_rules(facts)

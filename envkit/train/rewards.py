@@ -59,14 +59,15 @@ def digits(prompts, completions, **_) -> list[float]:
 
 def resolve_reward(name: str, folder: Path | None = None):
     """The reward function for a builtin name or ``module:function`` (the loader checked its form and that the
-    module exists, beside the recipe in ``folder`` or on the path: envkit.recipe.load.reward_problem).  Importing
-    it runs the user's code, so this happens when training starts, never while a recipe is only loaded; a module
-    that fails or exits at import is one line."""
+    module exists, beside the recipe in ``folder`` or on the path: envkit.recipe.reward_lookup.reward_problem).
+    Importing it runs the user's code, so this happens when training starts, never while a recipe is only loaded;
+    a module that fails or exits at import is one line."""
     import importlib
     import sys
 
+    from envkit.errors import RecipeError
     from envkit.exitcodes import Terminated
-    from envkit.recipe.load import BUILTIN_REWARDS, RecipeError, reward_module, spec_beside
+    from envkit.recipe.reward_lookup import BUILTIN_REWARDS, reward_module, spec_beside
 
     if name in BUILTIN_REWARDS:
         return globals()[name]

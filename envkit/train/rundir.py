@@ -10,8 +10,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from envkit.errors import Failure, OutputFolderError
 from envkit.files import claim_folder, open_owned
-from envkit.recipe.load import RecipeError
 
 try:
     import fcntl
@@ -22,7 +22,7 @@ LOCK = ".envkit-train.lock"
 MARKER = ".envkit-run"  # written into the folder a run takes: a folder without it is not a run's (files.claim_folder)
 
 
-class RunBusy(Exception):
+class RunBusy(Failure):
     """Another `envkit train` holds the output folder (exit 1: the run is refused, not misused)."""
 
 
@@ -32,7 +32,7 @@ def check_writable(folder: Path) -> None:
     Then take it for the run (MARKER): a folder holding files but no marker is someone else's, and a run
     (``--resume`` too) would replace its README.md, manifest.json and adapter/: refused (exit 2)."""
     if folder.exists() and not folder.is_dir():
-        raise RecipeError(f"{folder} is not a folder: --output a folder for the run")
+        raise OutputFolderError(f"{folder} is not a folder: --output a folder for the run")
     probe = None
     created = [p for p in (folder, *folder.parents) if not p.exists()]  # the leaf first
     try:
@@ -52,16 +52,16 @@ def check_writable(folder: Path) -> None:
                 probe = None
             for made in created:
                 made.rmdir()  # leave no trace of a run that never started
-        raise RecipeError(f"cannot write to {folder}: {exc.strerror or exc}; "
-                          + (_not_owner_fix(folder) if exc.errno in (errno.EACCES, errno.EPERM) else "")
-                          + "make it writable, free space, or --output another folder") from None
+        raise OutputFolderError(f"cannot write to {folder}: {exc.strerror or exc}; "
+                                + (_not_owner_fix(folder) if exc.errno in (errno.EACCES, errno.EPERM) else "")
+                                + "make it writable, free space, or --output another folder") from None
     finally:
         if probe:
             with contextlib.suppress(OSError):
                 os.unlink(probe)
     if not claim_folder(folder, MARKER):
-        raise RecipeError(f"{folder} holds files envkit train did not write (no {MARKER} in it): --output a new or "
-                          f"empty folder (a run of an older envkit: touch {folder / MARKER})")
+        raise OutputFolderError(f"{folder} holds files envkit train did not write (no {MARKER} in it): --output a "
+                                f"new or empty folder (a run of an older envkit: touch {folder / MARKER})")
 
 
 def _not_owner_fix(folder: Path) -> str:

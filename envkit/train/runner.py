@@ -15,9 +15,9 @@ from pathlib import Path
 
 import click
 
+from envkit.errors import OptionError, OutputFolderError
 from envkit.exitcodes import INTERRUPTED, TERMINATED
 from envkit.files import JSON_BYTES, fresh_dir, read_regular, replace_dir, write_owned
-from envkit.recipe.load import RecipeError
 from envkit.recipe.schema import Recipe
 from envkit.terminal import echo
 from envkit.train.checkpoints import Checkpoint, last_checkpoint
@@ -72,8 +72,8 @@ def train(plan: Plan, resume: bool, verbose: bool = False) -> int:
 
 def _train(recipe: Recipe, plan: Plan, output_dir: Path, resume: bool, main: bool, verbose: bool) -> int:
     if main and not resume and any(p.name not in (LOCK, MARKER) for p in output_dir.iterdir()):
-        raise RecipeError(f"{output_dir} is not empty: pass --resume to continue the run in it, "
-                          "or --output another folder")
+        raise OutputFolderError(f"{output_dir} is not empty: pass --resume to continue the run in it, "
+                                "or --output another folder")
     # what it says names the output folder and its checkpoints: anyone's names, printed never obeyed
     say = (lambda text: echo(f"envkit train: {text}", err=True)) if main else (lambda text: None)
     checkpoint = last_checkpoint(output_dir, warn=lambda text: say(f"warning: {text}")) if resume else None
@@ -236,7 +236,7 @@ def _left_to_do(recipe: Recipe, output_dir: Path, checkpoint: Checkpoint | None)
     if checkpoint.step > target:
         started = (f", --max-steps {checkpoint.max_steps} continues it as it was started"
                    if checkpoint.max_steps > checkpoint.step else "")
-        raise RecipeError(f"{checkpoint.path} is past max_steps {target} and its run did not complete: "
+        raise OptionError(f"{checkpoint.path} is past max_steps {target} and its run did not complete: "
                           f"--max-steps {checkpoint.step} ends it at that step{started}")
     return "finish"
 
@@ -254,7 +254,7 @@ def _apply(plan: Plan, main: bool) -> None:
     """The plan's TRL patches, said in the log; one that cannot be applied stops the run (it exists because
     the run would silently train wrong without it)."""
     from envkit.train.patches import find_patch
-    from envkit.train.trl_patches import apply_patches
+    from envkit.train.trl_patches import PatchUnavailable, apply_patches
 
     failed = dict(apply_patches(plan.patches))
     for patch_id in plan.patches + plan.patches_off:
@@ -265,9 +265,9 @@ def _apply(plan: Plan, main: bool) -> None:
             state = "off (--no-patch)" if patch_id in plan.patches_off else "applied"
             click.echo(f"envkit train: patch {patch_id} {patch.name} {state}: {patch.title}", err=True)
     if failed:
-        raise RecipeError(f"patch {', '.join(failed)} could not be applied to the installed trl, and the run needs it; "
-                          f"--no-patch {' --no-patch '.join(failed)} runs without "
-                          f"(envkit doctor --explain {next(iter(failed))})")
+        raise PatchUnavailable(f"patch {', '.join(failed)} could not be applied to the installed trl, and the run "
+                               f"needs it; --no-patch {' --no-patch '.join(failed)} runs without "
+                               f"(envkit doctor --explain {next(iter(failed))})")
 
 
 def _manifest(recipe, plan, kwargs, dropped, steps, started, wall_s, resumed_from, completed, chat) -> dict:

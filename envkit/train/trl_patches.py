@@ -12,9 +12,12 @@ import inspect
 import itertools
 from typing import Callable
 
+from envkit.errors import UsageError
 
-class PatchUnavailable(RuntimeError):
-    """The installed trl lacks what a patch wraps (its window in patches.json is wrong for this build)."""
+
+class PatchUnavailable(UsageError, RuntimeError):
+    """The installed trl lacks what a patch wraps (its window in patches.json is wrong for this build).  A run
+    that needs the patch stops before training (exit 2): --no-patch ID runs without it."""
 
 
 def server_lora_sync() -> None:
