@@ -17,22 +17,9 @@ import statistics
 from pathlib import Path
 
 import pytest
-from acceptance import (  # noqa: F401 - fixtures
-    GPUS,
-    MARKS,
-    NEEDS_VLLM,
-    STEPS,
-    WORK,
-    envkit,
-    gain,
-    installed,
-    metrics,
-    model,
-    plain_trl,
-    results,
-    rewards,
-    write_recipe,
-)
+from acceptance import (GPUS, MARKS, NEEDS_VLLM, STEPS, WORK, envkit, gain, installed, metrics, plain_trl, rewards,
+                        write_recipe)
+from acceptance import model, results  # noqa: F401 - fixtures
 
 pytestmark = MARKS
 

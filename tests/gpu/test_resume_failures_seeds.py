@@ -14,22 +14,9 @@ import sys
 import time
 
 import pytest
-from acceptance import (  # noqa: F401 - fixtures
-    GPUS,
-    MARKS,
-    NEEDS_VLLM,
-    STEPS,
-    WORK,
-    envkit,
-    gain,
-    metrics,
-    model,
-    plain_trl,
-    results,
-    rewards,
-    user_env,
-    write_recipe,
-)
+from acceptance import (GPUS, MARKS, NEEDS_VLLM, STEPS, WORK, envkit, gain, metrics, plain_trl, rewards, user_env,
+                        write_recipe)
+from acceptance import model, results  # noqa: F401 - fixtures
 
 pytestmark = [*MARKS, NEEDS_VLLM]  # every arm here generates with vLLM
 
