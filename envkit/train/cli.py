@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from envkit.errors import OptionError, RecipeError
+from envkit.errors import OptionError, RecipeError, UsageError
 from envkit.exitcodes import FAILED
 from envkit.terminal import echo, printable
 from envkit.runs import generate as generate_limits  # -n and --max-new-tokens bounds; torch loads lazily
@@ -69,6 +69,7 @@ def _train(name, dry_run, resume, force, max_steps, output, machines=(None, None
     from envkit.probe import collect
     from envkit.recipe.library import find_recipe
     from envkit.recipe.load import load_recipe
+    from envkit.rules.packages import TRAIN_REQUIRED_PACKAGES
     from envkit.train.plan import LaunchOptions, PlanOptions, build_plan
     from envkit.train.readiness import model_problem
 
@@ -96,6 +97,9 @@ def _train(name, dry_run, resume, force, max_steps, output, machines=(None, None
     if dry_run:
         click.echo(json.dumps(_dry_run(plan), indent=2))
         return FAILED if plan.blocking and not force else 0  # scripts can ask "would this run?"
+    missing = [name for name in TRAIN_REQUIRED_PACKAGES if not facts.package(name)]
+    if missing:  # EK300 warned above; training itself cannot start without them (--dry-run needs none)
+        raise UsageError(f"needs {', '.join(missing)}: pip install 'envkit[train]', or use the envkit image")
     if plan.blocking and not force:
         return FAILED
     if unavailable:  # before anything loads: from_pretrained would retry the hub, then end in a traceback
@@ -193,6 +197,8 @@ def report(run_dir, samples, follow) -> None:
     if samples is not None:
         _print_samples(path, samples)
         return
+    if importlib.util.find_spec("matplotlib") is None:  # run.png; --samples reads samples.jsonl alone
+        raise UsageError("needs matplotlib to draw run.png: pip install 'envkit[train]' (--samples works without)")
     if follow:
         from envkit.train.live import follow as follow_run
 
