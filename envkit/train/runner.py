@@ -56,17 +56,17 @@ def train(plan: Plan, resume: bool, verbose: bool = False) -> int:
     """
     recipe, output_dir = plan.recipe, plan.output_dir
     os.environ.update(plan.env)  # before anything imports triton (or unsloth)
-    from envkit.train import heartbeat
-
-    beat = heartbeat.start()  # under envkit's launcher: its watchdog times this rank from here on
     main = os.environ.get("RANK", "0") == "0"  # under accelerate launch one rank writes the run's files
     lock = None
     if main:
-        check_writable(output_dir)
+        check_writable(output_dir)  # before transformers and torch load (the heartbeat imports them)
         lock = RunLock(output_dir)
         if lock.warning:
             echo(f"envkit train: warning: {lock.warning}", err=True)
     try:
+        from envkit.train import heartbeat
+
+        beat = heartbeat.start()  # under envkit's launcher: its watchdog times this rank from here on
         return _train(recipe, plan, output_dir, resume, main, verbose, beat)
     finally:
         if lock:
