@@ -96,9 +96,11 @@ def test_every_shipped_lock_passes_the_doctors_package_checks():
 
 
 @pytest.mark.network
-@pytest.mark.parametrize("extras, target", [(["train"], "cpu"), (["train", "vllm"], "h100")])
+@pytest.mark.parametrize("extras, target", [(["train"], "cpu"), (["train", "track"], "cpu"),
+                                            (["train", "vllm"], "h100")])
 def test_the_train_extras_resolved_afresh_pass_the_doctors_package_checks(extras, target, tmp_path):
-    """pip install '.[train]' (the README's path) and '.[train,vllm]', resolved for Linux x86_64 and Python 3.12."""
+    """pip install '.[train]' (the README's path), '.[train,track]' (its test command's) and '.[train,vllm]', resolved
+    for Linux x86_64 and Python 3.12."""
     command = [*uv_command(), "pip", "compile", str(ROOT / "pyproject.toml"), *(f"--extra={e}" for e in extras),
                "--python-platform", UV_PLATFORMS["x86_64"], "--python-version", "3.12", "--no-header", "--quiet",
                "-o", str(tmp_path / "lock.txt")]
